@@ -1,0 +1,324 @@
+//! Re-deriving the hash chain (`communalia ledger verify`).
+
+use std::fmt;
+
+use rusqlite::Row;
+use rusqlite::types::ValueRef;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::entry::{
+    GENESIS_PREV_HASH, canonical_entry, canonical_json, chain_hash, parse_canonical_ts,
+};
+use crate::journal::Journal;
+
+/// What [`Journal::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Rows in the journal.
+    pub entries: u64,
+    /// The `hash` stored in the last row (64 zeros when the journal is empty). Keep
+    /// it: a journal cut short after it is only noticed against a known head.
+    pub head_hash: String,
+    /// The first entry that breaks the chain, if any.
+    pub first_bad: Option<BadEntry>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.first_bad {
+            None => write!(
+                f,
+                "journal intact: {} entries, head {}",
+                self.entries, self.head_hash
+            ),
+            Some(bad) => write!(f, "journal broken at {bad} ({} entries)", self.entries),
+        }
+    }
+}
+
+/// The first entry that does not hold, and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadEntry {
+    pub seq: i64,
+    pub problem: String,
+}
+
+impl fmt::Display for BadEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entry {}: {}", self.seq, self.problem)
+    }
+}
+
+impl Journal {
+    /// Re-derives the chain from the first entry, checking for every row, in order:
+    /// that `seq` follows on without gaps, that its columns are text, that `prev_hash`
+    /// is the previous entry's `hash`, that the payload is JSON in canonical form, that
+    /// `ts` is in canonical form, and that `hash` is the hash of its contents (see
+    /// [`crate::Entry`] for the encoding). Then that the derived tables refer to no
+    /// entry past the end. Reports the first problem; a damaged row is a finding,
+    /// never an error. Errors only when the database itself cannot be read.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, ts, kind, author, payload, prev_hash, hash FROM journal ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut entries = 0u64;
+            let mut last_seq = 0i64;
+            let mut last_hash: Option<String> = None;
+            let mut first_bad = None;
+            while let Some(row) = rows.next()? {
+                entries += 1;
+                let seq: i64 = row.get(0)?;
+                if first_bad.is_none()
+                    && let Err(problem) = check_row(row, seq, last_seq, last_hash.as_deref())
+                {
+                    // A gap names the first missing entry, anything else the row itself.
+                    let named = if seq > last_seq + 1 {
+                        last_seq + 1
+                    } else {
+                        seq
+                    };
+                    first_bad = Some(BadEntry {
+                        seq: named,
+                        problem,
+                    });
+                }
+                last_seq = seq;
+                last_hash = text(row, 6, "hash").ok();
+            }
+            if first_bad.is_none() {
+                first_bad = derived_past_the_end(conn, last_seq)?;
+            }
+            Ok(VerifyReport {
+                entries,
+                head_hash: match (entries, last_hash) {
+                    (0, _) => GENESIS_PREV_HASH.to_string(),
+                    (_, Some(hash)) => hash,
+                    (_, None) => String::new(),
+                },
+                first_bad,
+            })
+        })
+    }
+}
+
+/// Checks one row against the one before it (`prev_hash` is `None` when the previous
+/// row's hash could not be read, and irrelevant for the first row).
+fn check_row(
+    row: &Row<'_>,
+    seq: i64,
+    prev_seq: i64,
+    prev_hash: Option<&str>,
+) -> Result<(), String> {
+    let expected = prev_seq + 1;
+    if seq != expected {
+        let missing = if seq - 1 > expected {
+            format!("entries {expected} to {} are missing", seq - 1)
+        } else if seq > expected {
+            format!("entry {expected} is missing")
+        } else {
+            return Err(format!(
+                "unexpected sequence number {seq} (expected {expected})"
+            ));
+        };
+        return Err(if prev_seq == 0 {
+            format!("{missing} (the journal starts at {seq})")
+        } else {
+            format!("{missing} (sequence jumps from {prev_seq} to {seq})")
+        });
+    }
+    let ts = text(row, 1, "ts")?;
+    let kind = text(row, 2, "kind")?;
+    let author = text(row, 3, "author")?;
+    let payload = text(row, 4, "payload")?;
+    let stored_prev = text(row, 5, "prev_hash")?;
+    let hash = text(row, 6, "hash")?;
+
+    if prev_seq == 0 {
+        if stored_prev != GENESIS_PREV_HASH {
+            return Err("prev_hash of the first entry is not 64 zeros".into());
+        }
+    } else if Some(stored_prev.as_str()) != prev_hash {
+        return Err(format!("prev_hash does not match entry {prev_seq}"));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|_| "payload is not valid JSON".to_string())?;
+    if canonical_json(&value) != payload {
+        return Err("payload is not in canonical form".into());
+    }
+    if parse_canonical_ts(&ts).is_none() {
+        return Err(format!(
+            "ts `{ts}` is not an RFC 3339 UTC timestamp with milliseconds"
+        ));
+    }
+    let canonical = canonical_entry(seq, &ts, &kind, &author, &payload);
+    if chain_hash(&stored_prev, canonical.as_bytes()) != hash {
+        return Err("hash does not match its contents".into());
+    }
+    Ok(())
+}
+
+fn text(row: &Row<'_>, idx: usize, name: &str) -> Result<String, String> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Text(bytes)) => String::from_utf8(bytes.to_vec())
+            .map_err(|_| format!("column `{name}` is not valid UTF-8")),
+        Ok(_) => Err(format!("column `{name}` is not text")),
+        Err(e) => Err(format!("column `{name}` cannot be read: {e}")),
+    }
+}
+
+/// A derived row that refers to an entry past the last one means entries were cut off
+/// the end, which the chain alone cannot show.
+fn derived_past_the_end(conn: &rusqlite::Connection, last_seq: i64) -> Result<Option<BadEntry>> {
+    for (table, column) in [("members", "joined_seq"), ("plans", "seq")] {
+        let max: Option<i64> = conn.query_row(
+            &format!("SELECT max({column}) FROM {table} WHERE typeof({column}) = 'integer'"),
+            [],
+            |row| row.get(0),
+        )?;
+        if let Some(max) = max.filter(|&m| m > last_seq) {
+            return Ok(Some(BadEntry {
+                seq: last_seq + 1,
+                problem: format!(
+                    "the journal ends at entry {last_seq} but the {table} table refers to \
+                     entry {max}: later entries may have been removed"
+                ),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::members::Role;
+    use chrono::{DateTime, Utc};
+
+    fn ts(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_empty_journal_is_intact() {
+        let journal = Journal::open_in_memory().unwrap();
+        let report = journal.verify().unwrap();
+        assert_eq!(report.entries, 0);
+        assert_eq!(report.head_hash, GENESIS_PREV_HASH);
+        assert!(report.is_intact());
+    }
+
+    fn three_members() -> Journal {
+        let journal = Journal::open_in_memory().unwrap();
+        for name in ["Alice", "Bob", "Carol"] {
+            journal
+                .add_member(name, &[Role::Resident], "admin", ts("2026-11-22T10:00:00Z"))
+                .unwrap();
+        }
+        journal
+    }
+
+    fn tamper(journal: &Journal, sql: &str) {
+        journal
+            .read(|conn| {
+                conn.execute_batch(&format!(
+                    "DROP TRIGGER IF EXISTS journal_no_update;
+                     DROP TRIGGER IF EXISTS journal_no_delete;
+                     PRAGMA foreign_keys = OFF; {sql}"
+                ))?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn first_bad(journal: &Journal) -> BadEntry {
+        journal
+            .verify()
+            .unwrap()
+            .first_bad
+            .expect("verify should fail")
+    }
+
+    #[test]
+    fn an_intact_journal_reports_its_head() {
+        let journal = three_members();
+        let report = journal.verify().unwrap();
+        assert_eq!(report.entries, 3);
+        assert_eq!(report.head_hash, journal.head().unwrap().unwrap().hash);
+        assert!(report.is_intact(), "{report}");
+    }
+
+    #[test]
+    fn damaged_columns_are_findings() {
+        let journal = three_members();
+        tamper(
+            &journal,
+            "UPDATE journal SET author = CAST(X'C3' AS TEXT) WHERE seq = 2;",
+        );
+        let bad = first_bad(&journal);
+        assert_eq!(
+            (bad.seq, bad.problem.as_str()),
+            (2, "column `author` is not valid UTF-8")
+        );
+
+        let journal = three_members();
+        tamper(&journal, "UPDATE journal SET ts = X'0102' WHERE seq = 3;");
+        assert_eq!(first_bad(&journal).problem, "column `ts` is not text");
+
+        let journal = three_members();
+        tamper(
+            &journal,
+            r#"UPDATE journal SET payload = '{ "name":"Bob","roles":["resident"]}' WHERE seq = 2;"#,
+        );
+        assert_eq!(
+            first_bad(&journal),
+            BadEntry {
+                seq: 2,
+                problem: "payload is not in canonical form".into()
+            }
+        );
+
+        let journal = three_members();
+        tamper(
+            &journal,
+            "UPDATE journal SET ts = '2026-11-22T10:00:00Z' WHERE seq = 1;",
+        );
+        assert!(
+            first_bad(&journal)
+                .problem
+                .contains("is not an RFC 3339 UTC timestamp")
+        );
+    }
+
+    #[test]
+    fn gaps_at_the_start_and_several_missing_are_named() {
+        let journal = three_members();
+        tamper(&journal, "DELETE FROM journal WHERE seq IN (1, 2);");
+        let bad = first_bad(&journal);
+        assert_eq!(bad.seq, 1);
+        assert_eq!(
+            bad.problem,
+            "entries 1 to 2 are missing (the journal starts at 3)"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_end_is_noticed_through_the_derived_tables() {
+        let journal = three_members();
+        tamper(&journal, "DELETE FROM journal WHERE seq = 3;");
+        let bad = first_bad(&journal);
+        assert_eq!(bad.seq, 3);
+        assert!(
+            bad.problem.contains("the members table refers to entry 3"),
+            "{bad}"
+        );
+    }
+}
