@@ -1,0 +1,212 @@
+//! MQTT ingest throughput: the node's MQTT worker (decode, sign, batch, live store)
+//! against a bare rumqttc client that only counts messages, draining the same broker
+//! in the same run. Reports both rates and their ratio.
+//!
+//!     cargo bench -p ingest --bench mqtt_ingest [-- MESSAGES]
+//!
+//! Runs on the embedded broker, and on Mosquitto at 127.0.0.1:1883 when it is up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingest::config::BrokerEndpoint;
+use ingest::metrics::IngestMetrics;
+use ingest::mqtt::MqttClientOptions;
+use ingest::store::LiveStore;
+use ingest::{Ingest, resolve_devices};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sensors::config::{DeviceConfig, MqttDeviceConfig};
+use sensors::model::Role;
+use tokio_util::sync::CancellationToken;
+
+const DEVICES: usize = 10;
+
+fn devices(prefix: &str) -> Vec<DeviceConfig> {
+    (0..DEVICES)
+        .map(|i| DeviceConfig {
+            id: format!("meter-{i}"),
+            name: None,
+            role: Role::Load,
+            profile: "shelly-gen2-em".into(),
+            modbus: None,
+            mqtt: Some(MqttDeviceConfig {
+                topic: format!("{prefix}-{i}"),
+                fields: Default::default(),
+            }),
+            power_sign: None,
+            poll_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        })
+        .collect()
+}
+
+/// Publishes `n` Shelly Pro 3EM status messages spread over the devices, QoS 1.
+async fn publish(host: &str, port: u16, prefix: &str, n: usize) {
+    let mut opts = MqttOptions::new(format!("bench-pub-{prefix}"), host, port);
+    opts.set_inflight(200);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let driver = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                _ => {}
+            }
+        }
+    });
+    for i in 0..n {
+        let payload = sensors::sim::shelly::gen2_em_status(1000.0 + i as f64, 230.0);
+        client
+            .publish(
+                format!("{prefix}-{}/status/em:0", i % DEVICES),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("publish");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+}
+
+/// Messages per second through the node's MQTT worker into the live store.
+async fn node_rate(host: &str, port: u16, n: usize) -> f64 {
+    let prefix = format!("bench-node-{}", std::process::id());
+    let workers = resolve_devices(&devices(&prefix)).expect("devices");
+    let store = Arc::new(LiveStore::new(Duration::from_secs(3600)));
+    let metrics = Arc::new(IngestMetrics::default());
+    let cancel = CancellationToken::new();
+    let opts = MqttClientOptions {
+        endpoint: BrokerEndpoint::External {
+            host: host.to_string(),
+            port,
+        },
+        client_id: format!("{prefix}-sub"),
+        username: None,
+        password: None,
+    };
+    let ingest = Ingest::start(
+        workers,
+        Some(opts),
+        store.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // connected and subscribed
+    let started = Instant::now();
+    let publisher = tokio::spawn({
+        let host = host.to_string();
+        let prefix = prefix.clone();
+        async move { publish(&host, port, &prefix, n).await }
+    });
+    // Done when every message's readings are in the store (not merely received).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut expected_rows = None;
+    loop {
+        if metrics.mqtt_messages() as usize >= n {
+            // Each message decodes to the same number of readings.
+            let per_message = (metrics.readings_ingested() as usize).max(1)
+                / (metrics.mqtt_messages() as usize).max(1);
+            let rows = *expected_rows.get_or_insert(n * per_message.max(1));
+            if store.rows() >= rows {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "node: only {} of {n} messages after 120 s",
+                metrics.mqtt_messages()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = publisher.await;
+    cancel.cancel();
+    ingest.join().await;
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Messages per second for a bare client that only counts them.
+async fn bare_rate(host: &str, port: u16, n: usize) -> f64 {
+    let prefix = format!("bench-bare-{}", std::process::id());
+    let mut opts = MqttOptions::new(format!("{prefix}-sub"), host, port);
+    opts.set_keep_alive(Duration::from_secs(15));
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let counter = tokio::spawn(async move {
+        let mut got = 0usize;
+        let mut first = None;
+        while got < n {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    first.get_or_insert_with(Instant::now);
+                    got += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("bare client: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    client
+        .subscribe(format!("{prefix}-+/status/em:0"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let publisher = tokio::spawn({
+        let host = host.to_string();
+        async move { publish(&host, port, &prefix, n).await }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(120), counter).await;
+    let elapsed = started.elapsed();
+    let _ = publisher.await;
+    n as f64 / elapsed.as_secs_f64()
+}
+
+async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
+    let host = addr.ip().to_string();
+    let mut bare = Vec::new();
+    let mut node = Vec::new();
+    for _ in 0..rounds {
+        // Alternate so that drift on a shared machine hits both alike.
+        bare.push(bare_rate(&host, addr.port(), n).await);
+        node.push(node_rate(&host, addr.port(), n).await);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (b, nd) = (median(&mut bare), median(&mut node));
+    println!(
+        "{name:<22} {n:>7} msgs  bare client {b:>9.0} msg/s   node ingest {nd:>9.0} msg/s   ratio {:.2}",
+        nd / b
+    );
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let embedded = ingest::broker::free_local_addr().expect("port");
+        ingest::broker::start_embedded(embedded).expect("embedded broker");
+        compare("embedded (rumqttd)", embedded, n, 3).await;
+        let mosquitto: SocketAddr = "127.0.0.1:1883".parse().expect("addr");
+        if std::net::TcpStream::connect_timeout(&mosquitto, Duration::from_millis(300)).is_ok() {
+            compare("mosquitto", mosquitto, n, 3).await;
+        } else {
+            println!("skipped: mosquitto not available on 127.0.0.1:1883");
+        }
+    });
+}

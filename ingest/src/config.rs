@@ -1,0 +1,155 @@
+//! The `[mqtt]` and `[storage]` sections of the configuration (DESIGN.md §8).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `embedded` (the node runs its own broker) or `mqtt://host:port`.
+    #[serde(default = "default_broker")]
+    pub broker: String,
+    /// Where the embedded broker listens.
+    #[serde(default = "default_embedded_bind")]
+    pub embedded_bind: SocketAddr,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Client id the node uses (default `communalia-<site>`); must be unique on the broker.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: default_broker(),
+            embedded_bind: default_embedded_bind(),
+            username: None,
+            password: None,
+            client_id: None,
+        }
+    }
+}
+
+fn default_broker() -> String {
+    "embedded".to_string()
+}
+
+fn default_embedded_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+
+/// Where the node's MQTT client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerEndpoint {
+    Embedded(SocketAddr),
+    External { host: String, port: u16 },
+}
+
+impl BrokerEndpoint {
+    pub fn host_port(&self) -> (String, u16) {
+        match self {
+            BrokerEndpoint::Embedded(a) => (a.ip().to_string(), a.port()),
+            BrokerEndpoint::External { host, port } => (host.clone(), *port),
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn endpoint(&self) -> Result<BrokerEndpoint> {
+        if self.broker == "embedded" {
+            return Ok(BrokerEndpoint::Embedded(self.embedded_bind));
+        }
+        let bad = |why: &str| Error::Config(format!("[mqtt] broker = \"{}\": {why}", self.broker));
+        let rest = self
+            .broker
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| bad("expected \"embedded\" or \"mqtt://host:port\""))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+            ),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(bad("the host is missing"));
+        }
+        Ok(BrokerEndpoint::External {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// WAL, Parquet history and the ledger database live here.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { dir: default_dir() }
+    }
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(broker: &str) -> MqttConfig {
+        MqttConfig {
+            broker: broker.to_string(),
+            ..MqttConfig::default()
+        }
+    }
+
+    #[test]
+    fn broker_urls_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            cfg("mqtt://10.0.0.5:1884").endpoint().expect("valid"),
+            BrokerEndpoint::External {
+                host: "10.0.0.5".into(),
+                port: 1884
+            }
+        );
+        assert_eq!(
+            cfg("mqtt://broker.local")
+                .endpoint()
+                .expect("valid")
+                .host_port(),
+            ("broker.local".to_string(), 1883)
+        );
+        let err = cfg("tcp://x:1")
+            .endpoint()
+            .expect_err("bad scheme")
+            .to_string();
+        assert!(
+            err.contains("[mqtt] broker") && err.contains("tcp://x:1"),
+            "{err}"
+        );
+        let err = cfg("mqtt://x:99999")
+            .endpoint()
+            .expect_err("bad port")
+            .to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+}

@@ -1,0 +1,214 @@
+//! Ingest: the workers that read devices (Modbus TCP polling, MQTT subscriptions)
+//! and turn what they hear into Arrow record batches in the DESIGN.md §2 schema, in
+//! the site sign convention, kept in a live in-memory store. It owns the `[mqtt]`
+//! and `[storage]` configuration, the embedded broker, the ingest counters and the
+//! device health. It never decides anything about power: that is `query`'s job.
+//!
+//! Every worker sends its readings to one sink task, the only writer of the store;
+//! a bad payload or a silent device is counted and logged with the device named and
+//! never stops the other workers.
+
+pub mod broker;
+pub mod config;
+pub mod metrics;
+pub mod modbus;
+pub mod mqtt;
+pub mod reading;
+pub mod sink;
+pub mod store;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sensors::config::DeviceConfig;
+use sensors::profile::{self, Profile};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::IngestMetrics;
+use crate::modbus::{ModbusDevice, ModbusSource};
+use crate::mqtt::{MqttClientOptions, MqttDevice};
+use crate::store::LiveStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    /// `key` names the configuration key at fault, when one is.
+    #[error("device `{device}`: {}{problem}", key.map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    Device {
+        device: String,
+        key: Option<&'static str>,
+        problem: String,
+    },
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The configured devices, each resolved to the worker that will read it.
+#[derive(Debug, Default)]
+pub struct Workers {
+    pub modbus: Vec<ModbusDevice>,
+    pub mqtt: Vec<MqttDevice>,
+}
+
+/// Checks every device against its profile and transport; each error names the device.
+pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
+    let mut workers = Workers::default();
+    let mut ids = BTreeSet::new();
+    for d in devices {
+        let err_at = |key: Option<&'static str>, problem: String| Error::Device {
+            device: d.id.clone(),
+            key,
+            problem,
+        };
+        let err = |problem: String| err_at(None, problem);
+        if d.id.is_empty()
+            || !d
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err_at(
+                Some("id"),
+                "ids use letters, digits, `-` and `_` only (they appear in URLs)".into(),
+            ));
+        }
+        if !ids.insert(d.id.as_str()) {
+            return Err(err_at(Some("id"), "this id is used by two devices".into()));
+        }
+        let profile =
+            profile::lookup(&d.profile).map_err(|e| err_at(Some("profile"), e.to_string()))?;
+        let sign = d
+            .role
+            .bus_sign(d.power_sign.unwrap_or(profile.power_sign()));
+        match profile {
+            Profile::SunSpec | Profile::Modbus(_) => {
+                let m = d.modbus.as_ref().ok_or_else(|| {
+                    err(format!("profile `{}` is read over Modbus: add `modbus = {{ host = \"…\", port = 502, unit = 1 }}`", d.profile))
+                })?;
+                if d.mqtt.is_some() {
+                    return Err(err_at(
+                        Some("mqtt"),
+                        format!(
+                            "profile `{}` is read over Modbus; remove the `mqtt` key",
+                            d.profile
+                        ),
+                    ));
+                }
+                workers.modbus.push(ModbusDevice {
+                    id: d.id.as_str().into(),
+                    host: m.host.clone(),
+                    port: m.port,
+                    unit: m.unit,
+                    source: match profile {
+                        Profile::Modbus(p) => ModbusSource::Profile(p),
+                        _ => ModbusSource::SunSpec,
+                    },
+                    poll_interval: d.poll_interval,
+                    timeout: d.timeout,
+                    power_sign: sign,
+                });
+            }
+            Profile::Mqtt(p) => {
+                let m = d.mqtt.as_ref().ok_or_else(|| {
+                    err(format!(
+                        "profile `{}` is read over MQTT: add `mqtt = {{ topic = \"…\" }}`",
+                        d.profile
+                    ))
+                })?;
+                if d.modbus.is_some() {
+                    return Err(err_at(
+                        Some("modbus"),
+                        format!(
+                            "profile `{}` is read over MQTT; remove the `modbus` key",
+                            d.profile
+                        ),
+                    ));
+                }
+                if m.topic.is_empty() || m.topic.contains(['+', '#']) {
+                    return Err(err_at(
+                        Some("mqtt"),
+                        "mqtt.topic must be a plain topic without wildcards".into(),
+                    ));
+                }
+                p.check_device(m).map_err(|e| err_at(Some("mqtt"), e))?;
+                workers.mqtt.push(MqttDevice {
+                    id: d.id.as_str().into(),
+                    profile: p,
+                    config: m.clone(),
+                    power_sign: sign,
+                });
+            }
+        }
+    }
+    Ok(workers)
+}
+
+/// The running ingest: its store, counters and worker tasks.
+#[derive(Debug)]
+pub struct Ingest {
+    pub store: Arc<LiveStore>,
+    pub metrics: Arc<IngestMetrics>,
+    workers: Vec<JoinHandle<()>>,
+    sink: JoinHandle<()>,
+}
+
+impl Ingest {
+    /// Starts one worker per Modbus device, one MQTT client for all MQTT devices
+    /// (when there are any and `mqtt` is given) and the sink.
+    pub fn start(
+        workers: Workers,
+        mqtt: Option<MqttClientOptions>,
+        store: Arc<LiveStore>,
+        metrics: Arc<IngestMetrics>,
+        cancel: CancellationToken,
+    ) -> Ingest {
+        let (tx, sink) = sink::spawn_sink(store.clone(), metrics.clone(), cancel.clone());
+        let mut handles = Vec::new();
+        for dev in workers.modbus {
+            handles.push(modbus::spawn_modbus(
+                dev,
+                tx.clone(),
+                metrics.clone(),
+                cancel.clone(),
+            ));
+        }
+        if let Some(opts) = mqtt
+            && !workers.mqtt.is_empty()
+        {
+            handles.push(mqtt::spawn_mqtt(
+                opts,
+                workers.mqtt,
+                tx.clone(),
+                metrics.clone(),
+                cancel.clone(),
+            ));
+        }
+        Ingest {
+            store,
+            metrics,
+            workers: handles,
+            sink,
+        }
+    }
+
+    /// Waits for the workers and then the sink to finish (after cancellation),
+    /// so that everything accepted is in the store.
+    pub async fn join(self) {
+        for h in self.workers {
+            let _ = h.await;
+        }
+        let _ = self.sink.await;
+    }
+}

@@ -1,0 +1,200 @@
+//! The MQTT worker: one client for all MQTT devices, its event loop polled
+//! continuously in its own task (a decode never waits on the network), each
+//! message routed to the devices whose subscriptions match its topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sensors::config::MqttDeviceConfig;
+use sensors::model::Metric;
+use sensors::profile::MqttProfile;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerEndpoint;
+use crate::metrics::IngestMetrics;
+use crate::reading::Reading;
+use crate::sink::ReadingsTx;
+
+/// One configured MQTT device, resolved against its profile.
+#[derive(Debug, Clone)]
+pub struct MqttDevice {
+    pub id: Arc<str>,
+    pub profile: &'static MqttProfile,
+    pub config: MqttDeviceConfig,
+    /// Factor that turns the device's own power into the site bus view.
+    pub power_sign: f64,
+}
+
+/// Connection settings of the node's MQTT client.
+#[derive(Debug, Clone)]
+pub struct MqttClientOptions {
+    pub endpoint: BrokerEndpoint,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Does `topic` match the subscription `filter` (`+` one level, `#` the rest)?
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+struct Route {
+    filter: String,
+    device: usize,
+}
+
+/// Starts the MQTT worker. Connection errors are logged and retried forever
+/// (with a pause); they never stop the node.
+pub fn spawn_mqtt(
+    opts: MqttClientOptions,
+    devices: Vec<MqttDevice>,
+    tx: ReadingsTx,
+    metrics: Arc<IngestMetrics>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    let mut routes = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        metrics.register_device(&d.id);
+        for filter in d.profile.subscriptions(&d.config) {
+            routes.push(Route { filter, device: i });
+        }
+    }
+    let (host, port) = opts.endpoint.host_port();
+    let mut mqtt_options = MqttOptions::new(opts.client_id.clone(), host, port);
+    mqtt_options.set_keep_alive(Duration::from_secs(15));
+    mqtt_options.set_max_packet_size(256 * 1024, 256 * 1024);
+    if let (Some(u), Some(p)) = (&opts.username, &opts.password) {
+        mqtt_options.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options, 1024);
+    let filters: Vec<String> = {
+        let mut f: Vec<String> = routes.iter().map(|r| r.filter.clone()).collect();
+        f.sort();
+        f.dedup();
+        f
+    };
+    tokio::spawn(async move {
+        let span = tracing::info_span!("mqtt", client_id = %opts.client_id);
+        let _enter = span.enter();
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => break,
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(
+                        subscriptions = filters.len(),
+                        "connected to the MQTT broker"
+                    );
+                    // Subscribing from another task: the request channel is drained by
+                    // this very loop, so awaiting it here could stall.
+                    let client = client.clone();
+                    let filters = filters.clone();
+                    tokio::spawn(async move {
+                        let subs = filters
+                            .into_iter()
+                            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                        if let Err(e) = client.subscribe_many(subs).await {
+                            tracing::warn!(error = %e, "could not subscribe");
+                        }
+                    });
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    metrics.add_mqtt_message();
+                    let readings = route(&routes, &devices, &metrics, &p.topic, &p.payload);
+                    if !readings.is_empty() && tx.send(readings).await.is_err() {
+                        break; // the sink has stopped: the node is shutting down
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT connection lost, retrying in 1 s");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        let _ = client.try_disconnect();
+    })
+}
+
+/// Decodes one message for every device subscribed to its topic.
+fn route(
+    routes: &[Route],
+    devices: &[MqttDevice],
+    metrics: &IngestMetrics,
+    topic: &str,
+    payload: &[u8],
+) -> Vec<Reading> {
+    let ts_ms = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::new();
+    let mut matched = false;
+    let mut last_device = usize::MAX;
+    for r in routes.iter().filter(|r| topic_matches(&r.filter, topic)) {
+        if r.device == last_device {
+            continue; // two filters of one device matching one topic: decode once
+        }
+        last_device = r.device;
+        matched = true;
+        let d = &devices[r.device];
+        match d.profile.decode(&d.config, topic, payload) {
+            Ok(samples) => {
+                metrics.record_success(&d.id, chrono::Utc::now(), None);
+                out.extend(samples.into_iter().map(|s| Reading {
+                    ts_ms,
+                    device: d.id.clone(),
+                    metric: s.metric,
+                    value: if s.metric == Metric::PowerW {
+                        s.value * d.power_sign
+                    } else {
+                        s.value
+                    },
+                }));
+            }
+            Err(e) => {
+                metrics.reject_payload(&d.id);
+                tracing::warn!(device = %d.id, topic, error = %e, "payload rejected");
+            }
+        }
+    }
+    if !matched {
+        metrics.reject_payload("unknown");
+        tracing::debug!(topic, "message on a topic no device claims");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_matches;
+
+    #[test]
+    fn topic_filters_follow_mqtt_wildcards() {
+        assert!(topic_matches("a/b", "a/b"));
+        assert!(!topic_matches("a/b", "a/b/c"));
+        assert!(topic_matches("a/+/c", "a/x/c"));
+        assert!(!topic_matches("a/+/c", "a/x/d"));
+        assert!(topic_matches("a/#", "a/x/y"));
+        assert!(topic_matches(
+            "shellies/em/emeter/+/power",
+            "shellies/em/emeter/0/power"
+        ));
+        assert!(!topic_matches("a/b/c", "a/b"));
+    }
+}

@@ -1,0 +1,62 @@
+//! The narrow readings table of DESIGN.md §2 and its Arrow form.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, StringDictionaryBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use sensors::model::Metric;
+
+/// One value of one device at one instant, already in the site sign convention.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Milliseconds since the Unix epoch, UTC.
+    pub ts_ms: i64,
+    pub device: Arc<str>,
+    pub metric: Metric,
+    pub value: f64,
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("device", dict.clone(), false),
+        Field::new("metric", dict, false),
+        Field::new("value", DataType::Float64, false),
+    ]))
+});
+
+/// `ts`, `device`, `metric`, `value` (DESIGN.md §2).
+pub fn readings_schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// Builds one record batch from readings; the dictionaries make repeated device
+/// and metric names cost one small integer per row.
+pub fn to_batch(readings: &[Reading]) -> Result<RecordBatch, ArrowError> {
+    let mut ts = TimestampMillisecondBuilder::with_capacity(readings.len()).with_timezone("UTC");
+    let mut device = StringDictionaryBuilder::<Int32Type>::new();
+    let mut metric = StringDictionaryBuilder::<Int32Type>::new();
+    let mut value = Float64Builder::with_capacity(readings.len());
+    for r in readings {
+        ts.append_value(r.ts_ms);
+        device.append_value(&*r.device);
+        metric.append_value(r.metric.as_str());
+        value.append_value(r.value);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(device.finish()),
+        Arc::new(metric.finish()),
+        Arc::new(value.finish()),
+    ];
+    RecordBatch::try_new(readings_schema(), columns)
+}

@@ -1,0 +1,185 @@
+//! The live store: the most recent window of readings as Arrow record batches in
+//! memory (what DataFusion sees as `readings_live`), plus the newest value of each
+//! device and metric so that a page never scans the window to say "last seen".
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use sensors::model::Metric;
+
+use crate::reading::{Reading, to_batch};
+use crate::{Error, Result};
+
+struct Stored {
+    batch: RecordBatch,
+    max_ts_ms: i64,
+}
+
+#[derive(Default)]
+struct Inner {
+    batches: VecDeque<Stored>,
+    rows: usize,
+    latest: HashMap<(Arc<str>, Metric), (i64, f64)>,
+}
+
+/// Shared between the ingest sink (the only writer) and the query engine.
+pub struct LiveStore {
+    window: Duration,
+    inner: RwLock<Inner>,
+}
+
+impl std::fmt::Debug for LiveStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStore")
+            .field("window", &self.window)
+            .field("rows", &self.rows())
+            .finish()
+    }
+}
+
+/// Newest value of one device and metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latest {
+    pub ts_ms: i64,
+    pub value: f64,
+}
+
+impl LiveStore {
+    /// Keeps readings for `window` after the newest one.
+    pub fn new(window: Duration) -> Self {
+        LiveStore {
+            window,
+            inner: RwLock::new(Inner::default()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends readings as one batch and drops batches that fell out of the window.
+    pub fn append(&self, readings: &[Reading]) -> Result<()> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(readings).map_err(Error::Arrow)?;
+        let max_ts_ms = readings.iter().map(|r| r.ts_ms).max().unwrap_or(i64::MIN);
+        let mut inner = self.write();
+        for r in readings {
+            let key = (r.device.clone(), r.metric);
+            match inner.latest.get_mut(&key) {
+                Some(l) if l.0 > r.ts_ms => {}
+                Some(l) => *l = (r.ts_ms, r.value),
+                None => {
+                    inner.latest.insert(key, (r.ts_ms, r.value));
+                }
+            }
+        }
+        inner.rows += batch.num_rows();
+        inner.batches.push_back(Stored { batch, max_ts_ms });
+        let newest = inner
+            .batches
+            .iter()
+            .map(|s| s.max_ts_ms)
+            .max()
+            .unwrap_or(max_ts_ms);
+        let horizon = newest.saturating_sub(self.window.as_millis() as i64);
+        while inner.batches.front().is_some_and(|s| s.max_ts_ms < horizon) {
+            if let Some(old) = inner.batches.pop_front() {
+                inner.rows -= old.batch.num_rows();
+            }
+        }
+        Ok(())
+    }
+
+    /// The batches currently in the window (cheap: record batches share their buffers).
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.read()
+            .batches
+            .iter()
+            .map(|s| s.batch.clone())
+            .collect()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.read().rows
+    }
+
+    /// Newest value of one device and metric.
+    pub fn latest(&self, device: &str, metric: Metric) -> Option<Latest> {
+        let inner = self.read();
+        inner
+            .latest
+            .get(&(Arc::<str>::from(device), metric))
+            .map(|&(ts_ms, value)| Latest { ts_ms, value })
+    }
+
+    /// Time of the newest reading of each device.
+    pub fn last_seen(&self) -> HashMap<String, i64> {
+        let inner = self.read();
+        let mut out: HashMap<String, i64> = HashMap::new();
+        for ((device, _), (ts, _)) in &inner.latest {
+            let e = out.entry(device.to_string()).or_insert(*ts);
+            *e = (*e).max(*ts);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(ts_ms: i64, device: &str, value: f64) -> Reading {
+        Reading {
+            ts_ms,
+            device: device.into(),
+            metric: Metric::PowerW,
+            value,
+        }
+    }
+
+    #[test]
+    fn keeps_the_window_and_the_newest_value() {
+        let store = LiveStore::new(Duration::from_secs(10));
+        store
+            .append(&[r(1_000, "a", 1.0), r(2_000, "b", 2.0)])
+            .expect("append");
+        store.append(&[r(5_000, "a", 3.0)]).expect("append");
+        assert_eq!(store.rows(), 3);
+        assert_eq!(
+            store.latest("a", Metric::PowerW).map(|l| l.value),
+            Some(3.0)
+        );
+        // An older reading arriving late does not replace the newest.
+        store.append(&[r(4_000, "a", 9.0)]).expect("append");
+        assert_eq!(
+            store.latest("a", Metric::PowerW).map(|l| l.value),
+            Some(3.0)
+        );
+        // 20 s later, the first batches leave the window.
+        store.append(&[r(21_000, "b", 5.0)]).expect("append");
+        assert_eq!(
+            store.rows(),
+            1,
+            "only the newest batch stays in a 10 s window"
+        );
+        assert_eq!(store.last_seen().get("a"), Some(&5_000));
+    }
+
+    #[test]
+    fn batches_follow_the_readings_schema() {
+        let store = LiveStore::new(Duration::from_secs(60));
+        store.append(&[r(1_000, "a", 1.5)]).expect("append");
+        let b = store.batches();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].schema(), crate::reading::readings_schema());
+        assert_eq!(b[0].num_rows(), 1);
+    }
+}
