@@ -1,0 +1,174 @@
+//! Figures and dates as a reader of each language expects them. `static/wall.js`
+//! repeats `format_power`, `format_percent` and `format_time` for live updates: change
+//! them together.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use crate::Lang;
+
+/// Shown where a value is missing or not a number.
+pub(crate) const NO_VALUE: &str = "—";
+
+/// Typographic minus, so a negative figure does not read as a dash.
+const MINUS: char = '\u{2212}';
+
+/// Power in watts below 1 kW ("850 W"), else in kW with one decimal ("4,3 kW" in
+/// French, "4.3 kW" in English). Rounds half away from zero on whole watts and on
+/// tenths of kW, which `Math.round` on the absolute value reproduces in JavaScript.
+pub fn format_power(watts: f64, lang: Lang) -> String {
+    if !watts.is_finite() {
+        return NO_VALUE.to_string();
+    }
+    let magnitude = watts.abs();
+    let whole_watts = magnitude.round();
+    let (number, unit) = if whole_watts < 1000.0 {
+        (format!("{whole_watts:.0}"), "W")
+    } else {
+        let tenths = (magnitude / 100.0).round() as u64;
+        let separator = decimal_separator(lang);
+        (format!("{}{separator}{}", tenths / 10, tenths % 10), "kW")
+    };
+    let sign = if watts < 0.0 && number.bytes().any(|b| b != b'0') {
+        MINUS.to_string()
+    } else {
+        String::new()
+    };
+    format!("{sign}{number} {unit}")
+}
+
+/// A whole percentage: "62 %" in French (space before the sign), "62%" in English.
+pub fn format_percent(pct: f64, lang: Lang) -> String {
+    if !pct.is_finite() {
+        return NO_VALUE.to_string();
+    }
+    let whole = pct.round();
+    let whole = if whole == 0.0 { 0.0 } else { whole };
+    match lang {
+        Lang::Fr => format!("{whole:.0} %"),
+        Lang::En => format!("{whole:.0}%"),
+    }
+}
+
+/// Time of day in the site's time zone, 24-hour clock in both languages.
+pub fn format_time(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz).format("%H:%M:%S").to_string()
+}
+
+/// Time of day, preceded by the numeric date (dd/mm/yyyy) when it is not the same
+/// day as `now` in the site's time zone.
+pub(crate) fn format_moment(at: DateTime<Utc>, now: DateTime<Utc>, tz: Tz) -> String {
+    let local = at.with_timezone(&tz);
+    if local.date_naive() == now.with_timezone(&tz).date_naive() {
+        format_time(at, tz)
+    } else {
+        local.format("%d/%m/%Y %H:%M:%S").to_string()
+    }
+}
+
+/// "12 mars 2026" / "1er mars 2026" in French, "12 March 2026" in English.
+pub fn format_date_long(date: NaiveDate, lang: Lang) -> String {
+    let month0 = date.month0() as usize;
+    match lang {
+        Lang::Fr => {
+            const MONTHS: [&str; 12] = [
+                "janvier",
+                "février",
+                "mars",
+                "avril",
+                "mai",
+                "juin",
+                "juillet",
+                "août",
+                "septembre",
+                "octobre",
+                "novembre",
+                "décembre",
+            ];
+            let day = match date.day() {
+                1 => "1er".to_string(),
+                d => d.to_string(),
+            };
+            format!("{day} {} {}", MONTHS[month0], date.year())
+        }
+        Lang::En => {
+            const MONTHS: [&str; 12] = [
+                "January",
+                "February",
+                "March",
+                "April",
+                "May",
+                "June",
+                "July",
+                "August",
+                "September",
+                "October",
+                "November",
+                "December",
+            ];
+            format!("{} {} {}", date.day(), MONTHS[month0], date.year())
+        }
+    }
+}
+
+fn decimal_separator(lang: Lang) -> char {
+    match lang {
+        Lang::Fr => ',',
+        Lang::En => '.',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn power_in_both_languages() {
+        assert_eq!(format_power(4321.0, Lang::Fr), "4,3 kW");
+        assert_eq!(format_power(4321.0, Lang::En), "4.3 kW");
+        assert_eq!(format_power(7777.0, Lang::Fr), "7,8 kW");
+        assert_eq!(format_power(850.4, Lang::Fr), "850 W");
+        assert_eq!(format_power(0.0, Lang::En), "0 W");
+        assert_eq!(format_power(999.4, Lang::Fr), "999 W");
+        // Rounding to whole watts reaches 1 kW: show kW, never "1000 W".
+        assert_eq!(format_power(999.6, Lang::Fr), "1,0 kW");
+        assert_eq!(format_power(1000.0, Lang::En), "1.0 kW");
+        assert_eq!(format_power(4250.0, Lang::En), "4.3 kW");
+        assert_eq!(format_power(12_345.0, Lang::Fr), "12,3 kW");
+        assert_eq!(format_power(-1200.0, Lang::Fr), "\u{2212}1,2 kW");
+        assert_eq!(format_power(-0.3, Lang::Fr), "0 W");
+        assert_eq!(format_power(f64::NAN, Lang::Fr), "—");
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(format_percent(62.4, Lang::Fr), "62 %");
+        assert_eq!(format_percent(62.5, Lang::En), "63%");
+        assert_eq!(format_percent(-0.2, Lang::En), "0%");
+    }
+
+    #[test]
+    fn dates() {
+        let d = NaiveDate::from_ymd_opt(2026, 3, 12).unwrap_or_default();
+        assert_eq!(format_date_long(d, Lang::Fr), "12 mars 2026");
+        assert_eq!(format_date_long(d, Lang::En), "12 March 2026");
+        let first = NaiveDate::from_ymd_opt(2026, 8, 1).unwrap_or_default();
+        assert_eq!(format_date_long(first, Lang::Fr), "1er août 2026");
+        assert_eq!(format_date_long(first, Lang::En), "1 August 2026");
+    }
+
+    #[test]
+    fn times_in_site_zone() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 12, 13, 32, 5).single();
+        let at = at.unwrap_or_default();
+        assert_eq!(format_time(at, chrono_tz::Europe::Paris), "14:32:05");
+        assert_eq!(format_moment(at, at, chrono_tz::Europe::Paris), "14:32:05");
+        let next_day = at + chrono::Duration::days(1);
+        assert_eq!(
+            format_moment(at, next_day, chrono_tz::Europe::Paris),
+            "12/03/2026 14:32:05"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! What people see. This crate turns what the node knows (a [`query::live::LiveSnapshot`],
+//! the site's name and time zone) into view models with every figure already formatted
+//! for the reader's language, renders them with askama templates, and owns the French
+//! and English text (data files under `i18n/`), the wall screen's stylesheet and its
+//! small live-update script. It never does I/O, HTTP or arithmetic on the energy
+//! itself: it formats and arranges, and the `web` crate serves what it renders.
+//!
+//! Numbers are formatted here and, identically, by `static/wall.js` when a new
+//! snapshot arrives over Server-Sent Events; the two must change together.
+
+mod format;
+mod i18n;
+mod pages;
+mod wall;
+
+pub use format::{format_date_long, format_percent, format_power, format_time};
+pub use i18n::{Catalog, Lang, negotiate};
+pub use pages::{ASSET_VERSION, WALL_CSS, WALL_JS, render_not_found, render_wall};
+pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
+
+/// The site as the pages present it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteInfo {
+    pub name: String,
+    /// Language of the pages for a reader who has not asked for one.
+    pub default_lang: Lang,
+    /// Times are shown in the site's time zone, whatever the reader's device says.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// What can go wrong while rendering a page.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("rendering template {template}: {source}")]
+    Render {
+        template: &'static str,
+        #[source]
+        source: askama::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

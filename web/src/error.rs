@@ -1,0 +1,67 @@
+//! How a failed request is answered: a plain message for the person or program that
+//! asked, the cause in the log for whoever runs the node.
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request itself is wrong; `problems` says what, one item per problem.
+    #[error("{message}")]
+    InvalidRequest {
+        status: StatusCode,
+        message: String,
+        problems: Vec<String>,
+    },
+    /// An API path that does not exist.
+    #[error("no such endpoint: {0}")]
+    NoSuchEndpoint(String),
+    #[error(transparent)]
+    Render(#[from] dashboards::Error),
+}
+
+impl AppError {
+    pub(crate) fn invalid(status: StatusCode, message: String, problems: Vec<String>) -> Self {
+        AppError::InvalidRequest {
+            status,
+            message,
+            problems,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::InvalidRequest {
+                status,
+                message,
+                problems,
+            } => {
+                tracing::debug!(%status, %message, "request refused");
+                (
+                    status,
+                    Json(json!({ "error": message, "problems": problems })),
+                )
+                    .into_response()
+            }
+            AppError::NoSuchEndpoint(path) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": format!("no such endpoint: {path}"), "problems": [] })),
+            )
+                .into_response(),
+            AppError::Render(cause) => {
+                tracing::error!(error = %cause, "page rendering failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    "Erreur interne : la page n'a pas pu être affichée. \
+                     Internal error: the page could not be drawn.\n",
+                )
+                    .into_response()
+            }
+        }
+    }
+}

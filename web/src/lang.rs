@@ -1,0 +1,93 @@
+//! Which language a page is drawn in, from the request.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{ACCEPT_LANGUAGE, COOKIE, HeaderValue};
+use axum::http::request::Parts;
+use dashboards::{Lang, negotiate};
+
+use crate::AppState;
+
+/// Name of the cookie that remembers a reader's explicit choice.
+pub(crate) const LANG_COOKIE: &str = "lang";
+
+/// The negotiated language of a page request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageLang {
+    pub(crate) lang: Lang,
+    /// Set when the request chose with `?lang=`: the response remembers it.
+    pub(crate) explicit: Option<Lang>,
+}
+
+impl PageLang {
+    /// The `Set-Cookie` value that remembers an explicit choice for a year.
+    pub(crate) fn cookie(&self) -> Option<HeaderValue> {
+        let lang = self.explicit?;
+        HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
+            lang.code()
+        ))
+        .ok()
+    }
+}
+
+impl FromRequestParts<AppState> for PageLang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let query_lang = parts.uri.query().and_then(|q| query_param(q, "lang"));
+        let cookie_lang = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(|cookies| cookie_value(cookies, LANG_COOKIE));
+        let accept_language = parts
+            .headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok());
+        Ok(PageLang {
+            lang: negotiate(
+                query_lang,
+                cookie_lang,
+                accept_language,
+                state.site.default_lang,
+            ),
+            explicit: query_lang.and_then(Lang::from_tag),
+        })
+    }
+}
+
+/// The raw value of a query parameter. Language tags need no percent-decoding, and
+/// a value that would need it names no language we have.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+fn cookie_value<'a>(cookies: &'a str, name: &str) -> Option<&'a str> {
+    cookies.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key.trim() == name).then(|| value.trim().trim_matches('"'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_cookie_parsing() {
+        assert_eq!(query_param("lang=en", "lang"), Some("en"));
+        assert_eq!(query_param("x=1&lang=fr&y", "lang"), Some("fr"));
+        assert_eq!(query_param("language=fr", "lang"), None);
+        assert_eq!(query_param("lang", "lang"), Some(""));
+        assert_eq!(cookie_value("a=b; lang=en", "lang"), Some("en"));
+        assert_eq!(cookie_value("lang=\"fr\"", "lang"), Some("fr"));
+        assert_eq!(cookie_value("xlang=fr; other", "lang"), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! `GET /metrics` in the Prometheus text exposition format, version 0.0.4
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use ingest::metrics::IngestMetrics;
+use query::live::LiveSnapshot;
+
+use crate::AppState;
+
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.live.borrow().clone();
+    let body = render_metrics(&state.metrics, &snapshot);
+    (
+        [
+            (CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The node's metrics (DESIGN.md §8): ingest counters and the live allocation.
+pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "communalia_readings_ingested_total",
+        "counter",
+        "Readings accepted into the live store since the node started.",
+        [(None, ingest.readings_ingested() as f64)],
+    );
+    family(
+        &mut out,
+        "communalia_mqtt_messages_total",
+        "counter",
+        "MQTT messages received since the node started.",
+        [(None, ingest.mqtt_messages() as f64)],
+    );
+    family(
+        &mut out,
+        "communalia_payloads_rejected_total",
+        "counter",
+        "Payloads that could not be decoded, per device (\"unknown\" for a topic no device claims).",
+        ingest
+            .payloads_rejected()
+            .into_iter()
+            .map(|(device, n)| (Some(device), n as f64)),
+    );
+    family(
+        &mut out,
+        "communalia_modbus_transactions_total",
+        "counter",
+        "Modbus requests sent, per device.",
+        ingest
+            .modbus_transactions()
+            .into_iter()
+            .map(|(device, n)| (Some(device), n as f64)),
+    );
+    family(
+        &mut out,
+        "communalia_device_up",
+        "gauge",
+        "1 while the device is read successfully and recently, else 0.",
+        snapshot
+            .devices
+            .iter()
+            .map(|d| (Some(d.id.clone()), if d.healthy { 1.0 } else { 0.0 })),
+    );
+    family(
+        &mut out,
+        "communalia_allocation_headroom_watts",
+        "gauge",
+        "Power the active plan makes available to services but that none is using, in watts.",
+        [(None, snapshot.site.headroom_w)],
+    );
+    out
+}
+
+/// One metric family: HELP, TYPE, then one sample per (device label, value).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Option<String>, f64)>,
+) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (device, value) in samples {
+        match device {
+            Some(device) => {
+                let _ = writeln!(
+                    out,
+                    "{name}{{device=\"{}\"}} {}",
+                    escape_label_value(&device),
+                    sample_value(value)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{name} {}", sample_value(value));
+            }
+        }
+    }
+}
+
+/// In HELP text, `\` and line feed are escaped.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// In label values, `\`, `"` and line feed are escaped.
+fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A Go `ParseFloat`-compatible number; the format spells the specials `NaN`,
+/// `+Inf` and `-Inf`. Rust's `Display` never uses an exponent, which is also valid.
+fn sample_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value == f64::INFINITY {
+        "+Inf".to_string()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label_value("two\nlines"), "two\\nlines");
+        assert_eq!(escape_label_value("Toit de l'école"), "Toit de l'école");
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(sample_value(800.0), "800");
+        assert_eq!(sample_value(-12.5), "-12.5");
+        assert_eq!(sample_value(f64::NAN), "NaN");
+        assert_eq!(sample_value(f64::INFINITY), "+Inf");
+        assert_eq!(sample_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn help_is_escaped() {
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+    }
+}

@@ -1,0 +1,50 @@
+//! HTML pages: the wall screen, the not-found page, and the health check.
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::lang::PageLang;
+use crate::{AppError, AppState};
+
+/// `GET /`: the wall screen, drawn from the current snapshot.
+pub(crate) async fn wall(
+    State(state): State<AppState>,
+    lang: PageLang,
+) -> Result<Response, AppError> {
+    // Clone the Arc so the watch channel is not borrowed while rendering.
+    let snapshot = state.live.borrow().clone();
+    let html = dashboards::render_wall(&snapshot, lang.lang, &state.site)?;
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    // Live figures: a cached copy would show old numbers as if they were current.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
+    if let Some(cookie) = lang.cookie() {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Anything else: a JSON error under `/api/`, a page in the reader's language elsewhere.
+pub(crate) async fn not_found(
+    State(state): State<AppState>,
+    lang: PageLang,
+    uri: Uri,
+) -> Result<Response, AppError> {
+    let path = uri.path();
+    if path == "/api" || path.starts_with("/api/") {
+        return Err(AppError::NoSuchEndpoint(path.to_string()));
+    }
+    let html = dashboards::render_not_found(lang.lang, &state.site)?;
+    Ok((StatusCode::NOT_FOUND, Html(html)).into_response())
+}
+
+/// `GET /healthz`: 200 while the live data loop is connected, 503 once it is gone.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    match state.live.has_changed() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "live data loop stopped\n").into_response(),
+    }
+}

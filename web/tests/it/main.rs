@@ -1,0 +1,9 @@
+//! The web crate's one integration test binary: the router through `oneshot`, a
+//! real server for Server-Sent Events, and a real browser for the wall screen.
+
+mod api;
+mod browser;
+mod events;
+mod metrics;
+mod pages;
+mod support;

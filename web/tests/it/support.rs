@@ -1,0 +1,232 @@
+//! Shared fixtures: a site, a snapshot, and requests through the router.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use chrono::{DateTime, TimeZone, Utc};
+use dashboards::{Lang, SiteInfo};
+use ingest::metrics::IngestMetrics;
+use query::live::{
+    DeviceLive, LiveSnapshot, PlanInfo, ServiceLive, ServiceState, Signal, SiteBalance,
+};
+use tokio::sync::watch;
+use tower::ServiceExt;
+use web::AppState;
+
+pub(crate) fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .unwrap_or_else(|| panic!("bad test date"))
+}
+
+fn service(
+    id: &str,
+    name: &str,
+    tier: u32,
+    demand_w: f64,
+    allocated_w: f64,
+    state: ServiceState,
+) -> ServiceLive {
+    ServiceLive {
+        id: id.into(),
+        name: name.into(),
+        tier,
+        demand_w,
+        allocated_w,
+        state,
+        min_w: 0.0,
+        max_w: None,
+        reason: "tier_share",
+    }
+}
+
+/// A sunny afternoon at a small site: PV 4.3 kW, the battery charging, some export,
+/// one service short and one shed.
+pub(crate) fn snapshot() -> LiveSnapshot {
+    let now = Utc::now();
+    LiveSnapshot {
+        ts: now,
+        stale: false,
+        last_data: Some(now),
+        site: SiteBalance {
+            pv_w: 4321.0,
+            grid_w: -640.0,
+            battery_w: -1200.0,
+            battery_soc_pct: Some(62.4),
+            load_w: 2300.0,
+            unmetered_w: 181.0,
+            available_w: 6000.0,
+            allocated_w: 5200.0,
+            headroom_w: 800.0,
+            ..Default::default()
+        },
+        services: vec![
+            service(
+                "clinic-fridge",
+                "Réfrigérateur du cabinet médical",
+                1,
+                150.0,
+                150.0,
+                ServiceState::Served,
+            ),
+            service(
+                "school-lights",
+                "Éclairage de l'école",
+                1,
+                420.0,
+                420.0,
+                ServiceState::Served,
+            ),
+            service(
+                "water-pump",
+                "Pompe du château d'eau",
+                2,
+                1800.0,
+                1800.0,
+                ServiceState::Served,
+            ),
+            service(
+                "laundry",
+                "Laverie partagée",
+                2,
+                2900.0,
+                2830.0,
+                ServiceState::Partial,
+            ),
+            service(
+                "ev-charger",
+                "Borne de recharge",
+                3,
+                7400.0,
+                0.0,
+                ServiceState::Shed,
+            ),
+            service(
+                "sauna",
+                "Sauna de la salle commune",
+                3,
+                0.0,
+                0.0,
+                ServiceState::Idle,
+            ),
+        ],
+        devices: vec![
+            DeviceLive {
+                id: "roof-school".into(),
+                name: "Toit de l'école".into(),
+                role: "pv",
+                power_w: Some(4321.0),
+                last_seen: Some(now),
+                healthy: true,
+            },
+            DeviceLive {
+                id: "grid-meter".into(),
+                name: "Compteur réseau".into(),
+                role: "grid",
+                power_w: None,
+                last_seen: None,
+                healthy: false,
+            },
+        ],
+        signal: Signal::Use,
+        plan: Some(PlanInfo {
+            seq: 12,
+            adopted_at: at(2026, 3, 12, 19, 30, 0),
+        }),
+    }
+}
+
+pub(crate) fn site() -> SiteInfo {
+    SiteInfo {
+        name: "Les Tilleuls".into(),
+        default_lang: Lang::Fr,
+        timezone: chrono_tz::Europe::Paris,
+    }
+}
+
+pub(crate) fn state_with(
+    snapshot: LiveSnapshot,
+    metrics: IngestMetrics,
+) -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+    let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let state = AppState {
+        live: rx,
+        metrics: Arc::new(metrics),
+        site: site(),
+    };
+    (state, tx)
+}
+
+pub(crate) fn state() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+    state_with(snapshot(), IngestMetrics::default())
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    pub(crate) fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub(crate) async fn send(state: AppState, request: Request<Body>) -> Reply {
+    let response = web::app(state)
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_else(|e| panic!("reading body: {e}"));
+    let body = String::from_utf8(bytes.to_vec()).unwrap_or_else(|e| panic!("body not UTF-8: {e}"));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub(crate) fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+pub(crate) fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|e| panic!("request: {e}"))
+}
+
+/// The opening tag of the first element carrying `marker` (e.g. `class="stale-banner"`),
+/// or starting with it (e.g. `<body`).
+pub(crate) fn opening_tag<'a>(html: &'a str, marker: &str) -> &'a str {
+    let pos = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in page"));
+    let start = if marker.starts_with('<') {
+        pos
+    } else {
+        html[..pos].rfind('<').unwrap_or(0)
+    };
+    let end = pos + html[pos..].find('>').unwrap_or(0);
+    &html[start..=end]
+}
