@@ -1,0 +1,316 @@
+//! Loading the one TOML file (DESIGN.md §7-8): each section's type belongs to the
+//! crate that uses it; this file only composes them and checks what spans sections
+//! (a service's meter must be a configured device). Errors name the file, the line
+//! and the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ingest::config::{MqttConfig, StorageConfig};
+use ledger::plan::{Sources, TierRule};
+use query::config::ServiceConfig;
+use sensors::config::DeviceConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) site: SiteConfig,
+    #[serde(default)]
+    pub(crate) web: WebConfig,
+    #[serde(default)]
+    pub(crate) storage: StorageConfig,
+    #[serde(default)]
+    pub(crate) mqtt: MqttConfig,
+    #[serde(default, rename = "device")]
+    pub(crate) devices: Vec<DeviceConfig>,
+    #[serde(default, rename = "service")]
+    pub(crate) services: Vec<ServiceConfig>,
+    /// Split rule per tier, initial plan only (a tier not listed shares pro rata).
+    #[serde(default, rename = "tier")]
+    pub(crate) tiers: Vec<TierRule>,
+    /// Which sources the initial plan counts on besides PV.
+    #[serde(default)]
+    pub(crate) sources: Sources,
+    /// Members recorded in a new journal (the demo's seeded community).
+    #[serde(default, rename = "member")]
+    pub(crate) members: Vec<MemberSeed>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteConfig {
+    pub(crate) name: String,
+    #[serde(default = "default_language")]
+    pub(crate) language: Language,
+    #[serde(default = "default_timezone")]
+    pub(crate) timezone: chrono_tz::Tz,
+    pub(crate) latitude: f64,
+    pub(crate) longitude: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Language {
+    Fr,
+    En,
+}
+
+fn default_language() -> Language {
+    Language::Fr
+}
+
+fn default_timezone() -> chrono_tz::Tz {
+    chrono_tz::Europe::Paris
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebConfig {
+    #[serde(default = "default_bind")]
+    pub(crate) bind: SocketAddr,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            bind: default_bind(),
+        }
+    }
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MemberSeed {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) roles: Vec<ledger::Role>,
+}
+
+/// The configuration with where it came from, for error messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) config: Config,
+    pub(crate) source: String,
+    pub(crate) text: String,
+}
+
+impl Loaded {
+    pub(crate) fn ledger_path(&self) -> PathBuf {
+        self.config.storage.dir.join("ledger.sqlite")
+    }
+}
+
+pub(crate) fn load_file(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and checks a configuration; `source` names it in errors.
+pub(crate) fn parse(text: &str, source: &str) -> Result<Loaded> {
+    let config: Config = toml::from_str(text).map_err(|e| anyhow!("{source}: {e}"))?;
+    let loaded = Loaded {
+        config,
+        source: source.to_string(),
+        text: text.to_string(),
+    };
+    check(&loaded)?;
+    Ok(loaded)
+}
+
+/// Line (1-based) of the first line at or after `from` that starts with `key`.
+fn line_of(text: &str, from: usize, key: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+}
+
+/// Line of `id = "<id>"` inside a `[[section]]` block.
+fn line_of_id(text: &str, id: &str) -> Option<usize> {
+    let needle = format!("\"{id}\"");
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with("id") && l.contains(&needle)
+        })
+        .map(|(i, _)| i + 1)
+}
+
+fn check(l: &Loaded) -> Result<()> {
+    let c = &l.config;
+    let at = |line: Option<usize>| match line {
+        Some(n) => format!("{}: line {n}", l.source),
+        None => l.source.clone(),
+    };
+    if !(-90.0..=90.0).contains(&c.site.latitude) {
+        bail!(
+            "{}: key `site.latitude`: {} is not between -90 and 90",
+            at(line_of(&l.text, 1, "latitude")),
+            c.site.latitude
+        );
+    }
+    if !(-180.0..=180.0).contains(&c.site.longitude) {
+        bail!(
+            "{}: key `site.longitude`: {} is not between -180 and 180",
+            at(line_of(&l.text, 1, "longitude")),
+            c.site.longitude
+        );
+    }
+    if let Err(e) = c.mqtt.endpoint() {
+        bail!(
+            "{}: key `mqtt.broker`: {e}",
+            at(line_of(&l.text, 1, "broker"))
+        );
+    }
+    if let Err(e) = ingest::resolve_devices(&c.devices) {
+        let line = match &e {
+            ingest::Error::Device { device, key, .. } => {
+                let start = line_of_id(&l.text, device);
+                match (start, key) {
+                    (Some(s), Some(k)) => line_of(&l.text, s, k).or(Some(s)),
+                    (s, _) => s,
+                }
+            }
+            _ => None,
+        };
+        bail!("{}: [[device]] {e}", at(line));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for s in &c.services {
+        let line = line_of_id(&l.text, &s.id);
+        if !ids.insert(s.id.as_str()) {
+            bail!("{}: [[service]] `{}` is defined twice", at(line), s.id);
+        }
+        if let Some(meter) = &s.meter
+            && !c.devices.iter().any(|d| &d.id == meter)
+        {
+            bail!(
+                "{}: key `meter` of service `{}`: no device has the id `{meter}`",
+                at(line.and_then(|n| line_of(&l.text, n, "meter")).or(line)),
+                s.id
+            );
+        }
+        if s.meter.is_some() && s.demand_w.is_some() {
+            bail!(
+                "{}: service `{}`: give either `meter` or `demand_w`, not both",
+                at(line),
+                s.id
+            );
+        }
+    }
+    let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
+    if let Err(problems) = plan.validate() {
+        bail!(
+            "{}: the initial plan is not valid: {}",
+            l.source,
+            problems.join("; ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[site]
+name = "Test"
+latitude = 45.0
+longitude = 4.0
+
+[[device]]
+id = "inv"
+role = "pv"
+profile = "sunspec"
+modbus = { host = "127.0.0.1", port = 502 }
+
+[[service]]
+id = "fridge"
+demand_w = 100
+tier = 1
+"#;
+
+    #[test]
+    fn the_shipped_configurations_load() {
+        for (name, text) in [
+            ("config/demo.toml", include_str!("../config/demo.toml")),
+            (
+                "config/example-site.toml",
+                include_str!("../config/example-site.toml"),
+            ),
+        ] {
+            if let Err(e) = parse(text, name) {
+                panic!("{name} does not load: {e:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_minimal_configuration_loads_with_defaults() {
+        let l = parse(MINIMAL, "t.toml").expect("valid");
+        assert_eq!(l.config.web.bind.port(), 8080);
+        assert_eq!(l.config.site.language, Language::Fr);
+        assert_eq!(l.config.mqtt.broker, "embedded");
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let text = MINIMAL.replace("tier = 1", "tier = 1\npriority = 3");
+        let err = parse(&text, "site.toml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.starts_with("site.toml:"), "{err}");
+        assert!(err.contains("priority"), "{err}");
+        assert!(err.contains("line 17"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_file_line_and_key() {
+        let text = MINIMAL.replace("role = \"pv\"", "role = \"solar\"");
+        let err = parse(&text, "site.toml").expect_err("bad role").to_string();
+        assert!(err.contains("line 9"), "{err}");
+        assert!(err.contains("solar"), "{err}");
+        let text = MINIMAL.replace("profile = \"sunspec\"", "profile = \"sunspek\"");
+        let err = parse(&text, "site.toml")
+            .expect_err("bad profile")
+            .to_string();
+        assert!(err.contains("site.toml: line 10"), "{err}");
+        assert!(err.contains("inv") && err.contains("sunspek"), "{err}");
+    }
+
+    #[test]
+    fn a_service_metered_by_an_unknown_device_is_refused() {
+        let text = MINIMAL.replace("demand_w = 100", "meter = \"nowhere\"");
+        let err = parse(&text, "site.toml")
+            .expect_err("unknown meter")
+            .to_string();
+        assert!(err.contains("line 15") && err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_timezone_is_refused_with_its_line() {
+        let text = MINIMAL.replace(
+            "name = \"Test\"",
+            "name = \"Test\"\ntimezone = \"Mars/Olympus\"",
+        );
+        let err = parse(&text, "site.toml").expect_err("bad tz").to_string();
+        assert!(
+            err.contains("line 4") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! `communalia demo`: a whole simulated community on this machine. The simulators
+//! (sensors::sim) take free ports; this file points the demo configuration at them
+//! and starts an ordinary node over it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveTime;
+use sensors::model::Role;
+use sensors::sim::demo::{DemoOptions, start as start_simulators};
+use sensors::sim::world::{LoadShape, SimLoad, WorldConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Loaded};
+use crate::node::Node;
+
+pub(crate) const DEMO_TOML: &str = include_str!("../config/demo.toml");
+
+#[derive(Debug, Clone)]
+pub(crate) struct DemoArgs {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) bind: Option<SocketAddr>,
+    pub(crate) speed: f64,
+    pub(crate) start: Option<NaiveTime>,
+    pub(crate) data: Option<PathBuf>,
+}
+
+/// The demo's load shapes, by service position: a fridge, a school, households.
+fn shape_for(index: usize) -> (LoadShape, f64) {
+    match index {
+        0 => (LoadShape::Fridge, 150.0),
+        1 => (LoadShape::School, 2000.0),
+        _ => (LoadShape::Households, 3000.0),
+    }
+}
+
+pub(crate) async fn run(args: DemoArgs) -> Result<()> {
+    let mut loaded: Loaded = match &args.config {
+        Some(p) => config::load_file(p)?,
+        None => config::parse(DEMO_TOML, "config/demo.toml (built in)")?,
+    };
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        bail!("--speed must be a positive number (got {})", args.speed);
+    }
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("communalia-demo-{}", std::process::id())),
+    };
+    loaded.config.storage.dir = data.clone();
+    let broker = ingest::broker::free_local_addr()?;
+    loaded.config.mqtt.broker = "embedded".into();
+    loaded.config.mqtt.embedded_bind = broker;
+
+    let c = &loaded.config;
+    let mut service_topics = Vec::new();
+    let mut loads = Vec::new();
+    for (i, s) in c.services.iter().enumerate() {
+        let topic = s
+            .meter
+            .as_ref()
+            .and_then(|m| c.devices.iter().find(|d| &d.id == m))
+            .filter(|d| d.profile == "shelly-gen2-em")
+            .and_then(|d| d.mqtt.as_ref())
+            .map(|m| m.topic.clone());
+        let Some(topic) = topic else { continue };
+        let (profile, base_w) = shape_for(i);
+        service_topics.push((s.id.clone(), topic));
+        loads.push(SimLoad {
+            id: s.id.clone(),
+            base_w,
+            profile,
+        });
+    }
+    let battery_topic = c
+        .devices
+        .iter()
+        .find(|d| d.role == Role::Battery)
+        .and_then(|d| d.mqtt.as_ref())
+        .map(|m| m.topic.clone())
+        .unwrap_or_else(|| "demo/battery".into());
+    let cancel = CancellationToken::new();
+    let site = start_simulators(
+        DemoOptions {
+            world: WorldConfig {
+                latitude: c.site.latitude,
+                longitude: c.site.longitude,
+                pv_peak_w: 9000.0,
+                battery_capacity_wh: 10_000.0,
+                battery_max_w: 3000.0,
+                battery_reserve_pct: 20.0,
+                services: loads,
+            },
+            speed: args.speed,
+            start: args.start,
+            timezone: c.site.timezone,
+            broker,
+            inverter_unit: 1,
+            meter_unit: 1,
+            battery_topic,
+            service_topics,
+            tick: Duration::from_millis(500),
+        },
+        cancel.clone(),
+    )
+    .await
+    .context("cannot start the simulators")?;
+
+    for d in &mut loaded.config.devices {
+        if let Some(m) = &mut d.modbus {
+            match d.profile.as_str() {
+                "sunspec" => m.port = site.inverter_addr.port(),
+                "sdm630" => m.port = site.meter_addr.port(),
+                _ => {}
+            }
+        }
+    }
+    let bind = args.bind.unwrap_or(loaded.config.web.bind);
+    let node = Node::start(&loaded, bind).await?;
+    println!("Communalia demo: {}", loaded.config.site.name);
+    println!("  web:        http://{}/", node.web_addr);
+    println!("  mqtt:       {broker} (embedded broker)");
+    println!(
+        "  inverter:   modbus-tcp://{}/1 (SunSpec, simulated)",
+        site.inverter_addr
+    );
+    println!(
+        "  grid meter: modbus-tcp://{}/1 (SDM630, simulated)",
+        site.meter_addr
+    );
+    println!("  data:       {}", data.display());
+    println!(
+        "  sim clock:  {} (x{})",
+        site.clock
+            .now()
+            .with_timezone(&loaded.config.site.timezone)
+            .format("%Y-%m-%d %H:%M"),
+        args.speed
+    );
+    println!("Press Ctrl-C to stop.");
+    crate::wait_for_signal().await;
+    cancel.cancel();
+    node.shutdown().await
+}

@@ -1,0 +1,205 @@
+//! `communalia`: the command line. It parses arguments, loads the configuration
+//! and starts the parts; everything else lives in the crates.
+
+mod config;
+mod demo;
+mod node;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::NaiveTime;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "communalia",
+    version,
+    about = "A community's solar power, shared by the priorities its assembly votes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a whole simulated community on this machine (web on 127.0.0.1:8080).
+    Demo {
+        /// Web address (default from the demo configuration: 127.0.0.1:8080).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+        /// Run simulated time this many times faster than real time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Simulated local time of day to start at, e.g. 11:30 (so a demo at night shows a day).
+        #[arg(long, value_parser = parse_hhmm)]
+        start: Option<NaiveTime>,
+        /// Keep the demo's data (journal) in this directory instead of a temporary one.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Another demo configuration instead of the built-in config/demo.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a real site.
+    Run {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// Web address, overriding `[web] bind`.
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Check a configuration file and say what is wrong, with its line.
+    CheckConfig { file: PathBuf },
+    /// The community journal.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Recompute the hash chain; exit non-zero naming the first bad entry.
+    Verify {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_hhmm(s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("`{s}` is not a time like 11:30"))
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stopping");
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let l = config::load_file(&file)?;
+            println!(
+                "{}: ok ({} devices, {} services, site \"{}\")",
+                file.display(),
+                l.config.devices.len(),
+                l.config.services.len(),
+                l.config.site.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { config },
+        } => {
+            let l = config::load_file(&config)?;
+            let path = l.ledger_path();
+            if !path.exists() {
+                anyhow::bail!(
+                    "no ledger at {} (has the node run with this configuration?)",
+                    path.display()
+                );
+            }
+            let journal = ledger::Journal::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let report = journal.verify()?;
+            match report.first_bad {
+                None => {
+                    println!(
+                        "{}: {} entries, chain intact, head {}",
+                        path.display(),
+                        report.entries,
+                        report.head_hash
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(bad) => {
+                    println!(
+                        "{}: entry {} is bad: {}",
+                        path.display(),
+                        bad.seq,
+                        bad.problem
+                    );
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Demo {
+            bind,
+            speed,
+            start,
+            data,
+            config,
+        } => {
+            runtime()?.block_on(demo::run(demo::DemoArgs {
+                config,
+                bind,
+                speed,
+                start,
+                data,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config, bind } => {
+            let l = config::load_file(&config)?;
+            runtime()?.block_on(async move {
+                let bind = bind.unwrap_or(l.config.web.bind);
+                let node = node::Node::start(&l, bind).await?;
+                println!(
+                    "Communalia: {} on http://{}/",
+                    l.config.site.name, node.web_addr
+                );
+                wait_for_signal().await;
+                node.shutdown().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

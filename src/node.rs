@@ -1,0 +1,155 @@
+//! Starting the parts of a node in order, and stopping them in the reverse order:
+//! ledger, ingest (broker, workers, sink), the live evaluation, then the web server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ingest::Ingest;
+use ingest::config::BrokerEndpoint;
+use ingest::metrics::IngestMetrics;
+use ingest::mqtt::MqttClientOptions;
+use ingest::store::LiveStore;
+use ledger::Journal;
+use query::engine::{Engine, EngineOptions, empty_snapshot};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Language, Loaded};
+
+/// How much recent data the live store keeps in memory.
+const LIVE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+pub(crate) struct Node {
+    pub(crate) web_addr: SocketAddr,
+    cancel: CancellationToken,
+    web_cancel: CancellationToken,
+    ingest: Ingest,
+    engine: tokio::task::JoinHandle<()>,
+    web: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the journal and records the configured plan and members if it is new.
+pub(crate) fn open_ledger(loaded: &Loaded) -> Result<Journal> {
+    let c = &loaded.config;
+    std::fs::create_dir_all(&c.storage.dir).with_context(|| {
+        format!(
+            "cannot create the storage directory {}",
+            c.storage.dir.display()
+        )
+    })?;
+    let path = loaded.ledger_path();
+    let journal = Journal::open(&path)
+        .with_context(|| format!("cannot open the ledger {}", path.display()))?;
+    let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
+    let members: Vec<(String, Vec<ledger::Role>)> = c
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.roles.clone()))
+        .collect();
+    if journal.seed(&plan, &members, chrono::Utc::now())? {
+        tracing::info!(path = %path.display(), "new journal: initial plan recorded");
+    }
+    Ok(journal)
+}
+
+impl Node {
+    /// Starts everything; fails with the address named when a port is taken.
+    pub(crate) async fn start(loaded: &Loaded, bind: SocketAddr) -> Result<Node> {
+        let c = &loaded.config;
+        let journal = Arc::new(open_ledger(loaded)?);
+        let store = Arc::new(LiveStore::new(LIVE_WINDOW));
+        let metrics = Arc::new(IngestMetrics::default());
+        let cancel = CancellationToken::new();
+
+        // Bind the web port first: a taken port is the most common start failure.
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} for the web server (is another node or program using it? use --bind)"))?;
+        let web_addr = listener.local_addr()?;
+
+        let workers = ingest::resolve_devices(&c.devices)?;
+        let mqtt = if workers.mqtt.is_empty() {
+            None
+        } else {
+            let endpoint = match c.mqtt.endpoint()? {
+                BrokerEndpoint::Embedded(mut addr) => {
+                    if addr.port() == 0 {
+                        addr = ingest::broker::free_local_addr()?;
+                    }
+                    ingest::broker::start_embedded(addr)?;
+                    tracing::info!(%addr, "embedded MQTT broker listening");
+                    BrokerEndpoint::Embedded(addr)
+                }
+                external => external,
+            };
+            Some(MqttClientOptions {
+                endpoint,
+                client_id: c
+                    .mqtt
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("communalia-{}", std::process::id())),
+                username: c.mqtt.username.clone(),
+                password: c.mqtt.password.clone(),
+            })
+        };
+        let ingest = Ingest::start(
+            workers,
+            mqtt,
+            store.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+
+        let engine = Engine::new(
+            store,
+            metrics.clone(),
+            journal,
+            &c.devices,
+            &c.services,
+            EngineOptions::default(),
+        )
+        .await?;
+        let (tx, rx) = watch::channel(Arc::new(empty_snapshot(chrono::Utc::now())));
+        let engine = tokio::spawn(engine.run(tx, Duration::from_secs(1), cancel.clone()));
+
+        let state = web::AppState {
+            live: rx,
+            metrics,
+            site: dashboards::SiteInfo {
+                name: c.site.name.clone(),
+                default_lang: match c.site.language {
+                    Language::Fr => dashboards::Lang::Fr,
+                    Language::En => dashboards::Lang::En,
+                },
+                timezone: c.site.timezone,
+            },
+        };
+        let web_cancel = CancellationToken::new();
+        let web = tokio::spawn(web::serve(listener, state, web_cancel.clone()));
+        Ok(Node {
+            web_addr,
+            cancel,
+            web_cancel,
+            ingest,
+            engine,
+            web,
+        })
+    }
+
+    /// Ordered shutdown: stop ingest and let the sink drain, stop the evaluation,
+    /// then the web server.
+    pub(crate) async fn shutdown(self) -> Result<()> {
+        self.cancel.cancel();
+        self.ingest.join().await;
+        let _ = self.engine.await;
+        self.web_cancel.cancel();
+        match self.web.await {
+            Ok(r) => r.context("web server")?,
+            Err(e) => tracing::error!(error = %e, "web server task failed"),
+        }
+        Ok(())
+    }
+}

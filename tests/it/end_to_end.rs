@@ -1,0 +1,371 @@
+//! The whole chain on simulators the test controls: Modbus TCP (SunSpec inverter,
+//! SDM630 grid meter) and MQTT (Shelly Gen2 EM sub-meters, a generic JSON battery)
+//! into the node, out through `/api/live` and `/metrics`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use sensors::sim::sdm630::{MeterState, write_meter};
+use sensors::sim::sunspec::{InverterState, build_inverter_image, write_inverter};
+use sensors::sim::{RegisterImage, serve_modbus_tcp, shelly};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+/// Starts a Modbus TCP simulator over `image` on a free port.
+async fn modbus_sim(image: RegisterImage) -> (u16, Arc<RwLock<RegisterImage>>) {
+    let image = Arc::new(RwLock::new(image));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sim");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(serve_modbus_tcp(listener, image.clone(), 1));
+    (port, image)
+}
+
+/// The site the tests read: two Modbus simulators, an MQTT broker at `broker`.
+pub(crate) fn site_config(
+    dir: &std::path::Path,
+    inverter_port: u16,
+    meter_port: u16,
+    broker: &str,
+    prefix: &str,
+) -> String {
+    format!(
+        r#"
+[site]
+name = "Test site"
+language = "en"
+timezone = "Europe/Paris"
+latitude = 45.76
+longitude = 4.84
+
+[storage]
+dir = "{dir}"
+
+[mqtt]
+{broker}
+
+[[device]]
+id = "inverter"
+role = "pv"
+profile = "sunspec"
+modbus = {{ host = "127.0.0.1", port = {inverter_port}, unit = 1 }}
+poll_interval = "200ms"
+
+[[device]]
+id = "grid"
+role = "grid"
+profile = "sdm630"
+modbus = {{ host = "127.0.0.1", port = {meter_port}, unit = 1 }}
+poll_interval = "200ms"
+
+[[device]]
+id = "battery"
+role = "battery"
+profile = "generic-json"
+power_sign = "generation"
+mqtt = {{ topic = "{prefix}/battery", fields = {{ power_w = "power_w", soc_pct = "soc_pct" }} }}
+
+[[device]]
+id = "clinic-meter"
+role = "load"
+profile = "shelly-gen2-em"
+mqtt = {{ topic = "{prefix}-clinic" }}
+
+[[device]]
+id = "school-meter"
+role = "load"
+profile = "shelly-gen2-em"
+mqtt = {{ topic = "{prefix}-school" }}
+
+[[service]]
+id = "clinic-fridge"
+meter = "clinic-meter"
+tier = 1
+min_w = 150
+
+[[service]]
+id = "school"
+meter = "school-meter"
+tier = 2
+
+[sources.battery]
+reserve_soc_pct = 20
+max_discharge_w = 3000
+
+[sources.grid]
+max_import_w = 500
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Publishes the sub-meters and the battery every 200 ms until dropped.
+pub(crate) fn publish_loop(
+    host: &str,
+    port: u16,
+    prefix: &str,
+    clinic_w: f64,
+    school_w: f64,
+) -> tokio::task::JoinHandle<()> {
+    let mut opts = MqttOptions::new(
+        format!("it-pub-{}-{prefix}", std::process::id()),
+        host,
+        port,
+    );
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let prefix = prefix.to_string();
+    tokio::spawn(async move {
+        loop {
+            let _ = client
+                .publish(
+                    format!("{prefix}-clinic/status/em:0"),
+                    QoS::AtMostOnce,
+                    false,
+                    shelly::gen2_em_status(clinic_w, 230.0),
+                )
+                .await;
+            let _ = client
+                .publish(
+                    format!("{prefix}-school/status/em:0"),
+                    QoS::AtMostOnce,
+                    false,
+                    shelly::gen2_em_status(school_w, 230.0),
+                )
+                .await;
+            let _ = client
+                .publish(
+                    format!("{prefix}/battery"),
+                    QoS::AtMostOnce,
+                    false,
+                    r#"{"power_w": -800, "soc_pct": 61.5}"#,
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// The simulated values reach `/api/live` in the site sign convention, and the
+/// allocation follows the plan seeded from the configuration.
+pub(crate) async fn check_site(node: &NodeProc) {
+    // Set by the simulators (the inverter has 1 W resolution, W_SF = 0): inverter 4321 W, grid import 1200 W, battery charging
+    // 800 W (published as -800 discharge), clinic 150 W, school 1800 W.
+    let live = wait_live(
+        node,
+        Duration::from_secs(20),
+        "all devices reporting",
+        |l| {
+            close(&l["site"]["pv_w"], 4321.0)
+                && close(&l["site"]["grid_w"], 1200.0)
+                && close(&l["site"]["battery_w"], -800.0)
+                && close(&l["site"]["load_w"], 1950.0)
+        },
+    )
+    .await;
+    assert_eq!(live["stale"], false, "{live:#}");
+    assert!(close(&live["site"]["battery_soc_pct"], 61.5), "{live:#}");
+    // Into the bus: 4321.0 + 1200 - 800 = 4721; metered loads 1950 -> 2771 unmetered.
+    assert!(close(&live["site"]["unmetered_w"], 2771.0), "{live:#}");
+    // Available: PV 4321 + battery 3000 (SoC 61.5 above the 20 reserve) + grid 500.
+    assert!(close(&live["site"]["available_w"], 7821.0), "{live:#}");
+    assert!(close(&live["site"]["allocated_w"], 1950.0), "{live:#}");
+    assert!(close(&live["site"]["headroom_w"], 5871.0), "{live:#}");
+    let clinic = service(&live, "clinic-fridge");
+    assert!(
+        close(&clinic["demand_w"], 150.0) && close(&clinic["allocated_w"], 150.0),
+        "{clinic:#}"
+    );
+    assert_eq!(clinic["state"], "served");
+    assert_eq!(clinic["tier"], 1);
+    assert_eq!(service(&live, "school")["state"], "served");
+    let devices = live["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 5);
+    for d in devices {
+        assert_eq!(d["healthy"], true, "device {d:#}");
+        assert!(
+            d["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "RFC 3339 UTC: {d:#}"
+        );
+    }
+    let battery = devices
+        .iter()
+        .find(|d| d["id"] == "battery")
+        .expect("battery");
+    assert_eq!(battery["role"], "battery");
+    assert!(close(&battery["power_w"], -800.0), "{battery:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_site_reaches_api_live_through_the_embedded_broker() {
+    let dir = TempDir::new("e2e");
+    let mut inverter = RegisterImage::default();
+    build_inverter_image(&mut inverter, 40000);
+    write_inverter(
+        &mut inverter,
+        40000,
+        &InverterState {
+            power_w: 4321.0,
+            energy_wh: 1_000_000.0,
+            voltage_v: 231.0,
+            frequency_hz: 50.0,
+            temperature_c: 41.0,
+            status: 4,
+        },
+    );
+    let (inverter_port, _inv) = modbus_sim(inverter).await;
+    let mut meter = RegisterImage::default();
+    write_meter(
+        &mut meter,
+        &MeterState {
+            power_w: 1200.0,
+            import_wh: 5000.0,
+            export_wh: 7000.0,
+            voltage_v: 230.0,
+            frequency_hz: 50.0,
+        },
+    );
+    let (meter_port, _meter) = modbus_sim(meter).await;
+    let broker_port = free_port();
+    let config = site_config(
+        dir.path(),
+        inverter_port,
+        meter_port,
+        &format!("broker = \"embedded\"\nembedded_bind = \"127.0.0.1:{broker_port}\""),
+        "e2e",
+    );
+    let config_path = dir.path().join("site.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let cfg = config_path.to_string_lossy().to_string();
+
+    let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let publisher = publish_loop("127.0.0.1", broker_port, "e2e", 150.0, 1800.0);
+    check_site(&node).await;
+
+    // A malformed payload is counted against its device and changes nothing else.
+    let mut opts = MqttOptions::new("it-garbage", "127.0.0.1", broker_port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish(
+            "e2e-clinic/status/em:0",
+            QoS::AtLeastOnce,
+            false,
+            "{not json",
+        )
+        .await
+        .expect("publish garbage");
+    let metrics_url = format!("{}/metrics", node.base);
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = get_text(&metrics_url).await;
+        if metrics.contains("communalia_payloads_rejected_total{device=\"clinic-meter\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("communalia_payloads_rejected_total{device=\"clinic-meter\"} 1"),
+        "{metrics}"
+    );
+    let ingested = metric_value(&metrics, "communalia_readings_ingested_total");
+    assert!(ingested > 10.0, "readings counted: {metrics}");
+    assert!(
+        metric_value(&metrics, "communalia_mqtt_messages_total") > 3.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("communalia_modbus_transactions_total{device=\"inverter\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("communalia_device_up{device=\"grid\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("communalia_allocation_headroom_watts"),
+        "{metrics}"
+    );
+    // Still alive and still reading after the garbage.
+    check_site(&node).await;
+    poller.abort();
+    publisher.abort();
+    drop(node);
+
+    // The journal the node wrote verifies.
+    let out = std::process::Command::new(BIN)
+        .args(["ledger", "verify", "--config", &cfg])
+        .output()
+        .expect("run verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "verify failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("chain intact"), "{stdout}");
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_a_living_community() {
+    let dir = TempDir::new("demo");
+    let data = dir.path().to_string_lossy().to_string();
+    // At noon the sun is up: production, the services and the battery all report.
+    let node = spawn(&[
+        "demo",
+        "--bind",
+        "127.0.0.1:0",
+        "--start",
+        "12:00",
+        "--data",
+        &data,
+    ]);
+    let live = wait_live(
+        &node,
+        Duration::from_secs(20),
+        "the demo's devices reporting",
+        |l| {
+            l["stale"] == false
+                && l["site"]["pv_w"].as_f64().is_some_and(|w| w > 100.0)
+                && l["devices"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().all(|d| d["healthy"] == true))
+                && l["services"].as_array().is_some_and(|s| {
+                    s.len() == 3
+                        && s.iter()
+                            .all(|s| s["demand_w"].as_f64().is_some_and(|w| w > 0.0))
+                })
+        },
+    )
+    .await;
+    // The simulated world keeps the site balanced: what enters the bus is consumed.
+    let site = &live["site"];
+    let inflow = site["pv_w"].as_f64().unwrap_or(0.0)
+        + site["grid_w"].as_f64().unwrap_or(0.0)
+        + site["battery_w"].as_f64().unwrap_or(0.0);
+    let load = site["load_w"].as_f64().unwrap_or(0.0);
+    assert!(
+        (inflow - load).abs() < 0.25 * load.max(1.0) + 200.0,
+        "the demo's flows should roughly balance (readings come from different instants): {site:#}"
+    );
+    let page = get_text(&format!("{}/", node.base)).await;
+    assert!(page.contains("Les Tilleuls"), "wall screen names the site");
+}

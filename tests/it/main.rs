@@ -1,0 +1,8 @@
+//! End-to-end tests of the `communalia` binary: real processes, real sockets,
+//! simulators and outside peers (Mosquitto, pymodbus) where they are present.
+
+mod support;
+
+mod cli;
+mod end_to_end;
+mod peers;

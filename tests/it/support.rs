@@ -1,0 +1,171 @@
+//! Spawning the node and talking to it like any client would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_communalia");
+
+/// Whether tests needing an outside peer must fail instead of skipping.
+pub(crate) fn peers_required() -> bool {
+    std::env::var("COMMUNALIA_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Prints the skip line, or fails when peers are required.
+pub(crate) fn skip(peer: &str) {
+    if peers_required() {
+        panic!("{peer} not available and COMMUNALIA_REQUIRE_PEERS=1");
+    }
+    println!("skipped: {peer} not available");
+}
+
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!(
+            "communalia-it-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `communalia` process, killed on drop.
+pub(crate) struct NodeProc {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    /// Kept so that the node never writes into a closed pipe.
+    pub(crate) _lines: mpsc::Receiver<String>,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary with `args` and waits for the line announcing its web address.
+pub(crate) fn spawn(args: &[&str]) -> NodeProc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn communalia");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(i) = line.find("http://") {
+                    let base = line[i..].trim().trim_end_matches('/').to_string();
+                    return NodeProc {
+                        child,
+                        base,
+                        _lines: rx,
+                    };
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "communalia {args:?} did not announce its web address within 30 s ({status:?})"
+                );
+            }
+        }
+    }
+}
+
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+pub(crate) async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Polls `/api/live` until `ok` holds, or fails showing the last answer.
+pub(crate) async fn wait_live(
+    node: &NodeProc,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    let url = format!("{}/api/live", node.base);
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        last = get_json(&url).await;
+        if ok(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not seen within {within:?}; last /api/live: {last:#}");
+}
+
+pub(crate) fn service<'a>(live: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    live["services"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("service {id} missing from {live:#}"))
+}
+
+pub(crate) fn close(a: &serde_json::Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 0.01)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub(crate) fn tcp_open(addr: &str) -> bool {
+    addr.parse()
+        .ok()
+        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok())
+        .is_some()
+}
