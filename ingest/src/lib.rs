@@ -50,7 +50,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("arrow: {0}")]
-    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    Arrow(#[from] arrow::error::ArrowError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

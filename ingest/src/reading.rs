@@ -2,12 +2,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
+use arrow::array::{
     ArrayRef, Float64Builder, StringDictionaryBuilder, TimestampMillisecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::record_batch::RecordBatch;
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 use sensors::model::Metric;
 
 /// One value of one device at one instant, already in the site sign convention.
