@@ -49,9 +49,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         None => std::env::temp_dir().join(format!("communalia-demo-{}", std::process::id())),
     };
     loaded.config.storage.dir = data.clone();
+    // The broker starts before the simulators so that they find it at once; the
+    // node then connects to it like to any broker.
     let broker = ingest::broker::free_local_addr()?;
-    loaded.config.mqtt.broker = "embedded".into();
-    loaded.config.mqtt.embedded_bind = broker;
+    ingest::broker::start_embedded(broker)?;
+    loaded.config.mqtt.broker = format!("mqtt://{broker}");
 
     let c = &loaded.config;
     let mut service_topics = Vec::new();

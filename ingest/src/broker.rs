@@ -70,10 +70,12 @@ pub fn start_embedded(addr: SocketAddr) -> Result<()> {
             addr,
             source: e,
         })?;
+    // Wait until the broker answers a real MQTT handshake: a bare TCP probe would
+    // make it log a failed connection, and a bind probe could steal the port.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(_) => return Ok(()),
+        match mqtt_handshake(addr) {
+            Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(Error::Listen {
                     what: "embedded MQTT broker",
@@ -84,6 +86,27 @@ pub fn start_embedded(addr: SocketAddr) -> Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// CONNECT, expect CONNACK "accepted", DISCONNECT (MQTT 3.1.1, §3.1, §3.2, §3.14).
+fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let client_id = b"communalia-probe";
+    let mut packet = vec![0x10, (12 + client_id.len()) as u8];
+    packet.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x0A]);
+    packet.extend_from_slice(&[0x00, client_id.len() as u8]);
+    packet.extend_from_slice(client_id);
+    stream.write_all(&packet)?;
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack)?;
+    if connack[0] != 0x20 || connack[3] != 0x00 {
+        return Err(std::io::Error::other(format!(
+            "unexpected answer to CONNECT: {connack:02x?}"
+        )));
+    }
+    stream.write_all(&[0xE0, 0x00])
 }
 
 /// A free port on 127.0.0.1, for brokers that cannot report the port they bound.

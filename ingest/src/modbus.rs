@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::metrics::IngestMetrics;
 use crate::reading::Reading;
@@ -129,9 +130,9 @@ pub fn spawn_modbus(
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     metrics.register_device(&dev.id);
-    tokio::spawn(async move {
-        let span = tracing::info_span!("modbus", device = %dev.id, host = %dev.host, port = dev.port, unit = dev.unit);
-        let _enter = span.enter();
+    let span = tracing::info_span!("modbus", device = %dev.id, host = %dev.host, port = dev.port, unit = dev.unit);
+    tokio::spawn(
+        async move {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         while !cancel.is_cancelled() {
             if let Err(why) = run_connection(&dev, &tx, &metrics, &cancel, &mut backoff).await {
@@ -144,7 +145,9 @@ pub fn spawn_modbus(
                 }
             }
         }
-    })
+        }
+        .instrument(span),
+    )
 }
 
 /// One connection's life: connect, discover, poll until the transport fails.

@@ -11,6 +11,7 @@ use sensors::model::Metric;
 use sensors::profile::MqttProfile;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::BrokerEndpoint;
 use crate::metrics::IngestMetrics;
@@ -86,52 +87,54 @@ pub fn spawn_mqtt(
         f.dedup();
         f
     };
-    tokio::spawn(async move {
-        let span = tracing::info_span!("mqtt", client_id = %opts.client_id);
-        let _enter = span.enter();
-        loop {
-            let event = tokio::select! {
-                _ = cancel.cancelled() => break,
-                e = eventloop.poll() => e,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(
-                        subscriptions = filters.len(),
-                        "connected to the MQTT broker"
-                    );
-                    // Subscribing from another task: the request channel is drained by
-                    // this very loop, so awaiting it here could stall.
-                    let client = client.clone();
-                    let filters = filters.clone();
-                    tokio::spawn(async move {
-                        let subs = filters
-                            .into_iter()
-                            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
-                        if let Err(e) = client.subscribe_many(subs).await {
-                            tracing::warn!(error = %e, "could not subscribe");
-                        }
-                    });
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    metrics.add_mqtt_message();
-                    let readings = route(&routes, &devices, &metrics, &p.topic, &p.payload);
-                    if !readings.is_empty() && tx.send(readings).await.is_err() {
-                        break; // the sink has stopped: the node is shutting down
+    let span = tracing::info_span!("mqtt", client_id = %opts.client_id);
+    tokio::spawn(
+        async move {
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!(
+                            subscriptions = filters.len(),
+                            "connected to the MQTT broker"
+                        );
+                        // Subscribing from another task: the request channel is drained by
+                        // this very loop, so awaiting it here could stall.
+                        let client = client.clone();
+                        let filters = filters.clone();
+                        tokio::spawn(async move {
+                            let subs = filters
+                                .into_iter()
+                                .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                            if let Err(e) = client.subscribe_many(subs).await {
+                                tracing::warn!(error = %e, "could not subscribe");
+                            }
+                        });
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT connection lost, retrying in 1 s");
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        metrics.add_mqtt_message();
+                        let readings = route(&routes, &devices, &metrics, &p.topic, &p.payload);
+                        if !readings.is_empty() && tx.send(readings).await.is_err() {
+                            break; // the sink has stopped: the node is shutting down
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MQTT connection lost, retrying in 1 s");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                     }
                 }
             }
+            let _ = client.try_disconnect();
         }
-        let _ = client.try_disconnect();
-    })
+        .instrument(span),
+    )
 }
 
 /// Decodes one message for every device subscribed to its topic.

@@ -24,7 +24,7 @@ use sensors::model::{Metric, Role};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocation::{ServiceDemand, allocate};
+use crate::allocation::{ServiceDemand, ServiceState, allocate};
 use crate::config::ServiceConfig;
 use crate::live::{DeviceLive, LiveSnapshot, PlanInfo, ServiceLive, Signal, SiteBalance};
 use crate::live_table::LiveTable;
@@ -305,11 +305,10 @@ impl Engine {
             })
             .collect();
 
-        let all_served = services.iter().all(|s| {
-            matches!(
-                s.state,
-                crate::allocation::ServiceState::Served | crate::allocation::ServiceState::Idle
-            )
+        // A service held at its cap by the plan is as served as the plan allows.
+        let all_served = allocation.services.iter().all(|g| {
+            matches!(g.state, ServiceState::Served | ServiceState::Idle)
+                || g.reason == crate::allocation::Reason::Capped
         });
         let signal = if stale {
             Signal::Unknown
