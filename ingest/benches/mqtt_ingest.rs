@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ingest::config::BrokerEndpoint;
@@ -22,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 const DEVICES: usize = 10;
 
+/// A fresh number per call, so that every round has its own client ids and topics.
+fn round() -> usize {
+    static ROUND: AtomicUsize = AtomicUsize::new(0);
+    ROUND.fetch_add(1, Ordering::Relaxed)
+}
+
 fn devices(prefix: &str) -> Vec<DeviceConfig> {
     (0..DEVICES)
         .map(|i| DeviceConfig {
@@ -31,7 +38,7 @@ fn devices(prefix: &str) -> Vec<DeviceConfig> {
             profile: "shelly-gen2-em".into(),
             modbus: None,
             mqtt: Some(MqttDeviceConfig {
-                topic: format!("{prefix}-{i}"),
+                topic: format!("{prefix}/m{i}"),
                 fields: Default::default(),
             }),
             power_sign: None,
@@ -58,7 +65,7 @@ async fn publish(host: &str, port: u16, prefix: &str, n: usize) {
         let payload = sensors::sim::shelly::gen2_em_status(1000.0 + i as f64, 230.0);
         client
             .publish(
-                format!("{prefix}-{}/status/em:0", i % DEVICES),
+                format!("{prefix}/m{}/status/em:0", i % DEVICES),
                 QoS::AtLeastOnce,
                 false,
                 payload,
@@ -71,9 +78,10 @@ async fn publish(host: &str, port: u16, prefix: &str, n: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
 }
 
-/// Messages per second through the node's MQTT worker into the live store.
-async fn node_rate(host: &str, port: u16, n: usize) -> f64 {
-    let prefix = format!("bench-node-{}", std::process::id());
+/// Messages per second through the node's MQTT worker into the live store, and how
+/// many of the `n` published arrived.
+async fn node_rate(host: &str, port: u16, n: usize) -> (f64, usize) {
+    let prefix = format!("bench-node-{}-{}", std::process::id(), round());
     let workers = resolve_devices(&devices(&prefix)).expect("devices");
     let store = Arc::new(LiveStore::new(Duration::from_secs(3600)));
     let metrics = Arc::new(IngestMetrics::default());
@@ -127,23 +135,24 @@ async fn node_rate(host: &str, port: u16, n: usize) -> f64 {
     let _ = publisher.await;
     cancel.cancel();
     ingest.join().await;
-    n as f64 / elapsed.as_secs_f64()
+    let got = (metrics.mqtt_messages() as usize).min(n);
+    (got as f64 / elapsed.as_secs_f64(), got)
 }
 
-/// Messages per second for a bare client that only counts them.
-async fn bare_rate(host: &str, port: u16, n: usize) -> f64 {
-    let prefix = format!("bench-bare-{}", std::process::id());
+/// Messages per second for a bare client that only counts them, and how many of the
+/// `n` published arrived.
+async fn bare_rate(host: &str, port: u16, n: usize) -> (f64, usize) {
+    let prefix = format!("bench-bare-{}-{}", std::process::id(), round());
     let mut opts = MqttOptions::new(format!("{prefix}-sub"), host, port);
     opts.set_keep_alive(Duration::from_secs(15));
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let got = Arc::new(AtomicUsize::new(0));
+    let received = got.clone();
     let counter = tokio::spawn(async move {
-        let mut got = 0usize;
-        let mut first = None;
-        while got < n {
+        while received.load(Ordering::Relaxed) < n {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(_))) => {
-                    first.get_or_insert_with(Instant::now);
-                    got += 1;
+                    received.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -154,7 +163,7 @@ async fn bare_rate(host: &str, port: u16, n: usize) -> f64 {
         }
     });
     client
-        .subscribe(format!("{prefix}-+/status/em:0"), QoS::AtLeastOnce)
+        .subscribe(format!("{prefix}/+/status/em:0"), QoS::AtLeastOnce)
         .await
         .expect("subscribe");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -163,20 +172,36 @@ async fn bare_rate(host: &str, port: u16, n: usize) -> f64 {
         let host = host.to_string();
         async move { publish(&host, port, &prefix, n).await }
     });
-    let _ = tokio::time::timeout(Duration::from_secs(120), counter).await;
+    let abort = counter.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(120), counter)
+        .await
+        .is_err()
+    {
+        abort.abort();
+        eprintln!(
+            "bare client: only {} of {n} messages after 120 s",
+            got.load(Ordering::Relaxed)
+        );
+    }
     let elapsed = started.elapsed();
     let _ = publisher.await;
-    n as f64 / elapsed.as_secs_f64()
+    let got = got.load(Ordering::Relaxed);
+    (got as f64 / elapsed.as_secs_f64(), got)
 }
 
 async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
     let host = addr.ip().to_string();
     let mut bare = Vec::new();
     let mut node = Vec::new();
+    let (mut bare_lost, mut node_lost) = (0, 0);
     for _ in 0..rounds {
         // Alternate so that drift on a shared machine hits both alike.
-        bare.push(bare_rate(&host, addr.port(), n).await);
-        node.push(node_rate(&host, addr.port(), n).await);
+        let (rate, got) = bare_rate(&host, addr.port(), n).await;
+        bare.push(rate);
+        bare_lost += n - got;
+        let (rate, got) = node_rate(&host, addr.port(), n).await;
+        node.push(rate);
+        node_lost += n - got;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -187,6 +212,12 @@ async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
         "{name:<22} {n:>7} msgs  bare client {b:>9.0} msg/s   node ingest {nd:>9.0} msg/s   ratio {:.2}",
         nd / b
     );
+    if bare_lost + node_lost > 0 {
+        println!(
+            "{:<22} not delivered over {rounds} rounds: bare client {bare_lost}, node {node_lost}",
+            ""
+        );
+    }
 }
 
 fn main() {

@@ -8,6 +8,7 @@
 //! a bad payload or a silent device is counted and logged with the device named and
 //! never stops the other workers.
 
+pub mod actuate;
 pub mod broker;
 pub mod config;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Sharing the available power among services in the order of priority the assembly
 //! voted (DESIGN.md §4), and the body of `POST /api/allocation/simulate` (DESIGN.md
-//! §8), which validates a request and then runs the very same [`allocate`] the live
-//! allocation runs.
+//! §8), which validates a request and then runs [`allocate`]: the live allocation's
+//! [`allocate_pools`] with all the power in one pool.
 //!
 //! Per evaluation:
 //! 1. each service's effective demand is `e = min(demand, max_w)`;
@@ -11,6 +11,10 @@
 //!    tiers get no minimum;
 //! 3. remainder pass, the same way with each service's residual `e - granted`;
 //! 4. each service gets a state and a reason, the site its totals and headroom.
+//!
+//! The power comes from [`Pool`]s (PV, the battery, the grid), each of which the plan
+//! may open to some tiers only: the power a tier can reach is what remains in the
+//! pools it may use, so "the remaining power" above is counted per tier.
 //!
 //! With one tier, `pro_rata` and no minima this is the French collective
 //! self-consumption default key: each share = demand x min(1, available / total demand).
@@ -49,7 +53,7 @@ pub enum Reason {
     TierShare,
     /// Nothing was left once the higher tiers were served.
     HigherTiersFirst,
-    /// There is no power available at all.
+    /// None of the pools its tier may use has any power.
     NoPower,
 }
 
@@ -94,23 +98,60 @@ pub struct ServiceGrant {
     pub reason: Reason,
 }
 
+/// A source of power the allocation may draw on, as far as the plan lets it (DESIGN.md
+/// §4: PV always; the battery's discharge down to a reserve, for some tiers; grid
+/// import up to a limit, for some tiers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// `pv`, `battery` or `grid`; the allocation only reports it.
+    pub name: &'static str,
+    /// What the pool may give now, in watts. Negative or not a number counts as 0.
+    pub available_w: f64,
+    /// The tiers allowed to draw on it; `None`: every tier (`Some` of an empty list:
+    /// none).
+    pub tiers: Option<Vec<u32>>,
+}
+
+impl Pool {
+    /// Whether services of `tier` may draw on this pool.
+    fn serves(&self, tier: u32) -> bool {
+        self.tiers.as_ref().is_none_or(|t| t.contains(&tier))
+    }
+}
+
+/// How much one pool gave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolUse {
+    pub name: &'static str,
+    /// What it could give (a negative or non-numeric figure reads as 0).
+    pub available_w: f64,
+    /// What the grants drew from it; never above `available_w`.
+    pub used_w: f64,
+}
+
+/// The name of the one pool of [`allocate`]: all the available power, for every tier.
+pub const ALL_POWER: &str = "available";
+
 /// The outcome of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allocation {
-    /// The available power the allocation used (negative or not a number reads as 0).
+    /// The available power the allocation used: the sum of the pools (each negative
+    /// or non-numeric figure reads as 0).
     pub available_w: f64,
     /// Sum of the services' allocations.
     pub allocated_w: f64,
-    /// `available_w - allocated_w`, never negative.
+    /// `available_w - allocated_w`, never negative. Power of a pool that no
+    /// demanding tier may use counts here.
     pub headroom_w: f64,
     /// One grant per service, in the order of the input.
     pub services: Vec<ServiceGrant>,
+    /// What each pool gave, in the order of the input.
+    pub pools: Vec<PoolUse>,
 }
 
 /// Working figures of one service during an evaluation, in the order of the input.
 #[derive(Debug, Clone, Copy)]
 struct Work {
-    tier: u32,
     /// Sanitized demand.
     demand: f64,
     /// Effective demand: `min(demand, max_w)`.
@@ -123,25 +164,82 @@ struct Work {
     got: f64,
     /// What the minima pass granted.
     min_got: f64,
+    /// The outcome, once both passes ran.
+    allocated: f64,
+    state: ServiceState,
+    reason: Reason,
 }
 
-/// Where a pass ran short: the first tier whose asks it could not cover, and how much
-/// power that tier shared.
+/// How one tier fared in one pass.
 #[derive(Debug, Clone, Copy)]
-struct Cut {
+struct TierPass {
     tier: u32,
+    /// Its asks were not all granted in full.
+    short: bool,
+    /// It is the first short tier of the pass.
+    first_short: bool,
+    /// What it shared when short: all the power it could still reach.
     shared: f64,
 }
 
-/// Shares `available_w` among `services` by the priorities of the plan (DESIGN.md §4).
+/// How one tier fared in the whole evaluation: what it needs to explain its grants.
+#[derive(Debug, Clone, Copy)]
+struct TierFate {
+    /// What its pools offered before any grant.
+    reach: f64,
+    /// What its pools still held after the minima pass.
+    reach_after_minima: f64,
+    minima: TierPass,
+    remainder: TierPass,
+}
+
+/// Shares `available_w` among `services` by the priorities of the plan (DESIGN.md §4):
+/// [`allocate_pools`] with one pool that every tier may use, [`ALL_POWER`].
 ///
 /// `tiers` gives each tier's split rule; a tier not listed shares pro rata, and when a
 /// tier is listed twice the first rule counts. Tiers are served in ascending order.
 /// Negative or non-numeric figures are read as described on [`ServiceDemand`]; a
 /// negative or non-numeric `available_w` reads as 0. Runs in O(n log n).
 pub fn allocate(available_w: f64, tiers: &[TierRule], services: &[ServiceDemand]) -> Allocation {
+    let all = Pool {
+        name: ALL_POWER,
+        available_w,
+        tiers: None,
+    };
+    allocate_pools(std::slice::from_ref(&all), tiers, services)
+}
+
+/// Shares the power of several `pools` among `services` by the priorities of the plan
+/// (DESIGN.md §4), each tier drawing only on the pools it may use.
+///
+/// The passes are those of the module documentation, where the power a tier can
+/// reach is what remains in the pools it may use. A tier whose asks that power covers
+/// draws them from its pools in the order given, so the caller lists them PV, battery,
+/// grid: a tier covered by the sun leaves the battery and the grid untouched, and the
+/// community imports only what the tiers it allows import for still lack. A tier it
+/// does not cover shares all it can reach by its split rule and empties those pools;
+/// later tiers then get what remains in the pools they may use (nothing when they may
+/// use no other). With one pool that every tier may use, this is [`allocate`].
+///
+/// Figures are read as on [`allocate`] and [`Pool`]. Runs in O(n log n + t x p) for
+/// n services, t tiers and p pools.
+pub fn allocate_pools(
+    pools: &[Pool],
+    tiers: &[TierRule],
+    services: &[ServiceDemand],
+) -> Allocation {
     // `>` is false for NaN: negative and NaN both read as 0 (and -0.0 becomes 0.0).
-    let available = if available_w > 0.0 { available_w } else { 0.0 };
+    let offered: Vec<f64> = pools
+        .iter()
+        .map(|p| {
+            if p.available_w > 0.0 {
+                p.available_w
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let available = offered.iter().fold(0.0, |sum, w| sum + w);
 
     // Split rules sorted by tier; the stable sort keeps the first-listed rule first.
     let mut rules: Vec<(u32, Split)> = tiers.iter().map(|r| (r.tier, r.split)).collect();
@@ -155,13 +253,15 @@ pub fn allocate(available_w: f64, tiers: &[TierRule], services: &[ServiceDemand]
             let e = cap.map_or(demand, |c| demand.min(c));
             let min_ask = e.min(non_negative(s.min_w));
             Work {
-                tier: s.tier,
                 demand,
                 e,
                 min_ask,
                 ask: min_ask,
                 got: 0.0,
                 min_got: 0.0,
+                allocated: 0.0,
+                state: ServiceState::Idle,
+                reason: Reason::NoDemand,
             }
         })
         .collect();
@@ -171,37 +271,61 @@ pub fn allocate(available_w: f64, tiers: &[TierRule], services: &[ServiceDemand]
     order.sort_unstable();
 
     // 2. Minima pass.
-    let (min_cut, left) = run_pass(&mut work, &mut order, &rules, available);
+    let mut left = offered.clone();
+    let minima = run_pass(&mut work, &mut order, &rules, pools, &mut left);
+    let after_minima = left.clone();
     for w in &mut work {
         w.min_got = w.got;
         w.ask = (w.e - w.min_got).max(0.0);
     }
     // 3. Remainder pass, with what the minima left.
-    let (rem_cut, _) = run_pass(&mut work, &mut order, &rules, left);
+    let remainder = run_pass(&mut work, &mut order, &rules, pools, &mut left);
+
+    // 4. Both passes see the same tiers in the same order: one `TierPass` per group.
+    let groups = order.chunk_by(|a, b| a.0 == b.0);
+    for (group, (m, r)) in groups.zip(minima.iter().zip(&remainder)) {
+        let fate = TierFate {
+            reach: reach(pools, &offered, m.tier),
+            reach_after_minima: reach(pools, &after_minima, m.tier),
+            minima: *m,
+            remainder: *r,
+        };
+        for &(_, i) in group {
+            let Some(w) = work.get_mut(i) else { continue };
+            // A tier that the remainder pass covered gets its effective demand exactly,
+            // so that a fully served service compares equal to its demand.
+            w.allocated = if r.short {
+                (w.min_got + w.got).min(w.e)
+            } else {
+                w.e
+            };
+            (w.state, w.reason) = judge(w, &fate);
+        }
+    }
 
     let mut allocated_total = 0.0;
     let grants = services
         .iter()
         .zip(&work)
         .map(|(s, w)| {
-            // A tier that the remainder pass covered gets its effective demand exactly,
-            // so that a fully served service compares equal to its demand.
-            let covered = rem_cut.is_none_or(|c| w.tier < c.tier);
-            let allocated = if covered {
-                w.e
-            } else {
-                (w.min_got + w.got).min(w.e)
-            };
-            allocated_total += allocated;
-            let (state, reason) = judge(w, allocated, available, left, min_cut, rem_cut);
+            allocated_total += w.allocated;
             ServiceGrant {
                 id: s.id.clone(),
                 tier: s.tier,
                 demand_w: w.demand,
-                allocated_w: allocated,
-                state,
-                reason,
+                allocated_w: w.allocated,
+                state: w.state,
+                reason: w.reason,
             }
+        })
+        .collect();
+    let pools = pools
+        .iter()
+        .zip(offered.iter().zip(&left))
+        .map(|(p, (&offered, &left))| PoolUse {
+            name: p.name,
+            available_w: offered,
+            used_w: offered - left,
         })
         .collect();
 
@@ -212,6 +336,7 @@ pub fn allocate(available_w: f64, tiers: &[TierRule], services: &[ServiceDemand]
         // Float noise may make the sum exceed what was available by a hair.
         headroom_w: if headroom > 0.0 { headroom } else { 0.0 },
         services: grants,
+        pools,
     }
 }
 
@@ -229,48 +354,84 @@ fn split_of(rules: &[(u32, Split)], tier: u32) -> Split {
     }
 }
 
-/// One pass over the tiers with each service's `ask`: covered tiers get their asks
-/// exactly, the first tier not covered shares what remains by its split rule, later
-/// tiers get nothing. `order` lists (tier, index into `work`) by ascending tier; the
-/// services within a tier may be reordered. Writes each grant to `got` and returns
-/// where the pass ran short, if it did, and the power left over.
+/// What the pools that `tier` may use hold, by `left` (one figure per pool).
+fn reach(pools: &[Pool], left: &[f64], tier: u32) -> f64 {
+    pools
+        .iter()
+        .zip(left)
+        .filter(|(p, _)| p.serves(tier))
+        .fold(0.0, |sum, (_, w)| sum + w)
+}
+
+/// Takes `need` from the pools that `tier` may use, in the order of the pools.
+fn draw(pools: &[Pool], left: &mut [f64], tier: u32, mut need: f64) {
+    for (p, l) in pools.iter().zip(left.iter_mut()) {
+        if need <= 0.0 {
+            break;
+        }
+        if p.serves(tier) {
+            let take = need.min(*l);
+            *l -= take;
+            need -= take;
+        }
+    }
+}
+
+/// One pass over the tiers with each service's `ask`: a tier whose asks the power it
+/// can reach covers gets them exactly; one it does not cover shares what it can reach
+/// by its split rule. After the first short tier, a tier that can reach nothing gets
+/// nothing. `order` lists (tier, index into `work`) by ascending tier; the services
+/// within a tier may be reordered. Writes each grant to `got`, takes the grants from
+/// `left` (what remains in each pool) and returns how each tier fared, in the order
+/// of `order`.
 fn run_pass(
     work: &mut [Work],
     order: &mut [(u32, usize)],
     rules: &[(u32, Split)],
-    available: f64,
-) -> (Option<Cut>, f64) {
-    let mut remaining = available;
-    let mut cut: Option<Cut> = None;
+    pools: &[Pool],
+    left: &mut [f64],
+) -> Vec<TierPass> {
+    let mut passes = Vec::new();
+    let mut any_short = false;
     for group in order.chunk_by_mut(|a, b| a.0 == b.0) {
         let tier = group.first().map_or(0, |g| g.0);
-        if cut.is_some() {
-            for_each_member(work, group, |w| w.got = 0.0);
-            continue;
-        }
+        let reachable = reach(pools, left, tier);
         let asked: f64 = group
             .iter()
             .filter_map(|&(_, i)| work.get(i))
             .map(|w| w.ask)
             .sum();
-        if asked <= remaining {
+        // With one pool, every tier after the first short one reaches nothing.
+        let short = asked > reachable || (any_short && reachable <= 0.0);
+        if !short {
             for_each_member(work, group, |w| w.got = w.ask);
-            remaining = (remaining - asked).max(0.0);
+            draw(pools, left, tier, asked);
         } else {
-            match split_of(rules, tier) {
-                Split::ProRata => for_each_member(work, group, |w| {
-                    w.got = (w.ask * remaining / asked).min(w.ask);
-                }),
-                Split::Equal => water_fill(work, group, remaining),
+            if !any_short || reachable > 0.0 {
+                match split_of(rules, tier) {
+                    Split::ProRata => for_each_member(work, group, |w| {
+                        w.got = (w.ask * reachable / asked).min(w.ask);
+                    }),
+                    Split::Equal => water_fill(work, group, reachable),
+                }
+            } else {
+                for_each_member(work, group, |w| w.got = 0.0);
             }
-            cut = Some(Cut {
-                tier,
-                shared: remaining,
-            });
-            remaining = 0.0;
+            for (p, l) in pools.iter().zip(left.iter_mut()) {
+                if p.serves(tier) {
+                    *l = 0.0;
+                }
+            }
         }
+        passes.push(TierPass {
+            tier,
+            short,
+            first_short: short && !any_short,
+            shared: if short { reachable } else { 0.0 },
+        });
+        any_short |= short;
     }
-    (cut, remaining)
+    passes
 }
 
 /// Applies `f` to each service of one tier group.
@@ -308,15 +469,10 @@ fn water_fill(work: &mut [Work], group: &mut [(u32, usize)], r: f64) {
     }
 }
 
-/// State and reason of one service, given what it got and how the passes went.
-fn judge(
-    w: &Work,
-    allocated: f64,
-    available: f64,
-    left_after_minima: f64,
-    min_cut: Option<Cut>,
-    rem_cut: Option<Cut>,
-) -> (ServiceState, Reason) {
+/// State and reason of one service, given what it was allocated and how its tier
+/// fared.
+fn judge(w: &Work, fate: &TierFate) -> (ServiceState, Reason) {
+    let allocated = w.allocated;
     if w.demand <= 0.0 {
         return (ServiceState::Idle, Reason::NoDemand);
     }
@@ -328,13 +484,14 @@ fn judge(
     } else {
         ServiceState::Partial
     };
+    let (m, r) = (fate.minima, fate.remainder);
     let reason = if allocated >= w.e {
         Reason::Capped
-    } else if available <= 0.0 {
+    } else if fate.reach <= 0.0 {
         Reason::NoPower
-    } else if let Some(m) = min_cut.filter(|m| w.tier >= m.tier) {
-        if w.tier > m.tier {
-            // Higher tiers' minima took everything.
+    } else if m.short {
+        if !m.first_short && m.shared <= 0.0 {
+            // Higher tiers' minima took everything it could reach.
             Reason::HigherTiersFirst
         } else if w.min_ask > 0.0 {
             Reason::TierShare
@@ -342,13 +499,13 @@ fn judge(
             // Its tier's minima took what remained and it has none.
             Reason::MinimumOnly
         }
+    } else if r.short && r.shared > 0.0 {
+        // Its minimum was granted in full; its tier shared the rest it could reach.
+        Reason::TierShare
+    } else if fate.reach_after_minima <= 0.0 || allocated > 0.0 {
+        Reason::MinimumOnly
     } else {
-        // Its minimum was granted in full; the remainder pass did not satisfy it.
-        match rem_cut {
-            Some(r) if r.tier == w.tier && r.shared > 0.0 => Reason::TierShare,
-            _ if left_after_minima <= 0.0 || allocated > 0.0 => Reason::MinimumOnly,
-            _ => Reason::HigherTiersFirst,
-        }
+        Reason::HigherTiersFirst
     };
     (state, reason)
 }

@@ -1,30 +1,31 @@
 //! The live evaluation: once a second, a DataFusion query over `readings_live`
-//! gives the site balance and each service's demand; the allocation shares the
-//! available power by the active plan; the result is one [`LiveSnapshot`].
+//! gives the latest value of each device, from which come the site balance and each
+//! service's demand; the allocation shares the available power by the active plan;
+//! the result is one [`LiveSnapshot`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::arrow::array::Float64Builder;
-use datafusion::arrow::array::{
-    Array, BooleanArray, Float64Array, RecordBatch, StringArray, StringBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{AsArray, Float64Builder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use ingest::metrics::IngestMetrics;
 use ingest::store::LiveStore;
-use ledger::Journal;
 use ledger::plan::Plan;
+use ledger::{AdoptedPlan, EntryKind, Journal};
 use sensors::config::DeviceConfig;
 use sensors::model::{Metric, Role};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocation::{ServiceDemand, ServiceState, allocate};
+use crate::allocation::{Pool, ServiceDemand, ServiceState, allocate_pools};
 use crate::config::ServiceConfig;
 use crate::live::{DeviceLive, LiveSnapshot, PlanInfo, ServiceLive, Signal, SiteBalance};
 use crate::live_table::LiveTable;
@@ -60,45 +61,55 @@ struct DeviceInfo {
     fresh_within: Duration,
 }
 
-/// Latest value of each device and metric in the recent window, per device role.
-const LATEST_CTE: &str = "WITH latest AS (
+/// What the engine keeps of a configured service.
+struct ServiceInfo {
+    name: String,
+    /// A device whose `power_w` is the service's demand.
+    meter: Option<String>,
+    /// The declared demand, when there is no meter or no recent reading.
+    demand_w: Option<f64>,
+}
+
+/// Latest value of each device and metric in the recent window, with the role of the
+/// device when it is configured. The site balance and the services' demands are both
+/// read from these rows: one scan of the window per evaluation.
+const LATEST_SQL: &str = "WITH latest AS (
     SELECT CAST(device AS VARCHAR) AS device, CAST(metric AS VARCHAR) AS metric,
            last_value(value ORDER BY ts) AS value
     FROM readings_live
     WHERE ts >= $1 AND metric IN ('power_w', 'soc_pct')
     GROUP BY 1, 2
-)";
+)
+SELECT l.device, l.metric, l.value, d.role
+FROM latest l LEFT JOIN devices d ON l.device = d.id";
 
-fn balance_sql() -> String {
-    format!(
-        "{LATEST_CTE}
-        SELECT
-          COALESCE(SUM(CASE WHEN d.role = 'pv' AND l.metric = 'power_w' THEN l.value END), 0.0) AS pv_w,
-          COALESCE(SUM(CASE WHEN d.role = 'grid' AND l.metric = 'power_w' THEN l.value END), 0.0) AS grid_w,
-          COALESCE(SUM(CASE WHEN d.role = 'battery' AND l.metric = 'power_w' THEN l.value END), 0.0) AS battery_w,
-          AVG(CASE WHEN d.role = 'battery' AND l.metric = 'soc_pct' THEN l.value END) AS battery_soc_pct,
-          COALESCE(SUM(CASE WHEN d.role = 'load' AND l.metric = 'power_w' THEN l.value END), 0.0) AS load_w
-        FROM latest l JOIN devices d ON l.device = d.id"
-    )
+/// What one run of [`LATEST_SQL`] says.
+struct Latest<'a> {
+    balance: SiteBalance,
+    /// The latest power of each device, by id.
+    power_w: HashMap<&'a str, f64>,
 }
 
-fn demand_sql() -> String {
-    format!(
-        "{LATEST_CTE}
-        SELECT s.id, COALESCE(l.value, s.demand_w, 0.0) AS demand_w, l.value IS NOT NULL AS metered
-        FROM services s LEFT JOIN latest l ON l.device = s.meter AND l.metric = 'power_w'"
-    )
+/// The active plan as last read, and how far the journal was read.
+#[derive(Default)]
+struct PlanCache {
+    /// `None` until the first read.
+    plan: Option<Option<Arc<AdoptedPlan>>>,
+    /// The journal was read up to this entry.
+    seen_seq: i64,
 }
 
 pub struct Engine {
     ctx: SessionContext,
-    balance: DataFrame,
-    demand: DataFrame,
+    /// [`LATEST_SQL`], analysed and optimised once.
+    latest: LogicalPlan,
     store: Arc<LiveStore>,
     metrics: Arc<IngestMetrics>,
     journal: Arc<Journal>,
+    plan_cache: Mutex<PlanCache>,
     devices: Vec<DeviceInfo>,
-    services: Vec<ServiceConfig>,
+    /// The configured services, by id.
+    services: HashMap<String, ServiceInfo>,
     opts: EngineOptions,
 }
 
@@ -109,8 +120,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Registers `readings_live`, `devices` and `services` and plans the live
-    /// queries once; each evaluation only binds the time horizon.
+    /// Registers `readings_live`, `devices` and `services` and plans the live query
+    /// once; each evaluation binds the time horizon and plans its physical side.
     pub async fn new(
         store: Arc<LiveStore>,
         metrics: Arc<IngestMetrics>,
@@ -125,8 +136,9 @@ impl Engine {
         ctx.register_table("readings_live", Arc::new(LiveTable::new(store.clone())))?;
         ctx.register_table("devices", Arc::new(devices_table(devices)?))?;
         ctx.register_table("services", Arc::new(services_table(services)?))?;
-        let balance = ctx.sql(&balance_sql()).await?;
-        let demand = ctx.sql(&demand_sql()).await?;
+        let latest = ctx
+            .state()
+            .optimize(ctx.sql(LATEST_SQL).await?.logical_plan())?;
         let devices = devices
             .iter()
             .map(|d| DeviceInfo {
@@ -140,15 +152,26 @@ impl Engine {
                 },
             })
             .collect();
+        let services = services
+            .iter()
+            .map(|s| {
+                let info = ServiceInfo {
+                    name: s.display_name().to_string(),
+                    meter: s.meter.clone(),
+                    demand_w: s.demand_w,
+                };
+                (s.id.clone(), info)
+            })
+            .collect();
         Ok(Engine {
             ctx,
-            balance,
-            demand,
+            latest,
             store,
             metrics,
             journal,
+            plan_cache: Mutex::default(),
             devices,
-            services: services.to_vec(),
+            services,
             opts,
         })
     }
@@ -158,71 +181,91 @@ impl Engine {
         &self.ctx
     }
 
-    async fn run_query(&self, df: &DataFrame, now: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
+    /// Runs [`LATEST_SQL`] over the live window at `now`. The logical plan is the one
+    /// optimised in [`Engine::new`]: only the horizon is bound, and the physical plan
+    /// made for the batches of this instant.
+    async fn query_latest(&self, now: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
         let horizon = now.timestamp_millis() - self.opts.value_max_age.as_millis() as i64;
         let param = ScalarValue::TimestampMillisecond(Some(horizon), Some("UTC".into()));
-        Ok(df.clone().with_param_values(vec![param])?.collect().await?)
+        let plan = self
+            .latest
+            .clone()
+            .with_param_values(ParamValues::List(vec![param.into()]))?;
+        let state = self.ctx.state();
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await?;
+        Ok(collect(physical, state.task_ctx()).await?)
     }
 
     /// pv, grid, battery and loads from the latest readings (a DataFusion query).
     pub async fn site_balance(&self, now: DateTime<Utc>) -> Result<SiteBalance> {
-        let batches = self.run_query(&self.balance, now).await?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or_else(|| Error::Query("the balance query returned no row".into()))?;
-        let f = |name: &str| -> Result<Option<f64>> {
-            let col = batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-                .ok_or_else(|| Error::Query(format!("balance column `{name}` missing")))?;
-            Ok((!col.is_null(0)).then(|| col.value(0)))
-        };
-        let pv_w = f("pv_w")?.unwrap_or(0.0);
-        let grid_w = f("grid_w")?.unwrap_or(0.0);
-        let battery_w = f("battery_w")?.unwrap_or(0.0);
-        let load_w = f("load_w")?.unwrap_or(0.0);
-        Ok(SiteBalance {
-            pv_w,
-            grid_w,
-            battery_w,
-            battery_soc_pct: f("battery_soc_pct")?,
-            load_w,
-            unmetered_w: pv_w + grid_w + battery_w - load_w,
-            surplus_w: pv_w - (pv_w + grid_w + battery_w),
-            ..SiteBalance::default()
-        })
+        let batches = self.query_latest(now).await?;
+        Ok(read_latest(&batches)?.balance)
     }
 
     /// Each configured service's demand: its meter's latest power, or its declared demand.
     pub async fn service_demands(&self, now: DateTime<Utc>) -> Result<HashMap<String, f64>> {
-        let batches = self.run_query(&self.demand, now).await?;
-        let mut out = HashMap::new();
-        for b in &batches {
-            let ids = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Query("service id column is not text".into()))?;
-            let demand = b
-                .column(1)
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .ok_or_else(|| Error::Query("demand column is not a number".into()))?;
-            let _metered = b.column(2).as_any().downcast_ref::<BooleanArray>();
-            for i in 0..b.num_rows() {
-                // A meter reading slightly negative (noise, or export) demands nothing.
-                out.insert(ids.value(i).to_string(), demand.value(i).max(0.0));
+        let batches = self.query_latest(now).await?;
+        let latest = read_latest(&batches)?;
+        Ok(self
+            .services
+            .keys()
+            .map(|id| (id.clone(), self.demand_w(id, &latest.power_w)))
+            .collect())
+    }
+
+    /// A service's demand from the latest power of each device: its meter's, else its
+    /// declared demand, else 0 (and 0 for a service the configuration does not know).
+    fn demand_w(&self, id: &str, power_w: &HashMap<&str, f64>) -> f64 {
+        let Some(s) = self.services.get(id) else {
+            return 0.0;
+        };
+        let metered = s.meter.as_deref().and_then(|m| power_w.get(m)).copied();
+        // A meter reading slightly negative (noise, or export) demands nothing.
+        metered.or(s.demand_w).unwrap_or(0.0).max(0.0)
+    }
+
+    /// The active plan. Parsing a plan of thousands of services every second would
+    /// cost more than allocating by it, so the journal is read again only when it has
+    /// recorded a plan adoption since the last read.
+    fn active_plan(&self) -> Result<Option<Arc<AdoptedPlan>>> {
+        const PAGE: usize = 256;
+        let mut cache = self.plan_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plan = match cache.plan.take() {
+            Some(plan) => plan,
+            None => {
+                // Entries before the active adoption cannot hold a newer one.
+                let plan = self.journal.active_plan()?.map(Arc::new);
+                cache.seen_seq = plan.as_ref().map_or(0, |p| p.seq);
+                plan
+            }
+        };
+        let mut adopted = false;
+        loop {
+            let page = self.journal.entries(cache.seen_seq, PAGE)?;
+            adopted |= page.iter().any(|e| e.kind == EntryKind::PlanAdopted);
+            if let Some(last) = page.last() {
+                cache.seen_seq = last.seq;
+            }
+            if page.len() < PAGE {
+                break;
             }
         }
-        Ok(out)
+        if adopted {
+            plan = self.journal.active_plan()?.map(Arc::new);
+        }
+        cache.plan = Some(plan.clone());
+        Ok(plan)
     }
 
     /// The whole live picture at `now`.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<LiveSnapshot> {
-        let mut site = self.site_balance(now).await?;
-        let demands = self.service_demands(now).await?;
-        let adopted = self.journal.active_plan()?;
+        let batches = self.query_latest(now).await?;
+        let latest = read_latest(&batches)?;
+        let mut site = latest.balance;
+        let adopted = self.active_plan()?;
         let last_seen = self.store.last_seen();
         let last_data_ms = last_seen.values().copied().max();
         let last_data = last_data_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
@@ -241,7 +284,9 @@ impl Engine {
             sources: Default::default(),
         };
         let plan = adopted.as_ref().map(|a| &a.plan).unwrap_or(&empty);
-        site.available_w = if stale { 0.0 } else { available_w(plan, &site) };
+        // Stale figures give no power: nobody should act on them.
+        let pools = if stale { vec![] } else { pools(plan, &site) };
+        site.available_w = pools.iter().fold(0.0, |sum, p| sum + p.available_w);
         let inputs: Vec<ServiceDemand> = plan
             .services
             .iter()
@@ -251,13 +296,13 @@ impl Engine {
                 demand_w: if stale {
                     0.0
                 } else {
-                    demands.get(&s.id).copied().unwrap_or(0.0)
+                    self.demand_w(&s.id, &latest.power_w)
                 },
                 min_w: s.min_w,
                 max_w: s.max_w,
             })
             .collect();
-        let allocation = allocate(site.available_w, &plan.tiers, &inputs);
+        let allocation = allocate_pools(&pools, &plan.tiers, &inputs);
         site.allocated_w = allocation.allocated_w;
         site.headroom_w = allocation.headroom_w;
 
@@ -269,10 +314,8 @@ impl Engine {
                 id: g.id.clone(),
                 name: self
                     .services
-                    .iter()
-                    .find(|c| c.id == g.id)
-                    .map(|c| c.display_name().to_string())
-                    .unwrap_or_else(|| g.id.clone()),
+                    .get(&g.id)
+                    .map_or_else(|| g.id.clone(), |s| s.name.clone()),
                 tier: g.tier,
                 demand_w: g.demand_w,
                 allocated_w: g.allocated_w,
@@ -325,7 +368,7 @@ impl Engine {
             services,
             devices,
             signal,
-            plan: adopted.map(|a| PlanInfo {
+            plan: adopted.as_ref().map(|a| PlanInfo {
                 seq: a.seq,
                 adopted_at: a.adopted_at,
             }),
@@ -357,21 +400,43 @@ impl Engine {
     }
 }
 
-/// What the plan lets the services use: PV now, plus the battery's counted
-/// discharge while it is above its reserve, plus the counted grid import.
-pub fn available_w(plan: &Plan, site: &SiteBalance) -> f64 {
-    let mut a = site.pv_w.max(0.0);
+/// The power the plan lets the services use, as pools in the order they are drawn
+/// on: PV now (all tiers), then the battery's counted discharge while its state of
+/// charge is above the reserve, then the counted grid import, each for the tiers the
+/// plan names (none named: all tiers).
+pub fn pools(plan: &Plan, site: &SiteBalance) -> Vec<Pool> {
+    let tiers = |t: &[u32]| (!t.is_empty()).then(|| t.to_vec());
+    let mut pools = vec![Pool {
+        name: "pv",
+        available_w: site.pv_w.max(0.0),
+        tiers: None,
+    }];
     if let Some(b) = &plan.sources.battery
         && site
             .battery_soc_pct
             .is_some_and(|soc| soc > b.reserve_soc_pct)
     {
-        a += b.max_discharge_w.unwrap_or(0.0).max(0.0);
+        pools.push(Pool {
+            name: "battery",
+            available_w: b.max_discharge_w.unwrap_or(0.0).max(0.0),
+            tiers: tiers(&b.tiers),
+        });
     }
     if let Some(g) = &plan.sources.grid {
-        a += g.max_import_w.max(0.0);
+        pools.push(Pool {
+            name: "grid",
+            available_w: g.max_import_w.max(0.0),
+            tiers: tiers(&g.tiers),
+        });
     }
-    a
+    pools
+}
+
+/// What the plan lets the services use in all: the sum of its [`pools`].
+pub fn available_w(plan: &Plan, site: &SiteBalance) -> f64 {
+    pools(plan, site)
+        .iter()
+        .fold(0.0, |sum, p| sum + p.available_w)
 }
 
 /// An empty snapshot for the instant before the first evaluation.
@@ -385,6 +450,66 @@ pub fn empty_snapshot(now: DateTime<Utc>) -> LiveSnapshot {
         devices: vec![],
         signal: Signal::Unknown,
         plan: None,
+    }
+}
+
+/// The site balance and each device's power from the rows of [`LATEST_SQL`].
+fn read_latest(batches: &[RecordBatch]) -> Result<Latest<'_>> {
+    let mut balance = SiteBalance::default();
+    let mut power_w = HashMap::new();
+    let (mut soc_sum, mut soc_count) = (0.0, 0u32);
+    for batch in batches {
+        let values = batch
+            .column_by_name("value")
+            .and_then(|c| c.as_primitive_opt::<Float64Type>())
+            .ok_or_else(|| Error::Query("latest column `value` is not a number".into()))?;
+        let rows = text_column(batch, "device")?
+            .zip(text_column(batch, "metric")?)
+            .zip(text_column(batch, "role")?)
+            .zip(values.iter());
+        for (((device, metric), role), value) in rows {
+            let (Some(device), Some(metric), Some(value)) = (device, metric, value) else {
+                continue;
+            };
+            match (role, metric) {
+                (Some("pv"), "power_w") => balance.pv_w += value,
+                (Some("grid"), "power_w") => balance.grid_w += value,
+                (Some("battery"), "power_w") => balance.battery_w += value,
+                (Some("load"), "power_w") => balance.load_w += value,
+                (Some("battery"), "soc_pct") => {
+                    soc_sum += value;
+                    soc_count += 1;
+                }
+                _ => {}
+            }
+            if metric == "power_w" {
+                power_w.insert(device, value);
+            }
+        }
+    }
+    balance.battery_soc_pct = (soc_count > 0).then(|| soc_sum / f64::from(soc_count));
+    let b = &mut balance;
+    b.unmetered_w = b.pv_w + b.grid_w + b.battery_w - b.load_w;
+    b.surplus_w = b.pv_w - (b.pv_w + b.grid_w + b.battery_w);
+    Ok(Latest { balance, power_w })
+}
+
+/// The values of a text column, whichever string layout DataFusion chose for it.
+fn text_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Query(format!("latest column `{name}` missing")))?;
+    if let Some(a) = col.as_string_view_opt() {
+        Ok(Box::new(a.iter()))
+    } else if let Some(a) = col.as_string_opt::<i32>() {
+        Ok(Box::new(a.iter()))
+    } else if let Some(a) = col.as_string_opt::<i64>() {
+        Ok(Box::new(a.iter()))
+    } else {
+        Err(Error::Query(format!("latest column `{name}` is not text")))
     }
 }
 

@@ -4,6 +4,7 @@
 //! the active plan (DESIGN.md §4). It reads the ledger for the plan and never
 //! writes anything: no storage, no network, no pages.
 
+pub mod actuation;
 pub mod allocation;
 pub mod config;
 pub mod engine;

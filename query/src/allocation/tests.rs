@@ -432,6 +432,242 @@ fn ten_thousand_services_are_quick() {
 }
 
 // ---------------------------------------------------------------------------------
+// Pools: which sources each tier may use
+
+fn pool(name: &'static str, available_w: f64, tiers: Option<&[u32]>) -> Pool {
+    Pool {
+        name,
+        available_w,
+        tiers: tiers.map(<[u32]>::to_vec),
+    }
+}
+
+/// Asserts what one pool gave.
+fn check_pool(a: &Allocation, name: &str, available_w: f64, used_w: f64) {
+    let p = a
+        .pools
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no pool `{name}` in {:?}", a.pools));
+    assert_eq!(p.available_w, available_w, "pool `{name}`: available");
+    assert!(
+        (p.used_w - used_w).abs() < 1e-9,
+        "pool `{name}`: used {} W, expected {used_w} W",
+        p.used_w
+    );
+}
+
+#[test]
+fn grid_for_tier_one_only_is_out_of_reach_of_tier_two() {
+    // PV 1000 W for all, grid 2000 W for tier 1 only. Tier 1 {a: 1500}, tier 2 {b: 1000}.
+    // Minima: nobody asks. Remainder: tier 1 asks 1500 <= PV 1000 + grid 2000 -> a
+    // 1500, drawn PV first: PV 1000, grid 500. Tier 2 reaches PV only, now 0 -> b 0.
+    let pools = [pool("pv", 1000.0, None), pool("grid", 2000.0, Some(&[1]))];
+    let services = [
+        svc("a", 1, 1500.0, 0.0, None),
+        svc("b", 2, 1000.0, 0.0, None),
+    ];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 1500.0, ServiceState::Served, Reason::FullyServed);
+    check(&a, "b", 0.0, ServiceState::Shed, Reason::HigherTiersFirst);
+    check_pool(&a, "pv", 1000.0, 1000.0);
+    check_pool(&a, "grid", 2000.0, 500.0);
+    assert_eq!(a.available_w, 3000.0, "available is the sum of the pools");
+    assert_eq!(a.allocated_w, 1500.0, "allocated");
+    // 1500 W of grid import stay unused: only tier 1 may import.
+    assert_eq!(a.headroom_w, 1500.0, "headroom");
+}
+
+#[test]
+fn grid_for_tier_one_leaves_tier_two_only_the_sun_tier_one_did_not_take() {
+    // PV 1000 W, grid 2000 W for tier 1. Tier 1 {a: 500}, tier 2 {b: 1000}.
+    // Tier 1 is covered by the sun (PV 1000 -> 500), no import. Tier 2 reaches the
+    // 500 W of PV left, less than its 1000 W: it shares them -> b 500.
+    let pools = [pool("pv", 1000.0, None), pool("grid", 2000.0, Some(&[1]))];
+    let services = [
+        svc("a", 1, 500.0, 0.0, None),
+        svc("b", 2, 1000.0, 0.0, None),
+    ];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 500.0, ServiceState::Served, Reason::FullyServed);
+    check(&a, "b", 500.0, ServiceState::Partial, Reason::TierShare);
+    check_pool(&a, "pv", 1000.0, 1000.0);
+    check_pool(&a, "grid", 2000.0, 0.0);
+}
+
+#[test]
+fn battery_below_its_reserve_gives_nothing() {
+    use crate::engine::pools;
+    use crate::live::SiteBalance;
+    use ledger::plan::{BatterySource, GridSource, Plan, PlanService, Sources};
+
+    let plan = Plan {
+        tiers: vec![],
+        services: vec![PlanService {
+            id: "a".into(),
+            tier: 1,
+            min_w: 0.0,
+            max_w: None,
+        }],
+        sources: Sources {
+            battery: Some(BatterySource {
+                reserve_soc_pct: 30.0,
+                tiers: vec![],
+                max_discharge_w: Some(2000.0),
+            }),
+            grid: Some(GridSource {
+                max_import_w: 0.0,
+                tiers: vec![1, 2],
+            }),
+        },
+    };
+    let site = |soc: f64| SiteBalance {
+        pv_w: 500.0,
+        battery_soc_pct: Some(soc),
+        ..SiteBalance::default()
+    };
+    let services = [svc("a", 1, 1200.0, 0.0, None)];
+
+    // 25 % and exactly 30 % are not above the 30 % reserve: PV and the (0 W) grid only.
+    for soc in [25.0, 30.0] {
+        let p = pools(&plan, &site(soc));
+        assert_eq!(
+            p,
+            vec![pool("pv", 500.0, None), pool("grid", 0.0, Some(&[1, 2]))],
+            "pools at {soc} % state of charge"
+        );
+        // a asks 1200 W and reaches 500 W of PV: it gets 500.
+        let a = allocate_pools(&p, &[], &services);
+        check(&a, "a", 500.0, ServiceState::Partial, Reason::TierShare);
+        assert!(
+            a.pools.iter().all(|p| p.name != "battery"),
+            "no battery pool"
+        );
+    }
+    // No state of charge known: no battery either.
+    let unknown = SiteBalance {
+        pv_w: 500.0,
+        ..SiteBalance::default()
+    };
+    assert_eq!(pools(&plan, &unknown).len(), 2, "pv and grid only");
+
+    // At 31 % the battery counts, for every tier (its list is empty): 500 + 700 W.
+    let p = pools(&plan, &site(31.0));
+    assert_eq!(
+        p.get(1),
+        Some(&pool("battery", 2000.0, None)),
+        "battery pool"
+    );
+    let a = allocate_pools(&p, &[], &services);
+    check(&a, "a", 1200.0, ServiceState::Served, Reason::FullyServed);
+    check_pool(&a, "pv", 500.0, 500.0);
+    check_pool(&a, "battery", 2000.0, 700.0);
+    check_pool(&a, "grid", 0.0, 0.0);
+    assert_eq!(
+        crate::engine::available_w(&plan, &site(31.0)),
+        2500.0,
+        "available_w is the sum of the pools"
+    );
+}
+
+#[test]
+fn tiers_keep_their_order_across_pools() {
+    // PV 1000 W for all, battery 1000 W for tiers 1-2, grid 500 W for tier 1.
+    // Tier 1 {a: 800}, tier 2 {b: 1500, min 200}, tier 3 {c: 1000, min 100}.
+    // Minima: tier 1 asks 0; tier 2 asks 200 of PV + battery 2000 -> from PV (800
+    // left); tier 3 asks 100 of PV 800 -> PV 700 left.
+    // Remainder: tier 1 asks 800 of 700 + 1000 + 500 -> PV 700, battery 100 (900
+    // left), no import. Tier 2 asks 1300 of PV 0 + battery 900: it shares 900 -> b
+    // 200 + 900 = 1100, and empties both. Tier 3 reaches PV only, 0 -> c keeps 100.
+    let pools = [
+        pool("pv", 1000.0, None),
+        pool("battery", 1000.0, Some(&[1, 2])),
+        pool("grid", 500.0, Some(&[1])),
+    ];
+    let services = [
+        svc("c", 3, 1000.0, 100.0, None),
+        svc("a", 1, 800.0, 0.0, None),
+        svc("b", 2, 1500.0, 200.0, None),
+    ];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 800.0, ServiceState::Served, Reason::FullyServed);
+    check(&a, "b", 1100.0, ServiceState::Partial, Reason::TierShare);
+    check(&a, "c", 100.0, ServiceState::Partial, Reason::MinimumOnly);
+    let ids: Vec<&str> = a.services.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(ids, ["c", "a", "b"], "grants keep the input order");
+    check_pool(&a, "pv", 1000.0, 1000.0);
+    check_pool(&a, "battery", 1000.0, 1000.0);
+    check_pool(&a, "grid", 500.0, 0.0);
+    assert_eq!(a.allocated_w, 2000.0, "allocated");
+    assert_eq!(a.headroom_w, 500.0, "the unused import is headroom");
+}
+
+#[test]
+fn a_pool_kept_for_a_later_tier_serves_it_while_an_earlier_tier_is_short() {
+    // PV 500 W for all, battery 1000 W for tier 2 only. Tier 1 {a: 1000}, tier 2 {b: 800}.
+    // Tier 1 reaches PV only and shares its 500 W; tier 2 reaches the battery: 800.
+    let pools = [pool("pv", 500.0, None), pool("battery", 1000.0, Some(&[2]))];
+    let services = [
+        svc("a", 1, 1000.0, 0.0, None),
+        svc("b", 2, 800.0, 0.0, None),
+    ];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 500.0, ServiceState::Partial, Reason::TierShare);
+    check(&a, "b", 800.0, ServiceState::Served, Reason::FullyServed);
+    check_pool(&a, "pv", 500.0, 500.0);
+    check_pool(&a, "battery", 1000.0, 800.0);
+}
+
+#[test]
+fn a_restricted_pool_only_makes_up_what_its_tiers_lack() {
+    // PV 300 W for all, battery 500 W for tier 2 only. Tier 1 {a: 1000}, tier 2
+    // {b: 600, min 400}. Minima first (DESIGN.md §4): b's 400 W come from PV (all
+    // 300) then the battery (100). Remainder: tier 1 reaches PV only, now 0 -> a 0;
+    // tier 2 asks 200 of the battery's 400 -> b 600.
+    // The battery does not discharge more so that the sun could go to tier 1: power
+    // is fungible, and that discharge would serve tier 1, which the plan does not allow.
+    let pools = [pool("pv", 300.0, None), pool("battery", 500.0, Some(&[2]))];
+    let services = [
+        svc("a", 1, 1000.0, 0.0, None),
+        svc("b", 2, 600.0, 400.0, None),
+    ];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 0.0, ServiceState::Shed, Reason::MinimumOnly);
+    check(&a, "b", 600.0, ServiceState::Served, Reason::FullyServed);
+    check_pool(&a, "pv", 300.0, 300.0);
+    check_pool(&a, "battery", 500.0, 300.0);
+    assert_eq!(a.headroom_w, 200.0, "the battery's last 200 W are headroom");
+}
+
+#[test]
+fn a_pool_open_to_no_tier_gives_nothing() {
+    // No sun; a grid pool whose list of tiers is empty: no tier may import.
+    let pools = [pool("pv", 0.0, None), pool("grid", 1000.0, Some(&[]))];
+    let services = [svc("a", 1, 500.0, 100.0, None)];
+    let a = allocate_pools(&pools, &[], &services);
+    check(&a, "a", 0.0, ServiceState::Shed, Reason::NoPower);
+    check_pool(&a, "grid", 1000.0, 0.0);
+    assert_eq!(a.headroom_w, 1000.0, "headroom");
+}
+
+#[test]
+fn negative_or_nan_pools_read_as_zero() {
+    let pools = [pool("pv", -50.0, None), pool("battery", f64::NAN, None)];
+    let a = allocate_pools(&pools, &[], &[svc("a", 1, 100.0, 0.0, None)]);
+    check(&a, "a", 0.0, ServiceState::Shed, Reason::NoPower);
+    check_pool(&a, "pv", 0.0, 0.0);
+    check_pool(&a, "battery", 0.0, 0.0);
+    assert_eq!(a.available_w, 0.0, "available");
+    // No pool at all: nothing to share.
+    let a = allocate_pools(&[], &[], &[svc("a", 1, 100.0, 0.0, None)]);
+    check(&a, "a", 0.0, ServiceState::Shed, Reason::NoPower);
+    assert!(
+        a.available_w == 0.0 && a.available_w.is_sign_positive(),
+        "0, not -0"
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Properties
 
 fn effective(s: &ServiceDemand) -> f64 {
@@ -585,6 +821,177 @@ proptest! {
         for (r, l) in resp.services.iter().zip(&live.services) {
             prop_assert_eq!(r.allocated_w, l.allocated_w, "service `{}`: same as allocate", &r.id);
             prop_assert_eq!(r.state, l.state, "service `{}`: same state", &r.id);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Properties of pools
+
+fn tier_list() -> impl Strategy<Value = Option<Vec<u32>>> {
+    prop::option::of(prop::collection::vec(1u32..=4, 0..3))
+}
+
+/// PV for every tier, and maybe a battery and a grid, each for some tiers.
+fn pools_strategy() -> impl Strategy<Value = Vec<Pool>> {
+    (
+        watts(20_000.0),
+        prop::option::of((watts(10_000.0), tier_list())),
+        prop::option::of((watts(10_000.0), tier_list())),
+    )
+        .prop_map(|(pv, battery, grid)| {
+            let mut pools = vec![Pool {
+                name: "pv",
+                available_w: pv,
+                tiers: None,
+            }];
+            for (name, p) in [("battery", battery), ("grid", grid)] {
+                if let Some((available_w, tiers)) = p {
+                    pools.push(Pool {
+                        name,
+                        available_w,
+                        tiers,
+                    });
+                }
+            }
+            pools
+        })
+}
+
+proptest! {
+    #[test]
+    fn pool_invariants(
+        pools in pools_strategy(),
+        tiers in tiers_strategy(),
+        services in services_strategy(),
+    ) {
+        let a = allocate_pools(&pools, &tiers, &services);
+        let offered: f64 = pools.iter().map(|p| p.available_w).sum();
+        prop_assert_eq!(a.services.len(), services.len(), "one grant per service");
+        prop_assert_eq!(a.pools.len(), pools.len(), "one use per pool");
+        prop_assert!((a.available_w - offered).abs() < 1e-6, "available is the sum of the pools");
+        prop_assert!(a.allocated_w <= offered + 1e-6,
+            "allocated {} > the pools' {}", a.allocated_w, offered);
+        prop_assert!((a.headroom_w - (a.available_w - a.allocated_w).max(0.0)).abs() < 1e-6,
+            "headroom {} != available - allocated", a.headroom_w);
+
+        let mut used = 0.0;
+        for (p, u) in pools.iter().zip(&a.pools) {
+            prop_assert_eq!(u.name, p.name, "pools keep the input order");
+            prop_assert_eq!(u.available_w, p.available_w, "pool `{}`: available", p.name);
+            prop_assert!(u.used_w >= 0.0 && u.used_w <= u.available_w,
+                "pool `{}` over-used: {} of {}", p.name, u.used_w, u.available_w);
+            used += u.used_w;
+        }
+        let sum: f64 = a.services.iter().map(|g| g.allocated_w).sum();
+        prop_assert!((sum - a.allocated_w).abs() < 1e-6, "allocated_w is the sum of grants");
+        prop_assert!((used - sum).abs() < 1e-6, "the pools gave {} W, the grants are {} W", used, sum);
+
+        for (s, g) in services.iter().zip(&a.services) {
+            let e = effective(s);
+            prop_assert!(g.allocated_w >= 0.0 && g.allocated_w <= e,
+                "service `{}`: allocated {} outside [0, {}]", s.id, g.allocated_w, e);
+        }
+
+        // No tier receives from a pool it may not use: for every set of tiers, what
+        // they got fits in what the pools open to any of them gave (with the totals
+        // equal, this is Hall's condition: the grants can be traced to pools).
+        for set in 1u32..16 {
+            let in_set = |t: u32| (1..=4).contains(&t) && set & (1 << (t - 1)) != 0;
+            let got: f64 = a.services.iter().filter(|g| in_set(g.tier)).map(|g| g.allocated_w).sum();
+            let gave: f64 = pools
+                .iter()
+                .zip(&a.pools)
+                .filter(|(p, _)| (1..=4).any(|t| in_set(t) && p.serves(t)))
+                .map(|(_, u)| u.used_w)
+                .sum();
+            prop_assert!(got <= gave + 1e-6,
+                "tiers {:04b} got {} W, their pools gave {} W", set, got, gave);
+        }
+
+        // Priority: when a service of tier t is short, a later tier that can reach only
+        // pools tier t may use gets no more than its minimum, and nothing when the
+        // service is short of its minimum.
+        for (s, g) in services.iter().zip(&a.services) {
+            let e = effective(s);
+            let min_ask = e.min(s.min_w);
+            for (s2, g2) in services.iter().zip(&a.services) {
+                let within = pools.iter().all(|p| !p.serves(s2.tier) || p.serves(s.tier));
+                if s2.tier <= s.tier || !within {
+                    continue;
+                }
+                let min_ask2 = effective(s2).min(s2.min_w);
+                if g.allocated_w < e - 1e-9 {
+                    prop_assert!(g2.allocated_w <= min_ask2 + 1e-9,
+                        "`{}` (tier {}) is short, yet `{}` (tier {}) gets {} > its minimum {}",
+                        s.id, s.tier, s2.id, s2.tier, g2.allocated_w, min_ask2);
+                }
+                if g.allocated_w < min_ask - 1e-9 {
+                    prop_assert!(g2.allocated_w <= 1e-9,
+                        "`{}` (tier {}) is short of its minimum, yet `{}` (tier {}) gets {}",
+                        s.id, s.tier, s2.id, s2.tier, g2.allocated_w);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn allocate_is_allocate_pools_with_one_pool_for_every_tier(
+        available in watts(60_000.0),
+        tiers in tiers_strategy(),
+        services in services_strategy(),
+    ) {
+        let one = Pool { name: ALL_POWER, available_w: available, tiers: None };
+        prop_assert_eq!(
+            allocate(available, &tiers, &services),
+            allocate_pools(&[one], &tiers, &services)
+        );
+    }
+
+    #[test]
+    fn allocate_is_the_allocation_before_pools(
+        available in prop_oneof![8 => watts(60_000.0), 1 => Just(-5.0), 1 => Just(f64::NAN)],
+        tiers in tiers_strategy(),
+        services in services_strategy(),
+    ) {
+        let now = allocate(available, &tiers, &services);
+        let before = before_pools::allocate(available, &tiers, &services);
+        prop_assert_eq!(now.available_w, before.available_w, "available");
+        prop_assert_eq!(now.allocated_w, before.allocated_w, "allocated");
+        prop_assert_eq!(now.headroom_w, before.headroom_w, "headroom");
+        prop_assert_eq!(now.services, before.services, "grants");
+    }
+
+    #[test]
+    fn pools_open_to_every_tier_act_as_one(
+        parts in prop::collection::vec(watts(20_000.0), 1..4),
+        tiers in tiers_strategy(),
+        services in services_strategy(),
+    ) {
+        let pools: Vec<Pool> = parts
+            .iter()
+            .zip(["pv", "battery", "grid"])
+            .map(|(&available_w, name)| Pool { name, available_w, tiers: None })
+            .collect();
+        let total = parts.iter().fold(0.0, |sum, w| sum + w);
+        let split = allocate_pools(&pools, &tiers, &services);
+        let one = allocate(total, &tiers, &services);
+        prop_assert!((split.allocated_w - one.allocated_w).abs() < 1e-6, "allocated");
+        for (g1, g2) in split.services.iter().zip(&one.services) {
+            prop_assert!((g1.allocated_w - g2.allocated_w).abs() < 1e-6,
+                "service `{}`: {} W from the pools, {} W from one", g1.id, g1.allocated_w, g2.allocated_w);
+            prop_assert_eq!(g1.state, g2.state, "service `{}`: state", &g1.id);
+            prop_assert_eq!(g1.reason, g2.reason, "service `{}`: reason", &g1.id);
+        }
+        // Drawn in order: a pool gives only once those before it are empty.
+        let used: Vec<f64> = split.pools.iter().map(|p| p.used_w).collect();
+        for k in 1..split.pools.len() {
+            if used[k] > 0.0 {
+                for (p, u) in split.pools.iter().zip(&used).take(k) {
+                    prop_assert!((p.available_w - u).abs() < 1e-6,
+                        "pool {} gave while `{}` kept {} W", k, p.name, p.available_w - u);
+                }
+            }
         }
     }
 }
@@ -784,4 +1191,476 @@ fn simulate_accepts_zero_everything_and_equal_min_max() {
     assert_eq!(resp.services[0].state, ServiceState::Idle, "a: idle");
     assert_eq!(resp.services[1].state, ServiceState::Shed, "b: shed");
     assert_eq!(resp.services[1].reason, Reason::NoPower, "b: no power");
+}
+
+// ---------------------------------------------------------------------------------
+// The live path: pools from the plan and the site, in `Engine::evaluate`
+
+mod live_path {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+    use ingest::metrics::IngestMetrics;
+    use ingest::reading::Reading;
+    use ingest::store::LiveStore;
+    use ledger::plan::{BatterySource, GridSource, Plan, Sources};
+    use ledger::{Decision, Journal};
+    use sensors::config::DeviceConfig;
+    use sensors::model::{Metric, Role};
+
+    use crate::allocation::ServiceState;
+    use crate::config::{ServiceConfig, initial_plan};
+    use crate::engine::{Engine, EngineOptions};
+    use crate::live::LiveSnapshot;
+
+    fn device(id: &str, role: Role) -> DeviceConfig {
+        DeviceConfig {
+            id: id.into(),
+            name: None,
+            role,
+            profile: "generic-json".into(),
+            modbus: None,
+            mqtt: None,
+            power_sign: None,
+            poll_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn service(json: serde_json::Value) -> ServiceConfig {
+        serde_json::from_value(json).expect("service config")
+    }
+
+    fn state<'a>(live: &'a LiveSnapshot, id: &str) -> (f64, ServiceState, &'a str) {
+        let s = live
+            .services
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no service `{id}`"));
+        (s.allocated_w, s.state, s.reason)
+    }
+
+    #[tokio::test]
+    async fn evaluate_draws_on_the_pools_the_plan_opens_to_each_tier() {
+        let now = Utc
+            .timestamp_millis_opt(1_750_000_000_000)
+            .single()
+            .expect("time");
+        let at = now.timestamp_millis() - 1_000;
+        let r = |device: &str, metric, value| Reading {
+            ts_ms: at,
+            device: device.into(),
+            metric,
+            value,
+        };
+        let store = Arc::new(LiveStore::new(Duration::from_secs(120)));
+        store
+            .append(&[
+                r("roof", Metric::PowerW, 1000.0),
+                r("bat", Metric::PowerW, 0.0),
+                r("bat", Metric::SocPct, 50.0),
+                r("grid", Metric::PowerW, 1500.0),
+                r("m-a", Metric::PowerW, 1500.0),
+                r("m-b", Metric::PowerW, 1000.0),
+                // A meter that is not a configured device still gives its service's demand.
+                r("m-x", Metric::PowerW, -20.0),
+            ])
+            .expect("append");
+        let devices = [
+            device("roof", Role::Pv),
+            device("bat", Role::Battery),
+            device("grid", Role::Grid),
+            device("m-a", Role::Load),
+            device("m-b", Role::Load),
+        ];
+        let services = [
+            service(serde_json::json!({"id": "a", "meter": "m-a", "tier": 1})),
+            service(serde_json::json!({"id": "b", "name": "Bee", "meter": "m-b", "tier": 2})),
+            service(serde_json::json!({"id": "c", "demand_w": 200.0, "tier": 2})),
+            service(serde_json::json!({"id": "x", "meter": "m-x", "tier": 2})),
+        ];
+        // Grid import for tier 1 only; the battery at 50 % is under its 60 % reserve.
+        let plan = initial_plan(
+            &services,
+            &[],
+            &Sources {
+                battery: Some(BatterySource {
+                    reserve_soc_pct: 60.0,
+                    tiers: vec![],
+                    max_discharge_w: Some(3000.0),
+                }),
+                grid: Some(GridSource {
+                    max_import_w: 2000.0,
+                    tiers: vec![1],
+                }),
+            },
+        );
+        let journal = Arc::new(Journal::open_in_memory().expect("journal"));
+        journal.seed(&plan, &[], now).expect("seed");
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(IngestMetrics::default()),
+            journal.clone(),
+            &devices,
+            &services,
+            EngineOptions::default(),
+        )
+        .await
+        .expect("engine");
+
+        // a (tier 1) asks 1500 of PV 1000 + grid 2000: PV 1000, grid 500. Tier 2 (b 1000,
+        // c 200) reaches PV only, now 0. x's meter reads -20 W: it demands nothing.
+        let live = engine.evaluate(now).await.expect("evaluate");
+        assert!(!live.stale, "fresh data");
+        assert_eq!(live.site.pv_w, 1000.0, "pv");
+        assert_eq!(live.site.grid_w, 1500.0, "grid");
+        assert_eq!(
+            live.site.load_w, 2500.0,
+            "metered loads of configured devices"
+        );
+        assert_eq!(live.site.battery_soc_pct, Some(50.0), "state of charge");
+        assert_eq!(live.site.available_w, 3000.0, "PV + grid, no battery");
+        assert_eq!(live.site.allocated_w, 1500.0, "allocated");
+        assert_eq!(
+            state(&live, "a"),
+            (1500.0, ServiceState::Served, "fully_served")
+        );
+        assert_eq!(
+            state(&live, "b"),
+            (0.0, ServiceState::Shed, "higher_tiers_first")
+        );
+        assert_eq!(
+            state(&live, "c"),
+            (0.0, ServiceState::Shed, "higher_tiers_first")
+        );
+        assert_eq!(state(&live, "x"), (0.0, ServiceState::Idle, "no_demand"));
+        let names: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "Bee", "c", "x"],
+            "names, in the order of the plan"
+        );
+        let first_seq = live.plan.as_ref().map(|p| p.seq);
+
+        // The assembly opens the grid to every tier: the next evaluation uses the new
+        // plan. Tier 2 asks 1200 of the 1500 W of import left: served.
+        let open = Plan {
+            sources: Sources {
+                grid: Some(GridSource {
+                    max_import_w: 2000.0,
+                    tiers: vec![],
+                }),
+                ..plan.sources.clone()
+            },
+            ..plan.clone()
+        };
+        let decision = Decision::from_configuration(now.date_naive());
+        journal
+            .adopt_plan(&open, &decision, "assembly", now)
+            .expect("adopt");
+        let live = engine.evaluate(now).await.expect("evaluate");
+        assert_ne!(live.plan.as_ref().map(|p| p.seq), first_seq, "the new plan");
+        assert_eq!(
+            state(&live, "b"),
+            (1000.0, ServiceState::Served, "fully_served")
+        );
+        assert_eq!(
+            state(&live, "c"),
+            (200.0, ServiceState::Served, "fully_served")
+        );
+        assert_eq!(live.site.allocated_w, 2700.0, "allocated");
+        assert_eq!(live.site.headroom_w, 300.0, "headroom");
+
+        // Once the battery is above its reserve, its 3000 W count too.
+        store
+            .append(&[Reading {
+                ts_ms: at + 500,
+                ..r("bat", Metric::SocPct, 70.0)
+            }])
+            .expect("append");
+        let live = engine.evaluate(now).await.expect("evaluate");
+        assert_eq!(
+            live.site.battery_soc_pct,
+            Some(70.0),
+            "the latest state of charge"
+        );
+        assert_eq!(live.site.available_w, 6000.0, "PV + battery + grid");
+        assert_eq!(live.site.allocated_w, 2700.0, "allocated");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The allocation before pools
+
+/// The allocation as it stood before it drew on pools (commit 68efe0a), kept verbatim:
+/// the oracle that [`allocate`], now [`allocate_pools`] with one pool, must match to
+/// the bit.
+mod before_pools {
+    use crate::allocation::{Reason, ServiceDemand, ServiceGrant, ServiceState};
+    use ledger::plan::{Split, TierRule};
+    use serde::Serialize;
+
+    /// The outcome of one evaluation.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub(super) struct Allocation {
+        /// The available power the allocation used (negative or not a number reads as 0).
+        pub(super) available_w: f64,
+        /// Sum of the services' allocations.
+        pub(super) allocated_w: f64,
+        /// `available_w - allocated_w`, never negative.
+        pub(super) headroom_w: f64,
+        /// One grant per service, in the order of the input.
+        pub(super) services: Vec<ServiceGrant>,
+    }
+
+    /// Working figures of one service during an evaluation, in the order of the input.
+    #[derive(Debug, Clone, Copy)]
+    struct Work {
+        tier: u32,
+        /// Sanitized demand.
+        demand: f64,
+        /// Effective demand: `min(demand, max_w)`.
+        e: f64,
+        /// `min(e, min_w)`: what it asks in the minima pass.
+        min_ask: f64,
+        /// What it asks in the pass being run.
+        ask: f64,
+        /// What the pass being run granted.
+        got: f64,
+        /// What the minima pass granted.
+        min_got: f64,
+    }
+
+    /// Where a pass ran short: the first tier whose asks it could not cover, and how much
+    /// power that tier shared.
+    #[derive(Debug, Clone, Copy)]
+    struct Cut {
+        tier: u32,
+        shared: f64,
+    }
+
+    /// Shares `available_w` among `services` by the priorities of the plan (DESIGN.md §4).
+    ///
+    /// `tiers` gives each tier's split rule; a tier not listed shares pro rata, and when a
+    /// tier is listed twice the first rule counts. Tiers are served in ascending order.
+    /// Negative or non-numeric figures are read as described on [`ServiceDemand`]; a
+    /// negative or non-numeric `available_w` reads as 0. Runs in O(n log n).
+    pub(super) fn allocate(
+        available_w: f64,
+        tiers: &[TierRule],
+        services: &[ServiceDemand],
+    ) -> Allocation {
+        // `>` is false for NaN: negative and NaN both read as 0 (and -0.0 becomes 0.0).
+        let available = if available_w > 0.0 { available_w } else { 0.0 };
+
+        // Split rules sorted by tier; the stable sort keeps the first-listed rule first.
+        let mut rules: Vec<(u32, Split)> = tiers.iter().map(|r| (r.tier, r.split)).collect();
+        rules.sort_by_key(|r| r.0);
+
+        let mut work: Vec<Work> = services
+            .iter()
+            .map(|s| {
+                let demand = non_negative(s.demand_w);
+                let cap = s.max_w.filter(|m| !m.is_nan()).map(|m| m.max(0.0));
+                let e = cap.map_or(demand, |c| demand.min(c));
+                let min_ask = e.min(non_negative(s.min_w));
+                Work {
+                    tier: s.tier,
+                    demand,
+                    e,
+                    min_ask,
+                    ask: min_ask,
+                    got: 0.0,
+                    min_got: 0.0,
+                }
+            })
+            .collect();
+        // (tier, index) of every service, tiers ascending: each tier is a contiguous run.
+        // Sorting these narrow keys rather than `work` keeps the evaluation fast.
+        let mut order: Vec<(u32, usize)> = services.iter().map(|s| s.tier).zip(0..).collect();
+        order.sort_unstable();
+
+        // 2. Minima pass.
+        let (min_cut, left) = run_pass(&mut work, &mut order, &rules, available);
+        for w in &mut work {
+            w.min_got = w.got;
+            w.ask = (w.e - w.min_got).max(0.0);
+        }
+        // 3. Remainder pass, with what the minima left.
+        let (rem_cut, _) = run_pass(&mut work, &mut order, &rules, left);
+
+        let mut allocated_total = 0.0;
+        let grants = services
+            .iter()
+            .zip(&work)
+            .map(|(s, w)| {
+                // A tier that the remainder pass covered gets its effective demand exactly,
+                // so that a fully served service compares equal to its demand.
+                let covered = rem_cut.is_none_or(|c| w.tier < c.tier);
+                let allocated = if covered {
+                    w.e
+                } else {
+                    (w.min_got + w.got).min(w.e)
+                };
+                allocated_total += allocated;
+                let (state, reason) = judge(w, allocated, available, left, min_cut, rem_cut);
+                ServiceGrant {
+                    id: s.id.clone(),
+                    tier: s.tier,
+                    demand_w: w.demand,
+                    allocated_w: allocated,
+                    state,
+                    reason,
+                }
+            })
+            .collect();
+
+        let headroom = available - allocated_total;
+        Allocation {
+            available_w: available,
+            allocated_w: allocated_total,
+            // Float noise may make the sum exceed what was available by a hair.
+            headroom_w: if headroom > 0.0 { headroom } else { 0.0 },
+            services: grants,
+        }
+    }
+
+    /// The value if it is a finite number above 0, else 0.
+    fn non_negative(x: f64) -> f64 {
+        if x.is_finite() && x > 0.0 { x } else { 0.0 }
+    }
+
+    /// The split rule of a tier in rules sorted by tier; pro rata when it is not listed.
+    fn split_of(rules: &[(u32, Split)], tier: u32) -> Split {
+        let pos = rules.partition_point(|r| r.0 < tier);
+        match rules.get(pos) {
+            Some(&(t, split)) if t == tier => split,
+            _ => Split::default(),
+        }
+    }
+
+    /// One pass over the tiers with each service's `ask`: covered tiers get their asks
+    /// exactly, the first tier not covered shares what remains by its split rule, later
+    /// tiers get nothing. `order` lists (tier, index into `work`) by ascending tier; the
+    /// services within a tier may be reordered. Writes each grant to `got` and returns
+    /// where the pass ran short, if it did, and the power left over.
+    fn run_pass(
+        work: &mut [Work],
+        order: &mut [(u32, usize)],
+        rules: &[(u32, Split)],
+        available: f64,
+    ) -> (Option<Cut>, f64) {
+        let mut remaining = available;
+        let mut cut: Option<Cut> = None;
+        for group in order.chunk_by_mut(|a, b| a.0 == b.0) {
+            let tier = group.first().map_or(0, |g| g.0);
+            if cut.is_some() {
+                for_each_member(work, group, |w| w.got = 0.0);
+                continue;
+            }
+            let asked: f64 = group
+                .iter()
+                .filter_map(|&(_, i)| work.get(i))
+                .map(|w| w.ask)
+                .sum();
+            if asked <= remaining {
+                for_each_member(work, group, |w| w.got = w.ask);
+                remaining = (remaining - asked).max(0.0);
+            } else {
+                match split_of(rules, tier) {
+                    Split::ProRata => for_each_member(work, group, |w| {
+                        w.got = (w.ask * remaining / asked).min(w.ask);
+                    }),
+                    Split::Equal => water_fill(work, group, remaining),
+                }
+                cut = Some(Cut {
+                    tier,
+                    shared: remaining,
+                });
+                remaining = 0.0;
+            }
+        }
+        (cut, remaining)
+    }
+
+    /// Applies `f` to each service of one tier group.
+    fn for_each_member(work: &mut [Work], group: &[(u32, usize)], mut f: impl FnMut(&mut Work)) {
+        for &(_, i) in group {
+            if let Some(w) = work.get_mut(i) {
+                f(w);
+            }
+        }
+    }
+
+    /// Max-min fair water-filling of `r` (less than the sum of the asks): everyone gets
+    /// the same level, capped at their ask, and what small asks leave goes to the others.
+    /// Reorders `group` by ask.
+    fn water_fill(work: &mut [Work], group: &mut [(u32, usize)], r: f64) {
+        let ask = |i: usize| work.get(i).map_or(0.0, |w| w.ask);
+        group.sort_unstable_by(|a, b| ask(a.1).total_cmp(&ask(b.1)));
+        let n = group.len();
+        let mut left = r;
+        for (k, &(_, i)) in group.iter().enumerate() {
+            let share = left / (n - k) as f64;
+            let Some(w) = work.get_mut(i) else { continue };
+            if w.ask <= share {
+                w.got = w.ask;
+                left = (left - w.ask).max(0.0);
+            } else {
+                // Sorted ascending: every ask from here on is above the level.
+                for &(_, j) in group.iter().skip(k) {
+                    if let Some(w) = work.get_mut(j) {
+                        w.got = share.min(w.ask);
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    /// State and reason of one service, given what it got and how the passes went.
+    fn judge(
+        w: &Work,
+        allocated: f64,
+        available: f64,
+        left_after_minima: f64,
+        min_cut: Option<Cut>,
+        rem_cut: Option<Cut>,
+    ) -> (ServiceState, Reason) {
+        if w.demand <= 0.0 {
+            return (ServiceState::Idle, Reason::NoDemand);
+        }
+        if allocated == w.demand {
+            return (ServiceState::Served, Reason::FullyServed);
+        }
+        let state = if allocated <= 0.0 {
+            ServiceState::Shed
+        } else {
+            ServiceState::Partial
+        };
+        let reason = if allocated >= w.e {
+            Reason::Capped
+        } else if available <= 0.0 {
+            Reason::NoPower
+        } else if let Some(m) = min_cut.filter(|m| w.tier >= m.tier) {
+            if w.tier > m.tier {
+                // Higher tiers' minima took everything.
+                Reason::HigherTiersFirst
+            } else if w.min_ask > 0.0 {
+                Reason::TierShare
+            } else {
+                // Its tier's minima took what remained and it has none.
+                Reason::MinimumOnly
+            }
+        } else {
+            // Its minimum was granted in full; the remainder pass did not satisfy it.
+            match rem_cut {
+                Some(r) if r.tier == w.tier && r.shared > 0.0 => Reason::TierShare,
+                _ if left_after_minima <= 0.0 || allocated > 0.0 => Reason::MinimumOnly,
+                _ => Reason::HigherTiersFirst,
+            }
+        };
+        (state, reason)
+    }
 }
