@@ -46,6 +46,8 @@ const MIGRATIONS: &[&str] = &[
         plan TEXT NOT NULL,
         decision TEXT NOT NULL
     );",
+    // 2: accounts (password hashes, API tokens, sessions), beside the journal.
+    crate::accounts::MIGRATION,
 ];
 
 /// The community journal in one SQLite database. Share it behind an `Arc`: every

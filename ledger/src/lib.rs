@@ -9,6 +9,8 @@
 //! Today it records members joining and priority plans adopted by the assembly with
 //! their decision records; contributions, attestations, Communs, transfers and
 //! demurrage will be further kinds of entries, already reserved in [`EntryKind`].
+//! Accounts (password hashes, API tokens, sessions) sit beside the journal in the same
+//! database but are not entries: see the `accounts` module and [`Journal::create_user`].
 //! Derived tables (`members`, `plans`, …) are updated in the same transaction as the
 //! entry that changes them and can always be rebuilt from the journal
 //! ([`Journal::rebuild_derived`]).
@@ -17,6 +19,7 @@
 //! active plan from here, `web` writes through here, and time is always passed in by
 //! the caller.
 
+mod accounts;
 mod assembly;
 mod entry;
 mod journal;
@@ -26,6 +29,10 @@ mod verify;
 
 use std::path::PathBuf;
 
+pub use accounts::{
+    ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
+    TokenInfo, generate_password,
+};
 pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision};
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use journal::Journal;
@@ -71,6 +78,42 @@ pub enum Error {
     InvalidTimestamp(chrono::DateTime<chrono::Utc>),
     #[error("journal entry {seq} cannot be read ({problem}); run `communalia ledger verify`")]
     Corrupt { seq: i64, problem: String },
+    #[error("no member named `{0}`")]
+    UnknownMember(String),
+    #[error("`{0}` already has a password; change it instead of creating the account again")]
+    CredentialExists(String),
+    #[error(
+        "member `{name}` is recorded with the roles: {}; not: {}. Roles cannot be changed here",
+        role_list(recorded),
+        role_list(asked)
+    )]
+    RolesDiffer {
+        name: String,
+        recorded: Vec<Role>,
+        asked: Vec<Role>,
+    },
+    #[error("this password cannot be used: {0}")]
+    UnacceptablePassword(String),
+    #[error("invalid token label {0:?}: at most 100 characters, without control characters")]
+    InvalidLabel(String),
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+    #[error("the `{table}` table holds something unreadable: {problem}")]
+    CorruptAccount {
+        table: &'static str,
+        problem: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn role_list(roles: &[Role]) -> String {
+    if roles.is_empty() {
+        return "(none)".to_string();
+    }
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::accounts::COMMAND_LINE_AUTHOR;
 use crate::assembly::CONFIG_AUTHOR;
 use crate::entry::{Entry, EntryKind, canonical_json, parse_canonical_ts, ts_millis};
 use crate::journal::{Journal, record};
@@ -148,6 +149,8 @@ fn check_name(name: &str) -> Result<()> {
         "it is longer than 100 characters"
     } else if name.eq_ignore_ascii_case(CONFIG_AUTHOR) {
         "it is reserved for what comes from the site configuration"
+    } else if name.eq_ignore_ascii_case(COMMAND_LINE_AUTHOR) {
+        "it is reserved for what the node's command line records"
     } else {
         return Ok(());
     };
@@ -185,10 +188,10 @@ pub(crate) fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
     Ok(())
 }
 
-const SELECT_MEMBER: &str = "SELECT m.name, m.roles, m.joined_seq, j.ts
+pub(crate) const SELECT_MEMBER: &str = "SELECT m.name, m.roles, m.joined_seq, j.ts
      FROM members m JOIN journal j ON j.seq = m.joined_seq";
 
-fn member_from_row(row: &Row<'_>) -> Result<Member> {
+pub(crate) fn member_from_row(row: &Row<'_>) -> Result<Member> {
     let seq: i64 = row.get(2)?;
     let corrupt = |problem: String| Error::Corrupt { seq, problem };
     let name: String = row
@@ -266,7 +269,15 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let journal = Journal::open_in_memory().unwrap();
-        for name in ["", "  ", " Alice", "Al\nice", "config", "CONFIG"] {
+        for name in [
+            "",
+            "  ",
+            " Alice",
+            "Al\nice",
+            "config",
+            "CONFIG",
+            "command-line",
+        ] {
             let err = journal
                 .add_member(name, &[Role::Resident], "admin", now())
                 .unwrap_err();

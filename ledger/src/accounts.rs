@@ -1,0 +1,731 @@
+//! Accounts: what lets a person or a script act as a member (DESIGN.md §6 "Roles",
+//! §8): password hashes, API tokens and browser sessions.
+//!
+//! Credentials are not journal entries. A member's joining is an act of the
+//! community and is recorded in the journal ([`Journal::create_user`] does both);
+//! a password, a token or a session says nothing about the community, must be
+//! changeable and revocable, and would leak if it were chained into a record that
+//! is meant to be shown and verified. They live in their own tables in the same
+//! database (migration 2), are not derived from the journal, and survive
+//! [`Journal::rebuild_derived`]: that is also why they name members by name and
+//! carry no foreign key to `members`, which a rebuild empties and refills.
+//!
+//! No secret is stored as given: passwords as argon2id PHC strings (the parameters
+//! travel in the string, so they can be raised later without breaking old hashes);
+//! tokens and session ids as the hex SHA-256 of their text. Those are 256 random
+//! bits, which a fast hash protects as well as a slow one.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::{Rng, RngCore};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::entry::{EntryKind, format_ts, parse_canonical_ts};
+use crate::journal::{Journal, record};
+use crate::members::{Member, Role, SELECT_MEMBER, joined_payload, member_from_row};
+use crate::{Error, Result};
+
+/// How long a browser session lasts from sign-in: a working day at the community
+/// hall. Fixed, not sliding, so that a lookup never writes to the database.
+pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
+
+/// The author of the entries the node's command line records (`communalia user add`):
+/// whoever runs it has the machine, not a member's account.
+pub const COMMAND_LINE_AUTHOR: &str = "command-line";
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in bytes: argon2 takes anything, but a megabyte of
+/// "password" sent to the login form should cost nothing.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Random bytes in an API token, a session id and a CSRF token.
+const SECRET_BYTES: usize = 32;
+
+/// A browser session just opened: `id` goes in the cookie, `csrf` in every form and
+/// state-changing request made with that cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub id: String,
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A session found by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub member: Member,
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An API token as listed (the token itself is never kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub member: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const MIGRATION: &str = "
+    CREATE TABLE credentials (
+        member TEXT PRIMARY KEY COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        member TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE INDEX api_tokens_member ON api_tokens (member);
+    CREATE TABLE sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        member TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_member ON sessions (member);
+    CREATE INDEX sessions_expires_at ON sessions (expires_at);";
+
+impl Journal {
+    /// Gives `name` a password, recording their joining with `roles` first when the
+    /// journal does not know them yet (entry authored by `author`), in one
+    /// transaction. Refuses a member who already has a password
+    /// ([`Error::CredentialExists`]: use [`Journal::set_password`]), a known member
+    /// whose recorded roles are not `roles` ([`Error::RolesDiffer`]: roles are
+    /// recorded in the journal and do not change here), and a password that is too
+    /// short or too long ([`Error::UnacceptablePassword`]).
+    pub fn create_user(
+        &self,
+        name: &str,
+        roles: &[Role],
+        password: &str,
+        author: &str,
+        ts: DateTime<Utc>,
+    ) -> Result<Member> {
+        check_password_rules(password)?;
+        // Hashing takes tens of milliseconds: not while holding the database.
+        let hash = hash_password(password)?;
+        let mut asked = roles.to_vec();
+        asked.sort_unstable();
+        asked.dedup();
+        self.write(|tx| {
+            let member = match member_nocase(tx, name)? {
+                Some(member) => {
+                    if has_credential(tx, &member.name)? {
+                        return Err(Error::CredentialExists(member.name));
+                    }
+                    if member.roles != asked {
+                        return Err(Error::RolesDiffer {
+                            name: member.name,
+                            recorded: member.roles,
+                            asked,
+                        });
+                    }
+                    member
+                }
+                None => {
+                    let payload = joined_payload(name, &asked)?;
+                    record(tx, EntryKind::MemberJoined, author, &payload, ts)?;
+                    member_nocase(tx, name)?.ok_or_else(|| Error::UnknownMember(name.into()))?
+                }
+            };
+            tx.execute(
+                "INSERT INTO credentials (member, password_hash, updated_at) VALUES (?1, ?2, ?3)",
+                params![member.name, hash, format_ts(ts)],
+            )?;
+            tracing::info!(member = %member.name, "password set for a new account");
+            Ok(member)
+        })
+    }
+
+    /// Sets or replaces the password of a known member, and ends their sessions:
+    /// whoever knew the old password is signed out.
+    pub fn set_password(&self, name: &str, password: &str, ts: DateTime<Utc>) -> Result<()> {
+        check_password_rules(password)?;
+        let hash = hash_password(password)?;
+        self.write(|tx| {
+            let member =
+                member_nocase(tx, name)?.ok_or_else(|| Error::UnknownMember(name.into()))?;
+            tx.execute(
+                "INSERT INTO credentials (member, password_hash, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (member) DO UPDATE SET
+                     password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+                params![member.name, hash, format_ts(ts)],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE member = ?1", [&member.name])?;
+            Ok(())
+        })
+    }
+
+    /// The member `name` (any ASCII case) if `password` is theirs. The comparison is
+    /// argon2's, in constant time; an unknown name or a member without a password
+    /// costs a verification too, so that the answer's timing does not tell which
+    /// names exist.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<Option<Member>> {
+        let stored = self.read(|conn| {
+            let Some(member) = member_nocase(conn, name)? else {
+                return Ok(None);
+            };
+            let hash: Option<String> = conn
+                .query_row(
+                    "SELECT password_hash FROM credentials WHERE member = ?1",
+                    [&member.name],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(hash.map(|hash| (member, hash)))
+        })?;
+        // Verified after the database lock is released.
+        let (member, hash) = match stored {
+            Some(found) => found,
+            None => {
+                verify_password(dummy_hash()?, password);
+                return Ok(None);
+            }
+        };
+        if password.len() > MAX_PASSWORD_BYTES {
+            verify_password(dummy_hash()?, "");
+            return Ok(None);
+        }
+        Ok(verify_password(&hash, password).then_some(member))
+    }
+
+    /// Makes an API token acting as `member` and returns it: 64 hex digits, shown
+    /// to the caller once; only its SHA-256 is kept. `label` says what it is for.
+    pub fn create_token(&self, member: &str, label: &str, ts: DateTime<Utc>) -> Result<String> {
+        let label = label.trim();
+        if label.chars().count() > 100 || label.chars().any(char::is_control) {
+            return Err(Error::InvalidLabel(label.to_string()));
+        }
+        let token = random_hex();
+        self.write(|tx| {
+            let member =
+                member_nocase(tx, member)?.ok_or_else(|| Error::UnknownMember(member.into()))?;
+            tx.execute(
+                "INSERT INTO api_tokens (token_sha256, member, label, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![sha256_hex(&token), member.name, label, format_ts(ts)],
+            )?;
+            tracing::info!(member = %member.name, label, "API token created");
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// The member a token acts as, unless it is unknown or revoked.
+    pub fn member_for_token(&self, token: &str) -> Result<Option<Member>> {
+        if !is_secret(token) {
+            return Ok(None);
+        }
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "{SELECT_MEMBER} WHERE m.name = (SELECT member FROM api_tokens
+                     WHERE token_sha256 = ?1 AND revoked_at IS NULL)"
+            ))?;
+            let mut rows = stmt.query([sha256_hex(token)])?;
+            match rows.next()? {
+                Some(row) => member_from_row(row).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// A member's tokens, oldest first, revoked ones included.
+    pub fn tokens(&self, member: &str) -> Result<Vec<TokenInfo>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, member, label, created_at, revoked_at FROM api_tokens
+                 WHERE member = ?1 COLLATE NOCASE ORDER BY id",
+            )?;
+            let mut rows = stmt.query([member])?;
+            let mut tokens = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let ts = |text: String| {
+                    parse_canonical_ts(&text).ok_or_else(|| Error::CorruptAccount {
+                        table: "api_tokens",
+                        problem: format!("token {id} has the time `{text}`"),
+                    })
+                };
+                tokens.push(TokenInfo {
+                    id,
+                    member: row.get(1)?,
+                    label: row.get(2)?,
+                    created_at: ts(row.get(3)?)?,
+                    revoked_at: row.get::<_, Option<String>>(4)?.map(ts).transpose()?,
+                });
+            }
+            Ok(tokens)
+        })
+    }
+
+    /// Revokes a token by its id; `false` if there was no such token still valid.
+    pub fn revoke_token(&self, id: i64, ts: DateTime<Utc>) -> Result<bool> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, format_ts(ts)],
+            )?;
+            Ok(changed > 0)
+        })
+    }
+
+    /// Opens a session for `member`, lasting [`SESSION_LIFETIME`] from `now`. Sessions
+    /// that have ended are cleared on the way.
+    pub fn create_session(&self, member: &str, now: DateTime<Utc>) -> Result<NewSession> {
+        let id = random_hex();
+        let csrf = random_hex();
+        let expires_at = now + SESSION_LIFETIME;
+        self.write(|tx| {
+            let member =
+                member_nocase(tx, member)?.ok_or_else(|| Error::UnknownMember(member.into()))?;
+            tx.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                [format_ts(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO sessions (id_sha256, member, csrf, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    sha256_hex(&id),
+                    member.name,
+                    csrf,
+                    format_ts(now),
+                    format_ts(expires_at)
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok(NewSession {
+            id,
+            csrf,
+            expires_at,
+        })
+    }
+
+    /// The session with this id, if it exists and has not ended at `now`.
+    pub fn session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<ActiveSession>> {
+        if !is_secret(id) {
+            return Ok(None);
+        }
+        let found: Option<(String, String, String)> = self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT member, csrf, expires_at FROM sessions
+                     WHERE id_sha256 = ?1 AND expires_at > ?2",
+                    params![sha256_hex(id), format_ts(now)],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?)
+        })?;
+        let Some((member, csrf, expires_at)) = found else {
+            return Ok(None);
+        };
+        let expires_at = parse_canonical_ts(&expires_at).ok_or_else(|| Error::CorruptAccount {
+            table: "sessions",
+            problem: format!("a session of `{member}` ends at `{expires_at}`"),
+        })?;
+        // A member who is no longer in `members` (a rebuilt table) has no session.
+        Ok(self.member(&member)?.map(|member| ActiveSession {
+            member,
+            csrf,
+            expires_at,
+        }))
+    }
+
+    /// Ends a session (signing out); `false` if there was none with this id.
+    pub fn delete_session(&self, id: &str) -> Result<bool> {
+        if !is_secret(id) {
+            return Ok(false);
+        }
+        self.write(|tx| {
+            let deleted = tx.execute(
+                "DELETE FROM sessions WHERE id_sha256 = ?1",
+                [sha256_hex(id)],
+            )?;
+            Ok(deleted > 0)
+        })
+    }
+}
+
+/// A password for a new account, to be shown once: four groups of five letters and
+/// digits (about 100 bits), without the look-alikes `0 o 1 l i`.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let mut out = String::with_capacity(23);
+    for group in 0..4 {
+        if group > 0 {
+            out.push('-');
+        }
+        for _ in 0..5 {
+            out.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+        }
+    }
+    out
+}
+
+/// What a password must satisfy, said in words.
+fn check_password_rules(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::UnacceptablePassword(format!(
+            "it must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::UnacceptablePassword(format!(
+            "it must not be longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// argon2id with the crate's default parameters (19 MiB, 2 passes, 1 lane: the
+/// OWASP recommendation), as a PHC string.
+fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::PasswordHash(e.to_string()))
+}
+
+/// Whether `password` matches a stored PHC string; a string that does not parse
+/// matches nothing (and is logged: it means the table was edited by hand).
+fn verify_password(phc: &str, password: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        Err(error) => {
+            tracing::error!(%error, "a stored password hash does not parse");
+            false
+        }
+    }
+}
+
+/// A hash of nothing anyone knows, verified against when there is no account, so
+/// that a failed sign-in costs the same whether or not the name exists.
+fn dummy_hash() -> Result<&'static str> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    if let Some(hash) = DUMMY.get() {
+        return Ok(hash);
+    }
+    let hash = hash_password(&random_hex())?;
+    Ok(DUMMY.get_or_init(|| hash))
+}
+
+/// A member by name regardless of ASCII case (names are unique that way).
+fn member_nocase(conn: &Connection, name: &str) -> Result<Option<Member>> {
+    let mut stmt = conn.prepare(&format!("{SELECT_MEMBER} WHERE m.name = ?1 COLLATE NOCASE"))?;
+    let mut rows = stmt.query([name])?;
+    match rows.next()? {
+        Some(row) => member_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn has_credential(conn: &Connection, member: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM credentials WHERE member = ?1)",
+        [member],
+        |row| row.get(0),
+    )?)
+}
+
+/// 32 random bytes as 64 lowercase hex digits.
+fn random_hex() -> String {
+    let mut bytes = [0u8; SECRET_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Whether a text can be a token or session id at all: 64 lowercase hex digits.
+fn is_secret(text: &str) -> bool {
+    text.len() == SECRET_BYTES * 2 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn now() -> DateTime<Utc> {
+        at("2026-11-22T10:00:00Z")
+    }
+
+    fn journal_with_alice() -> Journal {
+        let journal = Journal::open_in_memory().unwrap();
+        journal
+            .create_user(
+                "Alice",
+                &[Role::Assembly, Role::Resident],
+                "correct horse",
+                COMMAND_LINE_AUTHOR,
+                now(),
+            )
+            .unwrap();
+        journal
+    }
+
+    #[test]
+    fn a_new_user_joins_in_the_journal_and_can_sign_in() {
+        let journal = journal_with_alice();
+        let head = journal.head().unwrap().unwrap();
+        assert_eq!(head.kind, EntryKind::MemberJoined);
+        assert_eq!(head.author, COMMAND_LINE_AUTHOR);
+        assert_eq!(
+            head.payload,
+            serde_json::json!({"name": "Alice", "roles": ["resident", "assembly"]})
+        );
+        let member = journal.check_password("Alice", "correct horse").unwrap();
+        assert_eq!(member.as_ref().map(|m| m.name.as_str()), Some("Alice"));
+        assert_eq!(member.unwrap().roles, vec![Role::Resident, Role::Assembly]);
+        // Names are matched regardless of ASCII case, passwords exactly.
+        assert!(
+            journal
+                .check_password("alice", "correct horse")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            journal
+                .check_password("Alice", "Correct horse")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            journal
+                .check_password("Bob", "correct horse")
+                .unwrap()
+                .is_none()
+        );
+        assert!(journal.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn the_password_is_stored_as_an_argon2id_phc_string() {
+        let journal = journal_with_alice();
+        let stored: String = journal
+            .read(|conn| {
+                Ok(conn.query_row("SELECT password_hash FROM credentials", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+    }
+
+    #[test]
+    fn an_existing_credential_is_refused_and_set_password_replaces_it() {
+        let journal = journal_with_alice();
+        let err = journal
+            .create_user(
+                "alice",
+                &[Role::Resident, Role::Assembly],
+                "another one",
+                "x",
+                now(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::CredentialExists(ref n) if n == "Alice"),
+            "{err}"
+        );
+        let session = journal.create_session("Alice", now()).unwrap();
+        journal
+            .set_password("Alice", "a new secret", now())
+            .unwrap();
+        assert!(
+            journal
+                .check_password("Alice", "correct horse")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            journal
+                .check_password("Alice", "a new secret")
+                .unwrap()
+                .is_some()
+        );
+        // Changing the password signs out everywhere.
+        assert!(journal.session(&session.id, now()).unwrap().is_none());
+        let err = journal
+            .set_password("Nobody", "whatever1", now())
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownMember(_)), "{err}");
+    }
+
+    #[test]
+    fn a_member_from_the_configuration_gets_a_password_if_the_roles_agree() {
+        let journal = Journal::open_in_memory().unwrap();
+        journal
+            .add_member("Bo", &[Role::Installer], "config", now())
+            .unwrap();
+        let err = journal
+            .create_user(
+                "Bo",
+                &[Role::Admin],
+                "bo's secret",
+                COMMAND_LINE_AUTHOR,
+                now(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::RolesDiffer { .. }), "{err}");
+        assert!(err.to_string().contains("installer"), "{err}");
+        let bo = journal
+            .create_user(
+                "Bo",
+                &[Role::Installer],
+                "bo's secret",
+                COMMAND_LINE_AUTHOR,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(bo.joined_seq, 1);
+        assert_eq!(journal.head().unwrap().map(|e| e.seq), Some(1));
+    }
+
+    #[test]
+    fn passwords_too_short_and_bad_names_record_nothing() {
+        let journal = Journal::open_in_memory().unwrap();
+        let err = journal
+            .create_user("Carol", &[Role::Resident], "short", "x", now())
+            .unwrap_err();
+        assert!(matches!(err, Error::UnacceptablePassword(_)), "{err}");
+        assert!(err.to_string().contains("at least 8 characters"), "{err}");
+        let err = journal
+            .create_user(" Carol", &[Role::Resident], "long enough", "x", now())
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidMemberName { .. }), "{err}");
+        assert!(journal.head().unwrap().is_none());
+        let count: i64 = journal
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM credentials", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn tokens_act_as_their_member_until_revoked() {
+        let journal = journal_with_alice();
+        let token = journal
+            .create_token("alice", "backup script", now())
+            .unwrap();
+        assert!(is_secret(&token), "{token}");
+        let member = journal.member_for_token(&token).unwrap().unwrap();
+        assert_eq!(member.name, "Alice");
+        // Only the hash is stored.
+        let stored: String = journal
+            .read(|c| Ok(c.query_row("SELECT token_sha256 FROM api_tokens", [], |r| r.get(0))?))
+            .unwrap();
+        assert_ne!(stored, token);
+        assert_eq!(stored, sha256_hex(&token));
+        for wrong in ["", "nope", &token.to_uppercase(), &"0".repeat(64)] {
+            assert!(
+                journal.member_for_token(wrong).unwrap().is_none(),
+                "{wrong}"
+            );
+        }
+        let listed = journal.tokens("Alice").unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].label, "backup script");
+        assert!(journal.revoke_token(listed[0].id, now()).unwrap());
+        assert!(!journal.revoke_token(listed[0].id, now()).unwrap());
+        assert!(journal.member_for_token(&token).unwrap().is_none());
+        assert_eq!(journal.tokens("Alice").unwrap()[0].revoked_at, Some(now()));
+        let err = journal.create_token("Nobody", "", now()).unwrap_err();
+        assert!(matches!(err, Error::UnknownMember(_)), "{err}");
+    }
+
+    #[test]
+    fn sessions_last_twelve_hours_and_end_on_sign_out() {
+        let journal = journal_with_alice();
+        let s = journal.create_session("Alice", now()).unwrap();
+        assert_ne!(s.id, s.csrf);
+        assert_eq!(s.expires_at, now() + TimeDelta::hours(12));
+        let found = journal.session(&s.id, now()).unwrap().unwrap();
+        assert_eq!(found.member.name, "Alice");
+        assert_eq!(found.csrf, s.csrf);
+        let later = now() + TimeDelta::hours(11) + TimeDelta::minutes(59);
+        assert!(journal.session(&s.id, later).unwrap().is_some());
+        assert!(
+            journal
+                .session(&s.id, now() + SESSION_LIFETIME)
+                .unwrap()
+                .is_none()
+        );
+        assert!(journal.session("garbage", now()).unwrap().is_none());
+        assert!(journal.delete_session(&s.id).unwrap());
+        assert!(journal.session(&s.id, now()).unwrap().is_none());
+        assert!(!journal.delete_session(&s.id).unwrap());
+    }
+
+    #[test]
+    fn ended_sessions_are_cleared_when_a_new_one_opens() {
+        let journal = journal_with_alice();
+        journal.create_session("Alice", now()).unwrap();
+        journal
+            .create_session("Alice", now() + TimeDelta::hours(13))
+            .unwrap();
+        let count: i64 = journal
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn accounts_survive_a_reopen_and_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let (token, session) = {
+            let journal = Journal::open(&path).unwrap();
+            journal
+                .create_user("Alice", &[Role::Admin], "correct horse", "x", now())
+                .unwrap();
+            (
+                journal.create_token("Alice", "", now()).unwrap(),
+                journal.create_session("Alice", now()).unwrap(),
+            )
+        };
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.rebuild_derived().unwrap(), 1);
+        assert!(
+            journal
+                .check_password("Alice", "correct horse")
+                .unwrap()
+                .is_some()
+        );
+        assert!(journal.member_for_token(&token).unwrap().is_some());
+        assert!(journal.session(&session.id, now()).unwrap().is_some());
+        assert!(journal.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn generated_passwords_are_accepted_and_differ() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 23);
+        assert!(check_password_rules(&a).is_ok());
+    }
+}
