@@ -8,11 +8,16 @@
 //! Numbers are formatted here and, identically, by `static/wall.js` when a new
 //! snapshot arrives over Server-Sent Events; the two must change together.
 
+mod account;
 mod format;
 mod i18n;
 mod pages;
 mod wall;
 
+pub use account::{
+    LoginProblem, LoginView, RefusalPage, SignedIn, login_problem_text, render_login,
+    render_refusal, role_name,
+};
 pub use format::{format_date_long, format_percent, format_power, format_time};
 pub use i18n::{Catalog, Lang, negotiate};
 pub use pages::{ASSET_VERSION, WALL_CSS, WALL_JS, render_not_found, render_wall};

@@ -20,6 +20,12 @@ pub enum AppError {
     NoSuchEndpoint(String),
     #[error(transparent)]
     Render(#[from] dashboards::Error),
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Ledger(#[from] ledger::Error),
+    /// Something that should not happen (a task that panicked).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl AppError {
@@ -52,6 +58,14 @@ impl IntoResponse for AppError {
                 Json(json!({ "error": format!("no such endpoint: {path}"), "problems": [] })),
             )
                 .into_response(),
+            AppError::Ledger(cause) => {
+                tracing::error!(error = %cause, "ledger access failed");
+                internal()
+            }
+            AppError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                internal()
+            }
             AppError::Render(cause) => {
                 tracing::error!(error = %cause, "page rendering failed");
                 (
@@ -64,4 +78,15 @@ impl IntoResponse for AppError {
             }
         }
     }
+}
+
+/// A 500 that names no cause (the log has it), in both languages.
+fn internal() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Erreur interne : la demande n'a pas pu aboutir. \
+         Internal error: the request could not be completed.\n",
+    )
+        .into_response()
 }

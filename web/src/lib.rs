@@ -2,37 +2,59 @@
 //! DESIGN.md §8, live updates as Server-Sent Events and Prometheus `/metrics`.
 //! It owns routes, content negotiation (language, caching), request decoding and
 //! error responses, and no domain logic: figures come from the `query` crate's live
-//! snapshot and its allocation, pages from the `dashboards` crate. [`app`] builds
-//! the router on its own so tests drive it with `oneshot`; [`serve`] runs it on a
-//! listener until a cancellation token fires.
+//! snapshot and its allocation, pages from the `dashboards` crate, plans and
+//! accounts from the `ledger`. [`app`] builds the router on its own so tests drive
+//! it with `oneshot`; [`serve`] runs it on a listener until a cancellation token
+//! fires.
+//!
+//! Every route is declared once, with who may call it, in the table of [`routes`]
+//! (`routes.rs`); the router is built from that table only. Signing in, sessions,
+//! tokens, roles and CSRF are in `auth.rs` and `login.rs`.
 
 mod api;
 mod assets;
+mod auth;
 mod error;
 mod events;
 mod lang;
+mod login;
 mod metrics;
 mod pages;
+mod plans;
+mod routes;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use std::net::SocketAddr;
+
 use axum::{Extension, Router};
 use ingest::metrics::IngestMetrics;
 use query::live::LiveSnapshot;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::auth::{
+    Access, CSRF_FIELD, CSRF_HEADER, Credential, CurrentMember, SESSION_COOKIE, changes_state,
+};
 pub use crate::error::AppError;
+pub use crate::login::{FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, LIMIT_WINDOW, LoginLimiter};
 pub use crate::metrics::{PROMETHEUS_CONTENT_TYPE, render_metrics};
+pub use crate::routes::{RouteSpec, routes};
 
-/// What every handler may read. Cheap to clone: a watch receiver and two shares.
+/// What every handler may read. Cheap to clone: a watch receiver and shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The latest live snapshot; the sender side is the live loop in `query`.
     pub live: watch::Receiver<Arc<LiveSnapshot>>,
     pub metrics: Arc<IngestMetrics>,
     pub site: dashboards::SiteInfo,
+    /// The community journal: members, accounts and sessions, plans.
+    pub journal: Arc<ledger::Journal>,
+    /// Notified after each plan adoption, so that the live evaluation re-runs at
+    /// once instead of at its next tick.
+    pub replan: Arc<Notify>,
+    /// Failed sign-ins, per account and per client address.
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 /// Set by [`serve`] so that open event streams end when the server shuts down;
@@ -40,19 +62,9 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub(crate) struct ShutdownSignal(pub(crate) CancellationToken);
 
-/// Every route of the node.
+/// Every route of the node, from the table of [`routes`].
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(pages::wall))
-        .route("/api/live", get(api::live))
-        .route("/api/allocation/simulate", post(api::simulate))
-        .route("/events", get(events::events))
-        .route("/metrics", get(metrics::metrics))
-        .route("/static/wall.js", get(assets::wall_js))
-        .route("/static/wall.css", get(assets::wall_css))
-        .route("/healthz", get(pages::healthz))
-        .fallback(pages::not_found)
-        .with_state(state)
+    routes::router(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` is cancelled, then stops accepting,
@@ -66,9 +78,13 @@ pub async fn serve(
         tracing::info!(%addr, "web server listening");
     }
     let router = app(state).layer(Extension(ShutdownSignal(shutdown.clone())));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    // The peer address feeds the sign-in limits per client address.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     tracing::info!("web server stopped");
     Ok(())
 }

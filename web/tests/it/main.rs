@@ -1,9 +1,12 @@
 //! The web crate's one integration test binary: the router through `oneshot`, a
 //! real server for Server-Sent Events, and a real browser for the wall screen.
 
+mod access;
+mod accounts;
 mod api;
 mod browser;
 mod events;
 mod metrics;
 mod pages;
+mod plans;
 mod support;

@@ -150,10 +150,14 @@ pub(crate) fn state_with(
     metrics: IngestMetrics,
 ) -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
     let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let journal = ledger::Journal::open_in_memory().unwrap_or_else(|e| panic!("journal: {e}"));
     let state = AppState {
         live: rx,
         metrics: Arc::new(metrics),
         site: site(),
+        journal: Arc::new(journal),
+        replan: Arc::new(tokio::sync::Notify::new()),
+        login_limiter: Arc::new(web::LoginLimiter::default()),
     };
     (state, tx)
 }
@@ -229,4 +233,148 @@ pub(crate) fn opening_tag<'a>(html: &'a str, marker: &str) -> &'a str {
     };
     let end = pos + html[pos..].find('>').unwrap_or(0);
     &html[start..=end]
+}
+
+/// The password of every account [`with_members`] makes.
+pub(crate) const PASSWORD: &str = "correct horse battery";
+
+/// A state whose journal has an account for each role: `rita` (resident), `aline`
+/// (assembly and resident), `ivo` (installer) and `ada` (admin), all with
+/// [`PASSWORD`], and the plan [`plan_json`] adopted from the configuration.
+pub(crate) fn with_members() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+    use ledger::Role;
+    let (state, tx) = state();
+    let now = Utc::now();
+    let plan: ledger::Plan = serde_json::from_value(plan_json(&["clinic-fridge", "laundry"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    state
+        .journal
+        .seed(&plan, &[], now)
+        .unwrap_or_else(|e| panic!("seed: {e}"));
+    for (name, roles) in [
+        ("rita", vec![Role::Resident]),
+        ("aline", vec![Role::Assembly, Role::Resident]),
+        ("ivo", vec![Role::Installer]),
+        ("ada", vec![Role::Admin]),
+    ] {
+        state
+            .journal
+            .create_user(name, &roles, PASSWORD, ledger::COMMAND_LINE_AUTHOR, now)
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+    (state, tx)
+}
+
+/// A valid PLAN (DESIGN.md §8) over these services, all in tier 1.
+pub(crate) fn plan_json(services: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "tiers": [{"tier": 1, "split": "equal"}, {"tier": 2, "split": "pro_rata"}],
+        "services": services.iter().enumerate().map(|(i, id)| serde_json::json!({
+            "id": id, "tier": if i == 0 { 1 } else { 2 }, "min_w": 100.0, "max_w": 3000.0
+        })).collect::<Vec<_>>(),
+        "sources": {"battery": {"reserve_soc_pct": 30.0, "tiers": [1]},
+                    "grid": {"max_import_w": 0.0, "tiers": []}}
+    })
+}
+
+/// A valid decision record.
+pub(crate) fn decision_json(present: u32, quorum_required: u32) -> serde_json::Value {
+    serde_json::json!({
+        "assembly_date": "2026-03-12", "votes_for": 9, "votes_against": 2, "votes_abstain": 1,
+        "quorum_required": quorum_required, "present": present,
+        "minutes": "Le cabinet médical passe en premier."
+    })
+}
+
+/// A signed-in browser: its session cookie (`name=value`) and its CSRF token.
+#[derive(Debug, Clone)]
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
+}
+
+/// The `csrf` hidden field of a page's first form.
+pub(crate) fn form_csrf(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        + marker.len();
+    let end = start + html[start..].find('"').unwrap_or(0);
+    html[start..end].to_string()
+}
+
+/// The `name=value` of a `Set-Cookie` header naming `cookie`.
+pub(crate) fn set_cookie(reply: &Reply, cookie: &str) -> Option<String> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{cookie}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+/// `GET /login` then `POST /login` as a browser would, from `address`.
+pub(crate) async fn try_login(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    address: &str,
+) -> Reply {
+    let page = send(state.clone(), get("/login", &[])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let login_cookie =
+        set_cookie(&page, "communalia_login").unwrap_or_else(|| panic!("no login cookie"));
+    let csrf = form_csrf(&page.body);
+    let body = format!(
+        "name={name}&password={}&csrf={csrf}&next=%2Fapi%2Fme",
+        password.replace(' ', "+")
+    );
+    let mut request = Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", login_cookie)
+        .body(Body::from(body))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    let addr: std::net::SocketAddr = format!("{address}:40000")
+        .parse()
+        .unwrap_or_else(|e| panic!("{address}: {e}"));
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    send(state.clone(), request).await
+}
+
+/// Signs `name` in and reads the session's CSRF token from `GET /api/me`.
+pub(crate) async fn login(state: &AppState, name: &str) -> Browser {
+    let reply = try_login(state, name, PASSWORD, "127.0.0.1").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let cookie = set_cookie(&reply, web::SESSION_COOKIE)
+        .unwrap_or_else(|| panic!("no session cookie: {:?}", reply.headers));
+    let me = send(state.clone(), get("/api/me", &[("cookie", &cookie)])).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    let csrf = me.json()["csrf"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no csrf in {}", me.body))
+        .to_string();
+    Browser { cookie, csrf }
+}
+
+/// A request with any method, headers and a JSON body (or none when empty).
+pub(crate) fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if !body.is_empty() {
+        builder = builder.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|e| panic!("request: {e}"))
 }

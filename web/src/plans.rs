@@ -1,0 +1,108 @@
+//! The plan API of DESIGN.md §8: `GET /api/plans` (any signed-in member: decision
+//! records carry minutes and members' names, which the public pages do not show)
+//! and `POST /api/plans` (role `assembly`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+use axum::response::{IntoResponse, Response};
+use ledger::{AdoptedPlan, Decision, Plan};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::ApiJson;
+use crate::auth::CurrentMember;
+use crate::{AppError, AppState};
+
+/// The body of `POST /api/plans`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AdoptRequest {
+    plan: Plan,
+    decision: Decision,
+}
+
+/// `GET /api/plans`: the active plan and every adopted plan, newest first.
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
+    let journal = state.journal.clone();
+    let history = tokio::task::spawn_blocking(move || journal.plan_history())
+        .await
+        .map_err(|e| AppError::Internal(format!("plan history task: {e}")))??;
+    let body = json!({
+        "active": history.first().map(|p| &p.plan),
+        "active_seq": history.first().map(|p| p.seq),
+        "history": history.iter().map(history_item).collect::<Vec<_>>(),
+    });
+    Ok(([(CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+fn history_item(adopted: &AdoptedPlan) -> Value {
+    let mut decision = serde_json::to_value(&adopted.decision).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut decision {
+        // Who entered the decision: the journal entry's author.
+        fields.insert("entered_by".into(), Value::String(adopted.author.clone()));
+        fields.insert(
+            "from_configuration".into(),
+            Value::Bool(adopted.is_from_configuration()),
+        );
+    }
+    json!({
+        "seq": adopted.seq,
+        "adopted_at": ledger::format_ts(adopted.adopted_at),
+        "decision": decision,
+        "plan": adopted.plan,
+        "hash": adopted.hash,
+    })
+}
+
+/// `POST /api/plans`: adopts a plan with its decision record, entered by the
+/// member making the request; 201 `{"seq", "hash"}`, or 422 naming every problem
+/// with the plan and the decision at once. The live evaluation is woken at once.
+pub(crate) async fn adopt(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(request): ApiJson<AdoptRequest>,
+) -> Result<Response, AppError> {
+    let mut problems = Vec::new();
+    if let Err(p) = request.plan.validate() {
+        problems.extend(p);
+    }
+    if let Err(p) = request.decision.validate() {
+        problems.extend(p);
+    }
+    if !problems.is_empty() {
+        return Err(refused(problems));
+    }
+    let journal = state.journal.clone();
+    let author = member.member.name.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        journal.adopt_plan(
+            &request.plan,
+            &request.decision,
+            &author,
+            chrono::Utc::now(),
+        )
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("plan adoption task: {e}")))?
+    .map_err(|e| match e {
+        ledger::Error::InvalidPlan(p) | ledger::Error::InvalidDecision(p) => refused(p),
+        other => AppError::from(other),
+    })?;
+    state.replan.notify_one();
+    tracing::info!(seq = entry.seq, member = %member.member.name, "plan adopted");
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, "/api/plans"), (CACHE_CONTROL, "no-store")],
+        Json(json!({ "seq": entry.seq, "hash": entry.hash })),
+    )
+        .into_response())
+}
+
+fn refused(problems: Vec<String>) -> AppError {
+    AppError::invalid(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("the plan cannot be adopted: {}", problems.join("; ")),
+        problems,
+    )
+}

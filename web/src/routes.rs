@@ -1,0 +1,158 @@
+//! The one table of the node's routes: method, path, who may call it, handler.
+//!
+//! The router is built from this table and nothing else, and each route's
+//! [`Access`] is enforced by a guard the table installs, so a route cannot be added
+//! without saying who may call it, and tests can enumerate [`routes`] to check every
+//! one (see `web/tests/it/access.rs`).
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use ledger::Role;
+
+use crate::auth::{self, Access};
+use crate::{AppState, api, assets, events, login, metrics, pages, plans};
+
+/// One route as the table declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl RouteSpec {
+    /// Whether requests to this route may change something (see
+    /// [`auth::changes_state`]).
+    pub fn changes_state(&self) -> bool {
+        auth::changes_state(&self.method)
+    }
+}
+
+struct Route {
+    spec: RouteSpec,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    // Every method the table uses is a standard one, which MethodFilter knows.
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    Route {
+        spec: RouteSpec {
+            method,
+            path,
+            access,
+        },
+        handler: on(filter, handler),
+    }
+}
+
+fn table() -> Vec<Route> {
+    use Access::{AnyMember, Public};
+    vec![
+        // The wall screen and what feeds it: public and read-only.
+        route(Method::GET, "/", Public, pages::wall),
+        route(Method::GET, "/api/live", Public, api::live),
+        route(Method::GET, "/events", Public, events::events),
+        route(Method::GET, "/metrics", Public, metrics::metrics),
+        route(Method::GET, "/static/wall.js", Public, assets::wall_js),
+        route(Method::GET, "/static/wall.css", Public, assets::wall_css),
+        route(Method::GET, "/healthz", Public, pages::healthz),
+        // Computes on the caller's figures and changes nothing.
+        route(
+            Method::POST,
+            "/api/allocation/simulate",
+            Public,
+            api::simulate,
+        ),
+        // Signing in has its own anti-forgery token and rate limit (login.rs).
+        route(Method::GET, "/login", Public, login::form),
+        route(Method::POST, "/login", Public, login::submit),
+        route(Method::POST, "/logout", AnyMember, login::logout),
+        route(Method::GET, "/api/me", AnyMember, auth::me),
+        route(Method::GET, "/api/plans", AnyMember, plans::list),
+        route(
+            Method::POST,
+            "/api/plans",
+            Access::Role(Role::Assembly),
+            plans::adopt,
+        ),
+    ]
+}
+
+/// Every route of the node, as declared.
+pub fn routes() -> Vec<RouteSpec> {
+    table().into_iter().map(|r| r.spec).collect()
+}
+
+/// The router, built from the table only.
+pub(crate) fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for Route { spec, handler } in table() {
+        let handler = match spec.access {
+            Access::Public => handler,
+            access => handler.route_layer(from_fn_with_state(
+                state.clone(),
+                move |state, request, next| auth::guard(state, access, request, next),
+            )),
+        };
+        router = router.route(spec.path, handler);
+    }
+    router.fallback(pages::not_found).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_table_has_no_duplicates() {
+        let specs = routes();
+        let unique: BTreeSet<_> = specs
+            .iter()
+            .map(|s| (s.method.as_str().to_string(), s.path))
+            .collect();
+        assert_eq!(unique.len(), specs.len());
+    }
+
+    /// The router is made here and only here: no other source file of the crate
+    /// adds routes, nests or merges routers behind the table's back.
+    #[test]
+    fn routes_are_added_only_through_the_table() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        // Built from parts so that this test does not find itself.
+        let needles: Vec<String> = ["route", "route_service", "nest", "nest_service", "merge"]
+            .iter()
+            .map(|name| [".", name, "("].concat())
+            .collect();
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        for entry in entries {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for needle in &needles {
+                for _ in text.matches(needle.as_str()) {
+                    found.push(format!(
+                        "{} {needle}",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        assert_eq!(
+            found,
+            vec![format!("routes.rs {}", needles[0])],
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Every route of the table, enumerated: who may call it, and what the others get.
+//! A route is added to the router only through that table (`web::routes()`), so a
+//! new state-changing route is checked here without anyone remembering to.
+
+use std::collections::BTreeSet;
+
+use axum::http::{Method, StatusCode};
+use ledger::Role;
+use tower::ServiceExt;
+use web::{Access, AppState, RouteSpec};
+
+use crate::support::{Browser, login, request, send, with_members};
+
+/// The members `with_members` makes, by role.
+fn holder_of(role: Role) -> &'static str {
+    match role {
+        Role::Resident => "rita",
+        Role::Assembly => "aline",
+        Role::Installer => "ivo",
+        Role::Admin => "ada",
+    }
+}
+
+/// A member without `role`.
+fn lacking(role: Role) -> &'static str {
+    if role == Role::Installer {
+        "rita"
+    } else {
+        "ivo"
+    }
+}
+
+/// A path that matches the route (none of today's routes has parameters).
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|part| if part.starts_with('{') { "x" } else { part })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn status(state: &AppState, spec: &RouteSpec, headers: &[(&str, &str)]) -> StatusCode {
+    let reply = send(
+        state.clone(),
+        request(spec.method.as_str(), &concrete(spec.path), headers, "{}"),
+    )
+    .await;
+    reply.status
+}
+
+#[tokio::test]
+async fn public_changes_are_only_the_known_ones() {
+    let public_changes: BTreeSet<(String, &str)> = web::routes()
+        .into_iter()
+        .filter(|r| r.changes_state() && r.access == Access::Public)
+        .map(|r| (r.method.to_string(), r.path))
+        .collect();
+    // Simulating computes on the caller's figures; signing in has its own
+    // anti-forgery token and rate limit. Anything else that changes state needs a
+    // member.
+    let expected: BTreeSet<(String, &str)> = [
+        ("POST".to_string(), "/api/allocation/simulate"),
+        ("POST".to_string(), "/login"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(public_changes, expected);
+}
+
+#[tokio::test]
+async fn the_wall_and_its_data_stay_public_and_read_only() {
+    let routes = web::routes();
+    for (method, path) in [
+        (Method::GET, "/"),
+        (Method::GET, "/api/live"),
+        (Method::GET, "/events"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/static/wall.js"),
+        (Method::GET, "/static/wall.css"),
+        (Method::GET, "/healthz"),
+        (Method::POST, "/api/allocation/simulate"),
+    ] {
+        let spec = routes
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .unwrap_or_else(|| panic!("{method} {path} is not in the table"));
+        assert_eq!(spec.access, Access::Public, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn every_state_changing_route_refuses_the_wrong_callers() {
+    let (state, _tx) = with_members();
+    let mut checked = 0;
+    for spec in web::routes() {
+        if !spec.changes_state() || spec.access == Access::Public {
+            continue;
+        }
+        let what = format!("{} {}", spec.method, spec.path);
+        // No session, no token.
+        assert_eq!(
+            status(&state, &spec, &[]).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+        // A token that does not exist.
+        let bogus = format!("Bearer {}", "ab".repeat(32));
+        assert_eq!(
+            status(&state, &spec, &[("authorization", &bogus)]).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}: unknown token"
+        );
+        let right = match spec.access {
+            Access::Role(role) => {
+                // The wrong role, with a correct CSRF token and with a token.
+                let Browser { cookie, csrf } = login(&state, lacking(role)).await;
+                assert_eq!(
+                    status(
+                        &state,
+                        &spec,
+                        &[("cookie", &cookie), ("x-csrf-token", &csrf)]
+                    )
+                    .await,
+                    StatusCode::FORBIDDEN,
+                    "{what}: session without the role"
+                );
+                let token = state
+                    .journal
+                    .create_token(lacking(role), "test", chrono::Utc::now())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    status(
+                        &state,
+                        &spec,
+                        &[("authorization", &format!("Bearer {token}"))]
+                    )
+                    .await,
+                    StatusCode::FORBIDDEN,
+                    "{what}: token without the role"
+                );
+                holder_of(role)
+            }
+            Access::AnyMember => "rita",
+            Access::Public => unreachable!(),
+        };
+        // The right role but no CSRF token, or another session's.
+        let browser = login(&state, right).await;
+        assert_eq!(
+            status(&state, &spec, &[("cookie", &browser.cookie)]).await,
+            StatusCode::FORBIDDEN,
+            "{what}: no CSRF token"
+        );
+        let other = login(&state, right).await;
+        assert_eq!(
+            status(
+                &state,
+                &spec,
+                &[("cookie", &browser.cookie), ("x-csrf-token", &other.csrf)]
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "{what}: another session's CSRF token"
+        );
+        // The right role with the CSRF token: past the guard (the empty body may
+        // still be refused by the handler, but not as 401/403).
+        let ok = status(
+            &state,
+            &spec,
+            &[("cookie", &browser.cookie), ("x-csrf-token", &browser.csrf)],
+        )
+        .await;
+        assert!(
+            ok != StatusCode::UNAUTHORIZED && ok != StatusCode::FORBIDDEN,
+            "{what}: right role and CSRF token got {ok}"
+        );
+        // And with a token of the right role, no CSRF token needed.
+        let token = state
+            .journal
+            .create_token(right, "test", chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ok = status(
+            &state,
+            &spec,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert!(
+            ok != StatusCode::UNAUTHORIZED && ok != StatusCode::FORBIDDEN,
+            "{what}: right role by token got {ok}"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} state-changing routes were checked"
+    );
+}
+
+#[tokio::test]
+async fn every_member_read_route_wants_a_member() {
+    let (state, _tx) = with_members();
+    for spec in web::routes() {
+        if spec.changes_state() || spec.access == Access::Public {
+            continue;
+        }
+        let what = format!("{} {}", spec.method, spec.path);
+        assert_eq!(
+            status(&state, &spec, &[]).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+        let member = match spec.access {
+            Access::Role(role) => holder_of(role),
+            _ => "rita",
+        };
+        let browser = login(&state, member).await;
+        let ok = status(&state, &spec, &[("cookie", &browser.cookie)]).await;
+        assert!(ok.is_success(), "{what}: got {ok}");
+    }
+}
+
+/// The router answers every route of the table (no 404 or 405: the table and the
+/// router agree), and a path outside it is not found.
+#[tokio::test]
+async fn the_router_serves_exactly_the_table() {
+    let (state, tx) = with_members();
+    // Event streams end when the live loop is gone, so no request hangs.
+    drop(tx);
+    let token = state
+        .journal
+        .create_token("ada", "test", chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for spec in web::routes() {
+        let response = web::app(state.clone())
+            .oneshot(request(
+                spec.method.as_str(),
+                &concrete(spec.path),
+                &[("authorization", &format!("Bearer {token}"))],
+                "{}",
+            ))
+            .await
+            .unwrap_or_else(|e| match e {});
+        let got = response.status();
+        assert!(
+            got != StatusCode::NOT_FOUND && got != StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}: {got}",
+            spec.method,
+            spec.path
+        );
+    }
+    let reply = send(state, request("POST", "/api/not-a-route", &[], "{}")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
