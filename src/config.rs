@@ -189,10 +189,22 @@ fn check(l: &Loaded) -> Result<()> {
         bail!("{}: [[device]] {e}", at(line));
     }
     let mut ids = std::collections::BTreeSet::new();
+    let mut actuation_topics = std::collections::BTreeMap::new();
     for s in &c.services {
         let line = line_of_id(&l.text, &s.id);
         if !ids.insert(s.id.as_str()) {
             bail!("{}: [[service]] `{}` is defined twice", at(line), s.id);
+        }
+        // Two services on one topic would overwrite each other's retained command.
+        if let Some(a) = &s.actuation
+            && let Some(other) = actuation_topics.insert(a.topic.as_str(), s.id.as_str())
+        {
+            bail!(
+                "{}: key `actuation` of service `{}`: the topic `{}` is already used by service `{other}`",
+                at(line.and_then(|n| line_of(&l.text, n, "actuation")).or(line)),
+                s.id,
+                a.topic
+            );
         }
         if let Some(meter) = &s.meter
             && !c.devices.iter().any(|d| &d.id == meter)
@@ -299,6 +311,40 @@ tier = 1
             .expect_err("unknown meter")
             .to_string();
         assert!(err.contains("line 15") && err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn actuation_is_parsed_and_a_shared_or_wildcard_topic_is_refused() {
+        let with = |extra: &str| format!("{MINIMAL}{extra}");
+        let one = with("actuation = { topic = \"t/fridge\", min_on = \"2m\" }\n");
+        let l = parse(&one, "site.toml").expect("valid");
+        let a = l.config.services[0].actuation.as_ref().expect("actuation");
+        assert_eq!(a.topic, "t/fridge");
+        assert_eq!(a.min_on, std::time::Duration::from_secs(120));
+        assert_eq!(a.min_off, std::time::Duration::from_secs(300));
+
+        let err = parse(&with("actuation = { topic = \"t/+\" }\n"), "site.toml")
+            .expect_err("wildcard")
+            .to_string();
+        assert!(err.contains("line 17") && err.contains("wildcard"), "{err}");
+        let err = parse(
+            &with("actuation = { topic = \"t\", min_onn = \"1s\" }\n"),
+            "site.toml",
+        )
+        .expect_err("unknown key")
+        .to_string();
+        assert!(err.contains("line 17") && err.contains("min_onn"), "{err}");
+
+        let two = format!(
+            "{one}\n[[service]]\nid = \"school\"\ndemand_w = 500\ntier = 2\nactuation = {{ topic = \"t/fridge\" }}\n"
+        );
+        let err = parse(&two, "site.toml")
+            .expect_err("shared topic")
+            .to_string();
+        assert!(
+            err.contains("line 23") && err.contains("school") && err.contains("fridge"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,6 +59,48 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Accounts of members who sign in to the node's pages.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens, for scripts acting as a member.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Give a member a password, recording their joining first if they are new.
+    /// The password is asked on the terminal, or read as one line from standard input.
+    Add {
+        name: String,
+        /// resident, assembly, installer or admin; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<ledger::Role>,
+        /// Generate a password and print it once instead of asking for one.
+        #[arg(long)]
+        generate: bool,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make an API token acting as a member, with that member's roles. It is
+    /// printed once, on standard output, and stored hashed.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// What the token is for, e.g. "backup script".
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +208,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    roles,
+                    generate,
+                    config,
+                },
+        } => {
+            let l = config::load_file(&config)?;
+            // A journal the node has not started yet is seeded from the configuration
+            // first, as the node would: the first admin is often made before the first run.
+            let journal = node::open_ledger(&l)?;
+            let password = if generate {
+                ledger::generate_password()
+            } else {
+                read_password(&name)?
+            };
+            let member = journal.create_user(
+                &name,
+                &roles,
+                &password,
+                ledger::COMMAND_LINE_AUTHOR,
+                chrono::Utc::now(),
+            )?;
+            let roles: Vec<&str> = member.roles.iter().map(|r| r.as_str()).collect();
+            eprintln!(
+                "{}: `{}` ({}) can now sign in",
+                l.ledger_path().display(),
+                member.name,
+                roles.join(", ")
+            );
+            if generate {
+                eprintln!("Their password, shown only this once:");
+                println!("{password}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    user,
+                    label,
+                    config,
+                },
+        } => {
+            let l = config::load_file(&config)?;
+            let path = l.ledger_path();
+            if !path.exists() {
+                anyhow::bail!(
+                    "no ledger at {} (start the node or run `communalia user add` first)",
+                    path.display()
+                );
+            }
+            let journal = ledger::Journal::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let token = journal.create_token(&user, &label, chrono::Utc::now())?;
+            eprintln!(
+                "API token acting as `{user}`, shown only this once; send it as \
+                 `Authorization: Bearer TOKEN`:"
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             bind,
             speed,
@@ -197,6 +303,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The new password: asked twice on a terminal, else one line of standard input.
+fn read_password(name: &str) -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))
+            .context("cannot read the password")?;
+        let again =
+            rpassword::prompt_password("The same again: ").context("cannot read the password")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (give one line, or use --generate)");
+    }
+    Ok(password.to_string())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

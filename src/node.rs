@@ -62,6 +62,8 @@ impl Node {
         let store = Arc::new(LiveStore::new(LIVE_WINDOW));
         let metrics = Arc::new(IngestMetrics::default());
         let cancel = CancellationToken::new();
+        // Woken by the web API after each plan adoption: the live evaluation re-runs at once.
+        let replan = Arc::new(tokio::sync::Notify::new());
 
         // Bind the web port first: a taken port is the most common start failure.
         let listener = tokio::net::TcpListener::bind(bind)
@@ -70,7 +72,9 @@ impl Node {
         let web_addr = listener.local_addr()?;
 
         let workers = ingest::resolve_devices(&c.devices)?;
-        let mqtt = if workers.mqtt.is_empty() {
+        // Actuated services need the broker even on a site without MQTT devices.
+        let actuated = query::actuation::actuated_services(&c.services);
+        let mqtt = if workers.mqtt.is_empty() && actuated.is_empty() {
             None
         } else {
             let endpoint = match c.mqtt.endpoint()? {
@@ -97,7 +101,7 @@ impl Node {
         };
         let ingest = Ingest::start(
             workers,
-            mqtt,
+            mqtt.clone(),
             store.clone(),
             metrics.clone(),
             cancel.clone(),
@@ -106,7 +110,7 @@ impl Node {
         let engine = Engine::new(
             store,
             metrics.clone(),
-            journal,
+            journal.clone(),
             &c.devices,
             &c.services,
             EngineOptions::default(),
@@ -115,9 +119,29 @@ impl Node {
         let (tx, rx) = watch::channel(Arc::new(empty_snapshot(chrono::Utc::now())));
         let engine = tokio::spawn(engine.run(tx, Duration::from_secs(1), cancel.clone()));
 
+        // --- actuation (opt-in per service): commands follow the live snapshots ---
+        if let Some(opts) = mqtt
+            && !actuated.is_empty()
+        {
+            tracing::info!(services = actuated.len(), "actuation enabled");
+            let (publish_tx, publish_rx) = tokio::sync::mpsc::channel(64);
+            // Both stop on `cancel`; not joined: the retained commands are on the broker.
+            ingest::actuate::spawn_publisher(opts, publish_rx, cancel.clone());
+            tokio::spawn(query::actuation::run(
+                rx.clone(),
+                actuated,
+                publish_tx,
+                cancel.clone(),
+            ));
+        }
+        // --- end of actuation ---
+
         let state = web::AppState {
             live: rx,
             metrics,
+            journal,
+            replan,
+            login_limiter: Arc::new(web::LoginLimiter::default()),
             site: dashboards::SiteInfo {
                 name: c.site.name.clone(),
                 default_lang: match c.site.language {

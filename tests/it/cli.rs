@@ -2,6 +2,7 @@
 //! journal's verification.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -111,4 +112,214 @@ fn ledger_verify_names_the_entry_whose_payload_was_changed() {
     assert!(!bad.status.success());
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(out.contains("entry 2"), "verify names entry 2: {out}");
+}
+
+fn run_cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn communalia");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout_of(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The first admin and a script's token are made on the command line, before and
+/// while the node runs; the token then adopts a plan through the API, the live
+/// allocation follows it, and the generated password signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_made_on_the_command_line_act_on_a_running_node() {
+    let dir = TempDir::new("accounts");
+    let config = format!(
+        "[site]\nname = \"x\"\nlatitude = 1.0\nlongitude = 2.0\n[storage]\ndir = \"{}\"\n\
+         [[service]]\nid = \"a\"\ndemand_w = 10\ntier = 1\n\
+         [[service]]\nid = \"b\"\ndemand_w = 20\ntier = 2\n\
+         [[member]]\nname = \"rita\"\nroles = [\"resident\"]\n",
+        dir.path().display()
+    );
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, config).expect("write");
+    let cfg = path.to_string_lossy().to_string();
+
+    // Before the first run: the journal is seeded from the configuration, then alba joins.
+    let password = stdout_of(
+        &run_cli(
+            &[
+                "user",
+                "add",
+                "alba",
+                "--role",
+                "assembly",
+                "--role",
+                "resident",
+                "--generate",
+                "--config",
+                &cfg,
+            ],
+            "",
+        ),
+        "user add --generate",
+    );
+    assert_eq!(password.len(), 23, "one generated password: {password:?}");
+    // A member from the configuration gets a password from standard input.
+    stdout_of(
+        &run_cli(
+            &[
+                "user", "add", "rita", "--role", "resident", "--config", &cfg,
+            ],
+            "rita's own password\n",
+        ),
+        "user add from stdin",
+    );
+    // A second account for the same member is refused, saying why.
+    let again = run_cli(
+        &[
+            "user",
+            "add",
+            "alba",
+            "--role",
+            "assembly",
+            "--role",
+            "resident",
+            "--generate",
+            "--config",
+            &cfg,
+        ],
+        "",
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already has a password"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    // Tokens can be made while the node runs.
+    let token = stdout_of(
+        &run_cli(
+            &[
+                "token", "create", "--user", "alba", "--label", "it", "--config", &cfg,
+            ],
+            "",
+        ),
+        "token create",
+    );
+    assert_eq!(token.len(), 64, "{token:?}");
+    let rita_token = stdout_of(
+        &run_cli(&["token", "create", "--user", "rita", "--config", &cfg], ""),
+        "token create for rita",
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let plans = format!("{}/api/plans", node.base);
+    let body = serde_json::json!({
+        "plan": {
+            "tiers": [{"tier": 1, "split": "pro_rata"}, {"tier": 2, "split": "equal"}],
+            "services": [{"id": "b", "tier": 1, "min_w": 0.0}, {"id": "a", "tier": 2, "min_w": 0.0}],
+            "sources": {}
+        },
+        "decision": {
+            "assembly_date": "2026-03-12", "votes_for": 7, "votes_against": 1, "votes_abstain": 0,
+            "quorum_required": 5, "present": 8, "minutes": "b first"
+        }
+    });
+    let post = |auth: String| {
+        client
+            .post(&plans)
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+    };
+    let refused = post(format!("Bearer {}", "0".repeat(64)))
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 401);
+    let refused = post(format!("Bearer {rita_token}")).await.expect("post");
+    assert_eq!(refused.status(), 403);
+    let created = post(format!("Bearer {token}")).await.expect("post");
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.expect("json");
+    let seq = created["seq"].as_i64().expect("seq");
+
+    let listed: serde_json::Value = client
+        .get(&plans)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["history"][0]["seq"], seq);
+    assert_eq!(listed["history"][0]["decision"]["entered_by"], "alba");
+    assert_eq!(listed["active"]["services"][0]["id"], "b");
+    // The live allocation uses the new plan.
+    wait_live(
+        &node,
+        Duration::from_secs(10),
+        "service b in tier 1",
+        |live| {
+            live["services"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["id"] == "b"))
+                .is_some_and(|b| b["tier"] == 1)
+        },
+    )
+    .await;
+
+    // The generated password signs in through the form.
+    let form = client
+        .get(format!("{}/login", node.base))
+        .send()
+        .await
+        .expect("login page");
+    let login_cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("communalia_login="))
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_string();
+    let csrf = login_cookie
+        .trim_start_matches("communalia_login=")
+        .to_string();
+    let signed_in = client
+        .post(format!("{}/login", node.base))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("name", "alba"),
+            ("password", password.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 303);
+    assert!(
+        signed_in.headers().get_all("set-cookie").iter().any(|v| v
+            .to_str()
+            .is_ok_and(|v| v.starts_with("communalia_session="))),
+        "no session cookie"
+    );
 }

@@ -22,6 +22,39 @@ async fn modbus_sim(image: RegisterImage) -> (u16, Arc<RwLock<RegisterImage>>) {
     (port, image)
 }
 
+/// The Modbus half of the test site: a SunSpec inverter producing 4321 W and an
+/// SDM630 grid meter reading 1200 W of import. Returns their ports.
+pub(crate) async fn start_modbus_sims() -> (u16, u16) {
+    let mut inverter = RegisterImage::default();
+    build_inverter_image(&mut inverter, 40000);
+    write_inverter(
+        &mut inverter,
+        40000,
+        &InverterState {
+            power_w: 4321.0,
+            energy_wh: 1_000_000.0,
+            voltage_v: 231.0,
+            frequency_hz: 50.0,
+            temperature_c: 41.0,
+            status: 4,
+        },
+    );
+    let mut meter = RegisterImage::default();
+    write_meter(
+        &mut meter,
+        &MeterState {
+            power_w: 1200.0,
+            import_wh: 5000.0,
+            export_wh: 7000.0,
+            voltage_v: 230.0,
+            frequency_hz: 50.0,
+        },
+    );
+    let (inverter_port, _) = modbus_sim(inverter).await;
+    let (meter_port, _) = modbus_sim(meter).await;
+    (inverter_port, meter_port)
+}
+
 /// The site the tests read: two Modbus simulators, an MQTT broker at `broker`.
 pub(crate) fn site_config(
     dir: &std::path::Path,
@@ -207,33 +240,7 @@ pub(crate) async fn check_site(node: &NodeProc) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_site_reaches_api_live_through_the_embedded_broker() {
     let dir = TempDir::new("e2e");
-    let mut inverter = RegisterImage::default();
-    build_inverter_image(&mut inverter, 40000);
-    write_inverter(
-        &mut inverter,
-        40000,
-        &InverterState {
-            power_w: 4321.0,
-            energy_wh: 1_000_000.0,
-            voltage_v: 231.0,
-            frequency_hz: 50.0,
-            temperature_c: 41.0,
-            status: 4,
-        },
-    );
-    let (inverter_port, _inv) = modbus_sim(inverter).await;
-    let mut meter = RegisterImage::default();
-    write_meter(
-        &mut meter,
-        &MeterState {
-            power_w: 1200.0,
-            import_wh: 5000.0,
-            export_wh: 7000.0,
-            voltage_v: 230.0,
-            frequency_hz: 50.0,
-        },
-    );
-    let (meter_port, _meter) = modbus_sim(meter).await;
+    let (inverter_port, meter_port) = start_modbus_sims().await;
     let broker_port = free_port();
     let config = site_config(
         dir.path(),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod actuation;
 mod cli;
 mod end_to_end;
 mod peers;

@@ -4,15 +4,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sensors::sim::sdm630::{MeterState, write_meter};
-use sensors::sim::sunspec::{InverterState, build_inverter_image, write_inverter};
-use sensors::sim::{RegisterImage, serve_modbus_tcp};
-use tokio::net::TcpListener;
-
-use crate::end_to_end::{check_site, publish_loop, site_config};
+use crate::end_to_end::{check_site, publish_loop, site_config, start_modbus_sims};
 use crate::support::*;
 
 const MOSQUITTO: &str = "127.0.0.1:1883";
@@ -23,43 +17,13 @@ async fn mqtt_path_through_a_real_mosquitto_broker() {
         return skip("mosquitto on 127.0.0.1:1883");
     }
     let dir = TempDir::new("mosquitto");
-    let mut inverter = RegisterImage::default();
-    build_inverter_image(&mut inverter, 40000);
-    write_inverter(
-        &mut inverter,
-        40000,
-        &InverterState {
-            power_w: 4321.0,
-            energy_wh: 10.0,
-            voltage_v: 230.0,
-            frequency_hz: 50.0,
-            temperature_c: 30.0,
-            status: 4,
-        },
-    );
-    let mut meter = RegisterImage::default();
-    write_meter(
-        &mut meter,
-        &MeterState {
-            power_w: 1200.0,
-            import_wh: 1.0,
-            export_wh: 1.0,
-            voltage_v: 230.0,
-            frequency_hz: 50.0,
-        },
-    );
-    let mut ports = Vec::new();
-    for image in [inverter, meter] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        ports.push(listener.local_addr().expect("addr").port());
-        tokio::spawn(serve_modbus_tcp(listener, Arc::new(RwLock::new(image)), 1));
-    }
+    let (inverter_port, meter_port) = start_modbus_sims().await;
     // A topic prefix of our own: the shared broker may carry other traffic.
     let prefix = format!("communalia-it-{}", std::process::id());
     let config = site_config(
         dir.path(),
-        ports[0],
-        ports[1],
+        inverter_port,
+        meter_port,
         "broker = \"mqtt://127.0.0.1:1883\"",
         &prefix,
     );
