@@ -117,7 +117,8 @@ impl Node {
         )
         .await?;
         let (tx, rx) = watch::channel(Arc::new(empty_snapshot(chrono::Utc::now())));
-        let engine = tokio::spawn(engine.run(tx, Duration::from_secs(1), cancel.clone()));
+        let engine =
+            tokio::spawn(engine.run(tx, Duration::from_secs(1), replan.clone(), cancel.clone()));
 
         // --- actuation (opt-in per service): commands follow the live snapshots ---
         if let Some(opts) = mqtt

@@ -375,12 +375,14 @@ impl Engine {
         })
     }
 
-    /// Evaluates every `period` and publishes each snapshot; an evaluation error is
+    /// Evaluates every `period`, and at once when `replan` is notified (after a plan
+    /// adoption), and publishes each snapshot; an evaluation error is
     /// logged and the previous snapshot stays (marked by its own timestamp).
     pub async fn run(
         self,
         tx: watch::Sender<Arc<LiveSnapshot>>,
         period: Duration,
+        replan: Arc<tokio::sync::Notify>,
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(period);
@@ -389,6 +391,9 @@ impl Engine {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
+                // A plan was adopted: evaluate now rather than at the next tick, and
+                // start the period afresh.
+                _ = replan.notified() => tick.reset(),
             }
             match self.evaluate(Utc::now()).await {
                 Ok(snapshot) => {

@@ -1388,6 +1388,65 @@ mod live_path {
         assert_eq!(live.site.available_w, 6000.0, "PV + battery + grid");
         assert_eq!(live.site.allocated_w, 2700.0, "allocated");
     }
+    /// The running engine evaluates again as soon as a plan is adopted and it is woken,
+    /// not only at its next tick (here an hour away).
+    #[tokio::test]
+    async fn run_evaluates_at_once_after_an_adoption() {
+        let store = Arc::new(LiveStore::new(Duration::from_secs(120)));
+        let services = [
+            service(serde_json::json!({"id": "a", "demand_w": 100.0, "tier": 1})),
+            service(serde_json::json!({"id": "b", "demand_w": 100.0, "tier": 2})),
+        ];
+        let plan = initial_plan(&services, &[], &Sources::default());
+        let journal = Arc::new(Journal::open_in_memory().expect("journal"));
+        journal.seed(&plan, &[], Utc::now()).expect("seed");
+        let engine = Engine::new(
+            store,
+            Arc::new(IngestMetrics::default()),
+            journal.clone(),
+            &[],
+            &services,
+            EngineOptions::default(),
+        )
+        .await
+        .expect("engine");
+        let (tx, mut rx) =
+            tokio::sync::watch::channel(Arc::new(crate::engine::empty_snapshot(Utc::now())));
+        let replan = Arc::new(tokio::sync::Notify::new());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(engine.run(
+            tx,
+            Duration::from_secs(3600),
+            replan.clone(),
+            cancel.clone(),
+        ));
+        let tier_of = |live: &LiveSnapshot, id: &str| {
+            live.services.iter().find(|s| s.id == id).map(|s| s.tier)
+        };
+        // The first tick is immediate.
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("a first snapshot")
+            .expect("engine running");
+        assert_eq!(tier_of(&rx.borrow_and_update(), "b"), Some(2));
+
+        let mut swapped = plan.clone();
+        for s in &mut swapped.services {
+            s.tier = if s.id == "b" { 1 } else { 2 };
+        }
+        let decision = Decision::from_configuration(Utc::now().date_naive());
+        journal
+            .adopt_plan(&swapped, &decision, "assembly", Utc::now())
+            .expect("adopt");
+        replan.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("a snapshot within seconds of the adoption, not at the next tick")
+            .expect("engine running");
+        assert_eq!(tier_of(&rx.borrow(), "b"), Some(1), "the new plan");
+        cancel.cancel();
+        running.await.expect("engine stops");
+    }
 }
 
 // ---------------------------------------------------------------------------------
