@@ -37,7 +37,9 @@ pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision};
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use journal::Journal;
 pub use members::{Member, Role};
-pub use plan::{BatterySource, GridSource, Plan, PlanService, Sources, Split, TierRule};
+pub use plan::{
+    BatterySource, GridSource, Plan, PlanChange, PlanService, Sources, Split, TierRule,
+};
 pub use verify::{BadEntry, VerifyReport};
 
 /// Everything that can go wrong in the ledger.

@@ -148,3 +148,269 @@ impl Plan {
         }
     }
 }
+
+/// One difference between a plan and the one it replaced, for the history of plans
+/// (what the assembly changed at each adoption). Serialized with a `change` tag so
+/// that pages can phrase each kind in their own language.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum PlanChange {
+    ServiceAdded {
+        id: String,
+        tier: u32,
+        min_w: f64,
+        max_w: Option<f64>,
+    },
+    ServiceRemoved {
+        id: String,
+        tier: u32,
+    },
+    TierMoved {
+        id: String,
+        from: u32,
+        to: u32,
+    },
+    MinChanged {
+        id: String,
+        from: f64,
+        to: f64,
+    },
+    MaxChanged {
+        id: String,
+        from: Option<f64>,
+        to: Option<f64>,
+    },
+    SplitChanged {
+        tier: u32,
+        from: Split,
+        to: Split,
+    },
+    BatteryChanged {
+        from: Option<BatterySource>,
+        to: Option<BatterySource>,
+    },
+    GridChanged {
+        from: Option<GridSource>,
+        to: Option<GridSource>,
+    },
+}
+
+impl Plan {
+    /// What changed from `previous` to this plan: services in this plan's order (added,
+    /// moved between tiers, minimum or cap changed), then services dropped (in the
+    /// previous plan's order), then split rules by tier, then the sources. Order within
+    /// a tier does not count: it does not change the allocation.
+    pub fn changes_since(&self, previous: &Plan) -> Vec<PlanChange> {
+        let mut changes = Vec::new();
+        let before: std::collections::HashMap<&str, &PlanService> = previous
+            .services
+            .iter()
+            .map(|s| (s.id.as_str(), s))
+            .collect();
+        for s in &self.services {
+            let Some(old) = before.get(s.id.as_str()) else {
+                changes.push(PlanChange::ServiceAdded {
+                    id: s.id.clone(),
+                    tier: s.tier,
+                    min_w: s.min_w,
+                    max_w: s.max_w,
+                });
+                continue;
+            };
+            if old.tier != s.tier {
+                changes.push(PlanChange::TierMoved {
+                    id: s.id.clone(),
+                    from: old.tier,
+                    to: s.tier,
+                });
+            }
+            if old.min_w != s.min_w {
+                changes.push(PlanChange::MinChanged {
+                    id: s.id.clone(),
+                    from: old.min_w,
+                    to: s.min_w,
+                });
+            }
+            if old.max_w != s.max_w {
+                changes.push(PlanChange::MaxChanged {
+                    id: s.id.clone(),
+                    from: old.max_w,
+                    to: s.max_w,
+                });
+            }
+        }
+        for old in &previous.services {
+            if !self.services.iter().any(|s| s.id == old.id) {
+                changes.push(PlanChange::ServiceRemoved {
+                    id: old.id.clone(),
+                    tier: old.tier,
+                });
+            }
+        }
+        // Every tier either plan mentions, by its rule or by a service in it.
+        let tiers: std::collections::BTreeSet<u32> = [self, previous]
+            .iter()
+            .flat_map(|p| {
+                p.tiers
+                    .iter()
+                    .map(|t| t.tier)
+                    .chain(p.services.iter().map(|s| s.tier))
+            })
+            .collect();
+        for tier in tiers {
+            let (from, to) = (previous.split_of(tier), self.split_of(tier));
+            if from != to {
+                changes.push(PlanChange::SplitChanged { tier, from, to });
+            }
+        }
+        if previous.sources.battery != self.sources.battery {
+            changes.push(PlanChange::BatteryChanged {
+                from: previous.sources.battery.clone(),
+                to: self.sources.battery.clone(),
+            });
+        }
+        if previous.sources.grid != self.sources.grid {
+            changes.push(PlanChange::GridChanged {
+                from: previous.sources.grid.clone(),
+                to: self.sources.grid.clone(),
+            });
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(id: &str, tier: u32, min_w: f64, max_w: Option<f64>) -> PlanService {
+        PlanService {
+            id: id.into(),
+            tier,
+            min_w,
+            max_w,
+        }
+    }
+
+    fn clinic_first() -> Plan {
+        Plan {
+            tiers: vec![TierRule {
+                tier: 2,
+                split: Split::ProRata,
+            }],
+            services: vec![
+                svc("clinic", 1, 150.0, None),
+                svc("school", 2, 0.0, Some(2000.0)),
+                svc("homes", 2, 0.0, None),
+            ],
+            sources: Sources::default(),
+        }
+    }
+
+    #[test]
+    fn the_same_plan_has_no_changes_even_reordered_within_a_tier() {
+        let plan = clinic_first();
+        assert_eq!(plan.changes_since(&plan), []);
+        let mut reordered = plan.clone();
+        reordered.services.swap(1, 2);
+        assert_eq!(reordered.changes_since(&plan), []);
+    }
+
+    #[test]
+    fn each_kind_of_change_is_named_once() {
+        let old = clinic_first();
+        let new = Plan {
+            tiers: vec![TierRule {
+                tier: 2,
+                split: Split::Equal,
+            }],
+            services: vec![
+                svc("clinic", 1, 200.0, None),
+                svc("school", 1, 0.0, None),
+                svc("pump", 3, 0.0, Some(500.0)),
+            ],
+            sources: Sources {
+                battery: None,
+                grid: Some(GridSource {
+                    max_import_w: 1000.0,
+                    tiers: vec![1],
+                }),
+            },
+        };
+        assert_eq!(
+            new.changes_since(&old),
+            [
+                PlanChange::MinChanged {
+                    id: "clinic".into(),
+                    from: 150.0,
+                    to: 200.0
+                },
+                PlanChange::TierMoved {
+                    id: "school".into(),
+                    from: 2,
+                    to: 1
+                },
+                PlanChange::MaxChanged {
+                    id: "school".into(),
+                    from: Some(2000.0),
+                    to: None
+                },
+                PlanChange::ServiceAdded {
+                    id: "pump".into(),
+                    tier: 3,
+                    min_w: 0.0,
+                    max_w: Some(500.0)
+                },
+                PlanChange::ServiceRemoved {
+                    id: "homes".into(),
+                    tier: 2
+                },
+                PlanChange::SplitChanged {
+                    tier: 2,
+                    from: Split::ProRata,
+                    to: Split::Equal
+                },
+                PlanChange::GridChanged {
+                    from: None,
+                    to: Some(GridSource {
+                        max_import_w: 1000.0,
+                        tiers: vec![1]
+                    })
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unlisted_tier_shares_pro_rata_so_listing_it_so_is_no_change() {
+        let old = clinic_first();
+        let mut new = old.clone();
+        new.tiers.push(TierRule {
+            tier: 1,
+            split: Split::ProRata,
+        });
+        assert_eq!(new.changes_since(&old), []);
+        new.tiers[1].split = Split::Equal;
+        assert_eq!(
+            new.changes_since(&old),
+            [PlanChange::SplitChanged {
+                tier: 1,
+                from: Split::ProRata,
+                to: Split::Equal
+            }]
+        );
+    }
+
+    #[test]
+    fn changes_serialize_with_a_tag_for_the_pages() {
+        let change = PlanChange::TierMoved {
+            id: "school".into(),
+            from: 2,
+            to: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&change).expect("json"),
+            serde_json::json!({"change": "tier_moved", "id": "school", "from": 2, "to": 1})
+        );
+    }
+}

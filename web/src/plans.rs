@@ -22,7 +22,8 @@ pub(crate) struct AdoptRequest {
     decision: Decision,
 }
 
-/// `GET /api/plans`: the active plan and every adopted plan, newest first.
+/// `GET /api/plans`: the active plan and every adopted plan, newest first, each with
+/// what changed from the one before.
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
     let journal = state.journal.clone();
     let history = tokio::task::spawn_blocking(move || journal.plan_history())
@@ -31,12 +32,18 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, AppE
     let body = json!({
         "active": history.first().map(|p| &p.plan),
         "active_seq": history.first().map(|p| p.seq),
-        "history": history.iter().map(history_item).collect::<Vec<_>>(),
+        "history": history
+            .iter()
+            .enumerate()
+            .map(|(i, adopted)| history_item(adopted, history.get(i + 1)))
+            .collect::<Vec<_>>(),
     });
     Ok(([(CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
-fn history_item(adopted: &AdoptedPlan) -> Value {
+/// One adoption, with what changed from the plan it replaced (`previous`, the next
+/// older adoption; `null` for the first plan).
+fn history_item(adopted: &AdoptedPlan, previous: Option<&AdoptedPlan>) -> Value {
     let mut decision = serde_json::to_value(&adopted.decision).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut decision {
         // Who entered the decision: the journal entry's author.
@@ -52,6 +59,7 @@ fn history_item(adopted: &AdoptedPlan) -> Value {
         "decision": decision,
         "plan": adopted.plan,
         "hash": adopted.hash,
+        "changes": previous.map(|p| adopted.plan.changes_since(&p.plan)),
     })
 }
 

@@ -83,6 +83,22 @@ async fn an_assembly_member_adopts_a_plan_and_it_becomes_active() {
         chrono::DateTime::parse_from_rfc3339(latest["adopted_at"].as_str().unwrap_or("")).is_ok()
     );
     assert_eq!(history[1]["decision"]["from_configuration"], true);
+    // What changed: the laundry and the fridge swapped tiers, the charger joined.
+    assert_eq!(
+        latest["changes"],
+        json!([
+            {"change": "tier_moved", "id": "laundry", "from": 2, "to": 1},
+            {"change": "tier_moved", "id": "clinic-fridge", "from": 1, "to": 2},
+            {"change": "service_added", "id": "ev-charger", "tier": 2,
+             "min_w": 100.0, "max_w": 3000.0},
+        ]),
+        "{latest}"
+    );
+    assert_eq!(
+        history[1]["changes"],
+        Value::Null,
+        "the first plan replaced none"
+    );
     assert!(
         state
             .journal
