@@ -328,6 +328,7 @@ mod tests {
                     .single()
                     .unwrap_or_default(),
             }),
+            pools: vec![],
         }
     }
 

@@ -329,6 +329,7 @@ mod tests {
             devices: vec![],
             signal: Signal::Hold,
             plan: None,
+            pools: vec![],
         }
     }
 

@@ -372,6 +372,7 @@ impl Engine {
                 seq: a.seq,
                 adopted_at: a.adopted_at,
             }),
+            pools: allocation.pools,
         })
     }
 
@@ -455,6 +456,7 @@ pub fn empty_snapshot(now: DateTime<Utc>) -> LiveSnapshot {
         devices: vec![],
         signal: Signal::Unknown,
         plan: None,
+        pools: vec![],
     }
 }
 

@@ -84,4 +84,8 @@ pub struct LiveSnapshot {
     pub devices: Vec<DeviceLive>,
     pub signal: Signal,
     pub plan: Option<PlanInfo>,
+    /// The sources the plan opened, in the order they are drawn on (`pv`, `battery`,
+    /// `grid`): what each could give and what the allocation drew from it. Empty when
+    /// the data is stale.
+    pub pools: Vec<crate::allocation::PoolUse>,
 }

@@ -1322,6 +1322,13 @@ mod live_path {
         assert_eq!(live.site.battery_soc_pct, Some(50.0), "state of charge");
         assert_eq!(live.site.available_w, 3000.0, "PV + grid, no battery");
         assert_eq!(live.site.allocated_w, 1500.0, "allocated");
+        // /api/live says what each source gave: all the sun, 500 W of the import.
+        let pools: Vec<(&str, f64, f64)> = live
+            .pools
+            .iter()
+            .map(|p| (p.name, p.available_w, p.used_w))
+            .collect();
+        assert_eq!(pools, [("pv", 1000.0, 1000.0), ("grid", 2000.0, 500.0)]);
         assert_eq!(
             state(&live, "a"),
             (1500.0, ServiceState::Served, "fully_served")

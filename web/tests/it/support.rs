@@ -134,6 +134,7 @@ pub(crate) fn snapshot() -> LiveSnapshot {
             seq: 12,
             adopted_at: at(2026, 3, 12, 19, 30, 0),
         }),
+        pools: vec![],
     }
 }
 
