@@ -118,6 +118,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             }
         }
     }
+    let accounts = demo_accounts(&loaded)?;
     let bind = args.bind.unwrap_or(loaded.config.web.bind);
     let node = Node::start(&loaded, bind).await?;
     println!("Communalia demo: {}", loaded.config.site.name);
@@ -140,8 +141,34 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             .format("%Y-%m-%d %H:%M"),
         args.speed
     );
+    if !accounts.is_empty() {
+        println!(
+            "  sign in at http://{}/login (demo accounts, new each run):",
+            node.web_addr
+        );
+        for (name, roles, password) in &accounts {
+            println!("    {name:<10} {password}   ({roles})");
+        }
+    }
     println!("Press Ctrl-C to stop.");
     crate::wait_for_signal().await;
     cancel.cancel();
     node.shutdown().await
+}
+
+/// Gives every member of the demo's configuration a password generated for this run,
+/// so that a newcomer can sign in and try the assembly panel at once. A real site's
+/// accounts come from `communalia user add`, never from here.
+fn demo_accounts(loaded: &Loaded) -> Result<Vec<(String, String, String)>> {
+    let journal = crate::node::open_ledger(loaded)?;
+    let mut accounts = Vec::new();
+    for m in journal.members()? {
+        let password = ledger::generate_password();
+        journal
+            .set_password(&m.name, &password, chrono::Utc::now())
+            .with_context(|| format!("cannot set the demo password of `{}`", m.name))?;
+        let roles: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
+        accounts.push((m.name, roles.join(", "), password));
+    }
+    Ok(accounts)
 }

@@ -375,4 +375,82 @@ async fn demo_shows_a_living_community() {
     );
     let page = get_text(&format!("{}/", node.base)).await;
     assert!(page.contains("Les Tilleuls"), "wall screen names the site");
+
+    // The demo prints an account per member; camille (assembly) signs in with hers.
+    let password = loop {
+        let line = node
+            ._lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the demo prints its accounts");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"camille") {
+            assert!(
+                line.contains("assembly"),
+                "camille's roles are printed: {line}"
+            );
+            break words[1].to_string();
+        }
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = client
+        .get(format!("{}/login", node.base))
+        .send()
+        .await
+        .expect("login page");
+    let login_cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("communalia_login="))
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_string();
+    let csrf = login_cookie
+        .trim_start_matches("communalia_login=")
+        .to_string();
+    let signed_in = client
+        .post(format!("{}/login", node.base))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("name", "camille"),
+            ("password", &password),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "the printed password signs camille in"
+    );
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("communalia_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let me: serde_json::Value = client
+        .get(format!("{}/api/me", node.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("/api/me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["name"], "camille", "{me}");
+    assert!(
+        me["roles"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "assembly")),
+        "{me}"
+    );
 }
