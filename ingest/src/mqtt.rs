@@ -57,6 +57,9 @@ struct Route {
     device: usize,
 }
 
+/// Messages received and not yet decoded, at most.
+const DECODE_QUEUE: usize = 16_384;
+
 /// Starts the MQTT worker. Connection errors are logged and retried forever
 /// (with a pause); they never stop the node.
 pub fn spawn_mqtt(
@@ -88,6 +91,23 @@ pub fn spawn_mqtt(
         f
     };
     let span = tracing::info_span!("mqtt", client_id = %opts.client_id);
+    // Decoding runs beside the socket: the event loop only hands messages over, so
+    // that a burst is drained from the broker at once instead of waiting, message by
+    // message, for JSON decoding (a broker drops QoS 1 messages for a subscriber whose
+    // queue is full).
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(DECODE_QUEUE);
+    let decoder_metrics = metrics.clone();
+    let decoder = tokio::spawn(
+        async move {
+            while let Some(p) = raw_rx.recv().await {
+                let readings = route(&routes, &devices, &decoder_metrics, &p.topic, &p.payload);
+                if !readings.is_empty() && tx.send(readings).await.is_err() {
+                    break; // the sink has stopped: the node is shutting down
+                }
+            }
+        }
+        .instrument(span.clone()),
+    );
     tokio::spawn(
         async move {
             loop {
@@ -116,9 +136,8 @@ pub fn spawn_mqtt(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         metrics.add_mqtt_message();
-                        let readings = route(&routes, &devices, &metrics, &p.topic, &p.payload);
-                        if !readings.is_empty() && tx.send(readings).await.is_err() {
-                            break; // the sink has stopped: the node is shutting down
+                        if raw_tx.send(p).await.is_err() {
+                            break; // the decoder has stopped: the node is shutting down
                         }
                     }
                     Ok(_) => {}
@@ -132,6 +151,9 @@ pub fn spawn_mqtt(
                 }
             }
             let _ = client.try_disconnect();
+            // What was received is decoded before the worker ends.
+            drop(raw_tx);
+            let _ = decoder.await;
         }
         .instrument(span),
     )
