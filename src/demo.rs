@@ -149,6 +149,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         for (name, roles, password) in &accounts {
             println!("    {name:<10} {password}   ({roles})");
         }
+        if let Some((name, _, _)) = accounts
+            .iter()
+            .find(|(_, roles, _)| roles.contains("assembly"))
+        {
+            println!(
+                "  the assembly's panel (plans, preview, adoption): http://{}/assembly, as {name}",
+                node.web_addr
+            );
+        }
     }
     println!("Press Ctrl-C to stop.");
     crate::wait_for_signal().await;

@@ -9,6 +9,7 @@
 //! snapshot arrives over Server-Sent Events; the two must change together.
 
 mod account;
+mod assembly;
 mod format;
 mod i18n;
 mod pages;
@@ -18,9 +19,13 @@ pub use account::{
     LoginProblem, LoginView, RefusalPage, SignedIn, login_problem_text, render_login,
     render_refusal, role_name,
 };
+pub use assembly::{
+    AssemblyView, DraftForm, DraftProblem, DraftService, FormField, Preview, PreviewRow,
+    change_text, problem_text, render_assembly,
+};
 pub use format::{format_date_long, format_percent, format_power, format_time};
 pub use i18n::{Catalog, Lang, negotiate};
-pub use pages::{ASSET_VERSION, WALL_CSS, WALL_JS, render_not_found, render_wall};
+pub use pages::{ASSET_VERSION, WALL_CSS, WALL_JS, render_not_found, render_wall, render_wall_for};
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.

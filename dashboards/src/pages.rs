@@ -32,6 +32,8 @@ const fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 #[template(path = "wall.html")]
 struct WallTemplate<'a> {
     view: &'a WallView,
+    /// Shown to a signed-in member of the assembly: a link to their panel.
+    assembly_link: bool,
     site_name: &'a str,
     t: &'static Catalog,
     lang_code: &'static str,
@@ -51,11 +53,23 @@ struct NotFoundTemplate<'a> {
 
 /// The wall screen as a complete HTML document.
 pub fn render_wall(snapshot: &LiveSnapshot, lang: Lang, site: &SiteInfo) -> Result<String> {
+    render_wall_for(snapshot, lang, site, false)
+}
+
+/// The wall screen, with a link to the assembly's panel when `assembly_link` (the
+/// reader is a signed-in member of the assembly; the kiosk never is).
+pub fn render_wall_for(
+    snapshot: &LiveSnapshot,
+    lang: Lang,
+    site: &SiteInfo,
+    assembly_link: bool,
+) -> Result<String> {
     let t = Catalog::for_lang(lang);
     let view = WallView::new(snapshot, lang, site);
     WallTemplate {
         page_title: format!("{} · {}", site.name, t.t("wall.title")),
         view: &view,
+        assembly_link,
         site_name: &site.name,
         t,
         lang_code: lang.code(),

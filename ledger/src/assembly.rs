@@ -46,28 +46,61 @@ impl Decision {
     }
 
     /// What a decision record must satisfy for its plan to be adopted; each message
-    /// says what is wrong in words.
+    /// says what is wrong in words (the [`DecisionProblem`]s of
+    /// [`Decision::problems`], in English).
     pub fn validate(&self) -> Result<(), Vec<String>> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.iter().map(ToString::to_string).collect())
+        }
+    }
+
+    /// Everything that keeps this decision record from adopting a plan, as data that
+    /// pages phrase in their reader's language.
+    pub fn problems(&self) -> Vec<DecisionProblem> {
         let mut problems = Vec::new();
         if self.present < self.quorum_required {
-            problems.push(format!(
-                "quorum not reached: {} members present, {} required",
-                self.present, self.quorum_required
-            ));
+            problems.push(DecisionProblem::QuorumNotReached {
+                present: self.present,
+                required: self.quorum_required,
+            });
         }
         let cast = u64::from(self.votes_for)
             + u64::from(self.votes_against)
             + u64::from(self.votes_abstain);
         if cast > u64::from(self.present) {
-            problems.push(format!(
-                "{cast} votes cast (for, against and abstaining) but only {} members present",
-                self.present
-            ));
+            problems.push(DecisionProblem::MoreVotesThanPresent {
+                cast,
+                present: self.present,
+            });
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
+        problems
+    }
+}
+
+/// One reason a decision record cannot adopt a plan. [`std::fmt::Display`] says it in
+/// English, as the JSON API does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionProblem {
+    /// Fewer members present than the quorum requires.
+    QuorumNotReached { present: u32, required: u32 },
+    /// More votes cast (for, against and abstaining) than members present.
+    MoreVotesThanPresent { cast: u64, present: u32 },
+}
+
+impl std::fmt::Display for DecisionProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecisionProblem::QuorumNotReached { present, required } => write!(
+                f,
+                "quorum not reached: {present} members present, {required} required"
+            ),
+            DecisionProblem::MoreVotesThanPresent { cast, present } => write!(
+                f,
+                "{cast} votes cast (for, against and abstaining) but only {present} members present"
+            ),
         }
     }
 }

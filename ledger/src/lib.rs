@@ -33,12 +33,12 @@ pub use accounts::{
     ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
     TokenInfo, generate_password,
 };
-pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision};
+pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use journal::Journal;
 pub use members::{Member, Role};
 pub use plan::{
-    BatterySource, GridSource, Plan, PlanChange, PlanService, Sources, Split, TierRule,
+    BatterySource, GridSource, Plan, PlanChange, PlanProblem, PlanService, Sources, Split, TierRule,
 };
 pub use verify::{BadEntry, VerifyReport};
 

@@ -85,47 +85,60 @@ impl Plan {
     }
 
     /// Checks what a plan must satisfy before it can be adopted; each message names
-    /// the offending service or tier.
+    /// the offending service or tier (the [`PlanProblem`]s of [`Plan::problems`], in
+    /// words).
     pub fn validate(&self) -> Result<(), Vec<String>> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.iter().map(ToString::to_string).collect())
+        }
+    }
+
+    /// Everything that keeps this plan from being adopted, in the order of the plan,
+    /// as data that pages phrase in their reader's language.
+    pub fn problems(&self) -> Vec<PlanProblem> {
         let mut problems = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for s in &self.services {
             if s.id.trim().is_empty() {
-                problems.push("a service has an empty id".to_string());
+                problems.push(PlanProblem::EmptyServiceId);
             }
             if !seen.insert(s.id.as_str()) {
-                problems.push(format!("service `{}` is listed twice", s.id));
+                problems.push(PlanProblem::ServiceTwice { id: s.id.clone() });
             }
             if s.tier == 0 {
-                problems.push(format!("service `{}`: tier must be 1 or more", s.id));
+                problems.push(PlanProblem::ServiceTierZero { id: s.id.clone() });
             }
             if !(s.min_w.is_finite() && s.min_w >= 0.0) {
-                problems.push(format!("service `{}`: min_w must be 0 or more", s.id));
+                problems.push(PlanProblem::MinNegative { id: s.id.clone() });
             }
             if let Some(max) = s.max_w {
                 if !(max.is_finite() && max >= 0.0) {
-                    problems.push(format!("service `{}`: max_w must be 0 or more", s.id));
+                    problems.push(PlanProblem::MaxNegative { id: s.id.clone() });
                 } else if max < s.min_w {
-                    problems.push(format!(
-                        "service `{}`: max_w ({max}) is below min_w ({})",
-                        s.id, s.min_w
-                    ));
+                    problems.push(PlanProblem::MaxBelowMin {
+                        id: s.id.clone(),
+                        min_w: s.min_w,
+                        max_w: max,
+                    });
                 }
             }
         }
         let mut tiers = std::collections::BTreeSet::new();
         for t in &self.tiers {
             if t.tier == 0 {
-                problems.push("tier 0 has a split rule: tiers are numbered from 1".to_string());
+                problems.push(PlanProblem::TierZeroRule);
             }
             if !tiers.insert(t.tier) {
-                problems.push(format!("tier {} has two split rules", t.tier));
+                problems.push(PlanProblem::TierTwice { tier: t.tier });
             }
         }
         if let Some(b) = &self.sources.battery
             && !(0.0..=100.0).contains(&b.reserve_soc_pct)
         {
-            problems.push("battery reserve_soc_pct must be between 0 and 100".to_string());
+            problems.push(PlanProblem::BatteryReserve);
         }
         if let Some(max) = self
             .sources
@@ -134,17 +147,59 @@ impl Plan {
             .and_then(|b| b.max_discharge_w)
             && !(max.is_finite() && max >= 0.0)
         {
-            problems.push("battery max_discharge_w must be 0 or more".to_string());
+            problems.push(PlanProblem::BatteryDischarge);
         }
         if let Some(g) = &self.sources.grid
             && !(g.max_import_w.is_finite() && g.max_import_w >= 0.0)
         {
-            problems.push("grid max_import_w must be 0 or more".to_string());
+            problems.push(PlanProblem::GridImport);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
+        problems
+    }
+}
+
+/// One reason a plan cannot be adopted. [`std::fmt::Display`] says it in English, as
+/// the JSON API does; pages phrase each kind in their reader's language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanProblem {
+    EmptyServiceId,
+    ServiceTwice { id: String },
+    ServiceTierZero { id: String },
+    MinNegative { id: String },
+    MaxNegative { id: String },
+    MaxBelowMin { id: String, min_w: f64, max_w: f64 },
+    TierZeroRule,
+    TierTwice { tier: u32 },
+    BatteryReserve,
+    BatteryDischarge,
+    GridImport,
+}
+
+impl std::fmt::Display for PlanProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanProblem::EmptyServiceId => f.write_str("a service has an empty id"),
+            PlanProblem::ServiceTwice { id } => write!(f, "service `{id}` is listed twice"),
+            PlanProblem::ServiceTierZero { id } => {
+                write!(f, "service `{id}`: tier must be 1 or more")
+            }
+            PlanProblem::MinNegative { id } => write!(f, "service `{id}`: min_w must be 0 or more"),
+            PlanProblem::MaxNegative { id } => write!(f, "service `{id}`: max_w must be 0 or more"),
+            PlanProblem::MaxBelowMin { id, min_w, max_w } => write!(
+                f,
+                "service `{id}`: max_w ({max_w}) is below min_w ({min_w})"
+            ),
+            PlanProblem::TierZeroRule => {
+                f.write_str("tier 0 has a split rule: tiers are numbered from 1")
+            }
+            PlanProblem::TierTwice { tier } => write!(f, "tier {tier} has two split rules"),
+            PlanProblem::BatteryReserve => {
+                f.write_str("battery reserve_soc_pct must be between 0 and 100")
+            }
+            PlanProblem::BatteryDischarge => {
+                f.write_str("battery max_discharge_w must be 0 or more")
+            }
+            PlanProblem::GridImport => f.write_str("grid max_import_w must be 0 or more"),
         }
     }
 }

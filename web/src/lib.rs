@@ -12,6 +12,7 @@
 //! tokens, roles and CSRF are in `auth.rs` and `login.rs`.
 
 mod api;
+mod assembly;
 mod assets;
 mod auth;
 mod error;

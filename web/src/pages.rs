@@ -5,6 +5,7 @@ use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::auth::CurrentMember;
 use crate::lang::PageLang;
 use crate::{AppError, AppState};
 
@@ -12,10 +13,12 @@ use crate::{AppError, AppState};
 pub(crate) async fn wall(
     State(state): State<AppState>,
     lang: PageLang,
+    member: Option<CurrentMember>,
 ) -> Result<Response, AppError> {
     // Clone the Arc so the watch channel is not borrowed while rendering.
     let snapshot = state.live.borrow().clone();
-    let html = dashboards::render_wall(&snapshot, lang.lang, &state.site)?;
+    let assembly = member.is_some_and(|m| m.has(ledger::Role::Assembly));
+    let html = dashboards::render_wall_for(&snapshot, lang.lang, &state.site, assembly)?;
     let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     // Live figures: a cached copy would show old numbers as if they were current.

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::response::{IntoResponse, Response};
-use ledger::{AdoptedPlan, Decision, Plan};
+use ledger::{AdoptedPlan, Decision, DecisionProblem, Plan, PlanProblem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -63,6 +63,54 @@ fn history_item(adopted: &AdoptedPlan, previous: Option<&AdoptedPlan>) -> Value 
     })
 }
 
+/// Why [`adopt_checked`] did not adopt a plan.
+#[derive(Debug)]
+pub(crate) enum AdoptError {
+    /// The plan or its decision record does not hold: every problem, as data.
+    Refused {
+        plan: Vec<PlanProblem>,
+        decision: Vec<DecisionProblem>,
+    },
+    /// The journal could not record it.
+    Failed(AppError),
+}
+
+/// Adopts `plan` under `decision`, entered by `author`: the one way the API and the
+/// assembly's panel record an adoption. Checks the plan and the decision record
+/// first (all problems at once), records the `plan_adopted` entry, then wakes the
+/// live evaluation so that the new plan applies at once.
+pub(crate) async fn adopt_checked(
+    state: &AppState,
+    plan: Plan,
+    decision: Decision,
+    author: String,
+) -> Result<ledger::Entry, AdoptError> {
+    let plan_problems = plan.problems();
+    let decision_problems = decision.problems();
+    if !plan_problems.is_empty() || !decision_problems.is_empty() {
+        return Err(AdoptError::Refused {
+            plan: plan_problems,
+            decision: decision_problems,
+        });
+    }
+    let journal = state.journal.clone();
+    let who = author.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        journal.adopt_plan(&plan, &decision, &who, chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?
+    .map_err(|e| {
+        AdoptError::Failed(match e {
+            ledger::Error::InvalidPlan(p) | ledger::Error::InvalidDecision(p) => refused(p),
+            other => AppError::from(other),
+        })
+    })?;
+    state.replan.notify_one();
+    tracing::info!(seq = entry.seq, member = %author, "plan adopted");
+    Ok(entry)
+}
+
 /// `POST /api/plans`: adopts a plan with its decision record, entered by the
 /// member making the request; 201 `{"seq", "hash"}`, or 422 naming every problem
 /// with the plan and the decision at once. The live evaluation is woken at once.
@@ -71,34 +119,22 @@ pub(crate) async fn adopt(
     member: CurrentMember,
     ApiJson(request): ApiJson<AdoptRequest>,
 ) -> Result<Response, AppError> {
-    let mut problems = Vec::new();
-    if let Err(p) = request.plan.validate() {
-        problems.extend(p);
-    }
-    if let Err(p) = request.decision.validate() {
-        problems.extend(p);
-    }
-    if !problems.is_empty() {
-        return Err(refused(problems));
-    }
-    let journal = state.journal.clone();
-    let author = member.member.name.clone();
-    let entry = tokio::task::spawn_blocking(move || {
-        journal.adopt_plan(
-            &request.plan,
-            &request.decision,
-            &author,
-            chrono::Utc::now(),
-        )
-    })
+    let entry = adopt_checked(
+        &state,
+        request.plan,
+        request.decision,
+        member.member.name.clone(),
+    )
     .await
-    .map_err(|e| AppError::Internal(format!("plan adoption task: {e}")))?
     .map_err(|e| match e {
-        ledger::Error::InvalidPlan(p) | ledger::Error::InvalidDecision(p) => refused(p),
-        other => AppError::from(other),
+        AdoptError::Refused { plan, decision } => refused(
+            plan.iter()
+                .map(ToString::to_string)
+                .chain(decision.iter().map(ToString::to_string))
+                .collect(),
+        ),
+        AdoptError::Failed(e) => e,
     })?;
-    state.replan.notify_one();
-    tracing::info!(seq = entry.seq, member = %member.member.name, "plan adopted");
     Ok((
         StatusCode::CREATED,
         [(LOCATION, "/api/plans"), (CACHE_CONTROL, "no-store")],

@@ -13,7 +13,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use ledger::Role;
 
 use crate::auth::{self, Access};
-use crate::{AppState, api, assets, events, login, metrics, pages, plans};
+use crate::{AppState, api, assembly, assets, events, login, metrics, pages, plans};
 
 /// One route as the table declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,25 @@ fn table() -> Vec<Route> {
             "/api/plans",
             Access::Role(Role::Assembly),
             plans::adopt,
+        ),
+        // The assembly's panel: the plan, its preview and its adoption as pages.
+        route(
+            Method::GET,
+            "/assembly",
+            Access::Role(Role::Assembly),
+            assembly::panel,
+        ),
+        route(
+            Method::POST,
+            "/assembly/preview",
+            Access::Role(Role::Assembly),
+            assembly::preview,
+        ),
+        route(
+            Method::POST,
+            "/assembly/adopt",
+            Access::Role(Role::Assembly),
+            assembly::adopt,
         ),
     ]
 }

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod api;
+mod assembly;
 mod browser;
 mod events;
 mod metrics;

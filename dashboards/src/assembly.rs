@@ -1,0 +1,875 @@
+//! The assembly's panel (`/assembly`): the active plan in plain language, a form to
+//! draft the next one with its decision record, a preview of the draft on the live
+//! figures, and the history of plans with what each adoption changed. Everything
+//! here formats and arranges; parsing the form and computing the preview belong to
+//! the `web` crate.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use ledger::{AdoptedPlan, DecisionProblem, Plan, PlanChange, PlanProblem, Split};
+use query::allocation::ServiceState;
+
+use crate::pages::ASSET_VERSION;
+use crate::wall::state_parts;
+use crate::{
+    Catalog, Error, Lang, Result, SiteInfo, format_date_long, format_percent, format_power,
+};
+
+/// The draft as the form holds it: every value as typed, so that a draft with a
+/// mistake comes back unchanged beside the message naming the mistake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraftForm {
+    pub services: Vec<DraftService>,
+    /// Split rule per tier shown (`pro_rata` or `equal`), tiers 1, 2, … in order.
+    pub splits: Vec<(u32, String)>,
+    pub battery: bool,
+    pub battery_reserve_soc_pct: String,
+    pub battery_max_discharge_w: String,
+    /// Tier numbers separated by commas or spaces; empty: every tier.
+    pub battery_tiers: String,
+    pub grid: bool,
+    pub grid_max_import_w: String,
+    pub grid_tiers: String,
+    pub assembly_date: String,
+    pub votes_for: String,
+    pub votes_against: String,
+    pub votes_abstain: String,
+    pub quorum_required: String,
+    pub present: String,
+    pub minutes: String,
+}
+
+/// One service's line of the draft form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraftService {
+    pub id: String,
+    pub tier: String,
+    pub min_w: String,
+    /// Empty: no cap.
+    pub max_w: String,
+}
+
+/// A watt figure as a form field shows it: whole watts without decimals.
+fn watts_field(w: f64) -> String {
+    if w.fract() == 0.0 && w.abs() < 1e15 {
+        format!("{w:.0}")
+    } else {
+        w.to_string()
+    }
+}
+
+fn tiers_field(tiers: &[u32]) -> String {
+    tiers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl DraftForm {
+    /// A draft that starts from `plan` (the active one), with an empty decision
+    /// record dated `today`.
+    pub fn from_plan(plan: &Plan, today: chrono::NaiveDate) -> Self {
+        let mut services: Vec<DraftService> = plan
+            .services
+            .iter()
+            .map(|s| DraftService {
+                id: s.id.clone(),
+                tier: s.tier.to_string(),
+                min_w: watts_field(s.min_w),
+                max_w: s.max_w.map(watts_field).unwrap_or_default(),
+            })
+            .collect();
+        services.sort_by_key(|s| s.tier.parse::<u32>().unwrap_or(u32::MAX));
+        let battery = plan.sources.battery.as_ref();
+        let grid = plan.sources.grid.as_ref();
+        let mut form = DraftForm {
+            services,
+            splits: Vec::new(),
+            battery: battery.is_some(),
+            battery_reserve_soc_pct: battery
+                .map_or_else(String::new, |b| watts_field(b.reserve_soc_pct)),
+            battery_max_discharge_w: battery
+                .and_then(|b| b.max_discharge_w)
+                .map(watts_field)
+                .unwrap_or_default(),
+            battery_tiers: battery.map_or_else(String::new, |b| tiers_field(&b.tiers)),
+            grid: grid.is_some(),
+            grid_max_import_w: grid.map_or_else(String::new, |g| watts_field(g.max_import_w)),
+            grid_tiers: grid.map_or_else(String::new, |g| tiers_field(&g.tiers)),
+            assembly_date: today.format("%Y-%m-%d").to_string(),
+            ..DraftForm::default()
+        };
+        form.splits = (1..=form.tier_count())
+            .map(|tier| {
+                let split = match plan.split_of(tier) {
+                    Split::ProRata => "pro_rata",
+                    Split::Equal => "equal",
+                };
+                (tier, split.to_string())
+            })
+            .collect();
+        form
+    }
+
+    /// How many tiers the form offers a split rule for: every tier a service is in,
+    /// plus one, so that a service can be moved to a new last tier.
+    pub fn tier_count(&self) -> u32 {
+        let highest = self
+            .services
+            .iter()
+            .filter_map(|s| s.tier.trim().parse::<u32>().ok())
+            .max()
+            .unwrap_or(0);
+        // A mistyped huge tier number does not make the form offer that many.
+        let cap = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
+        highest.min(cap.saturating_add(1)).max(1) + 1
+    }
+}
+
+/// A form field the page can name in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormField {
+    ServiceTier(String),
+    ServiceMin(String),
+    ServiceMax(String),
+    Split(u32),
+    BatteryReserve,
+    BatteryMaxDischarge,
+    BatteryTiers,
+    GridMaxImport,
+    GridTiers,
+    AssemblyDate,
+    VotesFor,
+    VotesAgainst,
+    VotesAbstain,
+    QuorumRequired,
+    Present,
+    Minutes,
+}
+
+/// Why the draft cannot be previewed or adopted, one item per problem.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DraftProblem {
+    /// The form sent a field the panel does not have.
+    UnknownField {
+        name: String,
+    },
+    /// A field the panel needs was not sent or left empty.
+    Missing(FormField),
+    /// A field that should hold a number holds `value`.
+    NotANumber {
+        field: FormField,
+        value: String,
+    },
+    /// A whole number was expected (tiers, votes).
+    NotAWholeNumber {
+        field: FormField,
+        value: String,
+    },
+    /// The date is not YYYY-MM-DD.
+    NotADate {
+        value: String,
+    },
+    /// A split rule other than `pro_rata` or `equal`.
+    UnknownSplit {
+        tier: u32,
+        value: String,
+    },
+    Plan(PlanProblem),
+    Decision(DecisionProblem),
+}
+
+/// One service's line in the preview: what it asks now, and what it would get under
+/// the draft and under the active plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewRow {
+    pub id: String,
+    pub demand_w: f64,
+    pub draft: Option<(f64, ServiceState)>,
+    pub active: Option<(f64, ServiceState)>,
+}
+
+/// The preview: one line per service, and the power each plan lets the services use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub rows: Vec<PreviewRow>,
+    pub draft_available_w: f64,
+    pub active_available_w: f64,
+    /// The live figures are out of date: demands read as zero.
+    pub stale: bool,
+}
+
+/// What the panel shows.
+#[derive(Debug, Clone)]
+pub struct AssemblyView<'a> {
+    /// Every adopted plan, newest first (the first is the active one).
+    pub history: &'a [AdoptedPlan],
+    /// Display names of services by id (from the live snapshot).
+    pub names: &'a HashMap<String, String>,
+    pub draft: &'a DraftForm,
+    pub problems: &'a [DraftProblem],
+    pub preview: Option<&'a Preview>,
+    /// Set after an adoption: the journal entry that recorded it.
+    pub adopted_seq: Option<i64>,
+    /// The session's anti-forgery token for the forms.
+    pub csrf: &'a str,
+    pub member: &'a str,
+}
+
+struct TierLine {
+    heading: String,
+    services: Vec<String>,
+}
+
+struct ServiceInput {
+    id: String,
+    name: String,
+    tier: String,
+    min_w: String,
+    max_w: String,
+}
+
+struct SplitInput {
+    tier: u32,
+    label: String,
+    equal: bool,
+}
+
+struct PreviewLine {
+    name: String,
+    demand: String,
+    draft: String,
+    draft_state: String,
+    draft_class: &'static str,
+    active: String,
+    active_state: String,
+    active_class: &'static str,
+}
+
+struct HistoryLine {
+    seq: i64,
+    title: String,
+    decision: String,
+    minutes: String,
+    changes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "assembly.html")]
+struct AssemblyTemplate<'a> {
+    csrf: &'a str,
+    active_title: Option<String>,
+    active_decision: Option<String>,
+    tiers: Vec<TierLine>,
+    sources: Vec<String>,
+    confirmation: Option<String>,
+    problems: Vec<String>,
+    services: Vec<ServiceInput>,
+    splits: Vec<SplitInput>,
+    draft: &'a DraftForm,
+    preview: Option<Vec<PreviewLine>>,
+    preview_note: Option<String>,
+    history: Vec<HistoryLine>,
+    signed_in: String,
+    site_name: &'a str,
+    t: &'static Catalog,
+    lang_code: &'static str,
+    page_title: String,
+    asset_version: u64,
+}
+
+/// The panel as a complete HTML document.
+pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> Result<String> {
+    let t = Catalog::for_lang(lang);
+    let name = |id: &str| {
+        view.names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    };
+    let active = view.history.first();
+    let (tiers, sources) = active.map_or_else(
+        || (Vec::new(), Vec::new()),
+        |a| {
+            (
+                plan_tiers(&a.plan, &name, lang),
+                plan_sources(&a.plan, lang),
+            )
+        },
+    );
+    let preview = view.preview.map(|p| {
+        p.rows
+            .iter()
+            .map(|row| {
+                let cell = |outcome: Option<(f64, ServiceState)>| match outcome {
+                    Some((w, state)) => {
+                        let (class, icon, key) = state_parts(state);
+                        (format_power(w, lang), format!("{icon} {}", t.t(key)), class)
+                    }
+                    None => (
+                        "—".to_string(),
+                        t.t("assembly.not_in_plan").to_string(),
+                        "idle",
+                    ),
+                };
+                let (draft, draft_state, draft_class) = cell(row.draft);
+                let (active, active_state, active_class) = cell(row.active);
+                PreviewLine {
+                    name: name(&row.id),
+                    demand: format_power(row.demand_w, lang),
+                    draft,
+                    draft_state,
+                    draft_class,
+                    active,
+                    active_state,
+                    active_class,
+                }
+            })
+            .collect()
+    });
+    let preview_note = view.preview.map(|p| {
+        let mut note = t.tf(
+            "assembly.preview_available",
+            &[
+                ("draft", &format_power(p.draft_available_w, lang)),
+                ("active", &format_power(p.active_available_w, lang)),
+            ],
+        );
+        if p.stale {
+            note.push(' ');
+            note.push_str(t.t("assembly.preview_stale"));
+        }
+        note
+    });
+    let history = view
+        .history
+        .iter()
+        .enumerate()
+        .map(|(i, adopted)| HistoryLine {
+            seq: adopted.seq,
+            title: t.tf(
+                "assembly.history_item",
+                &[
+                    ("seq", &adopted.seq.to_string()),
+                    (
+                        "date",
+                        &format_date_long(
+                            adopted
+                                .adopted_at
+                                .with_timezone(&site.timezone)
+                                .date_naive(),
+                            lang,
+                        ),
+                    ),
+                ],
+            ),
+            decision: decision_text(adopted, lang),
+            minutes: if adopted.is_from_configuration() {
+                String::new()
+            } else {
+                adopted.decision.minutes.clone()
+            },
+            changes: match view.history.get(i + 1) {
+                None => vec![t.t("assembly.first_plan").to_string()],
+                Some(previous) => {
+                    let changes = adopted.plan.changes_since(&previous.plan);
+                    if changes.is_empty() {
+                        vec![t.t("assembly.no_change").to_string()]
+                    } else {
+                        changes
+                            .iter()
+                            .map(|c| change_text(c, &name, lang))
+                            .collect()
+                    }
+                }
+            },
+        })
+        .collect();
+    let splits = view
+        .draft
+        .splits
+        .iter()
+        .map(|(tier, split)| SplitInput {
+            tier: *tier,
+            label: t.tf("assembly.tier_split", &[("tier", &tier.to_string())]),
+            equal: split == "equal",
+        })
+        .collect();
+    AssemblyTemplate {
+        csrf: view.csrf,
+        active_title: active.map(|a| {
+            t.tf(
+                "assembly.active_since",
+                &[(
+                    "date",
+                    &format_date_long(
+                        a.adopted_at.with_timezone(&site.timezone).date_naive(),
+                        lang,
+                    ),
+                )],
+            )
+        }),
+        active_decision: active.map(|a| decision_text(a, lang)),
+        tiers,
+        sources,
+        confirmation: view
+            .adopted_seq
+            .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
+        problems: view
+            .problems
+            .iter()
+            .map(|p| problem_text(p, &name, lang))
+            .collect(),
+        services: view
+            .draft
+            .services
+            .iter()
+            .map(|s| ServiceInput {
+                id: s.id.clone(),
+                name: name(&s.id),
+                tier: s.tier.clone(),
+                min_w: s.min_w.clone(),
+                max_w: s.max_w.clone(),
+            })
+            .collect(),
+        splits,
+        draft: view.draft,
+        preview,
+        preview_note,
+        history,
+        signed_in: t.tf("assembly.signed_in_as", &[("name", view.member)]),
+        page_title: format!("{} · {}", site.name, t.t("assembly.title")),
+        site_name: &site.name,
+        t,
+        lang_code: lang.code(),
+        asset_version: ASSET_VERSION,
+    }
+    .render()
+    .map_err(|source| Error::Render {
+        template: "assembly.html",
+        source,
+    })
+}
+
+fn split_name(split: Split, t: &Catalog) -> &str {
+    match split {
+        Split::ProRata => t.t("assembly.split_pro_rata"),
+        Split::Equal => t.t("assembly.split_equal"),
+    }
+}
+
+/// Each tier of `plan` in order, its services in plain words.
+fn plan_tiers(plan: &Plan, name: &dyn Fn(&str) -> String, lang: Lang) -> Vec<TierLine> {
+    let t = Catalog::for_lang(lang);
+    let tiers: std::collections::BTreeSet<u32> = plan.services.iter().map(|s| s.tier).collect();
+    let first = tiers.iter().next().copied();
+    tiers
+        .into_iter()
+        .map(|tier| {
+            let order = if Some(tier) == first {
+                t.t("assembly.served_first")
+            } else {
+                t.t("assembly.served_after")
+            };
+            TierLine {
+                heading: t.tf(
+                    "assembly.tier_heading",
+                    &[
+                        ("tier", &tier.to_string()),
+                        ("order", order),
+                        ("split", split_name(plan.split_of(tier), t)),
+                    ],
+                ),
+                services: plan
+                    .services
+                    .iter()
+                    .filter(|s| s.tier == tier)
+                    .map(|s| {
+                        let mut line = name(&s.id);
+                        line.push_str(" — ");
+                        if s.min_w > 0.0 {
+                            line.push_str(&t.tf(
+                                "assembly.guaranteed",
+                                &[("power", &format_power(s.min_w, lang))],
+                            ));
+                        } else {
+                            line.push_str(t.t("assembly.no_minimum"));
+                        }
+                        if let Some(max) = s.max_w {
+                            line.push_str(" — ");
+                            line.push_str(
+                                &t.tf("assembly.capped", &[("power", &format_power(max, lang))]),
+                            );
+                        }
+                        line
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn tiers_text(tiers: &[u32], t: &Catalog) -> String {
+    if tiers.is_empty() {
+        t.t("assembly.all_tiers").to_string()
+    } else {
+        t.tf("assembly.some_tiers", &[("tiers", &tiers_field(tiers))])
+    }
+}
+
+/// The sources the plan opens beyond the sun, in plain words.
+fn plan_sources(plan: &Plan, lang: Lang) -> Vec<String> {
+    let t = Catalog::for_lang(lang);
+    let mut lines = vec![t.t("assembly.source_pv").to_string()];
+    lines.push(battery_text(plan.sources.battery.as_ref(), lang));
+    lines.push(grid_text(plan.sources.grid.as_ref(), lang));
+    lines
+}
+
+fn battery_text(battery: Option<&ledger::BatterySource>, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    match battery {
+        None => t.t("assembly.battery_closed").to_string(),
+        Some(b) => t.tf(
+            "assembly.battery_open",
+            &[
+                ("reserve", &format_percent(b.reserve_soc_pct, lang)),
+                (
+                    "max",
+                    &b.max_discharge_w
+                        .map_or_else(|| "0 W".to_string(), |w| format_power(w, lang)),
+                ),
+                ("tiers", &tiers_text(&b.tiers, t)),
+            ],
+        ),
+    }
+}
+
+fn grid_text(grid: Option<&ledger::GridSource>, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    match grid {
+        None => t.t("assembly.grid_closed").to_string(),
+        Some(g) => t.tf(
+            "assembly.grid_open",
+            &[
+                ("max", &format_power(g.max_import_w, lang)),
+                ("tiers", &tiers_text(&g.tiers, t)),
+            ],
+        ),
+    }
+}
+
+/// The decision record of an adoption in one sentence.
+fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    if adopted.is_from_configuration() {
+        return t.t("assembly.from_configuration").to_string();
+    }
+    let d = &adopted.decision;
+    t.tf(
+        "assembly.decision",
+        &[
+            ("date", &format_date_long(d.assembly_date, lang)),
+            ("for", &d.votes_for.to_string()),
+            ("against", &d.votes_against.to_string()),
+            ("abstain", &d.votes_abstain.to_string()),
+            ("present", &d.present.to_string()),
+            ("quorum", &d.quorum_required.to_string()),
+            ("by", &adopted.author),
+        ],
+    )
+}
+
+fn cap_text(max: Option<f64>, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    max.map_or_else(
+        || t.t("assembly.no_cap").to_string(),
+        |w| format_power(w, lang),
+    )
+}
+
+/// One change between two plans, in plain words.
+pub fn change_text(change: &PlanChange, name: &dyn Fn(&str) -> String, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    match change {
+        PlanChange::ServiceAdded {
+            id,
+            tier,
+            min_w,
+            max_w,
+        } => t.tf(
+            "assembly.change_added",
+            &[
+                ("name", &name(id)),
+                ("tier", &tier.to_string()),
+                ("min", &format_power(*min_w, lang)),
+                ("max", &cap_text(*max_w, lang)),
+            ],
+        ),
+        PlanChange::ServiceRemoved { id, tier } => t.tf(
+            "assembly.change_removed",
+            &[("name", &name(id)), ("tier", &tier.to_string())],
+        ),
+        PlanChange::TierMoved { id, from, to } => t.tf(
+            "assembly.change_moved",
+            &[
+                ("name", &name(id)),
+                ("from", &from.to_string()),
+                ("to", &to.to_string()),
+            ],
+        ),
+        PlanChange::MinChanged { id, from, to } => t.tf(
+            "assembly.change_min",
+            &[
+                ("name", &name(id)),
+                ("from", &format_power(*from, lang)),
+                ("to", &format_power(*to, lang)),
+            ],
+        ),
+        PlanChange::MaxChanged { id, from, to } => t.tf(
+            "assembly.change_max",
+            &[
+                ("name", &name(id)),
+                ("from", &cap_text(*from, lang)),
+                ("to", &cap_text(*to, lang)),
+            ],
+        ),
+        PlanChange::SplitChanged { tier, from, to } => t.tf(
+            "assembly.change_split",
+            &[
+                ("tier", &tier.to_string()),
+                ("from", split_name(*from, t)),
+                ("to", split_name(*to, t)),
+            ],
+        ),
+        PlanChange::BatteryChanged { from, to } => t.tf(
+            "assembly.change_battery",
+            &[
+                ("from", &battery_text(from.as_ref(), lang)),
+                ("to", &battery_text(to.as_ref(), lang)),
+            ],
+        ),
+        PlanChange::GridChanged { from, to } => t.tf(
+            "assembly.change_grid",
+            &[
+                ("from", &grid_text(from.as_ref(), lang)),
+                ("to", &grid_text(to.as_ref(), lang)),
+            ],
+        ),
+    }
+}
+
+/// The label of a form field, as the page shows it.
+fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, t: &Catalog) -> String {
+    let service = |key: &str, id: &str| t.tf(key, &[("name", &name(id))]);
+    match field {
+        FormField::ServiceTier(id) => service("assembly.field_tier", id),
+        FormField::ServiceMin(id) => service("assembly.field_min", id),
+        FormField::ServiceMax(id) => service("assembly.field_max", id),
+        FormField::Split(tier) => t.tf("assembly.tier_split", &[("tier", &tier.to_string())]),
+        FormField::BatteryReserve => t.t("assembly.battery_reserve").to_string(),
+        FormField::BatteryMaxDischarge => t.t("assembly.battery_max_discharge").to_string(),
+        FormField::BatteryTiers => t.t("assembly.battery_tiers").to_string(),
+        FormField::GridMaxImport => t.t("assembly.grid_max_import").to_string(),
+        FormField::GridTiers => t.t("assembly.grid_tiers").to_string(),
+        FormField::AssemblyDate => t.t("assembly.assembly_date").to_string(),
+        FormField::VotesFor => t.t("assembly.votes_for").to_string(),
+        FormField::VotesAgainst => t.t("assembly.votes_against").to_string(),
+        FormField::VotesAbstain => t.t("assembly.votes_abstain").to_string(),
+        FormField::QuorumRequired => t.t("assembly.quorum_required").to_string(),
+        FormField::Present => t.t("assembly.present").to_string(),
+        FormField::Minutes => t.t("assembly.minutes").to_string(),
+    }
+}
+
+/// A problem with the draft, in plain words naming the field or service.
+pub fn problem_text(problem: &DraftProblem, name: &dyn Fn(&str) -> String, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    match problem {
+        DraftProblem::UnknownField { name: field } => {
+            t.tf("assembly.problem_unknown_field", &[("field", field)])
+        }
+        DraftProblem::Missing(field) => t.tf(
+            "assembly.problem_missing",
+            &[("field", &field_label(field, name, t))],
+        ),
+        DraftProblem::NotANumber { field, value } => t.tf(
+            "assembly.problem_not_a_number",
+            &[("field", &field_label(field, name, t)), ("value", value)],
+        ),
+        DraftProblem::NotAWholeNumber { field, value } => t.tf(
+            "assembly.problem_not_whole",
+            &[("field", &field_label(field, name, t)), ("value", value)],
+        ),
+        DraftProblem::NotADate { value } => {
+            t.tf("assembly.problem_not_a_date", &[("value", value)])
+        }
+        DraftProblem::UnknownSplit { tier, value } => t.tf(
+            "assembly.problem_split",
+            &[("tier", &tier.to_string()), ("value", value)],
+        ),
+        DraftProblem::Plan(p) => match p {
+            PlanProblem::EmptyServiceId => t.t("assembly.problem_empty_id").to_string(),
+            PlanProblem::ServiceTwice { id } => {
+                t.tf("assembly.problem_service_twice", &[("name", &name(id))])
+            }
+            PlanProblem::ServiceTierZero { id } => {
+                t.tf("assembly.problem_tier_zero", &[("name", &name(id))])
+            }
+            PlanProblem::MinNegative { id } => {
+                t.tf("assembly.problem_min_negative", &[("name", &name(id))])
+            }
+            PlanProblem::MaxNegative { id } => {
+                t.tf("assembly.problem_max_negative", &[("name", &name(id))])
+            }
+            PlanProblem::MaxBelowMin { id, min_w, max_w } => t.tf(
+                "assembly.problem_max_below_min",
+                &[
+                    ("name", &name(id)),
+                    ("min", &format_power(*min_w, lang)),
+                    ("max", &format_power(*max_w, lang)),
+                ],
+            ),
+            PlanProblem::TierZeroRule => t.t("assembly.problem_tier_zero_rule").to_string(),
+            PlanProblem::TierTwice { tier } => t.tf(
+                "assembly.problem_tier_twice",
+                &[("tier", &tier.to_string())],
+            ),
+            PlanProblem::BatteryReserve => t.t("assembly.problem_battery_reserve").to_string(),
+            PlanProblem::BatteryDischarge => t.t("assembly.problem_battery_discharge").to_string(),
+            PlanProblem::GridImport => t.t("assembly.problem_grid_import").to_string(),
+        },
+        DraftProblem::Decision(d) => match d {
+            DecisionProblem::QuorumNotReached { present, required } => t.tf(
+                "assembly.problem_quorum",
+                &[
+                    ("present", &present.to_string()),
+                    ("required", &required.to_string()),
+                ],
+            ),
+            DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
+                "assembly.problem_votes",
+                &[
+                    ("cast", &cast.to_string()),
+                    ("present", &present.to_string()),
+                ],
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::{BatterySource, GridSource};
+
+    fn name(id: &str) -> String {
+        format!("<{id}>")
+    }
+
+    /// Every kind of change and of problem has a sentence in both languages, with
+    /// every placeholder filled.
+    #[test]
+    fn every_change_and_problem_is_phrased_in_both_languages() {
+        let changes = [
+            PlanChange::ServiceAdded {
+                id: "pump".into(),
+                tier: 3,
+                min_w: 0.0,
+                max_w: Some(500.0),
+            },
+            PlanChange::ServiceRemoved {
+                id: "sauna".into(),
+                tier: 3,
+            },
+            PlanChange::TierMoved {
+                id: "school".into(),
+                from: 2,
+                to: 1,
+            },
+            PlanChange::MinChanged {
+                id: "clinic".into(),
+                from: 150.0,
+                to: 200.0,
+            },
+            PlanChange::MaxChanged {
+                id: "school".into(),
+                from: Some(2000.0),
+                to: None,
+            },
+            PlanChange::SplitChanged {
+                tier: 2,
+                from: Split::ProRata,
+                to: Split::Equal,
+            },
+            PlanChange::BatteryChanged {
+                from: None,
+                to: Some(BatterySource {
+                    reserve_soc_pct: 30.0,
+                    tiers: vec![1],
+                    max_discharge_w: Some(2000.0),
+                }),
+            },
+            PlanChange::GridChanged {
+                from: Some(GridSource {
+                    max_import_w: 1000.0,
+                    tiers: vec![],
+                }),
+                to: None,
+            },
+        ];
+        let problems = [
+            DraftProblem::UnknownField { name: "x".into() },
+            DraftProblem::Missing(FormField::Present),
+            DraftProblem::NotANumber {
+                field: FormField::ServiceMin("clinic".into()),
+                value: "abc".into(),
+            },
+            DraftProblem::NotAWholeNumber {
+                field: FormField::ServiceTier("clinic".into()),
+                value: "1.5".into(),
+            },
+            DraftProblem::NotADate {
+                value: "demain".into(),
+            },
+            DraftProblem::UnknownSplit {
+                tier: 2,
+                value: "random".into(),
+            },
+            DraftProblem::Plan(PlanProblem::MaxBelowMin {
+                id: "clinic".into(),
+                min_w: 150.0,
+                max_w: 50.0,
+            }),
+            DraftProblem::Plan(PlanProblem::TierTwice { tier: 2 }),
+            DraftProblem::Decision(DecisionProblem::QuorumNotReached {
+                present: 8,
+                required: 10,
+            }),
+            DraftProblem::Decision(DecisionProblem::MoreVotesThanPresent {
+                cast: 12,
+                present: 8,
+            }),
+        ];
+        for lang in Lang::ALL {
+            for change in &changes {
+                let text = change_text(change, &name, lang);
+                assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
+            }
+            for problem in &problems {
+                let text = problem_text(problem, &name, lang);
+                assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
+            }
+        }
+        assert_eq!(
+            change_text(&changes[2], &name, Lang::Fr),
+            "<school> passe de la priorité 2 à la priorité 1."
+        );
+        assert_eq!(
+            problem_text(&problems[8], &name, Lang::En),
+            "Quorum not reached: 8 members present, 10 required. The plan cannot be adopted."
+        );
+    }
+}

@@ -1,0 +1,575 @@
+//! The assembly's panel (`/assembly`, role `assembly`): the active plan, a draft
+//! form, its preview on the live figures and its adoption with the decision record,
+//! and the history of plans. Plain HTML forms: the draft travels as form fields
+//! (`tier.ID`, `min_w.ID`, `max_w.ID`, `split.N`, the sources and the decision
+//! record), so a draft with a mistake comes back as typed, beside every problem
+//! named. Adoption goes through [`plans::adopt_checked`], as `POST /api/plans`
+//! does; the preview through the live allocation ([`query::engine::pools`] and
+//! [`query::allocation::allocate_pools`], which `POST /api/allocation/simulate`
+//! runs with one pool).
+
+use std::collections::{HashMap, HashSet};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::NaiveDate;
+use dashboards::{
+    AssemblyView, DraftForm, DraftProblem, DraftService, FormField, Preview, PreviewRow,
+};
+use ledger::{
+    AdoptedPlan, BatterySource, Decision, GridSource, Plan, PlanService, Split, TierRule,
+};
+use query::allocation::{ServiceDemand, ServiceState, allocate_pools};
+use query::live::LiveSnapshot;
+use serde::Deserialize;
+
+use crate::auth::{CSRF_FIELD, CurrentMember};
+use crate::lang::PageLang;
+use crate::plans::{self, AdoptError};
+use crate::{AppError, AppState};
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PanelQuery {
+    /// Set by the redirect after an adoption: the entry that recorded it.
+    adopted: Option<i64>,
+}
+
+/// `GET /assembly`: the panel, its draft form filled with the active plan.
+pub(crate) async fn panel(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    Query(query): Query<PanelQuery>,
+) -> Result<Response, AppError> {
+    let history = history(&state).await?;
+    let snapshot = state.live.borrow().clone();
+    let today = chrono::Utc::now()
+        .with_timezone(&state.site.timezone)
+        .date_naive();
+    let draft = history.first().map_or_else(
+        || DraftForm::from_plan(&empty_plan(), today),
+        |a| DraftForm::from_plan(&a.plan, today),
+    );
+    let adopted_seq = query
+        .adopted
+        .filter(|seq| history.first().is_some_and(|a| a.seq == *seq));
+    render(
+        StatusCode::OK,
+        &state,
+        &lang,
+        &member,
+        &history,
+        &snapshot,
+        &draft,
+        &[],
+        None,
+        adopted_seq,
+    )
+}
+
+/// `POST /assembly/preview`: the draft run on the current demand and production,
+/// beside the active plan on the same figures. Records nothing.
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let history = history(&state).await?;
+    let snapshot = state.live.borrow().clone();
+    let parsed = parse(&body, &known_ids(&history, &snapshot));
+    let (status, preview) = if parsed.plan_problems.is_empty() {
+        (
+            StatusCode::OK,
+            Some(preview_of(
+                &parsed.plan,
+                history.first().map(|a| &a.plan),
+                &snapshot,
+            )),
+        )
+    } else {
+        (StatusCode::UNPROCESSABLE_ENTITY, None)
+    };
+    render(
+        status,
+        &state,
+        &lang,
+        &member,
+        &history,
+        &snapshot,
+        &parsed.draft,
+        &parsed.plan_problems,
+        preview.as_ref(),
+        None,
+    )
+}
+
+/// `POST /assembly/adopt`: records the draft with its decision record, then back to
+/// the panel (303) with a confirmation; or the panel again (422) with every problem
+/// listed and the draft kept.
+pub(crate) async fn adopt(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let history = history(&state).await?;
+    let snapshot = state.live.borrow().clone();
+    let parsed = parse(&body, &known_ids(&history, &snapshot));
+    let mut problems = parsed.plan_problems;
+    problems.extend(parsed.decision_problems);
+    if problems.is_empty() {
+        match plans::adopt_checked(
+            &state,
+            parsed.plan,
+            parsed.decision,
+            member.member.name.clone(),
+        )
+        .await
+        {
+            Ok(entry) => {
+                return Ok((
+                    StatusCode::SEE_OTHER,
+                    [
+                        (LOCATION, format!("/assembly?adopted={}", entry.seq)),
+                        (CACHE_CONTROL, "no-store".to_string()),
+                    ],
+                )
+                    .into_response());
+            }
+            Err(AdoptError::Refused { plan, decision }) => {
+                problems.extend(plan.into_iter().map(DraftProblem::Plan));
+                problems.extend(decision.into_iter().map(DraftProblem::Decision));
+            }
+            Err(AdoptError::Failed(e)) => return Err(e),
+        }
+    }
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &state,
+        &lang,
+        &member,
+        &history,
+        &snapshot,
+        &parsed.draft,
+        &problems,
+        None,
+        None,
+    )
+}
+
+async fn history(state: &AppState) -> Result<Vec<AdoptedPlan>, AppError> {
+    let journal = state.journal.clone();
+    Ok(tokio::task::spawn_blocking(move || journal.plan_history())
+        .await
+        .map_err(|e| AppError::Internal(format!("plan history task: {e}")))??)
+}
+
+fn empty_plan() -> Plan {
+    Plan {
+        tiers: vec![],
+        services: vec![],
+        sources: ledger::Sources::default(),
+    }
+}
+
+/// The services a draft may name: those of the active plan and those the live
+/// evaluation knows.
+fn known_ids(history: &[AdoptedPlan], snapshot: &LiveSnapshot) -> HashSet<String> {
+    history
+        .first()
+        .into_iter()
+        .flat_map(|a| a.plan.services.iter().map(|s| s.id.clone()))
+        .chain(snapshot.services.iter().map(|s| s.id.clone()))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    status: StatusCode,
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    history: &[AdoptedPlan],
+    snapshot: &LiveSnapshot,
+    draft: &DraftForm,
+    problems: &[DraftProblem],
+    preview: Option<&Preview>,
+    adopted_seq: Option<i64>,
+) -> Result<Response, AppError> {
+    let names: HashMap<String, String> = snapshot
+        .services
+        .iter()
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect();
+    let view = AssemblyView {
+        history,
+        names: &names,
+        draft,
+        problems,
+        preview,
+        adopted_seq,
+        csrf: member.csrf().unwrap_or_default(),
+        member: &member.member.name,
+    };
+    let html = dashboards::render_assembly(&view, lang.lang, &state.site)?;
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
+    if let Some(cookie) = lang.cookie() {
+        headers.append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The draft run on the live figures, and the active plan on the same figures.
+fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> Preview {
+    let demand: HashMap<&str, f64> = snapshot
+        .services
+        .iter()
+        .map(|s| (s.id.as_str(), s.demand_w))
+        .collect();
+    let run = |plan: &Plan| {
+        let pools = query::engine::pools(plan, &snapshot.site);
+        let inputs: Vec<ServiceDemand> = plan
+            .services
+            .iter()
+            .map(|s| ServiceDemand {
+                id: s.id.clone(),
+                tier: s.tier,
+                demand_w: demand.get(s.id.as_str()).copied().unwrap_or(0.0),
+                min_w: s.min_w,
+                max_w: s.max_w,
+            })
+            .collect();
+        allocate_pools(&pools, &plan.tiers, &inputs)
+    };
+    let draft_run = run(draft);
+    let active_run = active.map(run);
+    let outcome = |a: &query::allocation::Allocation, id: &str| -> Option<(f64, ServiceState)> {
+        a.services
+            .iter()
+            .find(|g| g.id == id)
+            .map(|g| (g.allocated_w, g.state))
+    };
+    let mut ids: Vec<&str> = draft.services.iter().map(|s| s.id.as_str()).collect();
+    for s in active.into_iter().flat_map(|p| &p.services) {
+        if !ids.contains(&s.id.as_str()) {
+            ids.push(&s.id);
+        }
+    }
+    Preview {
+        rows: ids
+            .into_iter()
+            .map(|id| PreviewRow {
+                id: id.to_string(),
+                demand_w: demand.get(id).copied().unwrap_or(0.0),
+                draft: outcome(&draft_run, id),
+                active: active_run.as_ref().and_then(|a| outcome(a, id)),
+            })
+            .collect(),
+        draft_available_w: draft_run.available_w,
+        active_available_w: active_run.map_or(0.0, |a| a.available_w),
+        stale: snapshot.stale,
+    }
+}
+
+/// The form read: the draft as typed, the plan and the decision record it
+/// describes, and every problem found. A field that cannot be read is named in the
+/// problems and read as a neutral value (one that raises no other problem), so that
+/// the plan's and the decision's own checks still run on the rest: one round trip
+/// shows every problem.
+struct Parsed {
+    draft: DraftForm,
+    plan: Plan,
+    /// Fields the panel does not have, fields of the plan that cannot be read, and
+    /// what the plan itself gets wrong.
+    plan_problems: Vec<DraftProblem>,
+    decision: Decision,
+    decision_problems: Vec<DraftProblem>,
+}
+
+fn number(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<f64> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Some(v),
+        _ => {
+            problems.push(DraftProblem::NotANumber {
+                field,
+                value: value.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn required_number(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<f64> {
+    if value.trim().is_empty() {
+        problems.push(DraftProblem::Missing(field));
+        return None;
+    }
+    number(field, value, problems)
+}
+
+fn whole(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<u32> {
+    if value.trim().is_empty() {
+        problems.push(DraftProblem::Missing(field));
+        return None;
+    }
+    match value.trim().parse::<u32>() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            problems.push(DraftProblem::NotAWholeNumber {
+                field,
+                value: value.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn tier_list(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<Vec<u32>> {
+    let parsed: Result<Vec<u32>, _> = value
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(str::parse::<u32>)
+        .collect();
+    match parsed {
+        Ok(mut tiers) => {
+            tiers.sort_unstable();
+            tiers.dedup();
+            Some(tiers)
+        }
+        Err(_) => {
+            problems.push(DraftProblem::NotAWholeNumber {
+                field,
+                value: value.to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// Reads the panel's form. Never fails: what cannot be read becomes a problem
+/// naming the field.
+fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
+    let mut draft = DraftForm::default();
+    let mut unknown = Vec::new();
+    let mut splits: Vec<(u32, String)> = Vec::new();
+    let service = |draft: &mut DraftForm, id: &str| -> usize {
+        match draft.services.iter().position(|s| s.id == id) {
+            Some(i) => i,
+            None => {
+                draft.services.push(DraftService {
+                    id: id.to_string(),
+                    ..DraftService::default()
+                });
+                draft.services.len() - 1
+            }
+        }
+    };
+    for (name, value) in form_urlencoded::parse(body) {
+        let (name, value) = (name.into_owned(), value.into_owned());
+        if let Some((kind, id)) = name.split_once('.')
+            && matches!(kind, "tier" | "min_w" | "max_w")
+        {
+            if !known.contains(id) {
+                unknown.push(DraftProblem::UnknownField { name });
+                continue;
+            }
+            let i = service(&mut draft, id);
+            let s = &mut draft.services[i];
+            match kind {
+                "tier" => s.tier = value,
+                "min_w" => s.min_w = value,
+                _ => s.max_w = value,
+            }
+            continue;
+        }
+        if let Some(tier) = name.strip_prefix("split.") {
+            match tier.parse::<u32>() {
+                Ok(tier) if tier >= 1 && !splits.iter().any(|(t, _)| *t == tier) => {
+                    splits.push((tier, value));
+                }
+                _ => unknown.push(DraftProblem::UnknownField { name }),
+            }
+            continue;
+        }
+        match name.as_str() {
+            CSRF_FIELD => {}
+            "battery" => draft.battery = value == "on",
+            "battery_reserve_soc_pct" => draft.battery_reserve_soc_pct = value,
+            "battery_max_discharge_w" => draft.battery_max_discharge_w = value,
+            "battery_tiers" => draft.battery_tiers = value,
+            "grid" => draft.grid = value == "on",
+            "grid_max_import_w" => draft.grid_max_import_w = value,
+            "grid_tiers" => draft.grid_tiers = value,
+            "assembly_date" => draft.assembly_date = value,
+            "votes_for" => draft.votes_for = value,
+            "votes_against" => draft.votes_against = value,
+            "votes_abstain" => draft.votes_abstain = value,
+            "quorum_required" => draft.quorum_required = value,
+            "present" => draft.present = value,
+            "minutes" => draft.minutes = value,
+            _ => unknown.push(DraftProblem::UnknownField { name }),
+        }
+    }
+    splits.sort_by_key(|(t, _)| *t);
+    draft.splits = splits;
+    // One more split rule on offer than the draft uses, for a service moved to a
+    // new last tier.
+    let shown = draft.tier_count();
+    // A rule for a tier past those on offer (no service is in it) is dropped.
+    draft.splits.retain(|(t, _)| *t <= shown);
+    for tier in 1..=shown {
+        if !draft.splits.iter().any(|(t, _)| *t == tier) {
+            draft.splits.push((tier, "pro_rata".to_string()));
+        }
+    }
+    draft.splits.sort_by_key(|(t, _)| *t);
+
+    let (plan, plan_problems) = plan_of(&draft);
+    unknown.extend(plan_problems);
+    unknown.extend(plan.problems().into_iter().map(DraftProblem::Plan));
+    let (decision, mut decision_problems) = decision_of(&draft);
+    decision_problems.extend(decision.problems().into_iter().map(DraftProblem::Decision));
+    Parsed {
+        draft,
+        plan,
+        plan_problems: unknown,
+        decision,
+        decision_problems,
+    }
+}
+
+/// The plan the draft describes; an unreadable field is named in the problems and
+/// read as a value that raises no other problem.
+fn plan_of(draft: &DraftForm) -> (Plan, Vec<DraftProblem>) {
+    let mut problems = Vec::new();
+    let mut services = Vec::new();
+    for s in &draft.services {
+        let tier = whole(FormField::ServiceTier(s.id.clone()), &s.tier, &mut problems);
+        let min_w = if s.min_w.trim().is_empty() {
+            Some(0.0)
+        } else {
+            number(FormField::ServiceMin(s.id.clone()), &s.min_w, &mut problems)
+        };
+        let max_w = if s.max_w.trim().is_empty() {
+            None
+        } else {
+            number(FormField::ServiceMax(s.id.clone()), &s.max_w, &mut problems)
+        };
+        services.push(PlanService {
+            id: s.id.clone(),
+            tier: tier.unwrap_or(1),
+            min_w: min_w.unwrap_or(0.0),
+            max_w,
+        });
+    }
+    services.sort_by_key(|s| s.tier);
+    let used: HashSet<u32> = services.iter().map(|s| s.tier).collect();
+    let mut tiers = Vec::new();
+    for (tier, split) in &draft.splits {
+        let split = match split.as_str() {
+            "pro_rata" => Split::ProRata,
+            "equal" => Split::Equal,
+            other => {
+                problems.push(DraftProblem::UnknownSplit {
+                    tier: *tier,
+                    value: other.to_string(),
+                });
+                continue;
+            }
+        };
+        // A rule for a tier no service is in changes nothing: it is left out.
+        if used.contains(tier) {
+            tiers.push(TierRule { tier: *tier, split });
+        }
+    }
+    let battery = draft.battery.then(|| {
+        let reserve_soc_pct = required_number(
+            FormField::BatteryReserve,
+            &draft.battery_reserve_soc_pct,
+            &mut problems,
+        );
+        let max_discharge_w = if draft.battery_max_discharge_w.trim().is_empty() {
+            None
+        } else {
+            number(
+                FormField::BatteryMaxDischarge,
+                &draft.battery_max_discharge_w,
+                &mut problems,
+            )
+        };
+        let tiers = tier_list(FormField::BatteryTiers, &draft.battery_tiers, &mut problems);
+        BatterySource {
+            reserve_soc_pct: reserve_soc_pct.unwrap_or(100.0),
+            tiers: tiers.unwrap_or_default(),
+            max_discharge_w,
+        }
+    });
+    let grid = draft.grid.then(|| {
+        let max_import_w = required_number(
+            FormField::GridMaxImport,
+            &draft.grid_max_import_w,
+            &mut problems,
+        );
+        let tiers = tier_list(FormField::GridTiers, &draft.grid_tiers, &mut problems);
+        GridSource {
+            max_import_w: max_import_w.unwrap_or(0.0),
+            tiers: tiers.unwrap_or_default(),
+        }
+    });
+    let plan = Plan {
+        tiers,
+        services,
+        sources: ledger::Sources { battery, grid },
+    };
+    (plan, problems)
+}
+
+/// The decision record the draft describes; an unreadable field is named in the
+/// problems and read as a value that raises no other problem (an unreadable count
+/// of members present as "enough", unreadable votes and quorum as none).
+fn decision_of(draft: &DraftForm) -> (Decision, Vec<DraftProblem>) {
+    let mut problems = Vec::new();
+    let date = if draft.assembly_date.trim().is_empty() {
+        problems.push(DraftProblem::Missing(FormField::AssemblyDate));
+        None
+    } else {
+        match NaiveDate::parse_from_str(draft.assembly_date.trim(), "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => {
+                problems.push(DraftProblem::NotADate {
+                    value: draft.assembly_date.clone(),
+                });
+                None
+            }
+        }
+    };
+    let votes_for = whole(FormField::VotesFor, &draft.votes_for, &mut problems);
+    let votes_against = whole(FormField::VotesAgainst, &draft.votes_against, &mut problems);
+    let votes_abstain = whole(FormField::VotesAbstain, &draft.votes_abstain, &mut problems);
+    let quorum = whole(
+        FormField::QuorumRequired,
+        &draft.quorum_required,
+        &mut problems,
+    );
+    let present = whole(FormField::Present, &draft.present, &mut problems);
+    if draft.minutes.trim().is_empty() {
+        problems.push(DraftProblem::Missing(FormField::Minutes));
+    }
+    let decision = Decision {
+        assembly_date: date.unwrap_or_default(),
+        votes_for: votes_for.unwrap_or(0),
+        votes_against: votes_against.unwrap_or(0),
+        votes_abstain: votes_abstain.unwrap_or(0),
+        quorum_required: quorum.unwrap_or(0),
+        present: present.unwrap_or(u32::MAX),
+        minutes: draft.minutes.trim().to_string(),
+    };
+    (decision, problems)
+}

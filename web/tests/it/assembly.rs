@@ -1,0 +1,423 @@
+//! The assembly's panel: `/assembly`, its preview and its adoption, as a secretary
+//! with a browser uses them (plain forms, no script).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+
+use crate::support::{Browser, Reply, get, login, send, with_members};
+
+/// The panel's form as the secretary would send it for the plan `with_members`
+/// adopts (`plan_json(["clinic-fridge", "laundry"])`), written out by hand, with a
+/// decision record of 14 present for a quorum of 10; `changes` replace or add fields.
+fn form(browser: &Browser, changes: &[(&str, &str)]) -> String {
+    let mut fields: Vec<(String, String)> = [
+        ("csrf", browser.csrf.as_str()),
+        ("tier.clinic-fridge", "1"),
+        ("min_w.clinic-fridge", "100"),
+        ("max_w.clinic-fridge", "3000"),
+        ("tier.laundry", "2"),
+        ("min_w.laundry", "100"),
+        ("max_w.laundry", "3000"),
+        ("split.1", "equal"),
+        ("split.2", "pro_rata"),
+        ("split.3", "pro_rata"),
+        ("battery", "on"),
+        ("battery_reserve_soc_pct", "30"),
+        ("battery_max_discharge_w", ""),
+        ("battery_tiers", "1"),
+        ("grid", "on"),
+        ("grid_max_import_w", "0"),
+        ("grid_tiers", ""),
+        ("assembly_date", "2026-03-12"),
+        ("present", "14"),
+        ("quorum_required", "10"),
+        ("votes_for", "9"),
+        ("votes_against", "2"),
+        ("votes_abstain", "1"),
+        ("minutes", "La laverie passe en premier."),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (name, value) in changes {
+        match fields.iter_mut().find(|(k, _)| k == name) {
+            Some(field) => field.1 = value.to_string(),
+            None => fields.push((name.to_string(), value.to_string())),
+        }
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &fields {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+async fn post_form(
+    state: &web::AppState,
+    browser: &Browser,
+    uri: &str,
+    body: String,
+    lang: &str,
+) -> Reply {
+    let request = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &browser.cookie)
+        .header("accept-language", lang)
+        .body(Body::from(body))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    send(state.clone(), request).await
+}
+
+fn journal_len(state: &web::AppState) -> u64 {
+    state
+        .journal
+        .verify()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .entries
+}
+
+/// The text of the `<tr>` of the preview table whose row header is `name`, tags
+/// removed.
+fn preview_row(html: &str, name: &str) -> String {
+    let table = html
+        .find("class=\"preview-table\"")
+        .unwrap_or_else(|| panic!("no preview table in {html}"));
+    let html = &html[table..];
+    let at = html
+        .find(&format!(">{name}</th>"))
+        .unwrap_or_else(|| panic!("no row for {name}"));
+    let end = at + html[at..].find("</tr>").unwrap_or(0);
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html[at..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn the_panel_states_the_active_plan_in_plain_language() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let page = send(
+        state.clone(),
+        get("/assembly", &[("cookie", &aline.cookie)]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.header("content-type").starts_with("text/html"));
+    let html = &page.body;
+    // The service by its name, its guarantee and its cap, under its tier.
+    assert!(
+        html.contains("Réfrigérateur du cabinet médical — garanti 100 W — plafonné à 3,0 kW"),
+        "{html}"
+    );
+    assert!(html.contains("Priorité 1 — servie en premier — partage à parts égales"));
+    assert!(html.contains("Laverie partagée — garanti 100 W"));
+    // The draft form starts from the active plan and carries the session's token.
+    assert!(html.contains("name=\"min_w.clinic-fridge\" value=\"100\""));
+    assert!(html.contains("name=\"tier.laundry\" value=\"2\""));
+    assert!(html.contains(&format!("name=\"csrf\" value=\"{}\"", aline.csrf)));
+    assert!(html.contains("formaction=\"/assembly/adopt\""));
+    // The first plan came from the configuration.
+    assert!(html.contains("Plan initial tiré de la configuration du site"));
+
+    let english = send(
+        state.clone(),
+        get(
+            "/assembly",
+            &[("cookie", &aline.cookie), ("accept-language", "en-GB,en")],
+        ),
+    )
+    .await;
+    assert!(
+        english
+            .body
+            .contains("Réfrigérateur du cabinet médical — guaranteed 100 W — capped at 3.0 kW"),
+        "{}",
+        english.body
+    );
+    assert!(english.body.contains("Priority 1 — served first"));
+}
+
+#[tokio::test]
+async fn only_assembly_members_see_the_panel() {
+    let (state, _tx) = with_members();
+    let stranger = send(state.clone(), get("/assembly", &[])).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        stranger.body.contains("/login?next=/assembly"),
+        "{}",
+        stranger.body
+    );
+    let rita = login(&state, "rita").await;
+    let resident = send(state.clone(), get("/assembly", &[("cookie", &rita.cookie)])).await;
+    assert_eq!(resident.status, StatusCode::FORBIDDEN);
+    assert!(resident.body.contains("assemblée"), "{}", resident.body);
+    assert!(!resident.body.contains("plan-form"));
+    // A form without the session's token is refused before anything is read.
+    let aline = login(&state, "aline").await;
+    let forged = Browser {
+        cookie: aline.cookie.clone(),
+        csrf: "0".repeat(64),
+    };
+    let before = journal_len(&state);
+    let reply = post_form(&state, &forged, "/assembly/adopt", form(&forged, &[]), "fr").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(journal_len(&state), before);
+}
+
+/// Live figures of `support::snapshot()`: PV 4321 W; the battery above the plan's
+/// 30 % reserve but with no discharge counted, no grid import; the fridge asks
+/// 150 W, the laundry 2900 W. Under the active plan the two ask 3050 W in all,
+/// which the sun covers: both are served. Capping the laundry at 1000 W in the
+/// draft leaves it 1000 W, partly served, and the fridge unchanged.
+#[tokio::test]
+async fn the_preview_runs_the_draft_on_the_live_figures() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let before = journal_len(&state);
+    let reply = post_form(
+        &state,
+        &aline,
+        "/assembly/preview",
+        form(&aline, &[("max_w.laundry", "1000")]),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let laundry = preview_row(&reply.body, "Laverie partagée");
+    assert_eq!(
+        laundry, "Laverie partagée 2,9 kW 1,0 kW · ◐ partiel 2,9 kW · ✔ servi",
+        "{}",
+        reply.body
+    );
+    let fridge = preview_row(&reply.body, "Réfrigérateur du cabinet médical");
+    assert_eq!(
+        fridge,
+        "Réfrigérateur du cabinet médical 150 W 150 W · ✔ servi 150 W · ✔ servi"
+    );
+    // The draft stays in the form; nothing was recorded.
+    assert!(reply.body.contains("name=\"max_w.laundry\" value=\"1000\""));
+    assert_eq!(journal_len(&state), before);
+}
+
+#[tokio::test]
+async fn adopting_through_the_form_records_the_plan_and_its_history() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let before = journal_len(&state);
+    let reply = post_form(
+        &state,
+        &aline,
+        "/assembly/adopt",
+        form(
+            &aline,
+            &[
+                ("tier.laundry", "1"),
+                ("max_w.laundry", ""),
+                ("split.1", "pro_rata"),
+            ],
+        ),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let location = reply.header("location").to_string();
+    assert!(location.starts_with("/assembly"), "{location}");
+
+    assert_eq!(journal_len(&state), before + 1);
+    let report = state.journal.verify().unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_intact(), "{report:?}");
+    let active = state
+        .journal
+        .active_plan()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no active plan"));
+    assert_eq!(active.author, "aline");
+    assert_eq!(active.decision.present, 14);
+    assert_eq!(active.decision.quorum_required, 10);
+    assert_eq!(active.decision.votes_for, 9);
+    assert_eq!(active.decision.minutes, "La laverie passe en premier.");
+    let laundry = active
+        .plan
+        .services
+        .iter()
+        .find(|s| s.id == "laundry")
+        .unwrap_or_else(|| panic!("{:?}", active.plan));
+    assert_eq!(
+        (laundry.tier, laundry.min_w, laundry.max_w),
+        (1, 100.0, None)
+    );
+    assert_eq!(active.plan.split_of(1), ledger::Split::ProRata);
+
+    let page = send(state.clone(), get(&location, &[("cookie", &aline.cookie)])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = &page.body;
+    assert!(html.contains("Le nouveau plan est adopté"), "{html}");
+    // The history says what changed, in words.
+    assert!(
+        html.contains("Laverie partagée passe de la priorité 2 à la priorité 1"),
+        "{html}"
+    );
+    assert!(html.contains("Laverie partagée : plafond 3,0 kW → aucun"));
+    assert!(html.contains("Priorité 1 : partage à parts égales → au prorata de la demande"));
+    assert!(html.contains(
+        "9 pour, 2 contre, 1 abstentions ; 14 présents pour un quorum de 10 ; saisi par aline"
+    ));
+    // The laundry is now listed in the first tier of the active plan.
+    assert!(html.contains("Laverie partagée — garanti 100 W</li>"));
+}
+
+#[tokio::test]
+async fn adoption_below_quorum_is_refused_and_says_so() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let before = journal_len(&state);
+    let reply = post_form(
+        &state,
+        &aline,
+        "/assembly/adopt",
+        form(
+            &aline,
+            &[("tier.laundry", "1"), ("present", "8"), ("votes_for", "5")],
+        ),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("Quorum non atteint : 8 membres présents pour 10 requis"),
+        "{}",
+        reply.body
+    );
+    // The draft is kept as typed.
+    assert!(reply.body.contains("name=\"present\" value=\"8\""));
+    assert!(reply.body.contains("name=\"tier.laundry\" value=\"1\""));
+    assert_eq!(journal_len(&state), before);
+    let history = state
+        .journal
+        .plan_history()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history.len(), 1);
+
+    let english = post_form(
+        &state,
+        &aline,
+        "/assembly/adopt",
+        form(&aline, &[("present", "8"), ("votes_for", "5")]),
+        "en",
+    )
+    .await;
+    assert_eq!(english.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        english
+            .body
+            .contains("Quorum not reached: 8 members present, 10 required"),
+        "{}",
+        english.body
+    );
+    assert_eq!(journal_len(&state), before);
+}
+
+#[tokio::test]
+async fn every_problem_is_named_and_nothing_is_recorded() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let before = journal_len(&state);
+    let body = form(
+        &aline,
+        &[
+            ("max_w.laundry", "50"),
+            ("min_w.clinic-fridge", "beaucoup"),
+            ("votes_against", "-1"),
+            ("colour", "blue"),
+            ("tier.sauna-du-voisin", "1"),
+        ],
+    );
+    let reply = post_form(&state, &aline, "/assembly/adopt", body.clone(), "fr").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let html = &reply.body;
+    for expected in [
+        "Plafond de « Laverie partagée » (50 W) inférieur à son minimum garanti (100 W)",
+        "Minimum garanti de « Réfrigérateur du cabinet médical » : « beaucoup » n'est pas un nombre",
+        "Voix contre : « -1 » n'est pas un nombre entier",
+        "champ inconnu : « colour »",
+        "champ inconnu : « tier.sauna-du-voisin »",
+    ] {
+        assert!(
+            html.contains(&expected.replace('\'', "&#39;")),
+            "missing {expected:?} in {html}"
+        );
+    }
+    assert!(html.contains("name=\"min_w.clinic-fridge\" value=\"beaucoup\""));
+    assert_eq!(journal_len(&state), before);
+
+    // The preview refuses the same draft, without a table.
+    let preview = post_form(&state, &aline, "/assembly/preview", body, "fr").await;
+    assert_eq!(preview.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!preview.body.contains("preview-table"));
+    assert!(preview.body.contains("inférieur à son minimum garanti"));
+
+    // A draft alone (no decision record) previews, but does not adopt.
+    let draft_only = form(&aline, &[("present", ""), ("minutes", "")]);
+    let reply = post_form(
+        &state,
+        &aline,
+        "/assembly/preview",
+        draft_only.clone(),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = post_form(&state, &aline, "/assembly/adopt", draft_only, "fr").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("Membres présents : ce champ est à remplir")
+    );
+    assert!(
+        reply
+            .body
+            .contains("Procès-verbal : ce champ est à remplir")
+    );
+    assert_eq!(journal_len(&state), before);
+}
+
+#[tokio::test]
+async fn the_wall_links_to_the_panel_for_assembly_members_only() {
+    let (state, _tx) = with_members();
+    let kiosk = send(state.clone(), get("/", &[])).await;
+    assert_eq!(kiosk.status, StatusCode::OK);
+    assert!(!kiosk.body.contains("href=\"/assembly\""));
+    let rita = login(&state, "rita").await;
+    let resident = send(state.clone(), get("/", &[("cookie", &rita.cookie)])).await;
+    assert!(!resident.body.contains("href=\"/assembly\""));
+    let aline = login(&state, "aline").await;
+    let member = send(state.clone(), get("/", &[("cookie", &aline.cookie)])).await;
+    assert!(
+        member.body.contains("href=\"/assembly\""),
+        "{}",
+        member.body
+    );
+    // The panel's language switch stays on the panel.
+    let panel = send(
+        state.clone(),
+        get("/assembly?lang=en", &[("cookie", &aline.cookie)]),
+    )
+    .await;
+    assert_eq!(panel.status, StatusCode::OK);
+    assert!(panel.body.contains("href=\"/assembly?lang=fr\""));
+    assert!(panel.body.contains("Priority plan in force"));
+}
