@@ -287,39 +287,5 @@ async fn accounts_made_on_the_command_line_act_on_a_running_node() {
     .await;
 
     // The generated password signs in through the form.
-    let form = client
-        .get(format!("{}/login", node.base))
-        .send()
-        .await
-        .expect("login page");
-    let login_cookie = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("communalia_login="))
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_string();
-    let csrf = login_cookie
-        .trim_start_matches("communalia_login=")
-        .to_string();
-    let signed_in = client
-        .post(format!("{}/login", node.base))
-        .header("cookie", &login_cookie)
-        .form(&[
-            ("name", "alba"),
-            ("password", password.as_str()),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(signed_in.status(), 303);
-    assert!(
-        signed_in.headers().get_all("set-cookie").iter().any(|v| v
-            .to_str()
-            .is_ok_and(|v| v.starts_with("communalia_session="))),
-        "no session cookie"
-    );
+    sign_in(&client, &node, "alba", &password).await;
 }

@@ -395,48 +395,7 @@ async fn demo_shows_a_living_community() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let form = client
-        .get(format!("{}/login", node.base))
-        .send()
-        .await
-        .expect("login page");
-    let login_cookie = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("communalia_login="))
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_string();
-    let csrf = login_cookie
-        .trim_start_matches("communalia_login=")
-        .to_string();
-    let signed_in = client
-        .post(format!("{}/login", node.base))
-        .header("cookie", &login_cookie)
-        .form(&[
-            ("name", "camille"),
-            ("password", &password),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(
-        signed_in.status(),
-        303,
-        "the printed password signs camille in"
-    );
-    let session = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("communalia_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string();
+    let session = sign_in(&client, &node, "camille", &password).await;
     let me: serde_json::Value = client
         .get(format!("{}/api/me", node.base))
         .header("cookie", &session)

@@ -169,3 +169,46 @@ pub(crate) fn tcp_open(addr: &str) -> bool {
         .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok())
         .is_some()
 }
+
+/// Signs `name` in through the `/login` form of a running node, as a browser does
+/// (the login cookie's CSRF token, then the form); asserts the 303 and returns the
+/// session cookie as `name=value`.
+pub(crate) async fn sign_in(
+    client: &reqwest::Client,
+    node: &NodeProc,
+    name: &str,
+    password: &str,
+) -> String {
+    let cookie = |response: &reqwest::Response, prefix: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(prefix))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+    };
+    let form = client
+        .get(format!("{}/login", node.base))
+        .send()
+        .await
+        .expect("login page");
+    let login_cookie = cookie(&form, "communalia_login=").expect("login cookie");
+    let csrf = login_cookie
+        .trim_start_matches("communalia_login=")
+        .to_string();
+    let signed_in = client
+        .post(format!("{}/login", node.base))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("name", name),
+            ("password", password),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 303, "{name} signs in with the password");
+    cookie(&signed_in, "communalia_session=").expect("session cookie")
+}
