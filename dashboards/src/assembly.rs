@@ -512,10 +512,10 @@ fn plan_tiers(plan: &Plan, name: &dyn Fn(&str) -> String, lang: Lang) -> Vec<Tie
 }
 
 fn tiers_text(tiers: &[u32], t: &Catalog) -> String {
-    if tiers.is_empty() {
-        t.t("assembly.all_tiers").to_string()
-    } else {
-        t.tf("assembly.some_tiers", &[("tiers", &tiers_field(tiers))])
+    match tiers {
+        [] => t.t("assembly.all_tiers").to_string(),
+        [one] => t.tf("assembly.one_tier", &[("tier", &one.to_string())]),
+        _ => t.tf("assembly.some_tiers", &[("tiers", &tiers_field(tiers))]),
     }
 }
 
@@ -532,14 +532,19 @@ fn battery_text(battery: Option<&ledger::BatterySource>, lang: Lang) -> String {
     let t = Catalog::for_lang(lang);
     match battery {
         None => t.t("assembly.battery_closed").to_string(),
+        // Open, but with no discharge counted: it gives the services nothing, and
+        // "up to 0 W" would read as a mistake.
+        Some(b) if b.max_discharge_w.is_none_or(|w| w <= 0.0) => t.tf(
+            "assembly.battery_no_discharge",
+            &[("reserve", &format_percent(b.reserve_soc_pct, lang))],
+        ),
         Some(b) => t.tf(
             "assembly.battery_open",
             &[
                 ("reserve", &format_percent(b.reserve_soc_pct, lang)),
                 (
                     "max",
-                    &b.max_discharge_w
-                        .map_or_else(|| "0 W".to_string(), |w| format_power(w, lang)),
+                    &format_power(b.max_discharge_w.unwrap_or(0.0), lang),
                 ),
                 ("tiers", &tiers_text(&b.tiers, t)),
             ],
@@ -551,6 +556,7 @@ fn grid_text(grid: Option<&ledger::GridSource>, lang: Lang) -> String {
     let t = Catalog::for_lang(lang);
     match grid {
         None => t.t("assembly.grid_closed").to_string(),
+        Some(g) if g.max_import_w <= 0.0 => t.t("assembly.grid_closed").to_string(),
         Some(g) => t.tf(
             "assembly.grid_open",
             &[
@@ -870,6 +876,40 @@ mod tests {
         assert_eq!(
             problem_text(&problems[8], &name, Lang::En),
             "Quorum not reached: 8 members present, 10 required. The plan cannot be adopted."
+        );
+    }
+
+    /// The sources are told as a reader would say them: one tier in the singular, a
+    /// battery with no discharge counted as giving nothing (not "up to 0 W"), a grid
+    /// limit of 0 as no import.
+    #[test]
+    fn sources_read_as_plain_sentences() {
+        let battery = |max_discharge_w, tiers: Vec<u32>| ledger::BatterySource {
+            reserve_soc_pct: 30.0,
+            tiers,
+            max_discharge_w,
+        };
+        assert_eq!(
+            battery_text(Some(&battery(Some(2000.0), vec![1])), Lang::Fr),
+            "Batterie : utilisable tant que sa charge dépasse 30 %, jusqu'à 2,0 kW, pour la priorité 1."
+        );
+        assert_eq!(
+            battery_text(Some(&battery(Some(2000.0), vec![1, 2])), Lang::En),
+            "Battery: usable while its charge is above 30%, up to 2.0 kW, for priorities 1, 2."
+        );
+        for max in [None, Some(0.0)] {
+            let text = battery_text(Some(&battery(max, vec![1])), Lang::Fr);
+            assert!(text.contains("aucune puissance de décharge"), "{text}");
+            assert!(!text.contains("0 W"), "{text}");
+        }
+        let grid = |max_import_w| ledger::GridSource {
+            max_import_w,
+            tiers: vec![],
+        };
+        assert_eq!(grid_text(Some(&grid(0.0)), Lang::En), "Grid: no import counted on.");
+        assert_eq!(
+            grid_text(Some(&grid(3000.0)), Lang::Fr),
+            "Réseau : soutirage jusqu'à 3,0 kW, pour toutes les priorités."
         );
     }
 }

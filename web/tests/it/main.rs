@@ -9,5 +9,7 @@ mod browser;
 mod events;
 mod metrics;
 mod pages;
+mod panel_browser;
 mod plans;
 mod support;
+mod webdriver;

@@ -1,0 +1,277 @@
+//! A small W3C WebDriver client over HTTP, enough to drive Debian's headless Chromium
+//! through `chromedriver` as a person would: open a page, type into fields, click,
+//! read the page back and take a screenshot. No browser automation crate: the
+//! protocol is a handful of JSON requests (https://www.w3.org/TR/webdriver2/).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The key under which WebDriver returns an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// `None` (after saying so) when chromedriver or Chromium is missing and no peer is
+/// required; under `COMMUNALIA_REQUIRE_PEERS=1` a missing one fails the test.
+pub(crate) fn available() -> bool {
+    for path in [CHROMEDRIVER, CHROMIUM] {
+        if !Path::new(path).exists() {
+            if std::env::var("COMMUNALIA_REQUIRE_PEERS").as_deref() == Ok("1") {
+                panic!("COMMUNALIA_REQUIRE_PEERS=1 but {path} does not exist");
+            }
+            println!("skipped: {path} not available");
+            return false;
+        }
+    }
+    true
+}
+
+/// One chromedriver process with one browser session; both end on drop.
+pub(crate) struct Driver {
+    http: reqwest::Client,
+    /// `http://127.0.0.1:PORT/session/ID`
+    session: String,
+    _chromedriver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    /// Starts chromedriver on a free port and a headless Chromium of `width` x
+    /// `height` with a fresh profile.
+    pub(crate) async fn start(width: u32, height: u32) -> Driver {
+        let port = free_port();
+        let chromedriver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {CHROMEDRIVER}: {e}"));
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = http.get(format!("{base}/status")).send().await;
+            if let Ok(reply) = ready
+                && let Ok(body) = reply.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready on port {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        // The flags this machine's closed network needs (see the wall screen tests).
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".to_string(),
+            "--disable-gpu".to_string(),
+            "--disable-quic".to_string(),
+            "--no-first-run".to_string(),
+            "--disable-background-networking".to_string(),
+            "--disable-component-update".to_string(),
+            "--disable-sync".to_string(),
+            "--hide-scrollbars".to_string(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        }}});
+        let reply = call(&http, reqwest::Method::POST, &format!("{base}/session"), Some(capabilities))
+            .await;
+        let id = reply["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session id in {reply}"))
+            .to_string();
+        Driver {
+            http,
+            session: format!("{base}/session/{id}"),
+            _chromedriver: chromedriver,
+            _profile: profile,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.session);
+        call(&self.http, reqwest::Method::POST, &url, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.session);
+        call(&self.http, reqwest::Method::GET, &url, None).await
+    }
+
+    /// Loads `url` and waits for it to be loaded.
+    pub(crate) async fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    pub(crate) async fn current_url(&self) -> String {
+        self.get("/url").await.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The page's HTML as the browser now holds it.
+    pub(crate) async fn source(&self) -> String {
+        self.get("/source").await.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The element `css` selects; fails the test when there is none.
+    pub(crate) async fn find(&self, css: &str) -> Element<'_> {
+        let reply = self
+            .post("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        let id = reply[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {reply}"))
+            .to_string();
+        Element { driver: self, id }
+    }
+
+    /// The visible text of the element `css` selects.
+    pub(crate) async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await
+    }
+
+    /// A PNG of the whole viewport.
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
+        let b64 = self.get("/screenshot").await;
+        decode_base64(b64.as_str().unwrap_or_else(|| panic!("no screenshot: {b64}")))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Best effort: chromedriver is killed on drop anyway, the browser with it.
+        let http = self.http.clone();
+        let url = self.session.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { http.delete(url).send().await });
+        }
+    }
+}
+
+pub(crate) struct Element<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Element<'_> {
+    /// Empties a field and types `text` into it, as a keyboard would.
+    pub(crate) async fn fill(&self, text: &str) {
+        let base = format!("/element/{}", self.id);
+        self.driver.post(&format!("{base}/clear"), json!({})).await;
+        self.driver
+            .post(&format!("{base}/value"), json!({ "text": text }))
+            .await;
+    }
+
+    /// Clicks the element; a click that submits a form waits for the next page.
+    pub(crate) async fn click(&self) {
+        self.driver
+            .post(&format!("/element/{}/click", self.id), json!({}))
+            .await;
+    }
+
+    pub(crate) async fn text(&self) -> String {
+        let reply = self.driver.get(&format!("/element/{}/text", self.id)).await;
+        reply.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Picks the `<option>` of this `<select>` whose value is `value`.
+    pub(crate) async fn select(&self, value: &str) {
+        let reply = self
+            .driver
+            .post(
+                &format!("/element/{}/element", self.id),
+                json!({"using": "css selector", "value": format!("option[value=\"{value}\"]")}),
+            )
+            .await;
+        let option = reply[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no option {value}: {reply}"));
+        self.driver
+            .post(&format!("/element/{option}/click"), json!({}))
+            .await;
+    }
+}
+
+/// One WebDriver command; fails the test on a WebDriver error, naming it.
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
+    let mut request = http.request(method.clone(), url).timeout(Duration::from_secs(60));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let reply = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = reply.status();
+    let body: Value = reply
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: not JSON: {e}"));
+    assert!(status.is_success(), "{method} {url}: {status}: {body}");
+    body["value"].clone()
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port()
+}
+
+/// Standard base64 (RFC 4648) to bytes; the screenshot is the only use.
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c:?}"),
+        }
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes_the_rfc_4648_vectors() {
+    for (text, bytes) in [
+        ("", &b""[..]),
+        ("Zg==", b"f"),
+        ("Zm8=", b"fo"),
+        ("Zm9v", b"foo"),
+        ("Zm9vYg==", b"foob"),
+        ("Zm9vYmE=", b"fooba"),
+        ("Zm9vYmFy", b"foobar"),
+    ] {
+        assert_eq!(decode_base64(text), bytes, "{text}");
+    }
+}
