@@ -239,6 +239,13 @@ pub(crate) fn check_new(payload: &Value) -> Result<Value> {
     adoption_payload(&adopted.plan, &adopted.decision)
 }
 
+/// Whether a `plan_adopted` payload decodes, and why not.
+pub(crate) fn decode_adopted(payload: &Value) -> Result<(), String> {
+    serde_json::from_value::<PlanAdopted>(payload.clone())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// The `plans` row for a `plan_adopted` entry.
 pub(crate) fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
     let corrupt = |problem: String| Error::Corrupt {

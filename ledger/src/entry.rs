@@ -21,17 +21,25 @@ pub enum EntryKind {
     MemberJoined,
     /// The assembly adopts a priority plan: payload `{"plan", "decision"}`.
     PlanAdopted,
-    /// Reserved (not yet recordable): a member records a contribution.
+    /// A member (the author) records a contribution: payload `{"category", "hours",
+    /// "date", "description"}`. Its `seq` is the contribution's id.
     ContributionRecorded,
-    /// Reserved (not yet recordable): a member approves or rejects a contribution.
+    /// A member (the author) approves or rejects a contribution: payload
+    /// `{"contribution", "verdict", "comment"}`.
     Attestation,
-    /// Reserved (not yet recordable): a contribution is validated and Communs minted.
+    /// A contribution is validated and Communs minted to its contributor, right after
+    /// its `k`-th approval: payload `{"contribution", "member", "hours",
+    /// "rate_micro_per_hour", "minted_micro"}`. Written by the ledger, not asked for.
     ContributionValidated,
-    /// Reserved (not yet recordable): Communs move between members.
+    /// Communs move from the author to a member: payload `{"to", "amount_micro",
+    /// "memo"}`.
     Transfer,
-    /// Reserved (not yet recordable): demurrage is settled into the commons account.
+    /// Demurrage is settled into the commons account, just before an act that changes
+    /// those balances: payload `{"accounts": [{"member", "since", "balance_micro",
+    /// "decayed_micro"}]}`. Written by the ledger, not asked for.
     DemurrageSettled,
-    /// Reserved (not yet recordable): the assembly adopts ledger parameters (k, rates, r, P).
+    /// The assembly adopts ledger parameters (k, rates, r, P): payload
+    /// `{"parameters", "decision"}`.
     ParametersAdopted,
 }
 
@@ -60,9 +68,14 @@ impl EntryKind {
         }
     }
 
-    /// Whether this kind is declared for a later issue and cannot be recorded yet.
-    pub fn is_reserved(self) -> bool {
-        !matches!(self, EntryKind::MemberJoined | EntryKind::PlanAdopted)
+    /// Whether entries of this kind are only written by the ledger itself, as the
+    /// consequence of another act (`contribution_validated`, `demurrage_settled`),
+    /// and so cannot be appended on their own.
+    pub fn is_derived(self) -> bool {
+        matches!(
+            self,
+            EntryKind::ContributionValidated | EntryKind::DemurrageSettled
+        )
     }
 }
 
@@ -245,7 +258,7 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-fn push_json_string(s: &str, out: &mut String) {
+pub(crate) fn push_json_string(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     for c in s.chars() {
@@ -296,6 +309,22 @@ pub(crate) mod ts_millis {
         DateTime::parse_from_rfc3339(&text)
             .map(|ts| ts.with_timezone(&Utc))
             .map_err(D::Error::custom)
+    }
+
+    /// The same for an optional timestamp (`null` when absent).
+    pub(crate) mod option {
+        use chrono::{DateTime, Utc};
+        use serde::Serializer;
+
+        pub(crate) fn serialize<S: Serializer>(
+            ts: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match ts {
+                Some(ts) => super::serialize(ts, s),
+                None => s.serialize_none(),
+            }
+        }
     }
 }
 
@@ -403,8 +432,8 @@ mod tests {
             assert_eq!(kind.as_str().parse::<EntryKind>(), Ok(kind));
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }
-        assert!(!EntryKind::MemberJoined.is_reserved());
-        assert!(EntryKind::Transfer.is_reserved());
+        assert!(!EntryKind::Transfer.is_derived());
+        assert!(EntryKind::DemurrageSettled.is_derived());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::entry::{
     Entry, EntryKind, GENESIS_PREV_HASH, canonical_entry, canonical_json, chain_hash, format_ts,
     is_hash,
 };
-use crate::{Error, Result, assembly, members};
+use crate::{Error, Result, assembly, members, rules};
 
 /// Schema steps; `PRAGMA user_version` counts how many have been applied. Append new
 /// steps, never edit a released one.
@@ -48,6 +48,9 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: accounts (password hashes, API tokens, sessions), beside the journal.
     crate::accounts::MIGRATION,
+    // 3: the contribution ledger: parameters, contributions, attestations, balances,
+    // totals and transfers.
+    crate::rules::MIGRATION,
 ];
 
 /// The community journal in one SQLite database. Share it behind an `Arc`: every
@@ -112,9 +115,14 @@ impl Journal {
     /// Records one entry and updates the derived tables, in one transaction.
     ///
     /// The payload is checked for its kind and recorded as this program understands it
-    /// (decoded and re-encoded, in canonical form); kinds that are only reserved are
-    /// refused with [`Error::KindNotSupported`]. `ts` is truncated to milliseconds.
-    /// Prefer the typed calls ([`Journal::add_member`], [`Journal::adopt_plan`]).
+    /// (decoded and re-encoded, in canonical form). An act of the contribution ledger
+    /// goes through its typed call's path, with the entries that come with it (a
+    /// transfer with its demurrage settlement, the `k`-th approval with the
+    /// validation), and the entry returned is the act's own; kinds the ledger only
+    /// writes as consequences are refused with [`Error::DerivedKind`]. `ts` is
+    /// truncated to milliseconds. Prefer the typed calls ([`Journal::add_member`],
+    /// [`Journal::adopt_plan`], [`Journal::record_contribution`], [`Journal::attest`],
+    /// [`Journal::transfer`], [`Journal::adopt_ledger_parameters`]).
     pub fn append(
         &self,
         kind: EntryKind,
@@ -156,16 +164,23 @@ impl Journal {
 
     /// Empties the derived tables and replays the whole journal into them, in one
     /// transaction; returns how many entries were replayed. Fails, changing nothing,
-    /// on an entry it cannot read.
+    /// on an entry it cannot read or that breaks the ledger's rules.
     pub fn rebuild_derived(&self) -> Result<u64> {
         self.write(|tx| {
+            tx.execute_batch(crate::rules::CLEAR)?;
             tx.execute_batch("DELETE FROM members; DELETE FROM plans;")?;
             let mut stmt = tx.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;
             let mut rows = stmt.query([])?;
             let mut replayed = 0;
             while let Some(row) = rows.next()? {
                 let entry = entry_from_row(row)?;
-                apply(tx, &entry)?;
+                apply(tx, &entry).map_err(|e| match e {
+                    Error::Sqlite(_) | Error::Corrupt { .. } => e,
+                    rule => Error::Corrupt {
+                        seq: entry.seq,
+                        problem: rule.to_string(),
+                    },
+                })?;
                 replayed += 1;
             }
             Ok(replayed)
@@ -228,12 +243,24 @@ pub(crate) fn record(
     let payload = match kind {
         EntryKind::MemberJoined => members::check_new(payload)?,
         EntryKind::PlanAdopted => assembly::check_new(payload)?,
-        reserved => return Err(Error::KindNotSupported(reserved)),
+        EntryKind::ContributionRecorded => {
+            return rules::record_contribution(tx, author, payload, ts);
+        }
+        EntryKind::Attestation => {
+            return rules::attest(tx, author, payload, ts).map(|a| a.attestation);
+        }
+        EntryKind::Transfer => return rules::transfer(tx, author, payload, ts),
+        EntryKind::ParametersAdopted => {
+            return rules::adopt_parameters(tx, author, payload, ts);
+        }
+        EntryKind::ContributionValidated | EntryKind::DemurrageSettled => {
+            return Err(Error::DerivedKind(kind));
+        }
     };
     append_unchecked(tx, kind, author, &payload, ts)
 }
 
-fn check_author(author: &str) -> Result<()> {
+pub(crate) fn check_author(author: &str) -> Result<()> {
     if author.trim().is_empty() || author.chars().any(char::is_control) {
         return Err(Error::InvalidAuthor(author.to_string()));
     }
@@ -242,7 +269,7 @@ fn check_author(author: &str) -> Result<()> {
 
 /// Chains an entry onto the head and applies it to the derived tables. The caller
 /// holds an `IMMEDIATE` transaction, so the head cannot move underneath.
-fn append_unchecked(
+pub(crate) fn append_unchecked(
     tx: &Connection,
     kind: EntryKind,
     author: &str,
@@ -312,16 +339,16 @@ fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
     match entry.kind {
         EntryKind::MemberJoined => members::apply(tx, entry),
         EntryKind::PlanAdopted => assembly::apply(tx, entry),
-        // Reserved kinds cannot be recorded yet, so they have no derived state.
-        _ => Ok(()),
+        _ => rules::apply(&mut rules::SqlState::new(tx), entry),
     }
 }
 
-const SELECT_ENTRY: &str = "SELECT seq, ts, kind, author, payload, prev_hash, hash FROM journal";
+pub(crate) const SELECT_ENTRY: &str =
+    "SELECT seq, ts, kind, author, payload, prev_hash, hash FROM journal";
 
 /// Reads a row of [`SELECT_ENTRY`]; a row that does not decode is reported as
 /// [`Error::Corrupt`], never a panic.
-fn entry_from_row(row: &Row<'_>) -> Result<Entry> {
+pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<Entry> {
     let seq: i64 = row.get(0)?;
     let corrupt = |problem: String| Error::Corrupt { seq, problem };
     let text = |idx: usize, name: &str| -> Result<String> {
@@ -399,14 +426,27 @@ mod tests {
     }
 
     #[test]
-    fn reserved_kinds_and_bad_input_are_refused_and_leave_nothing() {
+    fn derived_kinds_and_bad_input_are_refused_and_leave_nothing() {
         let journal = Journal::open_in_memory().unwrap();
         let now = ts("2026-11-22T10:00:00Z");
+        for kind in [
+            EntryKind::DemurrageSettled,
+            EntryKind::ContributionValidated,
+        ] {
+            let err = journal.append(kind, "alice", &json!({}), now).unwrap_err();
+            assert!(matches!(err, Error::DerivedKind(k) if k == kind), "{err}");
+        }
         let err = journal
             .append(EntryKind::Transfer, "alice", &json!({}), now)
             .unwrap_err();
         assert!(
-            matches!(err, Error::KindNotSupported(EntryKind::Transfer)),
+            matches!(
+                err,
+                Error::InvalidPayload {
+                    kind: EntryKind::Transfer,
+                    ..
+                }
+            ),
             "{err}"
         );
         let err = journal

@@ -160,6 +160,13 @@ fn check_name(name: &str) -> Result<()> {
     })
 }
 
+/// The name and roles a `member_joined` payload records, or why it does not decode.
+pub(crate) fn decode_joined(payload: &Value) -> Result<(String, Vec<Role>), String> {
+    let joined: MemberJoined =
+        serde_json::from_value(payload.clone()).map_err(|e| e.to_string())?;
+    Ok((joined.name, joined.roles))
+}
+
 /// The `members` row for a `member_joined` entry.
 pub(crate) fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
     let joined: MemberJoined =

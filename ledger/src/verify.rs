@@ -1,4 +1,5 @@
-//! Re-deriving the hash chain (`communalia ledger verify`).
+//! Re-deriving the hash chain and replaying the journal against the derived tables
+//! (`communalia ledger verify`).
 
 use std::fmt;
 
@@ -6,11 +7,14 @@ use rusqlite::Row;
 use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use rusqlite::Connection;
+
 use crate::entry::{
     GENESIS_PREV_HASH, canonical_entry, canonical_json, chain_hash, parse_canonical_ts,
 };
-use crate::journal::Journal;
+use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
+use crate::replay::Replay;
+use crate::{Error, Result};
 
 /// What [`Journal::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +50,26 @@ impl fmt::Display for VerifyReport {
 /// The first entry that does not hold, and why, in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadEntry {
+    /// The entry; for a derived balance that disagrees with the journal, the last
+    /// entry that changed that balance by the journal.
     pub seq: i64,
+    /// The account whose derived balance disagrees with the journal's (a member's
+    /// name, or `commons` for the totals), if that is what is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub problem: String,
 }
 
 impl fmt::Display for BadEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "entry {}: {}", self.seq, self.problem)
+        match &self.account {
+            None => write!(f, "entry {}: {}", self.seq, self.problem),
+            Some(account) => write!(
+                f,
+                "entry {} (account `{account}`): {}",
+                self.seq, self.problem
+            ),
+        }
     }
 }
 
@@ -62,8 +79,15 @@ impl Journal {
     /// is the previous entry's `hash`, that the payload is JSON in canonical form, that
     /// `ts` is in canonical form, and that `hash` is the hash of its contents (see
     /// [`crate::Entry`] for the encoding). Then that the derived tables refer to no
-    /// entry past the end. Reports the first problem; a damaged row is a finding,
-    /// never an error. Errors only when the database itself cannot be read.
+    /// entry past the end. Then it replays the whole journal in memory under the
+    /// ledger's rules (each entry must be one the ledger would have recorded: a
+    /// validation after `k` approvals minting exactly `hours x rate`, a settlement
+    /// taking exactly the demurrage due, no transfer beyond a balance, …), checks
+    /// that balances and commons add up to all that was minted, and compares every
+    /// derived table (members, plans, parameters, contributions, attestations,
+    /// balances, totals, transfers) with the replay, naming the first entry, or the
+    /// account, where they differ. Reports the first problem; a damaged row is a
+    /// finding, never an error. Errors only when the database itself cannot be read.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
@@ -88,14 +112,16 @@ impl Journal {
                     };
                     first_bad = Some(BadEntry {
                         seq: named,
+                        account: None,
                         problem,
                     });
                 }
                 last_seq = seq;
                 last_hash = text(row, 6, "hash").ok();
             }
+            drop(rows);
             if first_bad.is_none() {
-                first_bad = derived_past_the_end(conn, last_seq)?;
+                first_bad = check_ledger(conn, last_seq)?;
             }
             Ok(VerifyReport {
                 entries,
@@ -177,8 +203,18 @@ fn text(row: &Row<'_>, idx: usize, name: &str) -> Result<String, String> {
 
 /// A derived row that refers to an entry past the last one means entries were cut off
 /// the end, which the chain alone cannot show.
-fn derived_past_the_end(conn: &rusqlite::Connection, last_seq: i64) -> Result<Option<BadEntry>> {
-    for (table, column) in [("members", "joined_seq"), ("plans", "seq")] {
+fn derived_past_the_end(conn: &Connection, last_seq: i64) -> Result<Option<BadEntry>> {
+    for (table, column) in [
+        ("members", "joined_seq"),
+        ("plans", "seq"),
+        ("ledger_parameters", "seq"),
+        ("contributions", "id"),
+        ("contributions", "decided_seq"),
+        ("attestations", "seq"),
+        ("transfers", "seq"),
+        ("balances", "last_seq"),
+        ("ledger_totals", "last_seq"),
+    ] {
         let max: Option<i64> = conn.query_row(
             &format!("SELECT max({column}) FROM {table} WHERE typeof({column}) = 'integer'"),
             [],
@@ -187,6 +223,7 @@ fn derived_past_the_end(conn: &rusqlite::Connection, last_seq: i64) -> Result<Op
         if let Some(max) = max.filter(|&m| m > last_seq) {
             return Ok(Some(BadEntry {
                 seq: last_seq + 1,
+                account: None,
                 problem: format!(
                     "the journal ends at entry {last_seq} but the {table} table refers to \
                      entry {max}: later entries may have been removed"
@@ -195,6 +232,51 @@ fn derived_past_the_end(conn: &rusqlite::Connection, last_seq: i64) -> Result<Op
         }
     }
     Ok(None)
+}
+
+/// Checks, for a journal whose chain is intact: that its entries follow the ledger's
+/// rules (a replay in memory), that the derived tables refer to no entry past its
+/// end, and that they hold what the replay gives. In that order, so that a rule
+/// broken by an entry is named before what follows from it.
+fn check_ledger(conn: &Connection, last_seq: i64) -> Result<Option<BadEntry>> {
+    let replay = match replay(conn, last_seq)? {
+        Ok(replay) => replay,
+        Err(bad) => return Ok(Some(bad)),
+    };
+    if let Some(bad) = derived_past_the_end(conn, last_seq)? {
+        return Ok(Some(bad));
+    }
+    match Replay::from_tables(conn)? {
+        Err(bad) => Ok(Some(bad)),
+        Ok(tables) => Ok(replay.first_difference(&tables)),
+    }
+}
+
+/// The journal replayed in memory, or the first entry the ledger would not have
+/// recorded.
+fn replay(conn: &Connection, last_seq: i64) -> Result<Result<Replay, BadEntry>> {
+    let mut replay = Replay::default();
+    let mut stmt = conn.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let applied = entry_from_row(row).and_then(|entry| replay.apply(&entry));
+        let problem = match applied {
+            Ok(()) => continue,
+            Err(Error::Sqlite(e)) => return Err(e.into()),
+            Err(Error::Corrupt { problem, .. }) => problem,
+            Err(rule) => format!("the ledger would not have recorded it: {rule}"),
+        };
+        return Ok(Err(BadEntry {
+            seq,
+            account: None,
+            problem,
+        }));
+    }
+    Ok(match replay.check_end(last_seq) {
+        Some(bad) => Err(bad),
+        None => Ok(replay),
+    })
 }
 
 #[cfg(test)]
@@ -282,6 +364,7 @@ mod tests {
             first_bad(&journal),
             BadEntry {
                 seq: 2,
+                account: None,
                 problem: "payload is not in canonical form".into()
             }
         );
