@@ -72,8 +72,8 @@ pub struct TierView {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceRow {
-    pub id: String,
-    pub name: String,
+    pub id: std::sync::Arc<str>,
+    pub name: std::sync::Arc<str>,
     /// `served`, `partial`, `shed` or `idle`: a CSS class and `data-state` value.
     pub state: &'static str,
     /// Told by an icon and a word as well as by colour.
@@ -281,7 +281,7 @@ mod tests {
     ) -> ServiceLive {
         ServiceLive {
             id: id.into(),
-            name: format!("Service {id}"),
+            name: format!("Service {id}").into(),
             tier,
             demand_w,
             allocated_w,
@@ -353,7 +353,7 @@ mod tests {
         let pump = &view.tiers[1].services[0];
         assert_eq!(
             (
-                pump.id.as_str(),
+                &*pump.id,
                 pump.state,
                 pump.icon,
                 pump.state_word.as_str()

@@ -97,4 +97,9 @@ impl IngestMetrics {
     pub fn health(&self) -> BTreeMap<String, DeviceHealth> {
         lock(&self.health).clone()
     }
+    /// Reads the per-device health in place, without copying it (the live
+    /// evaluation looks up every device every second).
+    pub fn with_health<R>(&self, f: impl FnOnce(&BTreeMap<String, DeviceHealth>) -> R) -> R {
+        f(&lock(&self.health))
+    }
 }

@@ -120,6 +120,26 @@ impl LiveStore {
             .map(|&(ts_ms, value)| Latest { ts_ms, value })
     }
 
+    /// The newest reading of each device and metric, as one batch of the readings
+    /// schema: the last-value cache that the live evaluation queries, so that its
+    /// cost follows the number of devices and not the length of the window.
+    pub fn latest_batch(&self) -> Result<RecordBatch> {
+        let readings: Vec<Reading> = {
+            let inner = self.read();
+            inner
+                .latest
+                .iter()
+                .map(|((device, metric), &(ts_ms, value))| Reading {
+                    ts_ms,
+                    device: device.clone(),
+                    metric: *metric,
+                    value,
+                })
+                .collect()
+        };
+        to_batch(&readings).map_err(Error::Arrow)
+    }
+
     /// Time of the newest reading of each device.
     pub fn last_seen(&self) -> HashMap<String, i64> {
         let inner = self.read();
@@ -171,6 +191,50 @@ mod tests {
             "only the newest batch stays in a 10 s window"
         );
         assert_eq!(store.last_seen().get("a"), Some(&5_000));
+    }
+
+    #[test]
+    fn the_latest_batch_holds_the_newest_value_of_each_device_and_metric() {
+        let store = LiveStore::new(Duration::from_secs(60));
+        let soc = Reading {
+            metric: Metric::SocPct,
+            ..r(1_500, "a", 55.0)
+        };
+        store
+            .append(&[r(1_000, "a", 1.0), r(3_000, "a", 3.0), soc, r(2_000, "b", 2.0)])
+            .expect("append");
+        store.append(&[r(2_500, "a", 9.0)]).expect("append");
+        let batch = store.latest_batch().expect("batch");
+        assert_eq!(batch.schema(), crate::reading::readings_schema());
+        let mut rows: Vec<(String, String, i64, f64)> = (0..batch.num_rows())
+            .map(|i| {
+                let text = |c: usize| {
+                    arrow::util::display::array_value_to_string(batch.column(c), i)
+                        .expect("display")
+                };
+                let ts = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                    .expect("ts")
+                    .value(i);
+                let value = batch
+                    .column(3)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .expect("value")
+                    .value(i);
+                (text(1), text(2), ts, value)
+            })
+            .collect();
+        rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        let expected = [
+            ("a", "power_w", 3_000, 3.0),
+            ("a", "soc_pct", 1_500, 55.0),
+            ("b", "power_w", 2_000, 2.0),
+        ]
+        .map(|(d, m, ts, v)| (d.to_string(), m.to_string(), ts, v));
+        assert_eq!(rows, expected);
     }
 
     #[test]

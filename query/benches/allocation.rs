@@ -10,8 +10,9 @@
 //! With `ALLOCATION_BENCH_PARTS=1` it also times the live query alone and a plan read
 //! from the journal (which the engine does only after an adoption).
 //!
-//! Each service has a meter with one recent `power_w` reading (every tenth one is
-//! unmetered, with a declared demand), beside a PV, a grid and a battery device; the
+//! Each service has a meter (every tenth one is unmetered, with a declared demand),
+//! beside a PV, a grid and a battery device, and the live store holds what a real
+//! site's would: every device's readings once a second for the last 30 seconds. The
 //! services are spread over three tiers, some with minima or caps; the battery may
 //! serve tiers 1-2 and the grid tier 1. Power runs short, so every tier is exercised.
 //! Before timing, both paths must give the same balance and the same service rows.
@@ -60,20 +61,27 @@ fn device(id: String, role: Role) -> DeviceConfig {
     }
 }
 
+/// Seconds of readings in the live store, one per device and second.
+const WINDOW_S: i64 = 30;
+
 fn site(n: usize, now_ms: i64) -> BenchResult<Site> {
-    let ts_ms = now_ms - 1_000;
-    let reading = |device: &str, metric, value| Reading {
-        ts_ms,
-        device: device.into(),
-        metric,
-        value,
+    // The newest reading last, one second before `now`, so that it is the latest.
+    let reading = |device: &str, metric, value| {
+        let device: Arc<str> = device.into();
+        (0..WINDOW_S).rev().map(move |age_s| Reading {
+            ts_ms: now_ms - 1_000 * (age_s + 1),
+            device: device.clone(),
+            metric,
+            // Older readings differ, so that only the newest gives the right figures.
+            value: value + age_s as f64,
+        })
     };
     let mut devices = vec![
         device("pv".into(), Role::Pv),
         device("grid".into(), Role::Grid),
         device("battery".into(), Role::Battery),
     ];
-    let mut readings = Vec::with_capacity(n + 4);
+    let mut readings = Vec::with_capacity((n + 4) * WINDOW_S as usize);
     let mut services = Vec::with_capacity(n);
     let mut total_demand_w = 0.0;
     for i in 0..n {
@@ -83,7 +91,7 @@ fn site(n: usize, now_ms: i64) -> BenchResult<Site> {
         let meter = (!unmetered).then(|| format!("meter-{i}"));
         if let Some(m) = &meter {
             devices.push(device(m.clone(), Role::Load));
-            readings.push(reading(m, Metric::PowerW, demand_w));
+            readings.extend(reading(m, Metric::PowerW, demand_w));
         }
         // As the configuration file gives it: the optional sections keep their defaults.
         services.push(serde_json::from_value(serde_json::json!({
@@ -98,10 +106,10 @@ fn site(n: usize, now_ms: i64) -> BenchResult<Site> {
     }
     // The sun covers 40 % of the demand, the battery and the grid a little more.
     let pv_w = 0.4 * total_demand_w;
-    readings.push(reading("pv", Metric::PowerW, pv_w));
-    readings.push(reading("grid", Metric::PowerW, 0.3 * total_demand_w));
-    readings.push(reading("battery", Metric::PowerW, 0.1 * total_demand_w));
-    readings.push(reading("battery", Metric::SocPct, 64.0));
+    readings.extend(reading("pv", Metric::PowerW, pv_w));
+    readings.extend(reading("grid", Metric::PowerW, 0.3 * total_demand_w));
+    readings.extend(reading("battery", Metric::PowerW, 0.1 * total_demand_w));
+    readings.extend(reading("battery", Metric::SocPct, 64.0));
     let tiers = [
         TierRule {
             tier: 1,
@@ -136,13 +144,20 @@ fn site(n: usize, now_ms: i64) -> BenchResult<Site> {
     })
 }
 
+/// What the plain path knows of a configured service, prepared once as the engine
+/// prepares its own: the display name shared, not copied, into each row.
+struct Known<'a> {
+    config: &'a ServiceConfig,
+    name: Arc<str>,
+}
+
 /// The plain path: what `Engine::evaluate` computes for the services, from the
 /// latest value of each device in a `HashMap` and the plan in memory.
 fn plain(
     site: &Site,
     latest: &HashMap<String, f64>,
     soc: Option<f64>,
-    names: &HashMap<&str, &ServiceConfig>,
+    names: &HashMap<&str, Known<'_>>,
 ) -> (SiteBalance, Vec<ServiceLive>) {
     let mut balance = SiteBalance {
         battery_soc_pct: soc,
@@ -166,7 +181,7 @@ fn plain(
         .services
         .iter()
         .map(|p| {
-            let config = names.get(p.id.as_str());
+            let config = names.get(p.id.as_str()).map(|k| k.config);
             let metered = config
                 .and_then(|c| c.meter.as_ref())
                 .and_then(|m| latest.get(m));
@@ -175,7 +190,7 @@ fn plain(
                 .or_else(|| config.and_then(|c| c.demand_w))
                 .unwrap_or(0.0);
             ServiceDemand {
-                id: p.id.clone(),
+                id: p.id.as_str().into(),
                 tier: p.tier,
                 demand_w: demand_w.max(0.0),
                 min_w: p.min_w,
@@ -193,8 +208,8 @@ fn plain(
         .map(|(g, p)| ServiceLive {
             id: g.id.clone(),
             name: names
-                .get(g.id.as_str())
-                .map_or_else(|| g.id.clone(), |c| c.display_name().to_string()),
+                .get(&*g.id)
+                .map_or_else(|| g.id.clone(), |k| k.name.clone()),
             tier: g.tier,
             demand_w: g.demand_w,
             allocated_w: g.allocated_w,
@@ -249,6 +264,7 @@ fn main() -> BenchResult<()> {
         ))?;
 
         // The plain path's inputs: the latest value of each device, the services by id.
+        // Readings come oldest first: the last one of each device wins.
         let latest: HashMap<String, f64> = site
             .readings
             .iter()
@@ -258,10 +274,20 @@ fn main() -> BenchResult<()> {
         let soc = site
             .readings
             .iter()
+            .rev()
             .find(|r| r.metric == Metric::SocPct)
             .map(|r| r.value);
-        let names: HashMap<&str, &ServiceConfig> =
-            site.services.iter().map(|s| (s.id.as_str(), s)).collect();
+        let names: HashMap<&str, Known<'_>> = site
+            .services
+            .iter()
+            .map(|s| {
+                let known = Known {
+                    config: s,
+                    name: s.display_name().into(),
+                };
+                (s.id.as_str(), known)
+            })
+            .collect();
 
         // Both paths must agree before their times mean anything.
         let live = rt.block_on(engine.evaluate(now))?;

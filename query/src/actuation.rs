@@ -225,7 +225,7 @@ impl Actuator {
         }
         let mut commands = Vec::new();
         for a in &mut self.services {
-            let live = snapshot.services.iter().find(|s| s.id == a.id);
+            let live = snapshot.services.iter().find(|s| *s.id == *a.id);
             let state = live.map(|s| s.state);
             let want_on = state.is_some_and(|s| s != ServiceState::Shed);
             let allowed_w = live.map_or(0.0, |s| s.allocated_w);
@@ -315,8 +315,8 @@ mod tests {
             services: services
                 .iter()
                 .map(|(id, state, allocated_w)| ServiceLive {
-                    id: id.to_string(),
-                    name: id.to_string(),
+                    id: (*id).into(),
+                    name: (*id).into(),
                     tier: 1,
                     demand_w: 1000.0,
                     allocated_w: *allocated_w,

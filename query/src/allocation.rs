@@ -22,6 +22,7 @@
 use ledger::plan::{Split, TierRule};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// How a service fares in one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +76,8 @@ impl Reason {
 /// One service as the allocation sees it: its place in the plan and its demand now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceDemand {
-    pub id: String,
+    /// Shared, not copied: the live evaluation passes thousands of ids a second.
+    pub id: Arc<str>,
     /// 1 is served first.
     pub tier: u32,
     /// What it would draw now, in watts. Negative or not a number counts as 0.
@@ -89,7 +91,7 @@ pub struct ServiceDemand {
 /// What one service gets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceGrant {
-    pub id: String,
+    pub id: Arc<str>,
     pub tier: u32,
     /// The demand the allocation used (a negative or non-numeric demand reads as 0).
     pub demand_w: f64,
@@ -584,7 +586,7 @@ pub enum InvalidInput {
 impl From<&SimulateService> for ServiceDemand {
     fn from(s: &SimulateService) -> Self {
         ServiceDemand {
-            id: s.id.clone(),
+            id: s.id.as_str().into(),
             tier: s.tier,
             demand_w: s.demand_w,
             min_w: s.min_w,
@@ -596,7 +598,7 @@ impl From<&SimulateService> for ServiceDemand {
 impl From<ServiceGrant> for SimulatedService {
     fn from(g: ServiceGrant) -> Self {
         SimulatedService {
-            id: g.id,
+            id: g.id.to_string(),
             tier: g.tier,
             demand_w: g.demand_w,
             allocated_w: g.allocated_w,

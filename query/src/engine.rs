@@ -1,15 +1,27 @@
-//! The live evaluation: once a second, a DataFusion query over `readings_live`
-//! gives the latest value of each device, from which come the site balance and each
-//! service's demand; the allocation shares the available power by the active plan;
-//! the result is one [`LiveSnapshot`].
+//! The live evaluation: once a second, a DataFusion query over `readings_latest`
+//! (the newest reading of each device and metric, joined to the configured devices)
+//! gives the site balance, each service's demand and each device's last reading; the
+//! allocation shares the available power by the active plan; the result is one
+//! [`LiveSnapshot`].
+//!
+//! It runs every second over every device and service, so the work that does not
+//! change between evaluations is done once: devices are numbered when the engine
+//! starts (the query returns those numbers, not names), and the active plan is
+//! prepared, with each service's meter resolved to a device number, only when the
+//! journal records an adoption. Names are shared (`Arc<str>`), not copied, into each
+//! snapshot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::arrow::array::{AsArray, Float64Builder, RecordBatch, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, Float64Builder, RecordBatch, StringBuilder, UInt32Builder,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Schema, TimestampMillisecondType, UInt32Type,
+};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
@@ -21,14 +33,14 @@ use ingest::store::LiveStore;
 use ledger::plan::Plan;
 use ledger::{AdoptedPlan, EntryKind, Journal};
 use sensors::config::DeviceConfig;
-use sensors::model::{Metric, Role};
+use sensors::model::Role;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocation::{Pool, ServiceDemand, ServiceState, allocate_pools};
 use crate::config::ServiceConfig;
 use crate::live::{DeviceLive, LiveSnapshot, PlanInfo, ServiceLive, Signal, SiteBalance};
-use crate::live_table::LiveTable;
+use crate::live_table::{LatestTable, LiveTable};
 use crate::{Error, Result};
 
 /// Tuning of the live evaluation.
@@ -54,8 +66,8 @@ impl Default for EngineOptions {
 }
 
 struct DeviceInfo {
-    id: String,
-    name: String,
+    id: Arc<str>,
+    name: Arc<str>,
     role: Role,
     /// Healthy while its last success is younger than this.
     fresh_within: Duration,
@@ -63,38 +75,56 @@ struct DeviceInfo {
 
 /// What the engine keeps of a configured service.
 struct ServiceInfo {
-    name: String,
-    /// A device whose `power_w` is the service's demand.
-    meter: Option<String>,
+    name: Arc<str>,
+    /// The number of the device whose `power_w` is the service's demand.
+    meter: Option<usize>,
     /// The declared demand, when there is no meter or no recent reading.
     demand_w: Option<f64>,
 }
 
-/// Latest value of each device and metric in the recent window, with the role of the
-/// device when it is configured. The site balance and the services' demands are both
-/// read from these rows: one scan of the window per evaluation.
-const LATEST_SQL: &str = "WITH latest AS (
-    SELECT CAST(device AS VARCHAR) AS device, CAST(metric AS VARCHAR) AS metric,
-           last_value(value ORDER BY ts) AS value
-    FROM readings_live
-    WHERE ts >= $1 AND metric IN ('power_w', 'soc_pct')
-    GROUP BY 1, 2
-)
-SELECT l.device, l.metric, l.value, d.role
-FROM latest l LEFT JOIN devices d ON l.device = d.id";
+/// The newest reading of each configured device, by the device's number
+/// (`devices.idx`), with whether it is recent enough to count (`fresh`, bound to the
+/// horizon `$1`). The site balance, the services' demands and the devices' last
+/// readings are all read from these rows: one pass over the last-value cache per
+/// evaluation, whatever the length of the window.
+const LATEST_SQL: &str = "SELECT d.idx, CAST(l.metric AS VARCHAR) AS metric, l.ts, l.value,
+       l.ts >= $1 AS fresh
+FROM readings_latest l JOIN devices d ON CAST(l.device AS VARCHAR) = d.id";
 
-/// What one run of [`LATEST_SQL`] says.
-struct Latest<'a> {
+/// What one run of [`LATEST_SQL`] says, by device number.
+struct Latest {
     balance: SiteBalance,
-    /// The latest power of each device, by id.
-    power_w: HashMap<&'a str, f64>,
+    /// The power of each device while it is recent enough to count.
+    fresh_power_w: Vec<Option<f64>>,
+    /// The newest power of each device, however old.
+    power_w: Vec<Option<f64>>,
+    /// The time of each device's newest reading of any metric.
+    last_seen_ms: Vec<Option<i64>>,
+}
+
+/// One service of the active plan, prepared for evaluation.
+struct PlannedService {
+    id: Arc<str>,
+    name: Arc<str>,
+    tier: u32,
+    min_w: f64,
+    max_w: Option<f64>,
+    /// The service as configured, `None` when the configuration does not know it.
+    meter: Option<usize>,
+    declared_w: Option<f64>,
+}
+
+/// The active plan and its services prepared for evaluation.
+struct PreparedPlan {
+    adopted: Option<Arc<AdoptedPlan>>,
+    services: Vec<PlannedService>,
 }
 
 /// The active plan as last read, and how far the journal was read.
 #[derive(Default)]
 struct PlanCache {
     /// `None` until the first read.
-    plan: Option<Option<Arc<AdoptedPlan>>>,
+    plan: Option<Arc<PreparedPlan>>,
     /// The journal was read up to this entry.
     seen_seq: i64,
 }
@@ -103,7 +133,6 @@ pub struct Engine {
     ctx: SessionContext,
     /// [`LATEST_SQL`], analysed and optimised once.
     latest: LogicalPlan,
-    store: Arc<LiveStore>,
     metrics: Arc<IngestMetrics>,
     journal: Arc<Journal>,
     plan_cache: Mutex<PlanCache>,
@@ -134,16 +163,36 @@ impl Engine {
         let config = SessionConfig::new().with_target_partitions(1);
         let ctx = SessionContext::new_with_config(config);
         ctx.register_table("readings_live", Arc::new(LiveTable::new(store.clone())))?;
+        ctx.register_table(
+            "readings_latest",
+            Arc::new(LatestTable::new(store.clone())),
+        )?;
         ctx.register_table("devices", Arc::new(devices_table(devices)?))?;
         ctx.register_table("services", Arc::new(services_table(services)?))?;
         let latest = ctx
             .state()
             .optimize(ctx.sql(LATEST_SQL).await?.logical_plan())?;
+        let index: HashMap<&str, usize> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.as_str(), i))
+            .collect();
+        let services = services
+            .iter()
+            .map(|s| {
+                let info = ServiceInfo {
+                    name: s.display_name().into(),
+                    meter: s.meter.as_deref().and_then(|m| index.get(m).copied()),
+                    demand_w: s.demand_w,
+                };
+                (s.id.clone(), info)
+            })
+            .collect();
         let devices = devices
             .iter()
             .map(|d| DeviceInfo {
-                id: d.id.clone(),
-                name: d.display_name().to_string(),
+                id: d.id.as_str().into(),
+                name: d.display_name().into(),
                 role: d.role,
                 fresh_within: if d.modbus.is_some() {
                     (d.poll_interval * 3).max(Duration::from_secs(5))
@@ -152,21 +201,9 @@ impl Engine {
                 },
             })
             .collect();
-        let services = services
-            .iter()
-            .map(|s| {
-                let info = ServiceInfo {
-                    name: s.display_name().to_string(),
-                    meter: s.meter.clone(),
-                    demand_w: s.demand_w,
-                };
-                (s.id.clone(), info)
-            })
-            .collect();
         Ok(Engine {
             ctx,
             latest,
-            store,
             metrics,
             journal,
             plan_cache: Mutex::default(),
@@ -202,44 +239,33 @@ impl Engine {
     /// pv, grid, battery and loads from the latest readings (a DataFusion query).
     pub async fn site_balance(&self, now: DateTime<Utc>) -> Result<SiteBalance> {
         let batches = self.query_latest(now).await?;
-        Ok(read_latest(&batches)?.balance)
+        Ok(self.read_latest(&batches)?.balance)
     }
 
     /// Each configured service's demand: its meter's latest power, or its declared demand.
     pub async fn service_demands(&self, now: DateTime<Utc>) -> Result<HashMap<String, f64>> {
         let batches = self.query_latest(now).await?;
-        let latest = read_latest(&batches)?;
+        let latest = self.read_latest(&batches)?;
         Ok(self
             .services
-            .keys()
-            .map(|id| (id.clone(), self.demand_w(id, &latest.power_w)))
+            .iter()
+            .map(|(id, s)| (id.clone(), demand_w(s.meter, s.demand_w, &latest)))
             .collect())
     }
 
-    /// A service's demand from the latest power of each device: its meter's, else its
-    /// declared demand, else 0 (and 0 for a service the configuration does not know).
-    fn demand_w(&self, id: &str, power_w: &HashMap<&str, f64>) -> f64 {
-        let Some(s) = self.services.get(id) else {
-            return 0.0;
-        };
-        let metered = s.meter.as_deref().and_then(|m| power_w.get(m)).copied();
-        // A meter reading slightly negative (noise, or export) demands nothing.
-        metered.or(s.demand_w).unwrap_or(0.0).max(0.0)
-    }
-
-    /// The active plan. Parsing a plan of thousands of services every second would
-    /// cost more than allocating by it, so the journal is read again only when it has
-    /// recorded a plan adoption since the last read.
-    fn active_plan(&self) -> Result<Option<Arc<AdoptedPlan>>> {
+    /// The active plan, prepared. Parsing a plan of thousands of services every
+    /// second would cost more than allocating by it, so the journal is read again
+    /// only when it has recorded a plan adoption since the last read.
+    fn active_plan(&self) -> Result<Arc<PreparedPlan>> {
         const PAGE: usize = 256;
         let mut cache = self.plan_cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut plan = match cache.plan.take() {
             Some(plan) => plan,
             None => {
                 // Entries before the active adoption cannot hold a newer one.
-                let plan = self.journal.active_plan()?.map(Arc::new);
-                cache.seen_seq = plan.as_ref().map_or(0, |p| p.seq);
-                plan
+                let adopted = self.journal.active_plan()?.map(Arc::new);
+                cache.seen_seq = adopted.as_ref().map_or(0, |p| p.seq);
+                Arc::new(self.prepare(adopted))
             }
         };
         let mut adopted = false;
@@ -254,20 +280,46 @@ impl Engine {
             }
         }
         if adopted {
-            plan = self.journal.active_plan()?.map(Arc::new);
+            plan = Arc::new(self.prepare(self.journal.active_plan()?.map(Arc::new)));
         }
         cache.plan = Some(plan.clone());
         Ok(plan)
     }
 
+    /// Resolves each service of a plan against the configuration, once per adoption.
+    fn prepare(&self, adopted: Option<Arc<AdoptedPlan>>) -> PreparedPlan {
+        let services = adopted
+            .as_ref()
+            .map(|a| {
+                a.plan
+                    .services
+                    .iter()
+                    .map(|p| {
+                        let config = self.services.get(&p.id);
+                        PlannedService {
+                            id: p.id.as_str().into(),
+                            name: config.map_or_else(|| p.id.as_str().into(), |c| c.name.clone()),
+                            tier: p.tier,
+                            min_w: p.min_w,
+                            max_w: p.max_w,
+                            meter: config.and_then(|c| c.meter),
+                            declared_w: config.and_then(|c| c.demand_w),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PreparedPlan { adopted, services }
+    }
+
     /// The whole live picture at `now`.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<LiveSnapshot> {
         let batches = self.query_latest(now).await?;
-        let latest = read_latest(&batches)?;
-        let mut site = latest.balance;
-        let adopted = self.active_plan()?;
-        let last_seen = self.store.last_seen();
-        let last_data_ms = last_seen.values().copied().max();
+        let latest = self.read_latest(&batches)?;
+        let mut site = latest.balance.clone();
+        let prepared = self.active_plan()?;
+        let adopted = prepared.adopted.as_ref();
+        let last_data_ms = latest.last_seen_ms.iter().flatten().copied().max();
         let last_data = last_data_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
         let stale = last_data
             .map(|t| {
@@ -283,11 +335,11 @@ impl Engine {
             services: vec![],
             sources: Default::default(),
         };
-        let plan = adopted.as_ref().map(|a| &a.plan).unwrap_or(&empty);
+        let plan = adopted.map(|a| &a.plan).unwrap_or(&empty);
         // Stale figures give no power: nobody should act on them.
         let pools = if stale { vec![] } else { pools(plan, &site) };
         site.available_w = pools.iter().fold(0.0, |sum, p| sum + p.available_w);
-        let inputs: Vec<ServiceDemand> = plan
+        let inputs: Vec<ServiceDemand> = prepared
             .services
             .iter()
             .map(|s| ServiceDemand {
@@ -296,7 +348,7 @@ impl Engine {
                 demand_w: if stale {
                     0.0
                 } else {
-                    self.demand_w(&s.id, &latest.power_w)
+                    demand_w(s.meter, s.declared_w, &latest)
                 },
                 min_w: s.min_w,
                 max_w: s.max_w,
@@ -309,13 +361,10 @@ impl Engine {
         let services: Vec<ServiceLive> = allocation
             .services
             .iter()
-            .zip(&plan.services)
+            .zip(&prepared.services)
             .map(|(g, p)| ServiceLive {
                 id: g.id.clone(),
-                name: self
-                    .services
-                    .get(&g.id)
-                    .map_or_else(|| g.id.clone(), |s| s.name.clone()),
+                name: p.name.clone(),
                 tier: g.tier,
                 demand_w: g.demand_w,
                 allocated_w: g.allocated_w,
@@ -326,27 +375,31 @@ impl Engine {
             })
             .collect();
 
-        let health = self.metrics.health();
-        let devices = self
-            .devices
-            .iter()
-            .map(|d| {
-                let seen = last_seen
-                    .get(&d.id)
-                    .and_then(|ms| Utc.timestamp_millis_opt(*ms).single());
-                let healthy = health
-                    .get(&d.id)
-                    .is_some_and(|h| h.is_up(now, d.fresh_within));
-                DeviceLive {
-                    id: d.id.clone(),
-                    name: d.name.clone(),
-                    role: d.role.as_str(),
-                    power_w: self.store.latest(&d.id, Metric::PowerW).map(|l| l.value),
-                    last_seen: seen,
-                    healthy,
-                }
-            })
-            .collect();
+        let devices = self.metrics.with_health(|health| {
+            self.devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let seen = latest
+                        .last_seen_ms
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+                    let healthy = health
+                        .get(&*d.id)
+                        .is_some_and(|h| h.is_up(now, d.fresh_within));
+                    DeviceLive {
+                        id: d.id.clone(),
+                        name: d.name.clone(),
+                        role: d.role.as_str(),
+                        power_w: latest.power_w.get(i).copied().flatten(),
+                        last_seen: seen,
+                        healthy,
+                    }
+                })
+                .collect()
+        });
 
         // A service held at its cap by the plan is as served as the plan allows.
         let all_served = allocation.services.iter().all(|g| {
@@ -368,12 +421,87 @@ impl Engine {
             services,
             devices,
             signal,
-            plan: adopted.as_ref().map(|a| PlanInfo {
+            plan: adopted.map(|a| PlanInfo {
                 seq: a.seq,
                 adopted_at: a.adopted_at,
             }),
             pools: allocation.pools,
         })
+    }
+
+    /// The site balance and each device's readings from the rows of [`LATEST_SQL`].
+    fn read_latest(&self, batches: &[RecordBatch]) -> Result<Latest> {
+        let n = self.devices.len();
+        let mut latest = Latest {
+            balance: SiteBalance::default(),
+            fresh_power_w: vec![None; n],
+            power_w: vec![None; n],
+            last_seen_ms: vec![None; n],
+        };
+        let (mut soc_sum, mut soc_count) = (0.0, 0u32);
+        for batch in batches {
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| Error::Query(format!("latest column `{name}` missing")))
+            };
+            let wrong = |name: &str| Error::Query(format!("latest column `{name}` has the wrong type"));
+            let idx = column("idx")?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| wrong("idx"))?;
+            let ts = column("ts")?
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| wrong("ts"))?;
+            let values = column("value")?
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| wrong("value"))?;
+            let fresh: &BooleanArray = column("fresh")?
+                .as_boolean_opt()
+                .ok_or_else(|| wrong("fresh"))?;
+            let metrics = text_column(batch, "metric")?;
+            for (row, metric) in metrics.enumerate() {
+                let (Some(metric), false, false) = (metric, idx.is_null(row), values.is_null(row))
+                else {
+                    continue;
+                };
+                let i = idx.value(row) as usize;
+                let Some(device) = self.devices.get(i) else {
+                    continue;
+                };
+                let value = values.value(row);
+                if !ts.is_null(row) {
+                    let t = ts.value(row);
+                    let seen = &mut latest.last_seen_ms[i];
+                    *seen = Some(seen.map_or(t, |s| s.max(t)));
+                }
+                let is_fresh = fresh.is_valid(row) && fresh.value(row);
+                match metric {
+                    "power_w" => {
+                        latest.power_w[i] = Some(value);
+                        if is_fresh {
+                            latest.fresh_power_w[i] = Some(value);
+                            let b = &mut latest.balance;
+                            match device.role {
+                                Role::Pv => b.pv_w += value,
+                                Role::Grid => b.grid_w += value,
+                                Role::Battery => b.battery_w += value,
+                                Role::Load => b.load_w += value,
+                            }
+                        }
+                    }
+                    "soc_pct" if is_fresh && device.role == Role::Battery => {
+                        soc_sum += value;
+                        soc_count += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let b = &mut latest.balance;
+        b.battery_soc_pct = (soc_count > 0).then(|| soc_sum / f64::from(soc_count));
+        b.unmetered_w = b.pv_w + b.grid_w + b.battery_w - b.load_w;
+        b.surplus_w = b.pv_w - (b.pv_w + b.grid_w + b.battery_w);
+        Ok(latest)
     }
 
     /// Evaluates every `period`, and at once when `replan` is notified (after a plan
@@ -460,45 +588,11 @@ pub fn empty_snapshot(now: DateTime<Utc>) -> LiveSnapshot {
     }
 }
 
-/// The site balance and each device's power from the rows of [`LATEST_SQL`].
-fn read_latest(batches: &[RecordBatch]) -> Result<Latest<'_>> {
-    let mut balance = SiteBalance::default();
-    let mut power_w = HashMap::new();
-    let (mut soc_sum, mut soc_count) = (0.0, 0u32);
-    for batch in batches {
-        let values = batch
-            .column_by_name("value")
-            .and_then(|c| c.as_primitive_opt::<Float64Type>())
-            .ok_or_else(|| Error::Query("latest column `value` is not a number".into()))?;
-        let rows = text_column(batch, "device")?
-            .zip(text_column(batch, "metric")?)
-            .zip(text_column(batch, "role")?)
-            .zip(values.iter());
-        for (((device, metric), role), value) in rows {
-            let (Some(device), Some(metric), Some(value)) = (device, metric, value) else {
-                continue;
-            };
-            match (role, metric) {
-                (Some("pv"), "power_w") => balance.pv_w += value,
-                (Some("grid"), "power_w") => balance.grid_w += value,
-                (Some("battery"), "power_w") => balance.battery_w += value,
-                (Some("load"), "power_w") => balance.load_w += value,
-                (Some("battery"), "soc_pct") => {
-                    soc_sum += value;
-                    soc_count += 1;
-                }
-                _ => {}
-            }
-            if metric == "power_w" {
-                power_w.insert(device, value);
-            }
-        }
-    }
-    balance.battery_soc_pct = (soc_count > 0).then(|| soc_sum / f64::from(soc_count));
-    let b = &mut balance;
-    b.unmetered_w = b.pv_w + b.grid_w + b.battery_w - b.load_w;
-    b.surplus_w = b.pv_w - (b.pv_w + b.grid_w + b.battery_w);
-    Ok(Latest { balance, power_w })
+/// A service's demand: its meter's power while recent, else its declared demand,
+/// else 0. A meter reading slightly negative (noise, or export) demands nothing.
+fn demand_w(meter: Option<usize>, declared_w: Option<f64>, latest: &Latest) -> f64 {
+    let metered = meter.and_then(|i| latest.fresh_power_w.get(i).copied().flatten());
+    metered.or(declared_w).unwrap_or(0.0).max(0.0)
 }
 
 /// The values of a text column, whichever string layout DataFusion chose for it.
@@ -526,12 +620,18 @@ fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
         Field::new("name", DataType::Utf8, false),
         Field::new("role", DataType::Utf8, false),
         Field::new("profile", DataType::Utf8, false),
+        // The engine's number for the device: its place in the configuration.
+        Field::new("idx", DataType::UInt32, false),
     ]));
+    let mut idx = UInt32Builder::new();
     let mut id = StringBuilder::new();
     let mut name = StringBuilder::new();
     let mut role = StringBuilder::new();
     let mut profile = StringBuilder::new();
-    for d in devices {
+    for (i, d) in devices.iter().enumerate() {
+        let i = u32::try_from(i)
+            .map_err(|_| Error::Query("more devices than the engine can number".into()))?;
+        idx.append_value(i);
         id.append_value(&d.id);
         name.append_value(d.display_name());
         role.append_value(d.role.as_str());
@@ -544,6 +644,7 @@ fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
             Arc::new(name.finish()),
             Arc::new(role.finish()),
             Arc::new(profile.finish()),
+            Arc::new(idx.finish()),
         ],
     )?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)

@@ -1,6 +1,8 @@
 //! What the node knows right now: the shape of `GET /api/live` (DESIGN.md §8) and of
 //! every live page. Fields may be added, never renamed.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -30,8 +32,8 @@ pub struct SiteBalance {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ServiceLive {
-    pub id: String,
-    pub name: String,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
     pub tier: u32,
     pub demand_w: f64,
     pub allocated_w: f64,
@@ -44,8 +46,8 @@ pub struct ServiceLive {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DeviceLive {
-    pub id: String,
-    pub name: String,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
     pub role: &'static str,
     pub power_w: Option<f64>,
     pub last_seen: Option<DateTime<Utc>>,

@@ -183,7 +183,7 @@ fn known_ids(history: &[AdoptedPlan], snapshot: &LiveSnapshot) -> HashSet<String
         .first()
         .into_iter()
         .flat_map(|a| a.plan.services.iter().map(|s| s.id.clone()))
-        .chain(snapshot.services.iter().map(|s| s.id.clone()))
+        .chain(snapshot.services.iter().map(|s| s.id.to_string()))
         .collect()
 }
 
@@ -203,7 +203,7 @@ fn render(
     let names: HashMap<String, String> = snapshot
         .services
         .iter()
-        .map(|s| (s.id.clone(), s.name.clone()))
+        .map(|s| (s.id.to_string(), s.name.to_string()))
         .collect();
     let view = AssemblyView {
         history,
@@ -231,7 +231,7 @@ fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> P
     let demand: HashMap<&str, f64> = snapshot
         .services
         .iter()
-        .map(|s| (s.id.as_str(), s.demand_w))
+        .map(|s| (&*s.id, s.demand_w))
         .collect();
     let run = |plan: &Plan| {
         let pools = query::engine::pools(plan, &snapshot.site);
@@ -239,7 +239,7 @@ fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> P
             .services
             .iter()
             .map(|s| ServiceDemand {
-                id: s.id.clone(),
+                id: s.id.as_str().into(),
                 tier: s.tier,
                 demand_w: demand.get(s.id.as_str()).copied().unwrap_or(0.0),
                 min_w: s.min_w,
@@ -253,7 +253,7 @@ fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> P
     let outcome = |a: &query::allocation::Allocation, id: &str| -> Option<(f64, ServiceState)> {
         a.services
             .iter()
-            .find(|g| g.id == id)
+            .find(|g| &*g.id == id)
             .map(|g| (g.allocated_w, g.state))
     };
     let mut ids: Vec<&str> = draft.services.iter().map(|s| s.id.as_str()).collect();

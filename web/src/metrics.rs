@@ -71,7 +71,7 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         snapshot
             .devices
             .iter()
-            .map(|d| (Some(d.id.clone()), if d.healthy { 1.0 } else { 0.0 })),
+            .map(|d| (Some(d.id.to_string()), if d.healthy { 1.0 } else { 0.0 })),
     );
     family(
         &mut out,

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 fn svc(id: &str, tier: u32, demand_w: f64, min_w: f64, max_w: Option<f64>) -> ServiceDemand {
     ServiceDemand {
-        id: id.to_string(),
+        id: id.into(),
         tier,
         demand_w,
         min_w,
@@ -20,7 +20,7 @@ fn rule(tier: u32, split: Split) -> TierRule {
 fn grant<'a>(a: &'a Allocation, id: &str) -> &'a ServiceGrant {
     a.services
         .iter()
-        .find(|g| g.id == id)
+        .find(|g| &*g.id == id)
         .unwrap_or_else(|| panic!("no grant for service `{id}`"))
 }
 
@@ -225,7 +225,7 @@ fn equal_split_is_water_filling() {
     );
     check(&a, "large", 400.0, ServiceState::Partial, Reason::TierShare);
     assert_eq!(a.allocated_w, 900.0, "all 900 W are allocated");
-    let ids: Vec<&str> = a.services.iter().map(|g| g.id.as_str()).collect();
+    let ids: Vec<&str> = a.services.iter().map(|g| &*g.id).collect();
     assert_eq!(
         ids,
         ["small", "medium", "large"],
@@ -271,7 +271,7 @@ fn higher_tiers_are_served_first_and_order_is_kept() {
     check(&a, "b", 250.0, ServiceState::Partial, Reason::TierShare);
     check(&a, "c", 50.0, ServiceState::Partial, Reason::TierShare);
     check(&a, "d", 0.0, ServiceState::Shed, Reason::HigherTiersFirst);
-    let ids: Vec<&str> = a.services.iter().map(|g| g.id.as_str()).collect();
+    let ids: Vec<&str> = a.services.iter().map(|g| &*g.id).collect();
     assert_eq!(ids, ["b", "a", "d", "c"], "grants keep the input order");
 }
 
@@ -593,7 +593,7 @@ fn tiers_keep_their_order_across_pools() {
     check(&a, "a", 800.0, ServiceState::Served, Reason::FullyServed);
     check(&a, "b", 1100.0, ServiceState::Partial, Reason::TierShare);
     check(&a, "c", 100.0, ServiceState::Partial, Reason::MinimumOnly);
-    let ids: Vec<&str> = a.services.iter().map(|g| g.id.as_str()).collect();
+    let ids: Vec<&str> = a.services.iter().map(|g| &*g.id).collect();
     assert_eq!(ids, ["c", "a", "b"], "grants keep the input order");
     check_pool(&a, "pv", 1000.0, 1000.0);
     check_pool(&a, "battery", 1000.0, 1000.0);
@@ -803,7 +803,7 @@ proptest! {
             services: services
                 .iter()
                 .map(|s| SimulateService {
-                    id: s.id.clone(),
+                    id: s.id.to_string(),
                     tier: s.tier,
                     demand_w: s.demand_w,
                     min_w: s.min_w,
@@ -1236,7 +1236,7 @@ mod live_path {
         let s = live
             .services
             .iter()
-            .find(|s| s.id == id)
+            .find(|s| &*s.id == id)
             .unwrap_or_else(|| panic!("no service `{id}`"));
         (s.allocated_w, s.state, s.reason)
     }
@@ -1263,8 +1263,9 @@ mod live_path {
                 r("grid", Metric::PowerW, 1500.0),
                 r("m-a", Metric::PowerW, 1500.0),
                 r("m-b", Metric::PowerW, 1000.0),
-                // A meter that is not a configured device still gives its service's demand.
-                r("m-x", Metric::PowerW, -20.0),
+                // A device the configuration does not know (the configuration refuses
+                // such a meter): its readings count nowhere, not even as x's demand.
+                r("m-x", Metric::PowerW, 900.0),
             ])
             .expect("append");
         let devices = [
@@ -1310,7 +1311,7 @@ mod live_path {
         .expect("engine");
 
         // a (tier 1) asks 1500 of PV 1000 + grid 2000: PV 1000, grid 500. Tier 2 (b 1000,
-        // c 200) reaches PV only, now 0. x's meter reads -20 W: it demands nothing.
+        // c 200) reaches PV only, now 0. x's meter is unknown: it demands nothing.
         let live = engine.evaluate(now).await.expect("evaluate");
         assert!(!live.stale, "fresh data");
         assert_eq!(live.site.pv_w, 1000.0, "pv");
@@ -1342,7 +1343,7 @@ mod live_path {
             (0.0, ServiceState::Shed, "higher_tiers_first")
         );
         assert_eq!(state(&live, "x"), (0.0, ServiceState::Idle, "no_demand"));
-        let names: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = live.services.iter().map(|s| &*s.name).collect();
         assert_eq!(
             names,
             ["a", "Bee", "c", "x"],
@@ -1395,6 +1396,82 @@ mod live_path {
         assert_eq!(live.site.available_w, 6000.0, "PV + battery + grid");
         assert_eq!(live.site.allocated_w, 2700.0, "allocated");
     }
+    /// Of several readings in the window, the newest counts; a device whose newest
+    /// power is older than `value_max_age` counts neither in the balance nor as a
+    /// demand, though the device list still shows it with its time; a device's last
+    /// reading of any metric is its "last seen".
+    #[tokio::test]
+    async fn evaluate_counts_each_devices_newest_recent_reading() {
+        let now = Utc
+            .timestamp_millis_opt(1_750_000_000_000)
+            .single()
+            .expect("time");
+        let ms = now.timestamp_millis();
+        let r = |age_ms: i64, device: &str, metric, value| Reading {
+            ts_ms: ms - age_ms,
+            device: device.into(),
+            metric,
+            value,
+        };
+        let store = Arc::new(LiveStore::new(Duration::from_secs(600)));
+        store
+            .append(&[
+                r(3_000, "roof", Metric::PowerW, 800.0),
+                r(1_000, "roof", Metric::PowerW, 2_000.0),
+                r(2_000, "roof", Metric::PowerW, 1_200.0),
+                // The pump's meter stopped 90 s ago, past the 60 s limit...
+                r(90_000, "m-pump", Metric::PowerW, 700.0),
+                // ...though its energy counter still arrived 5 s ago.
+                r(5_000, "m-pump", Metric::EnergyImportWh, 12_345.0),
+                r(1_000, "m-fridge", Metric::PowerW, 150.0),
+            ])
+            .expect("append");
+        let devices = [
+            device("roof", Role::Pv),
+            device("m-pump", Role::Load),
+            device("m-fridge", Role::Load),
+        ];
+        let services = [
+            service(serde_json::json!({"id": "fridge", "meter": "m-fridge", "tier": 1})),
+            service(serde_json::json!({"id": "pump", "meter": "m-pump", "tier": 1})),
+        ];
+        let plan = initial_plan(&services, &[], &Sources::default());
+        let journal = Arc::new(Journal::open_in_memory().expect("journal"));
+        journal.seed(&plan, &[], now).expect("seed");
+        let engine = Engine::new(
+            store,
+            Arc::new(IngestMetrics::default()),
+            journal,
+            &devices,
+            &services,
+            EngineOptions::default(),
+        )
+        .await
+        .expect("engine");
+        let live = engine.evaluate(now).await.expect("evaluate");
+        assert_eq!(live.site.pv_w, 2_000.0, "the newest PV reading");
+        assert_eq!(live.site.load_w, 150.0, "the pump's old power does not count");
+        assert_eq!(live.site.available_w, 2_000.0);
+        assert_eq!(state(&live, "fridge"), (150.0, ServiceState::Served, "fully_served"));
+        assert_eq!(state(&live, "pump"), (0.0, ServiceState::Idle, "no_demand"));
+        let pump = live
+            .devices
+            .iter()
+            .find(|d| &*d.id == "m-pump")
+            .expect("pump meter listed");
+        assert_eq!(pump.power_w, Some(700.0), "its last power, however old");
+        assert_eq!(
+            pump.last_seen.map(|t| t.timestamp_millis()),
+            Some(ms - 5_000),
+            "last seen by its energy counter"
+        );
+        assert_eq!(
+            live.last_data.map(|t| t.timestamp_millis()),
+            Some(ms - 1_000),
+            "the newest reading of the site"
+        );
+    }
+
     /// The running engine evaluates again as soon as a plan is adopted and it is woken,
     /// not only at its next tick (here an hour away).
     #[tokio::test]
@@ -1428,7 +1505,7 @@ mod live_path {
             cancel.clone(),
         ));
         let tier_of = |live: &LiveSnapshot, id: &str| {
-            live.services.iter().find(|s| s.id == id).map(|s| s.tier)
+            live.services.iter().find(|s| &*s.id == id).map(|s| s.tier)
         };
         // The first tick is immediate.
         tokio::time::timeout(Duration::from_secs(10), rx.changed())

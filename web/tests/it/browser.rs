@@ -134,8 +134,8 @@ fn many_services() -> query::live::LiveSnapshot {
     ];
     for (i, name) in names.iter().enumerate() {
         let mut service = template.clone();
-        service.id = format!("extra-{i}");
-        service.name = (*name).to_string();
+        service.id = format!("extra-{i}").into();
+        service.name = (*name).into();
         service.tier = 2 + (i as u32 % 2);
         snapshot.services.push(service);
     }
