@@ -124,7 +124,8 @@ impl Journal {
         })
     }
 
-    /// One member's balance at `at` (see [`Journal::balances`]).
+    /// One member's balance at `at` (see [`Journal::balances`]);
+    /// [`Error::UnknownMember`] if they are not a member at `at`.
     pub fn balance(&self, member: &str, at: DateTime<Utc>) -> Result<Communs> {
         self.balances(at)?
             .balances

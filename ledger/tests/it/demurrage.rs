@@ -267,6 +267,9 @@ proptest! {
         let journal = community();
         let mut now = t0();
         let mut minted: i64 = 0;
+        // The balances last seen at each instant, to compare with what the journal
+        // replayed up to that instant gives afterwards.
+        let mut seen = std::collections::BTreeMap::new();
         for op in ops {
             match op {
                 Op::Earn { member, centihours } => {
@@ -318,6 +321,10 @@ proptest! {
                 prop_assert_eq!(all.minted_total.micro(), minted);
                 prop_assert!(all.commons >= Communs::ZERO);
             }
+            seen.insert(now, journal.balances(now).unwrap());
+        }
+        for (at, balances) in &seen {
+            prop_assert_eq!(&journal.balances(*at).unwrap(), balances, "at {}", at);
         }
         let report = journal.verify().unwrap();
         prop_assert!(report.is_intact(), "{}", report);
