@@ -574,14 +574,24 @@ fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
         return t.t("assembly.from_configuration").to_string();
     }
     let d = &adopted.decision;
+    // French counts 0 and 1 in the singular ("1 abstention", "0 présent").
+    let counted = |n: u32, one: &str, many: &str| {
+        t.tf(if n <= 1 { one } else { many }, &[("n", &n.to_string())])
+    };
     t.tf(
         "assembly.decision",
         &[
             ("date", &format_date_long(d.assembly_date, lang)),
             ("for", &d.votes_for.to_string()),
             ("against", &d.votes_against.to_string()),
-            ("abstain", &d.votes_abstain.to_string()),
-            ("present", &d.present.to_string()),
+            (
+                "abstain",
+                &counted(d.votes_abstain, "assembly.abstain_one", "assembly.abstain_many"),
+            ),
+            (
+                "present",
+                &counted(d.present, "assembly.present_one", "assembly.present_many"),
+            ),
             ("quorum", &d.quorum_required.to_string()),
             ("by", &adopted.author),
         ],

@@ -271,7 +271,7 @@ async fn adopting_through_the_form_records_the_plan_and_its_history() {
     assert!(html.contains("Laverie partagée : plafond 3,0 kW → aucun"));
     assert!(html.contains("Priorité 1 : partage à parts égales → au prorata de la demande"));
     assert!(html.contains(
-        "9 pour, 2 contre, 1 abstentions ; 14 présents pour un quorum de 10 ; saisi par aline"
+        "9 pour, 2 contre, 1 abstention ; 14 présents pour un quorum de 10 ; saisi par aline"
     ));
     // The laundry is now listed in the first tier of the active plan.
     assert!(html.contains("Laverie partagée — garanti 100 W</li>"));
