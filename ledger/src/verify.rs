@@ -24,7 +24,12 @@ pub struct VerifyReport {
     /// The `hash` stored in the last row (64 zeros when the journal is empty). Keep
     /// it: a journal cut short after it is only noticed against a known head.
     pub head_hash: String,
-    /// The first entry that breaks the chain, if any.
+    /// Whether every row chains onto the one before it (sequence, hashes, canonical
+    /// forms). The replay of the ledger's rules and balances runs only then: when
+    /// this is true, `first_bad` names what the replay found, if anything.
+    pub chain_intact: bool,
+    /// The first entry that breaks the chain or, the chain being intact, the first
+    /// entry or account where the replay disagrees, if any.
     pub first_bad: Option<BadEntry>,
 }
 
@@ -120,7 +125,8 @@ impl Journal {
                 last_hash = text(row, 6, "hash").ok();
             }
             drop(rows);
-            if first_bad.is_none() {
+            let chain_intact = first_bad.is_none();
+            if chain_intact {
                 first_bad = check_ledger(conn, last_seq)?;
             }
             Ok(VerifyReport {
@@ -130,6 +136,7 @@ impl Journal {
                     (_, Some(hash)) => hash,
                     (_, None) => String::new(),
                 },
+                chain_intact,
                 first_bad,
             })
         })
@@ -336,6 +343,7 @@ mod tests {
         assert_eq!(report.entries, 3);
         assert_eq!(report.head_hash, journal.head().unwrap().unwrap().hash);
         assert!(report.is_intact(), "{report}");
+        assert!(report.chain_intact);
     }
 
     #[test]
@@ -350,6 +358,7 @@ mod tests {
             (bad.seq, bad.problem.as_str()),
             (2, "column `author` is not valid UTF-8")
         );
+        assert!(!journal.verify().unwrap().chain_intact);
 
         let journal = three_members();
         tamper(&journal, "UPDATE journal SET ts = X'0102' WHERE seq = 3;");
@@ -403,5 +412,7 @@ mod tests {
             bad.problem.contains("the members table refers to entry 3"),
             "{bad}"
         );
+        // What is left chains correctly: the replay is what finds the cut.
+        assert!(journal.verify().unwrap().chain_intact);
     }
 }
