@@ -338,6 +338,7 @@ async fn discover(
                     .iter()
                     .map(|m| (RegisterKind::Holding, m.body_address(), m.length)),
                 0,
+                sensors::modbus::MAX_READ_REGISTERS,
             );
             Ok(PollPlan::SunSpec {
                 models: polled,

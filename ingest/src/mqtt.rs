@@ -37,20 +37,7 @@ pub struct MqttClientOptions {
     pub password: Option<String>,
 }
 
-/// Does `topic` match the subscription `filter` (`+` one level, `#` the rest)?
-pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+pub use sensors::mqtt::topic_matches;
 
 struct Route {
     filter: String,
