@@ -16,7 +16,7 @@ use ledger::{
 use crate::assembly::decision_sentence;
 use crate::pages::ASSET_VERSION;
 use crate::{
-    Catalog, Error, Lang, Result, SiteInfo, format_communs, format_date_long,
+    Catalog, Error, Lang, Result, SiteInfo, format_communs, format_communs_exact, format_date_long,
 };
 
 /// How far ahead the page projects balances, in days.
@@ -138,31 +138,70 @@ pub enum LedgerField {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LedgerProblem {
     /// The form sent a field the page does not have.
-    UnknownField { name: String },
+    UnknownField {
+        name: String,
+    },
     Missing(LedgerField),
-    NotANumber { field: LedgerField, value: String },
-    NotAWholeNumber { field: LedgerField, value: String },
-    NotADate { field: LedgerField, value: String },
-    UnknownCategory { value: String },
-    UnknownVerdict { value: String },
-    TooLong { field: LedgerField, chars: usize, max: usize },
+    NotANumber {
+        field: LedgerField,
+        value: String,
+    },
+    NotAWholeNumber {
+        field: LedgerField,
+        value: String,
+    },
+    NotADate {
+        field: LedgerField,
+        value: String,
+    },
+    UnknownCategory {
+        value: String,
+    },
+    UnknownVerdict {
+        value: String,
+    },
+    TooLong {
+        field: LedgerField,
+        chars: usize,
+        max: usize,
+    },
     Contribution(ContributionProblem),
-    NoSuchContribution { id: i64 },
+    NoSuchContribution {
+        id: i64,
+    },
     /// One's own contribution.
     SelfAttestation,
     AlreadyAttested,
-    Decided { state: ContributionState },
+    Decided {
+        state: ContributionState,
+    },
     RejectionWithoutComment,
-    UnknownMember { name: String },
+    UnknownMember {
+        name: String,
+    },
     TransferToSelf,
     AmountNotPositive,
     /// More than six decimals, or more than the ledger counts.
-    AmountNotCommuns { value: String },
-    Insufficient { balance: Communs, asked: Communs },
-    AttestationsNeededOutOfRange { value: u32 },
-    RateOutOfRange { category: Category, value: String },
-    DemurrageRateOutOfRange { value: String },
-    DemurragePeriodOutOfRange { days: u32 },
+    AmountNotCommuns {
+        value: String,
+    },
+    Insufficient {
+        balance: Communs,
+        asked: Communs,
+    },
+    AttestationsNeededOutOfRange {
+        value: u32,
+    },
+    RateOutOfRange {
+        category: Category,
+        value: String,
+    },
+    DemurrageRateOutOfRange {
+        value: String,
+    },
+    DemurragePeriodOutOfRange {
+        days: u32,
+    },
     Decision(DecisionProblem),
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
@@ -349,7 +388,10 @@ fn field_name(field: LedgerField, lang: Lang) -> String {
         LedgerField::Memo => "ledger.memo",
         LedgerField::AttestationsNeeded => "ledger.attestations_needed",
         LedgerField::Rate(category) => {
-            return t.tf("ledger.rate_of", &[("category", category_name(category, lang))]);
+            return t.tf(
+                "ledger.rate_of",
+                &[("category", category_name(category, lang))],
+            );
         }
         LedgerField::DemurrageRate => "ledger.demurrage_rate",
         LedgerField::DemurragePeriod => "ledger.demurrage_period",
@@ -442,9 +484,7 @@ pub fn ledger_problem_text(problem: &LedgerProblem, lang: Lang) -> String {
             let (_, _, key) = state_parts(*state);
             t.tf("ledger.problem_decided", &[("state", t.t(key))])
         }
-        LedgerProblem::RejectionWithoutComment => {
-            t.t("ledger.problem_reject_comment").to_string()
-        }
+        LedgerProblem::RejectionWithoutComment => t.t("ledger.problem_reject_comment").to_string(),
         LedgerProblem::UnknownMember { name } => {
             t.tf("ledger.problem_unknown_member", &[("name", name)])
         }
@@ -453,11 +493,12 @@ pub fn ledger_problem_text(problem: &LedgerProblem, lang: Lang) -> String {
         LedgerProblem::AmountNotCommuns { value } => {
             t.tf("ledger.problem_amount_precise", &[("value", value)])
         }
+        // Exact: rounded, the balance could read as the amount asked.
         LedgerProblem::Insufficient { balance, asked } => t.tf(
             "ledger.problem_insufficient",
             &[
-                ("balance", &format_communs(*balance, lang)),
-                ("asked", &format_communs(*asked, lang)),
+                ("balance", &format_communs_exact(*balance, lang)),
+                ("asked", &format_communs_exact(*asked, lang)),
             ],
         ),
         LedgerProblem::AttestationsNeededOutOfRange { value } => t.tf(
@@ -536,10 +577,7 @@ fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String
     }];
     let first = parameters.rate(Category::ALL[0]);
     if Category::ALL.iter().all(|c| parameters.rate(*c) == first) {
-        lines.push(t.tf(
-            "ledger.rate_all",
-            &[("rate", &format_communs(first, lang))],
-        ));
+        lines.push(t.tf("ledger.rate_all", &[("rate", &format_communs(first, lang))]));
     } else {
         let rates: Vec<String> = Category::ALL
             .into_iter()
@@ -561,7 +599,9 @@ fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String
 pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Result<String> {
     let t = Catalog::for_lang(lang);
     let tz = site.timezone;
-    let date = |at: chrono::DateTime<chrono::Utc>| format_date_long(at.with_timezone(&tz).date_naive(), lang);
+    let date = |at: chrono::DateTime<chrono::Utc>| {
+        format_date_long(at.with_timezone(&tz).date_naive(), lang)
+    };
     let problems_of = |target: FormTarget| -> Vec<String> {
         if view.problems_for == Some(target) {
             view.problems
@@ -659,16 +699,14 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
             let attested_by_me = c.attestations.iter().find(|a| a.member == view.member);
             let note = if mine {
                 Some(t.t("ledger.own_contribution").to_string())
-            } else if let Some(a) = attested_by_me {
-                Some(
+            } else {
+                attested_by_me.map(|a| {
                     t.t(match a.verdict {
                         Verdict::Approve => "ledger.you_approved",
                         Verdict::Reject => "ledger.you_rejected",
                     })
-                    .to_string(),
-                )
-            } else {
-                None
+                    .to_string()
+                })
             };
             let can_attest = view.resident
                 && !mine
@@ -762,9 +800,7 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         .collect();
 
     let confirmation = view.confirmation.map(|c| match c {
-        Confirmation::Recorded { id } => {
-            t.tf("ledger.done_recorded", &[("id", &id.to_string())])
-        }
+        Confirmation::Recorded { id } => t.tf("ledger.done_recorded", &[("id", &id.to_string())]),
         Confirmation::Attested { id } => {
             let state = view
                 .contributions
@@ -785,18 +821,16 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
                 _ => t.tf("ledger.done_attested", &[("id", &id.to_string())]),
             }
         }
-        Confirmation::Transferred { seq } => {
-            match view.transfers.iter().find(|tr| tr.seq == seq) {
-                Some(tr) => t.tf(
-                    "ledger.done_transferred",
-                    &[
-                        ("amount", &format_communs(tr.amount, lang)),
-                        ("member", &tr.to),
-                    ],
-                ),
-                None => t.t("ledger.done_transferred_plain").to_string(),
-            }
-        }
+        Confirmation::Transferred { seq } => match view.transfers.iter().find(|tr| tr.seq == seq) {
+            Some(tr) => t.tf(
+                "ledger.done_transferred",
+                &[
+                    ("amount", &format_communs(tr.amount, lang)),
+                    ("member", &tr.to),
+                ],
+            ),
+            None => t.t("ledger.done_transferred_plain").to_string(),
+        },
         Confirmation::ParametersAdopted { seq } => {
             t.tf("ledger.done_parameters", &[("seq", &seq.to_string())])
         }
@@ -901,7 +935,9 @@ mod tests {
             LedgerProblem::UnknownCategory {
                 value: "plumbing".into(),
             },
-            LedgerProblem::UnknownVerdict { value: "maybe".into() },
+            LedgerProblem::UnknownVerdict {
+                value: "maybe".into(),
+            },
             LedgerProblem::TooLong {
                 field: LedgerField::Comment,
                 chars: 600,
@@ -987,7 +1023,8 @@ mod tests {
         );
         let mut p = p;
         p.demurrage_rate_ppm = 25_000;
-        p.rates_per_hour.insert(Category::Care, Communs::from_whole(12));
+        p.rates_per_hour
+            .insert(Category::Care, Communs::from_whole(12));
         let en = parameters_sentences(&p, Lang::En);
         assert!(en[1].contains("care 12.00"), "{en:?}");
         assert!(en[2].contains("2.5%"), "{en:?}");

@@ -364,12 +364,7 @@ mod tests {
         assert_eq!(tiers, ["Priorité 1", "Priorité 2", "Priorité 3"]);
         let pump = &view.tiers[1].services[0];
         assert_eq!(
-            (
-                &*pump.id,
-                pump.state,
-                pump.icon,
-                pump.state_word.as_str()
-            ),
+            (&*pump.id, pump.state, pump.icon, pump.state_word.as_str()),
             ("pump", "partial", "◐", "partiel")
         );
         assert_eq!(
