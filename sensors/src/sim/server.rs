@@ -29,6 +29,9 @@ pub struct SimControl {
     pub requests: AtomicU64,
     /// Connections accepted, over the server's life.
     pub connections: AtomicU64,
+    /// Reads overlapping one of these `(kind, first, last)` register ranges are
+    /// refused with exception 0x02 (Illegal Data Address).
+    pub refused: std::sync::Mutex<Vec<(RegisterKind, u16, u16)>>,
     open: AtomicUsize,
 }
 
@@ -47,6 +50,23 @@ impl SimControl {
 
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// Refuses reads that touch registers `first..=last` of `kind`.
+    pub fn refuse(&self, kind: RegisterKind, first: u16, last: u16) {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((kind, first, last));
+    }
+
+    fn refuses(&self, kind: RegisterKind, start: u16, count: u16) -> bool {
+        let end = u32::from(start) + u32::from(count);
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(k, a, b)| *k == kind && u32::from(*a) < end && u32::from(start) <= u32::from(*b))
     }
 }
 
@@ -96,15 +116,19 @@ impl ImageService {
                 None => return Err(ExceptionCode::GatewayTargetDevice),
             },
         };
-        match req.request {
-            Request::ReadHoldingRegisters(start, count) => {
-                read(image, RegisterKind::Holding, start, count).map(Response::ReadHoldingRegisters)
-            }
-            Request::ReadInputRegisters(start, count) => {
-                read(image, RegisterKind::Input, start, count).map(Response::ReadInputRegisters)
-            }
-            _ => Err(ExceptionCode::IllegalFunction),
+        let (kind, start, count) = match req.request {
+            Request::ReadHoldingRegisters(start, count) => (RegisterKind::Holding, start, count),
+            Request::ReadInputRegisters(start, count) => (RegisterKind::Input, start, count),
+            _ => return Err(ExceptionCode::IllegalFunction),
+        };
+        if self.control.refuses(kind, start, count) {
+            return Err(ExceptionCode::IllegalDataAddress);
         }
+        let words = read(image, kind, start, count)?;
+        Ok(match kind {
+            RegisterKind::Holding => Response::ReadHoldingRegisters(words),
+            RegisterKind::Input => Response::ReadInputRegisters(words),
+        })
     }
 }
 
