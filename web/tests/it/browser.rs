@@ -202,6 +202,15 @@ async fn wall_screen_applies_live_updates() {
     let mut stale = snapshot();
     stale.stale = true;
     let (state, tx) = state_with(stale, Default::default());
+    // Members whose contribution is validated once the page is drawn: the week's
+    // hours reach the page through the event stream too.
+    for name in ["rita", "aline", "remi"] {
+        state
+            .journal
+            .add_member(name, &[ledger::Role::Resident], "test", chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let journal_state = state.clone();
     // Learn when the page itself has been served, so the value below can only
     // reach the browser through the event stream.
     let page_served = Arc::new(Notify::new());
@@ -238,6 +247,7 @@ async fn wall_screen_applies_live_updates() {
 
     let publisher = tokio::spawn(async move {
         page_served.notified().await;
+        validated(&journal_state, "rita", 2.5, chrono::Utc::now());
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
@@ -284,6 +294,11 @@ async fn wall_screen_applies_live_updates() {
         "{dom}"
     );
     assert!(dom.contains("Bon moment pour consommer</span>"), "{dom}");
+    // Drawn as "0 heure"; the stream brought the hours validated since.
+    assert!(
+        dom.contains("data-field=\"contributions.hours_validated_this_week\">2,5 heures<"),
+        "the script did not apply the week's hours sent over SSE:\n{dom}"
+    );
 }
 
 /// With no event at all, the page says within seconds that its figures are old and
