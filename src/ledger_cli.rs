@@ -25,13 +25,23 @@ fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
 }
 
 /// Re-derives the chain and replays every balance ([`Journal::verify`]); prints
-/// one line for each and exits 2 naming the first bad entry (and account).
+/// what each found and exits 2 naming the first bad entry (and account). The first
+/// line keeps the form it had before balances were replayed (`PATH: N entries,
+/// chain intact, head HASH`), which scripts may read.
 pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
     let (journal, path) = open_existing(loaded)?;
     let report = journal.verify()?;
-    println!("{}: {} entries", path.display(), report.entries);
+    if report.chain_intact {
+        println!(
+            "{}: {} entries, chain intact, head {}",
+            path.display(),
+            report.entries,
+            report.head_hash
+        );
+    } else {
+        println!("{}: {} entries", path.display(), report.entries);
+    }
     let Some(bad) = &report.first_bad else {
-        println!("  chain: intact, head {}", report.head_hash);
         let balances = journal.balances(chrono::Utc::now())?;
         let held = balances
             .balances
@@ -49,7 +59,6 @@ pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     if report.chain_intact {
-        println!("  chain: intact, head {}", report.head_hash);
         println!("  balances: the replay disagrees at {bad}");
     } else {
         println!("  chain: broken at {bad}");

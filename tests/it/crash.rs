@@ -121,7 +121,7 @@ async fn a_node_killed_mid_burst_keeps_every_acknowledged_write() {
         "verify after SIGKILL: {out}{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    assert!(out.contains("chain: intact"), "{out}");
+    assert!(out.contains("chain intact"), "{out}");
     assert!(
         out.contains("balances: replayed from the journal and equal to the stored ones"),
         "{out}"
