@@ -158,11 +158,12 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                         ),
                     ));
                 }
-                if let Some(other) = workers
-                    .modbus
-                    .iter()
-                    .find(|o| o.link.key() == link.key() && o.unit == unit)
-                {
+                // Port 0 names no device yet: it stands for a port assigned at
+                // start (the demo's simulators take free ports and write them
+                // in), so two such placeholders are not the same device.
+                if let Some(other) = workers.modbus.iter().find(|o| {
+                    o.link.key() == link.key() && o.unit == unit && !link.is_unassigned_port()
+                }) {
                     return Err(err_at(
                         Some(if d.serial.is_some() {
                             "serial"
@@ -287,5 +288,71 @@ impl Ingest {
             let _ = h.await;
         }
         let _ = self.sink.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn devices(text: &str) -> Vec<DeviceConfig> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            device: Vec<DeviceConfig>,
+        }
+        toml::from_str::<File>(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .device
+    }
+
+    const TWO_UNIT_ONES: &str = r#"
+[[device]]
+id = "inverter"
+role = "pv"
+profile = "sunspec"
+modbus = { host = "127.0.0.1", port = PORT_A, unit = 1 }
+
+[[device]]
+id = "meter"
+role = "grid"
+profile = "sdm630"
+modbus = { host = "127.0.0.1", port = PORT_B, unit = 1 }
+"#;
+
+    #[test]
+    fn one_unit_on_one_address_is_one_device() {
+        let text = TWO_UNIT_ONES
+            .replace("PORT_A", "502")
+            .replace("PORT_B", "502");
+        let err = resolve_devices(&devices(&text))
+            .expect_err("the same unit twice")
+            .to_string();
+        assert!(
+            err.contains("meter") && err.contains("unit 1") && err.contains("inverter"),
+            "{err}"
+        );
+        let text = TWO_UNIT_ONES
+            .replace("PORT_A", "502")
+            .replace("PORT_B", "1502");
+        assert_eq!(
+            resolve_devices(&devices(&text))
+                .expect("other ports")
+                .modbus
+                .len(),
+            2
+        );
+    }
+
+    /// Port 0 is a placeholder for a port assigned at start (config/demo.toml).
+    #[test]
+    fn placeholder_ports_are_not_compared() {
+        let text = TWO_UNIT_ONES.replace("PORT_A", "0").replace("PORT_B", "0");
+        assert_eq!(
+            resolve_devices(&devices(&text))
+                .expect("placeholders")
+                .modbus
+                .len(),
+            2
+        );
     }
 }

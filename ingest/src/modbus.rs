@@ -67,6 +67,12 @@ impl Link {
         }
     }
 
+    /// A TCP port of 0: not a device's address but a placeholder for a port
+    /// assigned at start (the demo writes its simulators' free ports in).
+    pub fn is_unassigned_port(&self) -> bool {
+        matches!(self, Link::Tcp { port: 0, .. })
+    }
+
     /// For logs and the installer pages, e.g. `modbus-rtu /dev/ttyUSB0 9600 8N1`.
     pub fn describe(&self) -> String {
         match self {
