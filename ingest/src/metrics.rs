@@ -19,8 +19,10 @@ use sensors::model::{Metric, Origin};
 /// Consecutive failed polls after which a device is down (one failure is degraded).
 pub const DOWN_AFTER_FAILURES: u32 = 2;
 
-/// What an installer is told about a device at a glance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What an installer is told about a device at a glance; `"up"`, `"degraded"` or
+/// `"down"` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HealthState {
     /// Read fully at its last poll (or message), recently.
     Up,

@@ -194,7 +194,9 @@ impl Engine {
                 id: d.id.as_str().into(),
                 name: d.display_name().into(),
                 role: d.role,
-                fresh_within: if d.modbus.is_some() {
+                // Polled devices (Modbus TCP or RTU) are due every poll; MQTT
+                // devices publish when they like.
+                fresh_within: if d.is_polled() {
                     (d.poll_interval * 3).max(Duration::from_secs(5))
                 } else {
                     opts.value_max_age
@@ -386,9 +388,11 @@ impl Engine {
                         .copied()
                         .flatten()
                         .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-                    let healthy = health
-                        .get(&*d.id)
-                        .is_some_and(|h| h.is_up(now, d.fresh_within));
+                    let device_health = health.get(&*d.id);
+                    let healthy = device_health.is_some_and(|h| h.is_up(now, d.fresh_within));
+                    let state = device_health.map_or(ingest::metrics::HealthState::Down, |h| {
+                        h.state(now, d.fresh_within)
+                    });
                     DeviceLive {
                         id: d.id.clone(),
                         name: d.name.clone(),
@@ -396,6 +400,7 @@ impl Engine {
                         power_w: latest.power_w.get(i).copied().flatten(),
                         last_seen: seen,
                         healthy,
+                        state,
                     }
                 })
                 .collect()

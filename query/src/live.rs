@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ingest::metrics::HealthState;
 use serde::Serialize;
 
 pub use crate::allocation::ServiceState;
@@ -52,6 +53,9 @@ pub struct DeviceLive {
     pub power_w: Option<f64>,
     pub last_seen: Option<DateTime<Utc>>,
     pub healthy: bool,
+    /// `up`, `degraded` (read, but its last poll failed once or had registers
+    /// refused) or `down`, over the same freshness window as `healthy`.
+    pub state: HealthState,
 }
 
 /// "Is now a good time to use power?"

@@ -1474,6 +1474,79 @@ mod live_path {
         );
     }
 
+    /// A polled device, over TCP or a serial line, is healthy while its last poll is
+    /// within three poll intervals (at least 5 s); an MQTT device within
+    /// `value_max_age`, since it publishes when it likes.
+    #[tokio::test]
+    async fn polled_devices_tcp_or_serial_get_the_polling_window() {
+        let now = Utc
+            .timestamp_millis_opt(1_750_000_000_000)
+            .single()
+            .expect("time");
+        let polled = |id: &str, link: &str| {
+            let mut d = device(id, Role::Load);
+            d.profile = "sdm630".into();
+            match link {
+                "tcp" => {
+                    d.modbus = Some(sensors::config::ModbusTcpConfig {
+                        host: "10.0.0.2".into(),
+                        port: 502,
+                        unit: 3,
+                    });
+                }
+                _ => {
+                    d.serial = Some(sensors::config::SerialConfig {
+                        path: "/dev/ttyUSB0".into(),
+                        baud: 9600,
+                        parity: sensors::config::Parity::None,
+                        stop_bits: 1,
+                        data_bits: 8,
+                        unit: 3,
+                    });
+                }
+            }
+            d
+        };
+        let devices = [
+            polled("tcp-late", "tcp"),
+            polled("rtu-late", "serial"),
+            polled("rtu-now", "serial"),
+            device("mqtt-late", Role::Load),
+        ];
+        let metrics = Arc::new(IngestMetrics::default());
+        let ten_s_ago = now - chrono::Duration::seconds(10);
+        for id in ["tcp-late", "rtu-late", "mqtt-late"] {
+            metrics.record_poll(id, ten_s_ago, 1, &[], Ok(Duration::from_millis(20)));
+        }
+        metrics.record_poll("rtu-now", now, 1, &[], Ok(Duration::from_millis(20)));
+        let journal = Arc::new(Journal::open_in_memory().expect("journal"));
+        let engine = Engine::new(
+            Arc::new(LiveStore::new(Duration::from_secs(600))),
+            metrics,
+            journal,
+            &devices,
+            &[],
+            EngineOptions::default(),
+        )
+        .await
+        .expect("engine");
+        let live = engine.evaluate(now).await.expect("evaluate");
+        let health: Vec<(&str, bool, &str)> = live
+            .devices
+            .iter()
+            .map(|d| (&*d.id, d.healthy, d.state.as_str()))
+            .collect();
+        assert_eq!(
+            health,
+            [
+                ("tcp-late", false, "down"),
+                ("rtu-late", false, "down"),
+                ("rtu-now", true, "up"),
+                ("mqtt-late", true, "up"),
+            ]
+        );
+    }
+
     /// The running engine evaluates again as soon as a plan is adopted and it is woken,
     /// not only at its next tick (here an hour away).
     #[tokio::test]

@@ -101,7 +101,16 @@ async fn live_has_every_contract_field() {
             "devices[]",
         );
         assert!(device["healthy"].is_boolean());
+        let state = device["state"].as_str().unwrap_or_default();
+        assert!(
+            ["up", "degraded", "down"].contains(&state),
+            "state {state:?}"
+        );
     }
+    assert_eq!(
+        (devices[0]["state"].as_str(), devices[1]["state"].as_str()),
+        (Some("up"), Some("down"))
+    );
     assert_rfc3339_utc(&devices[0]["last_seen"], "devices[0].last_seen");
     assert!(devices[0]["power_w"].is_number());
 }

@@ -119,6 +119,7 @@ pub(crate) fn snapshot() -> LiveSnapshot {
                 power_w: Some(4321.0),
                 last_seen: Some(now),
                 healthy: true,
+                state: ingest::metrics::HealthState::Up,
             },
             DeviceLive {
                 id: "grid-meter".into(),
@@ -127,6 +128,7 @@ pub(crate) fn snapshot() -> LiveSnapshot {
                 power_w: None,
                 last_seen: None,
                 healthy: false,
+                state: ingest::metrics::HealthState::Down,
             },
         ],
         signal: Signal::Use,
