@@ -24,8 +24,10 @@ pub struct ProbeTarget {
 
 impl ProbeTarget {
     /// `modbus-tcp://HOST[:PORT][/UNIT]` (port 502, unit 1 by default), or
-    /// `modbus-rtu:///dev/ttyUSB0[?baud=9600&parity=none&stop_bits=1&data_bits=8&unit=1]`.
+    /// `serial:///dev/ttyUSB0[?baud=9600&parity=none&stop_bits=1&data_bits=8&unit=1]`
+    /// (`modbus-rtu://` is the same).
     pub fn parse(text: &str) -> Result<ProbeTarget> {
+        let text = text.trim();
         let bad = |why: &str| Error::Config(format!("probe target `{text}`: {why}"));
         if let Some(rest) = text.strip_prefix("modbus-tcp://") {
             let (hostport, unit) = match rest.split_once('/') {
@@ -57,7 +59,12 @@ impl ProbeTarget {
                 unit,
             });
         }
-        if let Some(rest) = text.strip_prefix("modbus-rtu://") {
+        // DESIGN.md §7 writes serial targets `serial://`; `modbus-rtu://` says the
+        // same and matches `modbus-tcp://`.
+        if let Some(rest) = text
+            .strip_prefix("serial://")
+            .or_else(|| text.strip_prefix("modbus-rtu://"))
+        {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() {
                 return Err(bad("the serial port path is missing"));
@@ -106,7 +113,7 @@ impl ProbeTarget {
             });
         }
         Err(bad(
-            "expected modbus-tcp://HOST:PORT/UNIT or modbus-rtu:///dev/PORT?baud=9600&unit=1",
+            "expected modbus-tcp://HOST:PORT/UNIT, or serial:///dev/PORT?baud=9600&unit=1 (also written modbus-rtu://)",
         ))
     }
 }
@@ -401,6 +408,11 @@ impl ProbeReport {
         out
     }
 
+    /// Whether anything useful answered: SunSpec models, or decoded values.
+    pub fn found_anything(&self) -> bool {
+        !self.values.is_empty() || self.sunspec.as_ref().is_some_and(|s| !s.models.is_empty())
+    }
+
     /// The decoded value of `metric`, in the device's own convention.
     pub fn value(&self, metric: Metric) -> Option<f64> {
         self.values
@@ -412,7 +424,14 @@ impl ProbeReport {
 
 /// `holding 40084 = [04D2] (103.W)`: the registers a value came from.
 pub fn origin_text(v: &DecodedPoint, raw: &[RawBlock]) -> String {
-    match &v.origin {
+    origin_text_of(&v.origin, raw)
+}
+
+/// The registers of `origin` as read in `raw` (`holding 40084 = [04D2], SF 40085 =
+/// [FFFF] (103.W)`, `?` for registers not read), or the topic and JSON path of a
+/// payload.
+pub fn origin_text_of(origin: &sensors::model::Origin, raw: &[RawBlock]) -> String {
+    match origin {
         sensors::model::Origin::Modbus {
             kind,
             address,
@@ -474,12 +493,25 @@ mod tests {
             .expect("rtu");
         assert_eq!(t.unit, 7);
         assert_eq!(t.link.describe(), "modbus-rtu /dev/ttyUSB0 19200 8E1");
+        // DESIGN.md §7's spelling reads the same.
+        let serial = ProbeTarget::parse("serial:///dev/ttyUSB0?baud=19200&parity=even&unit=7")
+            .expect("serial");
+        assert_eq!(serial, t);
+        let t = ProbeTarget::parse(" serial:///dev/ttyAMA0 ").expect("defaults");
+        assert_eq!(
+            (t.unit, t.link.describe()),
+            (1, "modbus-rtu /dev/ttyAMA0 9600 8N1".to_string())
+        );
         for bad in [
             "tcp://x",
             "modbus-tcp://x:port",
             "modbus-tcp://x/300",
             "modbus-rtu:///dev/x?speed=1",
             "modbus-rtu://?baud=9600",
+            "serial://?unit=1",
+            "serial:///dev/ttyUSB0?unit=0",
+            "serial:///dev/ttyUSB0?parity=mark",
+            "",
         ] {
             let e = ProbeTarget::parse(bad).expect_err(bad).to_string();
             assert!(e.contains(bad), "{e}");
