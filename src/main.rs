@@ -9,6 +9,7 @@ mod node;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::NaiveTime;
@@ -55,6 +56,21 @@ enum Command {
     },
     /// Check a configuration file and say what is wrong, with its line.
     CheckConfig { file: PathBuf },
+    /// Find what answers at a Modbus address (SunSpec models, or a profile's
+    /// values) and print the `[[device]]` block that reads it.
+    Probe {
+        /// `modbus-tcp://HOST[:PORT][/UNIT]`, or
+        /// `serial:///dev/ttyUSB0?baud=9600&parity=none&stop_bits=1&unit=1`
+        /// (also written `modbus-rtu://`).
+        target: String,
+        /// A Modbus profile to read (e.g. sdm630, sdm120, em24) instead of looking
+        /// for SunSpec models.
+        #[arg(long)]
+        profile: Option<String>,
+        /// How long to wait for each answer, e.g. 2s or 500ms.
+        #[arg(long, default_value = "2s", value_parser = sensors::config::humantime_secs::parse)]
+        timeout: Duration,
+    },
     /// The community journal.
     Ledger {
         #[command(subcommand)]
@@ -181,6 +197,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 l.config.devices.len(),
                 l.config.services.len(),
                 l.config.site.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe {
+            target,
+            profile,
+            timeout,
+        } => {
+            let target = ingest::probe::ProbeTarget::parse(&target)?;
+            let options = ingest::probe::ProbeOptions {
+                profile,
+                timeout,
+                ..ingest::probe::ProbeOptions::default()
+            };
+            let report = runtime()?.block_on(ingest::probe::probe_modbus(&target, &options))?;
+            print!("{}", report.to_text());
+            if !report.found_anything() {
+                eprintln!(
+                    "error: {target} answered, but refused every register the `{}` profile reads: is it that device, and is the unit id right?",
+                    report.profile
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "\nTo read it, add this to the configuration (check the role and id):\n\n{}",
+                report.suggested_device()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,291 @@
+//! `communalia probe` as an installer runs it against hardware: the project's
+//! SunSpec simulator over Modbus TCP, an Eastron SDM120 served by pymodbus on a
+//! serial line (a socat pseudo-terminal pair), and addresses where nothing
+//! answers. What it suggests must be a configuration `check-config` accepts.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sensors::sim::sunspec::{InverterState, build_inverter_image, write_inverter};
+use sensors::sim::{RegisterImage, serve_modbus_tcp};
+use tokio::net::TcpListener;
+
+use crate::cli::run_cli;
+use crate::support::*;
+
+/// The simulated SunSpec inverter (models 1 and 103 at 40000) producing 4321 W,
+/// on a free port.
+async fn sunspec_inverter() -> u16 {
+    let mut image = RegisterImage::default();
+    build_inverter_image(&mut image, 40000);
+    write_inverter(
+        &mut image,
+        40000,
+        &InverterState {
+            power_w: 4321.0,
+            energy_wh: 1_000_000.0,
+            voltage_v: 231.0,
+            frequency_hz: 50.0,
+            temperature_c: 41.0,
+            status: 4,
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sim");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(serve_modbus_tcp(listener, image.shared(), 1));
+    port
+}
+
+/// `communalia probe ARGS…`, run off the test's runtime (the simulators live on it).
+async fn probe(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["probe".to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_cli(&args, "")
+    })
+    .await
+    .expect("probe ran")
+}
+
+/// The `[[device]]` block the probe printed, to the end of its output.
+fn suggested_block(stdout: &str) -> &str {
+    let at = stdout
+        .find("[[device]]")
+        .unwrap_or_else(|| panic!("no [[device]] block in:\n{stdout}"));
+    &stdout[at..]
+}
+
+/// A minimal site with `block` pasted at its end, checked by `check-config`.
+fn check_pasted(dir: &TempDir, block: &str) -> String {
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[site]\nname = \"Atelier\"\nlatitude = 45.0\nlongitude = 5.0\n\n[storage]\ndir = \"{}\"\n\n{block}",
+            dir.path().display()
+        ),
+    )
+    .expect("write config");
+    let out = run_cli(&["check-config", &path.to_string_lossy()], "");
+    assert!(
+        out.status.success(),
+        "check-config refused the pasted block:\n{block}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_finds_the_sunspec_models_and_suggests_a_block_check_config_accepts() {
+    let port = sunspec_inverter().await;
+    let out = probe(&[
+        &format!("modbus-tcp://127.0.0.1:{port}/1"),
+        "--timeout",
+        "2s",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let has = |text: &str| lines.iter().any(|l| l.contains(text));
+    assert!(has("SunSpec map at 40000"), "{stdout}");
+    assert!(
+        has("device: Communalia SimInverter (serial SIM-0001"),
+        "{stdout}"
+    );
+    assert!(has("model 1 Common at 40002, L = 66"), "{stdout}");
+    assert!(
+        has("model 103 Inverter (Three Phase) at 40070, L = 50"),
+        "{stdout}"
+    );
+    // The values beside the registers they came from: W = 4321 (0x10E1), W_SF 0.
+    assert!(
+        has("power_w 4321 holding 40084 = [10E1], SF 40085 = [0000] (103.W)"),
+        "{stdout}"
+    );
+
+    let block = suggested_block(&stdout);
+    for line in [
+        "id = \"communalia-siminverter\"",
+        "name = \"Communalia SimInverter\"",
+        "profile = \"sunspec\"",
+        &format!("modbus = {{ host = \"127.0.0.1\", port = {port}, unit = 1 }}"),
+    ] {
+        assert!(block.contains(line), "{line} missing from\n{block}");
+    }
+    assert!(
+        block.contains("role = \"pv\""),
+        "an inverter is pv: {block}"
+    );
+    let dir = TempDir::new("probe-paste");
+    let checked = check_pasted(&dir, block);
+    assert!(checked.contains("ok (1 devices"), "{checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_says_clearly_when_nothing_answers() {
+    // A port where nothing listens.
+    let port = free_port();
+    let target = format!("modbus-tcp://127.0.0.1:{port}/1");
+    let out = probe(&[&target, "--timeout", "500ms"]).await;
+    assert!(!out.status.success(), "nothing answers, yet it succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("cannot connect"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("[[device]]"),
+        "no block for nothing"
+    );
+
+    // A Modbus server that is not SunSpec: the simulator with an empty image.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let empty = listener.local_addr().expect("addr").port();
+    tokio::spawn(serve_modbus_tcp(
+        listener,
+        RegisterImage::default().shared(),
+        1,
+    ));
+    let out = probe(&[&format!("modbus-tcp://127.0.0.1:{empty}")]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no SunSpec marker at 40000, 0 or 50000"),
+        "{err}"
+    );
+
+    // An address that is not one, and a serial port that does not exist.
+    let out = probe(&["http://192.168.1.20"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http://192.168.1.20") && err.contains("modbus-tcp://"),
+        "{err}"
+    );
+    let out = probe(&["serial:///dev/communalia-no-such-port?baud=9600&unit=1"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open serial port /dev/communalia-no-such-port"),
+        "{err}"
+    );
+}
+
+const SOCAT: &str = "/usr/bin/socat";
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Over RS-485 as an installer meets it: `serial://` with the line settings and
+/// the unit, a fixed-register profile, and the block with `serial = {…}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reads_an_sdm120_on_a_serial_line() {
+    if !Path::new(SOCAT).exists() {
+        return skip("socat (apt-get install socat)");
+    }
+    if !python_has("pymodbus") || !python_has("serial") {
+        return skip("pymodbus with pyserial (python3 -m pip install 'pymodbus>=3.9,<4' pyserial)");
+    }
+    let dir = TempDir::new("probe-rtu");
+    let (node_end, device_end) = (dir.path().join("node"), dir.path().join("device"));
+    let _socat = Peer(
+        Command::new(SOCAT)
+            .args([
+                "-d",
+                &format!("pty,raw,echo=0,link={}", node_end.display()),
+                &format!("pty,raw,echo=0,link={}", device_end.display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat"),
+    );
+    for _ in 0..50 {
+        if node_end.exists() && device_end.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        node_end.exists() && device_end.exists(),
+        "socat made no pty pair"
+    );
+    // Two SDM120 on the bus: unit 2 draws 150 W, unit 5 2300 W.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ingest/tests/peers/rtu_server.py"
+    );
+    let mut server = Command::new("python3")
+        .args([script, &device_end.to_string_lossy(), "19200", "none"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pymodbus rtu server");
+    let stdout = server.stdout.take().expect("stdout");
+    let _server = Peer(server);
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .expect("server ready in time")
+        .expect("join")
+        .expect("read");
+    assert_eq!(line.trim(), "ready");
+
+    let target = format!("serial://{}?baud=19200&unit=5", node_end.display());
+    let out = probe(&[&target, "--profile", "sdm120", "--timeout", "1s"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let power = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("power_w "))
+        .unwrap_or_else(|| panic!("no power_w in\n{stdout}"));
+    let words: Vec<&str> = power.split_whitespace().collect();
+    assert_eq!(words.get(1), Some(&"2300"), "{power}");
+    // float32 2300.0 is 0x450FC000, high word first, at input register 0x000C.
+    assert!(power.contains("input 12 = [450F C000]"), "{power}");
+
+    let block = suggested_block(&stdout);
+    assert!(block.contains("profile = \"sdm120\""), "{block}");
+    assert!(
+        block.contains(&format!(
+            "serial = {{ path = \"{}\", baud = 19200, parity = \"none\", stop_bits = 1, unit = 5 }}",
+            node_end.display()
+        )),
+        "{block}"
+    );
+    let checked = check_pasted(&dir, block);
+    assert!(checked.contains("ok (1 devices"), "{checked}");
+}
