@@ -298,6 +298,14 @@ async fn simulated_site_reaches_api_live_through_the_embedded_broker() {
         metrics.contains("communalia_device_up{device=\"grid\"} 1"),
         "{metrics}"
     );
+    // The SDM630 is read in one request per poll, as its plan says; it refuses none.
+    for line in [
+        "communalia_modbus_transactions_per_cycle{device=\"grid\"} 1",
+        "communalia_modbus_planned_transactions_per_cycle{device=\"grid\"} 1",
+        "communalia_modbus_exceptions_total{device=\"grid\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
     assert!(
         metrics.contains("communalia_allocation_headroom_watts"),
         "{metrics}"

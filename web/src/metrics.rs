@@ -63,6 +63,50 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
             .into_iter()
             .map(|(device, n)| (Some(device), n as f64)),
     );
+    // Every polled device, at zero until it refuses a request, so that a rate
+    // over the counter works from the first poll.
+    let exceptions = ingest.modbus_exceptions();
+    family(
+        &mut out,
+        "communalia_modbus_exceptions_total",
+        "counter",
+        "Modbus exception responses (the device refused a request), per device.",
+        ingest.modbus_transactions().into_keys().map(|device| {
+            let n = exceptions.get(&device).copied().unwrap_or(0);
+            (Some(device), n as f64)
+        }),
+    );
+    let health = ingest.health();
+    family(
+        &mut out,
+        "communalia_modbus_transactions_per_cycle",
+        "gauge",
+        "Modbus requests the device's last poll sent (discovery included).",
+        health.iter().filter_map(|(device, h)| {
+            h.last_cycle_transactions
+                .map(|n| (Some(device.clone()), f64::from(n)))
+        }),
+    );
+    family(
+        &mut out,
+        "communalia_modbus_planned_transactions_per_cycle",
+        "gauge",
+        "The fewest Modbus requests that read all of the device's registers (its read plan).",
+        health.iter().filter_map(|(device, h)| {
+            h.planned_transactions
+                .map(|n| (Some(device.clone()), f64::from(n)))
+        }),
+    );
+    family(
+        &mut out,
+        "communalia_device_poll_latency_seconds",
+        "gauge",
+        "Time the device's last successful poll took, all its requests included, in seconds.",
+        health.iter().filter_map(|(device, h)| {
+            h.last_latency
+                .map(|d| (Some(device.clone()), d.as_secs_f64()))
+        }),
+    );
     family(
         &mut out,
         "communalia_device_up",

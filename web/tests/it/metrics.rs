@@ -163,6 +163,15 @@ async fn metrics_expose_state_as_valid_text() {
     ingest.reject_payload(odd_device);
     ingest.add_modbus_transactions("roof-school", 17);
     ingest.add_modbus_transactions("grid-meter", 5);
+    // A poll of the roof's inverter: 2 requests, one refused, 35 ms; its plan needs 1.
+    ingest.set_planned_transactions("roof-school", 1);
+    ingest.record_poll(
+        "roof-school",
+        chrono::Utc::now(),
+        2,
+        &[(2, "illegal data address".into())],
+        Ok(std::time::Duration::from_millis(35)),
+    );
     let mut snapshot = snapshot();
     snapshot.site.headroom_w = 812.5;
     let (state, _tx) = state_with(snapshot, ingest);
@@ -185,6 +194,10 @@ async fn metrics_expose_state_as_valid_text() {
         "communalia_modbus_transactions_total",
         "communalia_device_up",
         "communalia_allocation_headroom_watts",
+        "communalia_modbus_exceptions_total",
+        "communalia_modbus_transactions_per_cycle",
+        "communalia_modbus_planned_transactions_per_cycle",
+        "communalia_device_poll_latency_seconds",
     ] {
         assert!(
             reply.body.contains(&format!("# HELP {name} ")),
@@ -233,7 +246,59 @@ async fn metrics_expose_state_as_valid_text() {
             "communalia_modbus_transactions_total",
             Some("roof-school")
         ),
-        17.0
+        19.0,
+        "17 added, and the poll's 2"
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "communalia_modbus_exceptions_total",
+            Some("roof-school")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "communalia_modbus_exceptions_total",
+            Some("grid-meter")
+        ),
+        0.0,
+        "a polled device without exceptions counts from zero"
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "communalia_modbus_transactions_per_cycle",
+            Some("roof-school")
+        ),
+        2.0
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "communalia_modbus_planned_transactions_per_cycle",
+            Some("roof-school")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "communalia_device_poll_latency_seconds",
+            Some("roof-school")
+        ),
+        0.035
+    );
+    assert!(
+        reply
+            .body
+            .contains("# TYPE communalia_modbus_exceptions_total counter")
+    );
+    assert!(
+        reply
+            .body
+            .contains("# TYPE communalia_modbus_transactions_per_cycle gauge")
     );
     assert_eq!(
         value_of(
