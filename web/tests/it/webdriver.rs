@@ -181,11 +181,34 @@ impl Element<'_> {
             .await;
     }
 
-    /// Clicks the element; a click that submits a form waits for the next page.
+    /// Clicks the element; a click that follows a link or submits a form waits for
+    /// the next page. chromedriver's click returns once the click is dispatched,
+    /// and a form's navigation may start after that: the document is marked
+    /// before the click, and the click is done when a document without the mark
+    /// has loaded (or, for a click that loads nothing, after ten seconds).
     pub(crate) async fn click(&self) {
+        self.driver
+            .execute("window.__communalia_before_click = true; return true;")
+            .await;
         self.driver
             .post(&format!("/element/{}/click", self.id), json!({}))
             .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let url = format!("{}/execute/sync", self.driver.session);
+            let body = json!({
+                "script": "return window.__communalia_before_click !== true \
+                           && document.readyState === 'complete';",
+                "args": [],
+            });
+            // While the old document goes, a script may fail to run: try again.
+            if try_call(&self.driver.http, reqwest::Method::POST, &url, Some(body)).await
+                == Some(Value::Bool(true))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn text(&self) -> String {
@@ -228,6 +251,26 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: 
         .unwrap_or_else(|e| panic!("{method} {url}: not JSON: {e}"));
     assert!(status.is_success(), "{method} {url}: {status}: {body}");
     body["value"].clone()
+}
+
+/// One WebDriver command whose failure is expected at times: `None` instead of
+/// failing the test.
+async fn try_call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> Option<Value> {
+    let mut request = http.request(method, url).timeout(Duration::from_secs(60));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let reply = request.send().await.ok()?;
+    if !reply.status().is_success() {
+        return None;
+    }
+    let body: Value = reply.json().await.ok()?;
+    Some(body["value"].clone())
 }
 
 fn free_port() -> u16 {
