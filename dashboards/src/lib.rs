@@ -12,6 +12,7 @@ mod account;
 mod assembly;
 mod format;
 mod i18n;
+mod installer;
 mod ledger_page;
 mod pages;
 mod wall;
@@ -29,6 +30,9 @@ pub use format::{
     format_power, format_time, hours_text,
 };
 pub use i18n::{Catalog, Lang, negotiate};
+pub use installer::{
+    InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
+};
 pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
     LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm, category_name, ledger_problem_text,

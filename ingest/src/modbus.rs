@@ -295,6 +295,22 @@ fn open_serial(s: &SerialConfig, unit: u8) -> Result<Context, String> {
     Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(unit)))
 }
 
+/// The name the Modbus application protocol (v1.1b3, §7) gives an exception code.
+pub fn exception_name(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0x01 => "illegal function",
+        0x02 => "illegal data address",
+        0x03 => "illegal data value",
+        0x04 => "server device failure",
+        0x05 => "acknowledge",
+        0x06 => "server device busy",
+        0x08 => "memory parity error",
+        0x0A => "gateway path unavailable",
+        0x0B => "gateway target device failed to respond",
+        _ => return None,
+    })
+}
+
 fn exception(code: ExceptionCode, kind: RegisterKind, start: u16, count: u16) -> Failure {
     Failure::Exception {
         code: u8::from(code),
