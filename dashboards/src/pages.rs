@@ -36,6 +36,8 @@ struct WallTemplate<'a> {
     assembly_link: bool,
     /// Shown to any signed-in member: a link to the ledger.
     ledger_link: bool,
+    /// Shown to a signed-in installer: a link to the installer's page.
+    installer_link: bool,
     site_name: &'a str,
     t: &'static Catalog,
     lang_code: &'static str,
@@ -61,6 +63,8 @@ pub struct WallContext {
     pub assembly_link: bool,
     /// The reader is a signed-in member: a link to the ledger.
     pub ledger_link: bool,
+    /// The reader is a signed-in installer: a link to the installer's page.
+    pub installer_link: bool,
     /// Hours of contributions validated this week (a community total), if known.
     pub week_hours: Option<ledger::Hours>,
 }
@@ -99,6 +103,7 @@ pub fn render_wall_with(
         view: &view,
         assembly_link: context.assembly_link,
         ledger_link: context.ledger_link,
+        installer_link: context.installer_link,
         site_name: &site.name,
         t,
         lang_code: lang.code(),

@@ -19,6 +19,7 @@ mod assets;
 mod auth;
 mod error;
 mod events;
+mod installer;
 mod lang;
 mod ledger_api;
 mod ledger_page;

@@ -24,6 +24,9 @@ pub(crate) async fn wall(
             .as_ref()
             .is_some_and(|m| m.has(ledger::Role::Assembly)),
         ledger_link: member.is_some(),
+        installer_link: member
+            .as_ref()
+            .is_some_and(|m| m.has(ledger::Role::Installer)),
         week_hours: tally.map(|t| t.hours),
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;

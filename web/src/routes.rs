@@ -14,7 +14,8 @@ use ledger::Role;
 
 use crate::auth::{self, Access};
 use crate::{
-    AppState, api, assembly, assets, events, ledger_api, ledger_page, login, metrics, pages, plans,
+    AppState, api, assembly, assets, events, installer, ledger_api, ledger_page, login, metrics,
+    pages, plans,
 };
 
 /// One route as the table declares it.
@@ -192,6 +193,26 @@ fn table() -> Vec<Route> {
             "/ledger/parameters",
             Access::Role(Role::Assembly),
             ledger_page::adopt_parameters,
+        ),
+        // The installer's page: devices' health, raw registers beside decoded
+        // values, and the probe (which reads a device, and records nothing).
+        route(
+            Method::GET,
+            "/installer",
+            Access::Role(Role::Installer),
+            installer::page,
+        ),
+        route(
+            Method::POST,
+            "/installer/probe",
+            Access::Role(Role::Installer),
+            installer::probe,
+        ),
+        route(
+            Method::GET,
+            "/api/devices",
+            Access::Role(Role::Installer),
+            installer::devices,
         ),
     ]
 }

@@ -245,8 +245,16 @@ pub(crate) const PASSWORD: &str = "correct horse battery";
 /// (assembly and resident), `ivo` (installer) and `ada` (admin), all with
 /// [`PASSWORD`], and the plan [`plan_json`] adopted from the configuration.
 pub(crate) fn with_members() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+    with_members_in(snapshot(), IngestMetrics::default())
+}
+
+/// [`with_members`] over this snapshot and these ingest counters.
+pub(crate) fn with_members_in(
+    snapshot: LiveSnapshot,
+    metrics: IngestMetrics,
+) -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
     use ledger::Role;
-    let (state, tx) = state();
+    let (state, tx) = state_with(snapshot, metrics);
     let now = Utc::now();
     let plan: ledger::Plan = serde_json::from_value(plan_json(&["clinic-fridge", "laundry"]))
         .unwrap_or_else(|e| panic!("{e}"));
