@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{PASSWORD, validated, with_residents};
 use crate::webdriver::{self, Driver};
 
-fn keep_screenshot(png: &[u8], name: &str) -> PathBuf {
+pub(crate) fn keep_screenshot(png: &[u8], name: &str) -> PathBuf {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(
         png.len() > 20_000,
@@ -28,7 +28,7 @@ fn keep_screenshot(png: &[u8], name: &str) -> PathBuf {
     file
 }
 
-async fn serve(
+pub(crate) async fn serve(
     state: web::AppState,
 ) -> (
     String,
@@ -47,7 +47,7 @@ async fn serve(
     (base, shutdown, server)
 }
 
-async fn stop(shutdown: CancellationToken, server: tokio::task::JoinHandle<std::io::Result<()>>) {
+pub(crate) async fn stop(shutdown: CancellationToken, server: tokio::task::JoinHandle<std::io::Result<()>>) {
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(

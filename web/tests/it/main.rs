@@ -8,6 +8,7 @@ mod assembly;
 mod browser;
 mod events;
 mod installer;
+mod installer_browser;
 mod ledger_api;
 mod ledger_browser;
 mod ledger_page;
