@@ -163,6 +163,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             "  the contribution ledger (any member): http://{}/ledger",
             node.web_addr
         );
+        if let Some((name, _, _)) = accounts
+            .iter()
+            .find(|(_, roles, _)| roles.contains("installer"))
+        {
+            println!(
+                "  the installer's page (devices, raw registers, probe): http://{}/installer, as {name}",
+                node.web_addr
+            );
+        }
     }
     println!("Press Ctrl-C to stop.");
     crate::wait_for_signal().await;

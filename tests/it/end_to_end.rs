@@ -384,21 +384,31 @@ async fn demo_shows_a_living_community() {
     let page = get_text(&format!("{}/", node.base)).await;
     assert!(page.contains("Les Tilleuls"), "wall screen names the site");
 
-    // The demo prints an account per member; camille (assembly) signs in with hers.
-    let password = loop {
+    // The demo prints its simulators' addresses and an account per member; camille
+    // (assembly) signs in with hers, yasmine (installer) with hers.
+    let mut inverter = None;
+    let mut passwords = std::collections::BTreeMap::new();
+    while passwords.len() < 2 {
         let line = node
             ._lines
             .recv_timeout(Duration::from_secs(10))
             .expect("the demo prints its accounts");
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"camille") {
-            assert!(
-                line.contains("assembly"),
-                "camille's roles are printed: {line}"
-            );
-            break words[1].to_string();
+        match words.first() {
+            Some(&"inverter:") => inverter = words.get(1).map(|a| a.to_string()),
+            Some(&who @ ("camille" | "yasmine")) => {
+                let role = if who == "camille" {
+                    "assembly"
+                } else {
+                    "installer"
+                };
+                assert!(line.contains(role), "{who}'s roles are printed: {line}");
+                passwords.insert(who.to_string(), words[1].to_string());
+            }
+            _ => {}
         }
-    };
+    }
+    let password = passwords["camille"].clone();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -449,4 +459,65 @@ async fn demo_shows_a_living_community() {
     assert!(page.contains("Cette semaine"), "the wall's week panel");
     let live = get_text(&format!("{}/api/live", node.base)).await;
     assert!(live.contains("\"hours_validated_this_week\":3.0"), "{live}");
+
+    // yasmine, the installer, sees the simulated inverter's SunSpec models and its
+    // values beside their registers, and probes it from the page.
+    let installer = sign_in(&client, &node, "yasmine", &passwords["yasmine"]).await;
+    let devices: serde_json::Value = client
+        .get(format!("{}/api/devices", node.base))
+        .header("cookie", &installer)
+        .send()
+        .await
+        .expect("/api/devices")
+        .json()
+        .await
+        .expect("json");
+    let roof = devices["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == "roof-school"))
+        .unwrap_or_else(|| panic!("{devices:#}"));
+    assert_eq!(roof["state"], "up", "{roof:#}");
+    assert_eq!(roof["sunspec"]["base"], 40000, "{roof:#}");
+    assert_eq!(roof["sunspec"]["models"][1]["id"], 103, "{roof:#}");
+    assert_eq!(
+        roof["transactions_last_cycle"], roof["transactions_planned"],
+        "{roof:#}"
+    );
+    let power = roof["values"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["metric"] == "power_w"))
+        .unwrap_or_else(|| panic!("{roof:#}"));
+    assert_eq!(power["origin"]["point"], "103.W", "{power:#}");
+    assert!(power["origin"]["registers"].is_array(), "{power:#}");
+    let page = client
+        .get(format!("{}/installer", node.base))
+        .header("cookie", &installer)
+        .send()
+        .await
+        .expect("/installer")
+        .text()
+        .await
+        .expect("page");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf in {page}"))
+        .to_string();
+    let inverter = inverter.expect("the demo prints its inverter's address");
+    let probed = client
+        .post(format!("{}/installer/probe", node.base))
+        .header("cookie", &installer)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("address", inverter.as_str()),
+            ("timeout", "2s"),
+        ])
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(probed.status(), 200);
+    let probed = probed.text().await.expect("page");
+    assert!(probed.contains("data-model=\"103\""), "{probed}");
+    assert!(probed.contains("class=\"device-block\""), "{probed}");
 }
