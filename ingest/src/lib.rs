@@ -17,6 +17,7 @@ pub mod mqtt;
 pub mod reading;
 pub mod sink;
 pub mod store;
+pub mod wal;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
