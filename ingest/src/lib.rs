@@ -11,6 +11,7 @@
 pub mod actuate;
 pub mod broker;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
@@ -19,9 +20,10 @@ pub mod sink;
 pub mod store;
 pub mod wal;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use sensors::config::DeviceConfig;
 use sensors::profile::{self, Profile};
@@ -30,8 +32,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IngestMetrics;
 use crate::modbus::{ModbusDevice, ModbusSource};
-use crate::mqtt::{MqttClientOptions, MqttDevice};
+use crate::mqtt::{MqttClientOptions, MqttDevice, RecentDigests};
+use crate::history::History;
+use crate::sink::SinkTargets;
 use crate::store::LiveStore;
+use crate::wal::{Replayed, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,6 +58,10 @@ pub enum Error {
     },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -157,6 +166,41 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
     Ok(workers)
 }
 
+/// The durable side of ingest, opened (and replayed) before the workers start.
+#[derive(Debug, Default)]
+pub struct Durability {
+    /// `None`: readings live in memory only (tests, the bench's "WAL off" side).
+    pub wal: Option<Arc<Mutex<Wal>>>,
+    /// Digests of the MQTT messages the log holds, to recognise redeliveries.
+    pub recovered: HashSet<u64>,
+    /// The Parquet history durable readings go to.
+    pub history: Option<Arc<History>>,
+}
+
+/// Opens the write-ahead log in `dir`, puts what it holds back into the live store
+/// and, for the records the history does not hold yet, into the history's pending
+/// readings; returns the log with what replay found (damage included, for the
+/// caller to report).
+pub fn open_wal(
+    dir: &Path,
+    store: &LiveStore,
+    history: Option<&History>,
+) -> Result<(Arc<Mutex<Wal>>, Replayed)> {
+    let (wal, replayed) = Wal::open(dir)?;
+    let in_parquet = history.map_or(0, History::wal_checkpoint);
+    for (record, readings) in &replayed.records {
+        for chunk in readings.chunks(sink::MAX_BATCH_ROWS) {
+            store.append(chunk)?;
+        }
+        if let Some(h) = history
+            && *record >= in_parquet
+        {
+            h.add_pending(Some(*record), readings)?;
+        }
+    }
+    Ok((Arc::new(Mutex::new(wal)), replayed))
+}
+
 /// The running ingest: its store, counters and worker tasks.
 #[derive(Debug)]
 pub struct Ingest {
@@ -164,6 +208,7 @@ pub struct Ingest {
     pub metrics: Arc<IngestMetrics>,
     workers: Vec<JoinHandle<()>>,
     sink: JoinHandle<()>,
+    history: Option<JoinHandle<()>>,
 }
 
 impl Ingest {
@@ -174,9 +219,25 @@ impl Ingest {
         mqtt: Option<MqttClientOptions>,
         store: Arc<LiveStore>,
         metrics: Arc<IngestMetrics>,
+        durability: Durability,
         cancel: CancellationToken,
     ) -> Ingest {
-        let (tx, sink) = sink::spawn_sink(store.clone(), metrics.clone(), cancel.clone());
+        let (history_tx, history) = match durability.history {
+            Some(h) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let writer =
+                    history::spawn_writer(h, rx, durability.wal.clone(), cancel.clone());
+                (Some(tx), Some(writer))
+            }
+            None => (None, None),
+        };
+        let targets = SinkTargets {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            wal: durability.wal,
+            history: history_tx,
+        };
+        let (tx, sink) = sink::spawn_sink(targets, cancel.clone());
         let mut handles = Vec::new();
         for dev in workers.modbus {
             handles.push(modbus::spawn_modbus(
@@ -194,6 +255,7 @@ impl Ingest {
                 workers.mqtt,
                 tx.clone(),
                 metrics.clone(),
+                RecentDigests::new(durability.recovered),
                 cancel.clone(),
             ));
         }
@@ -202,15 +264,20 @@ impl Ingest {
             metrics,
             workers: handles,
             sink,
+            history,
         }
     }
 
-    /// Waits for the workers and then the sink to finish (after cancellation),
-    /// so that everything accepted is in the store.
+    /// Waits for the workers, then the sink, then the history writer to finish
+    /// (after cancellation), so that everything accepted is in the store and in
+    /// the history files.
     pub async fn join(self) {
         for h in self.workers {
             let _ = h.await;
         }
         let _ = self.sink.await;
+        if let Some(h) = self.history {
+            let _ = h.await;
+        }
     }
 }

@@ -201,7 +201,7 @@ async fn run_connection(
             }
         }
         let readings = to_readings(&dev.id, dev.power_sign, now.timestamp_millis(), samples);
-        if !readings.is_empty() && tx.send(readings).await.is_err() {
+        if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
             return Ok(()); // the sink is gone: shutting down
         }
     }

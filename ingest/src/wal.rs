@@ -64,16 +64,26 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
 /// What replay found.
 #[derive(Debug, Default)]
 pub struct Replayed {
-    /// Every reading of every intact record, in log order.
-    pub readings: Vec<Reading>,
+    /// Every intact record, in log order: its number and its readings.
+    pub records: Vec<(u64, Vec<Reading>)>,
     /// The digests of the messages those readings came from.
     pub digests: HashSet<u64>,
-    /// Records read.
-    pub records: u64,
     /// Damage found in the middle of the log (file, offset, what): reported, skipped.
     pub damaged: Vec<String>,
     /// Bytes cut off the end of the newest segment (an unfinished write).
     pub truncated_bytes: u64,
+}
+
+impl Replayed {
+    /// Every reading of every intact record, in log order.
+    pub fn readings(&self) -> impl Iterator<Item = &Reading> {
+        self.records.iter().flat_map(|(_, r)| r)
+    }
+
+    /// How many readings the records hold.
+    pub fn reading_count(&self) -> usize {
+        self.records.iter().map(|(_, r)| r.len()).sum()
+    }
 }
 
 /// An open write-ahead log, appending to its newest segment.
@@ -294,9 +304,8 @@ impl Wal {
                     }
                     match decode(payload, &mut devices) {
                         Ok((record, readings, digests)) => {
-                            replayed.readings.extend(readings);
+                            replayed.records.push((record, readings));
                             replayed.digests.extend(digests);
-                            replayed.records += 1;
                             next_record = next_record.max(record + 1);
                         }
                         Err(why) => {
