@@ -119,6 +119,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     let accounts = demo_accounts(&loaded)?;
+    demo_ledger(&loaded)?;
     let bind = args.bind.unwrap_or(loaded.config.web.bind);
     let node = Node::start(&loaded, bind).await?;
     println!("Communalia demo: {}", loaded.config.site.name);
@@ -158,11 +159,69 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                 node.web_addr
             );
         }
+        println!(
+            "  the contribution ledger (any member): http://{}/ledger",
+            node.web_addr
+        );
     }
     println!("Press Ctrl-C to stop.");
     crate::wait_for_signal().await;
     cancel.cancel();
     node.shutdown().await
+}
+
+/// A few days of the demo community's contribution ledger, recorded once in a new
+/// journal through the ledger's ordinary calls (now, for work dated the days
+/// before): a validated repair (Communs minted, some given on), a lesson waiting
+/// for its second approval, a meal just recorded. Skipped when the demo's members
+/// are not those of `config/demo.toml`.
+fn demo_ledger(loaded: &Loaded) -> Result<()> {
+    use chrono::{Duration, Utc};
+    use ledger::{Category, NewContribution, NewTransfer, Verdict};
+    let journal = crate::node::open_ledger(loaded)?;
+    let names: Vec<String> = journal.members()?.into_iter().map(|m| m.name).collect();
+    let known = ["camille", "yasmine", "bernard"]
+        .iter()
+        .all(|n| names.iter().any(|m| m == n));
+    if !known || !journal.contributions()?.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let contribution = |category, hours, days_ago: i64, description: &str| NewContribution {
+        category,
+        hours,
+        date: (now - Duration::days(days_ago)).date_naive(),
+        description: description.to_string(),
+    };
+    let repair = journal.record_contribution(
+        "bernard",
+        &contribution(Category::Repair, 3.0, 3, "Réparé les vélos de l'école"),
+        now,
+    )?;
+    for who in ["camille", "yasmine"] {
+        journal.attest(repair.seq, who, Verdict::Approve, "Vu à l'atelier", now)?;
+    }
+    journal.transfer(
+        "bernard",
+        &NewTransfer {
+            to: "camille".into(),
+            amount: ledger::Communs::from_whole(5),
+            memo: "Pour les confitures".into(),
+        },
+        now,
+    )?;
+    let lesson = journal.record_contribution(
+        "yasmine",
+        &contribution(Category::Teaching, 2.0, 1, "Atelier solaire avec les CM2"),
+        now,
+    )?;
+    journal.attest(lesson.seq, "camille", Verdict::Approve, "", now)?;
+    journal.record_contribution(
+        "camille",
+        &contribution(Category::Cooking, 1.5, 0, "Soupe pour la réunion du soir"),
+        now,
+    )?;
+    Ok(())
 }
 
 /// Gives every member of the demo's configuration a password generated for this run,

@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod ledger_cli;
 mod node;
 
 use std::net::SocketAddr;
@@ -105,10 +106,20 @@ enum TokenCommand {
 
 #[derive(Subcommand, Debug)]
 enum LedgerCommand {
-    /// Recompute the hash chain; exit non-zero naming the first bad entry.
+    /// Recompute the hash chain and replay every balance; exit non-zero naming the
+    /// first bad entry (and account).
     Verify {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
+    },
+    /// Write the whole journal as JSON lines, one entry per line, oldest first,
+    /// for another program to keep or verify on its own.
+    Export {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -175,38 +186,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ledger {
             command: LedgerCommand::Verify { config },
+        } => ledger_cli::verify(&config::load_file(&config)?),
+        Command::Ledger {
+            command: LedgerCommand::Export { config, output },
         } => {
-            let l = config::load_file(&config)?;
-            let path = l.ledger_path();
-            if !path.exists() {
-                anyhow::bail!(
-                    "no ledger at {} (has the node run with this configuration?)",
-                    path.display()
-                );
-            }
-            let journal = ledger::Journal::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let report = journal.verify()?;
-            match report.first_bad {
-                None => {
-                    println!(
-                        "{}: {} entries, chain intact, head {}",
-                        path.display(),
-                        report.entries,
-                        report.head_hash
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(bad) => {
-                    println!(
-                        "{}: entry {} is bad: {}",
-                        path.display(),
-                        bad.seq,
-                        bad.problem
-                    );
-                    Ok(ExitCode::from(2))
-                }
-            }
+            ledger_cli::export(&config::load_file(&config)?, output.as_deref())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::User {
             command:

@@ -573,7 +573,13 @@ fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
     if adopted.is_from_configuration() {
         return t.t("assembly.from_configuration").to_string();
     }
-    let d = &adopted.decision;
+    decision_sentence(&adopted.decision, &adopted.author, lang)
+}
+
+/// An assembly's decision record in one sentence: date, votes, quorum, and who
+/// entered it (plans and ledger parameters alike).
+pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
     // French counts 0 and 1 in the singular ("1 abstention", "0 présent").
     let counted = |n: u32, one: &str, many: &str| {
         t.tf(if n <= 1 { one } else { many }, &[("n", &n.to_string())])
@@ -593,7 +599,7 @@ fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
                 &counted(d.present, "assembly.present_one", "assembly.present_many"),
             ),
             ("quorum", &d.quorum_required.to_string()),
-            ("by", &adopted.author),
+            ("by", author),
         ],
     )
 }

@@ -111,6 +111,61 @@ pub fn format_date_long(date: NaiveDate, lang: Lang) -> String {
     }
 }
 
+/// An amount of Communs to the hundredth, rounded half up: "98,00" in French,
+/// "98.00" in English (99.999999 shows as 100,00: demurrage takes a millionth
+/// within milliseconds, which a reader should not see as a lost hundredth). Where
+/// the last digit matters, [`format_communs_exact`]; the JSON API gives amounts
+/// exactly.
+pub fn format_communs(amount: ledger::Communs, lang: Lang) -> String {
+    let hundredths = (amount.micro().saturating_add(5_000)).div_euclid(10_000);
+    let sign = if hundredths < 0 {
+        MINUS.to_string()
+    } else {
+        String::new()
+    };
+    let abs = hundredths.unsigned_abs();
+    format!(
+        "{sign}{}{}{:02}",
+        abs / 100,
+        decimal_separator(lang),
+        abs % 100
+    )
+}
+
+/// An amount of Communs exactly, to the millionth, without trailing zeros:
+/// "99,932679", "500".
+pub fn format_communs_exact(amount: ledger::Communs, lang: Lang) -> String {
+    amount
+        .to_string()
+        .replace('.', &decimal_separator(lang).to_string())
+        .replace('-', &MINUS.to_string())
+}
+
+/// Hours as few digits as they need, at most two decimals: "3", "1,5", "1,25" in
+/// French, "1.5" in English. `static/wall.js` repeats it (`formatHours`).
+pub fn format_hours(hours: ledger::Hours, lang: Lang) -> String {
+    let centi = hours.centihours();
+    let (whole, frac) = (centi / 100, centi % 100);
+    let separator = decimal_separator(lang);
+    match frac {
+        0 => whole.to_string(),
+        f if f % 10 == 0 => format!("{whole}{separator}{}", f / 10),
+        f => format!("{whole}{separator}{f:02}"),
+    }
+}
+
+/// "1,5 heure" / "3 heures", "1 hour" / "1.5 hours": French counts below 2 in the
+/// singular, English only exactly 1. `static/wall.js` repeats the rule.
+pub fn hours_text(hours: ledger::Hours, lang: Lang) -> String {
+    let t = crate::Catalog::for_lang(lang);
+    let singular = match lang {
+        Lang::Fr => hours.centihours() < 200,
+        Lang::En => hours.centihours() == 100,
+    };
+    let key = if singular { "hours.one" } else { "hours.many" };
+    t.tf(key, &[("hours", &format_hours(hours, lang))])
+}
+
 fn decimal_separator(lang: Lang) -> char {
     match lang {
         Lang::Fr => ',',
@@ -140,6 +195,57 @@ mod tests {
         assert_eq!(format_power(-1200.0, Lang::Fr), "\u{2212}1,2 kW");
         assert_eq!(format_power(-0.3, Lang::Fr), "0 W");
         assert_eq!(format_power(f64::NAN, Lang::Fr), "—");
+    }
+
+    #[test]
+    fn communs_and_hours() {
+        use ledger::{Communs, Hours};
+        assert_eq!(format_communs(Communs::from_whole(98), Lang::Fr), "98,00");
+        assert_eq!(
+            format_communs(Communs::from_micro(99_932_680), Lang::En),
+            "99.93"
+        );
+        assert_eq!(
+            format_communs(Communs::from_micro(99_999_999), Lang::Fr),
+            "100,00"
+        );
+        assert_eq!(
+            format_communs(Communs::from_micro(99_994_999), Lang::Fr),
+            "99,99"
+        );
+        assert_eq!(format_communs(Communs::ZERO, Lang::En), "0.00");
+        assert_eq!(format_communs(Communs::from_micro(5_000), Lang::En), "0.01");
+        assert_eq!(format_communs(Communs::from_micro(4_999), Lang::En), "0.00");
+        assert_eq!(
+            format_communs_exact(Communs::from_micro(99_932_679), Lang::Fr),
+            "99,932679"
+        );
+        assert_eq!(
+            format_communs_exact(Communs::from_whole(500), Lang::En),
+            "500"
+        );
+        assert_eq!(format_hours(Hours::from_centihours(300), Lang::Fr), "3");
+        assert_eq!(format_hours(Hours::from_centihours(150), Lang::Fr), "1,5");
+        assert_eq!(format_hours(Hours::from_centihours(125), Lang::En), "1.25");
+        assert_eq!(
+            format_hours(Hours::from_centihours(1205), Lang::En),
+            "12.05"
+        );
+        assert_eq!(
+            hours_text(Hours::from_centihours(150), Lang::Fr),
+            "1,5 heure"
+        );
+        assert_eq!(hours_text(Hours::from_centihours(0), Lang::Fr), "0 heure");
+        assert_eq!(
+            hours_text(Hours::from_centihours(1250), Lang::Fr),
+            "12,5 heures"
+        );
+        assert_eq!(hours_text(Hours::from_centihours(100), Lang::En), "1 hour");
+        assert_eq!(
+            hours_text(Hours::from_centihours(150), Lang::En),
+            "1.5 hours"
+        );
+        assert_eq!(hours_text(Hours::from_centihours(0), Lang::En), "0 hours");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod account;
 mod assembly;
 mod format;
 mod i18n;
+mod ledger_page;
 mod pages;
 mod wall;
 
@@ -23,9 +24,20 @@ pub use assembly::{
     AssemblyView, DraftForm, DraftProblem, DraftService, FormField, Preview, PreviewRow,
     change_text, problem_text, render_assembly,
 };
-pub use format::{format_date_long, format_percent, format_power, format_time};
+pub use format::{
+    format_communs, format_communs_exact, format_date_long, format_hours, format_percent,
+    format_power, format_time, hours_text,
+};
 pub use i18n::{Catalog, Lang, negotiate};
-pub use pages::{ASSET_VERSION, WALL_CSS, WALL_JS, render_not_found, render_wall, render_wall_for};
+pub use ledger_page::{
+    Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
+    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm, category_name, ledger_problem_text,
+    render_ledger,
+};
+pub use pages::{
+    ASSET_VERSION, WALL_CSS, WALL_JS, WallContext, render_not_found, render_wall, render_wall_for,
+    render_wall_with,
+};
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.

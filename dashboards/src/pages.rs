@@ -34,6 +34,8 @@ struct WallTemplate<'a> {
     view: &'a WallView,
     /// Shown to a signed-in member of the assembly: a link to their panel.
     assembly_link: bool,
+    /// Shown to any signed-in member: a link to the ledger.
+    ledger_link: bool,
     site_name: &'a str,
     t: &'static Catalog,
     lang_code: &'static str,
@@ -51,9 +53,21 @@ struct NotFoundTemplate<'a> {
     asset_version: u64,
 }
 
+/// What the wall screen shows beside the live snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WallContext {
+    /// The reader is a signed-in member of the assembly (the kiosk never is): a
+    /// link to their panel.
+    pub assembly_link: bool,
+    /// The reader is a signed-in member: a link to the ledger.
+    pub ledger_link: bool,
+    /// Hours of contributions validated this week (a community total), if known.
+    pub week_hours: Option<ledger::Hours>,
+}
+
 /// The wall screen as a complete HTML document.
 pub fn render_wall(snapshot: &LiveSnapshot, lang: Lang, site: &SiteInfo) -> Result<String> {
-    render_wall_for(snapshot, lang, site, false)
+    render_wall_with(snapshot, lang, site, &WallContext::default())
 }
 
 /// The wall screen, with a link to the assembly's panel when `assembly_link` (the
@@ -64,12 +78,27 @@ pub fn render_wall_for(
     site: &SiteInfo,
     assembly_link: bool,
 ) -> Result<String> {
+    let context = WallContext {
+        assembly_link,
+        ..WallContext::default()
+    };
+    render_wall_with(snapshot, lang, site, &context)
+}
+
+/// The wall screen with what `context` adds to the snapshot.
+pub fn render_wall_with(
+    snapshot: &LiveSnapshot,
+    lang: Lang,
+    site: &SiteInfo,
+    context: &WallContext,
+) -> Result<String> {
     let t = Catalog::for_lang(lang);
-    let view = WallView::new(snapshot, lang, site);
+    let view = WallView::new(snapshot, lang, site).with_week_hours(context.week_hours);
     WallTemplate {
         page_title: format!("{} · {}", site.name, t.t("wall.title")),
         view: &view,
-        assembly_link,
+        assembly_link: context.assembly_link,
+        ledger_link: context.ledger_link,
         site_name: &site.name,
         t,
         lang_code: lang.code(),

@@ -32,6 +32,9 @@ pub struct WallView {
     pub last_data_iso: String,
     /// "Priorités votées le 12 mars 2026", or that no plan is adopted.
     pub plan: String,
+    /// "12,5 heures": contributions validated this week, when known (see
+    /// [`WallView::with_week_hours`]); the panel is left out otherwise.
+    pub week_hours: Option<String>,
     /// The words `wall.js` needs to redraw the page, as `data-t-NAME` on `<body>`.
     pub script_texts: Vec<(&'static str, String)>,
 }
@@ -207,8 +210,15 @@ impl WallView {
             last_data,
             last_data_iso,
             plan,
+            week_hours: None,
             script_texts: script_texts(t),
         }
+    }
+
+    /// The same view with the hours of contributions validated this week.
+    pub fn with_week_hours(mut self, hours: Option<ledger::Hours>) -> WallView {
+        self.week_hours = hours.map(|h| crate::format::hours_text(h, self.lang));
+        self
     }
 }
 
@@ -224,7 +234,7 @@ fn battery_flow(t: &Catalog, battery_w: f64, lang: Lang) -> String {
 }
 
 /// The catalog entries `wall.js` needs, under the names it reads them by.
-const SCRIPT_TEXT_KEYS: [(&str, &str); 23] = [
+const SCRIPT_TEXT_KEYS: [(&str, &str); 25] = [
     ("state-served", "state.served"),
     ("state-partial", "state.partial"),
     ("state-shed", "state.shed"),
@@ -248,6 +258,8 @@ const SCRIPT_TEXT_KEYS: [(&str, &str); 23] = [
     ("stale-never", "wall.stale_never"),
     ("stale-no-update", "wall.stale_no_update"),
     ("connection-lost", "wall.connection_lost"),
+    ("hours-one", "hours.one"),
+    ("hours-many", "hours.many"),
 ];
 
 fn script_texts(t: &Catalog) -> Vec<(&'static str, String)> {
@@ -352,12 +364,7 @@ mod tests {
         assert_eq!(tiers, ["Priorité 1", "Priorité 2", "Priorité 3"]);
         let pump = &view.tiers[1].services[0];
         assert_eq!(
-            (
-                &*pump.id,
-                pump.state,
-                pump.icon,
-                pump.state_word.as_str()
-            ),
+            (&*pump.id, pump.state, pump.icon, pump.state_word.as_str()),
             ("pump", "partial", "◐", "partiel")
         );
         assert_eq!(
@@ -367,6 +374,18 @@ mod tests {
         let sauna = &view.tiers[2].services[0];
         assert_eq!((sauna.state, sauna.icon), ("shed", "✖"));
         assert_eq!(view.tiers[1].services[1].icon, "○");
+    }
+
+    #[test]
+    fn the_week_panel_counts_hours_in_each_language() {
+        let view = WallView::new(&snapshot(), Lang::Fr, &site());
+        assert_eq!(view.week_hours, None);
+        let hours = Some(ledger::Hours::from_centihours(1250));
+        let fr = WallView::new(&snapshot(), Lang::Fr, &site()).with_week_hours(hours);
+        assert_eq!(fr.week_hours.as_deref(), Some("12,5 heures"));
+        let en = WallView::new(&snapshot(), Lang::En, &site())
+            .with_week_hours(Some(ledger::Hours::from_centihours(100)));
+        assert_eq!(en.week_hours.as_deref(), Some("1 hour"));
     }
 
     #[test]

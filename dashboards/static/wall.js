@@ -56,6 +56,20 @@
     return lang === 'fr' ? whole + ' %' : whole + '%';
   }
 
+  // Hours with at most two decimals, as few as they need (format_hours), and
+  // French counting below 2 in the singular, English only 1 (hours_text).
+  function formatHours(hours) {
+    var centi = Math.round(hours * 100);
+    var whole = Math.floor(centi / 100);
+    var frac = centi % 100;
+    var sep = lang === 'fr' ? ',' : '.';
+    var number = frac === 0 ? String(whole)
+      : frac % 10 === 0 ? whole + sep + (frac / 10)
+      : whole + sep + (frac < 10 ? '0' : '') + frac;
+    var singular = lang === 'fr' ? centi < 200 : centi === 100;
+    return fill(text(singular ? 'hours-one' : 'hours-many'), 'hours', number);
+  }
+
   function dateTimeFormat(options) {
     try {
       options.timeZone = timeZone;
@@ -203,6 +217,12 @@
     serverStaleText = moment ? fill(text('stale-since'), 'time', moment) : text('stale-never');
     lastSignal = SIGNAL_ICONS[snapshot.signal] ? snapshot.signal : 'unknown';
     refreshStale();
+
+    var contributions = snapshot.contributions;
+    if (contributions && isNumber(contributions.hours_validated_this_week) &&
+        contributions.hours_validated_this_week >= 0) {
+      setField('contributions.hours_validated_this_week', formatHours(contributions.hours_validated_this_week));
+    }
 
     if (!applyServices(snapshot.services || [])) reloadOnce();
   }

@@ -38,11 +38,13 @@ fn devices(prefix: &str) -> Vec<DeviceConfig> {
             role: Role::Load,
             profile: "shelly-gen2-em".into(),
             modbus: None,
+            serial: None,
             mqtt: Some(MqttDeviceConfig {
                 topic: format!("{prefix}/m{i}"),
                 fields: Default::default(),
             }),
             power_sign: None,
+            registers: Vec::new(),
             poll_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
         })

@@ -15,6 +15,7 @@ pub mod history;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod probe;
 pub mod reading;
 pub mod sink;
 pub mod store;
@@ -31,9 +32,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IngestMetrics;
-use crate::modbus::{ModbusDevice, ModbusSource};
-use crate::mqtt::{MqttClientOptions, MqttDevice, RecentDigests};
 use crate::history::History;
+use crate::modbus::{Link, ModbusDevice, ModbusSource};
+use crate::mqtt::{MqttClientOptions, MqttDevice, RecentDigests};
 use crate::sink::SinkTargets;
 use crate::store::LiveStore;
 use crate::wal::{Replayed, Wal};
@@ -56,6 +57,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("probing {target}: {problem}")]
+    Probe { target: String, problem: String },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error(transparent)]
@@ -103,11 +106,43 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
         let sign = d
             .role
             .bus_sign(d.power_sign.unwrap_or(profile.power_sign()));
+        if !d.registers.is_empty() && !matches!(profile, Profile::Modbus(_)) {
+            return Err(err_at(
+                Some("registers"),
+                format!(
+                    "profile `{}` does not read configured registers; remove `registers`",
+                    d.profile
+                ),
+            ));
+        }
         match profile {
             Profile::SunSpec | Profile::Modbus(_) => {
-                let m = d.modbus.as_ref().ok_or_else(|| {
-                    err(format!("profile `{}` is read over Modbus: add `modbus = {{ host = \"…\", port = 502, unit = 1 }}`", d.profile))
-                })?;
+                let (link, unit) = match (&d.modbus, &d.serial) {
+                    (Some(m), None) => (
+                        Link::Tcp {
+                            host: m.host.clone(),
+                            port: m.port,
+                        },
+                        m.unit,
+                    ),
+                    (None, Some(s)) => {
+                        s.check().map_err(|e| err_at(Some("serial"), e))?;
+                        (Link::Serial(s.clone()), s.unit)
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(err_at(
+                            Some("serial"),
+                            "a device is reached over `modbus` (TCP) or `serial` (RTU), not both"
+                                .into(),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(err(format!(
+                            "profile `{}` is read over Modbus: add `modbus = {{ host = \"…\", port = 502, unit = 1 }}` or `serial = {{ path = \"/dev/ttyUSB0\", baud = 9600, parity = \"none\", stop_bits = 1, unit = 1 }}`",
+                            d.profile
+                        )));
+                    }
+                };
                 if d.mqtt.is_some() {
                     return Err(err_at(
                         Some("mqtt"),
@@ -117,18 +152,56 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                         ),
                     ));
                 }
+                if let Link::Serial(s) = &link
+                    && let Some(other) = workers.modbus.iter().find(|o| match &o.link {
+                        Link::Serial(t) => t.path == s.path && !t.same_line(s),
+                        Link::Tcp { .. } => false,
+                    })
+                {
+                    return Err(err_at(
+                        Some("serial"),
+                        format!(
+                            "{} is shared with device `{}` at other line settings ({}); devices on one bus use the same baud, parity, stop and data bits",
+                            s.path,
+                            other.id,
+                            other.link.describe()
+                        ),
+                    ));
+                }
+                if let Some(other) = workers
+                    .modbus
+                    .iter()
+                    .find(|o| o.link.key() == link.key() && o.unit == unit)
+                {
+                    return Err(err_at(
+                        Some(if d.serial.is_some() {
+                            "serial"
+                        } else {
+                            "modbus"
+                        }),
+                        format!(
+                            "unit {unit} on {} is already device `{}`",
+                            link.describe(),
+                            other.id
+                        ),
+                    ));
+                }
+                let source = match profile {
+                    Profile::Modbus(p) => ModbusSource::Profile(Arc::new(
+                        p.for_device(&d.registers)
+                            .map_err(|e| err_at(Some("registers"), e))?,
+                    )),
+                    _ => ModbusSource::SunSpec,
+                };
                 workers.modbus.push(ModbusDevice {
                     id: d.id.as_str().into(),
-                    host: m.host.clone(),
-                    port: m.port,
-                    unit: m.unit,
-                    source: match profile {
-                        Profile::Modbus(p) => ModbusSource::Profile(p),
-                        _ => ModbusSource::SunSpec,
-                    },
+                    link,
+                    unit,
+                    source,
                     poll_interval: d.poll_interval,
                     timeout: d.timeout,
-                    power_sign: sign,
+                    role: d.role,
+                    power_sign: d.power_sign,
                 });
             }
             Profile::Mqtt(p) => {
@@ -138,9 +211,13 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                         d.profile
                     ))
                 })?;
-                if d.modbus.is_some() {
+                if d.modbus.is_some() || d.serial.is_some() {
                     return Err(err_at(
-                        Some("modbus"),
+                        Some(if d.modbus.is_some() {
+                            "modbus"
+                        } else {
+                            "serial"
+                        }),
                         format!(
                             "profile `{}` is read over MQTT; remove the `modbus` key",
                             d.profile
@@ -212,7 +289,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts one worker per Modbus device, one MQTT client for all MQTT devices
+    /// Starts one worker per Modbus connection (devices on one gateway, host:port
+    /// or serial bus share it), one MQTT client for all MQTT devices
     /// (when there are any and `mqtt` is given) and the sink.
     pub fn start(
         workers: Workers,
@@ -239,14 +317,12 @@ impl Ingest {
         };
         let (tx, sink) = sink::spawn_sink(targets, cancel.clone());
         let mut handles = Vec::new();
-        for dev in workers.modbus {
-            handles.push(modbus::spawn_modbus(
-                dev,
-                tx.clone(),
-                metrics.clone(),
-                cancel.clone(),
-            ));
-        }
+        handles.extend(modbus::spawn_modbus_links(
+            workers.modbus,
+            tx.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
         if let Some(opts) = mqtt
             && !workers.mqtt.is_empty()
         {

@@ -1,48 +1,123 @@
-//! The Modbus TCP worker: one connection per device, requests one at a time, a
-//! timeout on every request, reconnection with exponential backoff, SunSpec
-//! discovery. tokio-modbus's two error layers are kept apart: a transport error
-//! (or timeout) drops the connection and reconnects; an exception code is counted,
-//! its values are missing for this poll, and polling goes on.
+//! The Modbus workers, TCP and RTU. Devices that share a connection (several unit
+//! ids behind one gateway, a device that accepts one TCP connection only, an
+//! RS-485 bus) share one worker: it owns the connection and sends one request at a
+//! time, each device on its own cadence. Devices on other connections never wait
+//! for it.
+//!
+//! tokio-modbus's two error layers are kept apart: a transport error or a timeout
+//! drops the connection (a late answer would be taken for the next request's) and
+//! reconnects, with exponential backoff when connecting fails; an exception code is
+//! counted, the values it covered are missing for this poll, and polling goes on.
+//! A failing device is retried with its own exponential backoff, so that a dead
+//! unit does not take the bus from the live ones.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sensors::modbus::{ReadBlock, RegisterKind, plan_reads};
-use sensors::model::{Metric, Sample};
+use chrono::{DateTime, Utc};
+use sensors::config::{Parity, SerialConfig};
+use sensors::modbus::{ReadBlock, RegisterKind};
+use sensors::model::{DecodedPoint, Metric, PowerSign, Role, Sample};
 use sensors::profile::ModbusProfile;
-use sensors::sunspec::{self, ModelHeader};
+use sensors::sunspec::{self, ModelHeader, SunSpecMap, SunSpecPlan};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::metrics::IngestMetrics;
+use crate::metrics::{DecodedValue, IngestMetrics, ModelInfo, RawBlock};
 use crate::reading::Reading;
 use crate::sink::ReadingsTx;
 
 /// What a device speaks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum ModbusSource {
-    /// Any SunSpec device: models found at connection time.
+    /// Any SunSpec device: models found at the first connection.
     SunSpec,
-    /// A fixed register map from a profile data file.
-    Profile(&'static ModbusProfile),
+    /// A fixed register map from a profile data file, or the generic profile with
+    /// the device's own registers.
+    Profile(Arc<ModbusProfile>),
+}
+
+impl ModbusSource {
+    pub fn profile_id(&self) -> &str {
+        match self {
+            ModbusSource::SunSpec => "sunspec",
+            ModbusSource::Profile(p) => &p.id,
+        }
+    }
+}
+
+/// How a device is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Tcp { host: String, port: u16 },
+    Serial(SerialConfig),
+}
+
+impl Link {
+    /// Devices with equal keys share one connection.
+    pub fn key(&self) -> String {
+        match self {
+            Link::Tcp { host, port } => format!("tcp://{}:{port}", host.to_ascii_lowercase()),
+            Link::Serial(s) => format!("serial://{}", s.path),
+        }
+    }
+
+    /// For logs and the installer pages, e.g. `modbus-rtu /dev/ttyUSB0 9600 8N1`.
+    pub fn describe(&self) -> String {
+        match self {
+            Link::Tcp { host, port } => format!("modbus-tcp {host}:{port}"),
+            Link::Serial(s) => format!(
+                "modbus-rtu {} {} {}{}{}",
+                s.path,
+                s.baud,
+                s.data_bits,
+                match s.parity {
+                    Parity::None => 'N',
+                    Parity::Even => 'E',
+                    Parity::Odd => 'O',
+                },
+                s.stop_bits
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ModbusDevice {
     pub id: Arc<str>,
-    pub host: String,
-    pub port: u16,
+    pub link: Link,
     pub unit: u8,
     pub source: ModbusSource,
     pub poll_interval: Duration,
+    /// On every request, and on connecting.
     pub timeout: Duration,
-    pub power_sign: f64,
+    pub role: Role,
+    /// The device's `power_sign =`, which wins over the profile's or the model's.
+    pub power_sign: Option<PowerSign>,
 }
 
-/// Doubling delays between reconnection attempts, capped.
+impl ModbusDevice {
+    /// The factor that turns this device's power into the site bus view, given
+    /// the convention its profile or SunSpec model declares.
+    pub fn bus_sign(&self, declared: Option<PowerSign>) -> f64 {
+        let sign = self.power_sign.or(declared).unwrap_or(match &self.source {
+            ModbusSource::Profile(p) => p.power_sign,
+            ModbusSource::SunSpec => PowerSign::Generation,
+        });
+        self.role.bus_sign(sign)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} unit {}", self.link.describe(), self.unit)
+    }
+}
+
+/// Doubling delays between attempts, capped.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
@@ -68,142 +143,597 @@ impl Backoff {
     }
 }
 
-/// Why a poll or a discovery stopped.
-#[derive(Debug)]
-enum Failure {
+/// Longest wait between two attempts at a failing device or connection.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a request failed.
+#[derive(Debug, Clone)]
+pub enum Failure {
     /// The connection is unusable: reconnect.
     Transport(String),
     /// The device answered with an exception.
     Exception { code: u8, what: String },
 }
 
-/// What to read each poll and how to turn it into samples.
-enum PollPlan {
-    SunSpec {
-        models: Vec<ModelHeader>,
-        blocks: Vec<ReadBlock>,
-    },
-    Profile {
-        profile: &'static ModbusProfile,
-        blocks: Vec<ReadBlock>,
-    },
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Transport(w) | Failure::Exception { what: w, .. } => w,
+        }
+    }
+}
+
+/// A connection and the requests sent on it, counted.
+pub struct Conn {
+    ctx: Context,
+    pub timeout: Duration,
+    /// Requests sent since the counter was last taken.
+    pub transactions: u32,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("transactions", &self.transactions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Opens `link` (TCP connect or serial port), within `timeout`.
+    pub async fn open(link: &Link, unit: u8, timeout: Duration) -> Result<Conn, String> {
+        let ctx = match link {
+            Link::Tcp { host, port } => connect_tcp(host, *port, unit, timeout).await?,
+            Link::Serial(s) => open_serial(s, unit)?,
+        };
+        Ok(Conn {
+            ctx,
+            timeout,
+            transactions: 0,
+        })
+    }
+
+    /// Addresses the next requests to `unit`.
+    pub fn set_unit(&mut self, unit: u8) {
+        self.ctx.set_slave(Slave(unit));
+    }
+
+    /// Reads `count` registers of `kind` from `start`: one transaction.
+    pub async fn read(
+        &mut self,
+        kind: RegisterKind,
+        start: u16,
+        count: u16,
+    ) -> Result<Vec<u16>, Failure> {
+        self.transactions = self.transactions.saturating_add(1);
+        let ctx = &mut self.ctx;
+        let fut = async {
+            match kind {
+                RegisterKind::Holding => ctx.read_holding_registers(start, count).await,
+                RegisterKind::Input => ctx.read_input_registers(start, count).await,
+            }
+        };
+        let k = kind.as_str();
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(Failure::Transport(format!(
+                "no answer within {} ms reading {count} {k} registers at {start}",
+                self.timeout.as_millis()
+            ))),
+            Ok(Err(e)) => Err(Failure::Transport(format!(
+                "transport error reading {count} {k} registers at {start}: {e}"
+            ))),
+            Ok(Ok(Err(code))) => Err(exception(code, kind, start, count)),
+            Ok(Ok(Ok(words))) if words.len() != usize::from(count) => {
+                Err(Failure::Transport(format!(
+                    "asked {count} {k} registers at {start}, got {}",
+                    words.len()
+                )))
+            }
+            Ok(Ok(Ok(words))) => Ok(words),
+        }
+    }
+
+    pub async fn read_block(&mut self, b: &ReadBlock) -> Result<Vec<u16>, Failure> {
+        self.read(b.kind, b.start, b.count).await
+    }
+}
+
+async fn connect_tcp(
+    host: &str,
+    port: u16,
+    unit: u8,
+    timeout: Duration,
+) -> Result<Context, String> {
+    let target = format!("{host}:{port}");
+    let addr = tokio::time::timeout(timeout, tokio::net::lookup_host(&target))
+        .await
+        .map_err(|_| format!("resolving {target} timed out"))?
+        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{target} resolves to no address"))?;
+    tokio::time::timeout(
+        timeout,
+        tokio_modbus::client::tcp::connect_slave(addr, Slave(unit)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "connecting to {target} timed out after {} ms",
+            timeout.as_millis()
+        )
+    })?
+    .map_err(|e| format!("cannot connect to {target}: {e}"))
+}
+
+fn open_serial(s: &SerialConfig, unit: u8) -> Result<Context, String> {
+    use tokio_serial::SerialPortBuilderExt;
+    let builder = tokio_serial::new(&s.path, s.baud)
+        .parity(match s.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
+        .stop_bits(if s.stop_bits == 2 {
+            tokio_serial::StopBits::Two
+        } else {
+            tokio_serial::StopBits::One
+        })
+        .data_bits(if s.data_bits == 7 {
+            tokio_serial::DataBits::Seven
+        } else {
+            tokio_serial::DataBits::Eight
+        });
+    let port = builder
+        .open_native_async()
+        .map_err(|e| format!("cannot open serial port {}: {e}", s.path))?;
+    Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(unit)))
+}
+
+fn exception(code: ExceptionCode, kind: RegisterKind, start: u16, count: u16) -> Failure {
+    Failure::Exception {
+        code: u8::from(code),
+        what: format!(
+            "device refused reading {count} {} registers at {start}: {code}",
+            kind.as_str()
+        ),
+    }
+}
+
+/// What to read each poll and how to turn it into values.
+#[derive(Debug, Clone)]
+pub enum PollPlan {
+    SunSpec { map: SunSpecMap, plan: SunSpecPlan },
+    Profile(Arc<ModbusProfile>),
 }
 
 impl PollPlan {
-    fn blocks(&self) -> &[ReadBlock] {
+    pub fn blocks(&self) -> Vec<ReadBlock> {
         match self {
-            PollPlan::SunSpec { blocks, .. } | PollPlan::Profile { blocks, .. } => blocks,
+            PollPlan::SunSpec { plan, .. } => plan.blocks.clone(),
+            PollPlan::Profile(p) => p.read_plan(),
         }
     }
 
-    fn decode(&self, device: &str, read: &[(ReadBlock, Vec<u16>)]) -> Vec<Sample> {
+    pub fn decode(&self, read: &[(ReadBlock, Vec<u16>)]) -> Vec<DecodedPoint> {
         match self {
-            PollPlan::Profile { profile, .. } => profile.decode(read),
-            PollPlan::SunSpec { models, .. } => {
-                let mut out = Vec::new();
-                for m in models {
-                    let Some(body) = sensors::modbus::words(
-                        read,
-                        RegisterKind::Holding,
-                        m.body_address(),
-                        m.length,
-                    ) else {
-                        continue; // that block failed this poll: its values are missing
-                    };
-                    match sunspec::decode_model(m.id, body) {
-                        Ok(samples) => out.extend(samples),
-                        Err(e) => {
-                            tracing::warn!(device, model = m.id, error = %e, "SunSpec model not decoded")
-                        }
-                    }
-                }
-                out
-            }
+            PollPlan::SunSpec { plan, .. } => plan.decode(read),
+            PollPlan::Profile(p) => p.decode_points(read),
+        }
+    }
+
+    /// The sign convention the plan declares (SunSpec: its first power model's).
+    pub fn declared_sign(&self) -> Option<PowerSign> {
+        match self {
+            PollPlan::SunSpec { plan, .. } => plan.power_sign,
+            PollPlan::Profile(p) => Some(p.power_sign),
         }
     }
 }
 
-pub fn spawn_modbus(
+/// Finds the `SunS` marker at 40000, 0 or 50000 and walks the model headers to
+/// the end model (ID 0xFFFF). Returns the map and, when model 1 is there, what
+/// it says of the device.
+pub async fn discover_sunspec(
+    conn: &mut Conn,
+) -> Result<(SunSpecMap, Option<sunspec::CommonInfo>), Failure> {
+    let mut base = None;
+    let mut refused = Vec::new();
+    for candidate in sunspec::BASES {
+        match conn.read(RegisterKind::Holding, candidate, 2).await {
+            Ok(words) if sunspec::is_marker(&words) => {
+                base = Some(candidate);
+                break;
+            }
+            Ok(words) => refused.push(format!("{candidate}: {words:04X?}")),
+            Err(Failure::Exception { what, .. }) => refused.push(format!("{candidate}: {what}")),
+            Err(t @ Failure::Transport(_)) => return Err(t),
+        }
+    }
+    let Some(base) = base else {
+        return Err(Failure::Exception {
+            code: 0,
+            what: format!(
+                "no SunSpec marker at 40000, 0 or 50000 ({}); is this a SunSpec device, and is the unit id right?",
+                refused.join("; ")
+            ),
+        });
+    };
+    let mut models = Vec::new();
+    let mut common = None;
+    let mut addr = u32::from(base) + 2;
+    // A chain longer than this is corrupt; stop rather than loop.
+    for _ in 0..256 {
+        let Ok(a) = u16::try_from(addr) else {
+            break;
+        };
+        if a == u16::MAX {
+            break;
+        }
+        let words = conn.read(RegisterKind::Holding, a, 2).await?;
+        let Some(header) = ModelHeader::parse(a, &words) else {
+            break;
+        };
+        if header.is_end() {
+            break;
+        }
+        if header.id == 1 && common.is_none() {
+            let n = header.length.min(sensors::modbus::MAX_READ_REGISTERS);
+            if let Ok(body) = conn
+                .read(RegisterKind::Holding, header.body_address(), n)
+                .await
+            {
+                common = Some(sunspec::decode_common(&body));
+            }
+        }
+        models.push(header);
+        addr = u32::from(a) + 2 + u32::from(header.length);
+    }
+    Ok((SunSpecMap { base, models }, common))
+}
+
+/// One device as its worker keeps it.
+struct Polled {
     dev: ModbusDevice,
+    plan: Option<PollPlan>,
+    next_due: Instant,
+    backoff: Backoff,
+}
+
+/// What one poll did.
+enum PollEnd {
+    /// Values read (some may be missing through exceptions).
+    Read,
+    /// Nothing read, but the connection is fine (exceptions only, no marker).
+    Refused(String),
+    /// The connection is unusable.
+    Transport(String),
+}
+
+/// Starts one worker per connection: devices with the same `Link::key()` share it.
+pub fn spawn_modbus_links(
+    devices: Vec<ModbusDevice>,
+    tx: ReadingsTx,
+    metrics: Arc<IngestMetrics>,
+    cancel: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut links: Vec<(String, Vec<ModbusDevice>)> = Vec::new();
+    for d in devices {
+        let key = d.link.key();
+        match links.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(d),
+            None => links.push((key, vec![d])),
+        }
+    }
+    links
+        .into_iter()
+        .map(|(_, devs)| spawn_link(devs, tx.clone(), metrics.clone(), cancel.clone()))
+        .collect()
+}
+
+/// Starts the worker of one connection and the devices on it.
+pub fn spawn_link(
+    devices: Vec<ModbusDevice>,
     tx: ReadingsTx,
     metrics: Arc<IngestMetrics>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    metrics.register_device(&dev.id);
-    let span = tracing::info_span!("modbus", device = %dev.id, host = %dev.host, port = dev.port, unit = dev.unit);
-    tokio::spawn(
-        async move {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        while !cancel.is_cancelled() {
-            if let Err(why) = run_connection(&dev, &tx, &metrics, &cancel, &mut backoff).await {
-                metrics.record_failure(&dev.id, why.clone(), None);
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %why, retry_in_ms = delay.as_millis() as u64, "device unreachable");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-        }
-        .instrument(span),
-    )
+    let link = devices
+        .first()
+        .map(|d| d.link.describe())
+        .unwrap_or_default();
+    for d in &devices {
+        metrics.register_device_as(&d.id, d.describe(), d.source.profile_id());
+    }
+    let span = tracing::info_span!("modbus", link = %link);
+    tokio::spawn(run_link(devices, tx, metrics, cancel).instrument(span))
 }
 
-/// One connection's life: connect, discover, poll until the transport fails.
-async fn run_connection(
-    dev: &ModbusDevice,
-    tx: &ReadingsTx,
-    metrics: &IngestMetrics,
-    cancel: &CancellationToken,
-    backoff: &mut Backoff,
-) -> Result<(), String> {
-    let mut ctx = connect(dev).await?;
-    let plan = match discover(dev, &mut ctx, metrics).await {
-        Ok(p) => p,
-        Err(Failure::Transport(why)) => return Err(why),
-        Err(Failure::Exception { what, .. }) => return Err(what),
+async fn run_link(
+    devices: Vec<ModbusDevice>,
+    tx: ReadingsTx,
+    metrics: Arc<IngestMetrics>,
+    cancel: CancellationToken,
+) {
+    let Some(link) = devices.first().map(|d| d.link.clone()) else {
+        return;
     };
-    let mut tick = tokio::time::interval(dev.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
+    let start = Instant::now();
+    let mut polled: Vec<Polled> = devices
+        .into_iter()
+        .map(|dev| Polled {
+            backoff: Backoff::new(dev.poll_interval, MAX_BACKOFF.max(dev.poll_interval)),
+            next_due: start,
+            plan: match &dev.source {
+                ModbusSource::Profile(p) => Some(PollPlan::Profile(p.clone())),
+                ModbusSource::SunSpec => None,
+            },
+            dev,
+        })
+        .collect();
+    for p in &polled {
+        if let Some(plan) = &p.plan {
+            metrics.set_planned_transactions(&p.dev.id, plan.blocks().len() as u32);
         }
-        let started = Instant::now();
-        let mut read = Vec::with_capacity(plan.blocks().len());
-        let mut exception = None;
-        let mut transactions = 0u64;
-        for block in plan.blocks() {
-            transactions += 1;
-            match read_block(dev, &mut ctx, block).await {
-                Ok(words) => read.push((*block, words)),
-                Err(Failure::Exception { code, what }) => exception = Some((code, what)),
-                Err(Failure::Transport(why)) => {
-                    metrics.add_modbus_transactions(&dev.id, transactions);
-                    return Err(why);
+    }
+    let connect_timeout = polled
+        .iter()
+        .map(|p| p.dev.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(1));
+    let mut conn_backoff = Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
+    let mut conn: Option<Conn> = None;
+    let mut connect_after = start;
+    loop {
+        let Some(i) = (0..polled.len()).min_by_key(|&i| polled[i].next_due) else {
+            return;
+        };
+        let due = polled[i].next_due.max(connect_after);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        if conn.is_none() {
+            match Conn::open(&link, polled[i].dev.unit, connect_timeout).await {
+                Ok(c) => {
+                    conn_backoff.reset();
+                    conn = Some(c);
+                }
+                Err(why) => {
+                    let delay = conn_backoff.next_delay();
+                    tracing::warn!(error = %why, retry_in_ms = delay.as_millis() as u64, "cannot connect");
+                    connect_after = Instant::now() + delay;
+                    // Every device whose poll is due fails for this reason.
+                    let now = Instant::now();
+                    for p in polled.iter_mut().filter(|p| p.next_due <= now) {
+                        metrics.record_poll(&p.dev.id, Utc::now(), 0, &[], Err(why.clone()));
+                        p.next_due = connect_after.max(now + p.backoff.next_delay());
+                    }
+                    continue;
                 }
             }
         }
-        metrics.add_modbus_transactions(&dev.id, transactions);
-        let latency = started.elapsed();
-        let now = chrono::Utc::now();
-        let samples = plan.decode(&dev.id, &read);
-        match exception {
-            Some((code, what)) => {
-                tracing::warn!(exception = code, "{what}");
-                metrics.record_failure(&dev.id, what, Some(code));
+        let Some(c) = conn.as_mut() else { continue };
+        let p = &mut polled[i];
+        let scheduled = p.next_due;
+        let end = poll_once(p, c, &tx, &metrics).await;
+        let now = Instant::now();
+        match end {
+            PollEnd::Read => {
+                p.backoff.reset();
+                // Keep the cadence; after a late poll, start again from now.
+                let next = scheduled + p.dev.poll_interval;
+                p.next_due = if next < now { now } else { next };
             }
-            None => {
-                metrics.record_success(&dev.id, now, Some(latency));
-                backoff.reset();
+            PollEnd::Refused(why) => {
+                // A SunSpec map that refuses its own registers may have changed
+                // (a firmware update): find it again next time.
+                if matches!(p.dev.source, ModbusSource::SunSpec) {
+                    p.plan = None;
+                }
+                let delay = p.backoff.next_delay();
+                tracing::warn!(device = %p.dev.id, error = %why, retry_in_ms = delay.as_millis() as u64, "device refused");
+                p.next_due = now + delay;
+            }
+            PollEnd::Transport(why) => {
+                let delay = p.backoff.next_delay();
+                tracing::warn!(device = %p.dev.id, error = %why, retry_in_ms = delay.as_millis() as u64, "device unreachable; reconnecting");
+                p.next_due = now + delay;
+                conn = None;
             }
         }
-        let readings = to_readings(&dev.id, dev.power_sign, now.timestamp_millis(), samples);
-        if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
-            return Ok(()); // the sink is gone: shutting down
+        if tx.is_closed() {
+            return; // the sink is gone: shutting down
         }
+    }
+}
+
+/// One poll of one device on an open connection: discovery when its plan is not
+/// known yet, then the plan's reads; counts, health, diagnostics and readings.
+async fn poll_once(
+    p: &mut Polled,
+    conn: &mut Conn,
+    tx: &ReadingsTx,
+    metrics: &IngestMetrics,
+) -> PollEnd {
+    let dev = &p.dev;
+    conn.set_unit(dev.unit);
+    conn.transactions = 0;
+    let started = Instant::now();
+    if p.plan.is_none() {
+        match discover_sunspec(conn).await {
+            Ok((map, common)) => {
+                let infos = model_infos(&map);
+                let plan = map.poll_plan();
+                metrics.with_diagnostics(&dev.id, |d| {
+                    d.sunspec_base = Some(map.base);
+                    d.sunspec_models = infos;
+                    d.identity = common
+                        .as_ref()
+                        .map(|c| format!("{} {} (serial {})", c.manufacturer, c.model, c.serial));
+                });
+                tracing::info!(device = %dev.id, base = map.base, models = ?map.models.iter().map(|m| m.id).collect::<Vec<_>>(), "SunSpec models found");
+                match plan {
+                    Ok(plan) => {
+                        metrics.set_planned_transactions(&dev.id, plan.blocks.len() as u32);
+                        p.plan = Some(PollPlan::SunSpec { map, plan });
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        metrics.record_poll(
+                            &dev.id,
+                            Utc::now(),
+                            conn.transactions,
+                            &[],
+                            Err(why.clone()),
+                        );
+                        return PollEnd::Refused(why);
+                    }
+                }
+            }
+            Err(f) => {
+                let why = f.message().to_string();
+                metrics.record_poll(
+                    &dev.id,
+                    Utc::now(),
+                    conn.transactions,
+                    &[],
+                    Err(why.clone()),
+                );
+                return match f {
+                    Failure::Transport(_) => PollEnd::Transport(why),
+                    Failure::Exception { .. } => PollEnd::Refused(why),
+                };
+            }
+        }
+    }
+    let Some(plan) = p.plan.as_ref() else {
+        return PollEnd::Refused("no read plan".into());
+    };
+    let blocks = plan.blocks();
+    let mut read = Vec::with_capacity(blocks.len());
+    let mut raw = Vec::with_capacity(blocks.len());
+    let mut exceptions = Vec::new();
+    for block in &blocks {
+        match conn.read_block(block).await {
+            Ok(words) => {
+                raw.push(RawBlock {
+                    kind: block.kind,
+                    start: block.start,
+                    count: block.count,
+                    result: Ok(words.clone()),
+                });
+                read.push((*block, words));
+            }
+            Err(Failure::Exception { code, what }) => {
+                tracing::warn!(device = %dev.id, exception = code, "{what}");
+                raw.push(RawBlock {
+                    kind: block.kind,
+                    start: block.start,
+                    count: block.count,
+                    result: Err(code),
+                });
+                exceptions.push((code, what));
+            }
+            Err(Failure::Transport(why)) => {
+                metrics.record_poll(
+                    &dev.id,
+                    Utc::now(),
+                    conn.transactions,
+                    &exceptions,
+                    Err(why.clone()),
+                );
+                return PollEnd::Transport(why);
+            }
+        }
+    }
+    let latency = started.elapsed();
+    let now = Utc::now();
+    let points = plan.decode(&read);
+    let sign = dev.bus_sign(plan.declared_sign());
+    let outcome = if read.is_empty() {
+        Err(format!(
+            "every request was refused ({} exceptions)",
+            exceptions.len()
+        ))
+    } else {
+        Ok(latency)
+    };
+    metrics.record_poll(
+        &dev.id,
+        now,
+        conn.transactions,
+        &exceptions,
+        outcome.clone(),
+    );
+    record_values(metrics, &dev.id, now, sign, &points, Some(raw));
+    let readings = to_readings(
+        &dev.id,
+        sign,
+        now.timestamp_millis(),
+        points.into_iter().map(|p| p.sample).collect(),
+    );
+    if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
+        return PollEnd::Read;
+    }
+    match outcome {
+        Ok(_) => PollEnd::Read,
+        Err(why) => PollEnd::Refused(why),
+    }
+}
+
+fn model_infos(map: &SunSpecMap) -> Vec<ModelInfo> {
+    map.models
+        .iter()
+        .map(|m| ModelInfo {
+            id: m.id,
+            name: sunspec::model_name(m.id),
+            address: m.address,
+            length: m.length,
+            decoded: if m.id == 1 {
+                Err("read once, at discovery".into())
+            } else {
+                sunspec::metric_registers(m)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        })
+        .collect()
+}
+
+/// Keeps the decoded values (and the raw blocks, for Modbus) in the diagnostics.
+pub(crate) fn record_values(
+    metrics: &IngestMetrics,
+    device: &str,
+    at: DateTime<Utc>,
+    sign: f64,
+    points: &[DecodedPoint],
+    raw: Option<Vec<RawBlock>>,
+) {
+    metrics.with_diagnostics(device, |d| {
+        if let Some(raw) = raw {
+            d.raw_blocks = raw;
+            d.raw_at = Some(at);
+        }
+        for p in points {
+            d.values.insert(
+                p.sample.metric,
+                DecodedValue {
+                    metric: p.sample.metric,
+                    value: bus_value(p.sample, sign),
+                    device_value: p.sample.value,
+                    origin: p.origin.clone(),
+                    at,
+                },
+            );
+        }
+    });
+}
+
+fn bus_value(s: Sample, sign: f64) -> f64 {
+    if s.metric == Metric::PowerW {
+        s.value * sign
+    } else {
+        s.value
     }
 }
 
@@ -220,210 +750,9 @@ pub fn to_readings(
             ts_ms,
             device: device.clone(),
             metric: s.metric,
-            value: if s.metric == Metric::PowerW {
-                s.value * power_sign
-            } else {
-                s.value
-            },
+            value: bus_value(s, power_sign),
         })
         .collect()
-}
-
-async fn connect(dev: &ModbusDevice) -> Result<Context, String> {
-    let target = format!("{}:{}", dev.host, dev.port);
-    let addr = tokio::time::timeout(dev.timeout, tokio::net::lookup_host(&target))
-        .await
-        .map_err(|_| format!("resolving {target} timed out"))?
-        .map_err(|e| format!("cannot resolve {target}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{target} resolves to no address"))?;
-    tokio::time::timeout(
-        dev.timeout,
-        tokio_modbus::client::tcp::connect_slave(addr, Slave(dev.unit)),
-    )
-    .await
-    .map_err(|_| {
-        format!(
-            "connecting to {target} timed out after {} ms",
-            dev.timeout.as_millis()
-        )
-    })?
-    .map_err(|e| format!("cannot connect to {target}: {e}"))
-}
-
-async fn read_block(
-    dev: &ModbusDevice,
-    ctx: &mut Context,
-    b: &ReadBlock,
-) -> Result<Vec<u16>, Failure> {
-    read_words(dev, ctx, b.kind, b.start, b.count).await
-}
-
-async fn read_words(
-    dev: &ModbusDevice,
-    ctx: &mut Context,
-    kind: RegisterKind,
-    start: u16,
-    count: u16,
-) -> Result<Vec<u16>, Failure> {
-    let what = |k: RegisterKind| match k {
-        RegisterKind::Holding => "holding",
-        RegisterKind::Input => "input",
-    };
-    let fut = async {
-        match kind {
-            RegisterKind::Holding => ctx.read_holding_registers(start, count).await,
-            RegisterKind::Input => ctx.read_input_registers(start, count).await,
-        }
-    };
-    match tokio::time::timeout(dev.timeout, fut).await {
-        Err(_) => Err(Failure::Transport(format!(
-            "no answer within {} ms reading {count} {} registers at {start}",
-            dev.timeout.as_millis(),
-            what(kind)
-        ))),
-        Ok(Err(e)) => Err(Failure::Transport(format!(
-            "transport error reading {count} {} registers at {start}: {e}",
-            what(kind)
-        ))),
-        Ok(Ok(Err(code))) => Err(exception(code, kind, start, count)),
-        Ok(Ok(Ok(words))) if words.len() != count as usize => Err(Failure::Transport(format!(
-            "asked {count} registers at {start}, got {}",
-            words.len()
-        ))),
-        Ok(Ok(Ok(words))) => Ok(words),
-    }
-}
-
-fn exception(code: ExceptionCode, kind: RegisterKind, start: u16, count: u16) -> Failure {
-    let k = match kind {
-        RegisterKind::Holding => "holding",
-        RegisterKind::Input => "input",
-    };
-    Failure::Exception {
-        code: u8::from(code),
-        what: format!("device refused reading {count} {k} registers at {start}: {code}"),
-    }
-}
-
-async fn discover(
-    dev: &ModbusDevice,
-    ctx: &mut Context,
-    metrics: &IngestMetrics,
-) -> Result<PollPlan, Failure> {
-    match dev.source {
-        ModbusSource::Profile(profile) => Ok(PollPlan::Profile {
-            profile,
-            blocks: profile.read_plan(),
-        }),
-        ModbusSource::SunSpec => {
-            let mut transactions = 0;
-            let result = discover_sunspec(dev, ctx, &mut transactions).await;
-            metrics.add_modbus_transactions(&dev.id, transactions);
-            let models = result?;
-            let polled: Vec<ModelHeader> = models
-                .iter()
-                .filter(|m| m.id != 1 && sunspec::supported(m.id))
-                .copied()
-                .collect();
-            if polled.is_empty() {
-                let ids: Vec<String> = models.iter().map(|m| m.id.to_string()).collect();
-                return Err(Failure::Transport(format!(
-                    "SunSpec device has no model this node decodes (found: {})",
-                    ids.join(", ")
-                )));
-            }
-            let blocks = plan_reads(
-                polled
-                    .iter()
-                    .map(|m| (RegisterKind::Holding, m.body_address(), m.length)),
-                0,
-            );
-            Ok(PollPlan::SunSpec {
-                models: polled,
-                blocks,
-            })
-        }
-    }
-}
-
-/// Finds the `SunS` marker at 40000, 0 or 50000 and walks the model headers to
-/// the end marker. Returns every model found, in address order.
-pub async fn discover_sunspec_models(
-    dev: &ModbusDevice,
-    ctx: &mut Context,
-) -> Result<Vec<ModelHeader>, String> {
-    let mut n = 0;
-    discover_sunspec(dev, ctx, &mut n)
-        .await
-        .map_err(|f| match f {
-            Failure::Transport(w) | Failure::Exception { what: w, .. } => w,
-        })
-}
-
-async fn discover_sunspec(
-    dev: &ModbusDevice,
-    ctx: &mut Context,
-    transactions: &mut u64,
-) -> Result<Vec<ModelHeader>, Failure> {
-    let mut base = None;
-    for candidate in sunspec::BASES {
-        *transactions += 1;
-        match read_words(dev, ctx, RegisterKind::Holding, candidate, 2).await {
-            Ok(words) if sunspec::is_marker(&words) => {
-                base = Some(candidate);
-                break;
-            }
-            Ok(_) | Err(Failure::Exception { .. }) => continue,
-            Err(t @ Failure::Transport(_)) => return Err(t),
-        }
-    }
-    let Some(base) = base else {
-        return Err(Failure::Transport(format!(
-            "no SunSpec marker at {:?} (is this a SunSpec device, and is unit {} right?)",
-            sunspec::BASES,
-            dev.unit
-        )));
-    };
-    let mut models = Vec::new();
-    let mut addr = u32::from(base) + 2;
-    // A chain longer than this is corrupt; stop rather than loop.
-    for _ in 0..128 {
-        let Ok(a) = u16::try_from(addr) else { break };
-        if a > u16::MAX - 1 {
-            break;
-        }
-        *transactions += 1;
-        let words = read_words(dev, ctx, RegisterKind::Holding, a, 2).await?;
-        let (id, length) = (words[0], words[1]);
-        if id == sunspec::END_ID {
-            break;
-        }
-        let header = ModelHeader {
-            id,
-            length,
-            address: a,
-        };
-        if id == 1 {
-            *transactions += 1;
-            if let Ok(body) = read_words(
-                dev,
-                ctx,
-                RegisterKind::Holding,
-                header.body_address(),
-                length.min(125),
-            )
-            .await
-            {
-                let info = sunspec::decode_common(&body);
-                tracing::info!(manufacturer = %info.manufacturer, model = %info.model, serial = %info.serial, "SunSpec device");
-            }
-        }
-        models.push(header);
-        addr = u32::from(a) + 2 + u32::from(length);
-    }
-    tracing::info!(base, models = ?models.iter().map(|m| m.id).collect::<Vec<_>>(), "SunSpec models found");
-    Ok(models)
 }
 
 #[cfg(test)]
@@ -437,5 +766,22 @@ mod tests {
         assert_eq!(got, vec![500, 1000, 2000, 3000, 3000]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn links_share_by_host_port_or_serial_path() {
+        let tcp = |h: &str, p| Link::Tcp {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(tcp("GW.local", 502).key(), tcp("gw.local", 502).key());
+        assert_ne!(tcp("gw.local", 502).key(), tcp("gw.local", 503).key());
+        let serial: SerialConfig =
+            toml::from_str("path = \"/dev/ttyUSB0\"\nparity = \"even\"").expect("serial");
+        assert_eq!(
+            Link::Serial(serial.clone()).describe(),
+            "modbus-rtu /dev/ttyUSB0 9600 8E1"
+        );
+        assert_eq!(Link::Serial(serial).key(), "serial:///dev/ttyUSB0");
     }
 }

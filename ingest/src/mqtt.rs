@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sensors::config::MqttDeviceConfig;
-use sensors::model::Metric;
-use sensors::profile::MqttProfile;
+use sensors::profile::{MqttProfile, MqttState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -71,24 +70,13 @@ pub fn stable_client_id(dir: &std::path::Path) -> std::io::Result<String> {
     Ok(id)
 }
 
-/// Does `topic` match the subscription `filter` (`+` one level, `#` the rest)?
-pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+pub use sensors::mqtt::topic_matches;
 
-struct Route {
-    filter: String,
-    device: usize,
+/// A subscription of one device.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub filter: String,
+    pub device: usize,
 }
 
 /// Messages received and not yet decoded, at most.
@@ -140,13 +128,10 @@ pub fn spawn_mqtt(
     mut recent: RecentDigests,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut routes = Vec::new();
-    for (i, d) in devices.iter().enumerate() {
-        metrics.register_device(&d.id);
-        for filter in d.profile.subscriptions(&d.config) {
-            routes.push(Route { filter, device: i });
-        }
+    for d in &devices {
+        metrics.register_device_as(&d.id, format!("mqtt {}", d.config.topic), &d.profile.id);
     }
+    let routes = routes(&devices);
     let (host, port) = opts.endpoint.host_port();
     let mut mqtt_options = MqttOptions::new(opts.client_id.clone(), host, port);
     mqtt_options.set_keep_alive(Duration::from_secs(15));
@@ -190,8 +175,17 @@ pub fn spawn_mqtt(
     let decoder_metrics = metrics.clone();
     let decoder = tokio::spawn(
         async move {
+            let mut states = vec![MqttState::default(); devices.len()];
             while let Some(p) = raw_rx.recv().await {
-                let accepted = accept(&routes, &devices, &decoder_metrics, &mut recent, p, &ack_tx);
+                let accepted = accept(
+                    &routes,
+                    &devices,
+                    &mut states,
+                    &decoder_metrics,
+                    &mut recent,
+                    p,
+                    &ack_tx,
+                );
                 if tx.send(accepted).await.is_err() {
                     break; // the sink has stopped: the node is shutting down
                 }
@@ -257,6 +251,7 @@ pub fn spawn_mqtt(
 fn accept(
     routes: &[Route],
     devices: &[MqttDevice],
+    states: &mut [MqttState],
     metrics: &IngestMetrics,
     recent: &mut RecentDigests,
     p: rumqttc::Publish,
@@ -278,21 +273,24 @@ fn accept(
     }
     recent.insert(digest);
     Accepted {
-        readings: route(routes, devices, metrics, &p.topic, &p.payload),
+        readings: route(routes, devices, states, metrics, &p.topic, &p.payload),
         digest: Some(digest),
         ack,
     }
 }
 
-/// Decodes one message for every device subscribed to its topic.
-fn route(
+/// Decodes one message for every device subscribed to its topic; `states` holds
+/// each device's memory of its channels.
+pub fn route(
     routes: &[Route],
     devices: &[MqttDevice],
+    states: &mut [MqttState],
     metrics: &IngestMetrics,
     topic: &str,
     payload: &[u8],
 ) -> Vec<Reading> {
-    let ts_ms = chrono::Utc::now().timestamp_millis();
+    let now = chrono::Utc::now();
+    let ts_ms = now.timestamp_millis();
     let mut out = Vec::new();
     let mut matched = false;
     let mut last_device = usize::MAX;
@@ -302,23 +300,24 @@ fn route(
         }
         last_device = r.device;
         matched = true;
-        let d = &devices[r.device];
-        match d.profile.decode(&d.config, topic, payload) {
-            Ok(samples) => {
-                metrics.record_success(&d.id, chrono::Utc::now(), None);
-                out.extend(samples.into_iter().map(|s| Reading {
+        let (Some(d), Some(state)) = (devices.get(r.device), states.get_mut(r.device)) else {
+            continue;
+        };
+        match d.profile.decode_with(&d.config, state, topic, payload) {
+            Ok(points) => {
+                metrics.record_success(&d.id, now, None);
+                metrics.record_payload(&d.id, topic, payload, now, None);
+                crate::modbus::record_values(metrics, &d.id, now, d.power_sign, &points, None);
+                out.extend(crate::modbus::to_readings(
+                    &d.id,
+                    d.power_sign,
                     ts_ms,
-                    device: d.id.clone(),
-                    metric: s.metric,
-                    value: if s.metric == Metric::PowerW {
-                        s.value * d.power_sign
-                    } else {
-                        s.value
-                    },
-                }));
+                    points.into_iter().map(|p| p.sample).collect(),
+                ));
             }
             Err(e) => {
                 metrics.reject_payload(&d.id);
+                metrics.record_payload(&d.id, topic, payload, now, Some(e.to_string()));
                 tracing::warn!(device = %d.id, topic, error = %e, "payload rejected");
             }
         }
@@ -328,6 +327,17 @@ fn route(
         tracing::debug!(topic, "message on a topic no device claims");
     }
     out
+}
+
+/// Routes from topic filters to devices, as [`spawn_mqtt`] builds them.
+pub fn routes(devices: &[MqttDevice]) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        for filter in d.profile.subscriptions(&d.config) {
+            routes.push(Route { filter, device: i });
+        }
+    }
+    routes
 }
 
 #[cfg(test)]

@@ -54,8 +54,10 @@ fn device(id: String, role: Role) -> DeviceConfig {
         role,
         profile: "generic-json".into(),
         modbus: None,
+        serial: None,
         mqtt: None,
         power_sign: None,
+        registers: Vec::new(),
         poll_interval: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
     }

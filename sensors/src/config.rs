@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Metric, PowerSign, Role};
+use crate::profile::RegisterSpec;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -18,10 +19,17 @@ pub struct DeviceConfig {
     pub role: Role,
     /// Profile name, e.g. `sunspec`, `sdm630`, `shelly-gen2-em`, `generic-json`.
     pub profile: String,
+    /// Modbus TCP: `modbus = { host, port, unit }`.
     #[serde(default)]
     pub modbus: Option<ModbusTcpConfig>,
+    /// Modbus RTU: `serial = { path, baud, parity, stop_bits, unit }`.
+    #[serde(default)]
+    pub serial: Option<SerialConfig>,
     #[serde(default)]
     pub mqtt: Option<MqttDeviceConfig>,
+    /// `generic-modbus` only: the registers to read (see profiles/generic-modbus.toml).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registers: Vec<RegisterSpec>,
     /// Overrides the profile's sign convention (e.g. a meter wired the other way).
     #[serde(default)]
     pub power_sign: Option<PowerSign>,
@@ -35,6 +43,12 @@ pub struct DeviceConfig {
 impl DeviceConfig {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Whether the node polls this device (Modbus TCP or RTU) rather than hearing
+    /// it over MQTT.
+    pub fn is_polled(&self) -> bool {
+        self.modbus.is_some() || self.serial.is_some()
     }
 }
 
@@ -62,6 +76,95 @@ fn default_modbus_port() -> u16 {
 
 fn default_unit() -> u8 {
     1
+}
+
+/// A Modbus RTU device on a serial line (RS-485 adapter). Devices sharing a `path`
+/// share the bus, and must agree on its settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// The serial port, e.g. `/dev/ttyUSB0`.
+    pub path: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default)]
+    pub parity: Parity,
+    /// 1 or 2.
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// 7 or 8.
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_unit")]
+    pub unit: u8,
+}
+
+impl SerialConfig {
+    /// Checks the line settings; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.path.trim().is_empty() {
+            return Err("serial.path is empty".to_string());
+        }
+        if !(300..=1_000_000).contains(&self.baud) {
+            return Err(format!("serial.baud = {} is not a baud rate", self.baud));
+        }
+        if !matches!(self.stop_bits, 1 | 2) {
+            return Err(format!(
+                "serial.stop_bits = {} (use 1 or 2)",
+                self.stop_bits
+            ));
+        }
+        if !matches!(self.data_bits, 7 | 8) {
+            return Err(format!(
+                "serial.data_bits = {} (use 7 or 8)",
+                self.data_bits
+            ));
+        }
+        if self.unit == 0 || self.unit > 247 {
+            return Err(format!(
+                "serial.unit = {} (RTU devices have addresses 1 to 247)",
+                self.unit
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether two devices' settings can share one bus.
+    pub fn same_line(&self, other: &SerialConfig) -> bool {
+        (self.baud, self.parity, self.stop_bits, self.data_bits)
+            == (other.baud, other.parity, other.stop_bits, other.data_bits)
+    }
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+
+fn default_stop_bits() -> u8 {
+    1
+}
+
+fn default_data_bits() -> u8 {
+    8
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+impl Parity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parity::None => "none",
+            Parity::Even => "even",
+            Parity::Odd => "odd",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,6 +263,48 @@ mod tests {
         assert!(humantime_secs::parse("5").is_err());
         assert!(humantime_secs::parse("0s").is_err());
         assert!(humantime_secs::parse("fast").is_err());
+    }
+
+    #[test]
+    fn serial_and_generic_registers_parse() {
+        let text = r#"
+id = "heat-pump"
+role = "load"
+profile = "generic-modbus"
+serial = { path = "/dev/ttyUSB0", baud = 19200, parity = "even", stop_bits = 1, unit = 3 }
+registers = [
+  { metric = "power_w", kind = "holding", address = 0x0100, type = "int32", order = "CDAB", scale = 0.1 },
+]
+"#;
+        let d: DeviceConfig = toml::from_str(text).expect("device");
+        let s = d.serial.as_ref().expect("serial");
+        assert_eq!(
+            (s.baud, s.parity, s.stop_bits, s.unit),
+            (19200, Parity::Even, 1, 3)
+        );
+        assert_eq!(s.check(), Ok(()));
+        assert!(d.is_polled());
+        assert_eq!(d.registers.len(), 1);
+        assert_eq!(d.registers[0].address, 0x0100);
+        let defaults: SerialConfig = toml::from_str("path = \"/dev/ttyS0\"").expect("defaults");
+        assert_eq!(
+            (
+                defaults.baud,
+                defaults.parity,
+                defaults.stop_bits,
+                defaults.data_bits,
+                defaults.unit
+            ),
+            (9600, Parity::None, 1, 8, 1)
+        );
+        let bad = SerialConfig {
+            stop_bits: 3,
+            ..defaults.clone()
+        };
+        assert!(bad.check().expect_err("3 stop bits").contains("stop_bits"));
+        let err =
+            toml::from_str::<SerialConfig>("path = \"x\"\nparity = \"mark\"").expect_err("parity");
+        assert!(err.to_string().contains("mark"), "{err}");
     }
 
     #[test]

@@ -171,16 +171,22 @@ impl ReadBlock {
 ///
 /// Ranges of the same kind that overlap or touch are merged, gaps of at most
 /// `max_gap` registers are read through (one longer request is cheaper than two
-/// round trips on a serial gateway), and no block exceeds
-/// [`MAX_READ_REGISTERS`]. Every range of at most 125 words lands whole in one
+/// round trips on a serial gateway), and no block exceeds `max_registers` (at most
+/// [`MAX_READ_REGISTERS`]; some meters accept fewer). Kinds (function codes) are
+/// never merged. Every range of at most `max_registers` words lands whole in one
 /// block, so [`words`] can find it; longer ranges are split. Ranges of zero words
 /// are ignored and ranges running past 0xFFFF are cut at the end of the space.
 /// The result is sorted by kind, then start.
+///
+/// Taking ranges in address order and extending the current block while the next
+/// range fits is optimal: no plan under the same limits uses fewer transactions
+/// (the first block of any plan ends no later than the greedy one, and so on).
 pub fn plan_reads(
     regs: impl IntoIterator<Item = (RegisterKind, u16, u16)>,
     max_gap: u16,
+    max_registers: u16,
 ) -> Vec<ReadBlock> {
-    let max = u32::from(MAX_READ_REGISTERS);
+    let max = u32::from(max_registers.clamp(1, MAX_READ_REGISTERS));
     let mut ranges: Vec<(RegisterKind, u32, u32)> = Vec::new();
     for (kind, addr, n) in regs {
         let start = u32::from(addr);
@@ -333,6 +339,7 @@ mod tests {
                 (RegisterKind::Holding, 0, 1),
             ],
             0,
+            MAX_READ_REGISTERS,
         );
         assert_eq!(
             plan,
@@ -354,8 +361,8 @@ mod tests {
     #[test]
     fn gaps_are_bridged_only_up_to_max_gap() {
         let regs = [(RegisterKind::Input, 0, 2), (RegisterKind::Input, 10, 2)];
-        assert_eq!(plan_reads(regs, 8).len(), 1);
-        assert_eq!(plan_reads(regs, 7).len(), 2);
+        assert_eq!(plan_reads(regs, 8, MAX_READ_REGISTERS).len(), 1);
+        assert_eq!(plan_reads(regs, 7, MAX_READ_REGISTERS).len(), 2);
     }
 
     #[test]
@@ -366,6 +373,7 @@ mod tests {
                 (RegisterKind::Holding, 124, 2),
             ],
             200,
+            MAX_READ_REGISTERS,
         );
         assert_eq!(
             plan,
@@ -382,14 +390,14 @@ mod tests {
                 },
             ]
         );
-        let long = plan_reads([(RegisterKind::Holding, 40000, 300)], 0);
+        let long = plan_reads([(RegisterKind::Holding, 40000, 300)], 0, MAX_READ_REGISTERS);
         assert_eq!(long.iter().map(|b| b.count).sum::<u16>(), 300);
         assert!(long.iter().all(|b| b.count <= 125));
     }
 
     #[test]
     fn ranges_at_the_end_of_the_space_are_cut() {
-        let plan = plan_reads([(RegisterKind::Input, 0xFFFE, 4)], 0);
+        let plan = plan_reads([(RegisterKind::Input, 0xFFFE, 4)], 0, MAX_READ_REGISTERS);
         assert_eq!(
             plan,
             vec![ReadBlock {
@@ -429,7 +437,7 @@ mod tests {
             regs in proptest::collection::vec((kind(), 0u16..2000, 1u16..=4), 0..60),
             max_gap in 0u16..40,
         ) {
-            let plan = plan_reads(regs.iter().copied(), max_gap);
+            let plan = plan_reads(regs.iter().copied(), max_gap, MAX_READ_REGISTERS);
             for b in &plan {
                 prop_assert!(b.count >= 1 && b.count <= MAX_READ_REGISTERS);
             }

@@ -136,6 +136,31 @@ impl Sample {
     }
 }
 
+/// A decoded value and where it came from, so that an installer can see the value
+/// next to the registers or the payload field it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedPoint {
+    pub sample: Sample,
+    pub origin: Origin,
+}
+
+/// The source of a decoded value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// `count` registers of `kind` from `address`; `point` names the SunSpec point
+    /// (`103.W`) or is absent for fixed profiles; `scale_address` is the register of
+    /// its SunSpec scale factor.
+    Modbus {
+        kind: crate::modbus::RegisterKind,
+        address: u16,
+        count: u16,
+        point: Option<String>,
+        scale_address: Option<u16>,
+    },
+    /// A JSON path of a payload received on `topic` (empty path: the whole payload).
+    Mqtt { topic: String, path: String },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

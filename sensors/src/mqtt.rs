@@ -19,6 +19,25 @@ pub enum DecodeError {
     InvalidPath { path: String, reason: String },
     #[error("no configured field found in the payload (looked for {0})")]
     NoConfiguredField(String),
+    #[error("no field of this profile found in the payload (looked for {0})")]
+    NoKnownField(String),
+    #[error("topic `{0}` adds one channel too many (at most 16 per device)")]
+    TooManyChannels(String),
+}
+
+/// Does `topic` match the subscription `filter` (`+` one level, `#` the rest)?
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// One step of a JSON path.

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-pub use self::modbus::{ModbusProfile, RegisterSpec};
-pub use self::mqtt::{FieldSpec, MqttProfile, TopicSpec};
+pub use self::modbus::{ModbusProfile, RegisterSpec, check_registers};
+pub use self::mqtt::{Combine, FieldSpec, MqttProfile, MqttState, TopicSpec};
 use crate::model::PowerSign;
 pub use crate::mqtt::DecodeError;
 use crate::{Error, Result};
@@ -92,8 +92,9 @@ enum Kind {
     Mqtt,
 }
 
-/// Every embedded profile: name, kind, file, text.
-const FILES: [(&str, Kind, &str, &str); 4] = [
+/// Every embedded profile: name, kind, file, text. A new device family is a new
+/// data file and a line here.
+const FILES: [(&str, Kind, &str, &str); 11] = [
     (
         SUNSPEC_ID,
         Kind::SunSpec,
@@ -107,10 +108,52 @@ const FILES: [(&str, Kind, &str, &str); 4] = [
         include_str!("../profiles/sdm630.toml"),
     ),
     (
+        "sdm120",
+        Kind::Modbus,
+        "sdm120.toml",
+        include_str!("../profiles/sdm120.toml"),
+    ),
+    (
+        "em24",
+        Kind::Modbus,
+        "em24.toml",
+        include_str!("../profiles/em24.toml"),
+    ),
+    (
+        "generic-modbus",
+        Kind::Modbus,
+        "generic-modbus.toml",
+        include_str!("../profiles/generic-modbus.toml"),
+    ),
+    (
+        "shelly-gen1-em",
+        Kind::Mqtt,
+        "shelly-gen1-em.toml",
+        include_str!("../profiles/shelly-gen1-em.toml"),
+    ),
+    (
         "shelly-gen2-em",
         Kind::Mqtt,
         "shelly-gen2-em.toml",
         include_str!("../profiles/shelly-gen2-em.toml"),
+    ),
+    (
+        "tasmota",
+        Kind::Mqtt,
+        "tasmota.toml",
+        include_str!("../profiles/tasmota.toml"),
+    ),
+    (
+        "opendtu",
+        Kind::Mqtt,
+        "opendtu.toml",
+        include_str!("../profiles/opendtu.toml"),
+    ),
+    (
+        "zigbee2mqtt",
+        Kind::Mqtt,
+        "zigbee2mqtt.toml",
+        include_str!("../profiles/zigbee2mqtt.toml"),
     ),
     (
         "generic-json",

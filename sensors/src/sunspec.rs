@@ -12,8 +12,10 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::modbus::{ValueType, decode_sunspec_value};
-use crate::model::{Metric, Sample};
+use crate::modbus::{
+    MAX_READ_REGISTERS, ReadBlock, RegisterKind, ValueType, decode_sunspec_value, plan_reads,
+};
+use crate::model::{DecodedPoint, Metric, Origin, PowerSign, Sample};
 use crate::{Error, Result};
 
 /// Where discovery looks for the marker, in this order (SunSpec Device Information
@@ -95,6 +97,7 @@ pub enum PointType {
     Uint64,
     Sunssf,
     Enum16,
+    Bitfield16,
     Bitfield32,
     String,
     Pad,
@@ -105,7 +108,7 @@ impl PointType {
     fn value_type(self) -> Option<ValueType> {
         Some(match self {
             PointType::Int16 | PointType::Sunssf => ValueType::Int16,
-            PointType::Uint16 | PointType::Enum16 => ValueType::Uint16,
+            PointType::Uint16 | PointType::Enum16 | PointType::Bitfield16 => ValueType::Uint16,
             PointType::Int32 => ValueType::Int32,
             PointType::Uint32 | PointType::Bitfield32 => ValueType::Uint32,
             PointType::Acc32 => ValueType::Acc32,
@@ -165,6 +168,10 @@ pub struct ModelDef {
     pub name: String,
     /// The model's nominal `L`.
     pub length: u16,
+    /// How the model counts its `W` point, for models that have one: inverters
+    /// and DER models count delivered power, meters imported power.
+    #[serde(default)]
+    pub power_sign: Option<PowerSign>,
     pub points: Vec<PointDef>,
 }
 
@@ -211,27 +218,20 @@ impl ModelDef {
     }
 }
 
-const MODEL_FILES: [(u16, &str, &str); 4] = [
-    (
-        1,
-        "sunspec/model_1.toml",
-        include_str!("../profiles/sunspec/model_1.toml"),
-    ),
-    (
-        101,
-        "sunspec/model_101.toml",
-        include_str!("../profiles/sunspec/model_101.toml"),
-    ),
-    (
-        102,
-        "sunspec/model_102.toml",
-        include_str!("../profiles/sunspec/model_102.toml"),
-    ),
-    (
-        103,
-        "sunspec/model_103.toml",
-        include_str!("../profiles/sunspec/model_103.toml"),
-    ),
+macro_rules! model_files {
+    ($($id:literal),* $(,)?) => {
+        [$((
+            $id,
+            concat!("sunspec/model_", $id, ".toml"),
+            include_str!(concat!("../profiles/sunspec/model_", $id, ".toml")),
+        )),*]
+    };
+}
+
+/// Every model definition this crate decodes (data files generated from the SunSpec
+/// models by `profiles/sunspec/from_pysunspec2.py`).
+const MODEL_FILES: [(u16, &str, &str); 18] = model_files![
+    1, 101, 102, 103, 111, 112, 113, 123, 124, 201, 202, 203, 204, 211, 212, 213, 214, 701
 ];
 
 static MODELS: LazyLock<Result<Vec<ModelDef>>> = LazyLock::new(|| {
@@ -300,12 +300,11 @@ const KNOWN_MODEL_NAMES: &[(u16, &str)] = &[
 /// A human name for model `id`, for the models this crate decodes and other
 /// well-known ones.
 pub fn model_name(id: u16) -> Option<&'static str> {
-    model_definition(id).map(|m| m.name.as_str()).or_else(|| {
-        KNOWN_MODEL_NAMES
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, n)| *n)
-    })
+    KNOWN_MODEL_NAMES
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, n)| *n)
+        .or_else(|| model_definition(id).map(|m| m.name.as_str()))
 }
 
 /// One numeric point of a model body, scaled; `None` when not implemented.
@@ -327,26 +326,56 @@ fn apply_sf(raw: f64, sf: i16) -> Option<f64> {
     Some(if sf < 0 { raw / factor } else { raw * factor })
 }
 
-fn definition_for(id: u16, body: &[u16]) -> Result<&'static ModelDef> {
+fn definition_for(id: u16, length: usize) -> Result<&'static ModelDef> {
     let def = models()?
         .iter()
         .find(|m| m.id == id)
         .ok_or(Error::UnsupportedModel(id))?;
     let need = def.min_length();
-    if body.len() < need {
+    if length < need {
         return Err(Error::ShortModel {
             id,
-            got: body.len(),
+            got: length,
             need,
         });
     }
     Ok(def)
 }
 
+/// Where a model's registers come from: `get(index, n)` gives body registers
+/// `index .. index + n`, or `None` when they were not read.
+trait Body<'a> {
+    fn get(&self, index: usize, n: usize) -> Option<&'a [u16]>;
+}
+
+impl<'a> Body<'a> for &'a [u16] {
+    fn get(&self, index: usize, n: usize) -> Option<&'a [u16]> {
+        <[u16]>::get(self, index..index + n)
+    }
+}
+
+/// A model body inside the blocks read from a device.
+struct InBlocks<'a> {
+    blocks: &'a [(ReadBlock, Vec<u16>)],
+    body_address: u16,
+}
+
+impl<'a> Body<'a> for InBlocks<'a> {
+    fn get(&self, index: usize, n: usize) -> Option<&'a [u16]> {
+        let addr = u16::try_from(usize::from(self.body_address) + index).ok()?;
+        crate::modbus::words(
+            self.blocks,
+            RegisterKind::Holding,
+            addr,
+            u16::try_from(n).ok()?,
+        )
+    }
+}
+
 /// Every numeric point of model `id` (scale factors applied, scale-factor points
 /// themselves left out), for an installer's raw view.
 pub fn decode_points(id: u16, body: &[u16]) -> Result<Vec<PointValue>> {
-    let def = definition_for(id, body)?;
+    let def = definition_for(id, body.len())?;
     Ok(def
         .points
         .iter()
@@ -354,18 +383,19 @@ pub fn decode_points(id: u16, body: &[u16]) -> Result<Vec<PointValue>> {
         .map(|p| PointValue {
             name: p.name.as_str(),
             metric: p.metric,
-            value: point_value(def, p, body),
+            value: point_value(def, p, &body),
         })
         .collect())
 }
 
-fn point_value(def: &ModelDef, p: &PointDef, body: &[u16]) -> Option<f64> {
-    let raw = decode_sunspec_value(p.ty.value_type()?, p.slice(body)?)?;
+fn point_value<'a>(def: &ModelDef, p: &PointDef, body: &impl Body<'a>) -> Option<f64> {
+    let words = body.get(p.body_index(), usize::from(p.words()))?;
+    let raw = decode_sunspec_value(p.ty.value_type()?, words)?;
     match &p.sf {
         None => Some(raw),
         Some(sf_name) => {
             let sf_point = def.point(sf_name)?;
-            let sf = decode_sunspec_value(ValueType::Int16, sf_point.slice(body)?)?;
+            let sf = decode_sunspec_value(ValueType::Int16, body.get(sf_point.body_index(), 1)?)?;
             // An int16 decoded to f64 converts back exactly.
             apply_sf(raw, sf as i16)
         }
@@ -376,15 +406,151 @@ fn point_value(def: &ModelDef, p: &PointDef, body: &[u16]) -> Option<f64> {
 /// samples, in the device's own sign convention. Points that are not implemented
 /// are left out.
 pub fn decode_model(id: u16, body: &[u16]) -> Result<Vec<Sample>> {
-    let def = definition_for(id, body)?;
+    let def = definition_for(id, body.len())?;
     Ok(def
         .points
         .iter()
         .filter_map(|p| {
             let metric = p.metric?;
-            point_value(def, p, body).map(|v| Sample::new(metric, v))
+            point_value(def, p, &body).map(|v| Sample::new(metric, v))
         })
         .collect())
+}
+
+/// The registers of `header`'s model that carry a canonical metric, with their
+/// scale factors: what a poll must read. Absolute `(address, count)` pairs.
+pub fn metric_registers(header: &ModelHeader) -> Result<Vec<(u16, u16)>> {
+    let def = definition_for(header.id, usize::from(header.length))?;
+    let mut out = Vec::new();
+    for p in def.points.iter().filter(|p| p.metric.is_some()) {
+        let at = |q: &PointDef| {
+            u16::try_from(usize::from(header.body_address()) + q.body_index())
+                .ok()
+                .map(|a| (a, q.words()))
+        };
+        out.extend(at(p));
+        if let Some(sf) = p.sf.as_deref().and_then(|n| def.point(n)) {
+            out.extend(at(sf));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Decodes the metric points of `header`'s model from the blocks read, each with
+/// the registers it came from.
+pub fn decode_model_in(
+    header: &ModelHeader,
+    blocks: &[(ReadBlock, Vec<u16>)],
+) -> Result<Vec<DecodedPoint>> {
+    let def = definition_for(header.id, usize::from(header.length))?;
+    let body = InBlocks {
+        blocks,
+        body_address: header.body_address(),
+    };
+    let address = |q: &PointDef| {
+        u16::try_from(usize::from(header.body_address()) + q.body_index()).unwrap_or(u16::MAX)
+    };
+    Ok(def
+        .points
+        .iter()
+        .filter_map(|p| {
+            let metric = p.metric?;
+            let value = point_value(def, p, &body)?;
+            Some(DecodedPoint {
+                sample: Sample::new(metric, value),
+                origin: Origin::Modbus {
+                    kind: RegisterKind::Holding,
+                    address: address(p),
+                    count: p.words(),
+                    point: Some(format!("{}.{}", header.id, p.name)),
+                    scale_address: p.sf.as_deref().and_then(|n| def.point(n)).map(address),
+                },
+            })
+        })
+        .collect())
+}
+
+/// A discovered SunSpec map: where it starts and the models it lists, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SunSpecMap {
+    pub base: u16,
+    pub models: Vec<ModelHeader>,
+}
+
+/// Why a discovered map cannot be polled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SunSpec device has no model this node decodes (found: {found})")]
+pub struct NothingToPoll {
+    pub found: String,
+}
+
+/// What to read from a SunSpec device each poll, and how to decode it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SunSpecPlan {
+    /// The models decoded, in map order (model 1 is read once, at discovery).
+    pub models: Vec<ModelHeader>,
+    /// Models found but not decoded, with why (unsupported, or too short).
+    pub skipped: Vec<(ModelHeader, String)>,
+    pub blocks: Vec<ReadBlock>,
+    /// The sign convention of the first decoded model that has one.
+    pub power_sign: Option<PowerSign>,
+}
+
+impl SunSpecMap {
+    /// Plans the poll: the metric points of every decodable model, read in the
+    /// fewest transactions. Registers between them lie inside the map, which a
+    /// SunSpec device must answer for, so any gap is read through when that saves
+    /// a request.
+    pub fn poll_plan(&self) -> Result<SunSpecPlan, NothingToPoll> {
+        let mut models = Vec::new();
+        let mut skipped = Vec::new();
+        let mut ranges = Vec::new();
+        for m in self.models.iter().filter(|m| m.id != 1 && !m.is_end()) {
+            match metric_registers(m) {
+                Ok(regs) => {
+                    ranges.extend(regs.into_iter().map(|(a, n)| (RegisterKind::Holding, a, n)));
+                    models.push(*m);
+                }
+                Err(e) => skipped.push((*m, e.to_string())),
+            }
+        }
+        if models.is_empty() {
+            let found: Vec<String> = self.models.iter().map(|m| m.id.to_string()).collect();
+            return Err(NothingToPoll {
+                found: found.join(", "),
+            });
+        }
+        let power_sign = models
+            .iter()
+            .filter_map(|m| model_definition(m.id))
+            .find(|d| d.points.iter().any(|p| p.metric == Some(Metric::PowerW)))
+            .and_then(|d| d.power_sign);
+        Ok(SunSpecPlan {
+            blocks: plan_reads(ranges, MAX_READ_REGISTERS, MAX_READ_REGISTERS),
+            models,
+            skipped,
+            power_sign,
+        })
+    }
+}
+
+impl SunSpecPlan {
+    /// Decodes one poll. When two models report the same metric (an inverter and
+    /// the meter behind it), the first in the map wins: it is the device's own.
+    pub fn decode(&self, blocks: &[(ReadBlock, Vec<u16>)]) -> Vec<DecodedPoint> {
+        let mut out: Vec<DecodedPoint> = Vec::new();
+        for m in &self.models {
+            // Plans only hold models whose definitions exist and fit.
+            for p in decode_model_in(m, blocks).unwrap_or_default() {
+                if !out.iter().any(|q| q.sample.metric == p.sample.metric) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// What model 1 says about the device.
@@ -494,7 +660,20 @@ mod tests {
         assert_eq!(model_name(103), Some("Inverter (Three Phase)"));
         assert_eq!(model_name(203), Some("Meter (Wye, Three Phase)"));
         assert_eq!(model_name(64000), None);
-        assert!(!supported(113));
+        for id in [
+            111, 112, 113, 123, 124, 201, 202, 203, 204, 211, 212, 213, 214, 701,
+        ] {
+            assert!(supported(id), "model {id}");
+        }
+        assert!(!supported(160));
+        assert_eq!(
+            model_definition(203).and_then(|m| m.power_sign),
+            Some(PowerSign::Consumption)
+        );
+        assert_eq!(
+            model_definition(113).and_then(|m| m.power_sign),
+            Some(PowerSign::Generation)
+        );
     }
 
     #[test]
@@ -564,8 +743,8 @@ mod tests {
             })
         );
         assert_eq!(
-            decode_model(113, &[0; 60]),
-            Err(Error::UnsupportedModel(113))
+            decode_model(160, &[0; 60]),
+            Err(Error::UnsupportedModel(160))
         );
     }
 

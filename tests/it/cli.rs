@@ -114,7 +114,8 @@ fn ledger_verify_names_the_entry_whose_payload_was_changed() {
     assert!(out.contains("entry 2"), "verify names entry 2: {out}");
 }
 
-fn run_cli(args: &[&str], stdin: &str) -> std::process::Output {
+/// Runs the binary to completion with `stdin` as its standard input.
+pub(crate) fn run_cli(args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(BIN)
         .args(args)
@@ -130,7 +131,8 @@ fn run_cli(args: &[&str], stdin: &str) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
-fn stdout_of(out: &std::process::Output, what: &str) -> String {
+/// Standard output of a run that must have succeeded, trimmed.
+pub(crate) fn stdout_of(out: &std::process::Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed: {}",

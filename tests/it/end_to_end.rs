@@ -412,4 +412,33 @@ async fn demo_shows_a_living_community() {
             .is_some_and(|r| r.iter().any(|r| r == "assembly")),
         "{me}"
     );
+
+    // The demo's ledger has a few days of contributions: one validated, minting
+    // bernard's 3 hours at 10 Communs, and the wall counts those hours.
+    let contributions: serde_json::Value = client
+        .get(format!("{}/api/contributions", node.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("/api/contributions")
+        .json()
+        .await
+        .expect("json");
+    let all = contributions.as_array().expect("a list");
+    assert_eq!(all.len(), 3, "{contributions}");
+    assert!(
+        all.iter()
+            .any(|c| c["member"] == "bernard" && c["state"] == "validated" && c["minted"] == 30.0),
+        "{contributions}"
+    );
+    let ledger = client
+        .get(format!("{}/ledger", node.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("/ledger");
+    assert_eq!(ledger.status(), 200);
+    assert!(page.contains("Cette semaine"), "the wall's week panel");
+    let live = get_text(&format!("{}/api/live", node.base)).await;
+    assert!(live.contains("\"hours_validated_this_week\":3.0"), "{live}");
 }

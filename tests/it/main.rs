@@ -5,5 +5,7 @@ mod support;
 
 mod actuation;
 mod cli;
+mod crash;
 mod end_to_end;
+mod ledger_cli;
 mod peers;

@@ -7,14 +7,41 @@ use axum::http::StatusCode;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use query::allocation::{SimulateRequest, SimulateResponse};
+use query::live::LiveSnapshot;
 use serde::de::DeserializeOwned;
 
 use crate::{AppError, AppState};
 
-/// `GET /api/live`: the current snapshot.
+/// `GET /api/live`: the current snapshot, with this week's validated hours of
+/// contributions (a community total, like the rest).
 pub(crate) async fn live(State(state): State<AppState>) -> Response {
     let snapshot = state.live.borrow().clone();
-    ([(CACHE_CONTROL, "no-store")], Json(snapshot)).into_response()
+    let tally = crate::ledger_api::week_tally(&state, chrono::Utc::now()).await;
+    (
+        [(CACHE_CONTROL, "no-store")],
+        Json(live_body(&snapshot, tally)),
+    )
+        .into_response()
+}
+
+/// The `/api/live` body (also each event's data): the snapshot's fields, plus
+/// `contributions` (see [`crate::ledger_api::tally_json`]).
+pub(crate) fn live_body(
+    snapshot: &LiveSnapshot,
+    tally: Option<crate::ledger_api::WeekTally>,
+) -> serde_json::Value {
+    let mut body = match serde_json::to_value(snapshot) {
+        Ok(body) => body,
+        Err(error) => {
+            // Not expected (plain data); logged rather than sent half-made.
+            tracing::error!(%error, "live snapshot could not be encoded");
+            serde_json::Value::Null
+        }
+    };
+    if let serde_json::Value::Object(fields) = &mut body {
+        fields.insert("contributions".into(), crate::ledger_api::tally_json(tally));
+    }
+    body
 }
 
 /// `POST /api/allocation/simulate`: the live allocation, run on the caller's figures.

@@ -23,14 +23,16 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// seconds, left to each browser): a restarted node is back on the wall at once.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
-/// Sends the current snapshot at once, then each new one. The watch channel keeps
-/// only the latest value, so a slow reader skips snapshots instead of lagging behind.
+/// Sends the current snapshot at once, then each new one, each with this week's
+/// validated hours of contributions read from the journal as it is sent. The watch
+/// channel keeps only the latest value, so a slow reader skips snapshots instead of
+/// lagging behind.
 /// The stream ends cleanly when the live loop drops its sender or the server stops.
 pub(crate) async fn events(
     State(state): State<AppState>,
     shutdown: Option<Extension<ShutdownSignal>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let snapshots = snapshot_events(state.live.clone());
+    let snapshots = snapshot_events(state);
     let stream: BoxStream<'static, Result<Event, Infallible>> = match shutdown {
         Some(Extension(ShutdownSignal(token))) => {
             snapshots.take_until(token.cancelled_owned()).boxed()
@@ -41,26 +43,28 @@ pub(crate) async fn events(
 }
 
 fn snapshot_events(
-    live: watch::Receiver<Arc<LiveSnapshot>>,
+    state: AppState,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    stream::unfold((live, true), |(mut live, first)| async move {
+    let live: watch::Receiver<Arc<LiveSnapshot>> = state.live.clone();
+    stream::unfold((state, live, true), |(state, mut live, first)| async move {
         if !first && live.changed().await.is_err() {
             tracing::debug!("live snapshot sender dropped, ending event stream");
             return None;
         }
         let snapshot = live.borrow_and_update().clone();
-        let event = snapshot_event(&snapshot);
+        let tally = crate::ledger_api::week_tally(&state, chrono::Utc::now()).await;
+        let event = snapshot_event(&snapshot, tally);
         let event = if first {
             event.retry(RECONNECT_AFTER)
         } else {
             event
         };
-        Some((Ok(event), (live, false)))
+        Some((Ok(event), (state, live, false)))
     })
 }
 
-fn snapshot_event(snapshot: &LiveSnapshot) -> Event {
-    match serde_json::to_string(snapshot) {
+fn snapshot_event(snapshot: &LiveSnapshot, tally: Option<crate::ledger_api::WeekTally>) -> Event {
+    match serde_json::to_string(&crate::api::live_body(snapshot, tally)) {
         Ok(json) => Event::default().event(SNAPSHOT_EVENT).data(json),
         Err(error) => {
             // Not expected (plain data); the reader's silence timer will show it.

@@ -2,8 +2,10 @@
 //! DESIGN.md §8, live updates as Server-Sent Events and Prometheus `/metrics`.
 //! It owns routes, content negotiation (language, caching), request decoding and
 //! error responses, and no domain logic: figures come from the `query` crate's live
-//! snapshot and its allocation, pages from the `dashboards` crate, plans and
-//! accounts from the `ledger`. [`app`] builds the router on its own so tests drive
+//! snapshot and its allocation, pages from the `dashboards` crate, plans,
+//! accounts and the contribution ledger (contributions, attestations, transfers,
+//! balances, its parameters) from the `ledger`, whose calls run on the blocking
+//! pool. [`app`] builds the router on its own so tests drive
 //! it with `oneshot`; [`serve`] runs it on a listener until a cancellation token
 //! fires.
 //!
@@ -18,6 +20,8 @@ mod auth;
 mod error;
 mod events;
 mod lang;
+mod ledger_api;
+mod ledger_page;
 mod login;
 mod metrics;
 mod pages;
@@ -49,7 +53,8 @@ pub struct AppState {
     pub live: watch::Receiver<Arc<LiveSnapshot>>,
     pub metrics: Arc<IngestMetrics>,
     pub site: dashboards::SiteInfo,
-    /// The community journal: members, accounts and sessions, plans.
+    /// The community journal: members, accounts and sessions, plans, and the
+    /// contribution ledger.
     pub journal: Arc<ledger::Journal>,
     /// Notified after each plan adoption, so that the live evaluation re-runs at
     /// once instead of at its next tick.

@@ -9,7 +9,8 @@ use crate::auth::CurrentMember;
 use crate::lang::PageLang;
 use crate::{AppError, AppState};
 
-/// `GET /`: the wall screen, drawn from the current snapshot.
+/// `GET /`: the wall screen, drawn from the current snapshot, with the hours of
+/// contributions validated since Monday 00:00 in the site's time zone.
 pub(crate) async fn wall(
     State(state): State<AppState>,
     lang: PageLang,
@@ -17,8 +18,15 @@ pub(crate) async fn wall(
 ) -> Result<Response, AppError> {
     // Clone the Arc so the watch channel is not borrowed while rendering.
     let snapshot = state.live.borrow().clone();
-    let assembly = member.is_some_and(|m| m.has(ledger::Role::Assembly));
-    let html = dashboards::render_wall_for(&snapshot, lang.lang, &state.site, assembly)?;
+    let tally = crate::ledger_api::week_tally(&state, chrono::Utc::now()).await;
+    let context = dashboards::WallContext {
+        assembly_link: member
+            .as_ref()
+            .is_some_and(|m| m.has(ledger::Role::Assembly)),
+        ledger_link: member.is_some(),
+        week_hours: tally.map(|t| t.hours),
+    };
+    let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
     let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     // Live figures: a cached copy would show old numbers as if they were current.

@@ -13,7 +13,9 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use ledger::Role;
 
 use crate::auth::{self, Access};
-use crate::{AppState, api, assembly, assets, events, login, metrics, pages, plans};
+use crate::{
+    AppState, api, assembly, assets, events, ledger_api, ledger_page, login, metrics, pages, plans,
+};
 
 /// One route as the table declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,95 @@ fn table() -> Vec<Route> {
             "/assembly/adopt",
             Access::Role(Role::Assembly),
             assembly::adopt,
+        ),
+        // The contribution ledger. Contributions and balances name members, so
+        // reading is for members; earning, attesting and moving Communs for
+        // residents; the parameters are the assembly's.
+        route(
+            Method::GET,
+            "/api/contributions",
+            AnyMember,
+            ledger_api::list_contributions,
+        ),
+        route(
+            Method::POST,
+            "/api/contributions",
+            Access::Role(Role::Resident),
+            ledger_api::record_contribution,
+        ),
+        route(
+            Method::GET,
+            "/api/contributions/{id}",
+            AnyMember,
+            ledger_api::get_contribution,
+        ),
+        route(
+            Method::POST,
+            "/api/contributions/{id}/attestations",
+            Access::Role(Role::Resident),
+            ledger_api::attest,
+        ),
+        route(
+            Method::GET,
+            "/api/transfers",
+            AnyMember,
+            ledger_api::transfers,
+        ),
+        route(
+            Method::POST,
+            "/api/transfers",
+            Access::Role(Role::Resident),
+            ledger_api::transfer,
+        ),
+        route(
+            Method::GET,
+            "/api/ledger/balances",
+            AnyMember,
+            ledger_api::balances,
+        ),
+        route(
+            Method::GET,
+            "/api/ledger/parameters",
+            AnyMember,
+            ledger_api::parameters,
+        ),
+        route(
+            Method::POST,
+            "/api/ledger/parameters",
+            Access::Role(Role::Assembly),
+            ledger_api::adopt_parameters,
+        ),
+        route(
+            Method::GET,
+            "/api/ledger/verify",
+            AnyMember,
+            ledger_api::verify,
+        ),
+        // The ledger as a page, with its forms.
+        route(Method::GET, "/ledger", AnyMember, ledger_page::page),
+        route(
+            Method::POST,
+            "/ledger/contributions",
+            Access::Role(Role::Resident),
+            ledger_page::record,
+        ),
+        route(
+            Method::POST,
+            "/ledger/contributions/{id}/attestations",
+            Access::Role(Role::Resident),
+            ledger_page::attest,
+        ),
+        route(
+            Method::POST,
+            "/ledger/transfers",
+            Access::Role(Role::Resident),
+            ledger_page::transfer,
+        ),
+        route(
+            Method::POST,
+            "/ledger/parameters",
+            Access::Role(Role::Assembly),
+            ledger_page::adopt_parameters,
         ),
     ]
 }

@@ -1221,8 +1221,10 @@ mod live_path {
             role,
             profile: "generic-json".into(),
             modbus: None,
+            serial: None,
             mqtt: None,
             power_sign: None,
+            registers: Vec::new(),
             poll_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
         }

@@ -5,8 +5,9 @@ use crate::config::MqttDeviceConfig;
 use crate::modbus::ReadBlock;
 use crate::model::{Metric, Sample};
 use crate::sim::RegisterImage;
+use crate::sim::payloads::{opendtu_messages, tasmota_energy, tasmota_sml, zigbee2mqtt_plug};
 use crate::sim::sdm630::{MeterState, write_meter};
-use crate::sim::shelly::{gen2_em_status, gen2_emdata};
+use crate::sim::shelly::{Gen1Channel, gen1_em_messages, gen2_em_status, gen2_emdata};
 use crate::sim::sunspec::{InverterState, build_inverter_image, inverter_header, write_inverter};
 use crate::sunspec;
 
@@ -42,7 +43,7 @@ fn read_from(image: &RegisterImage, plan: Vec<ReadBlock>) -> Vec<(ReadBlock, Vec
 
 #[test]
 fn every_profile_loads_and_decodes_its_simulator() {
-    assert!(names().len() >= 4);
+    assert_eq!(names().len(), 11);
     for name in names() {
         let profile = lookup(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(profile.id(), name);
@@ -124,6 +125,196 @@ fn every_profile_loads_and_decodes_its_simulator() {
                     .expect("decode");
                 assert_eq!(value(&samples, Metric::PowerW), Some(-1500.5));
                 assert_eq!(value(&samples, Metric::SocPct), Some(64.2));
+                samples
+            }
+            ("sdm120", Profile::Modbus(p)) => {
+                let mut image = RegisterImage::new();
+                let state = MeterState {
+                    power_w: -640.0,
+                    import_wh: 1_234_000.0,
+                    export_wh: 56_000.0,
+                    voltage_v: 229.5,
+                    frequency_hz: 50.0,
+                };
+                crate::sim::sdm120::write_meter(&mut image, &state);
+                assert_eq!(p.read_plan().len(), 1);
+                let samples = p.decode(&read_from(&image, p.read_plan()));
+                assert_eq!(samples.len(), p.registers.len(), "every register decodes");
+                assert_eq!(value(&samples, Metric::PowerW), Some(-640.0));
+                assert_eq!(value(&samples, Metric::VoltageV), Some(229.5));
+                assert_eq!(value(&samples, Metric::EnergyExportWh), Some(56_000.0));
+                samples
+            }
+            ("em24", Profile::Modbus(p)) => {
+                let mut image = RegisterImage::new();
+                let state = MeterState {
+                    power_w: -2345.6,
+                    import_wh: 9_876_500.0,
+                    export_wh: 123_400.0,
+                    voltage_v: 231.2,
+                    frequency_hz: 49.9,
+                };
+                crate::sim::em24::write_meter(&mut image, &state);
+                let samples = p.decode(&read_from(&image, p.read_plan()));
+                assert_eq!(samples.len(), p.registers.len(), "every register decodes");
+                let close = |m, want: f64| {
+                    let got = value(&samples, m).unwrap_or(f64::NAN);
+                    assert!((got - want).abs() < 1e-6, "{m}: {got} != {want}");
+                };
+                close(Metric::PowerW, -2345.6);
+                close(Metric::VoltageL2V, 231.2);
+                close(Metric::FrequencyHz, 49.9);
+                close(Metric::EnergyImportWh, 9_876_500.0);
+                close(Metric::EnergyExportWh, 123_400.0);
+                samples
+            }
+            ("generic-modbus", Profile::Modbus(p)) => {
+                let regs: Vec<RegisterSpec> = toml::from_str::<toml::Table>(
+                    r#"registers = [
+                        { metric = "power_w", kind = "holding", address = 0x0100, type = "int32", order = "CDAB", scale = 0.1 },
+                        { metric = "energy_import_wh", kind = "input", address = 0x0010, type = "uint32", scale = 10.0 },
+                        { metric = "voltage_v", kind = "holding", address = 0x0102, type = "uint16", scale = 0.1 },
+                    ]"#,
+                )
+                .ok()
+                .and_then(|t| t.get("registers").cloned())
+                .and_then(|v| v.try_into().ok())
+                .expect("registers");
+                assert!(
+                    p.for_device(&[]).is_err(),
+                    "the generic profile needs registers"
+                );
+                let dev = p.for_device(&regs).expect("device profile");
+                let mut image = RegisterImage::new();
+                crate::sim::registers::write_registers(
+                    &mut image,
+                    &regs,
+                    &[
+                        (Metric::PowerW, -150.5),
+                        (Metric::EnergyImportWh, 43_210.0),
+                        (Metric::VoltageV, 230.1),
+                    ],
+                );
+                // Holding 0x100..0x102 in one request, input 0x10 in another.
+                assert_eq!(dev.read_plan().len(), 2);
+                let samples = dev.decode(&read_from(&image, dev.read_plan()));
+                assert_eq!(value(&samples, Metric::PowerW), Some(-150.5));
+                assert_eq!(value(&samples, Metric::EnergyImportWh), Some(43_210.0));
+                assert!((value(&samples, Metric::VoltageV).unwrap_or(0.0) - 230.1).abs() < 1e-9);
+                samples
+            }
+            ("shelly-gen1-em", Profile::Mqtt(p)) => {
+                let dev = device("topic = \"shellies/shellyem3-abc\"");
+                assert_eq!(
+                    p.subscriptions(&dev)[0],
+                    "shellies/shellyem3-abc/emeter/+/power"
+                );
+                let channels = [
+                    Gen1Channel {
+                        power_w: 100.5,
+                        total_wh: 1000.0,
+                        total_returned_wh: 10.0,
+                        voltage_v: 231.0,
+                    },
+                    Gen1Channel {
+                        power_w: -20.25,
+                        total_wh: 2000.0,
+                        total_returned_wh: 20.0,
+                        voltage_v: 232.0,
+                    },
+                    Gen1Channel {
+                        power_w: 300.0,
+                        total_wh: 3000.0,
+                        total_returned_wh: 0.0,
+                        voltage_v: 233.0,
+                    },
+                ];
+                let mut state = MqttState::default();
+                let mut last = Vec::new();
+                for (topic, payload) in gen1_em_messages(&dev.topic, &channels) {
+                    match p.decode_with(&dev, &mut state, &topic, payload.as_bytes()) {
+                        Ok(points) => last.extend(points.into_iter().map(|p| p.sample)),
+                        // reactive_power and pf are published but not subscribed to.
+                        Err(DecodeError::UnexpectedTopic(_)) => {}
+                        Err(e) => panic!("{topic}: {e}"),
+                    }
+                }
+                let latest = |m: Metric| last.iter().rev().find(|s| s.metric == m).map(|s| s.value);
+                assert_eq!(latest(Metric::PowerW), Some(380.25), "sum of the channels");
+                assert_eq!(latest(Metric::EnergyImportWh), Some(6000.0));
+                assert_eq!(latest(Metric::EnergyExportWh), Some(30.0));
+                assert_eq!(latest(Metric::VoltageV), Some(231.0));
+                last
+            }
+            ("tasmota", Profile::Mqtt(p)) => {
+                let dev = device("topic = \"plug-42\"");
+                assert_eq!(p.subscriptions(&dev), vec!["tele/plug-42/SENSOR"]);
+                let topic = "tele/plug-42/SENSOR";
+                let one = p
+                    .decode(
+                        &dev,
+                        topic,
+                        tasmota_energy(&[57.0], 12.345, 230.0).as_bytes(),
+                    )
+                    .expect("plug");
+                assert_eq!(value(&one, Metric::PowerW), Some(57.0));
+                assert_eq!(value(&one, Metric::EnergyImportWh), Some(12_345.0));
+                assert_eq!(value(&one, Metric::VoltageV), Some(230.0));
+                let two = p
+                    .decode(
+                        &dev,
+                        topic,
+                        tasmota_energy(&[10.0, 32.5], 1.5, 229.0).as_bytes(),
+                    )
+                    .expect("two channels");
+                assert_eq!(value(&two, Metric::PowerW), Some(42.5), "channels summed");
+                let sml = p
+                    .decode(&dev, topic, tasmota_sml(-812.0, 4321.5, 987.25).as_bytes())
+                    .expect("sml");
+                assert_eq!(value(&sml, Metric::PowerW), Some(-812.0));
+                assert_eq!(value(&sml, Metric::EnergyImportWh), Some(4_321_500.0));
+                assert_eq!(value(&sml, Metric::EnergyExportWh), Some(987_250.0));
+                // A SENSOR message of a device without energy readings is rejected.
+                let err = p
+                    .decode(
+                        &dev,
+                        topic,
+                        br#"{"Time":"x","DS18B20":{"Temperature":21.5}}"#,
+                    )
+                    .expect_err("no energy");
+                assert!(matches!(err, DecodeError::NoKnownField(_)), "{err}");
+                one
+            }
+            ("opendtu", Profile::Mqtt(p)) => {
+                let dev = device("topic = \"solar/116180123456\"");
+                let mut samples = Vec::new();
+                for (topic, payload) in opendtu_messages(&dev.topic, 812.4, 1234.567, 231.2) {
+                    match p.decode(&dev, &topic, payload.as_bytes()) {
+                        Ok(s) => samples.extend(s),
+                        Err(DecodeError::UnexpectedTopic(_)) => {}
+                        Err(e) => panic!("{topic}: {e}"),
+                    }
+                }
+                assert_eq!(value(&samples, Metric::PowerW), Some(812.4));
+                assert_eq!(value(&samples, Metric::EnergyExportWh), Some(1_234_567.0));
+                assert_eq!(value(&samples, Metric::VoltageV), Some(231.2));
+                assert_eq!(value(&samples, Metric::TemperatureC), Some(31.4));
+                samples
+            }
+            ("zigbee2mqtt", Profile::Mqtt(p)) => {
+                let dev = device("topic = \"zigbee2mqtt/fridge plug\"");
+                assert_eq!(p.subscriptions(&dev), vec!["zigbee2mqtt/fridge plug"]);
+                let samples = p
+                    .decode(
+                        &dev,
+                        "zigbee2mqtt/fridge plug",
+                        zigbee2mqtt_plug(87.0, 42.17, 229.0).as_bytes(),
+                    )
+                    .expect("plug");
+                assert_eq!(value(&samples, Metric::PowerW), Some(87.0));
+                assert_eq!(value(&samples, Metric::EnergyImportWh), Some(42_170.0));
+                assert_eq!(value(&samples, Metric::VoltageV), Some(229.0));
+                assert_eq!(value(&samples, Metric::CurrentA), Some(0.38));
                 samples
             }
             (name, _) => panic!("profile {name} has no simulator check: add one here"),
@@ -240,13 +431,63 @@ fn generic_json_reads_configured_paths_with_scales() {
     );
 }
 
+const MQTT_PROFILES: [&str; 6] = [
+    "shelly-gen1-em",
+    "shelly-gen2-em",
+    "tasmota",
+    "opendtu",
+    "zigbee2mqtt",
+    "generic-json",
+];
+
+#[test]
+fn every_mqtt_profile_is_fuzzed() {
+    let mqtt_names: Vec<&str> = names()
+        .into_iter()
+        .filter(|n| matches!(lookup(n), Ok(Profile::Mqtt(_))))
+        .collect();
+    assert_eq!(mqtt_names.len(), MQTT_PROFILES.len());
+    for n in mqtt_names {
+        assert!(MQTT_PROFILES.contains(&n), "{n} is not fuzzed");
+    }
+}
+
 proptest! {
     #[test]
-    fn mqtt_decoders_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..256), which in 0usize..3) {
+    fn mqtt_decoders_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..256), which in 0usize..9) {
         let dev = device("topic = \"d\"\nfields = { power_w = \"a.b[0]\", soc_pct = \"c\" }");
-        let topic = ["d/status/em:0", "d/status/emdata:0", "d"][which];
-        for name in ["shelly-gen2-em", "generic-json"] {
-            let _ = mqtt(name).decode(&dev, topic, &payload);
+        let topic = ["d/status/em:0", "d/status/emdata:0", "d", "d/emeter/0/power", "d/emeter/7/total", "tele/d/SENSOR", "d/0/power", "d/0/yieldtotal", "d/emeter/x/voltage"][which];
+        let mut state = MqttState::default();
+        for name in MQTT_PROFILES {
+            let _ = mqtt(name).decode_with(&dev, &mut state, topic, &payload);
+        }
+    }
+
+    #[test]
+    fn json_values_of_every_shape_never_panic_and_stay_finite(
+        value in prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            Just("null".to_string()), Just("\"12.5\"".to_string()), Just("\"x\"".to_string()),
+            Just("[]".to_string()), Just("[1, null, 2]".to_string()), Just("[1, \"a\"]".to_string()),
+            Just("{}".to_string()), Just("1e999".to_string()), Just("-0".to_string()), Just("true".to_string()),
+        ],
+        which in 0usize..9,
+    ) {
+        let dev = device("topic = \"d\"\nfields = { power_w = \"power\" }");
+        let topic = ["d/status/em:0", "d/status/emdata:0", "d", "d/emeter/0/power", "d/emeter/1/total", "tele/d/SENSOR", "d/0/power", "d/0/yieldtotal", "d/emeter/2/voltage"][which];
+        let payloads = [
+            value.clone(),
+            format!("{{\"power\": {value}, \"energy\": {value}, \"total_act_power\": {value}, \"total_act\": {value}, \"total_act_ret\": 1}}"),
+            format!("{{\"ENERGY\": {{\"Power\": {value}, \"Total\": {value}, \"Voltage\": {value}}}, \"SML\": {{\"Power_curr\": {value}}}}}"),
+        ];
+        let mut state = MqttState::default();
+        for name in MQTT_PROFILES {
+            for payload in &payloads {
+                if let Ok(points) = mqtt(name).decode_with(&dev, &mut state, topic, payload.as_bytes()) {
+                    prop_assert!(!points.is_empty());
+                    prop_assert!(points.iter().all(|p| p.sample.value.is_finite()));
+                }
+            }
         }
     }
 

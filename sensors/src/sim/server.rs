@@ -1,9 +1,12 @@
 //! A real Modbus TCP server over a [`RegisterImage`], so that the ingest workers,
 //! the probe command and the demo talk to simulated devices exactly as to real ones.
 
-use std::future::{Ready, ready};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::PoisonError;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_modbus::server::Service;
@@ -13,54 +16,151 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use super::SharedImage;
 use crate::modbus::{MAX_READ_REGISTERS, RegisterKind};
 
-/// Answers register reads for one unit id from the shared image.
+/// Faults a test can inject into a running simulated device, and what it counts.
+#[derive(Debug, Default)]
+pub struct SimControl {
+    /// While set, requests get no answer (a device that hangs, or a cable pulled
+    /// behind a gateway); answers resume when it is cleared.
+    pub silent: AtomicBool,
+    /// Accept at most this many TCP connections at once (0: no limit), as many
+    /// inverters do (often one); further connections are closed at once.
+    pub max_connections: AtomicUsize,
+    /// Requests answered or refused, over all connections.
+    pub requests: AtomicU64,
+    /// Connections accepted, over the server's life.
+    pub connections: AtomicU64,
+    /// Reads overlapping one of these `(kind, first, last)` register ranges are
+    /// refused with exception 0x02 (Illegal Data Address).
+    pub refused: std::sync::Mutex<Vec<(RegisterKind, u16, u16)>>,
+    open: AtomicUsize,
+}
+
+impl SimControl {
+    pub fn new() -> Arc<SimControl> {
+        Arc::new(SimControl::default())
+    }
+
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Refuses reads that touch registers `first..=last` of `kind`.
+    pub fn refuse(&self, kind: RegisterKind, first: u16, last: u16) {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((kind, first, last));
+    }
+
+    fn refuses(&self, kind: RegisterKind, start: u16, count: u16) -> bool {
+        let end = u32::from(start) + u32::from(count);
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(k, a, b)| *k == kind && u32::from(*a) < end && u32::from(start) <= u32::from(*b))
+    }
+}
+
+/// Answers register reads for its unit ids from their shared images.
 struct ImageService {
-    image: SharedImage,
-    unit: u8,
+    units: Arc<Vec<(u8, SharedImage)>>,
+    control: Arc<SimControl>,
+}
+
+impl Drop for ImageService {
+    fn drop(&mut self) {
+        self.control.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn read(
+    image: &SharedImage,
+    kind: RegisterKind,
+    start: u16,
+    count: u16,
+) -> Result<Vec<u16>, ExceptionCode> {
+    // Modbus Application Protocol v1.1b3 §6.3: quantity 1..=125 and the range
+    // must exist. The specification answers a bad quantity with 0x03; many
+    // devices answer 0x02 (Illegal Data Address) for both, as this one does,
+    // so clients must handle either.
+    if count == 0 || count > MAX_READ_REGISTERS || u32::from(start) + u32::from(count) > 1 << 16 {
+        return Err(ExceptionCode::IllegalDataAddress);
+    }
+    // A writer that panicked leaves a consistent image (plain words), so a
+    // poisoned lock is still safe to read.
+    let image = image.read().unwrap_or_else(PoisonError::into_inner);
+    image
+        .read(kind, start, count)
+        .map(<[u16]>::to_vec)
+        .ok_or(ExceptionCode::IllegalDataAddress)
 }
 
 impl ImageService {
-    fn read(&self, kind: RegisterKind, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
-        // Modbus Application Protocol v1.1b3 §6.3: quantity 1..=125 and the range
-        // must exist. The specification answers a bad quantity with 0x03; many
-        // devices answer 0x02 (Illegal Data Address) for both, as this one does,
-        // so clients must handle either.
-        if count == 0 || count > MAX_READ_REGISTERS || u32::from(start) + u32::from(count) > 1 << 16
-        {
+    fn answer(&self, req: SlaveRequest<'static>) -> Result<Response, ExceptionCode> {
+        // Modbus TCP addresses a lone device by IP; unit 0xFF ("not used", Modbus
+        // Messaging on TCP/IP Implementation Guide §4.4.2) and 0 reach it too.
+        let image = match self.units.as_slice() {
+            [(unit, image)] if req.slave == *unit || req.slave == 0xFF || req.slave == 0 => image,
+            units => match units.iter().find(|(u, _)| *u == req.slave) {
+                Some((_, image)) => image,
+                // A gateway answers for a unit it does not reach with 0x0B.
+                None => return Err(ExceptionCode::GatewayTargetDevice),
+            },
+        };
+        let (kind, start, count) = match req.request {
+            Request::ReadHoldingRegisters(start, count) => (RegisterKind::Holding, start, count),
+            Request::ReadInputRegisters(start, count) => (RegisterKind::Input, start, count),
+            _ => return Err(ExceptionCode::IllegalFunction),
+        };
+        if self.control.refuses(kind, start, count) {
             return Err(ExceptionCode::IllegalDataAddress);
         }
-        // A writer that panicked leaves a consistent image (plain words), so a
-        // poisoned lock is still safe to read.
-        let image = self.image.read().unwrap_or_else(PoisonError::into_inner);
-        image
-            .read(kind, start, count)
-            .map(<[u16]>::to_vec)
-            .ok_or(ExceptionCode::IllegalDataAddress)
+        let words = read(image, kind, start, count)?;
+        Ok(match kind {
+            RegisterKind::Holding => Response::ReadHoldingRegisters(words),
+            RegisterKind::Input => Response::ReadInputRegisters(words),
+        })
     }
 }
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
 
 impl Service for ImageService {
     type Request = SlaveRequest<'static>;
     type Response = Response;
     type Exception = ExceptionCode;
-    type Future = Ready<Result<Response, ExceptionCode>>;
+    type Future = Answer;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        // Modbus TCP addresses the device by IP; unit 0xFF ("not used", Modbus
-        // Messaging on TCP/IP Implementation Guide §4.4.2) and 0 are accepted too.
-        if req.slave != self.unit && req.slave != 0xFF && req.slave != 0 {
-            return ready(Err(ExceptionCode::GatewayTargetDevice));
+        let control = self.control.clone();
+        if !control.silent.load(Ordering::SeqCst) {
+            control.requests.fetch_add(1, Ordering::SeqCst);
+            let res = self.answer(req);
+            return Box::pin(std::future::ready(res));
         }
-        let res = match req.request {
-            Request::ReadHoldingRegisters(start, count) => self
-                .read(RegisterKind::Holding, start, count)
-                .map(Response::ReadHoldingRegisters),
-            Request::ReadInputRegisters(start, count) => self
-                .read(RegisterKind::Input, start, count)
-                .map(Response::ReadInputRegisters),
-            _ => Err(ExceptionCode::IllegalFunction),
+        let units = self.units.clone();
+        let late = ImageService {
+            units,
+            control: control.clone(),
         };
-        ready(res)
+        // Counted as open again: `late` decrements when dropped.
+        control.open.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            while late.control.silent.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            late.control.requests.fetch_add(1, Ordering::SeqCst);
+            late.answer(req)
+        })
     }
 }
 
@@ -71,14 +171,33 @@ pub async fn serve_modbus_tcp(
     image: SharedImage,
     unit: u8,
 ) -> std::io::Result<()> {
+    serve_modbus_gateway(listener, vec![(unit, image)], SimControl::new()).await
+}
+
+/// Serves several unit ids on one listener, as a Modbus TCP gateway in front of an
+/// RS-485 bus does, with the faults `control` injects.
+pub async fn serve_modbus_gateway(
+    listener: TcpListener,
+    units: Vec<(u8, SharedImage)>,
+    control: Arc<SimControl>,
+) -> std::io::Result<()> {
     let server = Server::new(listener);
+    let units = Arc::new(units);
     let on_connected = move |stream: TcpStream, socket_addr: SocketAddr| {
-        let image = image.clone();
+        let units = units.clone();
+        let control = control.clone();
         async move {
+            let max = control.max_connections.load(Ordering::SeqCst);
+            if max > 0 && control.open.load(Ordering::SeqCst) >= max {
+                tracing::debug!(%socket_addr, "simulated device refuses a second connection");
+                return Ok(None);
+            }
+            control.open.fetch_add(1, Ordering::SeqCst);
+            control.connections.fetch_add(1, Ordering::SeqCst);
             accept_tcp_connection(stream, socket_addr, |_| {
                 Ok(Some(ImageService {
-                    image: image.clone(),
-                    unit,
+                    units: units.clone(),
+                    control: control.clone(),
                 }))
             })
         }

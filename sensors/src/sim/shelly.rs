@@ -75,6 +75,41 @@ pub fn gen2_emdata(total_act_wh: f64, total_act_ret_wh: f64) -> String {
     .to_string()
 }
 
+/// One measuring channel of a Shelly EM / 3EM (Gen1).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Gen1Channel {
+    pub power_w: f64,
+    pub total_wh: f64,
+    pub total_returned_wh: f64,
+    pub voltage_v: f64,
+}
+
+/// What a Shelly EM / 3EM (Gen1) with MQTT enabled publishes for its channels,
+/// under `topic` (`shellies/<model>-<id>`): `(topic, plain-number payload)` pairs.
+pub fn gen1_em_messages(topic: &str, channels: &[Gen1Channel]) -> Vec<(String, String)> {
+    let t = topic.trim_end_matches('/');
+    let mut out = Vec::new();
+    for (i, c) in channels.iter().enumerate() {
+        let pf = if c.power_w == 0.0 { 0.0 } else { POWER_FACTOR };
+        out.push((format!("{t}/emeter/{i}/power"), format!("{:.2}", c.power_w)));
+        out.push((format!("{t}/emeter/{i}/reactive_power"), "0.00".to_string()));
+        out.push((format!("{t}/emeter/{i}/pf"), format!("{pf:.2}")));
+        out.push((
+            format!("{t}/emeter/{i}/voltage"),
+            format!("{:.2}", c.voltage_v),
+        ));
+        out.push((
+            format!("{t}/emeter/{i}/total"),
+            format!("{:.1}", c.total_wh),
+        ));
+        out.push((
+            format!("{t}/emeter/{i}/total_returned"),
+            format!("{:.1}", c.total_returned_wh),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use super::RegisterImage;
 use crate::modbus::{RegisterKind, WordOrder};
-use crate::sunspec::{END_ID, MARKER, ModelHeader};
+use crate::sunspec::{END_ID, MARKER, ModelHeader, PointType, model_definition};
 
 /// Length of the common model as written (with its Pad register).
 const COMMON_LENGTH: u16 = 66;
@@ -159,6 +159,171 @@ pub fn write_inverter(image: &mut RegisterImage, base: u16, s: &InverterState) {
     put(31, Int16, dc_w, DCW_SF); // DCW
     put(33, Int16, s.temperature_c, TMP_SF); // TmpCab
     image.set_u16(h, at(38), s.status); // St
+}
+
+/// Lays out a SunSpec map at `base` (holding registers): the marker, one header per
+/// `(id, length)` with its body filled with "not implemented" sentinels, and the
+/// end model. Returns the headers, for [`write_model`].
+pub fn build_map(image: &mut RegisterImage, base: u16, models: &[(u16, u16)]) -> Vec<ModelHeader> {
+    let h = RegisterKind::Holding;
+    image.set_words(h, base, &MARKER);
+    let mut at = base.wrapping_add(2);
+    let mut headers = Vec::new();
+    for &(id, length) in models {
+        let header = ModelHeader {
+            id,
+            length,
+            address: at,
+        };
+        image.set_words(h, at, &[id, length]);
+        if let Some(def) = model_definition(id) {
+            for p in &def.points {
+                let words = unimplemented(p.ty, p.words());
+                image.set_words(h, at.wrapping_add(p.offset), &words);
+            }
+        }
+        headers.push(header);
+        at = header.next_address();
+    }
+    image.set_words(h, at, &[END_ID, 0]);
+    headers
+}
+
+/// The "not implemented" value of a point type (SunSpec Information Model
+/// Specification; pysunspec2's `SUNS_UNIMPL_*`).
+fn unimplemented(ty: PointType, words: u16) -> Vec<u16> {
+    let n = usize::from(words);
+    match ty {
+        PointType::Int16 | PointType::Sunssf => vec![0x8000],
+        PointType::Uint16 | PointType::Enum16 | PointType::Bitfield16 => vec![0xFFFF],
+        PointType::Int32 => vec![0x8000, 0],
+        PointType::Uint32 | PointType::Bitfield32 => vec![0xFFFF; 2],
+        PointType::Acc32 => vec![0, 0],
+        PointType::Float32 => vec![0x7FC0, 0],
+        PointType::Uint64 => vec![0xFFFF; 4],
+        PointType::String | PointType::Pad => vec![0; n],
+    }
+}
+
+fn fits(ty: PointType, raw: f64) -> bool {
+    // The sentinel itself is not a value.
+    match ty {
+        PointType::Int16 => (-32767.0..=32767.0).contains(&raw),
+        PointType::Uint16 | PointType::Enum16 | PointType::Bitfield16 => {
+            (0.0..=65534.0).contains(&raw)
+        }
+        PointType::Int32 => (-2_147_483_647.0..=2_147_483_647.0).contains(&raw),
+        PointType::Uint32 | PointType::Bitfield32 => (0.0..=4_294_967_294.0).contains(&raw),
+        PointType::Acc32 => (1.0..=4_294_967_295.0).contains(&raw),
+        PointType::Uint64 => (0.0..=9.0e15).contains(&raw),
+        PointType::Float32 => raw.is_finite(),
+        PointType::Sunssf | PointType::String | PointType::Pad => false,
+    }
+}
+
+/// Writes the named points of a model laid out by [`build_map`]; points not named
+/// stay "not implemented". Each scale factor is chosen as the smallest (finest)
+/// one, from -3 up, with which every value sharing it fits its type, unless the
+/// scale factor itself is given (`("W_SF", -1.0)`). Errors name the point.
+pub fn write_model(
+    image: &mut RegisterImage,
+    header: &ModelHeader,
+    values: &[(&str, f64)],
+) -> Result<(), String> {
+    use crate::modbus::ValueType;
+    let h = RegisterKind::Holding;
+    let def = model_definition(header.id)
+        .ok_or_else(|| format!("model {} has no definition", header.id))?;
+    let given = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let mut sfs: Vec<(&str, i16)> = Vec::new();
+    for sf_point in def.points.iter().filter(|p| p.ty == PointType::Sunssf) {
+        let users: Vec<(PointType, f64)> = def
+            .points
+            .iter()
+            .filter(|p| p.sf.as_deref() == Some(sf_point.name.as_str()))
+            .filter_map(|p| given(&p.name).map(|v| (p.ty, v)))
+            .collect();
+        let sf = match given(&sf_point.name) {
+            // A scale factor is a small integer by definition.
+            Some(v) => v as i16,
+            None if users.is_empty() => continue,
+            None => (-3i16..=6)
+                .find(|&sf| {
+                    users
+                        .iter()
+                        .all(|(ty, v)| fits(*ty, (v * 10f64.powi(-i32::from(sf))).round()))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "model {}: no scale factor fits {}'s points",
+                        header.id, sf_point.name
+                    )
+                })?,
+        };
+        sfs.push((sf_point.name.as_str(), sf));
+        image.set_i16(h, header.address.wrapping_add(sf_point.offset), sf);
+    }
+    for (name, v) in values {
+        let p = def
+            .point(name)
+            .ok_or_else(|| format!("model {} has no point {name}", header.id))?;
+        if p.ty == PointType::Sunssf {
+            continue;
+        }
+        let sf =
+            p.sf.as_deref()
+                .and_then(|s| sfs.iter().find(|(n, _)| *n == s))
+                .map_or(0, |(_, sf)| *sf);
+        let raw = if p.ty == PointType::Float32 {
+            *v
+        } else {
+            (v * 10f64.powi(-i32::from(sf))).round()
+        };
+        if !fits(p.ty, raw) {
+            return Err(format!(
+                "model {}: {name} = {v} does not fit its type",
+                header.id
+            ));
+        }
+        let ty = match p.ty {
+            PointType::Int16 => ValueType::Int16,
+            PointType::Uint16 | PointType::Enum16 | PointType::Bitfield16 => ValueType::Uint16,
+            PointType::Int32 => ValueType::Int32,
+            PointType::Uint32 | PointType::Bitfield32 => ValueType::Uint32,
+            PointType::Acc32 => ValueType::Acc32,
+            PointType::Float32 => ValueType::Float32,
+            PointType::Uint64 => ValueType::Uint64,
+            PointType::Sunssf | PointType::String | PointType::Pad => {
+                return Err(format!("model {}: {name} is not a number", header.id));
+            }
+        };
+        image.set_value(
+            h,
+            header.address.wrapping_add(p.offset),
+            ty,
+            WordOrder::Abcd,
+            raw,
+        );
+    }
+    Ok(())
+}
+
+/// Writes model 1's strings and device address.
+pub fn write_common(
+    image: &mut RegisterImage,
+    header: &ModelHeader,
+    manufacturer: &str,
+    model: &str,
+    serial: &str,
+) {
+    let h = RegisterKind::Holding;
+    let body = header.body_address();
+    image.set_string(h, body, manufacturer, 16); // Mn
+    image.set_string(h, body.wrapping_add(16), model, 16); // Md
+    image.set_string(h, body.wrapping_add(32), "", 8); // Opt
+    image.set_string(h, body.wrapping_add(40), env!("CARGO_PKG_VERSION"), 8); // Vr
+    image.set_string(h, body.wrapping_add(48), serial, 16); // SN
+    image.set_u16(h, body.wrapping_add(64), 1); // DA
 }
 
 #[cfg(test)]

@@ -30,18 +30,56 @@ fn lacking(role: Role) -> &'static str {
     }
 }
 
-/// A path that matches the route (none of today's routes has parameters).
-fn concrete(path: &str) -> String {
+/// A path that matches the route, its one kind of parameter (`{id}`, a
+/// contribution) filled with `contribution`.
+fn concrete(path: &str, contribution: i64) -> String {
     path.split('/')
-        .map(|part| if part.starts_with('{') { "x" } else { part })
+        .map(|part| {
+            if part.starts_with('{') {
+                contribution.to_string()
+            } else {
+                part.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
 
-async fn status(state: &AppState, spec: &RouteSpec, headers: &[(&str, &str)]) -> StatusCode {
+/// [`with_members`], and a contribution of rita's for the `{id}` routes.
+fn members_and_a_contribution() -> (
+    AppState,
+    tokio::sync::watch::Sender<std::sync::Arc<query::live::LiveSnapshot>>,
+    i64,
+) {
+    let (state, tx) = with_members();
+    let contribution = ledger::NewContribution {
+        category: ledger::Category::Repair,
+        hours: 2.0,
+        date: chrono::Utc::now().date_naive(),
+        description: "Fixed the hall's door".into(),
+    };
+    let id = state
+        .journal
+        .record_contribution("rita", &contribution, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .seq;
+    (state, tx, id)
+}
+
+async fn status(
+    state: &AppState,
+    spec: &RouteSpec,
+    contribution: i64,
+    headers: &[(&str, &str)],
+) -> StatusCode {
     let reply = send(
         state.clone(),
-        request(spec.method.as_str(), &concrete(spec.path), headers, "{}"),
+        request(
+            spec.method.as_str(),
+            &concrete(spec.path, contribution),
+            headers,
+            "{}",
+        ),
     )
     .await;
     reply.status
@@ -89,7 +127,7 @@ async fn the_wall_and_its_data_stay_public_and_read_only() {
 
 #[tokio::test]
 async fn every_state_changing_route_refuses_the_wrong_callers() {
-    let (state, _tx) = with_members();
+    let (state, _tx, id) = members_and_a_contribution();
     let mut checked = 0;
     for spec in web::routes() {
         if !spec.changes_state() || spec.access == Access::Public {
@@ -98,14 +136,14 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         let what = format!("{} {}", spec.method, spec.path);
         // No session, no token.
         assert_eq!(
-            status(&state, &spec, &[]).await,
+            status(&state, &spec, id, &[]).await,
             StatusCode::UNAUTHORIZED,
             "{what}"
         );
         // A token that does not exist.
         let bogus = format!("Bearer {}", "ab".repeat(32));
         assert_eq!(
-            status(&state, &spec, &[("authorization", &bogus)]).await,
+            status(&state, &spec, id, &[("authorization", &bogus)]).await,
             StatusCode::UNAUTHORIZED,
             "{what}: unknown token"
         );
@@ -117,6 +155,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
                     status(
                         &state,
                         &spec,
+                        id,
                         &[("cookie", &cookie), ("x-csrf-token", &csrf)]
                     )
                     .await,
@@ -131,6 +170,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
                     status(
                         &state,
                         &spec,
+                        id,
                         &[("authorization", &format!("Bearer {token}"))]
                     )
                     .await,
@@ -145,7 +185,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         // The right role but no CSRF token, or another session's.
         let browser = login(&state, right).await;
         assert_eq!(
-            status(&state, &spec, &[("cookie", &browser.cookie)]).await,
+            status(&state, &spec, id, &[("cookie", &browser.cookie)]).await,
             StatusCode::FORBIDDEN,
             "{what}: no CSRF token"
         );
@@ -154,6 +194,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
             status(
                 &state,
                 &spec,
+                id,
                 &[("cookie", &browser.cookie), ("x-csrf-token", &other.csrf)]
             )
             .await,
@@ -165,6 +206,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         let ok = status(
             &state,
             &spec,
+            id,
             &[("cookie", &browser.cookie), ("x-csrf-token", &browser.csrf)],
         )
         .await;
@@ -180,6 +222,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         let ok = status(
             &state,
             &spec,
+            id,
             &[("authorization", &format!("Bearer {token}"))],
         )
         .await;
@@ -190,21 +233,21 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         checked += 1;
     }
     assert!(
-        checked >= 2,
+        checked >= 12,
         "only {checked} state-changing routes were checked"
     );
 }
 
 #[tokio::test]
 async fn every_member_read_route_wants_a_member() {
-    let (state, _tx) = with_members();
+    let (state, _tx, id) = members_and_a_contribution();
     for spec in web::routes() {
         if spec.changes_state() || spec.access == Access::Public {
             continue;
         }
         let what = format!("{} {}", spec.method, spec.path);
         assert_eq!(
-            status(&state, &spec, &[]).await,
+            status(&state, &spec, id, &[]).await,
             StatusCode::UNAUTHORIZED,
             "{what}"
         );
@@ -213,7 +256,7 @@ async fn every_member_read_route_wants_a_member() {
             _ => "rita",
         };
         let browser = login(&state, member).await;
-        let ok = status(&state, &spec, &[("cookie", &browser.cookie)]).await;
+        let ok = status(&state, &spec, id, &[("cookie", &browser.cookie)]).await;
         assert!(ok.is_success(), "{what}: got {ok}");
     }
 }
@@ -222,7 +265,7 @@ async fn every_member_read_route_wants_a_member() {
 /// router agree), and a path outside it is not found.
 #[tokio::test]
 async fn the_router_serves_exactly_the_table() {
-    let (state, tx) = with_members();
+    let (state, tx, id) = members_and_a_contribution();
     // Event streams end when the live loop is gone, so no request hangs.
     drop(tx);
     let token = state
@@ -233,7 +276,7 @@ async fn the_router_serves_exactly_the_table() {
         let response = web::app(state.clone())
             .oneshot(request(
                 spec.method.as_str(),
-                &concrete(spec.path),
+                &concrete(spec.path, id),
                 &[("authorization", &format!("Bearer {token}"))],
                 "{}",
             ))

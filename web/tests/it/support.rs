@@ -379,3 +379,62 @@ pub(crate) fn request(
         .body(Body::from(body.to_string()))
         .unwrap_or_else(|e| panic!("request: {e}"))
 }
+
+/// [`with_members`] and two more residents, `remi` and `sara`, so that a
+/// contribution of rita's can gather the two approvals (other than hers) that
+/// validate it by default.
+pub(crate) fn with_residents() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+    let (state, tx) = with_members();
+    for name in ["remi", "sara"] {
+        state
+            .journal
+            .create_user(
+                name,
+                &[ledger::Role::Resident],
+                PASSWORD,
+                ledger::COMMAND_LINE_AUTHOR,
+                Utc::now(),
+            )
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+    (state, tx)
+}
+
+/// `Authorization: Bearer …` for a fresh token of `member`.
+pub(crate) fn bearer(state: &AppState, member: &str) -> String {
+    let token = state
+        .journal
+        .create_token(member, "test", Utc::now())
+        .unwrap_or_else(|e| panic!("token for {member}: {e}"));
+    format!("Bearer {token}")
+}
+
+/// `member`'s contribution of `hours` of repair recorded at `at` and approved by
+/// two other residents (aline, remi or sara) at the same instant: validated at
+/// `at`, minting `hours` x 10 Communs (the default rate). Its id. Keep `at` in the
+/// past: balances asked before the journal's last entry are replayed up to there.
+pub(crate) fn validated(state: &AppState, member: &str, hours: f64, at: DateTime<Utc>) -> i64 {
+    let contribution = ledger::NewContribution {
+        category: ledger::Category::Repair,
+        hours,
+        date: at.date_naive(),
+        description: "Mended the bicycles of the school".into(),
+    };
+    let id = state
+        .journal
+        .record_contribution(member, &contribution, at)
+        .unwrap_or_else(|e| panic!("record: {e}"))
+        .seq;
+    let approvers: Vec<&str> = ["aline", "remi", "sara"]
+        .into_iter()
+        .filter(|m| *m != member)
+        .take(2)
+        .collect();
+    for approver in approvers {
+        state
+            .journal
+            .attest(id, approver, ledger::Verdict::Approve, "I saw it done", at)
+            .unwrap_or_else(|e| panic!("attest by {approver}: {e}"));
+    }
+    id
+}

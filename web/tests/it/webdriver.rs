@@ -142,6 +142,12 @@ impl Driver {
         self.find(css).await.text().await
     }
 
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    pub(crate) async fn execute(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": [] }))
+            .await
+    }
+
     /// A PNG of the whole viewport.
     pub(crate) async fn screenshot(&self) -> Vec<u8> {
         let b64 = self.get("/screenshot").await;

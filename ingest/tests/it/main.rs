@@ -1,0 +1,10 @@
+//! ingest's integration tests, one binary (STYLE.md): Modbus polling against the
+//! simulators and against pymodbus, SunSpec decoding checked against pysunspec2,
+//! Modbus RTU over a pseudo-terminal pair, faults, bus traffic and fuzzing.
+
+mod faults;
+mod fuzz;
+mod pysunspec2;
+mod rtu;
+mod support;
+mod traffic;

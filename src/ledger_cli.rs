@@ -1,0 +1,99 @@
+//! `communalia ledger verify` and `communalia ledger export`: opening the journal a
+//! configuration names and printing what the `ledger` crate finds or writes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use ledger::{Communs, Journal};
+
+use crate::config::Loaded;
+
+/// The journal of an existing node; never creates one.
+fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
+    let path = loaded.ledger_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no ledger at {} (has the node run with this configuration?)",
+            path.display()
+        );
+    }
+    let journal =
+        Journal::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok((journal, path))
+}
+
+/// Re-derives the chain and replays every balance ([`Journal::verify`]); prints
+/// one line for each and exits 2 naming the first bad entry (and account).
+pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
+    let (journal, path) = open_existing(loaded)?;
+    let report = journal.verify()?;
+    println!("{}: {} entries", path.display(), report.entries);
+    let Some(bad) = &report.first_bad else {
+        println!("  chain: intact, head {}", report.head_hash);
+        let balances = journal.balances(chrono::Utc::now())?;
+        let held = balances
+            .balances
+            .iter()
+            .try_fold(Communs::ZERO, |sum, b| sum.checked_add(b.communs))
+            .unwrap_or(Communs::ZERO);
+        println!(
+            "  balances: replayed from the journal and equal to the stored ones: \
+             {} accounts hold {held} Communs, the commons {}, minted in all {}",
+            balances.balances.len(),
+            balances.commons,
+            balances.minted_total
+        );
+        println!("journal intact");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if report.chain_intact {
+        println!("  chain: intact, head {}", report.head_hash);
+        println!("  balances: the replay disagrees at {bad}");
+    } else {
+        println!("  chain: broken at {bad}");
+        println!("  balances: not replayed (the chain must hold first)");
+    }
+    println!("journal broken at entry {}", bad.seq);
+    Ok(ExitCode::from(2))
+}
+
+/// Writes the journal as JSON lines ([`Journal::export_jsonl`]) to `output`, or to
+/// standard output. A file is written beside its final name and renamed into place
+/// once complete, so a reader never sees half an export.
+pub(crate) fn export(loaded: &Loaded, output: Option<&Path>) -> Result<()> {
+    let (journal, _) = open_existing(loaded)?;
+    match output {
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let lines = journal.export_jsonl(&mut out)?;
+            out.flush().context("cannot write to standard output")?;
+            eprintln!("{lines} entries exported");
+        }
+        Some(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "export".to_string());
+            let partial = path.with_file_name(format!(".{name}.partial"));
+            let file = std::fs::File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            let lines = journal
+                .export_jsonl(&mut out)
+                .with_context(|| format!("cannot export to {}", partial.display()))?;
+            let file = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            file.sync_all()
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot move the export to {}", path.display()))?;
+            eprintln!("{lines} entries exported to {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! The contribution ledger's JSON API (DESIGN.md §8): contributions and their
+//! attestations, transfers of Communs, balances at any instant, the ledger
+//! parameters the assembly adopts, and the journal's verification.
+//!
+//! Everything here names members, so it is for signed-in members only (the route
+//! table says who may call what): recording, attesting and transferring need the
+//! role `resident`, adopting parameters the role `assembly`, reading any member.
+//! The rules themselves are the ledger's; this module decodes requests, runs the
+//! journal call off the async threads, and turns each refusal into a 422 (404 for
+//! a contribution that does not exist) whose `problems` name what is wrong.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use ledger::{Decision, Journal, LedgerParameters, NewContribution, NewTransfer, Verdict};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::ApiJson;
+use crate::auth::CurrentMember;
+use crate::{AppError, AppState};
+
+/// Runs a journal call on the blocking pool: every call may wait for the
+/// journal's lock and for a synchronous disk write.
+pub(crate) async fn with_journal<T: Send + 'static>(
+    state: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&Journal) -> ledger::Result<T> + Send + 'static,
+) -> Result<ledger::Result<T>, AppError> {
+    let journal = state.journal.clone();
+    tokio::task::spawn_blocking(move || f(&journal))
+        .await
+        .map_err(|e| AppError::Internal(format!("{what} task: {e}")))
+}
+
+/// A refusal from the ledger as the API answers it: 404 for an unknown
+/// contribution, 422 naming each problem for anything the caller can correct,
+/// and a 500 (cause logged) for a journal that cannot be read or written.
+pub(crate) fn refusal(error: ledger::Error) -> AppError {
+    use ledger::Error as E;
+    let message = error.to_string();
+    match error {
+        E::NoSuchContribution(_) => {
+            AppError::invalid(StatusCode::NOT_FOUND, message.clone(), vec![message])
+        }
+        E::InvalidContribution(problems) => AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            problems.iter().map(ToString::to_string).collect(),
+        ),
+        E::InvalidParameters(problems) | E::InvalidDecision(problems) => {
+            AppError::invalid(StatusCode::UNPROCESSABLE_ENTITY, message, problems)
+        }
+        E::UnknownMember(_)
+        | E::SelfAttestation { .. }
+        | E::AlreadyAttested { .. }
+        | E::ContributionDecided { .. }
+        | E::InvalidComment(_)
+        | E::TransferToSelf(_)
+        | E::NonPositiveAmount(_)
+        | E::InvalidMemo(_)
+        | E::InsufficientCommons { .. }
+        | E::LedgerRule(_) => AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message.clone(),
+            vec![message],
+        ),
+        other => AppError::Ledger(other),
+    }
+}
+
+/// A journal call whose refusals are answered as [`refusal`] says.
+async fn ledger_call<T: Send + 'static>(
+    state: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&Journal) -> ledger::Result<T> + Send + 'static,
+) -> Result<T, AppError> {
+    with_journal(state, what, f).await?.map_err(refusal)
+}
+
+fn no_store(body: impl serde::Serialize) -> Response {
+    ([(CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+fn created(location: String, body: Value) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (LOCATION, location),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// A contribution id from the path; anything else names no contribution.
+fn contribution_id(raw: &str) -> Result<i64, AppError> {
+    raw.parse::<i64>().map_err(|_| {
+        let message = format!("there is no contribution {raw:?}: ids are whole numbers");
+        AppError::invalid(StatusCode::NOT_FOUND, message.clone(), vec![message])
+    })
+}
+
+/// `GET /api/contributions`: every contribution, newest first, each with its
+/// attestations, state and what it minted.
+pub(crate) async fn list_contributions(
+    State(state): State<AppState>,
+) -> Result<Response, AppError> {
+    let all = ledger_call(&state, "contributions", |j| j.contributions()).await?;
+    Ok(no_store(all))
+}
+
+/// `GET /api/contributions/{id}`: one contribution, or 404.
+pub(crate) async fn get_contribution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let id = contribution_id(&id)?;
+    match ledger_call(&state, "contribution", move |j| j.contribution(id)).await? {
+        Some(contribution) => Ok(no_store(contribution)),
+        None => Err(refusal(ledger::Error::NoSuchContribution(id))),
+    }
+}
+
+/// `POST /api/contributions` `{"category", "hours", "date", "description"}`: the
+/// signed-in member's contribution; 201 `{"id", "hash"}` (`id` is the journal
+/// entry's `seq`).
+pub(crate) async fn record_contribution(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(contribution): ApiJson<NewContribution>,
+) -> Result<Response, AppError> {
+    let name = member.member.name.clone();
+    let entry = ledger_call(&state, "contribution", move |j| {
+        j.record_contribution(&name, &contribution, Utc::now())
+    })
+    .await?;
+    tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
+    Ok(created(
+        format!("/api/contributions/{}", entry.seq),
+        json!({ "id": entry.seq, "hash": entry.hash }),
+    ))
+}
+
+/// The body of `POST /api/contributions/{id}/attestations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttestRequest {
+    verdict: Verdict,
+    /// Required (not blank) for a rejection.
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /api/contributions/{id}/attestations` `{"verdict", "comment"}`: the
+/// signed-in member approves or rejects someone else's contribution; 201 `{"seq",
+/// "hash", "contribution", "state", "minted", "validation_seq"}`, the state being
+/// the contribution's after this attestation (`validated` at the `k`-th approval,
+/// with what it minted).
+pub(crate) async fn attest(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<AttestRequest>,
+) -> Result<Response, AppError> {
+    let id = contribution_id(&id)?;
+    let name = member.member.name.clone();
+    let attested = ledger_call(&state, "attestation", move |j| {
+        j.attest(id, &name, request.verdict, &request.comment, Utc::now())
+    })
+    .await?;
+    tracing::info!(
+        contribution = id,
+        member = %member.member.name,
+        state = %attested.state,
+        "contribution attested"
+    );
+    Ok(created(
+        format!("/api/contributions/{id}"),
+        json!({
+            "seq": attested.attestation.seq,
+            "hash": attested.attestation.hash,
+            "contribution": id,
+            "state": attested.state,
+            "minted": attested.minted,
+            "validation_seq": attested.validation.as_ref().map(|e| e.seq),
+        }),
+    ))
+}
+
+/// `POST /api/transfers` `{"to", "amount", "memo"}`: Communs from the signed-in
+/// member to another; 201 `{"seq", "hash"}`.
+pub(crate) async fn transfer(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(transfer): ApiJson<NewTransfer>,
+) -> Result<Response, AppError> {
+    let name = member.member.name.clone();
+    let entry = ledger_call(&state, "transfer", move |j| {
+        j.transfer(&name, &transfer, Utc::now())
+    })
+    .await?;
+    tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
+    Ok(created(
+        "/api/transfers".to_string(),
+        json!({ "seq": entry.seq, "hash": entry.hash }),
+    ))
+}
+
+/// `GET /api/transfers`: the transfers the signed-in member sent or received,
+/// newest first. Other members' transfers are theirs: only balances are shown to
+/// everyone.
+pub(crate) async fn transfers(
+    State(state): State<AppState>,
+    member: CurrentMember,
+) -> Result<Response, AppError> {
+    let name = member.member.name.clone();
+    let all = ledger_call(&state, "transfers", move |j| j.transfers_of(&name)).await?;
+    Ok(no_store(all))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BalancesQuery {
+    at: Option<String>,
+}
+
+/// Reads an instant given as RFC 3339.
+pub(crate) fn parse_instant(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
+    DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            let problem =
+                format!("`{name}` must be an RFC 3339 instant such as 2026-03-12T18:00:00Z, not {raw:?} ({e})");
+            AppError::invalid(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem.clone(),
+                vec![problem],
+            )
+        })
+}
+
+/// `GET /api/ledger/balances?at=RFC3339`: every member's balance, the commons and
+/// the total minted at `at` (default now; a future instant projects demurrage).
+pub(crate) async fn balances(
+    State(state): State<AppState>,
+    Query(query): Query<BalancesQuery>,
+) -> Result<Response, AppError> {
+    let at = match query.at.as_deref() {
+        Some(raw) if !raw.trim().is_empty() => parse_instant("at", raw)?,
+        _ => Utc::now(),
+    };
+    let balances = ledger_call(&state, "balances", move |j| j.balances(at)).await?;
+    Ok(no_store(balances))
+}
+
+/// `GET /api/ledger/parameters`: the parameters in force (the defaults until the
+/// assembly adopts any) and every adoption, newest first.
+pub(crate) async fn parameters(State(state): State<AppState>) -> Result<Response, AppError> {
+    let history = ledger_call(&state, "ledger parameters", |j| j.parameters_history()).await?;
+    let active = history
+        .first()
+        .map(|a| a.parameters.clone())
+        .unwrap_or_default();
+    Ok(no_store(json!({
+        "active": active,
+        "active_seq": history.first().map(|a| a.seq),
+        "defaults": LedgerParameters::default(),
+        "history": history.iter().map(|a| {
+            let mut decision = serde_json::to_value(&a.decision).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut decision {
+                fields.insert("entered_by".into(), Value::String(a.author.clone()));
+            }
+            json!({
+                "seq": a.seq,
+                "adopted_at": ledger::format_ts(a.adopted_at),
+                "parameters": a.parameters,
+                "decision": decision,
+            })
+        }).collect::<Vec<_>>(),
+    })))
+}
+
+/// The body of `POST /api/ledger/parameters`, like that of `POST /api/plans`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdoptParametersRequest {
+    parameters: LedgerParameters,
+    decision: Decision,
+}
+
+/// Every problem with parameters and their decision record, in English, as the
+/// API and the journal say them.
+pub(crate) fn adoption_problems(parameters: &LedgerParameters, decision: &Decision) -> Vec<String> {
+    parameters
+        .problems()
+        .into_iter()
+        .chain(decision.problems().iter().map(ToString::to_string))
+        .collect()
+}
+
+/// Adopts ledger parameters under a decision record, entered by `author`: the one
+/// way the API and the ledger page record an adoption. Refuses, naming every
+/// problem at once, parameters out of bounds and a record whose quorum is not met.
+pub(crate) async fn adopt_parameters_checked(
+    state: &AppState,
+    parameters: LedgerParameters,
+    decision: Decision,
+    author: String,
+) -> Result<ledger::Entry, AppError> {
+    let problems = adoption_problems(&parameters, &decision);
+    if !problems.is_empty() {
+        return Err(AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the ledger parameters cannot be adopted: {}",
+                problems.join("; ")
+            ),
+            problems,
+        ));
+    }
+    let who = author.clone();
+    let entry = ledger_call(state, "parameters adoption", move |j| {
+        j.adopt_ledger_parameters(&parameters, &decision, &who, Utc::now())
+    })
+    .await?;
+    tracing::info!(seq = entry.seq, member = %author, "ledger parameters adopted");
+    Ok(entry)
+}
+
+/// `POST /api/ledger/parameters` `{"parameters", "decision"}` (role `assembly`):
+/// 201 `{"seq", "hash"}`, or 422 naming every problem.
+pub(crate) async fn adopt_parameters(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(request): ApiJson<AdoptParametersRequest>,
+) -> Result<Response, AppError> {
+    let entry = adopt_parameters_checked(
+        &state,
+        request.parameters,
+        request.decision,
+        member.member.name.clone(),
+    )
+    .await?;
+    Ok(created(
+        "/api/ledger/parameters".to_string(),
+        json!({ "seq": entry.seq, "hash": entry.hash }),
+    ))
+}
+
+/// `GET /api/ledger/verify`: the journal's chain re-derived and its balances
+/// replayed ([`ledger::Journal::verify`]): `{"entries", "head_hash",
+/// "chain_intact", "first_bad"}`, `first_bad` naming the first bad entry (and the
+/// account, for a balance) or `null`.
+pub(crate) async fn verify(State(state): State<AppState>) -> Result<Response, AppError> {
+    let report = ledger_call(&state, "verification", |j| j.verify()).await?;
+    Ok(no_store(json!({
+        "entries": report.entries,
+        "head_hash": report.head_hash,
+        "chain_intact": report.chain_intact,
+        "intact": report.is_intact(),
+        "first_bad": report.first_bad,
+    })))
+}
+
+/// Monday 00:00 of the week of `now`, in the site's time zone: where "this week"
+/// starts on the wall screen. On a day whose midnight a clock change skips, the
+/// first instant of that day.
+pub(crate) fn week_start(now: DateTime<Utc>, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    let today = now.with_timezone(&tz).date_naive();
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let midnight = monday.and_time(chrono::NaiveTime::MIN);
+    match tz.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
+        chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        // Midnight skipped: the day starts when the clock jumps, at most a few hours
+        // later; searching hour by hour finds it.
+        chrono::LocalResult::None => (1..=3)
+            .find_map(|h| {
+                tz.from_local_datetime(&(midnight + Duration::hours(h)))
+                    .earliest()
+            })
+            .map_or(midnight.and_utc(), |t| t.with_timezone(&Utc)),
+    }
+}
+
+/// What the wall screen says of the ledger: hours validated since the start of
+/// this week.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WeekTally {
+    pub(crate) since: DateTime<Utc>,
+    pub(crate) hours: ledger::Hours,
+}
+
+/// This week's tally, or `None` (logged) when the journal cannot be read: the wall
+/// then leaves the panel out rather than show a wrong zero.
+pub(crate) async fn week_tally(state: &AppState, now: DateTime<Utc>) -> Option<WeekTally> {
+    let since = week_start(now, state.site.timezone);
+    match with_journal(state, "week tally", move |j| j.hours_validated_since(since)).await {
+        Ok(Ok(hours)) => Some(WeekTally { since, hours }),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot count this week's validated hours");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot count this week's validated hours");
+            None
+        }
+    }
+}
+
+/// The `contributions` field `/api/live` and the event stream add to the
+/// snapshot: `{"hours_validated_this_week", "week_start"}`, or `null`.
+pub(crate) fn tally_json(tally: Option<WeekTally>) -> Value {
+    match tally {
+        Some(t) => json!({
+            "hours_validated_this_week": t.hours,
+            "week_start": ledger::format_ts(t.since),
+        }),
+        None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn the_week_starts_on_monday_at_midnight_in_the_site_zone() {
+        let paris = chrono_tz::Europe::Paris;
+        // Thursday 12 March 2026, 14:00 in Paris (UTC+1): Monday 9 March 00:00 is 23:00Z on the 8th.
+        assert_eq!(
+            week_start(utc("2026-03-12T13:00:00Z"), paris),
+            utc("2026-03-08T23:00:00Z")
+        );
+        // Sunday 23:30 in Paris is still the same week, though it is Monday in UTC+14.
+        assert_eq!(
+            week_start(utc("2026-03-15T22:30:00Z"), paris),
+            utc("2026-03-08T23:00:00Z")
+        );
+        // Monday 00:10 in Paris starts a new week, though it is Sunday in UTC.
+        assert_eq!(
+            week_start(utc("2026-03-15T23:10:00Z"), paris),
+            utc("2026-03-15T23:00:00Z")
+        );
+        // Summer time: UTC+2.
+        assert_eq!(
+            week_start(utc("2026-07-01T12:00:00Z"), paris),
+            utc("2026-06-28T22:00:00Z")
+        );
+        // A zone whose clocks skipped midnight (Santiago, 2026-09-06 00:00 -> 01:00, a Sunday;
+        // not a Monday, so the week's start is an ordinary midnight).
+        let santiago = chrono_tz::America::Santiago;
+        let start = week_start(utc("2026-09-09T12:00:00Z"), santiago);
+        assert_eq!(
+            start.with_timezone(&santiago).date_naive().weekday(),
+            chrono::Weekday::Mon
+        );
+    }
+}

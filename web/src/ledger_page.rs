@@ -1,0 +1,833 @@
+//! The contribution ledger as a page (`/ledger`, any signed-in member): balances
+//! now and in 30 days, the commons, the journal's verification, recent
+//! contributions with their attestations, the member's transfers and the
+//! parameters in force; plain HTML forms for residents to record a contribution,
+//! attest another member's and transfer Communs, and for the assembly to adopt new
+//! parameters with their decision record. A form that cannot be recorded comes
+//! back (422) as typed, every problem named beside it; one that is recorded leads
+//! back to the page (303) with a confirmation. The journal's own checks are the
+//! last word: what the form reading here does not catch, the ledger refuses, and
+//! the page says so.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{Duration, NaiveDate, Utc};
+use dashboards::{
+    Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
+    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm,
+};
+use ledger::{
+    AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
+    LedgerParameters, NewContribution, NewTransfer, Role, Transfer, Verdict, VerifyReport,
+};
+use serde::Deserialize;
+
+use crate::auth::{CSRF_FIELD, CurrentMember};
+use crate::lang::PageLang;
+use crate::ledger_api::with_journal;
+use crate::{AppError, AppState};
+
+/// Decided contributions shown beyond the pending ones (which are all shown, so
+/// that every one can be attested).
+const DECIDED_SHOWN: usize = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PageQuery {
+    recorded: Option<i64>,
+    attested: Option<i64>,
+    transferred: Option<i64>,
+    adopted: Option<i64>,
+}
+
+/// What the page shows, read from the journal in one go.
+struct PageData {
+    contributions: Vec<Contribution>,
+    now: Balances,
+    later: Balances,
+    verify: VerifyReport,
+    parameters: LedgerParameters,
+    history: Vec<AdoptedParameters>,
+    transfers: Vec<Transfer>,
+    members: Vec<String>,
+}
+
+async fn load(state: &AppState, member: &str) -> Result<PageData, AppError> {
+    let member = member.to_string();
+    let data = with_journal(state, "ledger page", move |j| {
+        let now = Utc::now();
+        let history = j.parameters_history()?;
+        let mut contributions = j.contributions()?;
+        let mut decided = 0;
+        contributions.retain(|c| {
+            c.state == ContributionState::Pending || {
+                decided += 1;
+                decided <= DECIDED_SHOWN
+            }
+        });
+        Ok(PageData {
+            contributions,
+            now: j.balances(now)?,
+            later: j.balances(now + Duration::days(PROJECTION_DAYS))?,
+            verify: j.verify()?,
+            parameters: history
+                .first()
+                .map(|a| a.parameters.clone())
+                .unwrap_or_default(),
+            history,
+            transfers: j.transfers_of(&member)?,
+            members: j.members()?.into_iter().map(|m| m.name).collect(),
+        })
+    })
+    .await??;
+    Ok(data)
+}
+
+fn today(state: &AppState) -> NaiveDate {
+    Utc::now().with_timezone(&state.site.timezone).date_naive()
+}
+
+/// The forms as first offered: a contribution dated today, an empty transfer,
+/// the parameters in force with an empty decision record.
+fn fresh_forms(state: &AppState, parameters: &LedgerParameters) -> LedgerForms {
+    let today = today(state);
+    LedgerForms {
+        contribution: ContributionForm {
+            category: Category::ALL[0].as_str().to_string(),
+            date: today.format("%Y-%m-%d").to_string(),
+            ..ContributionForm::default()
+        },
+        transfer: TransferForm::default(),
+        attestation: None,
+        parameters: ParametersForm::from_parameters(parameters, today),
+    }
+}
+
+/// `GET /ledger`.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, AppError> {
+    let data = load(&state, &member.member.name).await?;
+    let forms = fresh_forms(&state, &data.parameters);
+    let confirmation = query
+        .recorded
+        .map(|id| Confirmation::Recorded { id })
+        .or(query.attested.map(|id| Confirmation::Attested { id }))
+        .or(query
+            .transferred
+            .map(|seq| Confirmation::Transferred { seq }))
+        .or(query
+            .adopted
+            .map(|seq| Confirmation::ParametersAdopted { seq }));
+    render(
+        StatusCode::OK,
+        &state,
+        &lang,
+        &member,
+        &data,
+        &forms,
+        &[],
+        None,
+        confirmation,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    status: StatusCode,
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    data: &PageData,
+    forms: &LedgerForms,
+    problems: &[LedgerProblem],
+    problems_for: Option<FormTarget>,
+    confirmation: Option<Confirmation>,
+) -> Result<Response, AppError> {
+    let view = LedgerView {
+        member: &member.member.name,
+        resident: member.has(Role::Resident),
+        assembly: member.has(Role::Assembly),
+        csrf: member.csrf().unwrap_or_default(),
+        contributions: &data.contributions,
+        balances_now: &data.now,
+        balances_later: &data.later,
+        verify: &data.verify,
+        parameters: &data.parameters,
+        parameters_history: &data.history,
+        transfers: &data.transfers,
+        members: &data.members,
+        forms,
+        problems,
+        problems_for,
+        confirmation,
+    };
+    let html = dashboards::render_ledger(&view, lang.lang, &state.site)?;
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
+    if let Some(cookie) = lang.cookie() {
+        headers.append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Back to the page after a recorded form, saying what was done.
+fn done(query: String) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, format!("/ledger?{query}")),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+/// The page again, 422, with `problems` beside the form they concern and that
+/// form as typed.
+async fn refused(
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    status: StatusCode,
+    target: FormTarget,
+    problems: &[LedgerProblem],
+    keep: impl FnOnce(&mut LedgerForms),
+) -> Result<Response, AppError> {
+    let data = load(state, &member.member.name).await?;
+    let mut forms = fresh_forms(state, &data.parameters);
+    keep(&mut forms);
+    render(
+        status,
+        state,
+        lang,
+        member,
+        &data,
+        &forms,
+        problems,
+        Some(target),
+        None,
+    )
+}
+
+/// A refusal from the journal as problems the page phrases; anything that is not a
+/// refusal (the journal cannot be read or written) is an error.
+fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
+    use ledger::Error as E;
+    Ok(match error {
+        E::InvalidContribution(problems) => problems
+            .into_iter()
+            .map(LedgerProblem::Contribution)
+            .collect(),
+        E::NoSuchContribution(id) => vec![LedgerProblem::NoSuchContribution { id }],
+        E::SelfAttestation { .. } => vec![LedgerProblem::SelfAttestation],
+        E::AlreadyAttested { .. } => vec![LedgerProblem::AlreadyAttested],
+        E::ContributionDecided { state, .. } => vec![LedgerProblem::Decided { state }],
+        E::UnknownMember(name) => vec![LedgerProblem::UnknownMember { name }],
+        E::TransferToSelf(_) => vec![LedgerProblem::TransferToSelf],
+        E::NonPositiveAmount(_) => vec![LedgerProblem::AmountNotPositive],
+        E::InsufficientCommons { balance, asked, .. } => {
+            vec![LedgerProblem::Insufficient { balance, asked }]
+        }
+        E::InvalidParameters(problems) | E::InvalidDecision(problems) => {
+            problems.into_iter().map(LedgerProblem::Other).collect()
+        }
+        E::InvalidComment(text) | E::InvalidMemo(text) | E::LedgerRule(text) => {
+            vec![LedgerProblem::Other(text)]
+        }
+        other => return Err(AppError::Ledger(other)),
+    })
+}
+
+/// A number as people type it: a decimal point or comma.
+fn decimal(value: &str) -> Option<f64> {
+    value
+        .trim()
+        .replace(',', ".")
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+fn whole(field: LedgerField, value: &str, problems: &mut Vec<LedgerProblem>) -> Option<u32> {
+    if value.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(field));
+        return None;
+    }
+    match value.trim().parse::<u32>() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            problems.push(LedgerProblem::NotAWholeNumber {
+                field,
+                value: value.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .filter(|(k, _)| k != CSRF_FIELD)
+        .collect()
+}
+
+/// `POST /ledger/contributions`: `category`, `hours`, `date`, `description`.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let mut form = ContributionForm::default();
+    let mut problems = Vec::new();
+    for (name, value) in form_fields(&body) {
+        match name.as_str() {
+            "category" => form.category = value,
+            "hours" => form.hours = value,
+            "date" => form.date = value,
+            "description" => form.description = value,
+            _ => problems.push(LedgerProblem::UnknownField { name }),
+        }
+    }
+    let category = match form.category.parse::<Category>() {
+        Ok(c) => Some(c),
+        Err(_) if form.category.trim().is_empty() => {
+            problems.push(LedgerProblem::Missing(LedgerField::Category));
+            None
+        }
+        Err(_) => {
+            problems.push(LedgerProblem::UnknownCategory {
+                value: form.category.clone(),
+            });
+            None
+        }
+    };
+    let hours = if form.hours.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::Hours));
+        None
+    } else {
+        let hours = decimal(&form.hours);
+        if hours.is_none() {
+            problems.push(LedgerProblem::NotANumber {
+                field: LedgerField::Hours,
+                value: form.hours.clone(),
+            });
+        }
+        hours
+    };
+    let date = if form.date.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::Date));
+        None
+    } else {
+        let date = NaiveDate::parse_from_str(form.date.trim(), "%Y-%m-%d").ok();
+        if date.is_none() {
+            problems.push(LedgerProblem::NotADate {
+                field: LedgerField::Date,
+                value: form.date.clone(),
+            });
+        }
+        date
+    };
+    // The ledger's own checks on what could be read, so that one round trip shows
+    // every problem: a field that could not be read is stood in for by a value that
+    // raises nothing.
+    let contribution = NewContribution {
+        category: category.unwrap_or(Category::Other),
+        hours: hours.unwrap_or(1.0),
+        date: date.unwrap_or_else(|| today(&state)),
+        description: form.description.clone(),
+    };
+    problems.extend(
+        contribution
+            .problems(Utc::now())
+            .into_iter()
+            .map(LedgerProblem::Contribution),
+    );
+    if problems.is_empty() {
+        let name = member.member.name.clone();
+        let result = with_journal(&state, "contribution", move |j| {
+            j.record_contribution(&name, &contribution, Utc::now())
+        })
+        .await?;
+        match result {
+            Ok(entry) => {
+                tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
+                return Ok(done(format!("recorded={}", entry.seq)));
+            }
+            Err(e) => problems = problems_of(e)?,
+        }
+    }
+    refused(
+        &state,
+        &lang,
+        &member,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        FormTarget::Contribution,
+        &problems,
+        |forms| forms.contribution = form,
+    )
+    .await
+}
+
+/// `POST /ledger/contributions/{id}/attestations`: `verdict` (`approve` or
+/// `reject`, the button pressed) and `comment`.
+pub(crate) async fn attest(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return refused(
+            &state,
+            &lang,
+            &member,
+            StatusCode::NOT_FOUND,
+            FormTarget::General,
+            &[LedgerProblem::UnknownField {
+                name: format!("contributions/{id}"),
+            }],
+            |_| {},
+        )
+        .await;
+    };
+    let mut verdict = String::new();
+    let mut comment = String::new();
+    let mut problems = Vec::new();
+    for (name, value) in form_fields(&body) {
+        match name.as_str() {
+            "verdict" => verdict = value,
+            "comment" => comment = value,
+            _ => problems.push(LedgerProblem::UnknownField { name }),
+        }
+    }
+    let verdict = match verdict.parse::<Verdict>() {
+        Ok(v) => Some(v),
+        Err(_) if verdict.is_empty() => {
+            problems.push(LedgerProblem::Missing(LedgerField::Verdict));
+            None
+        }
+        Err(_) => {
+            problems.push(LedgerProblem::UnknownVerdict { value: verdict });
+            None
+        }
+    };
+    if verdict == Some(Verdict::Reject) && comment.trim().is_empty() {
+        problems.push(LedgerProblem::RejectionWithoutComment);
+    }
+    let chars = comment.chars().count();
+    if chars > ledger::MAX_COMMENT_CHARS {
+        problems.push(LedgerProblem::TooLong {
+            field: LedgerField::Comment,
+            chars,
+            max: ledger::MAX_COMMENT_CHARS,
+        });
+    }
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    if let (true, Some(verdict)) = (problems.is_empty(), verdict) {
+        let name = member.member.name.clone();
+        let text = comment.clone();
+        let result = with_journal(&state, "attestation", move |j| {
+            j.attest(id, &name, verdict, &text, Utc::now())
+        })
+        .await?;
+        match result {
+            Ok(attested) => {
+                tracing::info!(
+                    contribution = id,
+                    member = %member.member.name,
+                    state = %attested.state,
+                    "contribution attested"
+                );
+                return Ok(done(format!("attested={id}#contribution-{id}")));
+            }
+            Err(e) => {
+                if matches!(e, ledger::Error::NoSuchContribution(_)) {
+                    status = StatusCode::NOT_FOUND;
+                }
+                problems = problems_of(e)?;
+            }
+        }
+    }
+    let target = if status == StatusCode::NOT_FOUND {
+        FormTarget::General
+    } else {
+        FormTarget::Attestation(id)
+    };
+    refused(&state, &lang, &member, status, target, &problems, |forms| {
+        forms.attestation = Some((id, comment));
+    })
+    .await
+}
+
+/// `POST /ledger/transfers`: `to`, `amount` (in Communs), `memo`.
+pub(crate) async fn transfer(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let mut form = TransferForm::default();
+    let mut problems = Vec::new();
+    for (name, value) in form_fields(&body) {
+        match name.as_str() {
+            "to" => form.to = value,
+            "amount" => form.amount = value,
+            "memo" => form.memo = value,
+            _ => problems.push(LedgerProblem::UnknownField { name }),
+        }
+    }
+    if form.to.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::To));
+    }
+    let amount = if form.amount.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::Amount));
+        None
+    } else {
+        match decimal(&form.amount).map(Communs::from_communs) {
+            None => {
+                problems.push(LedgerProblem::NotANumber {
+                    field: LedgerField::Amount,
+                    value: form.amount.clone(),
+                });
+                None
+            }
+            Some(Err(_)) => {
+                problems.push(LedgerProblem::AmountNotCommuns {
+                    value: form.amount.clone(),
+                });
+                None
+            }
+            Some(Ok(amount)) if amount <= Communs::ZERO => {
+                problems.push(LedgerProblem::AmountNotPositive);
+                None
+            }
+            Some(Ok(amount)) => Some(amount),
+        }
+    };
+    let chars = form.memo.chars().count();
+    if chars > ledger::MAX_MEMO_CHARS {
+        problems.push(LedgerProblem::TooLong {
+            field: LedgerField::Memo,
+            chars,
+            max: ledger::MAX_MEMO_CHARS,
+        });
+    }
+    if let (true, Some(amount)) = (problems.is_empty(), amount) {
+        let name = member.member.name.clone();
+        let transfer = NewTransfer {
+            to: form.to.trim().to_string(),
+            amount,
+            memo: form.memo.trim().to_string(),
+        };
+        let result = with_journal(&state, "transfer", move |j| {
+            j.transfer(&name, &transfer, Utc::now())
+        })
+        .await?;
+        match result {
+            Ok(entry) => {
+                tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
+                return Ok(done(format!("transferred={}", entry.seq)));
+            }
+            Err(e) => problems = problems_of(e)?,
+        }
+    }
+    refused(
+        &state,
+        &lang,
+        &member,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        FormTarget::Transfer,
+        &problems,
+        |forms| forms.transfer = form,
+    )
+    .await
+}
+
+/// The parameters and decision record the assembly's form describes, with every
+/// problem found; a field that cannot be read is named and stood in for by a
+/// value that raises nothing else.
+fn read_parameters(
+    form: &ParametersForm,
+    problems: &mut Vec<LedgerProblem>,
+) -> (LedgerParameters, Decision) {
+    let defaults = LedgerParameters::default();
+    let k = whole(
+        LedgerField::AttestationsNeeded,
+        &form.attestations_needed,
+        problems,
+    );
+    if let Some(k) = k
+        && !(1..=ledger::MAX_ATTESTATIONS_NEEDED).contains(&k)
+    {
+        problems.push(LedgerProblem::AttestationsNeededOutOfRange { value: k });
+    }
+    let mut rates = std::collections::BTreeMap::new();
+    for category in Category::ALL {
+        let value = form
+            .rates
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map_or("", |(_, v)| v.as_str());
+        let rate = if value.trim().is_empty() {
+            problems.push(LedgerProblem::Missing(LedgerField::Rate(category)));
+            None
+        } else {
+            match decimal(value).map(Communs::from_communs) {
+                None => {
+                    problems.push(LedgerProblem::NotANumber {
+                        field: LedgerField::Rate(category),
+                        value: value.to_string(),
+                    });
+                    None
+                }
+                Some(Ok(rate)) if (Communs::ZERO..=ledger::MAX_RATE_PER_HOUR).contains(&rate) => {
+                    Some(rate)
+                }
+                Some(_) => {
+                    problems.push(LedgerProblem::RateOutOfRange {
+                        category,
+                        value: value.to_string(),
+                    });
+                    None
+                }
+            }
+        };
+        rates.insert(category, rate.unwrap_or_else(|| defaults.rate(category)));
+    }
+    let rate_ppm = if form.demurrage_rate_pct.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::DemurrageRate));
+        None
+    } else {
+        match decimal(&form.demurrage_rate_pct) {
+            None => {
+                problems.push(LedgerProblem::NotANumber {
+                    field: LedgerField::DemurrageRate,
+                    value: form.demurrage_rate_pct.clone(),
+                });
+                None
+            }
+            Some(pct) => {
+                let ppm = (pct * 10_000.0).round();
+                let max = f64::from(ledger::MAX_DEMURRAGE_RATE_PPM);
+                if (0.0..=max).contains(&ppm) && (ppm / 10_000.0 - pct).abs() < 1e-9 {
+                    // Within 0..=500 000: exact in a u32.
+                    Some(ppm as u32)
+                } else {
+                    problems.push(LedgerProblem::DemurrageRateOutOfRange {
+                        value: form.demurrage_rate_pct.clone(),
+                    });
+                    None
+                }
+            }
+        }
+    };
+    let period = whole(
+        LedgerField::DemurragePeriod,
+        &form.demurrage_period_days,
+        problems,
+    );
+    if let Some(days) = period
+        && !(1..=ledger::MAX_DEMURRAGE_PERIOD_DAYS).contains(&days)
+    {
+        problems.push(LedgerProblem::DemurragePeriodOutOfRange { days });
+    }
+    let parameters = LedgerParameters {
+        attestations_needed: k.unwrap_or(defaults.attestations_needed),
+        rates_per_hour: rates,
+        demurrage_rate_ppm: rate_ppm.unwrap_or(defaults.demurrage_rate_ppm),
+        demurrage_period_days: period.unwrap_or(defaults.demurrage_period_days),
+    };
+
+    let date = if form.assembly_date.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::AssemblyDate));
+        None
+    } else {
+        let date = NaiveDate::parse_from_str(form.assembly_date.trim(), "%Y-%m-%d").ok();
+        if date.is_none() {
+            problems.push(LedgerProblem::NotADate {
+                field: LedgerField::AssemblyDate,
+                value: form.assembly_date.clone(),
+            });
+        }
+        date
+    };
+    let votes_for = whole(LedgerField::VotesFor, &form.votes_for, problems);
+    let votes_against = whole(LedgerField::VotesAgainst, &form.votes_against, problems);
+    let votes_abstain = whole(LedgerField::VotesAbstain, &form.votes_abstain, problems);
+    let quorum = whole(LedgerField::QuorumRequired, &form.quorum_required, problems);
+    let present = whole(LedgerField::Present, &form.present, problems);
+    if form.minutes.trim().is_empty() {
+        problems.push(LedgerProblem::Missing(LedgerField::Minutes));
+    }
+    let decision = Decision {
+        assembly_date: date.unwrap_or_default(),
+        votes_for: votes_for.unwrap_or(0),
+        votes_against: votes_against.unwrap_or(0),
+        votes_abstain: votes_abstain.unwrap_or(0),
+        quorum_required: quorum.unwrap_or(0),
+        present: present.unwrap_or(u32::MAX),
+        minutes: form.minutes.trim().to_string(),
+    };
+    problems.extend(decision.problems().into_iter().map(LedgerProblem::Decision));
+    (parameters, decision)
+}
+
+/// `POST /ledger/parameters` (role `assembly`): `attestations_needed`,
+/// `rate.CATEGORY` for each category, `demurrage_rate_pct`, `demurrage_period_days`
+/// and the decision record (`assembly_date`, `present`, `quorum_required`,
+/// `votes_for`, `votes_against`, `votes_abstain`, `minutes`), as `POST
+/// /api/ledger/parameters` takes them.
+pub(crate) async fn adopt_parameters(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let mut form = ParametersForm::default();
+    let mut problems = Vec::new();
+    for (name, value) in form_fields(&body) {
+        if let Some(category) = name.strip_prefix("rate.") {
+            match category.parse::<Category>() {
+                Ok(c) if !form.rates.iter().any(|(have, _)| *have == c) => {
+                    form.rates.push((c, value));
+                }
+                _ => problems.push(LedgerProblem::UnknownField { name }),
+            }
+            continue;
+        }
+        let slot = match name.as_str() {
+            "attestations_needed" => &mut form.attestations_needed,
+            "demurrage_rate_pct" => &mut form.demurrage_rate_pct,
+            "demurrage_period_days" => &mut form.demurrage_period_days,
+            "assembly_date" => &mut form.assembly_date,
+            "votes_for" => &mut form.votes_for,
+            "votes_against" => &mut form.votes_against,
+            "votes_abstain" => &mut form.votes_abstain,
+            "quorum_required" => &mut form.quorum_required,
+            "present" => &mut form.present,
+            "minutes" => &mut form.minutes,
+            _ => {
+                problems.push(LedgerProblem::UnknownField { name });
+                continue;
+            }
+        };
+        *slot = value;
+    }
+    form.rates.sort_by_key(|(c, _)| *c);
+    let (parameters, decision) = read_parameters(&form, &mut problems);
+    if problems.is_empty() {
+        let name = member.member.name.clone();
+        let result = with_journal(&state, "parameters adoption", move |j| {
+            j.adopt_ledger_parameters(&parameters, &decision, &name, Utc::now())
+        })
+        .await?;
+        match result {
+            Ok(entry) => {
+                tracing::info!(seq = entry.seq, member = %member.member.name, "ledger parameters adopted");
+                return Ok(done(format!("adopted={}", entry.seq)));
+            }
+            Err(e) => problems = problems_of(e)?,
+        }
+    }
+    refused(
+        &state,
+        &lang,
+        &member,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        FormTarget::Parameters,
+        &problems,
+        |forms| {
+            // Categories the form left out come back empty, named as missing.
+            for category in Category::ALL {
+                if !form.rates.iter().any(|(c, _)| *c == category) {
+                    form.rates.push((category, String::new()));
+                }
+            }
+            form.rates.sort_by_key(|(c, _)| *c);
+            forms.parameters = form;
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_take_a_point_or_a_comma() {
+        assert_eq!(decimal("1,5"), Some(1.5));
+        assert_eq!(decimal(" 2.25 "), Some(2.25));
+        assert_eq!(decimal("abc"), None);
+        assert_eq!(decimal("inf"), None);
+    }
+
+    #[test]
+    fn the_parameters_form_reads_percent_and_names_each_problem() {
+        let mut form = ParametersForm::from_parameters(
+            &LedgerParameters::default(),
+            NaiveDate::from_ymd_opt(2026, 3, 12).unwrap_or_default(),
+        );
+        form.demurrage_rate_pct = "2,5".into();
+        form.present = "12".into();
+        form.quorum_required = "10".into();
+        form.votes_for = "9".into();
+        form.votes_against = "2".into();
+        form.votes_abstain = "1".into();
+        form.minutes = "Un peu plus de fonte.".into();
+        let mut problems = Vec::new();
+        let (parameters, decision) = read_parameters(&form, &mut problems);
+        assert_eq!(problems, []);
+        assert_eq!(parameters.demurrage_rate_ppm, 25_000);
+        assert_eq!(
+            parameters,
+            LedgerParameters {
+                demurrage_rate_ppm: 25_000,
+                ..LedgerParameters::default()
+            }
+        );
+        assert_eq!(decision.present, 12);
+
+        form.attestations_needed = "0".into();
+        form.demurrage_rate_pct = "60".into();
+        form.demurrage_period_days = "x".into();
+        form.rates[0].1 = "-1".into();
+        form.present = "8".into();
+        let mut problems = Vec::new();
+        read_parameters(&form, &mut problems);
+        assert_eq!(
+            problems,
+            [
+                LedgerProblem::AttestationsNeededOutOfRange { value: 0 },
+                LedgerProblem::RateOutOfRange {
+                    category: Category::Care,
+                    value: "-1".into()
+                },
+                LedgerProblem::DemurrageRateOutOfRange { value: "60".into() },
+                LedgerProblem::NotAWholeNumber {
+                    field: LedgerField::DemurragePeriod,
+                    value: "x".into()
+                },
+                LedgerProblem::Decision(ledger::DecisionProblem::QuorumNotReached {
+                    present: 8,
+                    required: 10
+                }),
+                LedgerProblem::Decision(ledger::DecisionProblem::MoreVotesThanPresent {
+                    cast: 12,
+                    present: 8
+                }),
+            ]
+        );
+    }
+}
