@@ -130,6 +130,7 @@ impl Node {
             cancel.clone(),
         );
 
+        let queries = query::export::Queries::new(history.clone(), &c.devices, &c.services).await?;
         let engine = Engine::new(
             store,
             metrics.clone(),
@@ -166,6 +167,7 @@ impl Node {
             journal,
             replan,
             login_limiter: Arc::new(web::LoginLimiter::default()),
+            queries: Some(queries),
             site: dashboards::SiteInfo {
                 name: c.site.name.clone(),
                 default_lang: match c.site.language {

@@ -8,6 +8,7 @@ pub mod actuation;
 pub mod allocation;
 pub mod config;
 pub mod engine;
+pub mod export;
 pub mod history;
 pub mod live;
 pub mod live_table;

@@ -7,5 +7,6 @@ mod actuation;
 mod cli;
 mod crash;
 mod end_to_end;
+mod history;
 mod ledger_cli;
 mod peers;

@@ -14,7 +14,7 @@ use ledger::Role;
 
 use crate::auth::{self, Access};
 use crate::{
-    AppState, api, assembly, assets, events, ledger_api, ledger_page, login, metrics, pages, plans,
+    AppState, api, assembly, assets, events, history, ledger_api, ledger_page, login, metrics, pages, plans,
 };
 
 /// One route as the table declares it.
@@ -79,6 +79,15 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/logout", AnyMember, login::logout),
         route(Method::GET, "/api/me", AnyMember, auth::me),
         route(Method::GET, "/api/plans", AnyMember, plans::list),
+        // The history: any member exports the community's devices (installers and
+        // admins every device); installers query it in SQL.
+        route(Method::GET, "/api/export", AnyMember, history::export),
+        route(
+            Method::POST,
+            "/api/sql",
+            Access::Role(Role::Installer),
+            history::sql,
+        ),
         route(
             Method::POST,
             "/api/plans",
