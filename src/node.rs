@@ -143,6 +143,8 @@ impl Node {
         let (tx, rx) = watch::channel(Arc::new(empty_snapshot(chrono::Utc::now())));
         let engine =
             tokio::spawn(engine.run(tx, Duration::from_secs(1), replan.clone(), cancel.clone()));
+        // Each evaluation goes into the history, for its charts and replays.
+        tokio::spawn(query::replay::record(rx.clone(), ingest.sender(), cancel.clone()));
 
         // --- actuation (opt-in per service): commands follow the live snapshots ---
         if let Some(opts) = mqtt

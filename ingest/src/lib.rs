@@ -286,6 +286,7 @@ pub struct Ingest {
     workers: Vec<JoinHandle<()>>,
     sink: JoinHandle<()>,
     history: Option<JoinHandle<()>>,
+    tx: sink::ReadingsTx,
 }
 
 impl Ingest {
@@ -341,7 +342,14 @@ impl Ingest {
             workers: handles,
             sink,
             history,
+            tx,
         }
+    }
+
+    /// A way in to the sink for readings that no worker reads (the services'
+    /// recorded allocation): durable and in the history like the others.
+    pub fn sender(&self) -> sink::ReadingsTx {
+        self.tx.clone()
     }
 
     /// Waits for the workers, then the sink, then the history writer to finish

@@ -32,6 +32,8 @@ pub struct Queries {
     ctx: SessionContext,
     /// Devices any member may export: production, grid, battery, services' meters.
     community: Arc<std::collections::HashSet<String>>,
+    devices: Arc<[DeviceConfig]>,
+    services: Arc<[ServiceConfig]>,
 }
 
 impl std::fmt::Debug for Queries {
@@ -49,6 +51,17 @@ pub struct ExportRange {
     pub devices: Vec<String>,
     /// Empty: every metric.
     pub metrics: Vec<String>,
+}
+
+/// The columns of an export: `ts`, `device`, `metric`, `value`.
+pub fn export_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new("device", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]))
 }
 
 /// Limits of one installer query.
@@ -104,15 +117,29 @@ impl Queries {
             .filter(|d| d.role != sensors::model::Role::Load)
             .map(|d| d.id.clone())
             .chain(services.iter().filter_map(|s| s.meter.clone()))
+            .chain(services.iter().map(|s| crate::replay::service_device(&s.id)))
             .collect();
         Ok(Queries {
             ctx,
             community: Arc::new(community),
+            devices: devices.into(),
+            services: services.into(),
         })
     }
 
+    /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).
+    pub async fn replay(
+        &self,
+        plan: &ledger::plan::Plan,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<crate::replay::Replay> {
+        crate::replay::replay(self, &self.devices, &self.services, plan, from, to).await
+    }
+
     /// The devices whose readings are the community's, not a household's: every
-    /// device but the loads, and the loads that meter a service.
+    /// device but the loads, the loads that meter a service, and the services'
+    /// recorded allocations (`service:<id>`).
     pub fn community_devices(&self) -> &std::collections::HashSet<String> {
         &self.community
     }

@@ -12,6 +12,7 @@ pub mod export;
 pub mod history;
 pub mod live;
 pub mod live_table;
+pub mod replay;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

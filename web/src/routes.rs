@@ -113,6 +113,12 @@ fn table() -> Vec<Route> {
             Access::Role(Role::Assembly),
             assembly::adopt,
         ),
+        route(
+            Method::POST,
+            "/assembly/replay",
+            Access::Role(Role::Assembly),
+            assembly::replay,
+        ),
         // The contribution ledger. Contributions and balances name members, so
         // reading is for members; earning, attesting and moving Communs for
         // residents; the parameters are the assembly's.

@@ -7,6 +7,7 @@ mod api;
 mod assembly;
 mod browser;
 mod events;
+mod history_api;
 mod ledger_api;
 mod ledger_browser;
 mod ledger_page;
