@@ -61,6 +61,21 @@ impl Node {
         let journal = Arc::new(open_ledger(loaded)?);
         let store = Arc::new(LiveStore::new(LIVE_WINDOW));
         let metrics = Arc::new(IngestMetrics::default());
+        // What was accepted before the last stop (or crash) comes back first.
+        let history = ingest::history::History::open(&c.storage.dir, c.storage.history_options())
+            .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
+        let wal_dir = c.storage.dir.join("wal");
+        let (wal, replayed) = ingest::open_wal(&wal_dir, &store, Some(&history))
+            .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))?;
+        tracing::info!(
+            records = replayed.records.len(),
+            readings = replayed.reading_count(),
+            cut_bytes = replayed.truncated_bytes,
+            "write-ahead log replayed"
+        );
+        for damage in &replayed.damaged {
+            tracing::error!(%damage, "write-ahead log damaged; readings of that part are lost");
+        }
         let cancel = CancellationToken::new();
         // Woken by the web API after each plan adoption: the live evaluation re-runs at once.
         let replan = Arc::new(tokio::sync::Notify::new());
@@ -88,25 +103,34 @@ impl Node {
                 }
                 external => external,
             };
+            let client_id = match &c.mqtt.client_id {
+                Some(id) => id.clone(),
+                None => ingest::mqtt::stable_client_id(&c.storage.dir).with_context(|| {
+                    format!("cannot keep the MQTT client id in {}", c.storage.dir.display())
+                })?,
+            };
             Some(MqttClientOptions {
                 endpoint,
-                client_id: c
-                    .mqtt
-                    .client_id
-                    .clone()
-                    .unwrap_or_else(|| format!("communalia-{}", std::process::id())),
+                client_id,
                 username: c.mqtt.username.clone(),
                 password: c.mqtt.password.clone(),
             })
+        };
+        let durability = ingest::Durability {
+            wal: Some(wal),
+            recovered: replayed.digests,
+            history: Some(history.clone()),
         };
         let ingest = Ingest::start(
             workers,
             mqtt.clone(),
             store.clone(),
             metrics.clone(),
+            durability,
             cancel.clone(),
         );
 
+        let queries = query::export::Queries::new(history.clone(), &c.devices, &c.services).await?;
         let engine = Engine::new(
             store,
             metrics.clone(),
@@ -119,6 +143,8 @@ impl Node {
         let (tx, rx) = watch::channel(Arc::new(empty_snapshot(chrono::Utc::now())));
         let engine =
             tokio::spawn(engine.run(tx, Duration::from_secs(1), replan.clone(), cancel.clone()));
+        // Each evaluation goes into the history, for its charts and replays.
+        tokio::spawn(query::replay::record(rx.clone(), ingest.sender(), cancel.clone()));
 
         // --- actuation (opt-in per service): commands follow the live snapshots ---
         if let Some(opts) = mqtt
@@ -143,6 +169,7 @@ impl Node {
             journal,
             replan,
             login_limiter: Arc::new(web::LoginLimiter::default()),
+            queries: Some(queries),
             site: dashboards::SiteInfo {
                 name: c.site.name.clone(),
                 default_lang: match c.site.language {

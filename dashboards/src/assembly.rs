@@ -12,6 +12,7 @@ use query::allocation::ServiceState;
 
 use crate::pages::ASSET_VERSION;
 use crate::wall::state_parts;
+use crate::format::{format_duration_hours, format_energy};
 use crate::{
     Catalog, Error, Lang, Result, SiteInfo, format_date_long, format_percent, format_power,
 };
@@ -38,6 +39,8 @@ pub struct DraftForm {
     pub quorum_required: String,
     pub present: String,
     pub minutes: String,
+    /// Days of history the replay covers (`1`, `7` or `30`; empty: 7).
+    pub replay_days: String,
 }
 
 /// One service's line of the draft form.
@@ -179,6 +182,8 @@ pub enum DraftProblem {
     },
     Plan(PlanProblem),
     Decision(DecisionProblem),
+    /// The replay period is not one of those on offer.
+    ReplayDays,
 }
 
 /// One service's line in the preview: what it asks now, and what it would get under
@@ -211,6 +216,8 @@ pub struct AssemblyView<'a> {
     pub draft: &'a DraftForm,
     pub problems: &'a [DraftProblem],
     pub preview: Option<&'a Preview>,
+    /// The draft replayed over the recorded history, beside what was given.
+    pub replay: Option<&'a query::replay::Replay>,
     /// Set after an adoption: the journal entry that recorded it.
     pub adopted_seq: Option<i64>,
     /// The session's anti-forgery token for the forms.
@@ -221,6 +228,18 @@ pub struct AssemblyView<'a> {
 struct TierLine {
     heading: String,
     services: Vec<String>,
+}
+
+/// One service of a replay, as the panel prints it.
+struct ReplayLine {
+    name: String,
+    demand: String,
+    energy: String,
+    shed: String,
+    actual_energy: String,
+    actual_shed: String,
+    /// The draft gives it less than it was given.
+    worse: bool,
 }
 
 struct ServiceInput {
@@ -271,6 +290,9 @@ struct AssemblyTemplate<'a> {
     draft: &'a DraftForm,
     preview: Option<Vec<PreviewLine>>,
     preview_note: Option<String>,
+    replay: Option<Vec<ReplayLine>>,
+    replay_note: Option<String>,
+    replay_days: &'a str,
     history: Vec<HistoryLine>,
     signed_in: String,
     site_name: &'a str,
@@ -342,6 +364,36 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             note.push_str(t.t("assembly.preview_stale"));
         }
         note
+    });
+    let replay = view.replay.map(|r| {
+        r.services
+            .iter()
+            .map(|s| ReplayLine {
+                name: name(&s.id),
+                demand: format_energy(s.demand_wh, lang),
+                energy: format_energy(s.energy_wh, lang),
+                shed: format_duration_hours(s.shed_hours, lang),
+                actual_energy: format_energy(s.actual_energy_wh, lang),
+                actual_shed: format_duration_hours(s.actual_shed_hours, lang),
+                worse: s.energy_wh + 0.5 < s.actual_energy_wh,
+            })
+            .collect()
+    });
+    let replay_note = view.replay.map(|r| {
+        t.tf(
+            "assembly.replay_note",
+            &[
+                (
+                    "from",
+                    &format_date_long(r.from.with_timezone(&site.timezone).date_naive(), lang),
+                ),
+                (
+                    "to",
+                    &format_date_long(r.to.with_timezone(&site.timezone).date_naive(), lang),
+                ),
+                ("hours", &format_duration_hours(r.minutes as f64 / 60.0, lang)),
+            ],
+        )
     });
     let history = view
         .history
@@ -438,6 +490,13 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
         draft: view.draft,
         preview,
         preview_note,
+        replay,
+        replay_note,
+        replay_days: if view.draft.replay_days.is_empty() {
+            "7"
+        } else {
+            &view.draft.replay_days
+        },
         history,
         signed_in: t.tf("assembly.signed_in_as", &[("name", view.member)]),
         page_title: format!("{} · {}", site.name, t.t("assembly.title")),
@@ -713,6 +772,7 @@ pub fn problem_text(problem: &DraftProblem, name: &dyn Fn(&str) -> String, lang:
         DraftProblem::UnknownField { name: field } => {
             t.tf("assembly.problem_unknown_field", &[("field", field)])
         }
+        DraftProblem::ReplayDays => t.t("assembly.problem_replay_days").to_string(),
         DraftProblem::Missing(field) => t.tf(
             "assembly.problem_missing",
             &[("field", &field_label(field, name, t))],

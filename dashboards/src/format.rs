@@ -278,3 +278,59 @@ mod tests {
         );
     }
 }
+
+/// Energy in Wh below 1 kWh, in kWh (one decimal) below 1 MWh, else in MWh.
+pub fn format_energy(wh: f64, lang: Lang) -> String {
+    if !wh.is_finite() {
+        return NO_VALUE.to_string();
+    }
+    let (value, unit, decimals) = if wh.abs() < 1_000.0 {
+        (wh, "Wh", 0)
+    } else if wh.abs() < 1_000_000.0 {
+        (wh / 1_000.0, "kWh", 1)
+    } else {
+        (wh / 1_000_000.0, "MWh", 2)
+    };
+    let text = format!("{value:.decimals$}");
+    let text = if text.starts_with('-') && text.trim_start_matches(['-', '0', '.']).is_empty() {
+        text.trim_start_matches('-').to_string()
+    } else {
+        text
+    };
+    match lang {
+        Lang::Fr => format!("{} {unit}", text.replace('.', ",")),
+        Lang::En => format!("{text} {unit}"),
+    }
+}
+
+/// A number of hours, to the tenth: "3,5 h" / "3.5 h"; "0 h" for none.
+pub fn format_duration_hours(hours: f64, lang: Lang) -> String {
+    if !hours.is_finite() {
+        return NO_VALUE.to_string();
+    }
+    let text = if hours.abs() < 0.05 {
+        "0".to_string()
+    } else {
+        format!("{hours:.1}")
+    };
+    match lang {
+        Lang::Fr => format!("{} h", text.replace('.', ",")),
+        Lang::En => format!("{text} h"),
+    }
+}
+
+#[cfg(test)]
+mod energy_tests {
+    use super::*;
+
+    #[test]
+    fn energies_and_durations_read_in_both_languages() {
+        assert_eq!(format_energy(850.4, Lang::Fr), "850 Wh");
+        assert_eq!(format_energy(12_345.0, Lang::Fr), "12,3 kWh");
+        assert_eq!(format_energy(12_345.0, Lang::En), "12.3 kWh");
+        assert_eq!(format_energy(2_500_000.0, Lang::En), "2.50 MWh");
+        assert_eq!(format_energy(-0.2, Lang::En), "0 Wh");
+        assert_eq!(format_duration_hours(3.46, Lang::Fr), "3,5 h");
+        assert_eq!(format_duration_hours(0.01, Lang::En), "0 h");
+    }
+}

@@ -26,8 +26,8 @@ pub use assembly::{
     change_text, problem_text, render_assembly,
 };
 pub use format::{
-    format_communs, format_communs_exact, format_date_long, format_hours, format_percent,
-    format_power, format_time, hours_text,
+    format_communs, format_communs_exact, format_date_long, format_duration_hours, format_energy,
+    format_hours, format_percent, format_power, format_time, hours_text,
 };
 pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{

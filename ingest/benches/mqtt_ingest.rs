@@ -1,6 +1,7 @@
 //! MQTT ingest throughput: the node's MQTT worker (decode, sign, batch, live store)
 //! against a bare rumqttc client that only counts messages, draining the same broker
-//! in the same run. Reports both rates and their ratio.
+//! in the same run; and the node with its write-ahead log on (every message made
+//! durable before it is acknowledged) against off. Reports the rates and ratios.
 //!
 //!     cargo bench -p ingest --bench mqtt_ingest [-- MESSAGES]
 //!
@@ -82,8 +83,9 @@ async fn publish(host: &str, port: u16, prefix: &str, n: usize) {
 
 /// Messages per second through the node's MQTT worker into the live store, and how
 /// many of the `n` published arrived.
-async fn node_rate(host: &str, port: u16, n: usize) -> (f64, usize) {
+async fn node_rate(host: &str, port: u16, n: usize, with_wal: bool) -> (f64, usize) {
     let prefix = format!("bench-node-{}-{}", std::process::id(), round());
+    let wal_dir = tempfile::tempdir().expect("temp dir");
     let workers = resolve_devices(&devices(&prefix)).expect("devices");
     let store = Arc::new(LiveStore::new(Duration::from_secs(3600)));
     let metrics = Arc::new(IngestMetrics::default());
@@ -97,11 +99,21 @@ async fn node_rate(host: &str, port: u16, n: usize) -> (f64, usize) {
         username: None,
         password: None,
     };
+    let durability = if with_wal {
+        let (wal, _) = ingest::open_wal(wal_dir.path(), &store, None).expect("write-ahead log");
+        ingest::Durability {
+            wal: Some(wal),
+            ..Default::default()
+        }
+    } else {
+        ingest::Durability::default()
+    };
     let ingest = Ingest::start(
         workers,
         Some(opts),
         store.clone(),
         metrics.clone(),
+        durability,
         cancel.clone(),
     );
     // Connected and subscribed: a probe reaches the node (a fixed pause lost the first
@@ -202,28 +214,34 @@ async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
     let host = addr.ip().to_string();
     let mut bare = Vec::new();
     let mut node = Vec::new();
-    let (mut bare_lost, mut node_lost) = (0, 0);
+    let mut durable = Vec::new();
+    let (mut bare_lost, mut node_lost, mut durable_lost) = (0, 0, 0);
     for _ in 0..rounds {
-        // Alternate so that drift on a shared machine hits both alike.
+        // Alternate so that drift on a shared machine hits all alike.
         let (rate, got) = bare_rate(&host, addr.port(), n).await;
         bare.push(rate);
         bare_lost += n - got;
-        let (rate, got) = node_rate(&host, addr.port(), n).await;
+        let (rate, got) = node_rate(&host, addr.port(), n, false).await;
         node.push(rate);
         node_lost += n - got;
+        let (rate, got) = node_rate(&host, addr.port(), n, true).await;
+        durable.push(rate);
+        durable_lost += n - got;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let (b, nd) = (median(&mut bare), median(&mut node));
+    let (b, nd, d) = (median(&mut bare), median(&mut node), median(&mut durable));
     println!(
-        "{name:<22} {n:>7} msgs  bare client {b:>9.0} msg/s   node ingest {nd:>9.0} msg/s   ratio {:.2}",
-        nd / b
+        "{name:<22} {n:>7} msgs  bare client {b:>9.0} msg/s   node, WAL off {nd:>9.0} msg/s (ratio {:.2})   node, WAL on {d:>9.0} msg/s (ratio to bare {:.2}, to WAL off {:.2})",
+        nd / b,
+        d / b,
+        d / nd
     );
-    if bare_lost + node_lost > 0 {
+    if bare_lost + node_lost + durable_lost > 0 {
         println!(
-            "{:<22} not delivered over {rounds} rounds: bare client {bare_lost}, node {node_lost}",
+            "{:<22} not delivered over {rounds} rounds: bare client {bare_lost}, node WAL off {node_lost}, node WAL on {durable_lost}",
             ""
         );
     }

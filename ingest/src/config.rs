@@ -99,11 +99,44 @@ pub struct StorageConfig {
     /// WAL, Parquet history and the ledger database live here.
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
+    /// How often durable readings are written from memory to the Parquet history
+    /// (the write-ahead log keeps them safe in between).
+    #[serde(
+        default = "default_flush_interval",
+        with = "sensors::config::humantime_secs"
+    )]
+    pub flush_interval: std::time::Duration,
+    /// Days of raw readings kept; none: all.
+    #[serde(default)]
+    pub raw_retention_days: Option<u32>,
+    /// Days of one-minute rollups kept; none: all.
+    #[serde(default)]
+    pub rollup_retention_days: Option<u32>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { dir: default_dir() }
+        StorageConfig {
+            dir: default_dir(),
+            flush_interval: default_flush_interval(),
+            raw_retention_days: None,
+            rollup_retention_days: None,
+        }
+    }
+}
+
+fn default_flush_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
+}
+
+impl StorageConfig {
+    /// The history's options from this section.
+    pub fn history_options(&self) -> crate::history::HistoryOptions {
+        crate::history::HistoryOptions {
+            flush_every: self.flush_interval,
+            raw_retention_days: self.raw_retention_days,
+            rollup_retention_days: self.rollup_retention_days,
+        }
     }
 }
 

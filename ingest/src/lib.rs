@@ -11,6 +11,7 @@
 pub mod actuate;
 pub mod broker;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
@@ -18,10 +19,12 @@ pub mod probe;
 pub mod reading;
 pub mod sink;
 pub mod store;
+pub mod wal;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use sensors::config::DeviceConfig;
 use sensors::profile::{self, Profile};
@@ -29,9 +32,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IngestMetrics;
+use crate::history::History;
 use crate::modbus::{Link, ModbusDevice, ModbusSource};
-use crate::mqtt::{MqttClientOptions, MqttDevice};
+use crate::mqtt::{MqttClientOptions, MqttDevice, RecentDigests};
+use crate::sink::SinkTargets;
 use crate::store::LiveStore;
+use crate::wal::{Replayed, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,6 +61,10 @@ pub enum Error {
     Probe { target: String, problem: String },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -234,6 +244,41 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
     Ok(workers)
 }
 
+/// The durable side of ingest, opened (and replayed) before the workers start.
+#[derive(Debug, Default)]
+pub struct Durability {
+    /// `None`: readings live in memory only (tests, the bench's "WAL off" side).
+    pub wal: Option<Arc<Mutex<Wal>>>,
+    /// Digests of the MQTT messages the log holds, to recognise redeliveries.
+    pub recovered: HashSet<u64>,
+    /// The Parquet history durable readings go to.
+    pub history: Option<Arc<History>>,
+}
+
+/// Opens the write-ahead log in `dir`, puts what it holds back into the live store
+/// and, for the records the history does not hold yet, into the history's pending
+/// readings; returns the log with what replay found (damage included, for the
+/// caller to report).
+pub fn open_wal(
+    dir: &Path,
+    store: &LiveStore,
+    history: Option<&History>,
+) -> Result<(Arc<Mutex<Wal>>, Replayed)> {
+    let (wal, replayed) = Wal::open(dir)?;
+    let in_parquet = history.map_or(0, History::wal_checkpoint);
+    for (record, readings) in &replayed.records {
+        for chunk in readings.chunks(sink::MAX_BATCH_ROWS) {
+            store.append(chunk)?;
+        }
+        if let Some(h) = history
+            && *record >= in_parquet
+        {
+            h.add_pending(Some(*record), readings)?;
+        }
+    }
+    Ok((Arc::new(Mutex::new(wal)), replayed))
+}
+
 /// The running ingest: its store, counters and worker tasks.
 #[derive(Debug)]
 pub struct Ingest {
@@ -241,6 +286,8 @@ pub struct Ingest {
     pub metrics: Arc<IngestMetrics>,
     workers: Vec<JoinHandle<()>>,
     sink: JoinHandle<()>,
+    history: Option<JoinHandle<()>>,
+    tx: sink::ReadingsTx,
 }
 
 impl Ingest {
@@ -252,9 +299,25 @@ impl Ingest {
         mqtt: Option<MqttClientOptions>,
         store: Arc<LiveStore>,
         metrics: Arc<IngestMetrics>,
+        durability: Durability,
         cancel: CancellationToken,
     ) -> Ingest {
-        let (tx, sink) = sink::spawn_sink(store.clone(), metrics.clone(), cancel.clone());
+        let (history_tx, history) = match durability.history {
+            Some(h) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let writer =
+                    history::spawn_writer(h, rx, durability.wal.clone(), cancel.clone());
+                (Some(tx), Some(writer))
+            }
+            None => (None, None),
+        };
+        let targets = SinkTargets {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            wal: durability.wal,
+            history: history_tx,
+        };
+        let (tx, sink) = sink::spawn_sink(targets, cancel.clone());
         let mut handles = Vec::new();
         handles.extend(modbus::spawn_modbus_links(
             workers.modbus,
@@ -270,6 +333,7 @@ impl Ingest {
                 workers.mqtt,
                 tx.clone(),
                 metrics.clone(),
+                RecentDigests::new(durability.recovered),
                 cancel.clone(),
             ));
         }
@@ -278,16 +342,28 @@ impl Ingest {
             metrics,
             workers: handles,
             sink,
+            history,
+            tx,
         }
     }
 
-    /// Waits for the workers and then the sink to finish (after cancellation),
-    /// so that everything accepted is in the store.
+    /// A way in to the sink for readings that no worker reads (the services'
+    /// recorded allocation): durable and in the history like the others.
+    pub fn sender(&self) -> sink::ReadingsTx {
+        self.tx.clone()
+    }
+
+    /// Waits for the workers, then the sink, then the history writer to finish
+    /// (after cancellation), so that everything accepted is in the store and in
+    /// the history files.
     pub async fn join(self) {
         for h in self.workers {
             let _ = h.await;
         }
         let _ = self.sink.await;
+        if let Some(h) = self.history {
+            let _ = h.await;
+        }
     }
 }
 

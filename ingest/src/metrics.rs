@@ -173,6 +173,8 @@ pub struct DeviceDiagnostics {
 pub struct IngestMetrics {
     readings_ingested: AtomicU64,
     mqtt_messages: AtomicU64,
+    mqtt_duplicates: AtomicU64,
+    wal_errors: AtomicU64,
     payloads_rejected: Mutex<BTreeMap<String, u64>>,
     modbus_transactions: Mutex<BTreeMap<String, u64>>,
     modbus_exceptions: Mutex<BTreeMap<String, u64>>,
@@ -197,6 +199,21 @@ impl IngestMetrics {
     }
     pub fn mqtt_messages(&self) -> u64 {
         self.mqtt_messages.load(Ordering::Relaxed)
+    }
+    /// A message the broker sent again after a reconnection whose readings were
+    /// already accepted: acknowledged, not stored twice.
+    pub fn add_mqtt_duplicate(&self) {
+        self.mqtt_duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn mqtt_duplicates(&self) -> u64 {
+        self.mqtt_duplicates.load(Ordering::Relaxed)
+    }
+    /// A write to the write-ahead log failed (disk full, I/O error).
+    pub fn add_wal_error(&self) {
+        self.wal_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn wal_errors(&self) -> u64 {
+        self.wal_errors.load(Ordering::Relaxed)
     }
     /// `device` is the device id, or `unknown` for a topic no device claims.
     pub fn reject_payload(&self, device: &str) {

@@ -694,7 +694,7 @@ async fn poll_once(
         now.timestamp_millis(),
         points.into_iter().map(|p| p.sample).collect(),
     );
-    if !readings.is_empty() && tx.send(readings).await.is_err() {
+    if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
         return PollEnd::Read;
     }
     match outcome {

@@ -1,7 +1,15 @@
 //! The MQTT worker: one client for all MQTT devices, its event loop polled
 //! continuously in its own task (a decode never waits on the network), each
 //! message routed to the devices whose subscriptions match its topic.
+//!
+//! Nothing is lost across a crash or a restart: the client keeps a persistent
+//! session (`clean_session = false`, a stable client id), so that the broker keeps
+//! what arrives while the node is away, and acknowledges each QoS 1 message only
+//! once the sink has made its readings durable in the write-ahead log. What the
+//! broker then sends again, marked as a duplicate, is recognised by its digest in
+//! the log and acknowledged without being stored twice.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +23,8 @@ use tracing::Instrument;
 use crate::config::BrokerEndpoint;
 use crate::metrics::IngestMetrics;
 use crate::reading::Reading;
-use crate::sink::ReadingsTx;
+use crate::sink::{Accepted, PendingAck, ReadingsTx};
+use crate::wal::message_digest;
 
 /// One configured MQTT device, resolved against its profile.
 #[derive(Debug, Clone)]
@@ -36,6 +45,31 @@ pub struct MqttClientOptions {
     pub password: Option<String>,
 }
 
+/// The client id the node keeps from one start to the next, so that the broker
+/// finds its persistent session again: read from `<dir>/mqtt-client-id`, or made up
+/// (`communalia-` and 12 hex digits) and written there on the first start.
+pub fn stable_client_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("mqtt-client-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{nanos}-{}-{}", std::process::id(), dir.display());
+    let id = format!(
+        "communalia-{:012x}",
+        message_digest(&seed, b"") & 0xffff_ffff_ffff
+    );
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
+}
+
 pub use sensors::mqtt::topic_matches;
 
 /// A subscription of one device.
@@ -48,6 +82,42 @@ pub struct Route {
 /// Messages received and not yet decoded, at most.
 const DECODE_QUEUE: usize = 16_384;
 
+/// How many digests of accepted messages are remembered to recognise redeliveries.
+const RECENT_DIGESTS: usize = 200_000;
+
+/// The digests of the most recently accepted messages, oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct RecentDigests {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl RecentDigests {
+    /// Starts from the digests found in the write-ahead log.
+    pub fn new(from_log: impl IntoIterator<Item = u64>) -> Self {
+        let mut recent = RecentDigests::default();
+        for d in from_log {
+            recent.insert(d);
+        }
+        recent
+    }
+
+    fn insert(&mut self, digest: u64) {
+        if self.set.insert(digest) {
+            self.order.push_back(digest);
+            if self.order.len() > RECENT_DIGESTS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, digest: u64) -> bool {
+        self.set.contains(&digest)
+    }
+}
+
 /// Starts the MQTT worker. Connection errors are logged and retried forever
 /// (with a pause); they never stop the node.
 pub fn spawn_mqtt(
@@ -55,6 +125,7 @@ pub fn spawn_mqtt(
     devices: Vec<MqttDevice>,
     tx: ReadingsTx,
     metrics: Arc<IngestMetrics>,
+    mut recent: RecentDigests,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     for d in &devices {
@@ -65,6 +136,10 @@ pub fn spawn_mqtt(
     let mut mqtt_options = MqttOptions::new(opts.client_id.clone(), host, port);
     mqtt_options.set_keep_alive(Duration::from_secs(15));
     mqtt_options.set_max_packet_size(256 * 1024, 256 * 1024);
+    // The broker keeps the subscriptions and what arrives while the node is away;
+    // messages are acknowledged once durable, not on receipt.
+    mqtt_options.set_clean_session(false);
+    mqtt_options.set_manual_acks(true);
     if let (Some(u), Some(p)) = (&opts.username, &opts.password) {
         mqtt_options.set_credentials(u.clone(), p.clone());
     }
@@ -81,20 +156,37 @@ pub fn spawn_mqtt(
     // message, for JSON decoding (a broker drops QoS 1 messages for a subscriber whose
     // queue is full).
     let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(DECODE_QUEUE);
+    // Acknowledgements come back from the sink once the readings are durable, and
+    // are sent from their own task: `ack` waits on the request channel, which the
+    // event loop drains.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<rumqttc::Publish>();
+    let acker_client = client.clone();
+    let acker = tokio::spawn(
+        async move {
+            while let Some(p) = ack_rx.recv().await {
+                if let Err(e) = acker_client.ack(&p).await {
+                    tracing::debug!(error = %e, "could not acknowledge a message");
+                    break;
+                }
+            }
+        }
+        .instrument(span.clone()),
+    );
     let decoder_metrics = metrics.clone();
     let decoder = tokio::spawn(
         async move {
             let mut states = vec![MqttState::default(); devices.len()];
             while let Some(p) = raw_rx.recv().await {
-                let readings = route(
+                let accepted = accept(
                     &routes,
                     &devices,
                     &mut states,
                     &decoder_metrics,
-                    &p.topic,
-                    &p.payload,
+                    &mut recent,
+                    p,
+                    &ack_tx,
                 );
-                if !readings.is_empty() && tx.send(readings).await.is_err() {
+                if tx.send(accepted).await.is_err() {
                     break; // the sink has stopped: the node is shutting down
                 }
             }
@@ -143,13 +235,48 @@ pub fn spawn_mqtt(
                     }
                 }
             }
-            let _ = client.try_disconnect();
-            // What was received is decoded before the worker ends.
+            // What was received is decoded and made durable before the worker ends;
+            // what is not acknowledged by then the broker keeps for the next start.
             drop(raw_tx);
             let _ = decoder.await;
+            acker.abort();
+            let _ = client.try_disconnect();
         }
         .instrument(span),
     )
+}
+
+/// What one message gives the sink: its readings (none for a redelivery of one
+/// already accepted), its digest, and its acknowledgement for after the write.
+fn accept(
+    routes: &[Route],
+    devices: &[MqttDevice],
+    states: &mut [MqttState],
+    metrics: &IngestMetrics,
+    recent: &mut RecentDigests,
+    p: rumqttc::Publish,
+    ack_tx: &tokio::sync::mpsc::UnboundedSender<rumqttc::Publish>,
+) -> Accepted {
+    let digest = message_digest(&p.topic, &p.payload);
+    let ack = (p.qos != QoS::AtMostOnce).then(|| PendingAck {
+        publish: p.clone(),
+        to: ack_tx.clone(),
+    });
+    if p.dup && recent.contains(digest) {
+        metrics.add_mqtt_duplicate();
+        tracing::debug!(topic = %p.topic, "redelivered message already accepted");
+        return Accepted {
+            readings: vec![],
+            digest: None,
+            ack,
+        };
+    }
+    recent.insert(digest);
+    Accepted {
+        readings: route(routes, devices, states, metrics, &p.topic, &p.payload),
+        digest: Some(digest),
+        ack,
+    }
 }
 
 /// Decodes one message for every device subscribed to its topic; `states` holds
@@ -215,7 +342,17 @@ pub fn routes(devices: &[MqttDevice]) -> Vec<Route> {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use super::{stable_client_id, topic_matches};
+
+    #[test]
+    fn the_client_id_stays_from_one_start_to_the_next() {
+        let a = tempfile::tempdir().expect("tmp");
+        let b = tempfile::tempdir().expect("tmp");
+        let first = stable_client_id(a.path()).expect("id");
+        assert!(first.starts_with("communalia-") && first.len() == 23, "{first}");
+        assert_eq!(stable_client_id(a.path()).expect("id"), first, "same directory");
+        assert_ne!(stable_client_id(b.path()).expect("id"), first, "another node");
+    }
 
     #[test]
     fn topic_filters_follow_mqtt_wildcards() {

@@ -619,7 +619,7 @@ fn text_column<'a>(
     }
 }
 
-fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
+pub(crate) fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("name", DataType::Utf8, false),
@@ -655,7 +655,7 @@ fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
-fn services_table(services: &[ServiceConfig]) -> Result<MemTable> {
+pub(crate) fn services_table(services: &[ServiceConfig]) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("name", DataType::Utf8, false),

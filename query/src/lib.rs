@@ -8,8 +8,11 @@ pub mod actuation;
 pub mod allocation;
 pub mod config;
 pub mod engine;
+pub mod export;
+pub mod history;
 pub mod live;
 pub mod live_table;
+pub mod replay;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -75,10 +75,19 @@ pub enum Metric {
     PowerLimitPct,
     #[serde(rename = "status")]
     Status,
+    /// What a service asked of the community's power (recorded for `service:<id>`).
+    #[serde(rename = "demand_w")]
+    DemandW,
+    /// What the allocation gave a service (recorded for `service:<id>`).
+    #[serde(rename = "allocated_w")]
+    AllocatedW,
+    /// 1 while the allocation sheds a service that asks for power, else 0.
+    #[serde(rename = "shed")]
+    Shed,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 16] = [
         Metric::PowerW,
         Metric::EnergyImportWh,
         Metric::EnergyExportWh,
@@ -92,6 +101,9 @@ impl Metric {
         Metric::TemperatureC,
         Metric::PowerLimitPct,
         Metric::Status,
+        Metric::DemandW,
+        Metric::AllocatedW,
+        Metric::Shed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +121,9 @@ impl Metric {
             Metric::TemperatureC => "temperature_c",
             Metric::PowerLimitPct => "power_limit_pct",
             Metric::Status => "status",
+            Metric::DemandW => "demand_w",
+            Metric::AllocatedW => "allocated_w",
+            Metric::Shed => "shed",
         }
     }
 

@@ -66,6 +66,7 @@ pub(crate) async fn panel(
         &draft,
         &[],
         None,
+        None,
         adopted_seq,
     )
 }
@@ -103,6 +104,55 @@ pub(crate) async fn preview(
         &parsed.draft,
         &parsed.plan_problems,
         preview.as_ref(),
+        None,
+        None,
+    )
+}
+
+/// `POST /assembly/replay`: the draft replayed over the last 1, 7 or 30 days of the
+/// recorded history at one-minute steps, beside what each service actually
+/// received. Records nothing.
+pub(crate) async fn replay(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let history = history(&state).await?;
+    let snapshot = state.live.borrow().clone();
+    let parsed = parse(&body, &known_ids(&history, &snapshot));
+    let mut problems = parsed.plan_problems.clone();
+    let days = match parsed.draft.replay_days.as_str() {
+        "" | "7" => Some(7),
+        "1" => Some(1),
+        "30" => Some(30),
+        _ => None,
+    };
+    if days.is_none() {
+        problems.push(DraftProblem::ReplayDays);
+    }
+    let mut replayed = None;
+    if let (true, Some(days), Some(queries)) = (problems.is_empty(), days, &state.queries) {
+        let to = chrono::Utc::now();
+        let from = to - chrono::Duration::days(days);
+        replayed = Some(queries.replay(&parsed.plan, from, to).await?);
+    }
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    render(
+        status,
+        &state,
+        &lang,
+        &member,
+        &history,
+        &snapshot,
+        &parsed.draft,
+        &problems,
+        None,
+        replayed.as_ref(),
         None,
     )
 }
@@ -158,6 +208,7 @@ pub(crate) async fn adopt(
         &problems,
         None,
         None,
+        None,
     )
 }
 
@@ -198,6 +249,7 @@ fn render(
     draft: &DraftForm,
     problems: &[DraftProblem],
     preview: Option<&Preview>,
+    replay: Option<&query::replay::Replay>,
     adopted_seq: Option<i64>,
 ) -> Result<Response, AppError> {
     let names: HashMap<String, String> = snapshot
@@ -211,6 +263,7 @@ fn render(
         draft,
         problems,
         preview,
+        replay,
         adopted_seq,
         csrf: member.csrf().unwrap_or_default(),
         member: &member.member.name,
@@ -414,6 +467,7 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
             "quorum_required" => draft.quorum_required = value,
             "present" => draft.present = value,
             "minutes" => draft.minutes = value,
+            "replay_days" => draft.replay_days = value,
             _ => unknown.push(DraftProblem::UnknownField { name }),
         }
     }

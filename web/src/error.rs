@@ -23,6 +23,9 @@ pub enum AppError {
     /// The journal could not be read or written.
     #[error(transparent)]
     Ledger(#[from] ledger::Error),
+    /// A query over the history failed.
+    #[error(transparent)]
+    Query(#[from] query::Error),
     /// Something that should not happen (a task that panicked).
     #[error("{0}")]
     Internal(String),
@@ -64,6 +67,10 @@ impl IntoResponse for AppError {
             }
             AppError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
+                internal()
+            }
+            AppError::Query(cause) => {
+                tracing::error!(error = %cause, "history query failed");
                 internal()
             }
             AppError::Render(cause) => {

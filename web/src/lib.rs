@@ -19,6 +19,7 @@ mod assets;
 mod auth;
 mod error;
 mod events;
+mod history;
 mod installer;
 mod lang;
 mod ledger_api;
@@ -62,6 +63,9 @@ pub struct AppState {
     pub replan: Arc<Notify>,
     /// Failed sign-ins, per account and per client address.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Queries over the history (export, installer SQL, charts, replay); `None` on a
+    /// node that keeps none (tests of the live side).
+    pub queries: Option<query::export::Queries>,
 }
 
 /// Set by [`serve`] so that open event streams end when the server shuts down;

@@ -14,8 +14,8 @@ use ledger::Role;
 
 use crate::auth::{self, Access};
 use crate::{
-    AppState, api, assembly, assets, events, installer, ledger_api, ledger_page, login, metrics,
-    pages, plans,
+    AppState, api, assembly, assets, events, history, installer, ledger_api, ledger_page, login,
+    metrics, pages, plans,
 };
 
 /// One route as the table declares it.
@@ -80,6 +80,15 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/logout", AnyMember, login::logout),
         route(Method::GET, "/api/me", AnyMember, auth::me),
         route(Method::GET, "/api/plans", AnyMember, plans::list),
+        // The history: any member exports the community's devices (installers and
+        // admins every device); installers query it in SQL.
+        route(Method::GET, "/api/export", AnyMember, history::export),
+        route(
+            Method::POST,
+            "/api/sql",
+            Access::Role(Role::Installer),
+            history::sql,
+        ),
         route(
             Method::POST,
             "/api/plans",
@@ -104,6 +113,12 @@ fn table() -> Vec<Route> {
             "/assembly/adopt",
             Access::Role(Role::Assembly),
             assembly::adopt,
+        ),
+        route(
+            Method::POST,
+            "/assembly/replay",
+            Access::Role(Role::Assembly),
+            assembly::replay,
         ),
         // The contribution ledger. Contributions and balances name members, so
         // reading is for members; earning, attesting and moving Communs for

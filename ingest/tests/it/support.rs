@@ -163,13 +163,13 @@ pub(crate) async fn wait_for(within: Duration, what: &str, mut cond: impl FnMut(
 }
 
 /// Keeps draining readings so that workers never wait on a full channel.
-fn drain(mut rx: mpsc::Receiver<Vec<Reading>>) -> Arc<std::sync::Mutex<Vec<Reading>>> {
+fn drain(mut rx: mpsc::Receiver<ingest::sink::Accepted>) -> Arc<std::sync::Mutex<Vec<Reading>>> {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let keep = seen.clone();
     tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
             if let Ok(mut v) = keep.lock() {
-                v.extend(batch);
+                v.extend(batch.readings);
             }
         }
     });

@@ -9,7 +9,7 @@ use crate::support::{Browser, Reply, get, login, send, with_members};
 /// The panel's form as the secretary would send it for the plan `with_members`
 /// adopts (`plan_json(["clinic-fridge", "laundry"])`), written out by hand, with a
 /// decision record of 14 present for a quorum of 10; `changes` replace or add fields.
-fn form(browser: &Browser, changes: &[(&str, &str)]) -> String {
+pub(crate) fn form(browser: &Browser, changes: &[(&str, &str)]) -> String {
     let mut fields: Vec<(String, String)> = [
         ("csrf", browser.csrf.as_str()),
         ("tier.clinic-fridge", "1"),
@@ -52,7 +52,7 @@ fn form(browser: &Browser, changes: &[(&str, &str)]) -> String {
     out.finish()
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     state: &web::AppState,
     browser: &Browser,
     uri: &str,
@@ -79,9 +79,15 @@ fn journal_len(state: &web::AppState) -> u64 {
 /// The text of the `<tr>` of the preview table whose row header is `name`, tags
 /// removed.
 fn preview_row(html: &str, name: &str) -> String {
+    table_row(html, "preview-table", name)
+}
+
+/// The text of the `<tr>` of the table of class `class` whose row header is
+/// `name`, tags removed.
+pub(crate) fn table_row(html: &str, class: &str, name: &str) -> String {
     let table = html
-        .find("class=\"preview-table\"")
-        .unwrap_or_else(|| panic!("no preview table in {html}"));
+        .find(&format!("class=\"{class}\""))
+        .unwrap_or_else(|| panic!("no {class} table in {html}"));
     let html = &html[table..];
     let at = html
         .find(&format!(">{name}</th>"))

@@ -7,6 +7,7 @@ mod api;
 mod assembly;
 mod browser;
 mod events;
+mod history_api;
 mod installer;
 mod installer_browser;
 mod ledger_api;

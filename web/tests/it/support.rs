@@ -161,6 +161,7 @@ pub(crate) fn state_with(
         journal: Arc::new(journal),
         replan: Arc::new(tokio::sync::Notify::new()),
         login_limiter: Arc::new(web::LoginLimiter::default()),
+        queries: None,
     };
     (state, tx)
 }

@@ -1,0 +1,192 @@
+use std::collections::HashMap;
+
+use sensors::model::Metric;
+
+use super::*;
+
+const DAY_MS: i64 = 86_400_000;
+/// 2026-03-12T00:00:00Z
+const MARCH_12: i64 = 1_773_273_600_000;
+
+fn r(ts_ms: i64, device: &str, metric: Metric, value: f64) -> Reading {
+    Reading {
+        ts_ms,
+        device: device.into(),
+        metric,
+        value,
+    }
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+/// (device, metric, ts, value) of every row of readings batches.
+fn rows_of(batches: &[RecordBatch]) -> Vec<(String, String, i64, f64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let ts = b.column(0).as_primitive::<TimestampMillisecondType>();
+        let value = b.column(3).as_primitive::<arrow::datatypes::Float64Type>();
+        for i in 0..b.num_rows() {
+            out.push((
+                text(b.column(1), i).to_string(),
+                text(b.column(2), i).to_string(),
+                ts.value(i),
+                value.value(i),
+            ));
+        }
+    }
+    out
+}
+
+fn read_files(files: &[PathBuf]) -> Vec<RecordBatch> {
+    vec![read_parquet(files, &readings_schema()).expect("read")]
+}
+
+#[test]
+fn a_flush_writes_each_day_sorted_and_cuts_the_log() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let history = History::open(dir.path(), HistoryOptions::default()).expect("open");
+    let (wal, _) = Wal::open(&dir.path().join("wal")).expect("wal");
+    let wal = Mutex::new(wal);
+    // Two records, across midnight, out of order.
+    let first = vec![
+        r(MARCH_12 + 5_000, "pv", Metric::PowerW, 3.0),
+        r(MARCH_12 - 1_000, "pv", Metric::PowerW, 1.0),
+        r(MARCH_12 + 1_000, "grid", Metric::PowerW, 2.0),
+    ];
+    let second = vec![r(MARCH_12 + 2_000, "pv", Metric::PowerW, 4.0)];
+    for readings in [&first, &second] {
+        let n = wal.lock().expect("lock").append(readings, &[]).expect("append");
+        history.add_pending(Some(n), readings).expect("pending");
+    }
+    assert_eq!(history.pending_rows(), 4);
+    let report = history.flush(Some(&wal), date("2026-03-12")).expect("flush");
+    assert_eq!(report.rows, 4);
+    assert_eq!(history.pending_rows(), 0, "nothing pending once written");
+    let snap = history.snapshot();
+    let days: Vec<NaiveDate> = snap.raw.keys().copied().collect();
+    assert_eq!(days, [date("2026-03-11"), date("2026-03-12")]);
+    // March 12: grid first, then pv by time.
+    let rows = rows_of(&read_files(&snap.raw[&date("2026-03-12")]));
+    let expected = [
+        ("grid", "power_w", MARCH_12 + 1_000, 2.0),
+        ("pv", "power_w", MARCH_12 + 2_000, 4.0),
+        ("pv", "power_w", MARCH_12 + 5_000, 3.0),
+    ]
+    .map(|(d, m, t, v)| (d.to_string(), m.to_string(), t, v));
+    assert_eq!(rows, expected);
+    for f in snap.raw.values().flatten() {
+        assert!(
+            f.starts_with(dir.path().join("readings")),
+            "{}",
+            f.display()
+        );
+    }
+    // The log is cut behind the flush, and a new history knows it.
+    assert_eq!(history.wal_checkpoint(), 2);
+    drop(history);
+    let reopened = History::open(dir.path(), HistoryOptions::default()).expect("reopen");
+    assert_eq!(reopened.wal_checkpoint(), 2);
+    assert_eq!(reopened.snapshot().raw.len(), 2, "files found again");
+}
+
+#[test]
+fn a_past_day_is_compacted_into_one_file_and_rolled_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let history = History::open(dir.path(), HistoryOptions::default()).expect("open");
+    let mut all = Vec::new();
+    // Three flushes during March 12 (today then), of two devices every 7 s.
+    for part in 0..3i64 {
+        let readings: Vec<Reading> = (0..40i64)
+            .flat_map(|k| {
+                let t = MARCH_12 + part * 3_600_000 + k * 7_000;
+                [
+                    r(t, "pv", Metric::PowerW, (k * 13 % 17) as f64),
+                    r(t + 500, "meter", Metric::EnergyImportWh, (part * 100 + k) as f64),
+                ]
+            })
+            .collect();
+        all.extend(readings.clone());
+        history.add_pending(None, &readings).expect("pending");
+        let report = history.flush(None, date("2026-03-12")).expect("flush");
+        assert!(report.compacted_days.is_empty(), "today is not compacted");
+    }
+    assert_eq!(history.snapshot().raw[&date("2026-03-12")].len(), 3);
+    // The next day, March 12 is compacted and rolled up.
+    let report = history.flush(None, date("2026-03-13")).expect("flush");
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    let snap = history.snapshot();
+    let files = &snap.raw[&date("2026-03-12")];
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut expected = rows_of(&[to_batch(&all).expect("batch")]);
+    expected.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    assert_eq!(rows_of(&read_files(files)), expected, "same rows, sorted");
+
+    // The rollup, recomputed here from the raw readings.
+    let mut minutes: HashMap<(String, String, i64), Vec<(i64, f64)>> = HashMap::new();
+    for x in &all {
+        let minute = x.ts_ms / 60_000 * 60_000;
+        minutes
+            .entry((x.device.to_string(), x.metric.as_str().to_string(), minute))
+            .or_default()
+            .push((x.ts_ms, x.value));
+    }
+    let rollup_files = &snap.rollups[&date("2026-03-12")];
+    let got = read_parquet(rollup_files, &rollup_schema()).expect("rollup");
+    assert_eq!(got.num_rows(), minutes.len());
+    let ts = got.column(0).as_primitive::<TimestampMillisecondType>();
+    let f = |c: usize| got.column(c).as_primitive::<arrow::datatypes::Float64Type>();
+    let count = got.column(7).as_primitive::<arrow::datatypes::Int64Type>();
+    for i in 0..got.num_rows() {
+        let key = (
+            text(got.column(1), i).to_string(),
+            text(got.column(2), i).to_string(),
+            ts.value(i),
+        );
+        let mut values = minutes.get(&key).cloned().unwrap_or_else(|| panic!("{key:?}"));
+        values.sort_by_key(|(t, _)| *t);
+        let sum: f64 = values.iter().map(|(_, v)| v).sum();
+        assert_eq!(count.value(i), values.len() as i64, "{key:?}");
+        assert!((f(3).value(i) - sum / values.len() as f64).abs() < 1e-9, "{key:?} avg");
+        let lo = values.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+        let hi = values.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!((f(4).value(i), f(5).value(i)), (lo, hi), "{key:?} min max");
+        assert_eq!(f(6).value(i), values.last().map(|(_, v)| *v).unwrap_or(f64::NAN));
+    }
+    // The replaced files go after their grace period.
+    history.delete_doomed(true);
+    let left = fs::read_dir(dir.path().join("readings/date=2026-03-12"))
+        .expect("dir")
+        .count();
+    assert_eq!(left, 1);
+}
+
+#[test]
+fn retention_keeps_raw_readings_and_rollups_for_their_own_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = HistoryOptions {
+        raw_retention_days: Some(2),
+        rollup_retention_days: Some(5),
+        ..HistoryOptions::default()
+    };
+    let history = History::open(dir.path(), opts).expect("open");
+    // One reading a day, March 12 to 16; compacted and rolled up as days pass.
+    for day in 0..5 {
+        let t = MARCH_12 + day * DAY_MS + 3_600_000;
+        history
+            .add_pending(None, &[r(t, "pv", Metric::PowerW, day as f64)])
+            .expect("pending");
+        let today = day_of(t).expect("day");
+        history.flush(None, today).expect("flush");
+    }
+    history.flush(None, date("2026-03-17")).expect("flush");
+    let snap = history.snapshot();
+    let raw: Vec<NaiveDate> = snap.raw.keys().copied().collect();
+    assert_eq!(raw, [date("2026-03-15"), date("2026-03-16")], "two days of raw");
+    let rollups: Vec<NaiveDate> = snap.rollups.keys().copied().collect();
+    assert_eq!(rollups.len(), 5, "five days of rollups: {rollups:?}");
+    history.delete_doomed(true);
+    assert!(!dir.path().join("readings/date=2026-03-12").exists());
+    assert!(dir.path().join("readings_1m/date=2026-03-12").exists());
+}

@@ -1,0 +1,449 @@
+//! The write-ahead log: every group of readings is appended here and made durable
+//! (`fdatasync`) before it counts as accepted, so that a power cut loses nothing the
+//! node acknowledged. Replayed at start; segments whose readings are all in the
+//! Parquet history are deleted (a checkpoint).
+//!
+//! On disk, `<storage>/wal/` holds segment files `<first record>.wal`, each opening
+//! with the 8 bytes `CMNLWAL1` and then records:
+//!
+//! ```text
+//! u32 LE  payload length
+//! u32 LE  CRC-32 (IEEE) of the payload
+//! payload:
+//!   u64 LE  record number (increasing across segments)
+//!   u32 LE  number of readings, then per reading:
+//!           i64 LE ts_ms, u16 LE + bytes device, u8 + bytes metric name, f64 LE value
+//!   u32 LE  number of message digests, then u64 LE each
+//! ```
+//!
+//! A record cut short or failing its CRC at the end of the newest segment is what a
+//! crash in the middle of a write leaves: it was never acknowledged, so it is cut off
+//! and the log goes on from there. One in the middle of the log is damage: it is
+//! reported with its file and offset, and replay goes on with the next segment.
+//!
+//! The message digests are those of the MQTT messages whose readings the record
+//! holds: after a crash, the broker sends again what the node had not acknowledged,
+//! and a message it marks as a duplicate whose digest is already in the log is
+//! acknowledged without being stored twice.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sensors::model::Metric;
+
+use crate::reading::Reading;
+
+const MAGIC: &[u8; 8] = b"CMNLWAL1";
+/// A segment is closed and a new one begun past this size.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// No record is larger than this; a length above it is damage, not a record.
+const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T, E = WalError> = std::result::Result<T, E>;
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What replay found.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Every intact record, in log order: its number and its readings.
+    pub records: Vec<(u64, Vec<Reading>)>,
+    /// The digests of the messages those readings came from.
+    pub digests: HashSet<u64>,
+    /// Damage found in the middle of the log (file, offset, what): reported, skipped.
+    pub damaged: Vec<String>,
+    /// Bytes cut off the end of the newest segment (an unfinished write).
+    pub truncated_bytes: u64,
+}
+
+impl Replayed {
+    /// Every reading of every intact record, in log order.
+    pub fn readings(&self) -> impl Iterator<Item = &Reading> {
+        self.records.iter().flat_map(|(_, r)| r)
+    }
+
+    /// How many readings the records hold.
+    pub fn reading_count(&self) -> usize {
+        self.records.iter().map(|(_, r)| r.len()).sum()
+    }
+}
+
+/// An open write-ahead log, appending to its newest segment.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    len: u64,
+    next_record: u64,
+    /// First record number of each segment, oldest first (the last is `file`).
+    segments: Vec<(u64, PathBuf)>,
+    /// A new segment is begun past this size.
+    segment_bytes: u64,
+}
+
+/// Digest of one MQTT message (topic and payload), for recognising redeliveries.
+pub fn message_digest(topic: &str, payload: &[u8]) -> u64 {
+    // FNV-1a, 64 bits: stable across builds and machines, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic
+        .as_bytes()
+        .iter()
+        .chain(std::iter::once(&0u8))
+        .chain(payload)
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.wal")
+}
+
+fn encode(record: u64, readings: &[Reading], digests: &[u64]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16 + readings.len() * 40 + digests.len() * 8);
+    p.extend_from_slice(&record.to_le_bytes());
+    p.extend_from_slice(&(readings.len() as u32).to_le_bytes());
+    for r in readings {
+        p.extend_from_slice(&r.ts_ms.to_le_bytes());
+        let device = r.device.as_bytes();
+        let device = &device[..device.len().min(usize::from(u16::MAX))];
+        p.extend_from_slice(&(device.len() as u16).to_le_bytes());
+        p.extend_from_slice(device);
+        let metric = r.metric.as_str().as_bytes();
+        p.push(metric.len() as u8);
+        p.extend_from_slice(metric);
+        p.extend_from_slice(&r.value.to_le_bytes());
+    }
+    p.extend_from_slice(&(digests.len() as u32).to_le_bytes());
+    for d in digests {
+        p.extend_from_slice(&d.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(8 + p.len());
+    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
+    out.extend_from_slice(&p);
+    out
+}
+
+/// A cursor over a payload that refuses to read past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N).and_then(|b| b.try_into().ok())
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.array::<1>().map(|[b]| b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.array().map(i64::from_le_bytes)
+    }
+    fn f64(&mut self) -> Option<f64> {
+        self.array().map(f64::from_le_bytes)
+    }
+}
+
+/// A decoded record: its number, readings and digests; `Err` says what is wrong.
+fn decode(
+    payload: &[u8],
+    devices: &mut HashSet<Arc<str>>,
+) -> std::result::Result<(u64, Vec<Reading>, Vec<u64>), String> {
+    let mut c = Cursor { bytes: payload };
+    let short = || "record ends early".to_string();
+    let record = c.u64().ok_or_else(short)?;
+    let n = c.u32().ok_or_else(short)?;
+    let mut readings = Vec::with_capacity((n as usize).min(payload.len() / 20));
+    for _ in 0..n {
+        let ts_ms = c.i64().ok_or_else(short)?;
+        let len = c.u16().ok_or_else(short)?;
+        let device = c.take(usize::from(len)).ok_or_else(short)?;
+        let device = std::str::from_utf8(device).map_err(|_| "device id is not UTF-8")?;
+        let len = c.u8().ok_or_else(short)?;
+        let metric = c.take(usize::from(len)).ok_or_else(short)?;
+        let metric = std::str::from_utf8(metric).map_err(|_| "metric is not UTF-8")?;
+        let metric =
+            Metric::parse(metric).ok_or_else(|| format!("unknown metric `{metric}`"))?;
+        let value = c.f64().ok_or_else(short)?;
+        // One shared id per device, as live ingest makes them.
+        let device = match devices.get(device) {
+            Some(d) => d.clone(),
+            None => {
+                let d: Arc<str> = device.into();
+                devices.insert(d.clone());
+                d
+            }
+        };
+        readings.push(Reading {
+            ts_ms,
+            device,
+            metric,
+            value,
+        });
+    }
+    let n = c.u32().ok_or_else(short)?;
+    let mut digests = Vec::with_capacity((n as usize).min(payload.len() / 8));
+    for _ in 0..n {
+        digests.push(c.u64().ok_or_else(short)?);
+    }
+    if !c.bytes.is_empty() {
+        return Err(format!("{} bytes after the record", c.bytes.len()));
+    }
+    Ok((record, readings, digests))
+}
+
+/// The segments in `dir`, oldest first.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        let path = entry.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            out.push((first, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+impl Wal {
+    /// Opens the log in `dir` (created if need be), replays every intact record, cuts
+    /// off an unfinished last write, and starts a fresh segment for new records.
+    pub fn open(dir: &Path) -> Result<(Wal, Replayed)> {
+        Wal::open_with(dir, SEGMENT_BYTES)
+    }
+
+    /// [`Wal::open`] with segments of about `segment_bytes` (tests use small ones).
+    pub fn open_with(dir: &Path, segment_bytes: u64) -> Result<(Wal, Replayed)> {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let segments = list_segments(dir)?;
+        let mut replayed = Replayed::default();
+        let mut devices = HashSet::new();
+        let mut next_record = 0u64;
+        let last = segments.len().saturating_sub(1);
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let mut bytes = Vec::new();
+            File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_at(path))?;
+            let mut at = 0usize;
+            let mut problem = None;
+            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+                problem = Some("not a write-ahead log segment".to_string());
+            } else {
+                at = MAGIC.len();
+                while at < bytes.len() {
+                    let header = bytes.get(at..at + 8);
+                    let Some(header) = header else {
+                        problem = Some("record header cut short".into());
+                        break;
+                    };
+                    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+                    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+                    if len > MAX_RECORD_BYTES {
+                        problem = Some(format!("record length {len} is not plausible"));
+                        break;
+                    }
+                    let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
+                        problem = Some("record cut short".into());
+                        break;
+                    };
+                    if crc32fast::hash(payload) != crc {
+                        problem = Some("record fails its checksum".into());
+                        break;
+                    }
+                    match decode(payload, &mut devices) {
+                        Ok((record, readings, digests)) => {
+                            replayed.records.push((record, readings));
+                            replayed.digests.extend(digests);
+                            next_record = next_record.max(record + 1);
+                        }
+                        Err(why) => {
+                            problem = Some(why);
+                            break;
+                        }
+                    }
+                    at += 8 + len as usize;
+                }
+            }
+            if let Some(problem) = problem {
+                if i == last {
+                    // An unfinished write: never acknowledged, cut off.
+                    let cut = bytes.len().saturating_sub(at) as u64;
+                    tracing::warn!(
+                        path = %path.display(), offset = at, bytes = cut, %problem,
+                        "cutting an unfinished write off the end of the write-ahead log"
+                    );
+                    replayed.truncated_bytes = cut;
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io_at(path))?;
+                    file.set_len(at.max(MAGIC.len()) as u64)
+                        .and_then(|()| file.sync_all())
+                        .map_err(io_at(path))?;
+                } else {
+                    let what = format!("{} at byte {at}: {problem}", path.display());
+                    tracing::error!(damage = %what, "damaged write-ahead log segment; the rest of it is skipped");
+                    replayed.damaged.push(what);
+                }
+            }
+        }
+        let mut segments = segments;
+        // New records go to a new segment, so that what replay read stays untouched.
+        let path = dir.join(segment_name(next_record));
+        let (file, len) = if segments.last().is_some_and(|(f, _)| *f == next_record) {
+            // The newest segment holds no intact record: write on after its header.
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            let len = file.metadata().map_err(io_at(&path))?.len();
+            if len < MAGIC.len() as u64 {
+                file.set_len(0).map_err(io_at(&path))?;
+                (&file).write_all(MAGIC).map_err(io_at(&path))?;
+                file.sync_data().map_err(io_at(&path))?;
+            }
+            (file, len.max(MAGIC.len() as u64))
+        } else {
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            file.write_all(MAGIC)
+                .and_then(|()| file.sync_data())
+                .map_err(io_at(&path))?;
+            sync_dir(dir)?;
+            segments.push((next_record, path.clone()));
+            (file, MAGIC.len() as u64)
+        };
+        Ok((
+            Wal {
+                dir: dir.to_path_buf(),
+                file,
+                path,
+                len,
+                next_record,
+                segments,
+                segment_bytes,
+            },
+            replayed,
+        ))
+    }
+
+    /// Appends one record and makes it durable; returns its number.
+    pub fn append(&mut self, readings: &[Reading], digests: &[u64]) -> Result<u64> {
+        if self.len >= self.segment_bytes {
+            self.rotate()?;
+        }
+        let record = self.next_record;
+        let bytes = encode(record, readings, digests);
+        self.file.write_all(&bytes).map_err(io_at(&self.path))?;
+        self.file.sync_data().map_err(io_at(&self.path))?;
+        self.len += bytes.len() as u64;
+        self.next_record += 1;
+        Ok(record)
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let path = self.dir.join(segment_name(self.next_record));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        file.write_all(MAGIC)
+            .and_then(|()| file.sync_data())
+            .map_err(io_at(&path))?;
+        sync_dir(&self.dir)?;
+        self.segments.push((self.next_record, path.clone()));
+        self.file = file;
+        self.path = path;
+        self.len = MAGIC.len() as u64;
+        Ok(())
+    }
+
+    /// The number the next record will get.
+    pub fn next_record(&self) -> u64 {
+        self.next_record
+    }
+
+    /// Deletes the segments all of whose records are below `upto` (their readings are
+    /// safe elsewhere), never the segment being written. Returns how many went.
+    pub fn checkpoint(&mut self, upto: u64) -> Result<usize> {
+        if upto > self.next_record {
+            // More than was written cannot be safe elsewhere; be conservative.
+            return Ok(0);
+        }
+        let mut removed = 0;
+        // Segment i holds records [first_i, first_{i+1}).
+        while self.segments.len() > 1 && self.segments.get(1).is_some_and(|(next, _)| *next <= upto) {
+            let (_, path) = self.segments.remove(0);
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// The segment files, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|(_, p)| p.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

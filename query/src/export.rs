@@ -1,0 +1,550 @@
+//! What `/api/export` and `/api/sql` run (DESIGN.md §8): a session of its own over
+//! the history (`readings`, `readings_1m`) and the configuration (`devices`,
+//! `services`), apart from the live evaluation's, so that a heavy query never
+//! delays the once-a-second allocation.
+//!
+//! An export streams readings batch after batch as DataFusion produces them, in
+//! CSV or Parquet, never holding the whole range; rows come day by day, each day's
+//! files sorted by device, metric and time, then the readings not yet written out.
+//! The SQL of installers is read-only (no DDL, DML or statements), limited in rows
+//! and in time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float64Type, TimestampMillisecondType};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::execution::SendableRecordBatchStream;
+
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use ingest::history::History;
+use sensors::config::DeviceConfig;
+
+use crate::config::ServiceConfig;
+use crate::{Error, Result};
+
+/// The session behind the export and SQL endpoints.
+#[derive(Clone)]
+pub struct Queries {
+    ctx: SessionContext,
+    /// Devices any member may export: production, grid, battery, services' meters.
+    community: Arc<std::collections::HashSet<String>>,
+    devices: Arc<[DeviceConfig]>,
+    services: Arc<[ServiceConfig]>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queries").finish_non_exhaustive()
+    }
+}
+
+/// One export request.
+#[derive(Debug, Clone, Default)]
+pub struct ExportRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Empty: every device.
+    pub devices: Vec<String>,
+    /// Empty: every metric.
+    pub metrics: Vec<String>,
+}
+
+/// The columns of an export: `ts`, `device`, `metric`, `value`.
+pub fn export_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new("device", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+/// Limits of one installer query.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    pub max_rows: usize,
+    pub timeout: Duration,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What an installer query gave.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SqlAnswer {
+    pub columns: Vec<String>,
+    /// One object per row, by column name.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More rows than `max_rows` exist; only the first are here.
+    pub truncated: bool,
+}
+
+/// Why an installer query did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The text is not a read-only query DataFusion accepts (the message says why).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the query took longer than {0:?} and was stopped")]
+    TimedOut(Duration),
+}
+
+impl Queries {
+    /// A session over `history` with the configured devices and services.
+    pub async fn new(
+        history: Arc<History>,
+        devices: &[DeviceConfig],
+        services: &[ServiceConfig],
+    ) -> Result<Queries> {
+        let config = SessionConfig::new().with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        crate::history::register(&ctx, history).await?;
+        ctx.register_table("devices", Arc::new(crate::engine::devices_table(devices)?))?;
+        ctx.register_table("services", Arc::new(crate::engine::services_table(services)?))?;
+        let community = devices
+            .iter()
+            .filter(|d| d.role != sensors::model::Role::Load)
+            .map(|d| d.id.clone())
+            .chain(services.iter().filter_map(|s| s.meter.clone()))
+            .chain(services.iter().map(|s| crate::replay::service_device(&s.id)))
+            .collect();
+        Ok(Queries {
+            ctx,
+            community: Arc::new(community),
+            devices: devices.into(),
+            services: services.into(),
+        })
+    }
+
+    /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).
+    pub async fn replay(
+        &self,
+        plan: &ledger::plan::Plan,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<crate::replay::Replay> {
+        crate::replay::replay(self, &self.devices, &self.services, plan, from, to).await
+    }
+
+    /// The devices whose readings are the community's, not a household's: every
+    /// device but the loads, the loads that meter a service, and the services'
+    /// recorded allocations (`service:<id>`).
+    pub fn community_devices(&self) -> &std::collections::HashSet<String> {
+        &self.community
+    }
+
+    /// The session, for queries of the node's own (history pages, replay).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The readings of a range as a stream of batches: `ts`, `device`, `metric`,
+    /// `value` (device and metric as text).
+    pub async fn export(&self, range: &ExportRange) -> Result<SendableRecordBatchStream> {
+        let ts = |t: DateTime<Utc>| {
+            lit(ScalarValue::TimestampMillisecond(
+                Some(t.timestamp_millis()),
+                Some("UTC".into()),
+            ))
+        };
+        let mut df = self.ctx.table("readings").await?;
+        if let Some(from) = range.from {
+            df = df.filter(col("ts").gt_eq(ts(from)))?;
+        }
+        if let Some(to) = range.to {
+            df = df.filter(col("ts").lt(ts(to)))?;
+        }
+        let text = |c: &str| datafusion::prelude::cast(col(c), DataType::Utf8);
+        if !range.devices.is_empty() {
+            let list = range.devices.iter().map(|d| lit(d.clone())).collect();
+            df = df.filter(text("device").in_list(list, false))?;
+        }
+        if !range.metrics.is_empty() {
+            let list = range.metrics.iter().map(|m| lit(m.clone())).collect();
+            df = df.filter(text("metric").in_list(list, false))?;
+        }
+        let df = df.select(vec![
+            col("ts"),
+            text("device").alias("device"),
+            text("metric").alias("metric"),
+            col("value"),
+        ])?;
+        Ok(df.execute_stream().await?)
+    }
+
+    /// Runs an installer's query: read-only, at most `limits.max_rows` rows, stopped
+    /// after `limits.timeout`. It runs on a thread and runtime of its own: a query
+    /// that computes for a long while between two batches only notices that it was
+    /// stopped at the next one, and must not hold up the node's own tasks meanwhile.
+    pub async fn sql(&self, text: &str, limits: SqlLimits) -> Result<SqlAnswer, SqlError> {
+        let ctx = self.ctx.clone();
+        let text = text.to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("communalia-sql".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(SqlError::Refused(format!("cannot run the query: {e}"))));
+                        return;
+                    }
+                };
+                let outcome = runtime.block_on(async {
+                    tokio::time::timeout(limits.timeout, run_sql(&ctx, &text, limits.max_rows))
+                        .await
+                        .map_err(|_| SqlError::TimedOut(limits.timeout))?
+                });
+                let _ = tx.send(outcome);
+                // Whatever the query left running stops at its next batch.
+                runtime.shutdown_background();
+            });
+        if let Err(e) = spawned {
+            return Err(SqlError::Refused(format!("cannot run the query: {e}")));
+        }
+        // A query busy computing cannot even notice its own timer: the caller does
+        // not wait for it beyond the limit, and the thread ends when it can.
+        let (columns, batches) = tokio::time::timeout(limits.timeout, rx)
+            .await
+            .map_err(|_| SqlError::TimedOut(limits.timeout))?
+            .map_err(|_| SqlError::TimedOut(limits.timeout))??;
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        for batch in &batches {
+            for i in 0..batch.num_rows() {
+                if rows.len() == limits.max_rows {
+                    truncated = true;
+                    break;
+                }
+                let mut row = serde_json::Map::new();
+                for (name, column) in columns.iter().zip(batch.columns()) {
+                    row.insert(name.clone(), json_value(column, i));
+                }
+                rows.push(row);
+            }
+        }
+        Ok(SqlAnswer {
+            columns,
+            rows,
+            truncated,
+        })
+    }
+}
+
+/// Plans and runs a read-only query, with one row more than `max_rows` to say
+/// whether there were more.
+async fn run_sql(
+    ctx: &SessionContext,
+    text: &str,
+    max_rows: usize,
+) -> Result<(Vec<String>, Vec<RecordBatch>), SqlError> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let refused = |e: datafusion::error::DataFusionError| SqlError::Refused(e.to_string());
+    let df = ctx.sql_with_options(text, options).await.map_err(refused)?;
+    let df = df.limit(0, Some(max_rows + 1)).map_err(refused)?;
+    let columns: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let batches = df.collect().await.map_err(refused)?;
+    Ok((columns, batches))
+}
+
+/// One cell as JSON: numbers as numbers, times in RFC 3339 UTC, the rest as text.
+fn json_value(column: &ArrayRef, i: usize) -> serde_json::Value {
+    use serde_json::Value;
+    if column.is_null(i) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Boolean => Value::Bool(column.as_boolean().value(i)),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::Int64)
+                .ok()
+                .map(|a| Value::from(a.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0)))
+                .unwrap_or(Value::Null)
+        }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::UInt64)
+                .ok()
+                .map(|a| Value::from(a.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().value(0)))
+                .unwrap_or(Value::Null)
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::Float64)
+                .ok()
+                .and_then(|a| serde_json::Number::from_f64(a.as_primitive::<Float64Type>().value(0)))
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        }
+        DataType::Timestamp(_, _) => {
+            let ms = datafusion::arrow::compute::cast(
+                &column.slice(i, 1),
+                &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            )
+            .ok()
+            .map(|a| a.as_primitive::<TimestampMillisecondType>().value(0));
+            ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+                .map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
+                .unwrap_or(Value::Null)
+        }
+        _ => {
+            let options = FormatOptions::default();
+            ArrayFormatter::try_new(column.as_ref(), &options)
+                .map(|f| Value::String(f.value(i).to_string()))
+                .unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// The CSV of one export batch (`ts,device,metric,value`, no header), times in
+/// RFC 3339 UTC with milliseconds.
+pub fn csv_rows(batch: &RecordBatch) -> Result<String> {
+    let wrong = || Error::Query("export batch has an unexpected shape".into());
+    let ts = batch
+        .column(0)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(wrong)?;
+    let device = batch.column(1);
+    let metric = batch.column(2);
+    let value = batch
+        .column(3)
+        .as_primitive_opt::<Float64Type>()
+        .ok_or_else(wrong)?;
+    let text = |a: &ArrayRef, i: usize| -> String {
+        a.as_string_opt::<i32>()
+            .map(|s| s.value(i).to_string())
+            .or_else(|| a.as_string_view_opt().map(|s| s.value(i).to_string()))
+            .unwrap_or_default()
+    };
+    let mut out = String::with_capacity(batch.num_rows() * 48);
+    for i in 0..batch.num_rows() {
+        let Some(t) = DateTime::<Utc>::from_timestamp_millis(ts.value(i)) else {
+            continue;
+        };
+        out.push_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        out.push(',');
+        out.push_str(&csv_field(&text(device, i)));
+        out.push(',');
+        out.push_str(&csv_field(&text(metric, i)));
+        out.push(',');
+        out.push_str(&value.value(i).to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A CSV field, quoted when it must be (RFC 4180).
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ingest::history::HistoryOptions;
+    use ingest::reading::Reading;
+    use sensors::model::Metric;
+
+    use super::*;
+
+    async fn queries(readings: &[Reading]) -> (tempfile::TempDir, Queries) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let history = History::open(dir.path(), HistoryOptions::default()).expect("history");
+        history.add_pending(None, readings).expect("pending");
+        let queries = Queries::new(history, &[], &[]).await.expect("queries");
+        (dir, queries)
+    }
+
+    fn r(ts_ms: i64, device: &str, value: f64) -> Reading {
+        Reading {
+            ts_ms,
+            device: device.into(),
+            metric: Metric::PowerW,
+            value,
+        }
+    }
+
+    #[tokio::test]
+    async fn installer_sql_reads_but_never_writes() {
+        let (_dir, q) = queries(&[r(1_000, "pv", 5.0), r(2_000, "pv", 7.5)]).await;
+        let answer = q
+            .sql(
+                "SELECT CAST(device AS VARCHAR) AS device, sum(value) AS total, max(ts) AS last
+                 FROM readings GROUP BY 1",
+                SqlLimits::default(),
+            )
+            .await
+            .expect("select");
+        assert_eq!(answer.columns, ["device", "total", "last"]);
+        assert_eq!(answer.rows.len(), 1);
+        assert_eq!(answer.rows[0]["device"], "pv");
+        assert_eq!(answer.rows[0]["total"], 12.5);
+        assert_eq!(answer.rows[0]["last"], "1970-01-01T00:00:02.000Z");
+        assert!(!answer.truncated);
+        for write in [
+            "CREATE TABLE t AS SELECT 1",
+            "INSERT INTO readings VALUES (now(), 'x', 'power_w', 1.0)",
+            "COPY (SELECT 1) TO '/tmp/communalia-sql-test.csv'",
+            "SET datafusion.execution.batch_size = 1",
+            "DROP TABLE readings",
+        ] {
+            let refused = q.sql(write, SqlLimits::default()).await;
+            assert!(matches!(refused, Err(SqlError::Refused(_))), "{write}: {refused:?}");
+        }
+        assert!(!std::path::Path::new("/tmp/communalia-sql-test.csv").exists());
+    }
+
+    #[tokio::test]
+    async fn installer_sql_stops_at_its_row_and_time_limits() {
+        let (_dir, q) = queries(&[]).await;
+        let limits = SqlLimits {
+            max_rows: 3,
+            timeout: Duration::from_secs(10),
+        };
+        let answer = q.sql("SELECT * FROM range(10)", limits).await.expect("range");
+        assert_eq!(answer.rows.len(), 3);
+        assert!(answer.truncated, "more rows existed");
+        let exact = q.sql("SELECT * FROM range(3)", limits).await.expect("range");
+        assert!(!exact.truncated, "exactly the limit is not truncated");
+        let slow = q
+            .sql(
+                "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
+                SqlLimits {
+                    max_rows: 10,
+                    timeout: Duration::from_millis(200),
+                },
+            )
+            .await;
+        assert!(matches!(slow, Err(SqlError::TimedOut(_))), "{slow:?}");
+    }
+
+    #[tokio::test]
+    async fn an_export_keeps_to_its_range_devices_and_metrics_in_csv() {
+        let readings = [
+            r(1_000, "pv", 1.0),
+            r(2_000, "a,b \"meter\"", 2.0),
+            r(3_000, "pv", 3.0),
+            Reading {
+                metric: Metric::SocPct,
+                ..r(2_500, "pv", 50.0)
+            },
+        ];
+        let (_dir, q) = queries(&readings).await;
+        let range = ExportRange {
+            from: DateTime::from_timestamp_millis(1_500),
+            to: DateTime::from_timestamp_millis(3_000),
+            devices: vec![],
+            metrics: vec!["power_w".into()],
+        };
+        let mut stream = q.export(&range).await.expect("export");
+        let mut csv = String::new();
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            csv.push_str(&csv_rows(&batch.expect("batch")).expect("csv"));
+        }
+        // From inclusive, to exclusive; quoted as RFC 4180 says.
+        assert_eq!(csv, "1970-01-01T00:00:02.000Z,\"a,b \"\"meter\"\"\",power_w,2\n");
+        let only_pv = ExportRange {
+            devices: vec!["pv".into()],
+            ..ExportRange::default()
+        };
+        let mut stream = q.export(&only_pv).await.expect("export");
+        let mut rows = 0;
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            rows += batch.expect("batch").num_rows();
+        }
+        assert_eq!(rows, 3);
+    }
+}
+
+/// A Parquet file written batch by batch, handing out its bytes as they are ready,
+/// so that an export is streamed: each batch becomes a row group, and the footer
+/// comes with [`ParquetChunks::finish`].
+pub struct ParquetChunks {
+    writer: datafusion::parquet::arrow::ArrowWriter<SharedBuffer>,
+    buffer: SharedBuffer,
+}
+
+impl std::fmt::Debug for ParquetChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetChunks").finish_non_exhaustive()
+    }
+}
+
+/// The bytes written so far, taken out as chunks.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ParquetChunks {
+    /// A file of `schema` (the export's: `ts`, `device`, `metric`, `value`), zstd.
+    pub fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<ParquetChunks> {
+        use datafusion::parquet::basic::{Compression, ZstdLevel};
+        use datafusion::parquet::file::properties::WriterProperties;
+        let buffer = SharedBuffer::default();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema, Some(props))
+                .map_err(|e| Error::Query(format!("parquet: {e}")))?;
+        Ok(ParquetChunks { writer, buffer })
+    }
+
+    /// Writes one batch as a row group; returns the bytes now ready.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let parquet = |e: datafusion::parquet::errors::ParquetError| Error::Query(format!("parquet: {e}"));
+        self.writer.write(batch).map_err(parquet)?;
+        self.writer.flush().map_err(parquet)?;
+        Ok(self.buffer.take())
+    }
+
+    /// Ends the file; returns its last bytes (the footer).
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let buffer = self.buffer.clone();
+        self.writer
+            .close()
+            .map_err(|e| Error::Query(format!("parquet: {e}")))?;
+        Ok(buffer.take())
+    }
+}

@@ -1,0 +1,221 @@
+//! The history's API (DESIGN.md §8): `GET /api/export` streams readings in CSV or
+//! Parquet without holding the range in memory, and `POST /api/sql` runs an
+//! installer's read-only query with a row and a time limit.
+//!
+//! Household data is personal (DESIGN.md §6): a member who is not an installer or
+//! an admin exports the community's devices only (production, grid, battery and
+//! the meters of the services); asking for another device is refused by name.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use ledger::Role;
+use query::export::{ExportRange, ParquetChunks, SqlError, SqlLimits, csv_rows};
+use serde::Deserialize;
+
+use crate::api::ApiJson;
+use crate::auth::CurrentMember;
+use crate::{AppError, AppState};
+
+/// The CSV export's header line.
+const CSV_HEADER: &str = "ts,device,metric,value\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Parquet,
+}
+
+/// The query of `GET /api/export`: `from`, `to` (RFC 3339), `device` and `metric`
+/// (each repeatable), `format` (`csv`, the default, or `parquet`).
+fn parse_export(query: Option<&str>) -> Result<(ExportRange, Format), AppError> {
+    let mut range = ExportRange::default();
+    let mut format = Format::Csv;
+    let mut problems = Vec::new();
+    let time = |key: &str, value: &str, problems: &mut Vec<String>| {
+        match DateTime::parse_from_rfc3339(value) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                problems.push(format!(
+                    "`{key}` must be an RFC 3339 time such as 2026-03-12T00:00:00Z, not {value:?}"
+                ));
+                None
+            }
+        }
+    };
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "from" => range.from = time("from", &value, &mut problems),
+            "to" => range.to = time("to", &value, &mut problems),
+            "device" => range.devices.push(value.into_owned()),
+            "metric" => {
+                if sensors::model::Metric::parse(&value).is_none() {
+                    problems.push(format!("`metric`: unknown metric {value:?}"));
+                }
+                range.metrics.push(value.into_owned());
+            }
+            "format" => match &*value {
+                "csv" => format = Format::Csv,
+                "parquet" => format = Format::Parquet,
+                other => problems.push(format!("`format` is csv or parquet, not {other:?}")),
+            },
+            other => problems.push(format!("unknown parameter `{other}`")),
+        }
+    }
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from >= to
+    {
+        problems.push("`from` must come before `to`".into());
+    }
+    if problems.is_empty() {
+        Ok((range, format))
+    } else {
+        Err(AppError::invalid(
+            StatusCode::BAD_REQUEST,
+            format!("the export request is not valid: {}", problems.join("; ")),
+            problems,
+        ))
+    }
+}
+
+/// `GET /api/export`: the readings of a range, streamed.
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let (mut range, format) = parse_export(query.as_deref())?;
+    let Some(queries) = state.queries.clone() else {
+        // A node that keeps no history has no readings to give.
+        return empty_export(format);
+    };
+    if !(member.has(Role::Installer) || member.has(Role::Admin)) {
+        let community = queries.community_devices();
+        let private: Vec<&String> = range
+            .devices
+            .iter()
+            .filter(|d| !community.contains(d.as_str()))
+            .collect();
+        if !private.is_empty() {
+            let names: Vec<String> = private.iter().map(|d| format!("`{d}`")).collect();
+            return Err(AppError::invalid(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not one of the community's devices: a household's readings are \
+                     for that household and the installers",
+                    names.join(", ")
+                ),
+                vec![],
+            ));
+        }
+        if range.devices.is_empty() {
+            range.devices = community.iter().cloned().collect();
+            range.devices.sort();
+        }
+    }
+    let stream = queries.export(&range).await?;
+    let (content_type, extension) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Parquet => ("application/vnd.apache.parquet", "parquet"),
+    };
+    let body = match format {
+        Format::Csv => {
+            let rows = stream.map(|batch| {
+                batch
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| csv_rows(&b).map_err(|e| e.to_string()))
+                    .map(axum::body::Bytes::from)
+            });
+            let header = futures::stream::once(async {
+                Ok::<_, String>(axum::body::Bytes::from_static(CSV_HEADER.as_bytes()))
+            });
+            Body::from_stream(header.chain(rows).map(|r| r.map_err(std::io::Error::other)))
+        }
+        Format::Parquet => {
+            let schema = stream.schema();
+            let writer = ParquetChunks::new(schema)?;
+            // Each batch becomes a row group sent at once; the footer comes last.
+            let chunks = futures::stream::unfold(
+                (stream, Some(writer)),
+                |(mut stream, writer)| async move {
+                    let mut writer = writer?;
+                    match stream.next().await {
+                        Some(Ok(batch)) => {
+                            let bytes = writer.push(&batch).map_err(|e| e.to_string());
+                            Some((bytes, (stream, Some(writer))))
+                        }
+                        Some(Err(e)) => Some((Err(e.to_string()), (stream, None))),
+                        None => Some((writer.finish().map_err(|e| e.to_string()), (stream, None))),
+                    }
+                },
+            );
+            Body::from_stream(
+                chunks.map(|r| r.map(axum::body::Bytes::from).map_err(std::io::Error::other)),
+            )
+        }
+    };
+    let filename = format!("communalia-readings.{extension}");
+    Ok((
+        [
+            (CONTENT_TYPE, content_type.to_string()),
+            (CACHE_CONTROL, "no-store".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// An export of nothing, in `format`.
+fn empty_export(format: Format) -> Result<Response, AppError> {
+    match format {
+        Format::Csv => Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], CSV_HEADER).into_response()),
+        Format::Parquet => {
+            let file = ParquetChunks::new(query::export::export_schema())?.finish()?;
+            Ok(([(CONTENT_TYPE, "application/vnd.apache.parquet")], file).into_response())
+        }
+    }
+}
+
+/// The body of `POST /api/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SqlRequest {
+    sql: String,
+}
+
+/// `POST /api/sql` (role `installer`): a read-only query's rows as JSON, at most
+/// 10,000 rows and 10 seconds.
+pub(crate) async fn sql(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SqlRequest>,
+) -> Result<Response, AppError> {
+    let Some(queries) = state.queries.clone() else {
+        return Err(AppError::invalid(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node keeps no history to query".into(),
+            vec![],
+        ));
+    };
+    match queries.sql(&request.sql, SqlLimits::default()).await {
+        Ok(answer) => Ok(([(CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
+        Err(e @ SqlError::Refused(_)) => Err(AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the query cannot run: {e}"),
+            vec![],
+        )),
+        Err(e @ SqlError::TimedOut(_)) => Err(AppError::invalid(
+            StatusCode::REQUEST_TIMEOUT,
+            e.to_string(),
+            vec![],
+        )),
+    }
+}
