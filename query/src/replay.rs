@@ -60,19 +60,38 @@ pub fn allocation_readings(snapshot: &LiveSnapshot) -> Vec<Reading> {
     out
 }
 
-/// Records every live evaluation into the history through `tx` (the sink: the
-/// write-ahead log, then Parquet), until `cancel`.
+/// How often the live allocation is recorded: the first evaluation of each period
+/// of this length. Every second would triple the history's size for figures that
+/// are read by the minute.
+pub const RECORD_EVERY_MS: i64 = 10_000;
+
+/// Records the live evaluation into the history through `tx` (the sink: the
+/// write-ahead log, then Parquet), the first fresh one of every
+/// [`RECORD_EVERY_MS`], until `cancel`.
 pub async fn record(
     mut live: tokio::sync::watch::Receiver<std::sync::Arc<LiveSnapshot>>,
     tx: ingest::sink::ReadingsTx,
     cancel: tokio_util::sync::CancellationToken,
 ) {
+    let mut last_period = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             changed = live.changed() => if changed.is_err() { break },
         }
-        let readings = allocation_readings(&live.borrow_and_update());
+        let readings = {
+            let snapshot = live.borrow_and_update();
+            let period = snapshot.ts.timestamp_millis().div_euclid(RECORD_EVERY_MS);
+            if last_period == Some(period) {
+                continue;
+            }
+            let readings = allocation_readings(&snapshot);
+            // A stale evaluation records nothing and leaves its period open.
+            if !readings.is_empty() {
+                last_period = Some(period);
+            }
+            readings
+        };
         if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
             break;
         }

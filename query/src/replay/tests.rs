@@ -172,3 +172,50 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
     assert!(b_draft.energy_wh > b.energy_wh, "{b_draft:?} vs {b:?}");
     assert_eq!(b_draft.actual_energy_wh, b.actual_energy_wh, "what was given stays");
 }
+
+/// The recorder keeps the first fresh evaluation of every ten seconds: nobody
+/// acted on a stale one.
+#[tokio::test]
+async fn the_recorder_keeps_one_evaluation_every_ten_seconds() {
+    let at = |s: i64| Utc.timestamp_millis_opt(1_773_309_600_000 + s * 1000).single().expect("t");
+    let snapshot = |s: i64, stale: bool| {
+        let mut live = crate::engine::empty_snapshot(at(s));
+        live.stale = stale;
+        live.services = vec![crate::live::ServiceLive {
+            id: "a".into(),
+            name: "A".into(),
+            tier: 1,
+            demand_w: 100.0,
+            allocated_w: s as f64,
+            state: ServiceState::Served,
+            min_w: 0.0,
+            max_w: None,
+            reason: "fully_served",
+        }];
+        Arc::new(live)
+    };
+    let (live_tx, live_rx) = tokio::sync::watch::channel(snapshot(-1, true));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let recorder = tokio::spawn(record(live_rx, tx, cancel.clone()));
+    let mut recorded = Vec::new();
+    for (s, stale) in [(0, false), (3, false), (9, false), (10, false), (14, true), (21, true), (25, false), (29, false), (30, false)] {
+        live_tx.send_replace(snapshot(s, stale));
+        // Each evaluation is seen before the next one comes.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while let Ok(a) = rx.try_recv() {
+            let allocated: Vec<f64> = a
+                .readings
+                .iter()
+                .filter(|r| r.metric == Metric::AllocatedW)
+                .map(|r| r.value)
+                .collect();
+            recorded.extend(allocated);
+        }
+    }
+    cancel.cancel();
+    let _ = recorder.await;
+    // 0-9 s: the one at 0 s; 10-19 s: 10 s (14 s is stale anyway); 20-29 s: 21 s
+    // is stale, so 25 s; 30 s opens the next period.
+    assert_eq!(recorded, [0.0, 10.0, 25.0, 30.0]);
+}
