@@ -223,6 +223,8 @@ pub struct AssemblyView<'a> {
     /// The session's anti-forgery token for the forms.
     pub csrf: &'a str,
     pub member: &'a str,
+    /// The member's roles: which pages the navigation offers.
+    pub roles: &'a [ledger::Role],
 }
 
 struct TierLine {
@@ -294,7 +296,7 @@ struct AssemblyTemplate<'a> {
     replay_note: Option<String>,
     replay_days: &'a str,
     history: Vec<HistoryLine>,
-    signed_in: String,
+    nav: crate::nav::MemberNav,
     site_name: &'a str,
     t: &'static Catalog,
     lang_code: &'static str,
@@ -498,7 +500,7 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             &view.draft.replay_days
         },
         history,
-        signed_in: t.tf("assembly.signed_in_as", &[("name", view.member)]),
+        nav: crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
         page_title: format!("{} · {}", site.name, t.t("assembly.title")),
         site_name: &site.name,
         t,

@@ -148,6 +148,8 @@ pub struct InstallerView<'a> {
     pub csrf: &'a str,
     /// Who is signed in.
     pub member: &'a str,
+    /// The member's roles: which pages the navigation offers.
+    pub roles: &'a [ledger::Role],
     pub now: DateTime<Utc>,
 }
 
@@ -230,7 +232,7 @@ struct ProbeResult {
 #[template(path = "installer.html")]
 struct InstallerTemplate<'a> {
     csrf: &'a str,
-    signed_in: String,
+    nav: crate::nav::MemberNav,
     summary: String,
     devices: Vec<DeviceCard>,
     form: &'a ProbeForm,
@@ -732,7 +734,7 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
     };
     InstallerTemplate {
         csrf: view.csrf,
-        signed_in: t.tf("assembly.signed_in_as", &[("name", view.member)]),
+        nav: crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t),
         summary,
         devices,
         form: view.form,

@@ -221,6 +221,8 @@ pub enum Confirmation {
 pub struct LedgerView<'a> {
     /// The signed-in member.
     pub member: &'a str,
+    /// The member's roles: which pages the navigation offers.
+    pub roles: &'a [ledger::Role],
     /// Holds the role `resident`: may record, attest and transfer.
     pub resident: bool,
     /// Holds the role `assembly`: may adopt parameters.
@@ -315,7 +317,7 @@ struct LedgerTemplate<'a> {
     csrf: &'a str,
     resident: bool,
     assembly: bool,
-    signed_in: String,
+    nav: crate::nav::MemberNav,
     confirmation: Option<String>,
     general_problems: Vec<String>,
     chain_ok: bool,
@@ -840,7 +842,7 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         csrf: view.csrf,
         resident: view.resident,
         assembly: view.assembly,
-        signed_in: t.tf("assembly.signed_in_as", &[("name", view.member)]),
+        nav: crate::nav::member_nav("/ledger", view.roles, view.member, view.csrf, t),
         confirmation,
         general_problems: problems_of(FormTarget::General),
         chain_ok,

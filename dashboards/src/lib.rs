@@ -14,6 +14,7 @@ mod format;
 mod i18n;
 mod installer;
 mod ledger_page;
+mod nav;
 mod pages;
 mod wall;
 

@@ -267,6 +267,7 @@ fn render(
         adopted_seq,
         csrf: member.csrf().unwrap_or_default(),
         member: &member.member.name,
+        roles: &member.member.roles,
     };
     let html = dashboards::render_assembly(&view, lang.lang, &state.site)?;
     let mut response = (status, Html(html)).into_response();

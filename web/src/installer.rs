@@ -169,6 +169,7 @@ fn render(
         outcome,
         csrf: member.csrf().unwrap_or_default(),
         member: &member.member.name,
+        roles: &member.member.roles,
         now,
     };
     let html = dashboards::render_installer(&view, lang.lang, &state.site)?;

@@ -151,6 +151,7 @@ fn render(
 ) -> Result<Response, AppError> {
     let view = LedgerView {
         member: &member.member.name,
+        roles: &member.member.roles,
         resident: member.has(Role::Resident),
         assembly: member.has(Role::Assembly),
         csrf: member.csrf().unwrap_or_default(),

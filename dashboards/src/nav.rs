@@ -1,0 +1,68 @@
+//! The navigation bar of the members' pages: the same links on every page, those
+//! the member's roles open, the current page marked, and signing out.
+
+use ledger::Role;
+
+use crate::Catalog;
+
+/// One link of the bar.
+pub(crate) struct NavLink {
+    pub(crate) href: &'static str,
+    pub(crate) label: String,
+    pub(crate) current: bool,
+}
+
+/// What `member_nav.html` draws.
+pub(crate) struct MemberNav {
+    pub(crate) links: Vec<NavLink>,
+    pub(crate) signed_in: String,
+    pub(crate) csrf: String,
+}
+
+/// The bar for `member`, holding `roles`, on the page at `current`.
+pub(crate) fn member_nav(
+    current: &str,
+    roles: &[Role],
+    member: &str,
+    csrf: &str,
+    t: &Catalog,
+) -> MemberNav {
+    let pages: [(&'static str, &str, bool); 4] = [
+        ("/", "assembly.nav_wall", true),
+        ("/ledger", "ledger.title", true),
+        ("/assembly", "assembly.title", roles.contains(&Role::Assembly)),
+        ("/installer", "installer.title", roles.contains(&Role::Installer)),
+    ];
+    MemberNav {
+        links: pages
+            .into_iter()
+            .filter(|(href, _, open)| *open || *href == current)
+            .map(|(href, key, _)| NavLink {
+                href,
+                label: t.t(key).to_string(),
+                current: href == current,
+            })
+            .collect(),
+        signed_in: t.tf("assembly.signed_in_as", &[("name", member)]),
+        csrf: csrf.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Lang;
+
+    #[test]
+    fn the_bar_offers_what_the_roles_open_and_marks_the_page() {
+        let t = Catalog::for_lang(Lang::En);
+        let hrefs = |nav: &MemberNav| nav.links.iter().map(|l| l.href).collect::<Vec<_>>();
+        let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
+        assert_eq!(hrefs(&resident), ["/", "/ledger"]);
+        let both = member_nav("/assembly", &[Role::Assembly, Role::Installer], "al", "c", t);
+        assert_eq!(hrefs(&both), ["/", "/ledger", "/assembly", "/installer"]);
+        let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
+        assert_eq!(current, [false, false, true, false]);
+        assert_eq!(both.signed_in, t.tf("assembly.signed_in_as", &[("name", "al")]));
+    }
+}
