@@ -144,6 +144,16 @@ impl Queries {
         &self.community
     }
 
+    /// The configured devices.
+    pub fn devices(&self) -> &[DeviceConfig] {
+        &self.devices
+    }
+
+    /// The configured services.
+    pub fn services(&self) -> &[ServiceConfig] {
+        &self.services
+    }
+
     /// The session, for queries of the node's own (history pages, replay).
     pub fn session(&self) -> &SessionContext {
         &self.ctx

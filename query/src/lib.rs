@@ -6,6 +6,7 @@
 
 pub mod actuation;
 pub mod allocation;
+pub mod charts;
 pub mod config;
 pub mod engine;
 pub mod export;
