@@ -93,17 +93,37 @@ impl Driver {
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {reply}"))
             .to_string();
-        Driver {
+        let driver = Driver {
             http,
             session: format!("{base}/session/{id}"),
             _chromedriver: chromedriver,
             _profile: profile,
-        }
+        };
+        // An element a page shows a moment after it loads is waited for a while.
+        driver.post("/timeouts", json!({"implicit": 5_000})).await;
+        driver
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.session);
         call(&self.http, reqwest::Method::POST, &url, Some(body)).await
+    }
+
+    /// As [`Driver::post`], `None` on a WebDriver error instead of failing.
+    async fn try_post(&self, path: &str, body: Value) -> Option<Value> {
+        let url = format!("{}{path}", self.session);
+        let reply = self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(60))
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !reply.status().is_success() {
+            return None;
+        }
+        reply.json::<Value>().await.ok().map(|b| b["value"].clone())
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -181,11 +201,52 @@ impl Element<'_> {
             .await;
     }
 
-    /// Clicks the element; a click that submits a form waits for the next page.
+    /// Clicks the element; a click that follows a link or submits a form waits for
+    /// the next page. chromedriver may answer a click before the navigation it
+    /// starts has even begun: the old page is marked before the click, and the
+    /// click is over once a page without the mark has loaded.
     pub(crate) async fn click(&self) {
+        let leaves = self
+            .driver
+            .post(
+                "/execute/sync",
+                json!({
+                    "script": "const e = arguments[0];
+                        const leaves = e.tagName === 'A' && e.hasAttribute('href')
+                            || (e.tagName === 'BUTTON' || e.tagName === 'INPUT')
+                                && e.type === 'submit' && e.form !== null;
+                        if (leaves) document.documentElement.setAttribute('data-webdriver-left', '');
+                        return leaves;",
+                    "args": [{ ELEMENT_KEY: self.id }],
+                }),
+            )
+            .await;
         self.driver
             .post(&format!("/element/{}/click", self.id), json!({}))
             .await;
+        if leaves != Value::Bool(true) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // While the page is being replaced a script may fail to run: try again.
+            let arrived = self
+                .driver
+                .try_post(
+                    "/execute/sync",
+                    json!({
+                        "script": "return document.readyState === 'complete'
+                            && !document.documentElement.hasAttribute('data-webdriver-left');",
+                        "args": [],
+                    }),
+                )
+                .await;
+            if arrived == Some(Value::Bool(true)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the click did not lead to a new page within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn text(&self) -> String {
