@@ -7,9 +7,14 @@
 //!
 //! Numbers are formatted here and, identically, by `static/wall.js` when a new
 //! snapshot arrives over Server-Sent Events; the two must change together.
+//!
+//! Charts (the wall's curve of today, the history page) are SVG drawn on the
+//! server: [`chart`] computes their geometry (scales, ticks, bars, paths) as plain
+//! numbers, `templates/chart.html` writes it out; no script draws anything.
 
 mod account;
 mod assembly;
+pub mod chart;
 mod format;
 mod i18n;
 mod ledger_page;
