@@ -16,6 +16,7 @@ mod account;
 mod assembly;
 pub mod chart;
 mod format;
+mod history_page;
 mod i18n;
 mod ledger_page;
 mod pages;
@@ -31,7 +32,13 @@ pub use assembly::{
 };
 pub use format::{
     format_communs, format_communs_exact, format_date_long, format_duration_hours, format_energy,
-    format_hours, format_percent, format_power, format_time, hours_text,
+    format_hours, format_number, format_percent, format_power, format_time, hours_text, month_name,
+    weekday_name,
+};
+pub use history_page::{
+    ExportChoices, HistoryData, HistoryProblem, HistoryReader, TODAY_REFRESH, TODAY_STEP_MINUTES,
+    TodayCurve, TodayView, history_href, history_problem_text, period_heading, render_history,
+    render_history_problems, render_today_curve,
 };
 pub use i18n::{Catalog, Lang, negotiate};
 pub use ledger_page::{
