@@ -8,6 +8,8 @@ mod assembly;
 mod browser;
 mod events;
 mod history_api;
+mod history_browser;
+mod history_page;
 mod ledger_api;
 mod ledger_browser;
 mod ledger_page;
