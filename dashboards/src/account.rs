@@ -167,7 +167,7 @@ pub fn render_refusal(page: &RefusalPage, lang: Lang, site: &SiteInfo) -> Result
 }
 
 /// `/login?next=…` with the path percent-encoded.
-fn login_href(next: &str) -> String {
+pub(crate) fn login_href(next: &str) -> String {
     let mut href = String::from("/login?next=");
     for byte in next.bytes() {
         match byte {

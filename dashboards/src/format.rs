@@ -334,3 +334,107 @@ mod energy_tests {
         assert_eq!(format_duration_hours(0.01, Lang::En), "0 h");
     }
 }
+
+/// A number with `decimals` decimals in the reader's convention ("1,5" / "1.5"),
+/// a typographic minus before a negative one: an axis' tick.
+pub fn format_number(value: f64, decimals: usize, lang: Lang) -> String {
+    if !value.is_finite() {
+        return NO_VALUE.to_string();
+    }
+    let text = format!("{:.decimals$}", value.abs());
+    let text = text.replace('.', &decimal_separator(lang).to_string());
+    if value < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+        format!("{MINUS}{text}")
+    } else {
+        text
+    }
+}
+
+/// "lundi" / "Monday", or "lun." / "Mon" when `short`.
+pub fn weekday_name(day: chrono::Weekday, lang: Lang, short: bool) -> &'static str {
+    const FR: [&str; 7] = [
+        "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+    ];
+    const FR_SHORT: [&str; 7] = ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."];
+    const EN: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    const EN_SHORT: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let i = day.num_days_from_monday() as usize;
+    match (lang, short) {
+        (Lang::Fr, false) => FR[i],
+        (Lang::Fr, true) => FR_SHORT[i],
+        (Lang::En, false) => EN[i],
+        (Lang::En, true) => EN_SHORT[i],
+    }
+}
+
+/// "mars" / "March", or "mars" / "Mar" when `short` (French abbreviates only
+/// the long names: "janv.", "févr.", "sept.").
+pub fn month_name(month: u32, lang: Lang, short: bool) -> &'static str {
+    const FR: [&str; 12] = [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ];
+    const FR_SHORT: [&str; 12] = [
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+        "déc.",
+    ];
+    const EN: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const EN_SHORT: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let i = (month.clamp(1, 12) - 1) as usize;
+    match (lang, short) {
+        (Lang::Fr, false) => FR[i],
+        (Lang::Fr, true) => FR_SHORT[i],
+        (Lang::En, false) => EN[i],
+        (Lang::En, true) => EN_SHORT[i],
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_names_in_both_languages() {
+        assert_eq!(format_number(1.5, 1, Lang::Fr), "1,5");
+        assert_eq!(format_number(1.5, 1, Lang::En), "1.5");
+        assert_eq!(format_number(-600.0, 0, Lang::En), "\u{2212}600");
+        assert_eq!(format_number(-0.001, 1, Lang::Fr), "0,0");
+        assert_eq!(weekday_name(chrono::Weekday::Thu, Lang::Fr, false), "jeudi");
+        assert_eq!(weekday_name(chrono::Weekday::Thu, Lang::En, true), "Thu");
+        assert_eq!(month_name(2, Lang::Fr, true), "févr.");
+        assert_eq!(month_name(3, Lang::En, false), "March");
+    }
+}

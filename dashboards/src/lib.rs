@@ -7,10 +7,16 @@
 //!
 //! Numbers are formatted here and, identically, by `static/wall.js` when a new
 //! snapshot arrives over Server-Sent Events; the two must change together.
+//!
+//! Charts (the wall's curve of today, the history page) are SVG drawn on the
+//! server: [`chart`] computes their geometry (scales, ticks, bars, paths) as plain
+//! numbers, `templates/chart.html` writes it out; no script draws anything.
 
 mod account;
 mod assembly;
+pub mod chart;
 mod format;
+mod history_page;
 mod i18n;
 mod installer;
 mod ledger_page;
@@ -28,7 +34,13 @@ pub use assembly::{
 };
 pub use format::{
     format_communs, format_communs_exact, format_date_long, format_duration_hours, format_energy,
-    format_hours, format_percent, format_power, format_time, hours_text,
+    format_hours, format_number, format_percent, format_power, format_time, hours_text, month_name,
+    weekday_name,
+};
+pub use history_page::{
+    ExportChoices, HistoryData, HistoryProblem, HistoryReader, TODAY_REFRESH, TODAY_STEP_MINUTES,
+    TodayCurve, TodayView, history_href, history_problem_text, period_heading, render_history,
+    render_history_problems, render_today_curve,
 };
 pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{

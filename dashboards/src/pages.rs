@@ -4,6 +4,7 @@
 use askama::Template;
 use query::live::LiveSnapshot;
 
+use crate::history_page::{TODAY_REFRESH, TodayCurve, TodayView};
 use crate::{Catalog, Error, Lang, Result, SiteInfo, WallView};
 
 /// The wall screen's stylesheet, served at `/static/wall.css`.
@@ -32,6 +33,10 @@ const fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
 #[template(path = "wall.html")]
 struct WallTemplate<'a> {
     view: &'a WallView,
+    /// Today's curve (or why there is none).
+    today: &'a TodayView,
+    /// Milliseconds between two fetches of the curve by `wall.js`.
+    today_refresh_ms: i64,
     /// Shown to a signed-in member of the assembly: a link to their panel.
     assembly_link: bool,
     /// Shown to any signed-in member: a link to the ledger.
@@ -56,7 +61,7 @@ struct NotFoundTemplate<'a> {
 }
 
 /// What the wall screen shows beside the live snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WallContext {
     /// The reader is a signed-in member of the assembly (the kiosk never is): a
     /// link to their panel.
@@ -67,6 +72,8 @@ pub struct WallContext {
     pub installer_link: bool,
     /// Hours of contributions validated this week (a community total), if known.
     pub week_hours: Option<ledger::Hours>,
+    /// Today's production and consumption, when the node keeps a history.
+    pub today: Option<TodayCurve>,
 }
 
 /// The wall screen as a complete HTML document.
@@ -98,9 +105,12 @@ pub fn render_wall_with(
 ) -> Result<String> {
     let t = Catalog::for_lang(lang);
     let view = WallView::new(snapshot, lang, site).with_week_hours(context.week_hours);
+    let today = TodayView::new(context.today.as_ref(), lang, site.timezone);
     WallTemplate {
         page_title: format!("{} · {}", site.name, t.t("wall.title")),
         view: &view,
+        today: &today,
+        today_refresh_ms: TODAY_REFRESH.num_milliseconds(),
         assembly_link: context.assembly_link,
         ledger_link: context.ledger_link,
         installer_link: context.installer_link,

@@ -254,6 +254,21 @@
     });
   }
 
+  // --- Today's curve: drawn by the server; fetched again every few minutes
+  // (data-refresh-ms) and put in place, so that a kiosk that never reloads still
+  // sees the day go by. A failed fetch keeps the curve already shown.
+  function refreshCurve() {
+    var figure = fields('today_curve')[0];
+    if (!figure || !window.fetch) return;
+    window.fetch('/wall/today?lang=' + encodeURIComponent(lang), { cache: 'no-store' })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) { if (html !== null) figure.innerHTML = html; })
+      .catch(function () {});
+  }
+  var curve = fields('today_curve')[0];
+  var curveEvery = curve ? Number(curve.getAttribute('data-refresh-ms')) : 0;
+  if (curveEvery > 0) window.setInterval(refreshCurve, curveEvery);
+
   if (window.EventSource) connect();
   window.setInterval(refreshStale, 1000);
 })();

@@ -1,8 +1,10 @@
 //! The node's live arithmetic: a DataFusion session over the readings ingest keeps
 //! (`readings_live`, with `devices` and `services` beside it), the site balance,
 //! and the allocation of available power among services in the priority order of
-//! the active plan (DESIGN.md §4). It reads the ledger for the plan and never
-//! writes anything: no storage, no network, no pages.
+//! the active plan (DESIGN.md §4); and over the history, the figures of the
+//! history charts, exports, installers' SQL and the replay of a draft plan. It
+//! reads the ledger for the plan and never writes anything: no storage, no
+//! network, no pages.
 
 pub mod actuation;
 pub mod allocation;

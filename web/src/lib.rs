@@ -20,6 +20,7 @@ mod auth;
 mod error;
 mod events;
 mod history;
+mod history_page;
 mod installer;
 mod lang;
 mod ledger_api;

@@ -10,7 +10,8 @@ use crate::lang::PageLang;
 use crate::{AppError, AppState};
 
 /// `GET /`: the wall screen, drawn from the current snapshot, with the hours of
-/// contributions validated since Monday 00:00 in the site's time zone.
+/// contributions validated since Monday 00:00 in the site's time zone and today's
+/// curve from the history.
 pub(crate) async fn wall(
     State(state): State<AppState>,
     lang: PageLang,
@@ -28,6 +29,7 @@ pub(crate) async fn wall(
             .as_ref()
             .is_some_and(|m| m.has(ledger::Role::Installer)),
         week_hours: tally.map(|t| t.hours),
+        today: crate::history_page::today_curve(&state).await,
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
     let mut response = Html(html).into_response();

@@ -14,7 +14,8 @@ use ledger::Role;
 
 use crate::auth::{self, Access};
 use crate::{
-    AppState, api, assembly, assets, events, history, installer, ledger_api, ledger_page, login,
+    AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
+    ledger_page, login,
     metrics, pages, plans,
 };
 
@@ -67,6 +68,11 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/static/wall.js", Public, assets::wall_js),
         route(Method::GET, "/static/wall.css", Public, assets::wall_css),
         route(Method::GET, "/healthz", Public, pages::healthz),
+        // Today's curve alone, fetched again by the wall screen every few minutes.
+        route(Method::GET, "/wall/today", Public, history_page::today),
+        // The history of community totals and services, public like the wall; it
+        // shows no household's meter.
+        route(Method::GET, "/history", Public, history_page::page),
         // Computes on the caller's figures and changes nothing.
         route(
             Method::POST,

@@ -116,6 +116,9 @@ async fn the_wall_and_its_data_stay_public_and_read_only() {
         (Method::GET, "/static/wall.css"),
         (Method::GET, "/healthz"),
         (Method::POST, "/api/allocation/simulate"),
+        // Community totals and services over time, as on the wall.
+        (Method::GET, "/history"),
+        (Method::GET, "/wall/today"),
     ] {
         let spec = routes
             .iter()

@@ -8,6 +8,8 @@ mod assembly;
 mod browser;
 mod events;
 mod history_api;
+mod history_browser;
+mod history_page;
 mod installer;
 mod installer_browser;
 mod ledger_api;

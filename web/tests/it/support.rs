@@ -396,6 +396,12 @@ pub(crate) fn request(
 /// validate it by default.
 pub(crate) fn with_residents() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
     let (state, tx) = with_members();
+    add_residents(&state);
+    (state, tx)
+}
+
+/// The two residents of [`with_residents`], added to a state of [`with_members`].
+pub(crate) fn add_residents(state: &AppState) {
     for name in ["remi", "sara"] {
         state
             .journal
@@ -408,7 +414,6 @@ pub(crate) fn with_residents() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
             )
             .unwrap_or_else(|e| panic!("create {name}: {e}"));
     }
-    (state, tx)
 }
 
 /// `Authorization: Bearer …` for a fresh token of `member`.

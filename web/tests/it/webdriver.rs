@@ -93,17 +93,37 @@ impl Driver {
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {reply}"))
             .to_string();
-        Driver {
+        let driver = Driver {
             http,
             session: format!("{base}/session/{id}"),
             _chromedriver: chromedriver,
             _profile: profile,
-        }
+        };
+        // An element a page shows a moment after it loads is waited for a while.
+        driver.post("/timeouts", json!({"implicit": 5_000})).await;
+        driver
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.session);
         call(&self.http, reqwest::Method::POST, &url, Some(body)).await
+    }
+
+    /// As [`Driver::post`], `None` on a WebDriver error instead of failing.
+    async fn try_post(&self, path: &str, body: Value) -> Option<Value> {
+        let url = format!("{}{path}", self.session);
+        let reply = self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(60))
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !reply.status().is_success() {
+            return None;
+        }
+        reply.json::<Value>().await.ok().map(|b| b["value"].clone())
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -182,31 +202,49 @@ impl Element<'_> {
     }
 
     /// Clicks the element; a click that follows a link or submits a form waits for
-    /// the next page. chromedriver's click returns once the click is dispatched,
-    /// and a form's navigation may start after that: the document is marked
-    /// before the click, and the click is done when a document without the mark
-    /// has loaded (or, for a click that loads nothing, after ten seconds).
+    /// the next page. chromedriver may answer a click before the navigation it
+    /// starts has even begun: the old page is marked before the click, and the
+    /// click is over once a page without the mark has loaded.
     pub(crate) async fn click(&self) {
-        self.driver
-            .execute("window.__communalia_before_click = true; return true;")
+        let leaves = self
+            .driver
+            .post(
+                "/execute/sync",
+                json!({
+                    "script": "const e = arguments[0];
+                        const leaves = e.tagName === 'A' && e.hasAttribute('href')
+                            || (e.tagName === 'BUTTON' || e.tagName === 'INPUT')
+                                && e.type === 'submit' && e.form !== null;
+                        if (leaves) document.documentElement.setAttribute('data-webdriver-left', '');
+                        return leaves;",
+                    "args": [{ ELEMENT_KEY: self.id }],
+                }),
+            )
             .await;
         self.driver
             .post(&format!("/element/{}/click", self.id), json!({}))
             .await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let url = format!("{}/execute/sync", self.driver.session);
-            let body = json!({
-                "script": "return window.__communalia_before_click !== true \
-                           && document.readyState === 'complete';",
-                "args": [],
-            });
-            // While the old document goes, a script may fail to run: try again.
-            if try_call(&self.driver.http, reqwest::Method::POST, &url, Some(body)).await
-                == Some(Value::Bool(true))
-            {
+        if leaves != Value::Bool(true) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // While the page is being replaced a script may fail to run: try again.
+            let arrived = self
+                .driver
+                .try_post(
+                    "/execute/sync",
+                    json!({
+                        "script": "return document.readyState === 'complete'
+                            && !document.documentElement.hasAttribute('data-webdriver-left');",
+                        "args": [],
+                    }),
+                )
+                .await;
+            if arrived == Some(Value::Bool(true)) {
                 return;
             }
+            assert!(Instant::now() < deadline, "the click did not lead to a new page within 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -251,26 +289,6 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: 
         .unwrap_or_else(|e| panic!("{method} {url}: not JSON: {e}"));
     assert!(status.is_success(), "{method} {url}: {status}: {body}");
     body["value"].clone()
-}
-
-/// One WebDriver command whose failure is expected at times: `None` instead of
-/// failing the test.
-async fn try_call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<Value>,
-) -> Option<Value> {
-    let mut request = http.request(method, url).timeout(Duration::from_secs(60));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let reply = request.send().await.ok()?;
-    if !reply.status().is_success() {
-        return None;
-    }
-    let body: Value = reply.json().await.ok()?;
-    Some(body["value"].clone())
 }
 
 fn free_port() -> u16 {
