@@ -27,8 +27,9 @@ pub(crate) fn member_nav(
     csrf: &str,
     t: &Catalog,
 ) -> MemberNav {
-    let pages: [(&'static str, &str, bool); 4] = [
+    let pages: [(&'static str, &str, bool); 5] = [
         ("/", "assembly.nav_wall", true),
+        ("/history", "history.title", true),
         ("/ledger", "ledger.title", true),
         ("/assembly", "assembly.title", roles.contains(&Role::Assembly)),
         ("/installer", "installer.title", roles.contains(&Role::Installer)),
@@ -58,11 +59,11 @@ mod tests {
         let t = Catalog::for_lang(Lang::En);
         let hrefs = |nav: &MemberNav| nav.links.iter().map(|l| l.href).collect::<Vec<_>>();
         let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
-        assert_eq!(hrefs(&resident), ["/", "/ledger"]);
+        assert_eq!(hrefs(&resident), ["/", "/history", "/ledger"]);
         let both = member_nav("/assembly", &[Role::Assembly, Role::Installer], "al", "c", t);
-        assert_eq!(hrefs(&both), ["/", "/ledger", "/assembly", "/installer"]);
+        assert_eq!(hrefs(&both), ["/", "/history", "/ledger", "/assembly", "/installer"]);
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
-        assert_eq!(current, [false, false, true, false]);
+        assert_eq!(current, [false, false, false, true, false]);
         assert_eq!(both.signed_in, t.tf("assembly.signed_in_as", &[("name", "al")]));
     }
 }
