@@ -134,7 +134,7 @@ impl Queries {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<crate::replay::Replay> {
-        crate::replay::replay(self, &self.devices, &self.services, plan, from, to).await
+        crate::replay::replay(&self.ctx, &self.devices, &self.services, plan, from, to).await
     }
 
     /// The devices whose readings are the community's, not a household's: every

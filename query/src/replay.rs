@@ -24,7 +24,6 @@ use serde::Serialize;
 use crate::allocation::{ServiceDemand, ServiceState, allocate_pools};
 use crate::config::ServiceConfig;
 use crate::engine::pools;
-use crate::export::Queries;
 use crate::live::{LiveSnapshot, SiteBalance};
 use crate::{Error, Result};
 
@@ -131,10 +130,11 @@ struct Minute {
     avg: HashMap<(String, Metric), f64>,
 }
 
-/// Replays `plan` over `[from, to)` on the recorded history, service by service,
-/// beside what the live allocation recorded.
+/// Replays `plan` over `[from, to)` on the recorded history of `ctx` (a session with
+/// `readings_1m`, as [`crate::export::Queries`] has), service by service, beside
+/// what the live allocation recorded.
 pub async fn replay(
-    queries: &Queries,
+    ctx: &datafusion::prelude::SessionContext,
     devices: &[DeviceConfig],
     services: &[ServiceConfig],
     plan: &Plan,
@@ -150,7 +150,7 @@ pub async fn replay(
         from.timestamp_millis(),
         to.timestamp_millis()
     );
-    let batches = queries.session().sql(&sql).await?.collect().await?;
+    let batches = ctx.sql(&sql).await?.collect().await?;
     let minutes = minutes_of(&batches)?;
 
     let roles: HashMap<&str, Role> = devices.iter().map(|d| (d.id.as_str(), d.role)).collect();

@@ -11,6 +11,7 @@ use ledger::plan::{GridSource, Sources};
 use super::*;
 use crate::config::initial_plan;
 use crate::engine::{Engine, EngineOptions};
+use crate::export::Queries;
 
 fn device(id: &str, role: Role) -> DeviceConfig {
     serde_json::from_value(serde_json::json!({
@@ -143,7 +144,7 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
     let queries = Queries::new(history.clone(), &devices, &services)
         .await
         .expect("queries");
-    let raw = replay(&queries, &devices, &services, &plan, t0, to)
+    let raw = replay(queries.session(), &devices, &services, &plan, t0, to)
         .await
         .expect("replay");
     check(&raw);
@@ -155,7 +156,7 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
     let report = history.flush(None, next_day).expect("flush");
     assert_eq!(report.compacted_days.len(), 1);
     assert!(history.snapshot().pending.is_empty());
-    let rolled = replay(&queries, &devices, &services, &plan, t0, to)
+    let rolled = replay(queries.session(), &devices, &services, &plan, t0, to)
         .await
         .expect("replay");
     assert_eq!(rolled, raw, "stored rollups and raw readings replay alike");
@@ -165,7 +166,7 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
     for s in &mut draft.services {
         s.tier = if s.id == "b" { 1 } else { 2 };
     }
-    let drafted = replay(&queries, &devices, &services, &draft, t0, to)
+    let drafted = replay(queries.session(), &devices, &services, &draft, t0, to)
         .await
         .expect("replay");
     let b_draft = drafted.services.iter().find(|s| s.id == "b").expect("b");
