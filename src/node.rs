@@ -63,7 +63,9 @@ impl Node {
         let metrics = Arc::new(IngestMetrics::default());
         // What was accepted before the last stop (or crash) comes back first.
         let history = ingest::history::History::open(&c.storage.dir, c.storage.history_options())
-            .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
+            .with_context(|| {
+            format!("cannot open the history in {}", c.storage.dir.display())
+        })?;
         let wal_dir = c.storage.dir.join("wal");
         let (wal, replayed) = ingest::open_wal(&wal_dir, &store, Some(&history))
             .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))?;
@@ -106,7 +108,10 @@ impl Node {
             let client_id = match &c.mqtt.client_id {
                 Some(id) => id.clone(),
                 None => ingest::mqtt::stable_client_id(&c.storage.dir).with_context(|| {
-                    format!("cannot keep the MQTT client id in {}", c.storage.dir.display())
+                    format!(
+                        "cannot keep the MQTT client id in {}",
+                        c.storage.dir.display()
+                    )
                 })?,
             };
             Some(MqttClientOptions {
@@ -144,7 +149,11 @@ impl Node {
         let engine =
             tokio::spawn(engine.run(tx, Duration::from_secs(1), replan.clone(), cancel.clone()));
         // Each evaluation goes into the history, for its charts and replays.
-        tokio::spawn(query::replay::record(rx.clone(), ingest.sender(), cancel.clone()));
+        tokio::spawn(query::replay::record(
+            rx.clone(),
+            ingest.sender(),
+            cancel.clone(),
+        ));
 
         // --- actuation (opt-in per service): commands follow the live snapshots ---
         if let Some(opts) = mqtt

@@ -10,9 +10,9 @@ use askama::Template;
 use ledger::{AdoptedPlan, DecisionProblem, Plan, PlanChange, PlanProblem, Split};
 use query::allocation::ServiceState;
 
+use crate::format::{format_duration_hours, format_energy};
 use crate::pages::ASSET_VERSION;
 use crate::wall::state_parts;
-use crate::format::{format_duration_hours, format_energy};
 use crate::{
     Catalog, Error, Lang, Result, SiteInfo, format_date_long, format_percent, format_power,
 };
@@ -393,7 +393,10 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
                     "to",
                     &format_date_long(r.to.with_timezone(&site.timezone).date_naive(), lang),
                 ),
-                ("hours", &format_duration_hours(r.minutes as f64 / 60.0, lang)),
+                (
+                    "hours",
+                    &format_duration_hours(r.minutes as f64 / 60.0, lang),
+                ),
             ],
         )
     });
@@ -603,10 +606,7 @@ fn battery_text(battery: Option<&ledger::BatterySource>, lang: Lang) -> String {
             "assembly.battery_open",
             &[
                 ("reserve", &format_percent(b.reserve_soc_pct, lang)),
-                (
-                    "max",
-                    &format_power(b.max_discharge_w.unwrap_or(0.0), lang),
-                ),
+                ("max", &format_power(b.max_discharge_w.unwrap_or(0.0), lang)),
                 ("tiers", &tiers_text(&b.tiers, t)),
             ],
         ),
@@ -653,7 +653,11 @@ pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) 
             ("against", &d.votes_against.to_string()),
             (
                 "abstain",
-                &counted(d.votes_abstain, "assembly.abstain_one", "assembly.abstain_many"),
+                &counted(
+                    d.votes_abstain,
+                    "assembly.abstain_one",
+                    "assembly.abstain_many",
+                ),
             ),
             (
                 "present",
@@ -984,7 +988,10 @@ mod tests {
             max_import_w,
             tiers: vec![],
         };
-        assert_eq!(grid_text(Some(&grid(0.0)), Lang::En), "Grid: no import counted on.");
+        assert_eq!(
+            grid_text(Some(&grid(0.0)), Lang::En),
+            "Grid: no import counted on."
+        );
         assert_eq!(
             grid_text(Some(&grid(3000.0)), Lang::Fr),
             "Réseau : soutirage jusqu'à 3,0 kW, pour toutes les priorités."

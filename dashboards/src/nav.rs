@@ -31,8 +31,16 @@ pub(crate) fn member_nav(
         ("/", "assembly.nav_wall", true),
         ("/history", "history.title", true),
         ("/ledger", "ledger.title", true),
-        ("/assembly", "assembly.title", roles.contains(&Role::Assembly)),
-        ("/installer", "installer.title", roles.contains(&Role::Installer)),
+        (
+            "/assembly",
+            "assembly.title",
+            roles.contains(&Role::Assembly),
+        ),
+        (
+            "/installer",
+            "installer.title",
+            roles.contains(&Role::Installer),
+        ),
     ];
     MemberNav {
         links: pages
@@ -60,10 +68,22 @@ mod tests {
         let hrefs = |nav: &MemberNav| nav.links.iter().map(|l| l.href).collect::<Vec<_>>();
         let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
         assert_eq!(hrefs(&resident), ["/", "/history", "/ledger"]);
-        let both = member_nav("/assembly", &[Role::Assembly, Role::Installer], "al", "c", t);
-        assert_eq!(hrefs(&both), ["/", "/history", "/ledger", "/assembly", "/installer"]);
+        let both = member_nav(
+            "/assembly",
+            &[Role::Assembly, Role::Installer],
+            "al",
+            "c",
+            t,
+        );
+        assert_eq!(
+            hrefs(&both),
+            ["/", "/history", "/ledger", "/assembly", "/installer"]
+        );
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
         assert_eq!(current, [false, false, false, true, false]);
-        assert_eq!(both.signed_in, t.tf("assembly.signed_in_as", &[("name", "al")]));
+        assert_eq!(
+            both.signed_in,
+            t.tf("assembly.signed_in_as", &[("name", "al")])
+        );
     }
 }

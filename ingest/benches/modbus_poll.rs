@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use ingest::metrics::IngestMetrics;
 use ingest::modbus::{Link, ModbusDevice, ModbusSource, spawn_modbus_links};
-use sensors::model::Role;
 use sensors::modbus::MAX_READ_REGISTERS;
+use sensors::model::Role;
 use sensors::sim::sunspec::{build_map, write_common, write_model};
 use sensors::sim::{RegisterImage, SimControl, serve_modbus_gateway};
 use sensors::sunspec::{self, SunSpecMap};
@@ -24,9 +24,29 @@ fn image() -> (RegisterImage, SunSpecMap) {
     let mut image = RegisterImage::new();
     let h = build_map(&mut image, 40000, &[(1, 66), (103, 50), (203, 105)]);
     write_common(&mut image, &h[0], "Bench", "Inverter", "B-1");
-    let _ = write_model(&mut image, &h[1], &[("W", 4200.0), ("WH", 1.2e7), ("PhVphA", 230.0), ("Hz", 50.0), ("St", 4.0)]);
-    let _ = write_model(&mut image, &h[2], &[("W", -1800.0), ("TotWhImp", 3.4e6), ("TotWhExp", 5.6e6)]);
-    (image, SunSpecMap { base: 40000, models: h })
+    let _ = write_model(
+        &mut image,
+        &h[1],
+        &[
+            ("W", 4200.0),
+            ("WH", 1.2e7),
+            ("PhVphA", 230.0),
+            ("Hz", 50.0),
+            ("St", 4.0),
+        ],
+    );
+    let _ = write_model(
+        &mut image,
+        &h[2],
+        &[("W", -1800.0), ("TotWhImp", 3.4e6), ("TotWhExp", 5.6e6)],
+    );
+    (
+        image,
+        SunSpecMap {
+            base: 40000,
+            models: h,
+        },
+    )
 }
 
 /// The fewest requests that read `map`'s metric points and scale factors, by
@@ -34,7 +54,9 @@ fn image() -> (RegisterImage, SunSpecMap) {
 fn minimum_requests(map: &SunSpecMap) -> usize {
     let mut ranges: Vec<(u32, u32)> = Vec::new();
     for m in map.models.iter().filter(|m| m.id != 1) {
-        let Some(def) = sunspec::model_definition(m.id) else { continue };
+        let Some(def) = sunspec::model_definition(m.id) else {
+            continue;
+        };
         for p in def.points.iter().filter(|p| p.metric.is_some()) {
             let at = u32::from(m.address) + u32::from(p.offset);
             ranges.push((at, at + u32::from(p.words())));
@@ -79,10 +101,17 @@ async fn round(n: usize, seconds: f64) -> Round {
     for i in 0..n {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        servers.push(tokio::spawn(serve_modbus_gateway(listener, vec![(1, img.clone().shared())], SimControl::new())));
+        servers.push(tokio::spawn(serve_modbus_gateway(
+            listener,
+            vec![(1, img.clone().shared())],
+            SimControl::new(),
+        )));
         devices.push(ModbusDevice {
             id: format!("inv-{i}").into(),
-            link: Link::Tcp { host: "127.0.0.1".into(), port: addr.port() },
+            link: Link::Tcp {
+                host: "127.0.0.1".into(),
+                port: addr.port(),
+            },
             unit: 1,
             source: ModbusSource::SunSpec,
             poll_interval: Duration::from_millis(1),
@@ -118,16 +147,26 @@ async fn round(n: usize, seconds: f64) -> Round {
     for s in servers {
         s.abort();
     }
-    let polls: Vec<u64> = after.iter().map(|(id, h)| h.polls - before.get(id).map_or(0, |b| b.polls)).collect();
+    let polls: Vec<u64> = after
+        .iter()
+        .map(|(id, h)| h.polls - before.get(id).map_or(0, |b| b.polls))
+        .collect();
     let slowest = polls.iter().copied().min().unwrap_or(0).max(1);
     latencies.sort();
     Round {
         devices: n,
         cycle: elapsed / slowest as u32,
-        latency_p50: latencies.get(latencies.len() / 2).copied().unwrap_or_default(),
+        latency_p50: latencies
+            .get(latencies.len() / 2)
+            .copied()
+            .unwrap_or_default(),
         latency_max: latencies.last().copied().unwrap_or_default(),
         polls_per_s: polls.iter().sum::<u64>() as f64 / elapsed.as_secs_f64(),
-        transactions: after.values().filter_map(|h| h.last_cycle_transactions).max().unwrap_or(0),
+        transactions: after
+            .values()
+            .filter_map(|h| h.last_cycle_transactions)
+            .max()
+            .unwrap_or(0),
         minimum,
         errors: after.values().map(|h| h.consecutive_failures).sum(),
     }
@@ -142,7 +181,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("| devices | cycle over all devices | poll latency p50 | poll latency max | polls/s | requests per poll | fewest possible | failing |");
+    println!(
+        "| devices | cycle over all devices | poll latency p50 | poll latency max | polls/s | requests per poll | fewest possible | failing |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in [1usize, 10, 100] {
         let r = rt.block_on(round(n, seconds));

@@ -30,7 +30,9 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Float64Builder, Int64Builder, RecordBatch,
     StringDictionaryBuilder, TimestampMillisecondBuilder, UInt32Array,
 };
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -506,8 +508,7 @@ impl History {
                 .raw
                 .iter()
                 .filter(|(day, files)| {
-                    **day < today
-                        && (files.len() > 1 || !state.snapshot.rollups.contains_key(*day))
+                    **day < today && (files.len() > 1 || !state.snapshot.rollups.contains_key(*day))
                 })
                 .map(|(day, files)| (*day, files.clone()))
                 .collect()

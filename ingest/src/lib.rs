@@ -31,8 +31,8 @@ use sensors::profile::{self, Profile};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::IngestMetrics;
 use crate::history::History;
+use crate::metrics::IngestMetrics;
 use crate::modbus::{Link, ModbusDevice, ModbusSource};
 use crate::mqtt::{MqttClientOptions, MqttDevice, RecentDigests};
 use crate::sink::SinkTargets;
@@ -305,8 +305,7 @@ impl Ingest {
         let (history_tx, history) = match durability.history {
             Some(h) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let writer =
-                    history::spawn_writer(h, rx, durability.wal.clone(), cancel.clone());
+                let writer = history::spawn_writer(h, rx, durability.wal.clone(), cancel.clone());
                 (Some(tx), Some(writer))
             }
             None => (None, None),

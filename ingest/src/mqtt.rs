@@ -349,9 +349,20 @@ mod tests {
         let a = tempfile::tempdir().expect("tmp");
         let b = tempfile::tempdir().expect("tmp");
         let first = stable_client_id(a.path()).expect("id");
-        assert!(first.starts_with("communalia-") && first.len() == 23, "{first}");
-        assert_eq!(stable_client_id(a.path()).expect("id"), first, "same directory");
-        assert_ne!(stable_client_id(b.path()).expect("id"), first, "another node");
+        assert!(
+            first.starts_with("communalia-") && first.len() == 23,
+            "{first}"
+        );
+        assert_eq!(
+            stable_client_id(a.path()).expect("id"),
+            first,
+            "same directory"
+        );
+        assert_ne!(
+            stable_client_id(b.path()).expect("id"),
+            first,
+            "another node"
+        );
     }
 
     #[test]

@@ -201,7 +201,12 @@ mod tests {
             ..r(1_500, "a", 55.0)
         };
         store
-            .append(&[r(1_000, "a", 1.0), r(3_000, "a", 3.0), soc, r(2_000, "b", 2.0)])
+            .append(&[
+                r(1_000, "a", 1.0),
+                r(3_000, "a", 3.0),
+                soc,
+                r(2_000, "b", 2.0),
+            ])
             .expect("append");
         store.append(&[r(2_500, "a", 9.0)]).expect("append");
         let batch = store.latest_batch().expect("batch");

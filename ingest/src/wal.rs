@@ -201,8 +201,7 @@ fn decode(
         let len = c.u8().ok_or_else(short)?;
         let metric = c.take(usize::from(len)).ok_or_else(short)?;
         let metric = std::str::from_utf8(metric).map_err(|_| "metric is not UTF-8")?;
-        let metric =
-            Metric::parse(metric).ok_or_else(|| format!("unknown metric `{metric}`"))?;
+        let metric = Metric::parse(metric).ok_or_else(|| format!("unknown metric `{metric}`"))?;
         let value = c.f64().ok_or_else(short)?;
         // One shared id per device, as live ingest makes them.
         let device = match devices.get(device) {
@@ -428,7 +427,8 @@ impl Wal {
         }
         let mut removed = 0;
         // Segment i holds records [first_i, first_{i+1}).
-        while self.segments.len() > 1 && self.segments.get(1).is_some_and(|(next, _)| *next <= upto) {
+        while self.segments.len() > 1 && self.segments.get(1).is_some_and(|(next, _)| *next <= upto)
+        {
             let (_, path) = self.segments.remove(0);
             fs::remove_file(&path).map_err(io_at(&path))?;
             removed += 1;

@@ -58,10 +58,14 @@ fn load_w(i: usize, t: i64) -> f64 {
 }
 
 fn readings_of_day(day_start: i64) -> Vec<Reading> {
-    let mut out = Vec::with_capacity((86_400 / STEP_S as usize) * (4 + 2 * SERVICES + 3 * SERVICES));
+    let mut out =
+        Vec::with_capacity((86_400 / STEP_S as usize) * (4 + 2 * SERVICES + 3 * SERVICES));
     let meters: Vec<Arc<str>> = (0..SERVICES).map(|i| format!("m-{i}").into()).collect();
-    let services: Vec<Arc<str>> = (0..SERVICES).map(|i| format!("service:s-{i}").into()).collect();
-    let (roof, grid, battery): (Arc<str>, Arc<str>, Arc<str>) = ("roof".into(), "grid".into(), "battery".into());
+    let services: Vec<Arc<str>> = (0..SERVICES)
+        .map(|i| format!("service:s-{i}").into())
+        .collect();
+    let (roof, grid, battery): (Arc<str>, Arc<str>, Arc<str>) =
+        ("roof".into(), "grid".into(), "battery".into());
     for k in 0..(86_400 / STEP_S) {
         let t = day_start + k * STEP_S;
         let ts_ms = t * 1000;
@@ -78,12 +82,24 @@ fn readings_of_day(day_start: i64) -> Vec<Reading> {
         out.push(r(&roof, Metric::PowerW, pv));
         out.push(r(&grid, Metric::PowerW, total - pv - battery_w));
         out.push(r(&battery, Metric::PowerW, battery_w));
-        out.push(r(&battery, Metric::SocPct, 50.0 + 30.0 * (t as f64 / 20_000.0).sin()));
+        out.push(r(
+            &battery,
+            Metric::SocPct,
+            50.0 + 30.0 * (t as f64 / 20_000.0).sin(),
+        ));
         for (i, w) in loads.iter().enumerate() {
             out.push(r(&meters[i], Metric::PowerW, *w));
             out.push(r(&services[i], Metric::DemandW, *w));
-            out.push(r(&services[i], Metric::AllocatedW, w.min(pv / SERVICES as f64)));
-            out.push(r(&services[i], Metric::Shed, if pv <= 0.0 { 1.0 } else { 0.0 }));
+            out.push(r(
+                &services[i],
+                Metric::AllocatedW,
+                w.min(pv / SERVICES as f64),
+            ));
+            out.push(r(
+                &services[i],
+                Metric::Shed,
+                if pv <= 0.0 { 1.0 } else { 0.0 },
+            ));
         }
     }
     out
@@ -104,7 +120,11 @@ fn median(mut f: impl FnMut() -> BenchResult<()>, runs: usize) -> BenchResult<f6
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     for day in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(day.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if f.path().extension().is_some_and(|e| e == "parquet") {
                 total += f.metadata().map(|m| m.len()).unwrap_or(0);
             }
@@ -114,8 +134,13 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 fn main() -> BenchResult<()> {
-    let days: i64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(30);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let days: i64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let tmp = tempfile::tempdir()?;
     let history = History::open(tmp.path(), HistoryOptions::default())?;
     let first: DateTime<Utc> = Utc
@@ -137,7 +162,9 @@ fn main() -> BenchResult<()> {
     let write_s = started.elapsed().as_secs_f64();
     let raw_bytes = dir_bytes(&tmp.path().join("readings"));
     let rollup_bytes = dir_bytes(&tmp.path().join("readings_1m"));
-    println!("history: {days} days, {raw_rows} readings written, compacted and rolled up in {write_s:.1} s");
+    println!(
+        "history: {days} days, {raw_rows} readings written, compacted and rolled up in {write_s:.1} s"
+    );
     println!(
         "  raw Parquet: {raw_bytes} bytes, {:.2} bytes per reading; rollups: {rollup_bytes} bytes",
         raw_bytes as f64 / raw_rows as f64
@@ -188,7 +215,9 @@ fn main() -> BenchResult<()> {
         let batches = rt.block_on(async { queries.session().sql(&sql).await?.collect().await })?;
         Ok(batches.iter().map(|b| b.num_rows()).sum())
     };
-    if run(daily("readings_1m", "avg"))? != days as usize || run(daily("readings", "value"))? != days as usize {
+    if run(daily("readings_1m", "avg"))? != days as usize
+        || run(daily("readings", "value"))? != days as usize
+    {
         return Err("the daily query does not give one row a day".into());
     }
     let rollup_ms = median(|| run(daily("readings_1m", "avg")).map(|_| ()), 5)?;

@@ -163,10 +163,7 @@ impl Engine {
         let config = SessionConfig::new().with_target_partitions(1);
         let ctx = SessionContext::new_with_config(config);
         ctx.register_table("readings_live", Arc::new(LiveTable::new(store.clone())))?;
-        ctx.register_table(
-            "readings_latest",
-            Arc::new(LatestTable::new(store.clone())),
-        )?;
+        ctx.register_table("readings_latest", Arc::new(LatestTable::new(store.clone())))?;
         ctx.register_table("devices", Arc::new(devices_table(devices)?))?;
         ctx.register_table("services", Arc::new(services_table(services)?))?;
         let latest = ctx
@@ -450,7 +447,8 @@ impl Engine {
                     .column_by_name(name)
                     .ok_or_else(|| Error::Query(format!("latest column `{name}` missing")))
             };
-            let wrong = |name: &str| Error::Query(format!("latest column `{name}` has the wrong type"));
+            let wrong =
+                |name: &str| Error::Query(format!("latest column `{name}` has the wrong type"));
             let idx = column("idx")?
                 .as_primitive_opt::<UInt32Type>()
                 .ok_or_else(|| wrong("idx"))?;

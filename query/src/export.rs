@@ -57,7 +57,11 @@ pub struct ExportRange {
 pub fn export_schema() -> datafusion::arrow::datatypes::SchemaRef {
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     Arc::new(Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("device", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
         Field::new("value", DataType::Float64, false),
@@ -111,13 +115,20 @@ impl Queries {
         let ctx = SessionContext::new_with_config(config);
         crate::history::register(&ctx, history).await?;
         ctx.register_table("devices", Arc::new(crate::engine::devices_table(devices)?))?;
-        ctx.register_table("services", Arc::new(crate::engine::services_table(services)?))?;
+        ctx.register_table(
+            "services",
+            Arc::new(crate::engine::services_table(services)?),
+        )?;
         let community = devices
             .iter()
             .filter(|d| d.role != sensors::model::Role::Load)
             .map(|d| d.id.clone())
             .chain(services.iter().filter_map(|s| s.meter.clone()))
-            .chain(services.iter().map(|s| crate::replay::service_device(&s.id)))
+            .chain(
+                services
+                    .iter()
+                    .map(|s| crate::replay::service_device(&s.id)),
+            )
             .collect();
         Ok(Queries {
             ctx,
@@ -210,7 +221,8 @@ impl Queries {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = tx.send(Err(SqlError::Refused(format!("cannot run the query: {e}"))));
+                        let _ =
+                            tx.send(Err(SqlError::Refused(format!("cannot run the query: {e}"))));
                         return;
                     }
                 };
@@ -290,19 +302,31 @@ fn json_value(column: &ArrayRef, i: usize) -> serde_json::Value {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
             datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::Int64)
                 .ok()
-                .map(|a| Value::from(a.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0)))
+                .map(|a| {
+                    Value::from(
+                        a.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                            .value(0),
+                    )
+                })
                 .unwrap_or(Value::Null)
         }
         DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
             datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::UInt64)
                 .ok()
-                .map(|a| Value::from(a.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().value(0)))
+                .map(|a| {
+                    Value::from(
+                        a.as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                            .value(0),
+                    )
+                })
                 .unwrap_or(Value::Null)
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::Float64)
                 .ok()
-                .and_then(|a| serde_json::Number::from_f64(a.as_primitive::<Float64Type>().value(0)))
+                .and_then(|a| {
+                    serde_json::Number::from_f64(a.as_primitive::<Float64Type>().value(0))
+                })
                 .map(Value::Number)
                 .unwrap_or(Value::Null)
         }
@@ -422,7 +446,10 @@ mod tests {
             "DROP TABLE readings",
         ] {
             let refused = q.sql(write, SqlLimits::default()).await;
-            assert!(matches!(refused, Err(SqlError::Refused(_))), "{write}: {refused:?}");
+            assert!(
+                matches!(refused, Err(SqlError::Refused(_))),
+                "{write}: {refused:?}"
+            );
         }
         assert!(!std::path::Path::new("/tmp/communalia-sql-test.csv").exists());
     }
@@ -434,10 +461,16 @@ mod tests {
             max_rows: 3,
             timeout: Duration::from_secs(10),
         };
-        let answer = q.sql("SELECT * FROM range(10)", limits).await.expect("range");
+        let answer = q
+            .sql("SELECT * FROM range(10)", limits)
+            .await
+            .expect("range");
         assert_eq!(answer.rows.len(), 3);
         assert!(answer.truncated, "more rows existed");
-        let exact = q.sql("SELECT * FROM range(3)", limits).await.expect("range");
+        let exact = q
+            .sql("SELECT * FROM range(3)", limits)
+            .await
+            .expect("range");
         assert!(!exact.truncated, "exactly the limit is not truncated");
         let slow = q
             .sql(
@@ -475,7 +508,10 @@ mod tests {
             csv.push_str(&csv_rows(&batch.expect("batch")).expect("csv"));
         }
         // From inclusive, to exclusive; quoted as RFC 4180 says.
-        assert_eq!(csv, "1970-01-01T00:00:02.000Z,\"a,b \"\"meter\"\"\",power_w,2\n");
+        assert_eq!(
+            csv,
+            "1970-01-01T00:00:02.000Z,\"a,b \"\"meter\"\"\",power_w,2\n"
+        );
         let only_pv = ExportRange {
             devices: vec!["pv".into()],
             ..ExportRange::default()
@@ -543,7 +579,8 @@ impl ParquetChunks {
 
     /// Writes one batch as a row group; returns the bytes now ready.
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let parquet = |e: datafusion::parquet::errors::ParquetError| Error::Query(format!("parquet: {e}"));
+        let parquet =
+            |e: datafusion::parquet::errors::ParquetError| Error::Query(format!("parquet: {e}"));
         self.writer.write(batch).map_err(parquet)?;
         self.writer.flush().map_err(parquet)?;
         Ok(self.buffer.take())

@@ -92,9 +92,11 @@ fn literal_ms(e: &Expr) -> Option<i64> {
         ScalarValue::TimestampMillisecond(Some(v), _) => Some(*v),
         ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1000)),
         ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis()),
         _ => None,
     }
 }
@@ -174,7 +176,11 @@ fn files_in(
 }
 
 impl HistoryTable {
-    fn files(&self, snap: &HistorySnapshot, range: (Option<NaiveDate>, Option<NaiveDate>)) -> Vec<PathBuf> {
+    fn files(
+        &self,
+        snap: &HistorySnapshot,
+        range: (Option<NaiveDate>, Option<NaiveDate>),
+    ) -> Vec<PathBuf> {
         match self.part {
             Part::Raw => files_in(&snap.raw, range, |_| true),
             Part::NotRolledUp => files_in(&snap.raw, range, |d| !snap.rollups.contains_key(d)),
@@ -263,7 +269,10 @@ const ROLLUP_VIEW: &str = "CREATE VIEW readings_1m AS
 /// Registers `readings` and `readings_1m` (with the two tables the latter is made
 /// of) in `ctx`.
 pub async fn register(ctx: &SessionContext, history: Arc<History>) -> Result<()> {
-    ctx.register_table("readings", Arc::new(HistoryTable::readings(history.clone())))?;
+    ctx.register_table(
+        "readings",
+        Arc::new(HistoryTable::readings(history.clone())),
+    )?;
     ctx.register_table(
         "readings_not_rolled_up",
         Arc::new(HistoryTable {

@@ -42,7 +42,11 @@ pub fn allocation_readings(snapshot: &LiveSnapshot) -> Vec<Reading> {
     let mut out = Vec::with_capacity(snapshot.services.len() * 3);
     for s in &snapshot.services {
         let device: std::sync::Arc<str> = service_device(&s.id).into();
-        let shed = if s.state == ServiceState::Shed { 1.0 } else { 0.0 };
+        let shed = if s.state == ServiceState::Shed {
+            1.0
+        } else {
+            0.0
+        };
         for (metric, value) in [
             (Metric::DemandW, s.demand_w),
             (Metric::AllocatedW, s.allocated_w),
@@ -214,7 +218,9 @@ pub async fn replay(
                 let metered = c
                     .and_then(|c| c.meter.as_ref())
                     .and_then(|m| minute.last.get(&(m.clone(), Metric::PowerW)).copied());
-                let demand = metered.or_else(|| c.and_then(|c| c.demand_w)).unwrap_or(0.0);
+                let demand = metered
+                    .or_else(|| c.and_then(|c| c.demand_w))
+                    .unwrap_or(0.0);
                 ServiceDemand {
                     id: p.id.as_str().into(),
                     tier: p.tier,

@@ -99,7 +99,9 @@ async fn publisher(host: &str, port: u16, id: &str) -> AsyncClient {
 /// The `value` column of the CSV export of the meter's power, as integers.
 async fn exported_values(base: &str, token: &str) -> Vec<i64> {
     let body = reqwest::Client::new()
-        .get(format!("{base}/api/export?device=meter&metric=power_w&format=csv"))
+        .get(format!(
+            "{base}/api/export?device=meter&metric=power_w&format=csv"
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -145,7 +147,10 @@ async fn readings_sent_at_qos_1_survive_a_sigkill_exactly_once() {
         .await
         .expect("publish");
     while exported_values(&node.base, &token).await.is_empty() {
-        assert!(Instant::now() < deadline, "the node never received the first reading");
+        assert!(
+            Instant::now() < deadline,
+            "the node never received the first reading"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The rest, ten messages every 2 ms, so that some are always inside the node on
@@ -177,7 +182,10 @@ async fn readings_sent_at_qos_1_survive_a_sigkill_exactly_once() {
         node.child.kill().expect("SIGKILL");
         let _ = node.child.wait();
         let at_kill = published.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(at_kill < N, "the stream was over before kill {k} ({at_kill})");
+        assert!(
+            at_kill < N,
+            "the stream was over before kill {k} ({at_kill})"
+        );
         node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
     }
     burst.await.expect("stream");
@@ -195,7 +203,11 @@ async fn readings_sent_at_qos_1_survive_a_sigkill_exactly_once() {
     for v in &values {
         *counts.entry(*v).or_default() += 1;
     }
-    let missing: Vec<i64> = expected.iter().filter(|v| !counts.contains_key(v)).copied().collect();
+    let missing: Vec<i64> = expected
+        .iter()
+        .filter(|v| !counts.contains_key(v))
+        .copied()
+        .collect();
     let twice: Vec<(&i64, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
     let first = |v: &[i64]| v.iter().take(20).copied().collect::<Vec<_>>();
     assert!(
@@ -205,8 +217,15 @@ async fn readings_sent_at_qos_1_survive_a_sigkill_exactly_once() {
         first(&missing)
     );
     let twice: Vec<_> = twice.into_iter().take(20).collect();
-    assert!(twice.is_empty(), "readings stored more than once (first 20): {twice:?}");
-    assert!(values == expected, "{} readings, expected {N}", values.len());
+    assert!(
+        twice.is_empty(),
+        "readings stored more than once (first 20): {twice:?}"
+    );
+    assert!(
+        values == expected,
+        "{} readings, expected {N}",
+        values.len()
+    );
     let _ = client.disconnect().await;
 }
 
@@ -235,7 +254,12 @@ async fn pyarrow_reads_the_nodes_parquet_files() {
     let client = publisher("127.0.0.1", port, "pyarrow-pub").await;
     for i in 0..50 {
         client
-            .publish(topic, QoS::AtLeastOnce, false, format!("{{\"p\": {}}}", i * 10))
+            .publish(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                format!("{{\"p\": {}}}", i * 10),
+            )
             .await
             .expect("publish");
     }
@@ -248,7 +272,10 @@ async fn pyarrow_reads_the_nodes_parquet_files() {
         if values.len() == 50 && !files.is_empty() && rows_in(&files) >= 50 {
             break;
         }
-        assert!(Instant::now() < deadline, "no Parquet with 50 rows after 30 s: {files:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no Parquet with 50 rows after 30 s: {files:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let script = r#"
@@ -267,13 +294,24 @@ print(json.dumps({"schema": schema, "rows": rows}))
         .args(["-c", script, &readings.to_string_lossy()])
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let schema: Vec<(String, String)> = serde_json::from_value(read["schema"].clone()).expect("schema");
+    let schema: Vec<(String, String)> =
+        serde_json::from_value(read["schema"].clone()).expect("schema");
     let expected_schema = [
         ("ts", "timestamp[ms, tz=UTC]"),
-        ("device", "dictionary<values=string, indices=int32, ordered=0>"),
-        ("metric", "dictionary<values=string, indices=int32, ordered=0>"),
+        (
+            "device",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
+        (
+            "metric",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
         ("value", "double"),
     ]
     .map(|(a, b)| (a.to_string(), b.to_string()));
@@ -287,14 +325,22 @@ print(json.dumps({"schema": schema, "rows": rows}))
         .collect();
     values.sort_unstable();
     assert_eq!(values, (0..50).map(|i| i * 10).collect::<Vec<_>>());
-    assert_eq!(exported_values(&node.base, &token).await, values, "the node's own export agrees");
+    assert_eq!(
+        exported_values(&node.base, &token).await,
+        values,
+        "the node's own export agrees"
+    );
     let _ = client.disconnect().await;
 }
 
 fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for day in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(day.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if f.path().extension().is_some_and(|e| e == "parquet") {
                 out.push(f.path());
             }
@@ -315,7 +361,10 @@ fn rows_in(files: &[std::path::PathBuf]) -> usize {
             ])
             .output();
         if let Ok(out) = out {
-            total += String::from_utf8_lossy(&out.stdout).trim().parse::<usize>().unwrap_or(0);
+            total += String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<usize>()
+                .unwrap_or(0);
         }
     }
     total

@@ -37,8 +37,10 @@ fn parse_export(query: Option<&str>) -> Result<(ExportRange, Format), AppError> 
     let mut range = ExportRange::default();
     let mut format = Format::Csv;
     let mut problems = Vec::new();
-    let time = |key: &str, value: &str, problems: &mut Vec<String>| {
-        match DateTime::parse_from_rfc3339(value) {
+    let time =
+        |key: &str, value: &str, problems: &mut Vec<String>| match DateTime::parse_from_rfc3339(
+            value,
+        ) {
             Ok(t) => Some(t.with_timezone(&Utc)),
             Err(_) => {
                 problems.push(format!(
@@ -46,8 +48,7 @@ fn parse_export(query: Option<&str>) -> Result<(ExportRange, Format), AppError> 
                 ));
                 None
             }
-        }
-    };
+        };
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*key {
             "from" => range.from = time("from", &value, &mut problems),
@@ -154,9 +155,10 @@ pub(crate) async fn export(
                     }
                 },
             );
-            Body::from_stream(
-                chunks.map(|r| r.map(axum::body::Bytes::from).map_err(std::io::Error::other)),
-            )
+            Body::from_stream(chunks.map(|r| {
+                r.map(axum::body::Bytes::from)
+                    .map_err(std::io::Error::other)
+            }))
         }
     };
     let filename = format!("communalia-readings.{extension}");
@@ -177,7 +179,9 @@ pub(crate) async fn export(
 /// An export of nothing, in `format`.
 fn empty_export(format: Format) -> Result<Response, AppError> {
     match format {
-        Format::Csv => Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], CSV_HEADER).into_response()),
+        Format::Csv => {
+            Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], CSV_HEADER).into_response())
+        }
         Format::Parquet => {
             let file = ParquetChunks::new(query::export::export_schema())?.finish()?;
             Ok(([(CONTENT_TYPE, "application/vnd.apache.parquet")], file).into_response())

@@ -15,8 +15,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login,
-    metrics, pages, plans,
+    ledger_page, login, metrics, pages, plans,
 };
 
 /// One route as the table declares it.

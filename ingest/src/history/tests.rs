@@ -57,11 +57,17 @@ fn a_flush_writes_each_day_sorted_and_cuts_the_log() {
     ];
     let second = vec![r(MARCH_12 + 2_000, "pv", Metric::PowerW, 4.0)];
     for readings in [&first, &second] {
-        let n = wal.lock().expect("lock").append(readings, &[]).expect("append");
+        let n = wal
+            .lock()
+            .expect("lock")
+            .append(readings, &[])
+            .expect("append");
         history.add_pending(Some(n), readings).expect("pending");
     }
     assert_eq!(history.pending_rows(), 4);
-    let report = history.flush(Some(&wal), date("2026-03-12")).expect("flush");
+    let report = history
+        .flush(Some(&wal), date("2026-03-12"))
+        .expect("flush");
     assert_eq!(report.rows, 4);
     assert_eq!(history.pending_rows(), 0, "nothing pending once written");
     let snap = history.snapshot();
@@ -103,7 +109,12 @@ fn a_past_day_is_compacted_into_one_file_and_rolled_up() {
                 let t = MARCH_12 + part * 3_600_000 + k * 7_000;
                 [
                     r(t, "pv", Metric::PowerW, (k * 13 % 17) as f64),
-                    r(t + 500, "meter", Metric::EnergyImportWh, (part * 100 + k) as f64),
+                    r(
+                        t + 500,
+                        "meter",
+                        Metric::EnergyImportWh,
+                        (part * 100 + k) as f64,
+                    ),
                 ]
             })
             .collect();
@@ -136,7 +147,10 @@ fn a_past_day_is_compacted_into_one_file_and_rolled_up() {
     let got = read_parquet(rollup_files, &rollup_schema()).expect("rollup");
     assert_eq!(got.num_rows(), minutes.len());
     let ts = got.column(0).as_primitive::<TimestampMillisecondType>();
-    let f = |c: usize| got.column(c).as_primitive::<arrow::datatypes::Float64Type>();
+    let f = |c: usize| {
+        got.column(c)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+    };
     let count = got.column(7).as_primitive::<arrow::datatypes::Int64Type>();
     for i in 0..got.num_rows() {
         let key = (
@@ -144,15 +158,27 @@ fn a_past_day_is_compacted_into_one_file_and_rolled_up() {
             text(got.column(2), i).to_string(),
             ts.value(i),
         );
-        let mut values = minutes.get(&key).cloned().unwrap_or_else(|| panic!("{key:?}"));
+        let mut values = minutes
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key:?}"));
         values.sort_by_key(|(t, _)| *t);
         let sum: f64 = values.iter().map(|(_, v)| v).sum();
         assert_eq!(count.value(i), values.len() as i64, "{key:?}");
-        assert!((f(3).value(i) - sum / values.len() as f64).abs() < 1e-9, "{key:?} avg");
+        assert!(
+            (f(3).value(i) - sum / values.len() as f64).abs() < 1e-9,
+            "{key:?} avg"
+        );
         let lo = values.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
-        let hi = values.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max);
+        let hi = values
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(f64::NEG_INFINITY, f64::max);
         assert_eq!((f(4).value(i), f(5).value(i)), (lo, hi), "{key:?} min max");
-        assert_eq!(f(6).value(i), values.last().map(|(_, v)| *v).unwrap_or(f64::NAN));
+        assert_eq!(
+            f(6).value(i),
+            values.last().map(|(_, v)| *v).unwrap_or(f64::NAN)
+        );
     }
     // The replaced files go after their grace period.
     history.delete_doomed(true);
@@ -183,7 +209,11 @@ fn retention_keeps_raw_readings_and_rollups_for_their_own_time() {
     history.flush(None, date("2026-03-17")).expect("flush");
     let snap = history.snapshot();
     let raw: Vec<NaiveDate> = snap.raw.keys().copied().collect();
-    assert_eq!(raw, [date("2026-03-15"), date("2026-03-16")], "two days of raw");
+    assert_eq!(
+        raw,
+        [date("2026-03-15"), date("2026-03-16")],
+        "two days of raw"
+    );
     let rollups: Vec<NaiveDate> = snap.rollups.keys().copied().collect();
     assert_eq!(rollups.len(), 5, "five days of rollups: {rollups:?}");
     history.delete_doomed(true);

@@ -17,7 +17,12 @@ fn batch(n: usize, start: i64) -> Vec<Reading> {
             } else {
                 Metric::EnergyImportWh
             };
-            r(start + i as i64, &format!("dev-{}", i % 3), metric, i as f64 * 1.5)
+            r(
+                start + i as i64,
+                &format!("dev-{}", i % 3),
+                metric,
+                i as f64 * 1.5,
+            )
         })
         .collect()
 }
@@ -40,7 +45,11 @@ fn records_come_back_after_reopening_and_numbering_goes_on() {
     let numbers: Vec<u64> = replayed.records.iter().map(|(n, _)| *n).collect();
     assert_eq!(numbers, [0, 1]);
     assert!(replayed.damaged.is_empty());
-    assert_eq!(wal.next_record(), 2, "numbering goes on after the replayed records");
+    assert_eq!(
+        wal.next_record(),
+        2,
+        "numbering goes on after the replayed records"
+    );
     assert_eq!(wal.append(&a, &[]).expect("append"), 2);
     drop(wal);
     let (_, replayed) = Wal::open(dir.path()).expect("reopen");
@@ -57,16 +66,29 @@ fn an_unfinished_last_write_is_cut_off_and_the_log_goes_on() {
     drop(wal);
     // A crash in the middle of the next record: its header and half its payload.
     let whole = encode(1, &batch(10, 100), &[7]);
-    let mut f = OpenOptions::new().append(true).open(&last).expect("open segment");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .expect("open segment");
     f.write_all(&whole[..whole.len() / 2]).expect("torn write");
     drop(f);
     let torn_len = fs::metadata(&last).expect("meta").len();
 
     let (mut wal, replayed) = Wal::open(dir.path()).expect("reopen");
-    assert_eq!(replayed.readings().cloned().collect::<Vec<_>>(), a, "the intact record only");
-    assert!(!replayed.digests.contains(&7), "nothing of the unfinished record");
+    assert_eq!(
+        replayed.readings().cloned().collect::<Vec<_>>(),
+        a,
+        "the intact record only"
+    );
+    assert!(
+        !replayed.digests.contains(&7),
+        "nothing of the unfinished record"
+    );
     assert_eq!(replayed.truncated_bytes, (whole.len() / 2) as u64);
-    assert!(fs::metadata(&last).expect("meta").len() < torn_len, "cut off on disk");
+    assert!(
+        fs::metadata(&last).expect("meta").len() < torn_len,
+        "cut off on disk"
+    );
     let c = batch(2, 500);
     wal.append(&c, &[]).expect("append after the cut");
     drop(wal);

@@ -1452,9 +1452,15 @@ mod live_path {
         .expect("engine");
         let live = engine.evaluate(now).await.expect("evaluate");
         assert_eq!(live.site.pv_w, 2_000.0, "the newest PV reading");
-        assert_eq!(live.site.load_w, 150.0, "the pump's old power does not count");
+        assert_eq!(
+            live.site.load_w, 150.0,
+            "the pump's old power does not count"
+        );
         assert_eq!(live.site.available_w, 2_000.0);
-        assert_eq!(state(&live, "fridge"), (150.0, ServiceState::Served, "fully_served"));
+        assert_eq!(
+            state(&live, "fridge"),
+            (150.0, ServiceState::Served, "fully_served")
+        );
         assert_eq!(state(&live, "pump"), (0.0, ServiceState::Idle, "no_demand"));
         let pump = live
             .devices

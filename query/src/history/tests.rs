@@ -33,7 +33,12 @@ fn day_of_readings(day: i64, every_s: i64) -> Vec<Reading> {
         .flat_map(|k| {
             let t = MARCH_12 + day * DAY_MS + 8 * 3_600_000 + k * every_s * 1000;
             [
-                r(t, "pv", Metric::PowerW, ((k * 37) % 101) as f64 + day as f64),
+                r(
+                    t,
+                    "pv",
+                    Metric::PowerW,
+                    ((k * 37) % 101) as f64 + day as f64,
+                ),
                 r(t + 250, "grid", Metric::PowerW, -((k * 11) % 29) as f64),
             ]
         })
@@ -52,7 +57,14 @@ fn history(dir: &std::path::Path) -> (Arc<History>, Vec<Reading>) {
         all.extend(readings);
     }
     let later: Vec<Reading> = (0..5)
-        .map(|k| r(MARCH_12 + 20 * 3_600_000 + k * 1000, "pv", Metric::PowerW, 7.0 + k as f64))
+        .map(|k| {
+            r(
+                MARCH_12 + 20 * 3_600_000 + k * 1000,
+                "pv",
+                Metric::PowerW,
+                7.0 + k as f64,
+            )
+        })
         .collect();
     history.add_pending(None, &later).expect("pending");
     all.extend(later);
@@ -110,7 +122,10 @@ async fn a_query_over_one_day_opens_that_days_files_only() {
     let plan = df.clone().create_physical_plan().await.expect("plan");
     let shown = displayable(plan.as_ref()).indent(true).to_string();
     assert!(shown.contains("date=2026-03-11"), "{shown}");
-    assert!(!shown.contains("date=2026-03-12"), "March 12 opened: {shown}");
+    assert!(
+        !shown.contains("date=2026-03-12"),
+        "March 12 opened: {shown}"
+    );
     let expected = all
         .iter()
         .filter(|x| x.ts_ms >= MARCH_12 - DAY_MS && x.ts_ms < MARCH_12)
@@ -121,17 +136,37 @@ async fn a_query_over_one_day_opens_that_days_files_only() {
 #[test]
 fn day_ranges_follow_the_conditions_on_ts() {
     use datafusion::prelude::{col, lit};
-    let t = |ms: i64| lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())));
-    let (from, to) = day_range(&[col("ts").gt_eq(t(MARCH_12)), col("ts").lt(t(MARCH_12 + 2 * DAY_MS))]);
-    assert_eq!((from, to), (Some(date("2026-03-12")), Some(date("2026-03-14"))));
+    let t = |ms: i64| {
+        lit(ScalarValue::TimestampMillisecond(
+            Some(ms),
+            Some("UTC".into()),
+        ))
+    };
+    let (from, to) = day_range(&[
+        col("ts").gt_eq(t(MARCH_12)),
+        col("ts").lt(t(MARCH_12 + 2 * DAY_MS)),
+    ]);
+    assert_eq!(
+        (from, to),
+        (Some(date("2026-03-12")), Some(date("2026-03-14")))
+    );
     // Reversed operands, nanoseconds.
-    let nanos = lit(ScalarValue::TimestampNanosecond(Some(MARCH_12 * 1_000_000), None));
-    assert_eq!(day_range(&[nanos.lt(col("ts"))]), (Some(date("2026-03-12")), None));
+    let nanos = lit(ScalarValue::TimestampNanosecond(
+        Some(MARCH_12 * 1_000_000),
+        None,
+    ));
+    assert_eq!(
+        day_range(&[nanos.lt(col("ts"))]),
+        (Some(date("2026-03-12")), None)
+    );
     // A bound under OR says nothing.
     let either = col("ts").lt(t(MARCH_12)).or(col("device").eq(lit("pv")));
     assert_eq!(day_range(&[either]), (None, None));
     let between = col("ts").between(t(MARCH_12), t(MARCH_12 + DAY_MS));
-    assert_eq!(day_range(&[between]), (Some(date("2026-03-12")), Some(date("2026-03-13"))));
+    assert_eq!(
+        day_range(&[between]),
+        (Some(date("2026-03-12")), Some(date("2026-03-13")))
+    );
 }
 
 /// `readings_1m` (stored rollups for March 11, computed by DataFusion for March 12)
@@ -141,8 +176,14 @@ async fn readings_1m_equals_a_recomputation_from_the_raw_readings() {
     let dir = tempfile::tempdir().expect("tmp");
     let (history, all) = history(dir.path());
     let snap = history.snapshot();
-    assert!(snap.rollups.contains_key(&date("2026-03-11")), "March 11 rolled up");
-    assert!(!snap.rollups.contains_key(&date("2026-03-12")), "March 12 not yet");
+    assert!(
+        snap.rollups.contains_key(&date("2026-03-11")),
+        "March 11 rolled up"
+    );
+    assert!(
+        !snap.rollups.contains_key(&date("2026-03-12")),
+        "March 12 not yet"
+    );
     let ctx = ctx(history).await;
     let batches = sql(
         &ctx,
@@ -164,24 +205,39 @@ async fn readings_1m_equals_a_recomputation_from_the_raw_readings() {
     let mut seen = 0;
     for b in &batches {
         let ts = b.column(0).as_primitive::<TimestampMillisecondType>();
-        let device = b.column(1).as_string_view_opt().map(|a| a.iter().collect::<Vec<_>>());
+        let device = b
+            .column(1)
+            .as_string_view_opt()
+            .map(|a| a.iter().collect::<Vec<_>>());
         let device = device.unwrap_or_else(|| b.column(1).as_string::<i32>().iter().collect());
         let f = |c: usize| b.column(c).as_primitive::<Float64Type>();
         let n = b.column(7).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             let key = (device[i].unwrap_or_default().to_string(), ts.value(i));
-            let mut values = expected.remove(&key).unwrap_or_else(|| panic!("unexpected {key:?}"));
+            let mut values = expected
+                .remove(&key)
+                .unwrap_or_else(|| panic!("unexpected {key:?}"));
             values.sort_by_key(|(t, _)| *t);
             let vs: Vec<f64> = values.iter().map(|(_, v)| *v).collect();
             assert_eq!(n.value(i), vs.len() as i64, "{key:?}");
             let avg = vs.iter().sum::<f64>() / vs.len() as f64;
             assert!((f(3).value(i) - avg).abs() < 1e-9, "{key:?}");
-            assert_eq!(f(4).value(i), vs.iter().copied().fold(f64::INFINITY, f64::min));
-            assert_eq!(f(5).value(i), vs.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            assert_eq!(
+                f(4).value(i),
+                vs.iter().copied().fold(f64::INFINITY, f64::min)
+            );
+            assert_eq!(
+                f(5).value(i),
+                vs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            );
             assert_eq!(Some(f(6).value(i)), vs.last().copied(), "{key:?} last");
             seen += 1;
         }
     }
-    assert!(expected.is_empty(), "minutes missing: {:?}", expected.keys().take(3).collect::<Vec<_>>());
+    assert!(
+        expected.is_empty(),
+        "minutes missing: {:?}",
+        expected.keys().take(3).collect::<Vec<_>>()
+    );
     assert_eq!(seen, minutes);
 }

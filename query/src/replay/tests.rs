@@ -46,7 +46,10 @@ const MINUTES: [(f64, f64, f64); 10] = [
 /// time for every service, whether the day is still raw or compacted and rolled up.
 #[tokio::test]
 async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
-    let t0 = Utc.with_ymd_and_hms(2026, 3, 12, 10, 0, 0).single().expect("t0");
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 3, 12, 10, 0, 0)
+        .single()
+        .expect("t0");
     let dir = tempfile::tempdir().expect("tmp");
     let history = History::open(dir.path(), HistoryOptions::default()).expect("history");
     let store = Arc::new(LiveStore::new(Duration::from_secs(120)));
@@ -149,7 +152,10 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
         .expect("replay");
     check(&raw);
     let b = raw.services.iter().find(|s| s.id == "b").expect("b");
-    assert!(b.actual_shed_hours > 0.0 && b.actual_energy_wh > 0.0, "{b:?}");
+    assert!(
+        b.actual_shed_hours > 0.0 && b.actual_energy_wh > 0.0,
+        "{b:?}"
+    );
 
     // The same after the day is written out, compacted and rolled up.
     let next_day = NaiveDate::from_ymd_opt(2026, 3, 13).expect("date");
@@ -171,14 +177,21 @@ async fn replaying_the_active_plan_reproduces_the_allocation_recorded_live() {
         .expect("replay");
     let b_draft = drafted.services.iter().find(|s| s.id == "b").expect("b");
     assert!(b_draft.energy_wh > b.energy_wh, "{b_draft:?} vs {b:?}");
-    assert_eq!(b_draft.actual_energy_wh, b.actual_energy_wh, "what was given stays");
+    assert_eq!(
+        b_draft.actual_energy_wh, b.actual_energy_wh,
+        "what was given stays"
+    );
 }
 
 /// The recorder keeps the first fresh evaluation of every ten seconds: nobody
 /// acted on a stale one.
 #[tokio::test]
 async fn the_recorder_keeps_one_evaluation_every_ten_seconds() {
-    let at = |s: i64| Utc.timestamp_millis_opt(1_773_309_600_000 + s * 1000).single().expect("t");
+    let at = |s: i64| {
+        Utc.timestamp_millis_opt(1_773_309_600_000 + s * 1000)
+            .single()
+            .expect("t")
+    };
     let snapshot = |s: i64, stale: bool| {
         let mut live = crate::engine::empty_snapshot(at(s));
         live.stale = stale;
@@ -200,7 +213,17 @@ async fn the_recorder_keeps_one_evaluation_every_ten_seconds() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder = tokio::spawn(record(live_rx, tx, cancel.clone()));
     let mut recorded = Vec::new();
-    for (s, stale) in [(0, false), (3, false), (9, false), (10, false), (14, true), (21, true), (25, false), (29, false), (30, false)] {
+    for (s, stale) in [
+        (0, false),
+        (3, false),
+        (9, false),
+        (10, false),
+        (14, true),
+        (21, true),
+        (25, false),
+        (29, false),
+        (30, false),
+    ] {
         live_tx.send_replace(snapshot(s, stale));
         // Each evaluation is seen before the next one comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -33,8 +33,8 @@ fn service(json: serde_json::Value) -> query::config::ServiceConfig {
 async fn with_history() -> (web::AppState, tempfile::TempDir) {
     let (mut state, _tx) = with_members();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let history = History::open(dir.path(), HistoryOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let history =
+        History::open(dir.path(), HistoryOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let t0 = (Utc::now() - chrono::Duration::hours(1))
         .duration_trunc(chrono::Duration::minutes(1))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -58,7 +58,9 @@ async fn with_history() -> (web::AppState, tempfile::TempDir) {
             r("service:laundry", Metric::Shed, 0.0),
         ]);
     }
-    history.add_pending(None, &readings).unwrap_or_else(|e| panic!("{e}"));
+    history
+        .add_pending(None, &readings)
+        .unwrap_or_else(|e| panic!("{e}"));
     let devices = [
         device("roof", Role::Pv),
         device("fridge-meter", Role::Load),
@@ -105,7 +107,10 @@ async fn members_export_the_communitys_devices_and_installers_every_device() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(devices, expected, "the household's meter is not the community's");
+    assert_eq!(
+        devices, expected,
+        "the household's meter is not the community's"
+    );
     assert_eq!(rows, 3 * 60);
 
     let refused = send(
@@ -123,7 +128,11 @@ async fn members_export_the_communitys_devices_and_installers_every_device() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(csv_devices(&reply.body).0, 60, "an installer sees the household's meter");
+    assert_eq!(
+        csv_devices(&reply.body).0,
+        60,
+        "an installer sees the household's meter"
+    );
 
     for bad in [
         "/api/export?from=yesterday",
@@ -132,7 +141,12 @@ async fn members_export_the_communitys_devices_and_installers_every_device() {
         "/api/export?colour=red",
     ] {
         let reply = send(state.clone(), get(bad, &[("cookie", &ivo.cookie)])).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.body
+        );
     }
 }
 
@@ -155,12 +169,20 @@ async fn a_parquet_export_is_a_file_another_reader_opens() {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .unwrap_or_else(|e| panic!("parquet: {e}"));
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap_or_else(|e| panic!("{e}"))).collect();
+    let batches: Vec<RecordBatch> = reader
+        .map(|b| b.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(rows, 60);
     let sum: f64 = batches
         .iter()
-        .map(|b| b.column(3).as_primitive::<Float64Type>().iter().flatten().sum::<f64>())
+        .map(|b| {
+            b.column(3)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .sum::<f64>()
+        })
         .sum();
     assert_eq!(sum, 60.0 * 3000.0);
     let names: Vec<String> = batches[0]
@@ -186,17 +208,27 @@ async fn installers_query_the_history_in_sql_read_only() {
     };
     let reply = send(
         state.clone(),
-        ask("SELECT CAST(device AS VARCHAR) AS d, avg(value) AS w FROM readings
-             WHERE metric = 'power_w' GROUP BY 1 ORDER BY 1"),
+        ask(
+            "SELECT CAST(device AS VARCHAR) AS d, avg(value) AS w FROM readings
+             WHERE metric = 'power_w' GROUP BY 1 ORDER BY 1",
+        ),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["columns"], serde_json::json!(["d", "w"]));
-    assert_eq!(body["rows"][3], serde_json::json!({"d": "roof", "w": 3000.0}));
+    assert_eq!(
+        body["rows"][3],
+        serde_json::json!({"d": "roof", "w": 3000.0})
+    );
     assert_eq!(body["truncated"], false);
     let refused = send(state.clone(), ask("DROP TABLE readings")).await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
 }
 
 /// The draft caps the laundry at 1000 W. Over the ten recorded minutes the sun's
@@ -218,14 +250,25 @@ async fn the_assembly_replays_a_draft_over_the_recorded_history() {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let row = crate::assembly::table_row(&reply.body, "replay-table", "Laverie partagée");
-    assert_eq!(row, "Laverie partagée 483 Wh 167 Wh 0 h 100 Wh 0 h", "{}", reply.body);
+    assert_eq!(
+        row, "Laverie partagée 483 Wh 167 Wh 0 h 100 Wh 0 h",
+        "{}",
+        reply.body
+    );
     let fridge = crate::assembly::table_row(
         &reply.body,
         "replay-table",
         "Réfrigérateur du cabinet médical",
     );
-    assert_eq!(fridge, "Réfrigérateur du cabinet médical 25 Wh 25 Wh 0 h 25 Wh 0 h");
-    assert!(reply.body.contains("0,2 h de mesures rejouées"), "{}", reply.body);
+    assert_eq!(
+        fridge,
+        "Réfrigérateur du cabinet médical 25 Wh 25 Wh 0 h 25 Wh 0 h"
+    );
+    assert!(
+        reply.body.contains("0,2 h de mesures rejouées"),
+        "{}",
+        reply.body
+    );
     // Nothing recorded; the draft kept.
     assert!(reply.body.contains("name=\"max_w.laundry\" value=\"1000\""));
     let bad = post_form(

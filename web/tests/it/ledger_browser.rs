@@ -47,7 +47,10 @@ pub(crate) async fn serve(
     (base, shutdown, server)
 }
 
-pub(crate) async fn stop(shutdown: CancellationToken, server: tokio::task::JoinHandle<std::io::Result<()>>) {
+pub(crate) async fn stop(
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(

@@ -40,24 +40,47 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
     // The panel's address, before signing in, says so and links to the sign-in
     // form, which then leads back to the panel.
     browser.goto(&format!("{base}/assembly?lang=fr")).await;
-    browser.find("main.message a[href^='/login']").await.click().await;
+    browser
+        .find("main.message a[href^='/login']")
+        .await
+        .click()
+        .await;
     let url = browser.current_url().await;
     assert!(url.contains("/login?next=/assembly"), "{url}");
     browser.find("input[name=name]").await.fill("aline").await;
-    browser.find("input[name=password]").await.fill(PASSWORD).await;
+    browser
+        .find("input[name=password]")
+        .await
+        .fill(PASSWORD)
+        .await;
     browser
         .find("form.account-form button[type=submit]")
         .await
         .click()
         .await;
     let url = browser.current_url().await;
-    assert!(url.ends_with("/assembly?lang=fr") || url.ends_with("/assembly"), "{url}");
+    assert!(
+        url.ends_with("/assembly?lang=fr") || url.ends_with("/assembly"),
+        "{url}"
+    );
     assert!(browser.source().await.contains("plan-form"));
 
     // The draft: laundry to the first tier, capped at 1000 W, shared pro rata.
-    browser.find("input[name='tier.laundry']").await.fill("1").await;
-    browser.find("input[name='max_w.laundry']").await.fill("1000").await;
-    browser.find("select[name='split.1']").await.select("pro_rata").await;
+    browser
+        .find("input[name='tier.laundry']")
+        .await
+        .fill("1")
+        .await;
+    browser
+        .find("input[name='max_w.laundry']")
+        .await
+        .fill("1000")
+        .await;
+    browser
+        .find("select[name='split.1']")
+        .await
+        .select("pro_rata")
+        .await;
     browser
         .find("button[formaction='/assembly/preview']")
         .await
@@ -161,7 +184,11 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
     // The panel after the adoption, as the secretary sees it.
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 20_000, "the screenshot is only {} bytes", png.len());
+    assert!(
+        png.len() > 20_000,
+        "the screenshot is only {} bytes",
+        png.len()
+    );
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let file = dir.join("assembly-panel-adopted-fr.png");
@@ -171,7 +198,10 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
     drop(browser);
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), server).await;
-    assert!(matches!(stopped, Ok(Ok(Ok(())))), "server did not stop cleanly");
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "server did not stop cleanly"
+    );
 }
 
 fn words(text: &str) -> String {

@@ -87,8 +87,13 @@ impl Driver {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
         }}});
-        let reply = call(&http, reqwest::Method::POST, &format!("{base}/session"), Some(capabilities))
-            .await;
+        let reply = call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{base}/session"),
+            Some(capabilities),
+        )
+        .await;
         let id = reply["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {reply}"))
@@ -137,12 +142,20 @@ impl Driver {
     }
 
     pub(crate) async fn current_url(&self) -> String {
-        self.get("/url").await.as_str().unwrap_or_default().to_string()
+        self.get("/url")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The page's HTML as the browser now holds it.
     pub(crate) async fn source(&self) -> String {
-        self.get("/source").await.as_str().unwrap_or_default().to_string()
+        self.get("/source")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The element `css` selects; fails the test when there is none.
@@ -171,7 +184,10 @@ impl Driver {
     /// A PNG of the whole viewport.
     pub(crate) async fn screenshot(&self) -> Vec<u8> {
         let b64 = self.get("/screenshot").await;
-        decode_base64(b64.as_str().unwrap_or_else(|| panic!("no screenshot: {b64}")))
+        decode_base64(
+            b64.as_str()
+                .unwrap_or_else(|| panic!("no screenshot: {b64}")),
+        )
     }
 }
 
@@ -244,7 +260,10 @@ impl Element<'_> {
             if arrived == Some(Value::Bool(true)) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the click did not lead to a new page within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "the click did not lead to a new page within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -273,8 +292,15 @@ impl Element<'_> {
 }
 
 /// One WebDriver command; fails the test on a WebDriver error, naming it.
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
-    let mut request = http.request(method.clone(), url).timeout(Duration::from_secs(60));
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = http
+        .request(method.clone(), url)
+        .timeout(Duration::from_secs(60));
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -292,8 +318,8 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: 
 }
 
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     listener
         .local_addr()
         .unwrap_or_else(|e| panic!("{e}"))
