@@ -97,9 +97,8 @@ async fn a_node_killed_mid_burst_keeps_every_acknowledged_write() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    node.child.kill().expect("SIGKILL the node");
+    node.kill();
     let killed_at = acknowledged.lock().expect("lock").len();
-    let _ = node.child.wait();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer");

@@ -32,16 +32,9 @@ fn site(dir: &Path, mqtt: &str, topic: &str, flush: &str) -> String {
 /// A Mosquitto of the test's own on a free port, which keeps every message for a
 /// client that is away (the system one keeps 1,000), killed on drop.
 struct Mosquitto {
-    child: std::process::Child,
+    _broker: Peer,
     port: u16,
     _dir: TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn own_mosquitto() -> Option<Mosquitto> {
@@ -58,13 +51,14 @@ fn own_mosquitto() -> Option<Mosquitto> {
         ),
     )
     .expect("write mosquitto.conf");
-    let child = std::process::Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
+    let broker = Peer::spawn(
+        std::process::Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .ok()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !tcp_open(&format!("127.0.0.1:{port}")) {
         if Instant::now() > deadline {
@@ -73,7 +67,7 @@ fn own_mosquitto() -> Option<Mosquitto> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Some(Mosquitto {
-        child,
+        _broker: broker,
         port,
         _dir: dir,
     })
@@ -179,8 +173,7 @@ async fn readings_sent_at_qos_1_survive_a_sigkill_exactly_once() {
         while published.load(std::sync::atomic::Ordering::Relaxed) < k * N / 4 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        node.child.kill().expect("SIGKILL");
-        let _ = node.child.wait();
+        node.kill();
         let at_kill = published.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
             at_kill < N,

@@ -3,7 +3,7 @@
 //! absent, failed when `COMMUNALIA_REQUIRE_PEERS=1` (as `.ci/run` sets).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::end_to_end::{check_site, publish_loop, site_config, start_modbus_sims};
@@ -41,46 +41,28 @@ async fn mqtt_path_through_a_real_mosquitto_broker() {
     publisher.abort();
 }
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pymodbus_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import pymodbus"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sunspec_inverter_served_by_pymodbus() {
-    if !pymodbus_available() {
+    if !python_has("pymodbus") {
         return skip("pymodbus (python3 -m pip install 'pymodbus>=3.9,<4')");
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sunspec_server.py");
     for (base, w_raw, w_sf) in [(40000u16, 12345i32, -1i32), (0, 2500, 1), (50000, -300, 0)] {
         let port = free_port();
-        let mut child = Command::new("python3")
-            .args([
-                script,
-                &port.to_string(),
-                &base.to_string(),
-                &w_raw.to_string(),
-                &w_sf.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pymodbus");
-        let stdout = child.stdout.take().expect("stdout");
-        let peer = Peer(child);
+        let mut peer = Peer::spawn(
+            Command::new("python3")
+                .args([
+                    script,
+                    &port.to_string(),
+                    &base.to_string(),
+                    &w_raw.to_string(),
+                    &w_sf.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("start pymodbus");
+        let stdout = peer.child().stdout.take().expect("stdout");
         let mut first = String::new();
         BufReader::new(stdout).read_line(&mut first).expect("read");
         assert_eq!(first.trim(), "ready");

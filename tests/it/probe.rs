@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sensors::sim::sunspec::{InverterState, build_inverter_image, write_inverter};
@@ -184,24 +184,6 @@ async fn probe_says_clearly_when_nothing_answers() {
 
 const SOCAT: &str = "/usr/bin/socat";
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Over RS-485 as an installer meets it: `serial://` with the line settings and
 /// the unit, a fixed-register profile, and the block with `serial = {…}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +196,7 @@ async fn probe_reads_an_sdm120_on_a_serial_line() {
     }
     let dir = TempDir::new("probe-rtu");
     let (node_end, device_end) = (dir.path().join("node"), dir.path().join("device"));
-    let _socat = Peer(
+    let _socat = Peer::spawn(
         Command::new(SOCAT)
             .args([
                 "-d",
@@ -222,10 +204,9 @@ async fn probe_reads_an_sdm120_on_a_serial_line() {
                 &format!("pty,raw,echo=0,link={}", device_end.display()),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("socat");
     for _ in 0..50 {
         if node_end.exists() && device_end.exists() {
             break;
@@ -241,14 +222,14 @@ async fn probe_reads_an_sdm120_on_a_serial_line() {
         env!("CARGO_MANIFEST_DIR"),
         "/ingest/tests/peers/rtu_server.py"
     );
-    let mut server = Command::new("python3")
-        .args([script, &device_end.to_string_lossy(), "19200", "none"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pymodbus rtu server");
-    let stdout = server.stdout.take().expect("stdout");
-    let _server = Peer(server);
+    let mut server = Peer::spawn(
+        Command::new("python3")
+            .args([script, &device_end.to_string_lossy(), "19200", "none"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .expect("pymodbus rtu server");
+    let stdout = server.child().stdout.take().expect("stdout");
     let ready = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)

@@ -2,24 +2,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_communalia");
 
-/// Whether tests needing an outside peer must fail instead of skipping.
-pub(crate) fn peers_required() -> bool {
-    std::env::var("COMMUNALIA_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Prints the skip line, or fails when peers are required.
-pub(crate) fn skip(peer: &str) {
-    if peers_required() {
-        panic!("{peer} not available and COMMUNALIA_REQUIRE_PEERS=1");
-    }
-    println!("skipped: {peer} not available");
-}
+pub(crate) use testkit::net::{free_port, tcp_open};
+pub(crate) use testkit::peers::{python_has, skip};
+pub(crate) use testkit::process::Peer;
 
 pub(crate) struct TempDir(PathBuf);
 
@@ -49,29 +40,32 @@ impl Drop for TempDir {
 
 /// A running `communalia` process, killed on drop.
 pub(crate) struct NodeProc {
-    pub(crate) child: Child,
+    pub(crate) node: Peer,
     pub(crate) base: String,
     /// Kept so that the node never writes into a closed pipe.
     pub(crate) _lines: mpsc::Receiver<String>,
 }
 
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl NodeProc {
+    /// SIGKILLs the node, as a power cut would, and waits for it to be gone.
+    pub(crate) fn kill(&mut self) {
+        let child = self.node.child();
+        child.kill().expect("SIGKILL the node");
+        let _ = child.wait();
     }
 }
 
 /// Starts the binary with `args` and waits for the line announcing its web address.
 pub(crate) fn spawn(args: &[&str]) -> NodeProc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn communalia");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut node = Peer::spawn(
+        Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )
+    .expect("spawn communalia");
+    let stdout = node.child().stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -89,15 +83,15 @@ pub(crate) fn spawn(args: &[&str]) -> NodeProc {
                 if let Some(i) = line.find("http://") {
                     let base = line[i..].trim().trim_end_matches('/').to_string();
                     return NodeProc {
-                        child,
+                        node,
                         base,
                         _lines: rx,
                     };
                 }
             }
             Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
+                let _ = node.child().kill();
+                let status = node.child().wait();
                 panic!(
                     "communalia {args:?} did not announce its web address within 30 s ({status:?})"
                 );
@@ -153,21 +147,6 @@ pub(crate) fn service<'a>(live: &'a serde_json::Value, id: &str) -> &'a serde_js
 
 pub(crate) fn close(a: &serde_json::Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 0.01)
-}
-
-/// A free TCP port on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-pub(crate) fn tcp_open(addr: &str) -> bool {
-    addr.parse()
-        .ok()
-        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok())
-        .is_some()
 }
 
 /// Signs `name` in through the `/login` form of a running node, as a browser does

@@ -40,20 +40,20 @@ async fn sunspec_models_at_each_base_decode_as_pysunspec2_decodes_them() {
     }
     for (seed, base) in [(1u32, 40000u16), (2, 0), (3, 50000)] {
         let port = free_port();
-        let mut child = Command::new("python3")
-            .args([
-                &peer_script("sunspec_models.py"),
-                &port.to_string(),
-                &base.to_string(),
-                &seed.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the pymodbus peer");
-        let stdout = child.stdout.take().expect("stdout");
-        let _peer = Peer(child);
+        let mut peer = Peer::spawn(
+            Command::new("python3")
+                .args([
+                    &peer_script("sunspec_models.py"),
+                    &port.to_string(),
+                    &base.to_string(),
+                    &seed.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("start the pymodbus peer");
+        let stdout = peer.child().stdout.take().expect("stdout");
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)

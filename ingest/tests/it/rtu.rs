@@ -31,7 +31,7 @@ async fn two_rtu_devices_share_one_serial_bus() {
     ));
     std::fs::create_dir_all(&dir).expect("dir");
     let (a, b) = (dir.join("node"), dir.join("device"));
-    let _socat = Peer(
+    let _socat = Peer::spawn(
         Command::new(SOCAT)
             .args([
                 "-d",
@@ -39,27 +39,26 @@ async fn two_rtu_devices_share_one_serial_bus() {
                 &format!("pty,raw,echo=0,link={}", b.display()),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("socat");
     wait_for(Duration::from_secs(5), "the pty pair", || {
         a.exists() && b.exists()
     })
     .await;
-    let mut server = Command::new("python3")
-        .args([
-            peer_script("rtu_server.py"),
-            b.to_string_lossy().into_owned(),
-            "19200".into(),
-            "none".into(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pymodbus rtu server");
-    let stdout = server.stdout.take().expect("stdout");
-    let _server = Peer(server);
+    let mut server = Peer::spawn(
+        Command::new("python3")
+            .args([
+                peer_script("rtu_server.py"),
+                b.to_string_lossy().into_owned(),
+                "19200".into(),
+                "none".into(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .expect("pymodbus rtu server");
+    let stdout = server.child().stdout.take().expect("stdout");
     let ready = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)

@@ -1,7 +1,6 @@
 //! Peers, simulators and waiting, shared by the tests.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,44 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Whether tests needing an outside peer must fail instead of skipping.
-pub(crate) fn peers_required() -> bool {
-    std::env::var("COMMUNALIA_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// Prints the skip line, or fails when peers are required.
-pub(crate) fn skip(peer: &str) {
-    if peers_required() {
-        panic!("{peer} not available and COMMUNALIA_REQUIRE_PEERS=1");
-    }
-    println!("skipped: {peer} not available");
-}
-
-pub(crate) fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A child process killed on drop.
-pub(crate) struct Peer(pub(crate) Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub(crate) use testkit::net::free_port;
+pub(crate) use testkit::peers::{python_has, skip};
+pub(crate) use testkit::process::Peer;
 
 pub(crate) fn peer_script(name: &str) -> String {
     format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{opening_tag, snapshot, state, state_with, validated, with_residents};
+use crate::webdriver::BROWSER_DIR_PREFIX;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -23,21 +24,20 @@ const STREAM_CUT_AFTER: Duration = Duration::from_millis(1500);
 
 /// `None` (after saying so) when there is no browser and none is required.
 fn chromium() -> Option<&'static Path> {
-    let path = Path::new(CHROMIUM);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("COMMUNALIA_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("COMMUNALIA_REQUIRE_PEERS=1 but {CHROMIUM} does not exist");
-    }
-    println!("skipped: chromium not available");
-    None
+    testkit::peers::have_file(CHROMIUM, "chromium").then(|| Path::new(CHROMIUM))
 }
 
-/// Runs headless Chromium with a fresh profile; returns its standard output.
+/// Runs headless Chromium with a fresh profile; returns its standard output. The
+/// browser and every helper process it started are gone when this returns, also
+/// when it fails or times out.
 async fn run_chromium(browser: &Path, args: &[String]) -> String {
-    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let profile = tempfile::Builder::new()
+        .prefix(BROWSER_DIR_PREFIX)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let reaper = testkit::process::Reaper::new();
     let mut command = Command::new(browser);
+    reaper.prepare_tokio(&mut command);
     command
         .args([
             "--headless",
@@ -50,7 +50,11 @@ async fn run_chromium(browser: &Path, args: &[String]) -> String {
             "--disable-sync",
             "--hide-scrollbars",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.path().join("profile").display()
+        ))
+        .env("TMPDIR", profile.path())
         .args(args)
         .kill_on_drop(true);
     let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
@@ -63,6 +67,8 @@ async fn run_chromium(browser: &Path, args: &[String]) -> String {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    let survivors = reaper.reap();
+    assert!(survivors.is_empty(), "chromium left {survivors:?}");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -141,6 +141,7 @@ async fn the_wall_with_todays_curve_fits_both_screens() {
             &browser.screenshot().await,
             &format!("wall-curve-{lang}-{width}x{height}.png"),
         );
+        browser.quit().await;
     }
     stop(shutdown, server).await;
 }
@@ -211,6 +212,6 @@ async fn the_history_page_draws_its_charts_in_a_browser() {
             );
         }
     }
-    drop(browser);
+    browser.quit().await;
     stop(shutdown, server).await;
 }

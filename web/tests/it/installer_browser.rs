@@ -92,6 +92,6 @@ async fn an_installer_reads_the_devices_and_probes_the_simulator_in_a_browser() 
     assert!(url.ends_with("/installer/probe#probe"), "{url}");
     keep_screenshot(&browser.screenshot().await, "installer-probe-fr.png");
 
-    drop(browser);
+    browser.quit().await;
     stop(shutdown, server).await;
 }

@@ -107,6 +107,7 @@ async fn the_wall_with_its_week_panel_fits_both_screens() {
             &browser.screenshot().await,
             &format!("wall-week-fr-{width}x{height}.png"),
         );
+        browser.quit().await;
     }
     stop(shutdown, server).await;
 }
@@ -196,6 +197,6 @@ async fn a_resident_records_and_transfers_in_a_browser() {
     assert!(report.is_intact(), "{report}");
 
     keep_screenshot(&browser.screenshot().await, "ledger-fr.png");
-    drop(browser);
+    browser.quit().await;
     stop(shutdown, server).await;
 }

@@ -195,7 +195,7 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
     std::fs::write(&file, &png).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     println!("screenshot: {}", file.display());
 
-    drop(browser);
+    browser.quit().await;
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(

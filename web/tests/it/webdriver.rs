@@ -3,52 +3,65 @@
 //! read the page back and take a screenshot. No browser automation crate: the
 //! protocol is a handful of JSON requests (https://www.w3.org/TR/webdriver2/).
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::process::Reaper;
 use tokio::process::{Child, Command};
 
 pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// How the browser tests' profile directories are named: `.ci/run` looks for
+/// processes that still use one after the suite.
+pub(crate) const BROWSER_DIR_PREFIX: &str = "communalia-browser-";
 /// The key under which WebDriver returns an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// `None` (after saying so) when chromedriver or Chromium is missing and no peer is
+/// `false` (after saying so) when chromedriver or Chromium is missing and no peer is
 /// required; under `COMMUNALIA_REQUIRE_PEERS=1` a missing one fails the test.
 pub(crate) fn available() -> bool {
-    for path in [CHROMEDRIVER, CHROMIUM] {
-        if !Path::new(path).exists() {
-            if std::env::var("COMMUNALIA_REQUIRE_PEERS").as_deref() == Ok("1") {
-                panic!("COMMUNALIA_REQUIRE_PEERS=1 but {path} does not exist");
-            }
-            println!("skipped: {path} not available");
-            return false;
-        }
-    }
-    true
+    testkit::peers::have_file(CHROMEDRIVER, "chromedriver")
+        && testkit::peers::have_file(CHROMIUM, "chromium")
 }
 
-/// One chromedriver process with one browser session; both end on drop.
+/// One chromedriver process with one browser session.
+///
+/// A test ends it with [`Driver::quit`]; if the test panics first, dropping the
+/// driver kills chromedriver's process group and every process it started (the
+/// browser and its helpers), synchronously: nothing depends on the test's runtime,
+/// which is shutting down by then.
 pub(crate) struct Driver {
     http: reqwest::Client,
     /// `http://127.0.0.1:PORT/session/ID`
     session: String,
-    _chromedriver: Child,
-    _profile: tempfile::TempDir,
+    chromedriver: Child,
+    /// Declared after `chromedriver`: dropped last, it reaps whatever is left.
+    reaper: Reaper,
+    profile: tempfile::TempDir,
 }
 
 impl Driver {
     /// Starts chromedriver on a free port and a headless Chromium of `width` x
     /// `height` with a fresh profile.
     pub(crate) async fn start(width: u32, height: u32) -> Driver {
-        let port = free_port();
-        let chromedriver = Command::new(CHROMEDRIVER)
+        let port = testkit::net::free_port();
+        let profile = tempfile::Builder::new()
+            .prefix(BROWSER_DIR_PREFIX)
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let reaper = Reaper::new();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
             .arg(format!("--port={port}"))
+            // chromedriver and Chromium put scratch directories under TMPDIR: in the
+            // profile's directory, they go with it.
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let chromedriver = reaper
+            .prepare_tokio(&mut command)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {CHROMEDRIVER}: {e}"));
         let http = reqwest::Client::new();
@@ -68,7 +81,6 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         // The flags this machine's closed network needs (see the wall screen tests).
         let args = [
             "--headless".to_string(),
@@ -81,7 +93,10 @@ impl Driver {
             "--disable-sync".to_string(),
             "--hide-scrollbars".to_string(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.path().display()),
+            format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ),
         ];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -101,8 +116,9 @@ impl Driver {
         let driver = Driver {
             http,
             session: format!("{base}/session/{id}"),
-            _chromedriver: chromedriver,
-            _profile: profile,
+            chromedriver,
+            reaper,
+            profile,
         };
         // An element a page shows a moment after it loads is waited for a while.
         driver.post("/timeouts", json!({"implicit": 5_000})).await;
@@ -191,15 +207,59 @@ impl Driver {
     }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Best effort: chromedriver is killed on drop anyway, the browser with it.
-        let http = self.http.clone();
-        let url = self.session.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { http.delete(url).send().await });
-        }
+impl Driver {
+    /// Ends the browser session as WebDriver means it to end (the browser closes
+    /// itself), then chromedriver; asserts that no process of theirs is left, the
+    /// browser's helpers included.
+    pub(crate) async fn quit(mut self) {
+        let closed = self
+            .http
+            .delete(&self.session)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        assert!(
+            closed.as_ref().is_ok_and(|r| r.status().is_success()),
+            "DELETE {}: {closed:?}",
+            self.session
+        );
+        let _ = self.chromedriver.kill().await;
+        let survivors = self.reaper.reap();
+        assert!(
+            survivors.is_empty(),
+            "still running after quit: {survivors:?}"
+        );
+        let profile = self.profile.path().to_string_lossy().into_owned();
+        let stray = running_with(&profile);
+        assert!(stray.is_empty(), "processes still use {profile}: {stray:?}");
     }
+}
+
+/// The command lines of running processes (zombies aside) that mention `needle`.
+fn running_with(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rfind(')')
+                        .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+                })
+                == Some(false)
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
 }
 
 pub(crate) struct Element<'a> {
@@ -315,15 +375,6 @@ async fn call(
         .unwrap_or_else(|e| panic!("{method} {url}: not JSON: {e}"));
     assert!(status.is_success(), "{method} {url}: {status}: {body}");
     body["value"].clone()
-}
-
-fn free_port() -> u16 {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port()
 }
 
 /// Standard base64 (RFC 4648) to bytes; the screenshot is the only use.
