@@ -232,12 +232,12 @@ pub fn plan_reads(
 /// The words of registers `addr .. addr + n` of `kind`, from the first block read
 /// that holds them all. A block whose response came back shorter than asked only
 /// answers for the registers it actually holds.
-pub fn words<'a>(
-    blocks: &'a [(ReadBlock, Vec<u16>)],
+pub fn words(
+    blocks: &[(ReadBlock, Vec<u16>)],
     kind: RegisterKind,
     addr: u16,
     n: u16,
-) -> Option<&'a [u16]> {
+) -> Option<&[u16]> {
     blocks.iter().find_map(|(block, data)| {
         if !block.contains(kind, addr, n) {
             return None;

@@ -212,8 +212,8 @@ async fn readings_1m_equals_a_recomputation_from_the_raw_readings() {
         let device = device.unwrap_or_else(|| b.column(1).as_string::<i32>().iter().collect());
         let f = |c: usize| b.column(c).as_primitive::<Float64Type>();
         let n = b.column(7).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            let key = (device[i].unwrap_or_default().to_string(), ts.value(i));
+        for (i, device) in device.iter().enumerate() {
+            let key = (device.unwrap_or_default().to_string(), ts.value(i));
             let mut values = expected
                 .remove(&key)
                 .unwrap_or_else(|| panic!("unexpected {key:?}"));

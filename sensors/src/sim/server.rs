@@ -255,11 +255,11 @@ mod tests {
         // Discovery as a client does it: try each base for the marker.
         let mut base = None;
         for b in BASES {
-            if let Ok(Ok(words)) = ctx.read_holding_registers(b, 2).await {
-                if is_marker(&words) {
-                    base = Some(b);
-                    break;
-                }
+            if let Ok(Ok(words)) = ctx.read_holding_registers(b, 2).await
+                && is_marker(&words)
+            {
+                base = Some(b);
+                break;
             }
         }
         let base = base.expect("marker found");

@@ -42,7 +42,8 @@ pub fn sin_elevation(latitude: f64, longitude: f64, at: DateTime<Utc>) -> f64 {
 /// atmosphere's transmission at this air mass, normalised to air mass 1.
 pub fn clear_sky_fraction(latitude: f64, longitude: f64, at: DateTime<Utc>) -> f64 {
     let cos_zenith = sin_elevation(latitude, longitude, at);
-    if !(cos_zenith > 0.0) {
+    // Below the horizon, or NaN from a clock far out of range.
+    if cos_zenith.is_nan() || cos_zenith <= 0.0 {
         return 0.0;
     }
     let zenith_deg = cos_zenith.clamp(-1.0, 1.0).acos().to_degrees();

@@ -232,9 +232,9 @@ async fn the_demo_site_serves_modbus_and_publishes_once_the_broker_is_up() {
     let mut seen: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !wanted.iter().all(|t| seen.contains_key(*t)) {
-        let event = tokio::time::timeout_at(deadline, eventloop.poll())
-            .await
-            .unwrap_or_else(|_| panic!("only saw {:?}", seen.keys().collect::<Vec<_>>()));
+        let Ok(event) = tokio::time::timeout_at(deadline, eventloop.poll()).await else {
+            panic!("only saw {:?}", seen.keys().collect::<Vec<_>>());
+        };
         if let Ok(Event::Incoming(Packet::Publish(p))) = event {
             seen.insert(p.topic.clone(), p.payload.to_vec());
         }
