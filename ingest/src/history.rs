@@ -30,9 +30,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Float64Builder, Int64Builder, RecordBatch,
     StringDictionaryBuilder, TimestampMillisecondBuilder, UInt32Array,
 };
-use arrow::datatypes::{
-    DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
-};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimestampMillisecondType};
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -149,21 +147,15 @@ pub struct FlushReport {
 
 /// The rollup schema.
 pub fn rollup_schema() -> SchemaRef {
-    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("device", dict.clone(), false),
-        Field::new("metric", dict, false),
+    let mut fields = crate::reading::key_fields().to_vec();
+    fields.extend([
         Field::new("avg", DataType::Float64, false),
         Field::new("min", DataType::Float64, false),
         Field::new("max", DataType::Float64, false),
         Field::new("last", DataType::Float64, false),
         Field::new("count", DataType::Int64, false),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 fn day_of(ts_ms: i64) -> Option<NaiveDate> {

@@ -242,6 +242,49 @@ impl Conn {
     pub async fn read_block(&mut self, b: &ReadBlock) -> Result<Vec<u16>, Failure> {
         self.read(b.kind, b.start, b.count).await
     }
+
+    /// Reads `blocks` in order, one transaction each. An exception leaves only that
+    /// block's values missing and is kept; a transport failure ends the pass, and
+    /// its reason is returned beside what was read before it. The poller and the
+    /// probe both read this way.
+    pub async fn read_blocks(&mut self, blocks: &[ReadBlock]) -> (BlockReads, Option<String>) {
+        let mut out = BlockReads {
+            read: Vec::with_capacity(blocks.len()),
+            raw: Vec::with_capacity(blocks.len()),
+            exceptions: Vec::new(),
+        };
+        for block in blocks {
+            let result = match self.read_block(block).await {
+                Ok(words) => {
+                    out.read.push((*block, words.clone()));
+                    Ok(words)
+                }
+                Err(Failure::Exception { code, what }) => {
+                    out.exceptions.push((code, what));
+                    Err(code)
+                }
+                Err(Failure::Transport(why)) => return (out, Some(why)),
+            };
+            out.raw.push(RawBlock {
+                kind: block.kind,
+                start: block.start,
+                count: block.count,
+                result,
+            });
+        }
+        (out, None)
+    }
+}
+
+/// What one pass over a read plan gave.
+#[derive(Debug, Default)]
+pub struct BlockReads {
+    /// The blocks answered, with their words, for the decoders.
+    pub read: Vec<(ReadBlock, Vec<u16>)>,
+    /// Every block asked, answered or refused, for the installer's raw view.
+    pub raw: Vec<RawBlock>,
+    /// Exception code and description of each refused block.
+    pub exceptions: Vec<(u8, String)>,
 }
 
 async fn connect_tcp(
@@ -631,42 +674,26 @@ async fn poll_once(
     let Some(plan) = p.plan.as_ref() else {
         return PollEnd::Refused("no read plan".into());
     };
-    let blocks = plan.blocks();
-    let mut read = Vec::with_capacity(blocks.len());
-    let mut raw = Vec::with_capacity(blocks.len());
-    let mut exceptions = Vec::new();
-    for block in &blocks {
-        match conn.read_block(block).await {
-            Ok(words) => {
-                raw.push(RawBlock {
-                    kind: block.kind,
-                    start: block.start,
-                    count: block.count,
-                    result: Ok(words.clone()),
-                });
-                read.push((*block, words));
-            }
-            Err(Failure::Exception { code, what }) => {
-                tracing::warn!(device = %dev.id, exception = code, "{what}");
-                raw.push(RawBlock {
-                    kind: block.kind,
-                    start: block.start,
-                    count: block.count,
-                    result: Err(code),
-                });
-                exceptions.push((code, what));
-            }
-            Err(Failure::Transport(why)) => {
-                metrics.record_poll(
-                    &dev.id,
-                    Utc::now(),
-                    conn.transactions,
-                    &exceptions,
-                    Err(why.clone()),
-                );
-                return PollEnd::Transport(why);
-            }
-        }
+    let (
+        BlockReads {
+            read,
+            raw,
+            exceptions,
+        },
+        cut,
+    ) = conn.read_blocks(&plan.blocks()).await;
+    for (code, what) in &exceptions {
+        tracing::warn!(device = %dev.id, exception = code, "{what}");
+    }
+    if let Some(why) = cut {
+        metrics.record_poll(
+            &dev.id,
+            Utc::now(),
+            conn.transactions,
+            &exceptions,
+            Err(why.clone()),
+        );
+        return PollEnd::Transport(why);
     }
     let latency = started.elapsed();
     let now = Utc::now();

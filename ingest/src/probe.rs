@@ -12,7 +12,7 @@ use sensors::profile::{self, Profile, RegisterSpec};
 use sensors::sunspec::{self, CommonInfo};
 
 use crate::metrics::{ModelInfo, RawBlock};
-use crate::modbus::{Conn, Failure, Link, discover_sunspec};
+use crate::modbus::{BlockReads, Conn, Link, discover_sunspec};
 use crate::{Error, Result};
 
 /// Where to probe.
@@ -230,31 +230,16 @@ pub async fn probe_modbus(target: &ProbeTarget, opts: &ProbeOptions) -> Result<P
                 )));
             }
         };
-    let mut read = Vec::new();
-    let mut raw = Vec::new();
-    let mut exceptions = Vec::new();
-    for b in &plan_blocks {
-        match conn.read_block(b).await {
-            Ok(words) => {
-                raw.push(RawBlock {
-                    kind: b.kind,
-                    start: b.start,
-                    count: b.count,
-                    result: Ok(words.clone()),
-                });
-                read.push((*b, words));
-            }
-            Err(Failure::Exception { code, what }) => {
-                raw.push(RawBlock {
-                    kind: b.kind,
-                    start: b.start,
-                    count: b.count,
-                    result: Err(code),
-                });
-                exceptions.push((code, what));
-            }
-            Err(Failure::Transport(why)) => return Err(fail(why)),
-        }
+    let (
+        BlockReads {
+            read,
+            raw,
+            exceptions,
+        },
+        cut,
+    ) = conn.read_blocks(&plan_blocks).await;
+    if let Some(why) = cut {
+        return Err(fail(why));
     }
     let values = match &decode {
         Decoder::SunSpec(plan) => plan.decode(&read),

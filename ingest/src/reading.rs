@@ -20,9 +20,13 @@ pub struct Reading {
     pub value: f64,
 }
 
-static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+/// The columns every table of readings starts with (DESIGN.md §2): `ts` in UTC
+/// milliseconds, then `device` and `metric` as dictionaries, so that repeated names
+/// cost one small integer per row. The raw readings add `value`, the one-minute
+/// rollups their aggregates, and an export the same columns with plain strings.
+pub fn key_fields() -> [Field; 3] {
     let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    Arc::new(Schema::new(vec![
+    [
         Field::new(
             "ts",
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
@@ -30,8 +34,13 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         ),
         Field::new("device", dict.clone(), false),
         Field::new("metric", dict, false),
-        Field::new("value", DataType::Float64, false),
-    ]))
+    ]
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = key_fields().to_vec();
+    fields.push(Field::new("value", DataType::Float64, false));
+    Arc::new(Schema::new(fields))
 });
 
 /// `ts`, `device`, `metric`, `value` (DESIGN.md §2).

@@ -7,7 +7,9 @@
 //! - [`net`]: free ports and "is something listening".
 //! - [`process`]: child processes that never outlive the test that started them, nor
 //!   do their own children (Chromium's many processes, a broker, a Python server).
+//! - [`rtu`]: an RS-485 bus with two meters on it, for the serial paths.
 
 pub mod net;
 pub mod peers;
 pub mod process;
+pub mod rtu;

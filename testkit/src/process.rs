@@ -157,6 +157,27 @@ impl Peer {
         self.child.id()
     }
 
+    /// The first line the child writes to its standard output (which must be
+    /// piped), trimmed, waiting at most `within`: the "ready" of a peer script.
+    pub fn first_line(&mut self, within: Duration) -> String {
+        use std::io::BufRead;
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("the peer's standard output is not piped"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        rx.recv_timeout(within)
+            .unwrap_or_else(|_| panic!("the peer said nothing within {within:?}"))
+            .trim()
+            .to_string()
+    }
+
     /// Ends the child and its descendants now; fails if any survives.
     pub fn stop(mut self) {
         self.end();

@@ -3,11 +3,6 @@
 //! serial line (a socat pseudo-terminal pair), and addresses where nothing
 //! answers. What it suggests must be a configuration `check-config` accepts.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use sensors::sim::sunspec::{InverterState, build_inverter_image, write_inverter};
 use sensors::sim::{RegisterImage, serve_modbus_tcp};
 use tokio::net::TcpListener;
@@ -182,64 +177,18 @@ async fn probe_says_clearly_when_nothing_answers() {
     );
 }
 
-const SOCAT: &str = "/usr/bin/socat";
-
 /// Over RS-485 as an installer meets it: `serial://` with the line settings and
 /// the unit, a fixed-register profile, and the block with `serial = {…}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_reads_an_sdm120_on_a_serial_line() {
-    if !Path::new(SOCAT).exists() {
-        return skip("socat (apt-get install socat)");
-    }
-    if !python_has("pymodbus") || !python_has("serial") {
-        return skip("pymodbus with pyserial (python3 -m pip install 'pymodbus>=3.9,<4' pyserial)");
-    }
     let dir = TempDir::new("probe-rtu");
-    let (node_end, device_end) = (dir.path().join("node"), dir.path().join("device"));
-    let _socat = Peer::spawn(
-        Command::new(SOCAT)
-            .args([
-                "-d",
-                &format!("pty,raw,echo=0,link={}", node_end.display()),
-                &format!("pty,raw,echo=0,link={}", device_end.display()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("socat");
-    for _ in 0..50 {
-        if node_end.exists() && device_end.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        node_end.exists() && device_end.exists(),
-        "socat made no pty pair"
-    );
     // Two SDM120 on the bus: unit 2 draws 150 W, unit 5 2300 W.
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/ingest/tests/peers/rtu_server.py"
-    );
-    let mut server = Peer::spawn(
-        Command::new("python3")
-            .args([script, &device_end.to_string_lossy(), "19200", "none"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-    .expect("pymodbus rtu server");
-    let stdout = server.child().stdout.take().expect("stdout");
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .expect("server ready in time")
-        .expect("join")
-        .expect("read");
-    assert_eq!(line.trim(), "ready");
+    let Some(bus) =
+        tokio::task::block_in_place(|| testkit::rtu::Sdm120Bus::start(dir.path(), 19200))
+    else {
+        return;
+    };
+    let node_end = &bus.node_end;
 
     let target = format!("serial://{}?baud=19200&unit=5", node_end.display());
     let out = probe(&[&target, "--profile", "sdm120", "--timeout", "1s"]).await;

@@ -2,9 +2,6 @@
 //! RTU server on one end with two units, the node's worker on the other, polling
 //! both units one at a time on the one bus.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ingest::metrics::HealthState;
@@ -14,61 +11,15 @@ use sensors::model::{Metric, Role};
 
 use crate::support::*;
 
-const SOCAT: &str = "/usr/bin/socat";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rtu_devices_share_one_serial_bus() {
-    if !Path::new(SOCAT).exists() {
-        return skip("socat (apt-get install socat)");
-    }
-    if !python_has("pymodbus") || !python_has("serial") {
-        return skip("pymodbus with pyserial (python3 -m pip install 'pymodbus>=3.9,<4' pyserial)");
-    }
-    let dir = std::env::temp_dir().join(format!(
-        "communalia-rtu-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (a, b) = (dir.join("node"), dir.join("device"));
-    let _socat = Peer::spawn(
-        Command::new(SOCAT)
-            .args([
-                "-d",
-                &format!("pty,raw,echo=0,link={}", a.display()),
-                &format!("pty,raw,echo=0,link={}", b.display()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("socat");
-    wait_for(Duration::from_secs(5), "the pty pair", || {
-        a.exists() && b.exists()
-    })
-    .await;
-    let mut server = Peer::spawn(
-        Command::new("python3")
-            .args([
-                peer_script("rtu_server.py"),
-                b.to_string_lossy().into_owned(),
-                "19200".into(),
-                "none".into(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-    .expect("pymodbus rtu server");
-    let stdout = server.child().stdout.take().expect("stdout");
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .expect("ready in time")
-        .expect("join")
-        .expect("read");
-    assert_eq!(line.trim(), "ready");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(bus) =
+        tokio::task::block_in_place(|| testkit::rtu::Sdm120Bus::start(dir.path(), 19200))
+    else {
+        return;
+    };
+    let a = &bus.node_end;
 
     let serial = |unit| SerialConfig {
         path: a.to_string_lossy().into_owned(),
