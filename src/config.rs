@@ -188,6 +188,14 @@ fn check(l: &Loaded) -> Result<()> {
         };
         bail!("{}: [[device]] {e}", at(line));
     }
+    if let Err(e) = ingest::broker::embedded_access(&c.mqtt, &c.devices) {
+        let key = if e.to_string().contains("embedded_bind") {
+            "embedded_bind"
+        } else {
+            "users"
+        };
+        bail!("{}: {e}", at(line_of(&l.text, 1, key)));
+    }
     let mut ids = std::collections::BTreeSet::new();
     let mut actuation_topics = std::collections::BTreeMap::new();
     for s in &c.services {

@@ -86,6 +86,25 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The MQTT broker of a site whose devices share a network.
+    Mqtt {
+        #[command(subcommand)]
+        command: MqttCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MqttCommand {
+    /// Write Mosquitto's access rules from the configuration: each device's account
+    /// may publish only its own topics, only the node's publishes commands, and a
+    /// relay's reads only its command topic. Says how to set Mosquitto up.
+    Acl {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// Where to write the rules (Mosquitto's `acl_file`).
+        #[arg(long, default_value = "communalia.acl")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +316,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                  `Authorization: Bearer TOKEN`:"
             );
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mqtt {
+            command: MqttCommand::Acl { config, out },
+        } => {
+            let l = config::load_file(&config)?;
+            let commands: Vec<ingest::broker::CommandTopic> = l
+                .config
+                .services
+                .iter()
+                .filter_map(|s| s.actuation.as_ref())
+                .map(|a| ingest::broker::CommandTopic {
+                    topic: a.topic.clone(),
+                    reader: a.reader.clone(),
+                })
+                .collect();
+            let acl = ingest::broker::mosquitto_acl(
+                &l.config.mqtt,
+                &l.config.devices,
+                &commands,
+                &config.display().to_string(),
+            )?;
+            std::fs::write(&out, &acl)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            print!(
+                "{}",
+                ingest::broker::mosquitto_setup(&acl, &out.display().to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -94,13 +94,23 @@ impl Node {
         let mqtt = if workers.mqtt.is_empty() && actuated.is_empty() {
             None
         } else {
+            let mut login = (c.mqtt.username.clone(), c.mqtt.password.clone());
             let endpoint = match c.mqtt.endpoint()? {
                 BrokerEndpoint::Embedded(mut addr) => {
                     if addr.port() == 0 {
                         addr = ingest::broker::free_local_addr()?;
                     }
-                    ingest::broker::start_embedded(addr)?;
-                    tracing::info!(%addr, "embedded MQTT broker listening");
+                    let access = ingest::broker::embedded_access(&c.mqtt, &c.devices)?;
+                    ingest::broker::start_embedded_with(addr, access.as_ref())?;
+                    tracing::info!(
+                        %addr,
+                        accounts = access.as_ref().map_or(0, |a| a.account_names().count()),
+                        "embedded MQTT broker listening"
+                    );
+                    if let Some(access) = &access {
+                        let (user, password) = access.node_login();
+                        login = (Some(user.to_string()), Some(password.to_string()));
+                    }
                     BrokerEndpoint::Embedded(addr)
                 }
                 external => external,
@@ -117,8 +127,8 @@ impl Node {
             Some(MqttClientOptions {
                 endpoint,
                 client_id,
-                username: c.mqtt.username.clone(),
-                password: c.mqtt.password.clone(),
+                username: login.0,
+                password: login.1,
             })
         };
         let durability = ingest::Durability {

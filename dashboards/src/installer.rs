@@ -200,6 +200,8 @@ struct DeviceCard {
     state_hint: &'static str,
     figures: Vec<FigureLine>,
     last_error: Option<String>,
+    /// When and why readings were last turned away.
+    last_reject: Option<String>,
     identity: Option<String>,
     sunspec_heading: Option<String>,
     models: Vec<ModelLine>,
@@ -509,6 +511,26 @@ fn device_card(
         value: h.map_or(0, |h| h.polls).to_string(),
         warn: false,
     });
+    // Readings the plausibility gate turned away, by reason in words.
+    let rejects = diag.map(|d| &d.rejects).filter(|r| !r.is_empty());
+    figures.push(FigureLine {
+        label: t.t("installer.rejected"),
+        value: rejects.map_or_else(
+            || "0".to_string(),
+            |r| {
+                r.iter()
+                    .map(|(reason, n)| {
+                        format!(
+                            "{n} {}",
+                            t.t(&format!("installer.reject.{}", reason.as_str()))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+        warn: rejects.is_some(),
+    });
 
     let raw_blocks: &[RawBlock] = diag.map_or(&[], |d| &d.raw_blocks);
     let values = diag
@@ -549,6 +571,9 @@ fn device_card(
         state_hint: t.t(hint),
         figures,
         last_error: h.and_then(|h| h.last_error.clone()),
+        last_reject: diag
+            .and_then(|d| d.last_reject.as_ref())
+            .map(|(at, _, why)| format!("{} — {why}", moment_ago(*at, now, tz, t))),
         identity: diag.and_then(|d| d.identity.clone()),
         sunspec_heading: diag
             .and_then(|d| d.sunspec_base)
@@ -758,6 +783,16 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_for_refusing_readings_is_said_in_both_languages() {
+        for lang in [Lang::Fr, Lang::En] {
+            for reason in ingest::plausible::RejectReason::ALL {
+                let key = format!("installer.reject.{}", reason.as_str());
+                assert_ne!(lang.catalog().t(&key), key, "{lang:?}");
+            }
+        }
+    }
 
     #[test]
     fn readings_show_three_decimals_at_most_with_their_unit() {

@@ -118,6 +118,7 @@ async fn round(n: usize, seconds: f64) -> Round {
             timeout: Duration::from_secs(2),
             role: Role::Pv,
             power_sign: None,
+            limits: ingest::plausible::Limits::polled(Role::Pv),
         });
     }
     let metrics = Arc::new(IngestMetrics::default());

@@ -42,8 +42,13 @@ fn devices(prefix: &str) -> Vec<DeviceConfig> {
             mqtt: Some(MqttDeviceConfig {
                 topic: format!("{prefix}/m{i}"),
                 fields: Default::default(),
+                username: None,
+                password: None,
             }),
             power_sign: None,
+            max_power_w: None,
+            // The bench sends as fast as it can: no rate limit.
+            max_messages_per_s: Some(1e12),
             registers: Vec::new(),
             poll_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),

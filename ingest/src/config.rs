@@ -16,6 +16,8 @@ pub struct MqttConfig {
     /// Where the embedded broker listens.
     #[serde(default = "default_embedded_bind")]
     pub embedded_bind: SocketAddr,
+    /// The node's own account on the broker (on the embedded broker too, when it
+    /// has accounts; without it the node makes itself one at each start).
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -23,6 +25,26 @@ pub struct MqttConfig {
     /// Client id the node uses (default `communalia-<site>`); must be unique on the broker.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// Accounts on the embedded broker (devices may also carry their own in their
+    /// `mqtt`). With none, the embedded broker only listens on loopback.
+    #[serde(default)]
+    pub users: Vec<MqttUser>,
+}
+
+/// One account on the embedded broker: `users = [{ name = "…", password = "…" }]`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for MqttUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MqttConfig {
@@ -33,6 +55,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             client_id: None,
+            users: Vec::new(),
         }
     }
 }

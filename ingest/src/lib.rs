@@ -15,6 +15,7 @@ pub mod history;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod plausible;
 pub mod probe;
 pub mod reading;
 pub mod sink;
@@ -106,6 +107,24 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
         let sign = d
             .role
             .bus_sign(d.power_sign.unwrap_or(profile.power_sign()));
+        for (key, value) in [
+            ("max_power_w", d.max_power_w),
+            ("max_messages_per_s", d.max_messages_per_s),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(err_at(Some(key), format!("{v} is not a positive number")));
+            }
+        }
+        if d.max_messages_per_s.is_some() && d.is_polled() {
+            return Err(err_at(
+                Some("max_messages_per_s"),
+                "a polled device is read at its poll_interval; the limit is for MQTT devices"
+                    .into(),
+            ));
+        }
+        let limits = plausible::Limits::of(d);
         if !d.registers.is_empty() && !matches!(profile, Profile::Modbus(_)) {
             return Err(err_at(
                 Some("registers"),
@@ -203,6 +222,7 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                     timeout: d.timeout,
                     role: d.role,
                     power_sign: d.power_sign,
+                    limits,
                 });
             }
             Profile::Mqtt(p) => {
@@ -237,6 +257,7 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                     profile: p,
                     config: m.clone(),
                     power_sign: sign,
+                    limits,
                 });
             }
         }

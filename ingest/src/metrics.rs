@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use sensors::modbus::RegisterKind;
 use sensors::model::{Metric, Origin};
 
+use crate::plausible::{RejectReason, Rejected};
+
 /// Consecutive failed polls after which a device is down (one failure is degraded).
 pub const DOWN_AFTER_FAILURES: u32 = 2;
 
@@ -167,6 +169,10 @@ pub struct DeviceDiagnostics {
     pub raw_payloads: BTreeMap<String, RawPayload>,
     /// The latest value of each metric, with where it came from.
     pub values: BTreeMap<Metric, DecodedValue>,
+    /// Payloads or readings turned away, by reason.
+    pub rejects: BTreeMap<RejectReason, u64>,
+    /// When and why the device's readings were last turned away.
+    pub last_reject: Option<(DateTime<Utc>, RejectReason, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -175,7 +181,7 @@ pub struct IngestMetrics {
     mqtt_messages: AtomicU64,
     mqtt_duplicates: AtomicU64,
     wal_errors: AtomicU64,
-    payloads_rejected: Mutex<BTreeMap<String, u64>>,
+    payloads_rejected: Mutex<BTreeMap<(String, RejectReason), u64>>,
     modbus_transactions: Mutex<BTreeMap<String, u64>>,
     modbus_exceptions: Mutex<BTreeMap<String, u64>>,
     health: Mutex<BTreeMap<String, DeviceHealth>>,
@@ -215,15 +221,26 @@ impl IngestMetrics {
     pub fn wal_errors(&self) -> u64 {
         self.wal_errors.load(Ordering::Relaxed)
     }
-    /// `device` is the device id, or `unknown` for a topic no device claims.
-    pub fn reject_payload(&self, device: &str) {
+    /// Counts a payload (or a poll's readings) turned away; `device` is the device
+    /// id, or `unknown` for a topic no device claims.
+    pub fn reject_payload(&self, device: &str, reason: RejectReason) {
         *lock(&self.payloads_rejected)
-            .entry(device.to_string())
+            .entry((device.to_string(), reason))
             .or_default() += 1;
     }
-    pub fn payloads_rejected(&self) -> BTreeMap<String, u64> {
+    /// As [`IngestMetrics::reject_payload`], and the installer's page keeps why.
+    pub fn reject(&self, device: &str, rejected: &Rejected, at: DateTime<Utc>) {
+        self.reject_payload(device, rejected.reason);
+        self.with_diagnostics(device, |d| {
+            *d.rejects.entry(rejected.reason).or_default() += 1;
+            d.last_reject = Some((at, rejected.reason, rejected.detail.clone()));
+        });
+    }
+    /// Rejections by device and reason (`communalia_payloads_rejected_total`).
+    pub fn payloads_rejected(&self) -> BTreeMap<(String, RejectReason), u64> {
         lock(&self.payloads_rejected).clone()
     }
+
     pub fn add_modbus_transactions(&self, device: &str, n: u64) {
         *lock(&self.modbus_transactions)
             .entry(device.to_string())

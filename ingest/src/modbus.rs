@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::metrics::{DecodedValue, IngestMetrics, ModelInfo, RawBlock};
+use crate::plausible::{Gate, Limits};
 use crate::reading::Reading;
 use crate::sink::ReadingsTx;
 
@@ -105,6 +106,8 @@ pub struct ModbusDevice {
     pub role: Role,
     /// The device's `power_sign =`, which wins over the profile's or the model's.
     pub power_sign: Option<PowerSign>,
+    /// What its readings must respect to be accepted.
+    pub limits: Limits,
 }
 
 impl ModbusDevice {
@@ -462,6 +465,7 @@ struct Polled {
     plan: Option<PollPlan>,
     next_due: Instant,
     backoff: Backoff,
+    gate: Gate,
 }
 
 /// What one poll did.
@@ -532,6 +536,7 @@ async fn run_link(
                 ModbusSource::Profile(p) => Some(PollPlan::Profile(p.clone())),
                 ModbusSource::SunSpec => None,
             },
+            gate: Gate::new(dev.limits),
             dev,
         })
         .collect();
@@ -714,13 +719,23 @@ async fn poll_once(
         &exceptions,
         outcome.clone(),
     );
-    record_values(metrics, &dev.id, now, sign, &points, Some(raw));
     let readings = to_readings(
         &dev.id,
         sign,
         now.timestamp_millis(),
-        points.into_iter().map(|p| p.sample).collect(),
+        points.iter().map(|p| p.sample.clone()).collect(),
     );
+    // The device answered; whether what it said is possible is another matter.
+    if let Err(rejected) = p.gate.check(&readings) {
+        tracing::warn!(device = %dev.id, reason = rejected.reason.as_str(), "readings rejected: {}", rejected.detail);
+        metrics.reject(&dev.id, &rejected, now);
+        metrics.with_diagnostics(&dev.id, |d| {
+            d.raw_blocks = raw;
+            d.raw_at = Some(now);
+        });
+        return PollEnd::Read;
+    }
+    record_values(metrics, &dev.id, now, sign, &points, Some(raw));
     if !readings.is_empty() && tx.send(readings.into()).await.is_err() {
         return PollEnd::Read;
     }

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::config::BrokerEndpoint;
 use crate::metrics::IngestMetrics;
+use crate::plausible::{Gate, Limits, RejectReason, Rejected};
 use crate::reading::Reading;
 use crate::sink::{Accepted, PendingAck, ReadingsTx};
 use crate::wal::message_digest;
@@ -34,6 +35,26 @@ pub struct MqttDevice {
     pub config: MqttDeviceConfig,
     /// Factor that turns the device's own power into the site bus view.
     pub power_sign: f64,
+    /// What its readings must respect to be accepted.
+    pub limits: Limits,
+}
+
+/// What the decoder remembers of one device between messages.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    /// The profile's memory (per-channel values).
+    pub decode: MqttState,
+    /// The plausibility gate's (rate, counters).
+    pub gate: Gate,
+}
+
+impl DeviceState {
+    pub fn new(device: &MqttDevice) -> DeviceState {
+        DeviceState {
+            decode: MqttState::default(),
+            gate: Gate::new(device.limits),
+        }
+    }
 }
 
 /// Connection settings of the node's MQTT client.
@@ -175,7 +196,7 @@ pub fn spawn_mqtt(
     let decoder_metrics = metrics.clone();
     let decoder = tokio::spawn(
         async move {
-            let mut states = vec![MqttState::default(); devices.len()];
+            let mut states: Vec<DeviceState> = devices.iter().map(DeviceState::new).collect();
             while let Some(p) = raw_rx.recv().await {
                 let accepted = accept(
                     &routes,
@@ -251,7 +272,7 @@ pub fn spawn_mqtt(
 fn accept(
     routes: &[Route],
     devices: &[MqttDevice],
-    states: &mut [MqttState],
+    states: &mut [DeviceState],
     metrics: &IngestMetrics,
     recent: &mut RecentDigests,
     p: rumqttc::Publish,
@@ -284,12 +305,13 @@ fn accept(
 pub fn route(
     routes: &[Route],
     devices: &[MqttDevice],
-    states: &mut [MqttState],
+    states: &mut [DeviceState],
     metrics: &IngestMetrics,
     topic: &str,
     payload: &[u8],
 ) -> Vec<Reading> {
     let now = chrono::Utc::now();
+    let arrived = std::time::Instant::now();
     let ts_ms = now.timestamp_millis();
     let mut out = Vec::new();
     let mut matched = false;
@@ -303,27 +325,43 @@ pub fn route(
         let (Some(d), Some(state)) = (devices.get(r.device), states.get_mut(r.device)) else {
             continue;
         };
-        match d.profile.decode_with(&d.config, state, topic, payload) {
-            Ok(points) => {
-                metrics.record_success(&d.id, now, None);
-                metrics.record_payload(&d.id, topic, payload, now, None);
-                crate::modbus::record_values(metrics, &d.id, now, d.power_sign, &points, None);
-                out.extend(crate::modbus::to_readings(
+        // A flood is turned away before it costs any decoding.
+        let decoded = state
+            .gate
+            .admit_message(arrived)
+            .and_then(|()| {
+                d.profile
+                    .decode_with(&d.config, &mut state.decode, topic, payload)
+                    .map_err(|e| Rejected {
+                        reason: RejectReason::Decode,
+                        detail: e.to_string(),
+                    })
+            })
+            .and_then(|points| {
+                let readings = crate::modbus::to_readings(
                     &d.id,
                     d.power_sign,
                     ts_ms,
-                    points.into_iter().map(|p| p.sample).collect(),
-                ));
+                    points.iter().map(|p| p.sample.clone()).collect(),
+                );
+                state.gate.check(&readings).map(|()| (points, readings))
+            });
+        match decoded {
+            Ok((points, readings)) => {
+                metrics.record_success(&d.id, now, None);
+                metrics.record_payload(&d.id, topic, payload, now, None);
+                crate::modbus::record_values(metrics, &d.id, now, d.power_sign, &points, None);
+                out.extend(readings);
             }
-            Err(e) => {
-                metrics.reject_payload(&d.id);
-                metrics.record_payload(&d.id, topic, payload, now, Some(e.to_string()));
-                tracing::warn!(device = %d.id, topic, error = %e, "payload rejected");
+            Err(rejected) => {
+                metrics.reject(&d.id, &rejected, now);
+                metrics.record_payload(&d.id, topic, payload, now, Some(rejected.detail.clone()));
+                tracing::warn!(device = %d.id, topic, reason = rejected.reason.as_str(), "payload rejected: {}", rejected.detail);
             }
         }
     }
     if !matched {
-        metrics.reject_payload("unknown");
+        metrics.reject_payload("unknown", RejectReason::UnknownTopic);
         tracing::debug!(topic, "message on a topic no device claims");
     }
     out

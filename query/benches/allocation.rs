@@ -57,6 +57,8 @@ fn device(id: String, role: Role) -> DeviceConfig {
         serial: None,
         mqtt: None,
         power_sign: None,
+        max_power_w: None,
+        max_messages_per_s: None,
         registers: Vec::new(),
         poll_interval: Duration::from_secs(1),
         timeout: Duration::from_secs(1),

@@ -300,6 +300,7 @@ mod tests {
             topic: "tilleuls/school/allowed".into(),
             min_on,
             min_off,
+            reader: None,
         }
     }
 

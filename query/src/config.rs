@@ -45,6 +45,10 @@ pub struct ActuationConfig {
     /// Once switched off, the service stays off at least this long.
     #[serde(default = "default_min_switch_time", with = "humantime_secs")]
     pub min_off: Duration,
+    /// The relay's account on the broker: the access rules let it read this topic
+    /// and nothing else (`communalia mqtt acl`).
+    #[serde(default)]
+    pub reader: Option<String>,
 }
 
 /// Five minutes: long enough that a cloud passing over the roof does not cycle a

@@ -33,6 +33,14 @@ pub struct DeviceConfig {
     /// Overrides the profile's sign convention (e.g. a meter wired the other way).
     #[serde(default)]
     pub power_sign: Option<PowerSign>,
+    /// The largest power this device can carry, in watts; readings beyond it are
+    /// rejected (default by role: see `ingest::plausible`).
+    #[serde(default)]
+    pub max_power_w: Option<f64>,
+    /// MQTT devices: messages a second accepted, sustained (default 20; a burst
+    /// of five seconds' worth passes).
+    #[serde(default)]
+    pub max_messages_per_s: Option<f64>,
     #[serde(default = "default_poll_interval", with = "humantime_secs")]
     pub poll_interval: Duration,
     /// Per-request Modbus timeout.
@@ -175,6 +183,21 @@ pub struct MqttDeviceConfig {
     /// `generic-json` only: metric name -> JSON path (`a.b[0].c`) or `{ path, scale }`.
     #[serde(default)]
     pub fields: BTreeMap<Metric, FieldPath>,
+    /// The device's own account on the broker (default: the device id), for the
+    /// embedded broker's credentials and the access rules `communalia mqtt acl`
+    /// writes. Several devices behind one bridge (Zigbee2MQTT, OpenDTU) share one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The account's password on the embedded broker.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl MqttDeviceConfig {
+    /// The broker account this device publishes with.
+    pub fn account<'a>(&'a self, device_id: &'a str) -> &'a str {
+        self.username.as_deref().unwrap_or(device_id)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

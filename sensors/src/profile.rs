@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 pub use self::modbus::{ModbusProfile, RegisterSpec, check_registers};
-pub use self::mqtt::{Combine, FieldSpec, MqttProfile, MqttState, TopicSpec};
+pub use self::mqtt::{Access, Combine, FieldSpec, MqttProfile, MqttState, TopicSpec};
 use crate::model::PowerSign;
 pub use crate::mqtt::DecodeError;
 use crate::{Error, Result};

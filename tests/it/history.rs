@@ -19,6 +19,7 @@ fn site(dir: &Path, mqtt: &str, topic: &str, flush: &str) -> String {
          [storage]\ndir = \"{}\"\nflush_interval = \"{flush}\"\n\
          [mqtt]\n{mqtt}\n\
          [[device]]\nid = \"meter\"\nrole = \"load\"\nprofile = \"generic-json\"\n\
+         max_messages_per_s = 1000000\n\
          mqtt = {{ topic = \"{topic}\", fields = {{ power_w = \"p\" }} }}\n\
          [[service]]\nid = \"hall\"\nmeter = \"meter\"\ntier = 1\n\
          [[member]]\nname = \"ivo\"\nroles = [\"installer\"]\n",

@@ -43,15 +43,21 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         "MQTT messages received since the node started.",
         [(None, ingest.mqtt_messages() as f64)],
     );
-    family(
+    family_labelled(
         &mut out,
         "communalia_payloads_rejected_total",
         "counter",
-        "Payloads that could not be decoded, per device (\"unknown\" for a topic no device claims).",
+        "Payloads or readings turned away, per device (\"unknown\" for a topic no device claims) and reason (decode, unknown_topic, not_finite, power_out_of_bounds, soc_out_of_bounds, counter_backwards, rate_limited).",
         ingest
             .payloads_rejected()
             .into_iter()
-            .map(|(device, n)| (Some(device), n as f64)),
+            .map(|((device, reason), n)| {
+                (
+                    Some(device),
+                    Some(("reason", reason.as_str().to_string())),
+                    n as f64,
+                )
+            }),
     );
     family(
         &mut out,
@@ -135,22 +141,45 @@ fn family(
     help: &str,
     samples: impl IntoIterator<Item = (Option<String>, f64)>,
 ) {
+    family_labelled(
+        out,
+        name,
+        kind,
+        help,
+        samples
+            .into_iter()
+            .map(|(device, value)| (device, None, value)),
+    );
+}
+
+/// As [`family`], each sample with one more label beside its device.
+fn family_labelled(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Option<String>, Option<(&'static str, String)>, f64)>,
+) {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (device, value) in samples {
-        match device {
-            Some(device) => {
-                let _ = writeln!(
-                    out,
-                    "{name}{{device=\"{}\"}} {}",
-                    escape_label_value(&device),
-                    sample_value(value)
-                );
-            }
-            None => {
-                let _ = writeln!(out, "{name} {}", sample_value(value));
-            }
+    for (device, extra, value) in samples {
+        let mut labels = Vec::new();
+        if let Some(device) = device {
+            labels.push(format!("device=\"{}\"", escape_label_value(&device)));
+        }
+        if let Some((key, label)) = extra {
+            labels.push(format!("{key}=\"{}\"", escape_label_value(&label)));
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {}", sample_value(value));
+        } else {
+            let _ = writeln!(
+                out,
+                "{name}{{{}}} {}",
+                labels.join(","),
+                sample_value(value)
+            );
         }
     }
 }

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ingest::metrics::IngestMetrics;
-use ingest::mqtt::{MqttDevice, route, routes};
+use ingest::mqtt::{DeviceState, MqttDevice, route, routes};
+use ingest::plausible::Limits;
 use proptest::prelude::*;
 use sensors::config::MqttDeviceConfig;
-use sensors::profile::{self, MqttState, Profile};
+use sensors::model::Role;
+use sensors::profile::{self, Profile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -91,11 +93,11 @@ proptest! {
             let Ok(Profile::Mqtt(p)) = profile::lookup(name) else { panic!("{name}") };
             let topic = if name == "tasmota" { "dev".to_string() } else { format!("dev/{name}") };
             let config: MqttDeviceConfig = toml::from_str(&format!("topic = \"{topic}\"{}", if name == "generic-json" { "\nfields = { power_w = \"p\" }" } else { "" })).expect("config");
-            devices.push(MqttDevice { id: Arc::from(name), profile: p, config, power_sign: 1.0 });
+            devices.push(MqttDevice { id: Arc::from(name), profile: p, config, power_sign: 1.0, limits: Limits::polled(Role::Load) });
         }
         let metrics = IngestMetrics::default();
         let routes = routes(&devices);
-        let mut states = vec![MqttState::default(); devices.len()];
+        let mut states: Vec<DeviceState> = devices.iter().map(DeviceState::new).collect();
         let mut topics: Vec<String> = devices.iter().map(|d| format!("{}{suffix}", d.config.topic)).collect();
         topics.push("tele/dev/SENSOR".into());
         for topic in &topics {

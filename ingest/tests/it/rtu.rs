@@ -40,6 +40,7 @@ async fn two_rtu_devices_share_one_serial_bus() {
         timeout: Duration::from_millis(500),
         role: Role::Load,
         power_sign: None,
+        limits: ingest::plausible::Limits::polled(Role::Load),
     };
     let running = run(vec![dev("kitchen", 2), dev("workshop", 5)]);
     let m = running.metrics.clone();

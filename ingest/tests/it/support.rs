@@ -73,6 +73,7 @@ pub(crate) fn device(
         timeout: Duration::from_millis(150),
         role: Role::Grid,
         power_sign: None,
+        limits: ingest::plausible::Limits::polled(Role::Grid),
     }
 }
 

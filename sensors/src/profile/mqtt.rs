@@ -21,8 +21,19 @@ pub struct MqttProfile {
     pub id: String,
     pub name: String,
     pub power_sign: PowerSign,
+    /// What the device publishes and reads, for a broker's access rules.
+    pub access: Access,
     #[serde(rename = "topic")]
     pub topics: Vec<TopicSpec>,
+}
+
+/// The topics a device of this family publishes (`writes`) and listens to
+/// (`reads`), with `{topic}` for its `mqtt.topic`; filters may end in `#`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    pub writes: Vec<String>,
+    pub reads: Vec<String>,
 }
 
 /// One subscription of a device.
@@ -73,6 +84,15 @@ fn one() -> f64 {
     1.0
 }
 
+/// A device configuration used to check a profile's own topics against each other.
+static PROBE_DEVICE: std::sync::LazyLock<MqttDeviceConfig> =
+    std::sync::LazyLock::new(|| MqttDeviceConfig {
+        topic: "probe/device".to_string(),
+        fields: BTreeMap::new(),
+        username: None,
+        password: None,
+    });
+
 fn expand(pattern: &str, dev: &MqttDeviceConfig) -> String {
     pattern.replace("{topic}", dev.topic.trim_end_matches('/'))
 }
@@ -102,6 +122,31 @@ impl MqttProfile {
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.topics.is_empty() {
             return Err("no topic".to_string());
+        }
+        if self.access.writes.is_empty() {
+            return Err("[access] writes names no topic".to_string());
+        }
+        for w in &self.access.writes {
+            if !w.starts_with("{topic}") && !w.contains("/{topic}") {
+                return Err(format!(
+                    "[access] writes `{w}` is not under the device's {{topic}}"
+                ));
+            }
+        }
+        // Every topic read must be one the device is allowed to write.
+        for t in &self.topics {
+            let probe = expand(&t.topic.replace('+', "0"), &PROBE_DEVICE);
+            let allowed = self
+                .access
+                .writes
+                .iter()
+                .any(|w| topic_matches(&expand(w, &PROBE_DEVICE), &probe));
+            if !allowed {
+                return Err(format!(
+                    "topic `{}` is not among the [access] writes",
+                    t.topic
+                ));
+            }
         }
         let probe = serde_json::Value::Null;
         for t in &self.topics {
@@ -173,6 +218,16 @@ impl MqttProfile {
     /// The topic filters to subscribe to for `dev` (a `+` level stays a wildcard).
     pub fn subscriptions(&self, dev: &MqttDeviceConfig) -> Vec<String> {
         self.topics.iter().map(|t| expand(&t.topic, dev)).collect()
+    }
+
+    /// The topic filters `dev` may publish on and those it may read, for a
+    /// broker's access rules.
+    pub fn access_of(&self, dev: &MqttDeviceConfig) -> (Vec<String>, Vec<String>) {
+        let expand_all = |v: &[String]| v.iter().map(|t| expand(t, dev)).collect();
+        (
+            expand_all(&self.access.writes),
+            expand_all(&self.access.reads),
+        )
     }
 
     /// Decodes one payload on its own, without what earlier messages said: a

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use ingest::metrics::IngestMetrics;
+use ingest::plausible::RejectReason;
 
 use crate::support::{get, send, snapshot, state_with};
 
@@ -158,9 +159,10 @@ async fn metrics_expose_state_as_valid_text() {
         ingest.add_mqtt_message();
     }
     let odd_device = "meter \"east\"\\2\nbis";
-    ingest.reject_payload("unknown");
-    ingest.reject_payload(odd_device);
-    ingest.reject_payload(odd_device);
+    ingest.reject_payload("unknown", RejectReason::UnknownTopic);
+    ingest.reject_payload(odd_device, RejectReason::Decode);
+    ingest.reject_payload(odd_device, RejectReason::Decode);
+    ingest.reject_payload(odd_device, RejectReason::PowerOutOfBounds);
     ingest.add_modbus_transactions("roof-school", 17);
     ingest.add_modbus_transactions("grid-meter", 5);
     // A poll of the roof's inverter: 2 requests, one refused, 35 ms; its plan needs 1.
@@ -236,7 +238,16 @@ async fn metrics_expose_state_as_valid_text() {
         2.0
     );
     assert!(
-        reply.body.contains(r#"device="meter \"east\"\\2\nbis""#),
+        reply
+            .body
+            .contains(r#"device="meter \"east\"\\2\nbis",reason="decode"} 2"#),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains(r#"device="meter \"east\"\\2\nbis",reason="power_out_of_bounds"} 1"#),
         "{}",
         reply.body
     );
