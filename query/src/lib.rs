@@ -15,6 +15,7 @@ pub mod export;
 pub mod history;
 pub mod live;
 pub mod live_table;
+pub mod plan_runner;
 pub mod replay;
 
 #[derive(Debug, thiserror::Error)]
