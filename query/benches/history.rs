@@ -23,7 +23,7 @@ use ingest::history::{History, HistoryOptions};
 use ingest::reading::Reading;
 use ledger::plan::{GridSource, Sources};
 use query::config::{ServiceConfig, initial_plan};
-use query::export::Queries;
+use query::history_session::Queries;
 use query::live::SiteBalance;
 use query::plan_runner::{DemandSource, PlanRunner};
 use sensors::config::DeviceConfig;

@@ -136,8 +136,8 @@ struct Minute {
 }
 
 /// Replays `plan` over `[from, to)` on the recorded history of `ctx` (a session with
-/// `readings_1m`, as [`crate::export::Queries`] has), service by service, beside
-/// what the live allocation recorded.
+/// `readings_1m`, as [`crate::history_session::Queries`] has), service by service,
+/// beside what the live allocation recorded.
 pub async fn replay(
     ctx: &datafusion::prelude::SessionContext,
     devices: &[DeviceConfig],
