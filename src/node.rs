@@ -145,7 +145,8 @@ impl Node {
             cancel.clone(),
         );
 
-        let queries = query::export::Queries::new(history.clone(), &c.devices, &c.services).await?;
+        let queries =
+            query::history_session::Queries::new(history.clone(), &c.devices, &c.services).await?;
         let engine = Engine::new(
             store,
             metrics.clone(),

@@ -2,7 +2,7 @@
 //! for the latest values over `readings_live`, the balance and demands read from it,
 //! the active plan, the allocation and the whole snapshot, devices included), against
 //! a plain Rust loop over the same inputs (latest values from a `HashMap`, the balance,
-//! `allocate_pools`, the same `ServiceLive` rows), for 10 to 10,000 services in one
+//! the plan run as the engine runs it, the same `ServiceLive` rows), for 10 to 10,000 services in one
 //! run. Reports both medians and their ratio. Goal: 10,000 services in under 5 ms.
 //!
 //!     cargo bench -p query --bench allocation
@@ -28,10 +28,10 @@ use ingest::reading::Reading;
 use ingest::store::LiveStore;
 use ledger::Journal;
 use ledger::plan::{BatterySource, GridSource, Plan, Sources, Split, TierRule};
-use query::allocation::{ServiceDemand, allocate_pools};
 use query::config::{ServiceConfig, initial_plan};
-use query::engine::{Engine, EngineOptions, pools};
+use query::engine::{Engine, EngineOptions};
 use query::live::{ServiceLive, SiteBalance};
+use query::plan_runner::{DemandSource, PlanRunner};
 use sensors::config::DeviceConfig;
 use sensors::model::{Metric, Role};
 
@@ -156,9 +156,10 @@ struct Known<'a> {
 }
 
 /// The plain path: what `Engine::evaluate` computes for the services, from the
-/// latest value of each device in a `HashMap` and the plan in memory.
+/// latest value of each device in a `HashMap` and the plan in memory, ready to run.
 fn plain(
     site: &Site,
+    runner: &PlanRunner,
     latest: &HashMap<String, f64>,
     soc: Option<f64>,
     names: &HashMap<&str, Known<'_>>,
@@ -178,31 +179,17 @@ fn plain(
             Role::Load => balance.load_w += w,
         }
     }
-    let pools = pools(&site.plan, &balance);
-    balance.available_w = pools.iter().fold(0.0, |sum, p| sum + p.available_w);
-    let inputs: Vec<ServiceDemand> = site
-        .plan
-        .services
-        .iter()
-        .map(|p| {
-            let config = names.get(p.id.as_str()).map(|k| k.config);
-            let metered = config
+    let allocation = runner.run(&balance, false, |_, p| {
+        let config = names.get(p.id.as_str()).map(|k| k.config);
+        DemandSource {
+            metered_w: config
                 .and_then(|c| c.meter.as_ref())
-                .and_then(|m| latest.get(m));
-            let demand_w = metered
-                .copied()
-                .or_else(|| config.and_then(|c| c.demand_w))
-                .unwrap_or(0.0);
-            ServiceDemand {
-                id: p.id.as_str().into(),
-                tier: p.tier,
-                demand_w: demand_w.max(0.0),
-                min_w: p.min_w,
-                max_w: p.max_w,
-            }
-        })
-        .collect();
-    let allocation = allocate_pools(&pools, &site.plan.tiers, &inputs);
+                .and_then(|m| latest.get(m))
+                .copied(),
+            declared_w: config.and_then(|c| c.demand_w),
+        }
+    });
+    balance.available_w = allocation.available_w;
     balance.allocated_w = allocation.allocated_w;
     balance.headroom_w = allocation.headroom_w;
     let rows = allocation
@@ -281,6 +268,7 @@ fn main() -> BenchResult<()> {
             .rev()
             .find(|r| r.metric == Metric::SocPct)
             .map(|r| r.value);
+        let runner = PlanRunner::new(site.plan.clone());
         let names: HashMap<&str, Known<'_>> = site
             .services
             .iter()
@@ -295,7 +283,7 @@ fn main() -> BenchResult<()> {
 
         // Both paths must agree before their times mean anything.
         let live = rt.block_on(engine.evaluate(now))?;
-        let (balance, rows) = plain(&site, &latest, soc, &names);
+        let (balance, rows) = plain(&site, &runner, &latest, soc, &names);
         let same_site = [
             (live.site.pv_w, balance.pv_w),
             (live.site.grid_w, balance.grid_w),
@@ -324,7 +312,7 @@ fn main() -> BenchResult<()> {
             Ok(())
         })?;
         let plain_ms = median(warm_up, runs, || {
-            std::hint::black_box(plain(&site, &latest, soc, &names));
+            std::hint::black_box(plain(&site, &runner, &latest, soc, &names));
             Ok(())
         })?;
         println!(

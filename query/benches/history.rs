@@ -22,11 +22,10 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use ingest::history::{History, HistoryOptions};
 use ingest::reading::Reading;
 use ledger::plan::{GridSource, Sources};
-use query::allocation::{ServiceDemand, allocate_pools};
 use query::config::{ServiceConfig, initial_plan};
-use query::engine::pools;
-use query::export::Queries;
+use query::history_session::Queries;
 use query::live::SiteBalance;
+use query::plan_runner::{DemandSource, PlanRunner};
 use sensors::config::DeviceConfig;
 use sensors::model::{Metric, Role};
 
@@ -255,24 +254,15 @@ fn main() -> BenchResult<()> {
             (site, loads)
         })
         .collect();
+    let runner = PlanRunner::new(plan.clone());
     let loop_ms = median(
         || {
             let mut energy = vec![0.0; SERVICES];
             for (site, loads) in &minutes {
-                let pools = pools(&plan, site);
-                let inputs: Vec<ServiceDemand> = plan
-                    .services
-                    .iter()
-                    .zip(loads)
-                    .map(|(p, w)| ServiceDemand {
-                        id: p.id.as_str().into(),
-                        tier: p.tier,
-                        demand_w: *w,
-                        min_w: p.min_w,
-                        max_w: p.max_w,
-                    })
-                    .collect();
-                let a = allocate_pools(&pools, &plan.tiers, &inputs);
+                let a = runner.run(site, false, |i, _| DemandSource {
+                    metered_w: loads.get(i).copied(),
+                    declared_w: None,
+                });
                 for (e, g) in energy.iter_mut().zip(&a.services) {
                     *e += g.allocated_w / 60.0;
                 }

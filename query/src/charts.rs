@@ -37,7 +37,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use serde::Serialize;
 
-use crate::export::Queries;
+use crate::history_session::Queries;
 use crate::{Error, Result};
 
 /// How a history page cuts time.

@@ -1,8 +1,8 @@
 //! The live evaluation: once a second, a DataFusion query over `readings_latest`
 //! (the newest reading of each device and metric, joined to the configured devices)
 //! gives the site balance, each service's demand and each device's last reading; the
-//! allocation shares the available power by the active plan; the result is one
-//! [`LiveSnapshot`].
+//! active plan runs on them ([`PlanRunner`], as the replay and the assembly's preview
+//! run theirs); the result is one [`LiveSnapshot`].
 //!
 //! It runs every second over every device and service, so the work that does not
 //! change between evaluations is done once: devices are numbered when the engine
@@ -37,10 +37,11 @@ use sensors::model::Role;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocation::{Pool, ServiceDemand, ServiceState, allocate_pools};
+use crate::allocation::ServiceState;
 use crate::config::ServiceConfig;
 use crate::live::{DeviceLive, LiveSnapshot, PlanInfo, ServiceLive, Signal, SiteBalance};
 use crate::live_table::{LatestTable, LiveTable};
+use crate::plan_runner::{DemandSource, PlanRunner};
 use crate::{Error, Result};
 
 /// Tuning of the live evaluation.
@@ -102,21 +103,30 @@ struct Latest {
     last_seen_ms: Vec<Option<i64>>,
 }
 
-/// One service of the active plan, prepared for evaluation.
+impl Latest {
+    /// What is known of a service's demand: its meter's power while recent, and
+    /// what its configuration declares.
+    fn demand(&self, meter: Option<usize>, declared_w: Option<f64>) -> DemandSource {
+        DemandSource {
+            metered_w: meter.and_then(|i| self.fresh_power_w.get(i).copied().flatten()),
+            declared_w,
+        }
+    }
+}
+
+/// What the configuration says of one service of the active plan, `None`s when it
+/// does not know the service.
 struct PlannedService {
-    id: Arc<str>,
     name: Arc<str>,
-    tier: u32,
-    min_w: f64,
-    max_w: Option<f64>,
-    /// The service as configured, `None` when the configuration does not know it.
     meter: Option<usize>,
     declared_w: Option<f64>,
 }
 
-/// The active plan and its services prepared for evaluation.
+/// The active plan prepared for evaluation: ready to run, with its services as
+/// configured, in the order of the plan.
 struct PreparedPlan {
     adopted: Option<Arc<AdoptedPlan>>,
+    runner: PlanRunner,
     services: Vec<PlannedService>,
 }
 
@@ -248,7 +258,7 @@ impl Engine {
         Ok(self
             .services
             .iter()
-            .map(|(id, s)| (id.clone(), demand_w(s.meter, s.demand_w, &latest)))
+            .map(|(id, s)| (id.clone(), latest.demand(s.meter, s.demand_w).demand_w()))
             .collect())
     }
 
@@ -286,29 +296,33 @@ impl Engine {
     }
 
     /// Resolves each service of a plan against the configuration, once per adoption.
+    /// Without an adopted plan, an empty one runs: the sun alone, and no service.
     fn prepare(&self, adopted: Option<Arc<AdoptedPlan>>) -> PreparedPlan {
-        let services = adopted
-            .as_ref()
-            .map(|a| {
-                a.plan
-                    .services
-                    .iter()
-                    .map(|p| {
-                        let config = self.services.get(&p.id);
-                        PlannedService {
-                            id: p.id.as_str().into(),
-                            name: config.map_or_else(|| p.id.as_str().into(), |c| c.name.clone()),
-                            tier: p.tier,
-                            min_w: p.min_w,
-                            max_w: p.max_w,
-                            meter: config.and_then(|c| c.meter),
-                            declared_w: config.and_then(|c| c.demand_w),
-                        }
-                    })
-                    .collect()
+        let plan = adopted.as_ref().map_or_else(
+            || Plan {
+                tiers: vec![],
+                services: vec![],
+                sources: Default::default(),
+            },
+            |a| a.plan.clone(),
+        );
+        let services = plan
+            .services
+            .iter()
+            .map(|p| {
+                let config = self.services.get(&p.id);
+                PlannedService {
+                    name: config.map_or_else(|| p.id.as_str().into(), |c| c.name.clone()),
+                    meter: config.and_then(|c| c.meter),
+                    declared_w: config.and_then(|c| c.demand_w),
+                }
             })
-            .unwrap_or_default();
-        PreparedPlan { adopted, services }
+            .collect();
+        PreparedPlan {
+            adopted,
+            runner: PlanRunner::new(plan),
+            services,
+        }
     }
 
     /// The whole live picture at `now`.
@@ -329,31 +343,15 @@ impl Engine {
             })
             .unwrap_or(true);
 
-        let empty = Plan {
-            tiers: vec![],
-            services: vec![],
-            sources: Default::default(),
-        };
-        let plan = adopted.map(|a| &a.plan).unwrap_or(&empty);
-        // Stale figures give no power: nobody should act on them.
-        let pools = if stale { vec![] } else { pools(plan, &site) };
-        site.available_w = pools.iter().fold(0.0, |sum, p| sum + p.available_w);
-        let inputs: Vec<ServiceDemand> = prepared
-            .services
-            .iter()
-            .map(|s| ServiceDemand {
-                id: s.id.clone(),
-                tier: s.tier,
-                demand_w: if stale {
-                    0.0
-                } else {
-                    demand_w(s.meter, s.declared_w, &latest)
-                },
-                min_w: s.min_w,
-                max_w: s.max_w,
-            })
-            .collect();
-        let allocation = allocate_pools(&pools, &plan.tiers, &inputs);
+        let allocation = prepared.runner.run(&site, stale, |i, _| {
+            prepared
+                .services
+                .get(i)
+                .map_or_else(DemandSource::default, |s| {
+                    latest.demand(s.meter, s.declared_w)
+                })
+        });
+        site.available_w = allocation.available_w;
         site.allocated_w = allocation.allocated_w;
         site.headroom_w = allocation.headroom_w;
 
@@ -361,9 +359,10 @@ impl Engine {
             .services
             .iter()
             .zip(&prepared.services)
-            .map(|(g, p)| ServiceLive {
+            .zip(&prepared.runner.plan().services)
+            .map(|((g, s), p)| ServiceLive {
                 id: g.id.clone(),
-                name: p.name.clone(),
+                name: s.name.clone(),
                 tier: g.tier,
                 demand_w: g.demand_w,
                 allocated_w: g.allocated_w,
@@ -537,45 +536,6 @@ impl Engine {
     }
 }
 
-/// The power the plan lets the services use, as pools in the order they are drawn
-/// on: PV now (all tiers), then the battery's counted discharge while its state of
-/// charge is above the reserve, then the counted grid import, each for the tiers the
-/// plan names (none named: all tiers).
-pub fn pools(plan: &Plan, site: &SiteBalance) -> Vec<Pool> {
-    let tiers = |t: &[u32]| (!t.is_empty()).then(|| t.to_vec());
-    let mut pools = vec![Pool {
-        name: "pv",
-        available_w: site.pv_w.max(0.0),
-        tiers: None,
-    }];
-    if let Some(b) = &plan.sources.battery
-        && site
-            .battery_soc_pct
-            .is_some_and(|soc| soc > b.reserve_soc_pct)
-    {
-        pools.push(Pool {
-            name: "battery",
-            available_w: b.max_discharge_w.unwrap_or(0.0).max(0.0),
-            tiers: tiers(&b.tiers),
-        });
-    }
-    if let Some(g) = &plan.sources.grid {
-        pools.push(Pool {
-            name: "grid",
-            available_w: g.max_import_w.max(0.0),
-            tiers: tiers(&g.tiers),
-        });
-    }
-    pools
-}
-
-/// What the plan lets the services use in all: the sum of its [`pools`].
-pub fn available_w(plan: &Plan, site: &SiteBalance) -> f64 {
-    pools(plan, site)
-        .iter()
-        .fold(0.0, |sum, p| sum + p.available_w)
-}
-
 /// An empty snapshot for the instant before the first evaluation.
 pub fn empty_snapshot(now: DateTime<Utc>) -> LiveSnapshot {
     LiveSnapshot {
@@ -589,13 +549,6 @@ pub fn empty_snapshot(now: DateTime<Utc>) -> LiveSnapshot {
         plan: None,
         pools: vec![],
     }
-}
-
-/// A service's demand: its meter's power while recent, else its declared demand,
-/// else 0. A meter reading slightly negative (noise, or export) demands nothing.
-fn demand_w(meter: Option<usize>, declared_w: Option<f64>, latest: &Latest) -> f64 {
-    let metered = meter.and_then(|i| latest.fresh_power_w.get(i).copied().flatten());
-    metered.or(declared_w).unwrap_or(0.0).max(0.0)
 }
 
 /// The values of a text column, whichever string layout DataFusion chose for it.

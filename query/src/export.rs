@@ -1,7 +1,5 @@
-//! What `/api/export` and `/api/sql` run (DESIGN.md §8): a session of its own over
-//! the history (`readings`, `readings_1m`) and the configuration (`devices`,
-//! `services`), apart from the live evaluation's, so that a heavy query never
-//! delays the once-a-second allocation.
+//! What `/api/export` and `/api/sql` run (DESIGN.md §8), on the history session
+//! ([`Queries`]).
 //!
 //! An export streams readings batch after batch as DataFusion produces them, in
 //! CSV or Parquet, never holding the whole range; rows come day by day, each day's
@@ -18,29 +16,11 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, TimestampMillisecondTy
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
 
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext, col, lit};
+use datafusion::prelude::{SQLOptions, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
-use ingest::history::History;
-use sensors::config::DeviceConfig;
 
-use crate::config::ServiceConfig;
+use crate::history_session::Queries;
 use crate::{Error, Result};
-
-/// The session behind the export and SQL endpoints.
-#[derive(Clone)]
-pub struct Queries {
-    ctx: SessionContext,
-    /// Devices any member may export: production, grid, battery, services' meters.
-    community: Arc<std::collections::HashSet<String>>,
-    devices: Arc<[DeviceConfig]>,
-    services: Arc<[ServiceConfig]>,
-}
-
-impl std::fmt::Debug for Queries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queries").finish_non_exhaustive()
-    }
-}
 
 /// One export request.
 #[derive(Debug, Clone, Default)]
@@ -104,72 +84,8 @@ pub enum SqlError {
     TimedOut(Duration),
 }
 
+/// The export and the installers' SQL, on the history session.
 impl Queries {
-    /// A session over `history` with the configured devices and services.
-    pub async fn new(
-        history: Arc<History>,
-        devices: &[DeviceConfig],
-        services: &[ServiceConfig],
-    ) -> Result<Queries> {
-        let config = SessionConfig::new().with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
-        crate::history::register(&ctx, history).await?;
-        ctx.register_table("devices", Arc::new(crate::engine::devices_table(devices)?))?;
-        ctx.register_table(
-            "services",
-            Arc::new(crate::engine::services_table(services)?),
-        )?;
-        let community = devices
-            .iter()
-            .filter(|d| d.role != sensors::model::Role::Load)
-            .map(|d| d.id.clone())
-            .chain(services.iter().filter_map(|s| s.meter.clone()))
-            .chain(
-                services
-                    .iter()
-                    .map(|s| crate::replay::service_device(&s.id)),
-            )
-            .collect();
-        Ok(Queries {
-            ctx,
-            community: Arc::new(community),
-            devices: devices.into(),
-            services: services.into(),
-        })
-    }
-
-    /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).
-    pub async fn replay(
-        &self,
-        plan: &ledger::plan::Plan,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<crate::replay::Replay> {
-        crate::replay::replay(&self.ctx, &self.devices, &self.services, plan, from, to).await
-    }
-
-    /// The devices whose readings are the community's, not a household's: every
-    /// device but the loads, the loads that meter a service, and the services'
-    /// recorded allocations (`service:<id>`).
-    pub fn community_devices(&self) -> &std::collections::HashSet<String> {
-        &self.community
-    }
-
-    /// The configured devices.
-    pub fn devices(&self) -> &[DeviceConfig] {
-        &self.devices
-    }
-
-    /// The configured services.
-    pub fn services(&self) -> &[ServiceConfig] {
-        &self.services
-    }
-
-    /// The session, for queries of the node's own (history pages, replay).
-    pub fn session(&self) -> &SessionContext {
-        &self.ctx
-    }
-
     /// The readings of a range as a stream of batches: `ts`, `device`, `metric`,
     /// `value` (device and metric as text).
     pub async fn export(&self, range: &ExportRange) -> Result<SendableRecordBatchStream> {
@@ -179,7 +95,7 @@ impl Queries {
                 Some("UTC".into()),
             ))
         };
-        let mut df = self.ctx.table("readings").await?;
+        let mut df = self.session().table("readings").await?;
         if let Some(from) = range.from {
             df = df.filter(col("ts").gt_eq(ts(from)))?;
         }
@@ -209,7 +125,7 @@ impl Queries {
     /// that computes for a long while between two batches only notices that it was
     /// stopped at the next one, and must not hold up the node's own tasks meanwhile.
     pub async fn sql(&self, text: &str, limits: SqlLimits) -> Result<SqlAnswer, SqlError> {
-        let ctx = self.ctx.clone();
+        let ctx = self.session().clone();
         let text = text.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -398,7 +314,7 @@ fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use ingest::history::HistoryOptions;
+    use ingest::history::{History, HistoryOptions};
     use ingest::reading::Reading;
     use sensors::model::Metric;
 

@@ -13,8 +13,10 @@ pub mod config;
 pub mod engine;
 pub mod export;
 pub mod history;
+pub mod history_session;
 pub mod live;
 pub mod live_table;
+pub mod plan_runner;
 pub mod replay;
 
 #[derive(Debug, thiserror::Error)]

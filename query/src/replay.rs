@@ -5,10 +5,11 @@
 //! 0), so that the history can tell each service's served and shed energy, and the
 //! replay can set what a draft would have given beside what was actually given.
 //!
-//! A replay runs the allocation function of the live path ([`allocate_pools`] over
-//! the plan's [`pools`]) at one-minute steps: at each step, each device's newest
-//! reading of the minute (`readings_1m.last`) stands for its value, as the live
-//! evaluation takes each device's newest reading.
+//! A replay runs the plan as the live path does ([`PlanRunner`]) at one-minute
+//! steps: at each step, each device's newest reading of the minute
+//! (`readings_1m.last`) stands for its value, as the live evaluation takes each
+//! device's newest reading, and a meter without a reading that minute leaves its
+//! service to its declared demand, as a meter without a recent reading does live.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,10 +22,10 @@ use sensors::config::DeviceConfig;
 use sensors::model::{Metric, Role};
 use serde::Serialize;
 
-use crate::allocation::{ServiceDemand, ServiceState, allocate_pools};
+use crate::allocation::ServiceState;
 use crate::config::ServiceConfig;
-use crate::engine::pools;
 use crate::live::{LiveSnapshot, SiteBalance};
+use crate::plan_runner::{DemandSource, PlanRunner};
 use crate::{Error, Result};
 
 /// The virtual device under which a service's allocation is recorded.
@@ -135,8 +136,8 @@ struct Minute {
 }
 
 /// Replays `plan` over `[from, to)` on the recorded history of `ctx` (a session with
-/// `readings_1m`, as [`crate::export::Queries`] has), service by service, beside
-/// what the live allocation recorded.
+/// `readings_1m`, as [`crate::history_session::Queries`] has), service by service,
+/// beside what the live allocation recorded.
 pub async fn replay(
     ctx: &datafusion::prelude::SessionContext,
     devices: &[DeviceConfig],
@@ -160,6 +161,14 @@ pub async fn replay(
     let roles: HashMap<&str, Role> = devices.iter().map(|d| (d.id.as_str(), d.role)).collect();
     let config: HashMap<&str, &ServiceConfig> =
         services.iter().map(|s| (s.id.as_str(), s)).collect();
+    // Each service of the plan as configured (its meter, its declared demand), in
+    // the order of the plan.
+    let configured: Vec<Option<&ServiceConfig>> = plan
+        .services
+        .iter()
+        .map(|p| config.get(p.id.as_str()).copied())
+        .collect();
+    let runner = PlanRunner::new(plan.clone());
     let mut out: Vec<ServiceReplay> = plan
         .services
         .iter()
@@ -209,28 +218,15 @@ pub async fn replay(
         }
         replayed += 1;
         site.battery_soc_pct = (soc_n > 0).then(|| soc_sum / f64::from(soc_n));
-        let pools = pools(plan, &site);
-        let inputs: Vec<ServiceDemand> = plan
-            .services
-            .iter()
-            .map(|p| {
-                let c = config.get(p.id.as_str());
-                let metered = c
+        let allocation = runner.run(&site, false, |i, _| {
+            let c = configured.get(i).copied().flatten();
+            DemandSource {
+                metered_w: c
                     .and_then(|c| c.meter.as_ref())
-                    .and_then(|m| minute.last.get(&(m.clone(), Metric::PowerW)).copied());
-                let demand = metered
-                    .or_else(|| c.and_then(|c| c.demand_w))
-                    .unwrap_or(0.0);
-                ServiceDemand {
-                    id: p.id.as_str().into(),
-                    tier: p.tier,
-                    demand_w: demand.max(0.0),
-                    min_w: p.min_w,
-                    max_w: p.max_w,
-                }
-            })
-            .collect();
-        let allocation = allocate_pools(&pools, &plan.tiers, &inputs);
+                    .and_then(|m| minute.last.get(&(m.clone(), Metric::PowerW)).copied()),
+                declared_w: c.and_then(|c| c.demand_w),
+            }
+        });
         for (s, g) in out.iter_mut().zip(&allocation.services) {
             s.energy_wh += g.allocated_w / 60.0;
             s.demand_wh += g.demand_w / 60.0;

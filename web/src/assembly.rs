@@ -4,9 +4,8 @@
 //! (`tier.ID`, `min_w.ID`, `max_w.ID`, `split.N`, the sources and the decision
 //! record), so a draft with a mistake comes back as typed, beside every problem
 //! named. Adoption goes through [`plans::adopt_checked`], as `POST /api/plans`
-//! does; the preview through the live allocation ([`query::engine::pools`] and
-//! [`query::allocation::allocate_pools`], which `POST /api/allocation/simulate`
-//! runs with one pool).
+//! does; the preview runs each plan as the live evaluation runs the active one
+//! ([`query::plan_runner::preview`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,7 +21,7 @@ use dashboards::{
 use ledger::{
     AdoptedPlan, BatterySource, Decision, GridSource, Plan, PlanService, Split, TierRule,
 };
-use query::allocation::{ServiceDemand, ServiceState, allocate_pools};
+use query::allocation::{Allocation, ServiceGrant};
 use query::live::LiveSnapshot;
 use serde::Deserialize;
 
@@ -282,34 +281,11 @@ fn render(
 
 /// The draft run on the live figures, and the active plan on the same figures.
 fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> Preview {
-    let demand: HashMap<&str, f64> = snapshot
-        .services
-        .iter()
-        .map(|s| (&*s.id, s.demand_w))
-        .collect();
-    let run = |plan: &Plan| {
-        let pools = query::engine::pools(plan, &snapshot.site);
-        let inputs: Vec<ServiceDemand> = plan
-            .services
-            .iter()
-            .map(|s| ServiceDemand {
-                id: s.id.as_str().into(),
-                tier: s.tier,
-                demand_w: demand.get(s.id.as_str()).copied().unwrap_or(0.0),
-                min_w: s.min_w,
-                max_w: s.max_w,
-            })
-            .collect();
-        allocate_pools(&pools, &plan.tiers, &inputs)
-    };
-    let draft_run = run(draft);
-    let active_run = active.map(run);
-    let outcome = |a: &query::allocation::Allocation, id: &str| -> Option<(f64, ServiceState)> {
-        a.services
-            .iter()
-            .find(|g| &*g.id == id)
-            .map(|g| (g.allocated_w, g.state))
-    };
+    let draft_run = query::plan_runner::preview(draft, snapshot);
+    let active_run = active.map(|plan| query::plan_runner::preview(plan, snapshot));
+    fn grant<'a>(a: &'a Allocation, id: &str) -> Option<&'a ServiceGrant> {
+        a.services.iter().find(|g| &*g.id == id)
+    }
     let mut ids: Vec<&str> = draft.services.iter().map(|s| s.id.as_str()).collect();
     for s in active.into_iter().flat_map(|p| &p.services) {
         if !ids.contains(&s.id.as_str()) {
@@ -319,11 +295,16 @@ fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> P
     Preview {
         rows: ids
             .into_iter()
-            .map(|id| PreviewRow {
-                id: id.to_string(),
-                demand_w: demand.get(id).copied().unwrap_or(0.0),
-                draft: outcome(&draft_run, id),
-                active: active_run.as_ref().and_then(|a| outcome(a, id)),
+            .map(|id| {
+                let draft = grant(&draft_run, id);
+                let active = active_run.as_ref().and_then(|a| grant(a, id));
+                PreviewRow {
+                    id: id.to_string(),
+                    // Both plans run on the same demands.
+                    demand_w: draft.or(active).map_or(0.0, |g| g.demand_w),
+                    draft: draft.map(|g| (g.allocated_w, g.state)),
+                    active: active.map(|g| (g.allocated_w, g.state)),
+                }
             })
             .collect(),
         draft_available_w: draft_run.available_w,

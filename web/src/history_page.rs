@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, Utc};
 use dashboards::{ExportChoices, HistoryData, HistoryProblem, HistoryReader, TodayCurve};
 use ledger::Role;
 use query::charts::{self, Period, View};
-use query::export::Queries;
+use query::history_session::Queries;
 use sensors::model::Role as DeviceRole;
 
 use crate::auth::CurrentMember;

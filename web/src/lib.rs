@@ -66,7 +66,7 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Queries over the history (export, installer SQL, charts, replay); `None` on a
     /// node that keeps none (tests of the live side).
-    pub queries: Option<query::export::Queries>,
+    pub queries: Option<query::history_session::Queries>,
 }
 
 /// Set by [`serve`] so that open event streams end when the server shuts down;

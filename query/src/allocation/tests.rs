@@ -497,8 +497,8 @@ fn grid_for_tier_one_leaves_tier_two_only_the_sun_tier_one_did_not_take() {
 
 #[test]
 fn battery_below_its_reserve_gives_nothing() {
-    use crate::engine::pools;
     use crate::live::SiteBalance;
+    use crate::plan_runner::pools;
     use ledger::plan::{BatterySource, GridSource, Plan, PlanService, Sources};
 
     let plan = Plan {
@@ -564,7 +564,7 @@ fn battery_below_its_reserve_gives_nothing() {
     check_pool(&a, "battery", 2000.0, 700.0);
     check_pool(&a, "grid", 0.0, 0.0);
     assert_eq!(
-        crate::engine::available_w(&plan, &site(31.0)),
+        crate::plan_runner::available_w(&plan, &site(31.0)),
         2500.0,
         "available_w is the sum of the pools"
     );

@@ -11,7 +11,7 @@ use ledger::plan::{GridSource, Sources};
 use super::*;
 use crate::config::initial_plan;
 use crate::engine::{Engine, EngineOptions};
-use crate::export::Queries;
+use crate::history_session::Queries;
 
 fn device(id: &str, role: Role) -> DeviceConfig {
     serde_json::from_value(serde_json::json!({

@@ -216,6 +216,94 @@ async fn the_preview_runs_the_draft_on_the_live_figures() {
     assert_eq!(journal_len(&state), before);
 }
 
+/// The preview of the plan in force is the live allocation: a snapshot made by the
+/// live engine from readings (PV 1000 W, the fridge's meter 300 W, the laundry's
+/// declared 1500 W) under the plan `with_members` adopts. By hand: the minima (100 W
+/// each) and the fridge's remaining 200 W come from the sun, which leaves the
+/// laundry 600 W more: 700 W, partly served. The panel's preview of the unchanged
+/// plan says the same under the draft and under the plan in force.
+#[tokio::test]
+async fn the_preview_of_the_plan_in_force_is_the_live_allocation() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ingest::reading::Reading;
+    use ingest::store::LiveStore;
+    use query::engine::{Engine, EngineOptions};
+    use query::live::ServiceState;
+    use sensors::model::Metric;
+
+    let (state, tx) = crate::support::with_members();
+    let now = chrono::Utc::now();
+    let store = Arc::new(LiveStore::new(Duration::from_secs(120)));
+    let reading = |device: &str, value| Reading {
+        ts_ms: now.timestamp_millis() - 1_000,
+        device: device.into(),
+        metric: Metric::PowerW,
+        value,
+    };
+    store
+        .append(&[reading("roof", 1000.0), reading("m-fridge", 300.0)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    fn config<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+    let devices: Vec<sensors::config::DeviceConfig> = ["roof", "m-fridge"]
+        .iter()
+        .zip(["pv", "load"])
+        .map(|(id, role)| {
+            config(serde_json::json!({
+                "id": id, "role": role, "profile": "generic-json", "mqtt": {"topic": id}
+            }))
+        })
+        .collect();
+    let services: Vec<query::config::ServiceConfig> = vec![
+        config(serde_json::json!({
+            "id": "clinic-fridge", "name": "Réfrigérateur du cabinet médical",
+            "meter": "m-fridge", "tier": 1
+        })),
+        config(serde_json::json!({
+            "id": "laundry", "name": "Laverie partagée", "demand_w": 1500.0, "tier": 2
+        })),
+    ];
+    let engine = Engine::new(
+        store,
+        state.metrics.clone(),
+        state.journal.clone(),
+        &devices,
+        &services,
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let live = engine.evaluate(now).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome: Vec<(&str, f64, ServiceState)> = live
+        .services
+        .iter()
+        .map(|s| (&*s.id, s.allocated_w, s.state))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("clinic-fridge", 300.0, ServiceState::Served),
+            ("laundry", 700.0, ServiceState::Partial)
+        ]
+    );
+    tx.send_replace(Arc::new(live));
+
+    let aline = login(&state, "aline").await;
+    let reply = post_form(&state, &aline, "/assembly/preview", form(&aline, &[]), "fr").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        preview_row(&reply.body, "Réfrigérateur du cabinet médical"),
+        "Réfrigérateur du cabinet médical 300 W 300 W · ✔ servi 300 W · ✔ servi"
+    );
+    assert_eq!(
+        preview_row(&reply.body, "Laverie partagée"),
+        "Laverie partagée 1,5 kW 700 W · ◐ partiel 700 W · ◐ partiel"
+    );
+}
+
 #[tokio::test]
 async fn adopting_through_the_form_records_the_plan_and_its_history() {
     let (state, _tx) = with_members();

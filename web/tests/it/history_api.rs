@@ -72,7 +72,7 @@ async fn with_history() -> (web::AppState, tempfile::TempDir) {
         service(serde_json::json!({"id": "laundry", "meter": "laundry-meter", "tier": 2})),
     ];
     state.queries = Some(
-        query::export::Queries::new(history, &devices, &services)
+        query::history_session::Queries::new(history, &devices, &services)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );

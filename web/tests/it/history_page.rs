@@ -146,7 +146,7 @@ pub(crate) async fn with_village(readings: &[Reading]) -> Village {
         ),
     ];
     state.queries = Some(
-        query::export::Queries::new(history, &devices, &services)
+        query::history_session::Queries::new(history, &devices, &services)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );

@@ -1,0 +1,100 @@
+//! The session over the history: `readings`, `readings_1m` (see [`crate::history`])
+//! and the configuration (`devices`, `services`), apart from the live evaluation's,
+//! so that a heavy query never delays the once-a-second allocation. The export and
+//! the installers' SQL ([`crate::export`]), the history charts ([`crate::charts`])
+//! and the replay of a draft plan ([`crate::replay`]) run on it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ingest::history::History;
+use sensors::config::DeviceConfig;
+use sensors::model::Role;
+
+use crate::Result;
+use crate::config::ServiceConfig;
+
+/// The session over the history, with the configured devices and services.
+#[derive(Clone)]
+pub struct Queries {
+    ctx: SessionContext,
+    /// Devices any member may export: production, grid, battery, services' meters.
+    community: Arc<HashSet<String>>,
+    devices: Arc<[DeviceConfig]>,
+    services: Arc<[ServiceConfig]>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queries").finish_non_exhaustive()
+    }
+}
+
+impl Queries {
+    /// A session over `history` with the configured devices and services.
+    pub async fn new(
+        history: Arc<History>,
+        devices: &[DeviceConfig],
+        services: &[ServiceConfig],
+    ) -> Result<Queries> {
+        let config = SessionConfig::new().with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        crate::history::register(&ctx, history).await?;
+        ctx.register_table("devices", Arc::new(crate::engine::devices_table(devices)?))?;
+        ctx.register_table(
+            "services",
+            Arc::new(crate::engine::services_table(services)?),
+        )?;
+        let community = devices
+            .iter()
+            .filter(|d| d.role != Role::Load)
+            .map(|d| d.id.clone())
+            .chain(services.iter().filter_map(|s| s.meter.clone()))
+            .chain(
+                services
+                    .iter()
+                    .map(|s| crate::replay::service_device(&s.id)),
+            )
+            .collect();
+        Ok(Queries {
+            ctx,
+            community: Arc::new(community),
+            devices: devices.into(),
+            services: services.into(),
+        })
+    }
+
+    /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).
+    pub async fn replay(
+        &self,
+        plan: &ledger::plan::Plan,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<crate::replay::Replay> {
+        crate::replay::replay(&self.ctx, &self.devices, &self.services, plan, from, to).await
+    }
+
+    /// The devices whose readings are the community's, not a household's: every
+    /// device but the loads, the loads that meter a service, and the services'
+    /// recorded allocations (`service:<id>`).
+    pub fn community_devices(&self) -> &HashSet<String> {
+        &self.community
+    }
+
+    /// The configured devices.
+    pub fn devices(&self) -> &[DeviceConfig] {
+        &self.devices
+    }
+
+    /// The configured services.
+    pub fn services(&self) -> &[ServiceConfig] {
+        &self.services
+    }
+
+    /// The session, for queries of the node's own (exports, history pages, replay).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
