@@ -35,17 +35,18 @@ pub struct ExportRange {
 
 /// The columns of an export: `ts`, `device`, `metric`, `value`.
 pub fn export_schema() -> datafusion::arrow::datatypes::SchemaRef {
-    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("device", DataType::Utf8, false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ]))
+    use datafusion::arrow::datatypes::{Field, Schema};
+    // The readings' own columns, with plain strings where they keep dictionaries:
+    // what any CSV or Parquet reader expects.
+    let fields: Vec<Field> = ingest::reading::readings_schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => f.as_ref().clone().with_data_type((**value).clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// Limits of one installer query.

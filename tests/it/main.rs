@@ -11,3 +11,4 @@ mod history;
 mod ledger_cli;
 mod peers;
 mod probe;
+mod trust;
