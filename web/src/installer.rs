@@ -184,7 +184,7 @@ fn render(
     Ok(response)
 }
 
-/// `GET /api/devices`: every device's health and diagnostics (see the README).
+/// `GET /api/devices`: every device's health and diagnostics (see docs/reference.md).
 pub(crate) async fn devices(State(state): State<AppState>) -> Response {
     let snapshot = state.live.borrow().clone();
     let health = state.metrics.health();
