@@ -73,31 +73,6 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) const MIGRATION: &str = "
-    CREATE TABLE credentials (
-        member TEXT PRIMARY KEY COLLATE NOCASE,
-        password_hash TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE api_tokens (
-        id INTEGER PRIMARY KEY,
-        token_sha256 TEXT NOT NULL UNIQUE,
-        member TEXT NOT NULL,
-        label TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        revoked_at TEXT
-    );
-    CREATE INDEX api_tokens_member ON api_tokens (member);
-    CREATE TABLE sessions (
-        id_sha256 TEXT PRIMARY KEY,
-        member TEXT NOT NULL,
-        csrf TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL
-    );
-    CREATE INDEX sessions_member ON sessions (member);
-    CREATE INDEX sessions_expires_at ON sessions (expires_at);";
-
 impl Journal {
     /// Gives `name` a password, recording their joining with `roles` first when the
     /// journal does not know them yet (entry authored by `author`), in one

@@ -1,4 +1,5 @@
-//! The SQLite database: schema, the append path, and reading entries back.
+//! The SQLite database: opening and migrating it, the append path, and reading entries
+//! back.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,44 +15,8 @@ use crate::entry::{
     Entry, EntryKind, GENESIS_PREV_HASH, canonical_entry, canonical_json, chain_hash, format_ts,
     is_hash,
 };
+use crate::schema::MIGRATIONS;
 use crate::{Error, Result, assembly, members, rules};
-
-/// Schema steps; `PRAGMA user_version` counts how many have been applied. Append new
-/// steps, never edit a released one.
-const MIGRATIONS: &[&str] = &[
-    // 1: the journal and the first derived tables.
-    "CREATE TABLE journal (
-        seq INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        author TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    -- Guards against a careless hand, not against tampering: the hash chain is what
-    -- makes tampering visible.
-    CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
-        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-    CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
-        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-    CREATE TABLE members (
-        name TEXT PRIMARY KEY,
-        roles TEXT NOT NULL,
-        joined_seq INTEGER NOT NULL REFERENCES journal(seq)
-    );
-    CREATE TABLE plans (
-        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
-        adopted_at TEXT NOT NULL,
-        plan TEXT NOT NULL,
-        decision TEXT NOT NULL
-    );",
-    // 2: accounts (password hashes, API tokens, sessions), beside the journal.
-    crate::accounts::MIGRATION,
-    // 3: the contribution ledger: parameters, contributions, attestations, balances,
-    // totals and transfers.
-    crate::rules::MIGRATION,
-];
 
 /// The community journal in one SQLite database. Share it behind an `Arc`: every
 /// call takes an internal lock, and every write is one `IMMEDIATE` transaction, so
@@ -167,8 +132,7 @@ impl Journal {
     /// on an entry it cannot read or that breaks the ledger's rules.
     pub fn rebuild_derived(&self) -> Result<u64> {
         self.write(|tx| {
-            tx.execute_batch(crate::rules::CLEAR)?;
-            tx.execute_batch("DELETE FROM members; DELETE FROM plans;")?;
+            tx.execute_batch(crate::schema::CLEAR_DERIVED)?;
             let mut stmt = tx.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;
             let mut rows = stmt.query([])?;
             let mut replayed = 0;

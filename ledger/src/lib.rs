@@ -107,6 +107,7 @@ mod parameters;
 pub mod plan;
 mod replay;
 mod rules;
+mod schema;
 mod verify;
 
 use std::path::PathBuf;

@@ -781,62 +781,6 @@ pub(crate) fn memo_problem(memo: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------
 // The derived tables.
 
-/// Schema step 3: the contribution ledger's derived tables.
-pub(crate) const MIGRATION: &str = "
-    CREATE TABLE ledger_parameters (
-        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
-        parameters TEXT NOT NULL,
-        decision TEXT NOT NULL
-    );
-    CREATE TABLE contributions (
-        id INTEGER PRIMARY KEY REFERENCES journal(seq),
-        member TEXT NOT NULL,
-        category TEXT NOT NULL,
-        centihours INTEGER NOT NULL,
-        date TEXT NOT NULL,
-        description TEXT NOT NULL,
-        state TEXT NOT NULL,
-        approvals INTEGER NOT NULL,
-        rejections INTEGER NOT NULL,
-        minted_micro INTEGER,
-        decided_seq INTEGER REFERENCES journal(seq)
-    );
-    CREATE INDEX contributions_decided_seq ON contributions (decided_seq);
-    CREATE TABLE attestations (
-        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
-        contribution INTEGER NOT NULL REFERENCES contributions(id),
-        member TEXT NOT NULL,
-        verdict TEXT NOT NULL,
-        comment TEXT NOT NULL,
-        UNIQUE (contribution, member)
-    );
-    CREATE TABLE balances (
-        member TEXT PRIMARY KEY,
-        balance_micro INTEGER NOT NULL,
-        settled_at TEXT,
-        last_seq INTEGER NOT NULL REFERENCES journal(seq)
-    );
-    CREATE TABLE ledger_totals (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        commons_micro INTEGER NOT NULL,
-        minted_micro INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL REFERENCES journal(seq)
-    );
-    CREATE TABLE transfers (
-        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
-        from_member TEXT NOT NULL,
-        to_member TEXT NOT NULL,
-        amount_micro INTEGER NOT NULL,
-        memo TEXT NOT NULL
-    );
-    CREATE INDEX transfers_from_member ON transfers (from_member);
-    CREATE INDEX transfers_to_member ON transfers (to_member);";
-
-/// Emptying the derived tables of the ledger, children first.
-pub(crate) const CLEAR: &str = "DELETE FROM attestations; DELETE FROM contributions;
-    DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
-    DELETE FROM ledger_parameters;";
-
 /// The derived tables, inside a transaction.
 pub(crate) struct SqlState<'c> {
     conn: &'c Connection,

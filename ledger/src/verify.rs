@@ -211,17 +211,7 @@ fn text(row: &Row<'_>, idx: usize, name: &str) -> Result<String, String> {
 /// A derived row that refers to an entry past the last one means entries were cut off
 /// the end, which the chain alone cannot show.
 fn derived_past_the_end(conn: &Connection, last_seq: i64) -> Result<Option<BadEntry>> {
-    for (table, column) in [
-        ("members", "joined_seq"),
-        ("plans", "seq"),
-        ("ledger_parameters", "seq"),
-        ("contributions", "id"),
-        ("contributions", "decided_seq"),
-        ("attestations", "seq"),
-        ("transfers", "seq"),
-        ("balances", "last_seq"),
-        ("ledger_totals", "last_seq"),
-    ] {
+    for &(table, column) in crate::schema::ENTRY_REFERENCES {
         let max: Option<i64> = conn.query_row(
             &format!("SELECT max({column}) FROM {table} WHERE typeof({column}) = 'integer'"),
             [],
