@@ -10,7 +10,7 @@ use crate::entry::{Entry, EntryKind, canonical_json, format_ts, parse_canonical_
 use crate::journal::{Journal, record};
 use crate::members::{Role, joined_payload};
 use crate::plan::Plan;
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// The author of what comes from the site configuration rather than from a member.
 pub const CONFIG_AUTHOR: &str = "config";
@@ -134,8 +134,8 @@ struct PlanAdopted {
 
 impl Journal {
     /// Records the adoption of `plan` under `decision`. Refuses an invalid plan
-    /// ([`Error::InvalidPlan`], messages naming the service or tier) and a decision
-    /// record that does not hold ([`Error::InvalidDecision`]). Plans are versioned:
+    /// ([`Refusal::InvalidPlan`], messages naming the service or tier) and a decision
+    /// record that does not hold ([`Refusal::InvalidDecision`]). Plans are versioned:
     /// each adoption is a new entry, the latest is the active one.
     pub fn adopt_plan(
         &self,
@@ -218,24 +218,27 @@ fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
         plan: plan.clone(),
         decision: decision.clone(),
     })
-    .map_err(|e| Error::InvalidPayload {
-        kind: EntryKind::PlanAdopted,
-        reason: e.to_string(),
+    .map_err(|e| {
+        Refusal::InvalidPayload {
+            kind: EntryKind::PlanAdopted,
+            reason: e.to_string(),
+        }
+        .into()
     })
 }
 
 /// Checks a new `plan_adopted` payload; returns it as it will be recorded.
 pub(crate) fn check_new(payload: &Value) -> Result<Value> {
     let adopted: PlanAdopted =
-        serde_json::from_value(payload.clone()).map_err(|e| Error::InvalidPayload {
+        serde_json::from_value(payload.clone()).map_err(|e| Refusal::InvalidPayload {
             kind: EntryKind::PlanAdopted,
             reason: e.to_string(),
         })?;
-    adopted.plan.validate().map_err(Error::InvalidPlan)?;
+    adopted.plan.validate().map_err(Refusal::InvalidPlan)?;
     adopted
         .decision
         .validate()
-        .map_err(Error::InvalidDecision)?;
+        .map_err(Refusal::InvalidDecision)?;
     adoption_payload(&adopted.plan, &adopted.decision)
 }
 
@@ -383,7 +386,7 @@ mod tests {
                 ts("2026-11-22T10:00:00Z"),
             )
             .unwrap_err();
-        let Error::InvalidDecision(problems) = &err else {
+        let Error::Refused(Refusal::InvalidDecision(problems)) = &err else {
             panic!("{err}")
         };
         assert!(problems[0].contains("quorum not reached: 9 members present, 10 required"));

@@ -22,7 +22,7 @@ use crate::entry::{Entry, parse_canonical_ts, ts_millis};
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::parameters::LedgerParameters;
 use crate::rules::{Account, LedgerState, SqlState};
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// Longest transfer memo, in characters.
 pub const MAX_MEMO_CHARS: usize = 200;
@@ -77,10 +77,10 @@ pub struct Balances {
 impl Journal {
     /// Moves `transfer.amount` from `from` to `transfer.to`, after settling both
     /// balances' demurrage at `ts`. Refuses an unknown sender or recipient
-    /// ([`Error::UnknownMember`]), a transfer to oneself ([`Error::TransferToSelf`]),
-    /// an amount that is not positive ([`Error::NonPositiveAmount`]), more than the
-    /// sender holds after demurrage ([`Error::InsufficientCommons`]), and a memo that
-    /// does not hold ([`Error::InvalidMemo`]). Returns the `transfer` entry.
+    /// ([`Refusal::UnknownMember`]), a transfer to oneself ([`Refusal::TransferToSelf`]),
+    /// an amount that is not positive ([`Refusal::NonPositiveAmount`]), more than the
+    /// sender holds after demurrage ([`Refusal::InsufficientCommons`]), and a memo that
+    /// does not hold ([`Refusal::InvalidMemo`]). Returns the `transfer` entry.
     pub fn transfer(&self, from: &str, transfer: &NewTransfer, ts: DateTime<Utc>) -> Result<Entry> {
         let payload = crate::rules::transfer_payload(transfer);
         self.write(|tx| crate::rules::transfer(tx, from, &payload, ts))
@@ -125,14 +125,14 @@ impl Journal {
     }
 
     /// One member's balance at `at` (see [`Journal::balances`]);
-    /// [`Error::UnknownMember`] if they are not a member at `at`.
+    /// [`Refusal::UnknownMember`] if they are not a member at `at`.
     pub fn balance(&self, member: &str, at: DateTime<Utc>) -> Result<Communs> {
         self.balances(at)?
             .balances
             .into_iter()
             .find(|b| b.member == member)
             .map(|b| b.communs)
-            .ok_or_else(|| Error::UnknownMember(member.to_string()))
+            .ok_or_else(|| Refusal::UnknownMember(member.to_string()).into())
     }
 
     /// The transfers `member` sent or received, newest first.

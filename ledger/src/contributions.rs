@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::communs::{Communs, Hours};
 use crate::entry::{Entry, parse_canonical_ts, ts_millis};
 use crate::journal::Journal;
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// Most hours one contribution may count: one day.
 pub const MAX_HOURS: f64 = 24.0;
@@ -316,8 +316,8 @@ pub struct Attested {
 
 impl Journal {
     /// Records `member`'s contribution. Refuses one that does not hold
-    /// ([`Error::InvalidContribution`], each [`ContributionProblem`] named) and a
-    /// member the journal does not know ([`Error::UnknownMember`]). Surrounding
+    /// ([`Refusal::InvalidContribution`], each [`ContributionProblem`] named) and a
+    /// member the journal does not know ([`Refusal::UnknownMember`]). Surrounding
     /// spaces of the description are dropped. The entry's `seq` is the
     /// contribution's id.
     pub fn record_contribution(
@@ -330,7 +330,7 @@ impl Journal {
         // such rather than as an undecodable payload.
         let problems = contribution.problems(ts);
         if !problems.is_empty() {
-            return Err(Error::InvalidContribution(problems));
+            return Err(Refusal::InvalidContribution(problems).into());
         }
         let payload = crate::rules::contribution_payload(contribution);
         self.write(|tx| crate::rules::record_contribution(tx, member, &payload, ts))
@@ -339,11 +339,11 @@ impl Journal {
     /// Records `member`'s verdict on contribution `id`, and, when it is the `k`-th
     /// approval, settles the contributor's demurrage and mints their Communs in the
     /// same transaction. Refuses: an unknown contribution
-    /// ([`Error::NoSuchContribution`]) or member ([`Error::UnknownMember`]); the
-    /// contributor themselves ([`Error::SelfAttestation`]); a second verdict by the
-    /// same member ([`Error::AlreadyAttested`]); a contribution already validated or
-    /// rejected ([`Error::ContributionDecided`]); a comment that does not hold
-    /// ([`Error::InvalidComment`]: a rejection must say why).
+    /// ([`Refusal::NoSuchContribution`]) or member ([`Refusal::UnknownMember`]); the
+    /// contributor themselves ([`Refusal::SelfAttestation`]); a second verdict by the
+    /// same member ([`Refusal::AlreadyAttested`]); a contribution already validated or
+    /// rejected ([`Refusal::ContributionDecided`]); a comment that does not hold
+    /// ([`Refusal::InvalidComment`]: a rejection must say why).
     pub fn attest(
         &self,
         id: i64,

@@ -16,7 +16,7 @@ use crate::entry::{
     is_hash,
 };
 use crate::schema::MIGRATIONS;
-use crate::{Error, Result, assembly, members, rules};
+use crate::{Error, Refusal, Result, assembly, members, rules};
 
 /// The community journal in one SQLite database. Share it behind an `Arc`: every
 /// call takes an internal lock, and every write is one `IMMEDIATE` transaction, so
@@ -84,7 +84,7 @@ impl Journal {
     /// goes through its typed call's path, with the entries that come with it (a
     /// transfer with its demurrage settlement, the `k`-th approval with the
     /// validation), and the entry returned is the act's own; kinds the ledger only
-    /// writes as consequences are refused with [`Error::DerivedKind`]. `ts` is
+    /// writes as consequences are refused with [`Refusal::DerivedKind`]. `ts` is
     /// truncated to milliseconds. Prefer the typed calls ([`Journal::add_member`],
     /// [`Journal::adopt_plan`], [`Journal::record_contribution`], [`Journal::attest`],
     /// [`Journal::transfer`], [`Journal::adopt_ledger_parameters`]).
@@ -218,7 +218,7 @@ pub(crate) fn record(
             return rules::adopt_parameters(tx, author, payload, ts);
         }
         EntryKind::ContributionValidated | EntryKind::DemurrageSettled => {
-            return Err(Error::DerivedKind(kind));
+            return Err(Refusal::DerivedKind(kind).into());
         }
     };
     append_unchecked(tx, kind, author, &payload, ts)
@@ -226,7 +226,7 @@ pub(crate) fn record(
 
 pub(crate) fn check_author(author: &str) -> Result<()> {
     if author.trim().is_empty() || author.chars().any(char::is_control) {
-        return Err(Error::InvalidAuthor(author.to_string()));
+        return Err(Refusal::InvalidAuthor(author.to_string()).into());
     }
     Ok(())
 }
@@ -242,7 +242,7 @@ pub(crate) fn append_unchecked(
 ) -> Result<Entry> {
     let ts = ts.trunc_subsecs(3);
     if !(0..=9999).contains(&ts.year()) {
-        return Err(Error::InvalidTimestamp(ts));
+        return Err(Refusal::InvalidTimestamp(ts).into());
     }
     let (head_seq, prev_hash) = tx
         .query_row(
@@ -398,7 +398,10 @@ mod tests {
             EntryKind::ContributionValidated,
         ] {
             let err = journal.append(kind, "alice", &json!({}), now).unwrap_err();
-            assert!(matches!(err, Error::DerivedKind(k) if k == kind), "{err}");
+            assert!(
+                matches!(err, Error::Refused(Refusal::DerivedKind(k)) if k == kind),
+                "{err}"
+            );
         }
         let err = journal
             .append(EntryKind::Transfer, "alice", &json!({}), now)
@@ -406,17 +409,20 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::InvalidPayload {
+                Error::Refused(Refusal::InvalidPayload {
                     kind: EntryKind::Transfer,
                     ..
-                }
+                })
             ),
             "{err}"
         );
         let err = journal
             .append(EntryKind::MemberJoined, "alice", &json!({"name": 3}), now)
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidPayload { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::InvalidPayload { .. })),
+            "{err}"
+        );
         let err = journal
             .append(
                 EntryKind::MemberJoined,
@@ -425,7 +431,10 @@ mod tests {
                 now,
             )
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidAuthor(_)), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::InvalidAuthor(_))),
+            "{err}"
+        );
         let far = chrono::NaiveDate::from_ymd_opt(10000, 1, 1)
             .unwrap()
             .and_hms_opt(0, 0, 0)
@@ -439,7 +448,10 @@ mod tests {
                 far,
             )
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidTimestamp(_)), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::InvalidTimestamp(_))),
+            "{err}"
+        );
         assert!(journal.head().unwrap().is_none());
     }
 

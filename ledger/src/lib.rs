@@ -100,6 +100,7 @@ mod balances;
 mod communs;
 mod contributions;
 mod entry;
+mod error;
 mod export;
 mod journal;
 mod members;
@@ -109,8 +110,6 @@ mod replay;
 mod rules;
 mod schema;
 mod verify;
-
-use std::path::PathBuf;
 
 pub use accounts::{
     ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
@@ -139,126 +138,4 @@ pub use plan::{
 };
 pub use verify::{BadEntry, VerifyReport};
 
-/// Everything that can go wrong in the ledger.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot create the directory of the ledger database {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the ledger database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "the ledger database has schema version {found}, newer than this program \
-         understands ({supported}); upgrade communalia"
-    )]
-    SchemaTooNew { found: i64, supported: i64 },
-    #[error("ledger database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("a member named `{0}` already exists")]
-    DuplicateMember(String),
-    #[error("invalid member name {name:?}: {reason}")]
-    InvalidMemberName { name: String, reason: String },
-    #[error("invalid author {0:?}: an author is a non-empty name without control characters")]
-    InvalidAuthor(String),
-    #[error("the plan cannot be adopted: {}", .0.join("; "))]
-    InvalidPlan(Vec<String>),
-    #[error("the decision record is not acceptable: {}", .0.join("; "))]
-    InvalidDecision(Vec<String>),
-    #[error("not a valid `{kind}` payload: {reason}")]
-    InvalidPayload { kind: EntryKind, reason: String },
-    #[error(
-        "entries of kind `{0}` are written by the ledger itself, as the consequence of \
-         another act, and cannot be appended on their own"
-    )]
-    DerivedKind(EntryKind),
-    #[error("timestamp {0} cannot be recorded: the journal takes years 0000 to 9999")]
-    InvalidTimestamp(chrono::DateTime<chrono::Utc>),
-    #[error("journal entry {seq} cannot be read ({problem}); run `communalia ledger verify`")]
-    Corrupt { seq: i64, problem: String },
-    #[error("no member named `{0}`")]
-    UnknownMember(String),
-    #[error("`{0}` already has a password; change it instead of creating the account again")]
-    CredentialExists(String),
-    #[error(
-        "member `{name}` is recorded with the roles: {}; not: {}. Roles cannot be changed here",
-        role_list(recorded),
-        role_list(asked)
-    )]
-    RolesDiffer {
-        name: String,
-        recorded: Vec<Role>,
-        asked: Vec<Role>,
-    },
-    #[error("this password cannot be used: {0}")]
-    UnacceptablePassword(String),
-    #[error("invalid token label {0:?}: at most 100 characters, without control characters")]
-    InvalidLabel(String),
-    #[error("password hashing failed: {0}")]
-    PasswordHash(String),
-    #[error("the contribution cannot be recorded: {}", problem_list(.0))]
-    InvalidContribution(Vec<ContributionProblem>),
-    #[error("there is no contribution {0}")]
-    NoSuchContribution(i64),
-    #[error("`{member}` cannot attest contribution {contribution}: it is their own")]
-    SelfAttestation { member: String, contribution: i64 },
-    #[error("`{member}` has already attested contribution {contribution}")]
-    AlreadyAttested { member: String, contribution: i64 },
-    #[error("contribution {contribution} is already {state}: it takes no more attestations")]
-    ContributionDecided {
-        contribution: i64,
-        state: ContributionState,
-    },
-    #[error("the attestation cannot be recorded: {0}")]
-    InvalidComment(String),
-    #[error("`{0}` cannot transfer Communs to themselves")]
-    TransferToSelf(String),
-    #[error("a transfer moves more than 0 Communs, not {0}")]
-    NonPositiveAmount(Communs),
-    #[error("the transfer cannot be recorded: {0}")]
-    InvalidMemo(String),
-    #[error("`{member}` has {balance} Communs (after demurrage), less than the {asked} asked")]
-    InsufficientCommons {
-        member: String,
-        balance: Communs,
-        asked: Communs,
-    },
-    #[error("the ledger parameters cannot be adopted: {}", .0.join("; "))]
-    InvalidParameters(Vec<String>),
-    #[error("the balance of `{member}` has demurrage due since {since} that was not settled first")]
-    UnsettledDemurrage { member: String, since: String },
-    #[error("the entry breaks the ledger's rules: {0}")]
-    LedgerRule(String),
-    #[error("cannot write the journal export: {0}")]
-    Export(std::io::Error),
-    #[error("the `{table}` table holds something unreadable: {problem}")]
-    CorruptAccount {
-        table: &'static str,
-        problem: String,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn problem_list(problems: &[ContributionProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn role_list(roles: &[Role]) -> String {
-    if roles.is_empty() {
-        return "(none)".to_string();
-    }
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use error::{Error, Refusal, Result};

@@ -12,7 +12,7 @@ use crate::accounts::COMMAND_LINE_AUTHOR;
 use crate::assembly::CONFIG_AUTHOR;
 use crate::entry::{Entry, EntryKind, canonical_json, parse_canonical_ts, ts_millis};
 use crate::journal::{Journal, record};
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// What a member may do on the node (DESIGN.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,16 +121,19 @@ pub(crate) fn joined_payload(name: &str, roles: &[Role]) -> Result<Value> {
         name: name.to_string(),
         roles,
     };
-    serde_json::to_value(joined).map_err(|e| Error::InvalidPayload {
-        kind: EntryKind::MemberJoined,
-        reason: e.to_string(),
+    serde_json::to_value(joined).map_err(|e| {
+        Refusal::InvalidPayload {
+            kind: EntryKind::MemberJoined,
+            reason: e.to_string(),
+        }
+        .into()
     })
 }
 
 /// Checks a new `member_joined` payload; returns it as it will be recorded.
 pub(crate) fn check_new(payload: &Value) -> Result<Value> {
     let joined: MemberJoined =
-        serde_json::from_value(payload.clone()).map_err(|e| Error::InvalidPayload {
+        serde_json::from_value(payload.clone()).map_err(|e| Refusal::InvalidPayload {
             kind: EntryKind::MemberJoined,
             reason: e.to_string(),
         })?;
@@ -154,10 +157,11 @@ fn check_name(name: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidMemberName {
+    Err(Refusal::InvalidMemberName {
         name: name.to_string(),
         reason: reason.to_string(),
-    })
+    }
+    .into())
 }
 
 /// The name and roles a `member_joined` payload records, or why it does not decode.
@@ -182,9 +186,9 @@ pub(crate) fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
         )
         .optional()?;
     if let Some(existing) = existing {
-        return Err(Error::DuplicateMember(existing));
+        return Err(Refusal::DuplicateMember(existing).into());
     }
-    let roles = serde_json::to_value(&joined.roles).map_err(|e| Error::InvalidPayload {
+    let roles = serde_json::to_value(&joined.roles).map_err(|e| Refusal::InvalidPayload {
         kind: EntryKind::MemberJoined,
         reason: e.to_string(),
     })?;
@@ -267,7 +271,10 @@ mod tests {
             let err = journal
                 .add_member(name, &[Role::Resident], "admin", now())
                 .unwrap_err();
-            assert!(matches!(err, Error::DuplicateMember(_)), "{err}");
+            assert!(
+                matches!(err, Error::Refused(Refusal::DuplicateMember(_))),
+                "{err}"
+            );
             assert_eq!(err.to_string(), "a member named `Alice` already exists");
         }
         assert_eq!(journal.head().unwrap().map(|e| e.seq), Some(1));
@@ -289,7 +296,7 @@ mod tests {
                 .add_member(name, &[Role::Resident], "admin", now())
                 .unwrap_err();
             assert!(
-                matches!(err, Error::InvalidMemberName { .. }),
+                matches!(err, Error::Refused(Refusal::InvalidMemberName { .. })),
                 "{name:?}: {err}"
             );
         }

@@ -148,8 +148,8 @@ pub struct AdoptedParameters {
 
 impl Journal {
     /// Records the assembly's adoption of `parameters` under `decision`. Refuses
-    /// parameters out of bounds ([`Error::InvalidParameters`]) and a decision record
-    /// that does not hold ([`Error::InvalidDecision`]). When the demurrage rate or
+    /// parameters out of bounds ([`Refusal::InvalidParameters`]) and a decision record
+    /// that does not hold ([`Refusal::InvalidDecision`]). When the demurrage rate or
     /// period changes, every balance is first settled at the old one up to `ts`
     /// (see the module docs). Returns the `parameters_adopted` entry.
     pub fn adopt_ledger_parameters(

@@ -19,7 +19,7 @@ use crate::rules::{
     parameters_from_stored,
 };
 use crate::verify::BadEntry;
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// Everything the derived tables hold, as the journal says it should be.
 #[derive(Debug, Clone, Default)]
@@ -45,20 +45,20 @@ impl Replay {
         match entry.kind {
             EntryKind::MemberJoined => {
                 let (name, roles) =
-                    decode_joined(&entry.payload).map_err(|reason| Error::InvalidPayload {
+                    decode_joined(&entry.payload).map_err(|reason| Refusal::InvalidPayload {
                         kind: entry.kind,
                         reason,
                     })?;
                 if let Some(existing) = self.members.keys().find(|m| m.eq_ignore_ascii_case(&name))
                 {
-                    return Err(Error::DuplicateMember(existing.clone()));
+                    return Err(Refusal::DuplicateMember(existing.clone()).into());
                 }
                 self.members.insert(name, (roles, entry.seq));
                 Ok(())
             }
             EntryKind::PlanAdopted => {
                 crate::assembly::decode_adopted(&entry.payload).map_err(|reason| {
-                    Error::InvalidPayload {
+                    Refusal::InvalidPayload {
                         kind: entry.kind,
                         reason,
                     }

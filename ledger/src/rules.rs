@@ -25,7 +25,7 @@ use crate::contributions::{
 use crate::entry::{Entry, EntryKind, canonical_json, format_ts, parse_canonical_ts};
 use crate::journal::{append_unchecked, check_author};
 use crate::parameters::LedgerParameters;
-use crate::{Error, Result};
+use crate::{Error, Refusal, Result};
 
 /// A member's balance as last settled.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -245,16 +245,22 @@ pub(crate) fn parameters_from_stored(text: &str) -> Result<LedgerParameters, Str
 }
 
 fn decode<T: DeserializeOwned>(kind: EntryKind, payload: &Value) -> Result<T> {
-    serde_json::from_value(payload.clone()).map_err(|e| Error::InvalidPayload {
-        kind,
-        reason: e.to_string(),
+    serde_json::from_value(payload.clone()).map_err(|e| {
+        Refusal::InvalidPayload {
+            kind,
+            reason: e.to_string(),
+        }
+        .into()
     })
 }
 
 fn encode<T: Serialize>(kind: EntryKind, payload: &T) -> Result<Value> {
-    serde_json::to_value(payload).map_err(|e| Error::InvalidPayload {
-        kind,
-        reason: e.to_string(),
+    serde_json::to_value(payload).map_err(|e| {
+        Refusal::InvalidPayload {
+            kind,
+            reason: e.to_string(),
+        }
+        .into()
     })
 }
 
@@ -294,7 +300,7 @@ pub(crate) fn record_contribution(
     // Refused before encoding: a NaN would not survive the trip through JSON.
     let problems = new_contribution(&recorded).problems(ts.trunc_subsecs(3));
     if !problems.is_empty() {
-        return Err(Error::InvalidContribution(problems));
+        return Err(Refusal::InvalidContribution(problems).into());
     }
     append_unchecked(tx, kind, member, &encode(kind, &recorded)?, ts)
 }
@@ -313,7 +319,7 @@ pub(crate) fn attest(
     let mut state = SqlState::new(tx);
     let contribution = state
         .contribution(attestation.contribution)?
-        .ok_or(Error::NoSuchContribution(attestation.contribution))?;
+        .ok_or(Refusal::NoSuchContribution(attestation.contribution))?;
     if contribution.stage != Stage::Approved {
         return Ok(Attested {
             attestation: entry,
@@ -433,17 +439,18 @@ fn new_contribution(r: &ContributionRecorded) -> NewContribution {
 fn check_adoption(parameters: &LedgerParameters, decision: &Decision) -> Result<()> {
     let problems = parameters.problems();
     if !problems.is_empty() {
-        return Err(Error::InvalidParameters(problems));
+        return Err(Refusal::InvalidParameters(problems).into());
     }
-    decision.validate().map_err(Error::InvalidDecision)
+    decision.validate().map_err(Refusal::InvalidDecision)?;
+    Ok(())
 }
 
 /// `floor(hours x rate)`, in micro-Communs.
 fn mint(hours: Hours, rate: Communs) -> Result<Communs> {
     let micro = i128::from(hours.centihours()) * i128::from(rate.micro()) / 100;
-    i64::try_from(micro)
-        .map(Communs::from_micro)
-        .map_err(|_| Error::LedgerRule(format!("{hours} hours at {rate} Communs overflow")))
+    i64::try_from(micro).map(Communs::from_micro).map_err(|_| {
+        Refusal::LedgerRule(format!("{hours} hours at {rate} Communs overflow")).into()
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -467,7 +474,7 @@ fn require_member(state: &mut impl LedgerState, name: &str) -> Result<()> {
     if state.is_member(name)? {
         Ok(())
     } else {
-        Err(Error::UnknownMember(name.to_string()))
+        Err(Refusal::UnknownMember(name.to_string()).into())
     }
 }
 
@@ -477,7 +484,7 @@ fn apply_recorded(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let problems = new_contribution(&recorded).problems(entry.ts);
     let hours = Hours::from_hours(recorded.hours);
     let (true, Some(hours)) = (problems.is_empty(), hours) else {
-        return Err(Error::InvalidContribution(problems));
+        return Err(Refusal::InvalidContribution(problems).into());
     };
     state.put_contribution(&ContributionRow {
         id: entry.seq,
@@ -500,36 +507,40 @@ fn apply_attestation(state: &mut impl LedgerState, entry: &Entry) -> Result<()> 
     let member = entry.author.as_str();
     let mut contribution = state
         .contribution(id)?
-        .ok_or(Error::NoSuchContribution(id))?;
+        .ok_or(Refusal::NoSuchContribution(id))?;
     require_member(state, member)?;
     if contribution.member == member {
-        return Err(Error::SelfAttestation {
+        return Err(Refusal::SelfAttestation {
             member: member.to_string(),
             contribution: id,
-        });
+        }
+        .into());
     }
     match contribution.stage {
         Stage::Pending => {}
         Stage::Approved => {
-            return Err(Error::LedgerRule(format!(
+            return Err(Refusal::LedgerRule(format!(
                 "contribution {id} has the approvals it needs and awaits its validation"
-            )));
+            ))
+            .into());
         }
         decided @ (Stage::Validated | Stage::Rejected) => {
-            return Err(Error::ContributionDecided {
+            return Err(Refusal::ContributionDecided {
                 contribution: id,
                 state: decided.public(),
-            });
+            }
+            .into());
         }
     }
     if state.has_attested(id, member)? {
-        return Err(Error::AlreadyAttested {
+        return Err(Refusal::AlreadyAttested {
             member: member.to_string(),
             contribution: id,
-        });
+        }
+        .into());
     }
     if let Some(problem) = comment_problem(attestation.verdict, &attestation.comment) {
-        return Err(Error::InvalidComment(problem));
+        return Err(Refusal::InvalidComment(problem).into());
     }
     let needed = state.parameters()?.attestations_needed;
     match attestation.verdict {
@@ -562,8 +573,8 @@ fn apply_validated(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let id = validated.contribution;
     let mut contribution = state
         .contribution(id)?
-        .ok_or(Error::NoSuchContribution(id))?;
-    let rule = |problem: String| Err(Error::LedgerRule(problem));
+        .ok_or(Refusal::NoSuchContribution(id))?;
+    let rule = |problem: String| Err(Refusal::LedgerRule(problem).into());
     if contribution.stage != Stage::Approved {
         return rule(format!(
             "contribution {id} is {} without the approvals it needs: it cannot be validated",
@@ -604,7 +615,7 @@ fn apply_validated(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     account.balance = account
         .balance
         .checked_add(minted)
-        .ok_or_else(|| Error::LedgerRule(format!("the balance of `{member}` overflows")))?;
+        .ok_or_else(|| Refusal::LedgerRule(format!("the balance of `{member}` overflows")))?;
     account.settled_at = later(account.settled_at, entry.ts);
     account.last_seq = entry.seq;
     state.put_account(&member, &account)?;
@@ -612,7 +623,7 @@ fn apply_validated(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     totals.minted = totals
         .minted
         .checked_add(minted)
-        .ok_or_else(|| Error::LedgerRule("the total minted overflows".into()))?;
+        .ok_or_else(|| Refusal::LedgerRule("the total minted overflows".into()))?;
     totals.last_seq = entry.seq;
     state.put_totals(&totals)?;
     contribution.stage = Stage::Validated;
@@ -623,7 +634,7 @@ fn apply_validated(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
 
 fn apply_settled(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let settled: DemurrageSettled = decode(entry.kind, &entry.payload)?;
-    let rule = |problem: String| Err(Error::LedgerRule(problem));
+    let rule = |problem: String| Err(Refusal::LedgerRule(problem).into());
     if settled.accounts.is_empty() {
         return rule("a demurrage_settled entry that settles no balance".into());
     }
@@ -663,7 +674,7 @@ fn apply_settled(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
         totals.commons = totals
             .commons
             .checked_add(Communs::from_micro(decayed))
-            .ok_or_else(|| Error::LedgerRule("the commons overflows".into()))?;
+            .ok_or_else(|| Refusal::LedgerRule("the commons overflows".into()))?;
     }
     totals.last_seq = entry.seq;
     state.put_totals(&totals)
@@ -675,14 +686,14 @@ fn apply_transfer(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     require_member(state, from)?;
     require_member(state, to)?;
     if from == to {
-        return Err(Error::TransferToSelf(from.to_string()));
+        return Err(Refusal::TransferToSelf(from.to_string()).into());
     }
     let amount = Communs::from_micro(transfer.amount_micro);
     if amount <= Communs::ZERO {
-        return Err(Error::NonPositiveAmount(amount));
+        return Err(Refusal::NonPositiveAmount(amount).into());
     }
     if let Some(problem) = memo_problem(&transfer.memo) {
-        return Err(Error::InvalidMemo(problem));
+        return Err(Refusal::InvalidMemo(problem).into());
     }
     let parameters = state.parameters()?;
     let mut sender = state.account(from)?.unwrap_or_default();
@@ -690,17 +701,18 @@ fn apply_transfer(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     require_settled(from, &sender, &parameters, entry.ts)?;
     require_settled(to, &recipient, &parameters, entry.ts)?;
     if sender.balance < amount {
-        return Err(Error::InsufficientCommons {
+        return Err(Refusal::InsufficientCommons {
             member: from.to_string(),
             balance: sender.balance,
             asked: amount,
-        });
+        }
+        .into());
     }
     sender.balance = Communs::from_micro(sender.balance.micro() - amount.micro());
     recipient.balance = recipient
         .balance
         .checked_add(amount)
-        .ok_or_else(|| Error::LedgerRule(format!("the balance of `{to}` overflows")))?;
+        .ok_or_else(|| Refusal::LedgerRule(format!("the balance of `{to}` overflows")))?;
     for (name, account) in [(from, &mut sender), (to, &mut recipient)] {
         account.settled_at = later(account.settled_at, entry.ts);
         account.last_seq = entry.seq;
@@ -735,9 +747,7 @@ fn apply_parameters(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
         entry.payload.get("parameters"),
         entry.payload.get("decision"),
     ) else {
-        return Err(Error::LedgerRule(
-            "parameters_adopted without its parts".into(),
-        ));
+        return Err(Refusal::LedgerRule("parameters_adopted without its parts".into()).into());
     };
     state.add_parameters(entry.seq, &canonical_json(p), &canonical_json(d))
 }
@@ -750,10 +760,11 @@ fn require_settled(
 ) -> Result<()> {
     match account.settled_at {
         Some(since) if projected(account, parameters, ts) != account.balance => {
-            Err(Error::UnsettledDemurrage {
+            Err(Refusal::UnsettledDemurrage {
                 member: member.to_string(),
                 since: format_ts(since),
-            })
+            }
+            .into())
         }
         _ => Ok(()),
     }
