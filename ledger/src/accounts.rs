@@ -24,18 +24,15 @@ use rand::{Rng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::entry::{EntryKind, format_ts, parse_canonical_ts};
-use crate::journal::{Journal, record};
-use crate::members::{Member, Role, SELECT_MEMBER, joined_payload, member_from_row};
-use crate::{Error, Refusal, Result};
+use crate::entry::{format_ts, parse_canonical_ts};
+use crate::error::{Error, Refusal, Result};
+use crate::journal::Journal;
+use crate::members::{Member, Role};
+use crate::rules::members::{self, SELECT_MEMBER, joined_payload, member_from_row};
 
 /// How long a browser session lasts from sign-in: a working day at the community
 /// hall. Fixed, not sliding, so that a lookup never writes to the database.
 pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
-
-/// The author of the entries the node's command line records (`communalia user add`):
-/// whoever runs it has the machine, not a member's account.
-pub const COMMAND_LINE_AUTHOR: &str = "command-line";
 
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -113,7 +110,7 @@ impl Journal {
                 }
                 None => {
                     let payload = joined_payload(name, &asked)?;
-                    record(tx, EntryKind::MemberJoined, author, &payload, ts)?;
+                    members::record(tx, author, &payload, ts)?;
                     member_nocase(tx, name)?.ok_or_else(|| Refusal::UnknownMember(name.into()))?
                 }
             };
@@ -442,8 +439,11 @@ fn sha256_hex(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::entry::EntryKind;
+    use crate::members::COMMAND_LINE_AUTHOR;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

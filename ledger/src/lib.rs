@@ -93,15 +93,39 @@
 //! It never touches the network and knows nothing of live power: `query` reads the
 //! active plan from here, `web` writes through here, and time is always passed in by
 //! the caller.
+//!
+//! # How the crate is laid out
+//!
+//! In layers, each importing only those above it:
+//!
+//! 1. What things are, without storage: `entry` (an entry and the canonical encoding
+//!    it is hashed in), `communs` (amounts, demurrage), `plan`, and the types of each
+//!    subject (`members`, `assembly`, `contributions`, `balances`, `parameters`).
+//!    `error` says what can go wrong: a [`Refusal`] (the rules decline a request) or
+//!    another [`Error`] (the database fails).
+//! 2. The journal's core, `journal`: the database opened and migrated to `schema`
+//!    (every table, in one place), the hash chain appended to and re-derived
+//!    (`journal::chain`), entries read back and exported. It knows no kind's rules,
+//!    so it can be reviewed, and its chain trusted, on its own.
+//! 3. The rules by subject, `rules::{members, assembly, contributions, balances,
+//!    parameters}`: for each kind of entry, its payload, its checks, what it does to
+//!    the derived tables, and the [`Journal`] calls that record and read it. The
+//!    contribution ledger's rules act on `rules::state::LedgerState`, the derived
+//!    tables (`rules::sql`) or their image in memory.
+//! 4. `dispatch`: an entry routed to its kind's rules ([`Journal::append`],
+//!    [`Journal::rebuild_derived`]).
+//! 5. `replay` (the journal replayed in memory, balances at any instant), `verify`
+//!    (chain and replay against the tables), and `accounts` (credentials beside the
+//!    journal).
 
 mod accounts;
 mod assembly;
 mod balances;
 mod communs;
 mod contributions;
+mod dispatch;
 mod entry;
 mod error;
-mod export;
 mod journal;
 mod members;
 mod parameters;
@@ -112,8 +136,7 @@ mod schema;
 mod verify;
 
 pub use accounts::{
-    ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
-    TokenInfo, generate_password,
+    ActiveSession, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME, TokenInfo, generate_password,
 };
 pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
 pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfer};
@@ -127,8 +150,10 @@ pub use contributions::{
     Verdict,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
+pub use error::{Error, Refusal, Result};
 pub use journal::Journal;
-pub use members::{Member, Role};
+pub use journal::chain::BadEntry;
+pub use members::{COMMAND_LINE_AUTHOR, Member, Role};
 pub use parameters::{
     AdoptedParameters, LedgerParameters, MAX_ATTESTATIONS_NEEDED, MAX_DEMURRAGE_PERIOD_DAYS,
     MAX_RATE_PER_HOUR,
@@ -136,6 +161,4 @@ pub use parameters::{
 pub use plan::{
     BatterySource, GridSource, Plan, PlanChange, PlanProblem, PlanService, Sources, Split, TierRule,
 };
-pub use verify::{BadEntry, VerifyReport};
-
-pub use error::{Error, Refusal, Result};
+pub use verify::VerifyReport;
