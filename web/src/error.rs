@@ -22,7 +22,7 @@ pub enum AppError {
     Render(#[from] dashboards::Error),
     /// The journal could not be read or written. A refusal from the ledger is not
     /// one: converting a [`ledger::Error`] makes it an `InvalidRequest` (see
-    /// [`crate::ledger_api::refused`]).
+    /// `ledger_api::refused`).
     #[error(transparent)]
     Ledger(ledger::Error),
     /// A query over the history failed.
