@@ -24,18 +24,15 @@ use rand::{Rng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::entry::{EntryKind, format_ts, parse_canonical_ts};
-use crate::journal::{Journal, record};
-use crate::members::{Member, Role, SELECT_MEMBER, joined_payload, member_from_row};
-use crate::{Error, Result};
+use crate::entry::{format_ts, parse_canonical_ts};
+use crate::error::{Error, Refusal, Result};
+use crate::journal::Journal;
+use crate::members::{Member, Role};
+use crate::rules::members::{self, SELECT_MEMBER, joined_payload, member_from_row};
 
 /// How long a browser session lasts from sign-in: a working day at the community
 /// hall. Fixed, not sliding, so that a lookup never writes to the database.
 pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(12);
-
-/// The author of the entries the node's command line records (`communalia user add`):
-/// whoever runs it has the machine, not a member's account.
-pub const COMMAND_LINE_AUTHOR: &str = "command-line";
 
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -73,39 +70,14 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) const MIGRATION: &str = "
-    CREATE TABLE credentials (
-        member TEXT PRIMARY KEY COLLATE NOCASE,
-        password_hash TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE api_tokens (
-        id INTEGER PRIMARY KEY,
-        token_sha256 TEXT NOT NULL UNIQUE,
-        member TEXT NOT NULL,
-        label TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        revoked_at TEXT
-    );
-    CREATE INDEX api_tokens_member ON api_tokens (member);
-    CREATE TABLE sessions (
-        id_sha256 TEXT PRIMARY KEY,
-        member TEXT NOT NULL,
-        csrf TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL
-    );
-    CREATE INDEX sessions_member ON sessions (member);
-    CREATE INDEX sessions_expires_at ON sessions (expires_at);";
-
 impl Journal {
     /// Gives `name` a password, recording their joining with `roles` first when the
     /// journal does not know them yet (entry authored by `author`), in one
     /// transaction. Refuses a member who already has a password
-    /// ([`Error::CredentialExists`]: use [`Journal::set_password`]), a known member
-    /// whose recorded roles are not `roles` ([`Error::RolesDiffer`]: roles are
+    /// ([`Refusal::CredentialExists`]: use [`Journal::set_password`]), a known member
+    /// whose recorded roles are not `roles` ([`Refusal::RolesDiffer`]: roles are
     /// recorded in the journal and do not change here), and a password that is too
-    /// short or too long ([`Error::UnacceptablePassword`]).
+    /// short or too long ([`Refusal::UnacceptablePassword`]).
     pub fn create_user(
         &self,
         name: &str,
@@ -124,21 +96,22 @@ impl Journal {
             let member = match member_nocase(tx, name)? {
                 Some(member) => {
                     if has_credential(tx, &member.name)? {
-                        return Err(Error::CredentialExists(member.name));
+                        return Err(Refusal::CredentialExists(member.name).into());
                     }
                     if member.roles != asked {
-                        return Err(Error::RolesDiffer {
+                        return Err(Refusal::RolesDiffer {
                             name: member.name,
                             recorded: member.roles,
                             asked,
-                        });
+                        }
+                        .into());
                     }
                     member
                 }
                 None => {
                     let payload = joined_payload(name, &asked)?;
-                    record(tx, EntryKind::MemberJoined, author, &payload, ts)?;
-                    member_nocase(tx, name)?.ok_or_else(|| Error::UnknownMember(name.into()))?
+                    members::record(tx, author, &payload, ts)?;
+                    member_nocase(tx, name)?.ok_or_else(|| Refusal::UnknownMember(name.into()))?
                 }
             };
             tx.execute(
@@ -157,7 +130,7 @@ impl Journal {
         let hash = hash_password(password)?;
         self.write(|tx| {
             let member =
-                member_nocase(tx, name)?.ok_or_else(|| Error::UnknownMember(name.into()))?;
+                member_nocase(tx, name)?.ok_or_else(|| Refusal::UnknownMember(name.into()))?;
             tx.execute(
                 "INSERT INTO credentials (member, password_hash, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (member) DO UPDATE SET
@@ -207,12 +180,12 @@ impl Journal {
     pub fn create_token(&self, member: &str, label: &str, ts: DateTime<Utc>) -> Result<String> {
         let label = label.trim();
         if label.chars().count() > 100 || label.chars().any(char::is_control) {
-            return Err(Error::InvalidLabel(label.to_string()));
+            return Err(Refusal::InvalidLabel(label.to_string()).into());
         }
         let token = random_hex();
         self.write(|tx| {
             let member =
-                member_nocase(tx, member)?.ok_or_else(|| Error::UnknownMember(member.into()))?;
+                member_nocase(tx, member)?.ok_or_else(|| Refusal::UnknownMember(member.into()))?;
             tx.execute(
                 "INSERT INTO api_tokens (token_sha256, member, label, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -290,7 +263,7 @@ impl Journal {
         let expires_at = now + SESSION_LIFETIME;
         self.write(|tx| {
             let member =
-                member_nocase(tx, member)?.ok_or_else(|| Error::UnknownMember(member.into()))?;
+                member_nocase(tx, member)?.ok_or_else(|| Refusal::UnknownMember(member.into()))?;
             tx.execute(
                 "DELETE FROM sessions WHERE expires_at <= ?1",
                 [format_ts(now)],
@@ -380,14 +353,16 @@ pub fn generate_password() -> String {
 /// What a password must satisfy, said in words.
 fn check_password_rules(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::UnacceptablePassword(format!(
+        return Err(Refusal::UnacceptablePassword(format!(
             "it must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
+        ))
+        .into());
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(Error::UnacceptablePassword(format!(
+        return Err(Refusal::UnacceptablePassword(format!(
             "it must not be longer than {MAX_PASSWORD_BYTES} bytes"
-        )));
+        ))
+        .into());
     }
     Ok(())
 }
@@ -464,8 +439,11 @@ fn sha256_hex(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::entry::EntryKind;
+    use crate::members::COMMAND_LINE_AUTHOR;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -549,7 +527,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            matches!(err, Error::CredentialExists(ref n) if n == "Alice"),
+            matches!(err, Error::Refused(Refusal::CredentialExists(ref n)) if n == "Alice"),
             "{err}"
         );
         let session = journal.create_session("Alice", now()).unwrap();
@@ -573,7 +551,10 @@ mod tests {
         let err = journal
             .set_password("Nobody", "whatever1", now())
             .unwrap_err();
-        assert!(matches!(err, Error::UnknownMember(_)), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::UnknownMember(_))),
+            "{err}"
+        );
     }
 
     #[test]
@@ -591,7 +572,10 @@ mod tests {
                 now(),
             )
             .unwrap_err();
-        assert!(matches!(err, Error::RolesDiffer { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::RolesDiffer { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("installer"), "{err}");
         let bo = journal
             .create_user(
@@ -612,12 +596,18 @@ mod tests {
         let err = journal
             .create_user("Carol", &[Role::Resident], "short", "x", now())
             .unwrap_err();
-        assert!(matches!(err, Error::UnacceptablePassword(_)), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::UnacceptablePassword(_))),
+            "{err}"
+        );
         assert!(err.to_string().contains("at least 8 characters"), "{err}");
         let err = journal
             .create_user(" Carol", &[Role::Resident], "long enough", "x", now())
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidMemberName { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::InvalidMemberName { .. })),
+            "{err}"
+        );
         assert!(journal.head().unwrap().is_none());
         let count: i64 = journal
             .read(|c| Ok(c.query_row("SELECT count(*) FROM credentials", [], |r| r.get(0))?))
@@ -654,7 +644,10 @@ mod tests {
         assert!(journal.member_for_token(&token).unwrap().is_none());
         assert_eq!(journal.tokens("Alice").unwrap()[0].revoked_at, Some(now()));
         let err = journal.create_token("Nobody", "", now()).unwrap_err();
-        assert!(matches!(err, Error::UnknownMember(_)), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::UnknownMember(_))),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,21 +8,18 @@
 //! are the assembly's (see `parameters`). A contribution's id is the `seq` of the
 //! entry that recorded it.
 //!
-//! The rules themselves (who may attest, when a contribution is decided, what it
-//! mints) live in `rules`, where every path that applies an entry finds them.
+//! This module holds what contributions are; recording and reading them, and the
+//! rules themselves (who may attest, when a contribution is decided, what it mints),
+//! are in `rules::contributions`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::communs::{Communs, Hours};
-use crate::entry::{Entry, parse_canonical_ts, ts_millis};
-use crate::journal::Journal;
-use crate::{Error, Result};
+use crate::entry::{Entry, ts_millis};
 
 /// Most hours one contribution may count: one day.
 pub const MAX_HOURS: f64 = 24.0;
@@ -312,192 +309,6 @@ pub struct Attested {
     pub validation: Option<Entry>,
     /// What that validation minted.
     pub minted: Option<Communs>,
-}
-
-impl Journal {
-    /// Records `member`'s contribution. Refuses one that does not hold
-    /// ([`Error::InvalidContribution`], each [`ContributionProblem`] named) and a
-    /// member the journal does not know ([`Error::UnknownMember`]). Surrounding
-    /// spaces of the description are dropped. The entry's `seq` is the
-    /// contribution's id.
-    pub fn record_contribution(
-        &self,
-        member: &str,
-        contribution: &NewContribution,
-        ts: DateTime<Utc>,
-    ) -> Result<Entry> {
-        // Checked before encoding, so that hours that are not a number are named as
-        // such rather than as an undecodable payload.
-        let problems = contribution.problems(ts);
-        if !problems.is_empty() {
-            return Err(Error::InvalidContribution(problems));
-        }
-        let payload = crate::rules::contribution_payload(contribution);
-        self.write(|tx| crate::rules::record_contribution(tx, member, &payload, ts))
-    }
-
-    /// Records `member`'s verdict on contribution `id`, and, when it is the `k`-th
-    /// approval, settles the contributor's demurrage and mints their Communs in the
-    /// same transaction. Refuses: an unknown contribution
-    /// ([`Error::NoSuchContribution`]) or member ([`Error::UnknownMember`]); the
-    /// contributor themselves ([`Error::SelfAttestation`]); a second verdict by the
-    /// same member ([`Error::AlreadyAttested`]); a contribution already validated or
-    /// rejected ([`Error::ContributionDecided`]); a comment that does not hold
-    /// ([`Error::InvalidComment`]: a rejection must say why).
-    pub fn attest(
-        &self,
-        id: i64,
-        member: &str,
-        verdict: Verdict,
-        comment: &str,
-        ts: DateTime<Utc>,
-    ) -> Result<Attested> {
-        let payload = crate::rules::attestation_payload(id, verdict, comment);
-        self.write(|tx| crate::rules::attest(tx, member, &payload, ts))
-    }
-
-    /// Every contribution, newest first, with its attestations.
-    pub fn contributions(&self) -> Result<Vec<Contribution>> {
-        self.read(|conn| select_contributions(conn, None))
-    }
-
-    /// One contribution by id.
-    pub fn contribution(&self, id: i64) -> Result<Option<Contribution>> {
-        self.read(|conn| Ok(select_contributions(conn, Some(id))?.into_iter().next()))
-    }
-
-    /// Hours of the contributions validated at or after `since` (by the time of their
-    /// validation), e.g. "this week: 42 hours validated" on the wall screen.
-    pub fn hours_validated_since(&self, since: DateTime<Utc>) -> Result<Hours> {
-        let since = crate::entry::format_ts(since);
-        self.read(|conn| {
-            let centihours: i64 = conn.query_row(
-                "SELECT coalesce(sum(c.centihours), 0) FROM contributions c
-                 JOIN journal j ON j.seq = c.decided_seq
-                 WHERE c.state = 'validated' AND j.ts >= ?1",
-                [since],
-                |row| row.get(0),
-            )?;
-            Ok(Hours::from_centihours(
-                u64::try_from(centihours).unwrap_or(0),
-            ))
-        })
-    }
-}
-
-fn select_contributions(conn: &Connection, id: Option<i64>) -> Result<Vec<Contribution>> {
-    let filter = if id.is_some() {
-        "WHERE c.id = ?1"
-    } else {
-        "WHERE ?1 IS NULL"
-    };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT c.id, c.member, c.category, c.centihours, c.date, c.description, j.ts,
-                c.state, c.minted_micro, d.ts
-         FROM contributions c JOIN journal j ON j.seq = c.id
-         LEFT JOIN journal d ON d.seq = c.decided_seq
-         {filter} ORDER BY c.id DESC"
-    ))?;
-    let mut rows = stmt.query(params![id])?;
-    let mut contributions = Vec::new();
-    while let Some(row) = rows.next()? {
-        contributions.push(contribution_from_row(row)?);
-    }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT a.seq, a.contribution, a.member, a.verdict, a.comment, j.ts
-         FROM attestations a JOIN journal j ON j.seq = a.seq
-         {} ORDER BY a.seq",
-        if id.is_some() {
-            "WHERE a.contribution = ?1"
-        } else {
-            "WHERE ?1 IS NULL"
-        }
-    ))?;
-    let mut rows = stmt.query(params![id])?;
-    let mut by_contribution: BTreeMap<i64, Vec<Attestation>> = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let (contribution, attestation) = attestation_from_row(row)?;
-        by_contribution
-            .entry(contribution)
-            .or_default()
-            .push(attestation);
-    }
-    for c in &mut contributions {
-        c.attestations = by_contribution.remove(&c.id).unwrap_or_default();
-    }
-    Ok(contributions)
-}
-
-fn contribution_from_row(row: &Row<'_>) -> Result<Contribution> {
-    let id: i64 = row.get(0)?;
-    let corrupt = |problem: String| Error::Corrupt { seq: id, problem };
-    let text = |idx: usize, name: &str| -> Result<String> {
-        row.get(idx)
-            .map_err(|_| corrupt(format!("contribution column `{name}` is not text")))
-    };
-    let ts = |text: &str| {
-        parse_canonical_ts(text).ok_or_else(|| corrupt(format!("ts `{text}` is not canonical")))
-    };
-    let category = text(2, "category")?.parse::<Category>().map_err(corrupt)?;
-    let centihours: i64 = row
-        .get(3)
-        .map_err(|_| corrupt("contribution hours are not an integer".into()))?;
-    let date = text(4, "date")?;
-    let date = date
-        .parse::<NaiveDate>()
-        .map_err(|_| corrupt(format!("contribution date `{date}` is not a date")))?;
-    let state = match text(7, "state")?.as_str() {
-        "validated" => ContributionState::Validated,
-        "rejected" => ContributionState::Rejected,
-        // "approved" only lasts inside the transaction of the k-th approval.
-        "pending" | "approved" => ContributionState::Pending,
-        other => return Err(corrupt(format!("unknown contribution state `{other}`"))),
-    };
-    let minted: Option<i64> = row
-        .get(8)
-        .map_err(|_| corrupt("minted amount is not an integer".into()))?;
-    let decided_at: Option<String> = row
-        .get(9)
-        .map_err(|_| corrupt("decision ts is not text".into()))?;
-    Ok(Contribution {
-        id,
-        member: text(1, "member")?,
-        category,
-        hours: Hours::from_centihours(
-            u64::try_from(centihours).map_err(|_| corrupt("negative hours".into()))?,
-        ),
-        date,
-        description: text(5, "description")?,
-        recorded_at: ts(&text(6, "ts")?)?,
-        state,
-        attestations: Vec::new(),
-        minted: minted.map(Communs::from_micro),
-        decided_at: decided_at.as_deref().map(ts).transpose()?,
-    })
-}
-
-fn attestation_from_row(row: &Row<'_>) -> Result<(i64, Attestation)> {
-    let seq: i64 = row.get(0)?;
-    let corrupt = |problem: String| Error::Corrupt { seq, problem };
-    let text = |idx: usize, name: &str| -> Result<String> {
-        row.get(idx)
-            .map_err(|_| corrupt(format!("attestation column `{name}` is not text")))
-    };
-    let contribution: i64 = row
-        .get(1)
-        .map_err(|_| corrupt("attestation contribution is not an integer".into()))?;
-    let ts = text(5, "ts")?;
-    Ok((
-        contribution,
-        Attestation {
-            seq,
-            member: text(2, "member")?,
-            verdict: text(3, "verdict")?.parse().map_err(corrupt)?,
-            comment: text(4, "comment")?,
-            ts: parse_canonical_ts(&ts)
-                .ok_or_else(|| corrupt(format!("ts `{ts}` is not canonical")))?,
-        },
-    ))
 }
 
 #[cfg(test)]

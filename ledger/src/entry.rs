@@ -329,6 +329,7 @@ pub(crate) mod ts_millis {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

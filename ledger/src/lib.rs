@@ -93,27 +93,50 @@
 //! It never touches the network and knows nothing of live power: `query` reads the
 //! active plan from here, `web` writes through here, and time is always passed in by
 //! the caller.
+//!
+//! # How the crate is laid out
+//!
+//! In layers, each importing only those above it:
+//!
+//! 1. What things are, without storage: `entry` (an entry and the canonical encoding
+//!    it is hashed in), `communs` (amounts, demurrage), `plan`, and the types of each
+//!    subject (`members`, `assembly`, `contributions`, `balances`, `parameters`).
+//!    `error` says what can go wrong: a [`Refusal`] (the rules decline a request) or
+//!    another [`Error`] (the database fails).
+//! 2. The journal's core, `journal`: the database opened and migrated to `schema`
+//!    (every table, in one place), the hash chain appended to and re-derived
+//!    (`journal::chain`), entries read back and exported. It knows no kind's rules,
+//!    so it can be reviewed, and its chain trusted, on its own.
+//! 3. The rules by subject, `rules::{members, assembly, contributions, balances,
+//!    parameters}`: for each kind of entry, its payload, its checks, what it does to
+//!    the derived tables, and the [`Journal`] calls that record and read it. The
+//!    contribution ledger's rules act on `rules::state::LedgerState`, the derived
+//!    tables (`rules::sql`) or their image in memory.
+//! 4. `dispatch`: an entry routed to its kind's rules ([`Journal::append`],
+//!    [`Journal::rebuild_derived`]).
+//! 5. `replay` (the journal replayed in memory, balances at any instant), `verify`
+//!    (chain and replay against the tables), and `accounts` (credentials beside the
+//!    journal).
 
 mod accounts;
 mod assembly;
 mod balances;
 mod communs;
 mod contributions;
+mod dispatch;
 mod entry;
-mod export;
+mod error;
 mod journal;
 mod members;
 mod parameters;
 pub mod plan;
 mod replay;
 mod rules;
+mod schema;
 mod verify;
 
-use std::path::PathBuf;
-
 pub use accounts::{
-    ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
-    TokenInfo, generate_password,
+    ActiveSession, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME, TokenInfo, generate_password,
 };
 pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
 pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfer};
@@ -127,8 +150,10 @@ pub use contributions::{
     Verdict,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
+pub use error::{Error, Refusal, Result};
 pub use journal::Journal;
-pub use members::{Member, Role};
+pub use journal::chain::BadEntry;
+pub use members::{COMMAND_LINE_AUTHOR, Member, Role};
 pub use parameters::{
     AdoptedParameters, LedgerParameters, MAX_ATTESTATIONS_NEEDED, MAX_DEMURRAGE_PERIOD_DAYS,
     MAX_RATE_PER_HOUR,
@@ -136,128 +161,4 @@ pub use parameters::{
 pub use plan::{
     BatterySource, GridSource, Plan, PlanChange, PlanProblem, PlanService, Sources, Split, TierRule,
 };
-pub use verify::{BadEntry, VerifyReport};
-
-/// Everything that can go wrong in the ledger.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot create the directory of the ledger database {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the ledger database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "the ledger database has schema version {found}, newer than this program \
-         understands ({supported}); upgrade communalia"
-    )]
-    SchemaTooNew { found: i64, supported: i64 },
-    #[error("ledger database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("a member named `{0}` already exists")]
-    DuplicateMember(String),
-    #[error("invalid member name {name:?}: {reason}")]
-    InvalidMemberName { name: String, reason: String },
-    #[error("invalid author {0:?}: an author is a non-empty name without control characters")]
-    InvalidAuthor(String),
-    #[error("the plan cannot be adopted: {}", .0.join("; "))]
-    InvalidPlan(Vec<String>),
-    #[error("the decision record is not acceptable: {}", .0.join("; "))]
-    InvalidDecision(Vec<String>),
-    #[error("not a valid `{kind}` payload: {reason}")]
-    InvalidPayload { kind: EntryKind, reason: String },
-    #[error(
-        "entries of kind `{0}` are written by the ledger itself, as the consequence of \
-         another act, and cannot be appended on their own"
-    )]
-    DerivedKind(EntryKind),
-    #[error("timestamp {0} cannot be recorded: the journal takes years 0000 to 9999")]
-    InvalidTimestamp(chrono::DateTime<chrono::Utc>),
-    #[error("journal entry {seq} cannot be read ({problem}); run `communalia ledger verify`")]
-    Corrupt { seq: i64, problem: String },
-    #[error("no member named `{0}`")]
-    UnknownMember(String),
-    #[error("`{0}` already has a password; change it instead of creating the account again")]
-    CredentialExists(String),
-    #[error(
-        "member `{name}` is recorded with the roles: {}; not: {}. Roles cannot be changed here",
-        role_list(recorded),
-        role_list(asked)
-    )]
-    RolesDiffer {
-        name: String,
-        recorded: Vec<Role>,
-        asked: Vec<Role>,
-    },
-    #[error("this password cannot be used: {0}")]
-    UnacceptablePassword(String),
-    #[error("invalid token label {0:?}: at most 100 characters, without control characters")]
-    InvalidLabel(String),
-    #[error("password hashing failed: {0}")]
-    PasswordHash(String),
-    #[error("the contribution cannot be recorded: {}", problem_list(.0))]
-    InvalidContribution(Vec<ContributionProblem>),
-    #[error("there is no contribution {0}")]
-    NoSuchContribution(i64),
-    #[error("`{member}` cannot attest contribution {contribution}: it is their own")]
-    SelfAttestation { member: String, contribution: i64 },
-    #[error("`{member}` has already attested contribution {contribution}")]
-    AlreadyAttested { member: String, contribution: i64 },
-    #[error("contribution {contribution} is already {state}: it takes no more attestations")]
-    ContributionDecided {
-        contribution: i64,
-        state: ContributionState,
-    },
-    #[error("the attestation cannot be recorded: {0}")]
-    InvalidComment(String),
-    #[error("`{0}` cannot transfer Communs to themselves")]
-    TransferToSelf(String),
-    #[error("a transfer moves more than 0 Communs, not {0}")]
-    NonPositiveAmount(Communs),
-    #[error("the transfer cannot be recorded: {0}")]
-    InvalidMemo(String),
-    #[error("`{member}` has {balance} Communs (after demurrage), less than the {asked} asked")]
-    InsufficientCommons {
-        member: String,
-        balance: Communs,
-        asked: Communs,
-    },
-    #[error("the ledger parameters cannot be adopted: {}", .0.join("; "))]
-    InvalidParameters(Vec<String>),
-    #[error("the balance of `{member}` has demurrage due since {since} that was not settled first")]
-    UnsettledDemurrage { member: String, since: String },
-    #[error("the entry breaks the ledger's rules: {0}")]
-    LedgerRule(String),
-    #[error("cannot write the journal export: {0}")]
-    Export(std::io::Error),
-    #[error("the `{table}` table holds something unreadable: {problem}")]
-    CorruptAccount {
-        table: &'static str,
-        problem: String,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn problem_list(problems: &[ContributionProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn role_list(roles: &[Role]) -> String {
-    if roles.is_empty() {
-        return "(none)".to_string();
-    }
-    roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use verify::VerifyReport;

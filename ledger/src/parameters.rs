@@ -17,19 +17,18 @@
 //!
 //! Until the assembly adopts any, the [`LedgerParameters::default`] apply: 2
 //! approvals, 10 Communs per hour in every category, 2 % per 30 days.
+//!
+//! Adopting and reading them is in `rules::parameters`.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
 use crate::assembly::Decision;
 use crate::communs::{Communs, MAX_DEMURRAGE_RATE_PPM};
 use crate::contributions::Category;
-use crate::entry::{Entry, parse_canonical_ts, ts_millis};
-use crate::journal::Journal;
-use crate::{Error, Result};
+use crate::entry::ts_millis;
 
 /// Most approvals (or rejections) the assembly can require.
 pub const MAX_ATTESTATIONS_NEEDED: u32 = 50;
@@ -41,7 +40,7 @@ pub const MAX_DEMURRAGE_PERIOD_DAYS: u32 = 3_650;
 const DAY_MS: i64 = 86_400_000;
 
 /// What the assembly decides for the contribution ledger
-/// ([`Journal::adopt_ledger_parameters`]). An adoption applies from its instant on:
+/// ([`crate::Journal::adopt_ledger_parameters`]). An adoption applies from its instant on:
 /// balances decay at the old demurrage up to it (they are settled then) and at the
 /// new one after; the `k` in force when each attestation is recorded decides whether
 /// it validates or rejects (an adoption decides no pending contribution by itself);
@@ -144,74 +143,6 @@ pub struct AdoptedParameters {
     pub parameters: LedgerParameters,
     pub decision: Decision,
     pub author: String,
-}
-
-impl Journal {
-    /// Records the assembly's adoption of `parameters` under `decision`. Refuses
-    /// parameters out of bounds ([`Error::InvalidParameters`]) and a decision record
-    /// that does not hold ([`Error::InvalidDecision`]). When the demurrage rate or
-    /// period changes, every balance is first settled at the old one up to `ts`
-    /// (see the module docs). Returns the `parameters_adopted` entry.
-    pub fn adopt_ledger_parameters(
-        &self,
-        parameters: &LedgerParameters,
-        decision: &Decision,
-        author: &str,
-        ts: DateTime<Utc>,
-    ) -> Result<Entry> {
-        let payload = crate::rules::parameters_payload(parameters, decision);
-        self.write(|tx| crate::rules::adopt_parameters(tx, author, &payload, ts))
-    }
-
-    /// The parameters in force now: the latest adopted, or the defaults.
-    pub fn ledger_parameters(&self) -> Result<LedgerParameters> {
-        Ok(self
-            .parameters_history()?
-            .into_iter()
-            .next()
-            .map(|a| a.parameters)
-            .unwrap_or_default())
-    }
-
-    /// Every adoption of ledger parameters, newest first.
-    pub fn parameters_history(&self) -> Result<Vec<AdoptedParameters>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT p.seq, j.ts, p.parameters, p.decision, j.author
-                 FROM ledger_parameters p JOIN journal j ON j.seq = p.seq
-                 ORDER BY p.seq DESC",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut all = Vec::new();
-            while let Some(row) = rows.next()? {
-                all.push(adopted_from_row(row)?);
-            }
-            Ok(all)
-        })
-    }
-}
-
-fn adopted_from_row(row: &Row<'_>) -> Result<AdoptedParameters> {
-    let seq: i64 = row.get(0)?;
-    let corrupt = |problem: String| Error::Corrupt { seq, problem };
-    let text = |idx: usize, name: &str| -> Result<String> {
-        row.get(idx)
-            .map_err(|_| corrupt(format!("column `{name}` is not text")))
-    };
-    let ts = text(1, "ts")?;
-    let adopted_at =
-        parse_canonical_ts(&ts).ok_or_else(|| corrupt(format!("ts `{ts}` is not canonical")))?;
-    let parameters = crate::rules::parameters_from_stored(&text(2, "parameters")?)
-        .map_err(|e| corrupt(format!("the stored parameters do not decode: {e}")))?;
-    let decision = serde_json::from_str(&text(3, "decision")?)
-        .map_err(|e| corrupt(format!("the stored decision does not decode: {e}")))?;
-    Ok(AdoptedParameters {
-        seq,
-        adopted_at,
-        parameters,
-        decision,
-        author: text(4, "author")?,
-    })
 }
 
 #[cfg(test)]

@@ -1,25 +1,156 @@
-//! The journal replayed in memory, under the same rules as the write path
-//! ([`crate::rules`]), and the derived tables read into the same shape, so that
+//! The journal replayed in memory, under the same rules as the write path (`rules`,
+//! through `dispatch`), and the derived tables read into the same shape, so that
 //! `verify` can tell the first place where the tables and the journal disagree, and
-//! balances can be computed at an instant in the past.
+//! balances at any instant ([`Journal::balances`]), replaying the journal for one in
+//! the past.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use crate::balances::{Balances, project};
+use crate::balances::{Balances, MemberBalance};
 use crate::communs::{Communs, Hours};
-use crate::entry::{Entry, EntryKind, canonical_json, format_ts};
-use crate::members::{Role, decode_joined};
+use crate::dispatch::apply_ledger;
+use crate::entry::{Entry, EntryKind, canonical_json, format_ts, parse_canonical_ts};
+use crate::error::{Error, Refusal, Result};
+use crate::journal::chain::BadEntry;
+use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
+use crate::members::Role;
 use crate::parameters::LedgerParameters;
-use crate::rules::{
-    self, Account, AttestationRow, ContributionRow, LedgerState, Stage, Totals, TransferRow,
+use crate::rules::assembly::decode_adopted;
+use crate::rules::balances::projected;
+use crate::rules::members::decode_joined;
+use crate::rules::sql::SqlState;
+use crate::rules::state::{
+    Account, AttestationRow, ContributionRow, LedgerState, Stage, Totals, TransferRow,
     parameters_from_stored,
 };
-use crate::verify::BadEntry;
-use crate::{Error, Result};
+
+impl Journal {
+    /// Every member's balance, the commons and the total minted, at `at`.
+    ///
+    /// From the last entry's time on (now, or a future instant) this is the current
+    /// state with demurrage projected to `at`; nothing is written. Before it, the
+    /// journal is replayed as far as its first entry later than `at` (in `seq`
+    /// order: entries are appended in time order unless a clock was set back) and
+    /// projected to `at` from there.
+    pub fn balances(&self, at: DateTime<Utc>) -> Result<Balances> {
+        let at = at.trunc_subsecs(3);
+        self.read(|conn| {
+            let last_ts: Option<String> =
+                conn.query_row("SELECT max(ts) FROM journal", [], |row| row.get(0))?;
+            let current = match last_ts.as_deref().map(parse_canonical_ts) {
+                None => true,
+                Some(Some(last)) => last <= at,
+                Some(None) => false,
+            };
+            if current {
+                let mut state = SqlState::new(conn);
+                let parameters = state.parameters()?;
+                let accounts = state.accounts()?.into_iter().collect();
+                let totals = state.totals()?;
+                let members = member_names(conn)?;
+                Ok(project(
+                    &members,
+                    &accounts,
+                    totals.commons,
+                    totals.minted,
+                    &parameters,
+                    at,
+                ))
+            } else {
+                let replay = replay_until(conn, at)?;
+                Ok(replay.project(at))
+            }
+        })
+    }
+
+    /// One member's balance at `at` (see [`Journal::balances`]);
+    /// [`Refusal::UnknownMember`] if they are not a member at `at`.
+    pub fn balance(&self, member: &str, at: DateTime<Utc>) -> Result<Communs> {
+        self.balances(at)?
+            .balances
+            .into_iter()
+            .find(|b| b.member == member)
+            .map(|b| b.communs)
+            .ok_or_else(|| Refusal::UnknownMember(member.to_string()).into())
+    }
+}
+
+/// Members' names in the order they joined.
+fn member_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM members ORDER BY joined_seq")?;
+    let names = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
+/// The journal replayed in memory up to (not including) its first entry later than
+/// `at`.
+fn replay_until(conn: &Connection, at: DateTime<Utc>) -> Result<Replay> {
+    let mut stmt = conn.prepare(&format!("{SELECT_ENTRY} ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    let mut replay = Replay::default();
+    while let Some(row) = rows.next()? {
+        let entry = entry_from_row(row)?;
+        if entry.ts > at {
+            break;
+        }
+        replay.apply(&entry).map_err(|e| Error::Corrupt {
+            seq: entry.seq,
+            problem: e.to_string(),
+        })?;
+    }
+    Ok(replay)
+}
+
+/// Balances at `at` from a settled state: each balance decays from when it was last
+/// settled, and what it loses is counted in the commons.
+fn project(
+    members: &[String],
+    accounts: &BTreeMap<String, Account>,
+    commons: Communs,
+    minted: Communs,
+    parameters: &LedgerParameters,
+    at: DateTime<Utc>,
+) -> Balances {
+    let mut commons = commons;
+    let mut balance_of = |account: Option<&Account>| -> Communs {
+        let Some(account) = account else {
+            return Communs::ZERO;
+        };
+        let kept = projected(account, parameters, at);
+        let decay = Communs::from_micro(account.balance.micro() - kept.micro());
+        commons = commons.checked_add(decay).unwrap_or(commons);
+        kept
+    };
+    let mut balances: Vec<MemberBalance> = members
+        .iter()
+        .map(|m| MemberBalance {
+            member: m.clone(),
+            communs: balance_of(accounts.get(m)),
+        })
+        .collect();
+    // Accounts of names that are not members cannot arise from the rules; shown all
+    // the same so that the sum still holds.
+    for (name, account) in accounts {
+        if !members.contains(name) {
+            balances.push(MemberBalance {
+                member: name.clone(),
+                communs: balance_of(Some(account)),
+            });
+        }
+    }
+    Balances {
+        at,
+        balances,
+        commons,
+        minted_total: minted,
+    }
+}
 
 /// Everything the derived tables hold, as the journal says it should be.
 #[derive(Debug, Clone, Default)]
@@ -45,23 +176,21 @@ impl Replay {
         match entry.kind {
             EntryKind::MemberJoined => {
                 let (name, roles) =
-                    decode_joined(&entry.payload).map_err(|reason| Error::InvalidPayload {
+                    decode_joined(&entry.payload).map_err(|reason| Refusal::InvalidPayload {
                         kind: entry.kind,
                         reason,
                     })?;
                 if let Some(existing) = self.members.keys().find(|m| m.eq_ignore_ascii_case(&name))
                 {
-                    return Err(Error::DuplicateMember(existing.clone()));
+                    return Err(Refusal::DuplicateMember(existing.clone()).into());
                 }
                 self.members.insert(name, (roles, entry.seq));
                 Ok(())
             }
             EntryKind::PlanAdopted => {
-                crate::assembly::decode_adopted(&entry.payload).map_err(|reason| {
-                    Error::InvalidPayload {
-                        kind: entry.kind,
-                        reason,
-                    }
+                decode_adopted(&entry.payload).map_err(|reason| Refusal::InvalidPayload {
+                    kind: entry.kind,
+                    reason,
                 })?;
                 let part = |key: &str| {
                     entry
@@ -76,7 +205,7 @@ impl Replay {
                 );
                 Ok(())
             }
-            _ => rules::apply(self, entry),
+            _ => apply_ledger(self, entry),
         }
     }
 
@@ -643,7 +772,7 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
             let settled_at = match c.opt_text(3, "settled_at")? {
                 None => None,
                 Some(t) => Some(
-                    crate::entry::parse_canonical_ts(&t)
+                    parse_canonical_ts(&t)
                         .ok_or_else(|| c.bad("settled_at", "a canonical timestamp"))?,
                 ),
             };

@@ -3,18 +3,14 @@
 
 use std::fmt;
 
-use rusqlite::Row;
-use rusqlite::types::ValueRef;
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use rusqlite::Connection;
-
-use crate::entry::{
-    GENESIS_PREV_HASH, canonical_entry, canonical_json, chain_hash, parse_canonical_ts,
-};
+use crate::error::{Error, Result};
+use crate::journal::chain::{self, BadEntry};
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::replay::Replay;
-use crate::{Error, Result};
+use crate::schema::ENTRY_REFERENCES;
 
 /// What [`Journal::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,32 +48,6 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// The first entry that does not hold, and why, in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BadEntry {
-    /// The entry; for a derived balance that disagrees with the journal, the last
-    /// entry that changed that balance by the journal.
-    pub seq: i64,
-    /// The account whose derived balance disagrees with the journal's (a member's
-    /// name, or `commons` for the totals), if that is what is wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub problem: String,
-}
-
-impl fmt::Display for BadEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.account {
-            None => write!(f, "entry {}: {}", self.seq, self.problem),
-            Some(account) => write!(
-                f,
-                "entry {} (account `{account}`): {}",
-                self.seq, self.problem
-            ),
-        }
-    }
-}
-
 impl Journal {
     /// Re-derives the chain from the first entry, checking for every row, in order:
     /// that `seq` follows on without gaps, that its columns are text, that `prev_hash`
@@ -95,47 +65,16 @@ impl Journal {
     /// finding, never an error. Errors only when the database itself cannot be read.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT seq, ts, kind, author, payload, prev_hash, hash FROM journal ORDER BY seq",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut entries = 0u64;
-            let mut last_seq = 0i64;
-            let mut last_hash: Option<String> = None;
-            let mut first_bad = None;
-            while let Some(row) = rows.next()? {
-                entries += 1;
-                let seq: i64 = row.get(0)?;
-                if first_bad.is_none()
-                    && let Err(problem) = check_row(row, seq, last_seq, last_hash.as_deref())
-                {
-                    // A gap names the first missing entry, anything else the row itself.
-                    let named = if seq > last_seq + 1 {
-                        last_seq + 1
-                    } else {
-                        seq
-                    };
-                    first_bad = Some(BadEntry {
-                        seq: named,
-                        account: None,
-                        problem,
-                    });
-                }
-                last_seq = seq;
-                last_hash = text(row, 6, "hash").ok();
-            }
-            drop(rows);
-            let chain_intact = first_bad.is_none();
-            if chain_intact {
-                first_bad = check_ledger(conn, last_seq)?;
-            }
+            let chain = chain::check(conn)?;
+            let chain_intact = chain.first_bad.is_none();
+            let first_bad = if chain_intact {
+                check_ledger(conn, chain.last_seq)?
+            } else {
+                chain.first_bad
+            };
             Ok(VerifyReport {
-                entries,
-                head_hash: match (entries, last_hash) {
-                    (0, _) => GENESIS_PREV_HASH.to_string(),
-                    (_, Some(hash)) => hash,
-                    (_, None) => String::new(),
-                },
+                entries: chain.entries,
+                head_hash: chain.head_hash,
                 chain_intact,
                 first_bad,
             })
@@ -143,85 +82,10 @@ impl Journal {
     }
 }
 
-/// Checks one row against the one before it (`prev_hash` is `None` when the previous
-/// row's hash could not be read, and irrelevant for the first row).
-fn check_row(
-    row: &Row<'_>,
-    seq: i64,
-    prev_seq: i64,
-    prev_hash: Option<&str>,
-) -> Result<(), String> {
-    let expected = prev_seq + 1;
-    if seq != expected {
-        let missing = if seq - 1 > expected {
-            format!("entries {expected} to {} are missing", seq - 1)
-        } else if seq > expected {
-            format!("entry {expected} is missing")
-        } else {
-            return Err(format!(
-                "unexpected sequence number {seq} (expected {expected})"
-            ));
-        };
-        return Err(if prev_seq == 0 {
-            format!("{missing} (the journal starts at {seq})")
-        } else {
-            format!("{missing} (sequence jumps from {prev_seq} to {seq})")
-        });
-    }
-    let ts = text(row, 1, "ts")?;
-    let kind = text(row, 2, "kind")?;
-    let author = text(row, 3, "author")?;
-    let payload = text(row, 4, "payload")?;
-    let stored_prev = text(row, 5, "prev_hash")?;
-    let hash = text(row, 6, "hash")?;
-
-    if prev_seq == 0 {
-        if stored_prev != GENESIS_PREV_HASH {
-            return Err("prev_hash of the first entry is not 64 zeros".into());
-        }
-    } else if Some(stored_prev.as_str()) != prev_hash {
-        return Err(format!("prev_hash does not match entry {prev_seq}"));
-    }
-    let value: serde_json::Value =
-        serde_json::from_str(&payload).map_err(|_| "payload is not valid JSON".to_string())?;
-    if canonical_json(&value) != payload {
-        return Err("payload is not in canonical form".into());
-    }
-    if parse_canonical_ts(&ts).is_none() {
-        return Err(format!(
-            "ts `{ts}` is not an RFC 3339 UTC timestamp with milliseconds"
-        ));
-    }
-    let canonical = canonical_entry(seq, &ts, &kind, &author, &payload);
-    if chain_hash(&stored_prev, canonical.as_bytes()) != hash {
-        return Err("hash does not match its contents".into());
-    }
-    Ok(())
-}
-
-fn text(row: &Row<'_>, idx: usize, name: &str) -> Result<String, String> {
-    match row.get_ref(idx) {
-        Ok(ValueRef::Text(bytes)) => String::from_utf8(bytes.to_vec())
-            .map_err(|_| format!("column `{name}` is not valid UTF-8")),
-        Ok(_) => Err(format!("column `{name}` is not text")),
-        Err(e) => Err(format!("column `{name}` cannot be read: {e}")),
-    }
-}
-
 /// A derived row that refers to an entry past the last one means entries were cut off
 /// the end, which the chain alone cannot show.
 fn derived_past_the_end(conn: &Connection, last_seq: i64) -> Result<Option<BadEntry>> {
-    for (table, column) in [
-        ("members", "joined_seq"),
-        ("plans", "seq"),
-        ("ledger_parameters", "seq"),
-        ("contributions", "id"),
-        ("contributions", "decided_seq"),
-        ("attestations", "seq"),
-        ("transfers", "seq"),
-        ("balances", "last_seq"),
-        ("ledger_totals", "last_seq"),
-    ] {
+    for &(table, column) in ENTRY_REFERENCES {
         let max: Option<i64> = conn.query_row(
             &format!("SELECT max({column}) FROM {table} WHERE typeof({column}) = 'integer'"),
             [],
@@ -287,8 +151,10 @@ fn replay(conn: &Connection, last_seq: i64) -> Result<Result<Replay, BadEntry>> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::entry::GENESIS_PREV_HASH;
     use crate::members::Role;
     use chrono::{DateTime, Utc};
 

@@ -417,14 +417,20 @@ impl Columns<'_> {
         self.0
             .column(i)
             .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| Error::Query(format!("charts: column {i} is not Float64")))
+            .ok_or_else(|| Error::ColumnType {
+                query: "charts",
+                column: i.to_string(),
+            })
     }
 
     fn i64(&self, i: usize) -> Result<&datafusion::arrow::array::Int64Array> {
         self.0
             .column(i)
             .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| Error::Query(format!("charts: column {i} is not Int64")))
+            .ok_or_else(|| Error::ColumnType {
+                query: "charts",
+                column: i.to_string(),
+            })
     }
 
     fn text(&self, i: usize) -> Result<Vec<Option<String>>> {
@@ -434,7 +440,10 @@ impl Columns<'_> {
         } else if let Some(a) = col.as_string_opt::<i32>() {
             Ok(a.iter().map(|v| v.map(str::to_string)).collect())
         } else {
-            Err(Error::Query(format!("charts: column {i} is not text")))
+            Err(Error::ColumnType {
+                query: "charts",
+                column: i.to_string(),
+            })
         }
     }
 }

@@ -444,10 +444,15 @@ impl Engine {
             let column = |name: &str| {
                 batch
                     .column_by_name(name)
-                    .ok_or_else(|| Error::Query(format!("latest column `{name}` missing")))
+                    .ok_or_else(|| Error::MissingColumn {
+                        query: "latest",
+                        column: name.to_string(),
+                    })
             };
-            let wrong =
-                |name: &str| Error::Query(format!("latest column `{name}` has the wrong type"));
+            let wrong = |name: &str| Error::ColumnType {
+                query: "latest",
+                column: name.to_string(),
+            };
             let idx = column("idx")?
                 .as_primitive_opt::<UInt32Type>()
                 .ok_or_else(|| wrong("idx"))?;
@@ -558,7 +563,10 @@ fn text_column<'a>(
 ) -> Result<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| Error::Query(format!("latest column `{name}` missing")))?;
+        .ok_or_else(|| Error::MissingColumn {
+            query: "latest",
+            column: name.to_string(),
+        })?;
     if let Some(a) = col.as_string_view_opt() {
         Ok(Box::new(a.iter()))
     } else if let Some(a) = col.as_string_opt::<i32>() {
@@ -566,7 +574,10 @@ fn text_column<'a>(
     } else if let Some(a) = col.as_string_opt::<i64>() {
         Ok(Box::new(a.iter()))
     } else {
-        Err(Error::Query(format!("latest column `{name}` is not text")))
+        Err(Error::ColumnType {
+            query: "latest",
+            column: name.to_string(),
+        })
     }
 }
 
@@ -585,8 +596,7 @@ pub(crate) fn devices_table(devices: &[DeviceConfig]) -> Result<MemTable> {
     let mut role = StringBuilder::new();
     let mut profile = StringBuilder::new();
     for (i, d) in devices.iter().enumerate() {
-        let i = u32::try_from(i)
-            .map_err(|_| Error::Query("more devices than the engine can number".into()))?;
+        let i = u32::try_from(i).map_err(|_| Error::TooManyDevices(devices.len()))?;
         idx.append_value(i);
         id.append_value(&d.id);
         name.append_value(d.display_name());

@@ -270,17 +270,20 @@ fn json_value(column: &ArrayRef, i: usize) -> serde_json::Value {
 /// The CSV of one export batch (`ts,device,metric,value`, no header), times in
 /// RFC 3339 UTC with milliseconds.
 pub fn csv_rows(batch: &RecordBatch) -> Result<String> {
-    let wrong = || Error::Query("export batch has an unexpected shape".into());
+    let wrong = |column: &str| Error::ColumnType {
+        query: "export",
+        column: column.to_string(),
+    };
     let ts = batch
         .column(0)
         .as_primitive_opt::<TimestampMillisecondType>()
-        .ok_or_else(wrong)?;
+        .ok_or_else(|| wrong("ts"))?;
     let device = batch.column(1);
     let metric = batch.column(2);
     let value = batch
         .column(3)
         .as_primitive_opt::<Float64Type>()
-        .ok_or_else(wrong)?;
+        .ok_or_else(|| wrong("value"))?;
     let text = |a: &ArrayRef, i: usize| -> String {
         a.as_string_opt::<i32>()
             .map(|s| s.value(i).to_string())
@@ -489,26 +492,21 @@ impl ParquetChunks {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
         let writer =
-            datafusion::parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema, Some(props))
-                .map_err(|e| Error::Query(format!("parquet: {e}")))?;
+            datafusion::parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema, Some(props))?;
         Ok(ParquetChunks { writer, buffer })
     }
 
     /// Writes one batch as a row group; returns the bytes now ready.
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let parquet =
-            |e: datafusion::parquet::errors::ParquetError| Error::Query(format!("parquet: {e}"));
-        self.writer.write(batch).map_err(parquet)?;
-        self.writer.flush().map_err(parquet)?;
+        self.writer.write(batch)?;
+        self.writer.flush()?;
         Ok(self.buffer.take())
     }
 
     /// Ends the file; returns its last bytes (the footer).
     pub fn finish(self) -> Result<Vec<u8>> {
         let buffer = self.buffer.clone();
-        self.writer
-            .close()
-            .map_err(|e| Error::Query(format!("parquet: {e}")))?;
+        self.writer.close()?;
         Ok(buffer.take())
     }
 }

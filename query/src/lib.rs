@@ -19,16 +19,28 @@ pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
 
+/// Everything that can go wrong in a query, by where it went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("query: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// Writing a Parquet file (exports).
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("ledger: {0}")]
     Ledger(#[from] ledger::Error),
-    #[error("{0}")]
-    Query(String),
+    /// A result lacks a column the code reads from it: the SQL and the code that
+    /// reads its result disagree.
+    #[error("{query}: column `{column}` missing")]
+    MissingColumn { query: &'static str, column: String },
+    /// A result column is not of the type the code reads.
+    #[error("{query}: column `{column}` has an unexpected type")]
+    ColumnType { query: &'static str, column: String },
+    /// More devices configured than the engine numbers (`u32`).
+    #[error("{0} devices are more than the engine can number")]
+    TooManyDevices(usize),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -245,7 +245,10 @@ pub async fn replay(
 
 /// The rows of the rollup query, by minute.
 fn minutes_of(batches: &[RecordBatch]) -> Result<BTreeMap<i64, Minute>> {
-    let wrong = |c: &str| Error::Query(format!("replay: column `{c}` has an unexpected type"));
+    let wrong = |c: &str| Error::ColumnType {
+        query: "replay",
+        column: c.to_string(),
+    };
     let mut minutes: BTreeMap<i64, Minute> = BTreeMap::new();
     for b in batches {
         let ts = b

@@ -20,15 +20,28 @@ pub enum AppError {
     NoSuchEndpoint(String),
     #[error(transparent)]
     Render(#[from] dashboards::Error),
-    /// The journal could not be read or written.
+    /// The journal could not be read or written. A refusal from the ledger is not
+    /// one: converting a [`ledger::Error`] makes it an `InvalidRequest` (see
+    /// `ledger_api::refused`).
     #[error(transparent)]
-    Ledger(#[from] ledger::Error),
+    Ledger(ledger::Error),
     /// A query over the history failed.
     #[error(transparent)]
     Query(#[from] query::Error),
     /// Something that should not happen (a task that panicked).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<ledger::Error> for AppError {
+    /// A refusal answers the request with what to correct (4xx); anything else is
+    /// the journal failing (500, cause logged).
+    fn from(error: ledger::Error) -> Self {
+        match error {
+            ledger::Error::Refused(refusal) => crate::ledger_api::refused(refusal),
+            failure => AppError::Ledger(failure),
+        }
+    }
 }
 
 impl AppError {

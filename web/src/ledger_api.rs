@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
-use ledger::{Decision, Journal, LedgerParameters, NewContribution, NewTransfer, Verdict};
+use ledger::{Decision, Journal, LedgerParameters, NewContribution, NewTransfer, Refusal, Verdict};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,49 +36,64 @@ pub(crate) async fn with_journal<T: Send + 'static>(
         .map_err(|e| AppError::Internal(format!("{what} task: {e}")))
 }
 
-/// A refusal from the ledger as the API answers it: 404 for an unknown
-/// contribution, 422 naming each problem for anything the caller can correct,
-/// and a 500 (cause logged) for a journal that cannot be read or written.
-pub(crate) fn refusal(error: ledger::Error) -> AppError {
-    use ledger::Error as E;
-    let message = error.to_string();
-    match error {
-        E::NoSuchContribution(_) => {
-            AppError::invalid(StatusCode::NOT_FOUND, message.clone(), vec![message])
+/// A refusal from the ledger as the API answers it: the status of
+/// [`refusal_status`], and `problems` naming each thing to correct.
+pub(crate) fn refused(refusal: Refusal) -> AppError {
+    let status = refusal_status(&refusal);
+    let message = refusal.to_string();
+    let problems = match refusal {
+        Refusal::InvalidContribution(problems) => {
+            problems.iter().map(ToString::to_string).collect()
         }
-        E::InvalidContribution(problems) => AppError::invalid(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            message,
-            problems.iter().map(ToString::to_string).collect(),
-        ),
-        E::InvalidParameters(problems) | E::InvalidDecision(problems) => {
-            AppError::invalid(StatusCode::UNPROCESSABLE_ENTITY, message, problems)
-        }
-        E::UnknownMember(_)
-        | E::SelfAttestation { .. }
-        | E::AlreadyAttested { .. }
-        | E::ContributionDecided { .. }
-        | E::InvalidComment(_)
-        | E::TransferToSelf(_)
-        | E::NonPositiveAmount(_)
-        | E::InvalidMemo(_)
-        | E::InsufficientCommons { .. }
-        | E::LedgerRule(_) => AppError::invalid(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            message.clone(),
-            vec![message],
-        ),
-        other => AppError::Ledger(other),
+        Refusal::InvalidParameters(problems)
+        | Refusal::InvalidDecision(problems)
+        | Refusal::InvalidPlan(problems) => problems,
+        _ => vec![message.clone()],
+    };
+    AppError::invalid(status, message, problems)
+}
+
+/// 404 for a contribution that does not exist, 422 for everything else the caller
+/// can correct. Every refusal is listed: a new one does not build until it is given
+/// its status here.
+fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::NoSuchContribution(_) => StatusCode::NOT_FOUND,
+        Refusal::DuplicateMember(_)
+        | Refusal::InvalidMemberName { .. }
+        | Refusal::InvalidAuthor(_)
+        | Refusal::InvalidPlan(_)
+        | Refusal::InvalidDecision(_)
+        | Refusal::InvalidPayload { .. }
+        | Refusal::DerivedKind(_)
+        | Refusal::InvalidTimestamp(_)
+        | Refusal::UnknownMember(_)
+        | Refusal::CredentialExists(_)
+        | Refusal::RolesDiffer { .. }
+        | Refusal::UnacceptablePassword(_)
+        | Refusal::InvalidLabel(_)
+        | Refusal::InvalidContribution(_)
+        | Refusal::SelfAttestation { .. }
+        | Refusal::AlreadyAttested { .. }
+        | Refusal::ContributionDecided { .. }
+        | Refusal::InvalidComment(_)
+        | Refusal::TransferToSelf(_)
+        | Refusal::NonPositiveAmount(_)
+        | Refusal::InvalidMemo(_)
+        | Refusal::InsufficientCommons { .. }
+        | Refusal::InvalidParameters(_)
+        | Refusal::UnsettledDemurrage { .. }
+        | Refusal::LedgerRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
-/// A journal call whose refusals are answered as [`refusal`] says.
+/// A journal call whose refusals are answered as [`refused`] says.
 async fn ledger_call<T: Send + 'static>(
     state: &AppState,
     what: &'static str,
     f: impl FnOnce(&Journal) -> ledger::Result<T> + Send + 'static,
 ) -> Result<T, AppError> {
-    with_journal(state, what, f).await?.map_err(refusal)
+    Ok(with_journal(state, what, f).await??)
 }
 
 fn no_store(body: impl serde::Serialize) -> Response {
@@ -122,7 +137,7 @@ pub(crate) async fn get_contribution(
     let id = contribution_id(&id)?;
     match ledger_call(&state, "contribution", move |j| j.contribution(id)).await? {
         Some(contribution) => Ok(no_store(contribution)),
-        None => Err(refusal(ledger::Error::NoSuchContribution(id))),
+        None => Err(refused(Refusal::NoSuchContribution(id))),
     }
 }
 
@@ -426,7 +441,139 @@ pub(crate) fn tally_json(tally: Option<WeekTally>) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use ledger::{Communs, ContributionProblem, ContributionState, EntryKind, Role};
+
     use super::*;
+
+    const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+
+    /// One refusal of every kind, with the status the API owes it and, where it is
+    /// not the message itself, the problems it names.
+    fn every_refusal() -> Vec<(Refusal, StatusCode, Option<Vec<&'static str>>)> {
+        let just = |refusal: Refusal| (refusal, UNPROCESSABLE, None);
+        vec![
+            just(Refusal::DuplicateMember("Alice".into())),
+            just(Refusal::InvalidMemberName {
+                name: " Alice".into(),
+                reason: "it starts or ends with a space".into(),
+            }),
+            just(Refusal::InvalidAuthor(String::new())),
+            (
+                Refusal::InvalidPlan(vec!["tier 2 has no rule".into(), "no service".into()]),
+                UNPROCESSABLE,
+                Some(vec!["tier 2 has no rule", "no service"]),
+            ),
+            (
+                Refusal::InvalidDecision(vec!["quorum not reached".into()]),
+                UNPROCESSABLE,
+                Some(vec!["quorum not reached"]),
+            ),
+            just(Refusal::InvalidPayload {
+                kind: EntryKind::Transfer,
+                reason: "missing field `to`".into(),
+            }),
+            just(Refusal::DerivedKind(EntryKind::DemurrageSettled)),
+            just(Refusal::InvalidTimestamp(DateTime::<Utc>::MAX_UTC)),
+            just(Refusal::UnknownMember("Mallory".into())),
+            just(Refusal::CredentialExists("Alice".into())),
+            just(Refusal::RolesDiffer {
+                name: "Bo".into(),
+                recorded: vec![Role::Installer],
+                asked: vec![Role::Admin],
+            }),
+            just(Refusal::UnacceptablePassword("too short".into())),
+            just(Refusal::InvalidLabel("a\nb".into())),
+            (
+                Refusal::InvalidContribution(vec![
+                    ContributionProblem::DescriptionEmpty,
+                    ContributionProblem::HoursNotPositive { hours: 0.0 },
+                ]),
+                UNPROCESSABLE,
+                Some(vec![
+                    "the description is empty",
+                    "hours must be more than 0, not 0",
+                ]),
+            ),
+            (Refusal::NoSuchContribution(7), StatusCode::NOT_FOUND, None),
+            just(Refusal::SelfAttestation {
+                member: "Alice".into(),
+                contribution: 7,
+            }),
+            just(Refusal::AlreadyAttested {
+                member: "Bob".into(),
+                contribution: 7,
+            }),
+            just(Refusal::ContributionDecided {
+                contribution: 7,
+                state: ContributionState::Validated,
+            }),
+            just(Refusal::InvalidComment(
+                "a rejection needs a comment".into(),
+            )),
+            just(Refusal::TransferToSelf("Alice".into())),
+            just(Refusal::NonPositiveAmount(Communs::ZERO)),
+            just(Refusal::InvalidMemo(
+                "the memo contains a control character".into(),
+            )),
+            just(Refusal::InsufficientCommons {
+                member: "Alice".into(),
+                balance: Communs::from_whole(3),
+                asked: Communs::from_whole(5),
+            }),
+            (
+                Refusal::InvalidParameters(vec![
+                    "attestations_needed must be between 1 and 50".into(),
+                ]),
+                UNPROCESSABLE,
+                Some(vec!["attestations_needed must be between 1 and 50"]),
+            ),
+            just(Refusal::UnsettledDemurrage {
+                member: "Alice".into(),
+                since: "2026-11-22T10:00:00.000Z".into(),
+            }),
+            just(Refusal::LedgerRule("the commons overflows".into())),
+        ]
+    }
+
+    #[test]
+    fn every_refusal_is_answered_with_a_client_error_naming_it() {
+        let all = every_refusal();
+        let listed: BTreeSet<&str> = all.iter().map(|(refusal, ..)| refusal.name()).collect();
+        let declared: BTreeSet<&str> = Refusal::NAMES.iter().copied().collect();
+        assert_eq!(
+            listed, declared,
+            "every_refusal() holds one refusal of each kind the ledger declares"
+        );
+        for (refusal, expected_status, expected_problems) in all {
+            let text = refusal.to_string();
+            let answer = AppError::from(ledger::Error::Refused(refusal));
+            let AppError::InvalidRequest {
+                status,
+                message,
+                problems,
+            } = answer
+            else {
+                panic!("{text}: answered as {answer:?}, not as a refusal");
+            };
+            assert!(status.is_client_error(), "{text}: {status}");
+            assert_eq!(status, expected_status, "{text}");
+            assert!(!message.trim().is_empty(), "{status} without a message");
+            assert_eq!(message, text);
+            let expected_problems = expected_problems.unwrap_or_else(|| vec![text.as_str()]);
+            assert_eq!(problems, expected_problems, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_journal_that_fails_is_not_a_refusal() {
+        let failure = ledger::Error::Corrupt {
+            seq: 3,
+            problem: "payload is not valid JSON".into(),
+        };
+        assert!(matches!(AppError::from(failure), AppError::Ledger(_)));
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)

@@ -221,29 +221,44 @@ async fn refused(
 /// A refusal from the journal as problems the page phrases; anything that is not a
 /// refusal (the journal cannot be read or written) is an error.
 fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
-    use ledger::Error as E;
-    Ok(match error {
-        E::InvalidContribution(problems) => problems
+    use ledger::Refusal as R;
+    let ledger::Error::Refused(refusal) = error else {
+        return Err(AppError::from(error));
+    };
+    Ok(match refusal {
+        R::InvalidContribution(problems) => problems
             .into_iter()
             .map(LedgerProblem::Contribution)
             .collect(),
-        E::NoSuchContribution(id) => vec![LedgerProblem::NoSuchContribution { id }],
-        E::SelfAttestation { .. } => vec![LedgerProblem::SelfAttestation],
-        E::AlreadyAttested { .. } => vec![LedgerProblem::AlreadyAttested],
-        E::ContributionDecided { state, .. } => vec![LedgerProblem::Decided { state }],
-        E::UnknownMember(name) => vec![LedgerProblem::UnknownMember { name }],
-        E::TransferToSelf(_) => vec![LedgerProblem::TransferToSelf],
-        E::NonPositiveAmount(_) => vec![LedgerProblem::AmountNotPositive],
-        E::InsufficientCommons { balance, asked, .. } => {
+        R::NoSuchContribution(id) => vec![LedgerProblem::NoSuchContribution { id }],
+        R::SelfAttestation { .. } => vec![LedgerProblem::SelfAttestation],
+        R::AlreadyAttested { .. } => vec![LedgerProblem::AlreadyAttested],
+        R::ContributionDecided { state, .. } => vec![LedgerProblem::Decided { state }],
+        R::UnknownMember(name) => vec![LedgerProblem::UnknownMember { name }],
+        R::TransferToSelf(_) => vec![LedgerProblem::TransferToSelf],
+        R::NonPositiveAmount(_) => vec![LedgerProblem::AmountNotPositive],
+        R::InsufficientCommons { balance, asked, .. } => {
             vec![LedgerProblem::Insufficient { balance, asked }]
         }
-        E::InvalidParameters(problems) | E::InvalidDecision(problems) => {
+        R::InvalidParameters(problems) | R::InvalidDecision(problems) => {
             problems.into_iter().map(LedgerProblem::Other).collect()
         }
-        E::InvalidComment(text) | E::InvalidMemo(text) | E::LedgerRule(text) => {
+        R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
             vec![LedgerProblem::Other(text)]
         }
-        other => return Err(AppError::Ledger(other)),
+        // No form of this page asks for these; said in English all the same.
+        other @ (R::DuplicateMember(_)
+        | R::InvalidMemberName { .. }
+        | R::InvalidAuthor(_)
+        | R::InvalidPlan(_)
+        | R::InvalidPayload { .. }
+        | R::DerivedKind(_)
+        | R::InvalidTimestamp(_)
+        | R::CredentialExists(_)
+        | R::RolesDiffer { .. }
+        | R::UnacceptablePassword(_)
+        | R::InvalidLabel(_)
+        | R::UnsettledDemurrage { .. }) => vec![LedgerProblem::Other(other.to_string())],
     })
 }
 
@@ -453,7 +468,7 @@ pub(crate) async fn attest(
                 return Ok(done(format!("attested={id}#contribution-{id}")));
             }
             Err(e) => {
-                if matches!(e, ledger::Error::NoSuchContribution(_)) {
+                if matches!(e.refusal(), Some(ledger::Refusal::NoSuchContribution(_))) {
                     status = StatusCode::NOT_FOUND;
                 }
                 problems = problems_of(e)?;

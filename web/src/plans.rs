@@ -102,7 +102,9 @@ pub(crate) async fn adopt_checked(
     .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?
     .map_err(|e| {
         AdoptError::Failed(match e {
-            ledger::Error::InvalidPlan(p) | ledger::Error::InvalidDecision(p) => refused(p),
+            ledger::Error::Refused(
+                ledger::Refusal::InvalidPlan(p) | ledger::Refusal::InvalidDecision(p),
+            ) => refused(p),
             other => AppError::from(other),
         })
     })?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ledger::{
-    Decision, EntryKind, Error, Journal, Plan, PlanService, Role, Sources, Split, TierRule,
+    Decision, EntryKind, Error, Journal, Plan, PlanService, Refusal, Role, Sources, Split, TierRule,
 };
 use serde_json::json;
 
@@ -182,7 +182,7 @@ fn an_invalid_plan_is_refused_naming_the_service() {
     let err = journal
         .adopt_plan(&bad, &vote(t0.date_naive()), "Alice", t0)
         .unwrap_err();
-    let Error::InvalidPlan(problems) = &err else {
+    let Error::Refused(Refusal::InvalidPlan(problems)) = &err else {
         panic!("expected InvalidPlan, got {err}");
     };
     assert_eq!(problems.len(), 2, "{problems:?}");
@@ -197,7 +197,10 @@ fn an_invalid_plan_is_refused_naming_the_service() {
     let err = journal
         .append(EntryKind::PlanAdopted, "Alice", &payload, t0)
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidPlan(_)), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::InvalidPlan(_))),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ledger::{
     Category, Communs, ContributionState, Decision, EntryKind, Error, Hours, Journal,
-    LedgerParameters, NewContribution, NewTransfer, Role, Verdict,
+    LedgerParameters, NewContribution, NewTransfer, Refusal, Role, Verdict,
 };
 use serde_json::json;
 
@@ -142,7 +142,7 @@ fn the_kth_approval_validates_and_mints_hours_times_rate() {
         .attest(id, "Dave", Verdict::Approve, "", t0() + Duration::hours(3))
         .unwrap_err();
     assert!(
-        matches!(err, Error::ContributionDecided { contribution, state: ContributionState::Validated } if contribution == id),
+        matches!(err, Error::Refused(Refusal::ContributionDecided { contribution, state: ContributionState::Validated }) if contribution == id),
         "{err}"
     );
     assert_eq!(
@@ -210,7 +210,10 @@ fn the_kth_rejection_rejects_and_mints_nothing() {
     let err = journal
         .attest(id, "Alice", Verdict::Approve, "", t0())
         .unwrap_err();
-    assert!(matches!(err, Error::ContributionDecided { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::ContributionDecided { .. })),
+        "{err}"
+    );
     let journal2 = community();
     let id2 = contribute(&journal2, "Bob", 3.0, t0());
     journal2
@@ -238,7 +241,7 @@ fn self_and_double_attestations_are_refused_and_record_nothing() {
         .attest(id, "Alice", Verdict::Approve, "", t0())
         .unwrap_err();
     assert!(
-        matches!(&err, Error::SelfAttestation { member, contribution } if member == "Alice" && *contribution == id),
+        matches!(&err, Error::Refused(Refusal::SelfAttestation { member, contribution }) if member == "Alice" && *contribution == id),
         "{err}"
     );
     assert_eq!(
@@ -253,7 +256,10 @@ fn self_and_double_attestations_are_refused_and_record_nothing() {
         let err = journal
             .attest(id, "Bob", verdict, "changed my mind", t0())
             .unwrap_err();
-        assert!(matches!(err, Error::AlreadyAttested { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Refused(Refusal::AlreadyAttested { .. })),
+            "{err}"
+        );
         assert_eq!(
             err.to_string(),
             format!("`Bob` has already attested contribution {id}")
@@ -282,13 +288,16 @@ fn other_attestation_refusals_are_named() {
         .attest(id, "Mallory", Verdict::Approve, "", t0())
         .unwrap_err();
     assert!(
-        matches!(err, Error::UnknownMember(ref m) if m == "Mallory"),
+        matches!(err, Error::Refused(Refusal::UnknownMember(ref m)) if m == "Mallory"),
         "{err}"
     );
     let err = journal
         .attest(id, "Bob", Verdict::Reject, "  ", t0())
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidComment(_)), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::InvalidComment(_))),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains("a rejection needs a comment saying why")
@@ -297,7 +306,10 @@ fn other_attestation_refusals_are_named() {
     let err = journal
         .attest(1, "Bob", Verdict::Approve, "", t0())
         .unwrap_err();
-    assert!(matches!(err, Error::NoSuchContribution(1)), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::NoSuchContribution(1))),
+        "{err}"
+    );
 }
 
 #[test]
@@ -334,7 +346,7 @@ fn a_bad_contribution_is_refused_with_each_problem_named() {
         let err = journal
             .record_contribution("Alice", &contribution, t0())
             .unwrap_err();
-        let Error::InvalidContribution(problems) = &err else {
+        let Error::Refused(Refusal::InvalidContribution(problems)) = &err else {
             panic!("{contribution:?}: {err}");
         };
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -347,7 +359,10 @@ fn a_bad_contribution_is_refused_with_each_problem_named() {
     let err = journal
         .record_contribution("Mallory", &work(Category::Care, 1.0, today, "x"), t0())
         .unwrap_err();
-    assert!(matches!(err, Error::UnknownMember(_)), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::UnknownMember(_))),
+        "{err}"
+    );
     // Through the untyped door, with two problems at once.
     let err = journal
         .append(
@@ -357,7 +372,7 @@ fn a_bad_contribution_is_refused_with_each_problem_named() {
             t0(),
         )
         .unwrap_err();
-    let Error::InvalidContribution(problems) = &err else {
+    let Error::Refused(Refusal::InvalidContribution(problems)) = &err else {
         panic!("{err}");
     };
     assert_eq!(problems.len(), 2, "{problems:?}");
@@ -369,7 +384,10 @@ fn a_bad_contribution_is_refused_with_each_problem_named() {
             t0(),
         )
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidPayload { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::InvalidPayload { .. })),
+        "{err}"
+    );
     assert_eq!(journal.head().unwrap().unwrap().seq, 5, "nothing recorded");
 }
 
@@ -452,7 +470,7 @@ fn transfers_move_communs_after_demurrage_and_never_below_zero() {
     let head = journal.head().unwrap().unwrap().seq;
     let err = journal.transfer("Alice", &too_much, month).unwrap_err();
     assert!(
-        matches!(&err, Error::InsufficientCommons { member, balance, asked }
+        matches!(&err, Error::Refused(Refusal::InsufficientCommons { member, balance, asked })
             if member == "Alice" && balance.micro() == 98_000_000 && asked.micro() == 98_000_001),
         "{err}"
     );
@@ -537,7 +555,10 @@ fn transfer_refusals_are_named() {
         "a transfer moves more than 0 Communs, not 0"
     );
     let err = send("Bob", Communs::from_whole(-1), "");
-    assert!(matches!(err, Error::NonPositiveAmount(_)), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::NonPositiveAmount(_))),
+        "{err}"
+    );
     let err = send("Zoé", Communs::from_whole(1), "");
     assert_eq!(err.to_string(), "no member named `Zoé`");
     let err = send("Bob", Communs::from_whole(1), &"m".repeat(201));
@@ -556,7 +577,10 @@ fn transfer_refusals_are_named() {
             t0(),
         )
         .unwrap_err();
-    assert!(matches!(err, Error::InsufficientCommons { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Refused(Refusal::InsufficientCommons { .. })),
+        "{err}"
+    );
     // The request body of `POST /api/transfers` reads straight into a NewTransfer.
     let body: NewTransfer =
         serde_json::from_value(json!({"to": "Bob", "amount": 2.5, "memo": "soup"})).unwrap();
@@ -645,7 +669,7 @@ fn parameters_are_adopted_under_a_decision_that_holds() {
     let err = journal
         .adopt_ledger_parameters(&bad, &vote(), "Alice", t0())
         .unwrap_err();
-    let Error::InvalidParameters(problems) = &err else {
+    let Error::Refused(Refusal::InvalidParameters(problems)) = &err else {
         panic!("{err}")
     };
     assert_eq!(problems.len(), 2, "{problems:?}");
@@ -711,7 +735,10 @@ fn derived_entries_cannot_be_appended_and_the_tables_rebuild() {
         )
         .unwrap_err();
     assert!(
-        matches!(err, Error::DerivedKind(EntryKind::ContributionValidated)),
+        matches!(
+            err,
+            Error::Refused(Refusal::DerivedKind(EntryKind::ContributionValidated))
+        ),
         "{err}"
     );
 

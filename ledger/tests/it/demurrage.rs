@@ -8,7 +8,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ledger::{
-    Communs, ContributionState, EntryKind, Error, Journal, LedgerParameters, NewTransfer, Verdict,
+    Communs, ContributionState, EntryKind, Error, Journal, LedgerParameters, NewTransfer, Refusal,
+    Verdict,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -294,9 +295,9 @@ proptest! {
                             prop_assert_eq!(micro(&journal, from, now), before_from - amount);
                             prop_assert_eq!(micro(&journal, to, now), before_to + amount);
                         }
-                        Err(Error::TransferToSelf(_)) => prop_assert_eq!(from, to),
-                        Err(Error::NonPositiveAmount(_)) => prop_assert!(amount <= 0),
-                        Err(Error::InsufficientCommons { balance, .. }) => {
+                        Err(Error::Refused(Refusal::TransferToSelf(_))) => prop_assert_eq!(from, to),
+                        Err(Error::Refused(Refusal::NonPositiveAmount(_))) => prop_assert!(amount <= 0),
+                        Err(Error::Refused(Refusal::InsufficientCommons { balance, .. })) => {
                             prop_assert!(amount > before_from);
                             prop_assert_eq!(balance.micro(), before_from);
                         }

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use rusqlite::types::ValueRef;
 
+use super::Journal;
 use crate::entry::push_json_string;
-use crate::journal::Journal;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 impl Journal {
     /// Writes the whole journal to `w`, one entry per line, oldest first, and returns

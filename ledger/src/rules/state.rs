@@ -1,0 +1,203 @@
+//! The state the contribution ledger's rules act on, behind [`LedgerState`]: the
+//! derived tables while recording and rebuilding (`rules::sql`), or their image in
+//! memory while replaying (`replay`), so that the replay that checks the tables cannot
+//! drift from the code that wrote them. And what the rules share: decoding payloads,
+//! the stored form of the parameters, knowing who is a member.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::communs::{Communs, Hours};
+use crate::contributions::{Category, ContributionState, Verdict};
+use crate::entry::EntryKind;
+use crate::error::{Refusal, Result};
+use crate::parameters::LedgerParameters;
+
+/// A member's balance as last settled.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Account {
+    pub(crate) balance: Communs,
+    /// When the balance was last settled; `None` until it first holds anything.
+    pub(crate) settled_at: Option<DateTime<Utc>>,
+    /// The entry that last changed it.
+    pub(crate) last_seq: i64,
+}
+
+/// The totals of the ledger: what demurrage gave the commons, what was minted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Totals {
+    pub(crate) commons: Communs,
+    pub(crate) minted: Communs,
+    pub(crate) last_seq: i64,
+}
+
+/// A contribution's stage. `Approved` is the instant between the `k`-th approval and
+/// its validation, which follow each other in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Pending,
+    Approved,
+    Validated,
+    Rejected,
+}
+
+impl Stage {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Stage::Pending => "pending",
+            Stage::Approved => "approved",
+            Stage::Validated => "validated",
+            Stage::Rejected => "rejected",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Stage> {
+        [
+            Stage::Pending,
+            Stage::Approved,
+            Stage::Validated,
+            Stage::Rejected,
+        ]
+        .into_iter()
+        .find(|stage| stage.as_str() == s)
+    }
+
+    pub(crate) fn public(self) -> ContributionState {
+        match self {
+            Stage::Pending | Stage::Approved => ContributionState::Pending,
+            Stage::Validated => ContributionState::Validated,
+            Stage::Rejected => ContributionState::Rejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContributionRow {
+    pub(crate) id: i64,
+    pub(crate) member: String,
+    pub(crate) category: Category,
+    pub(crate) hours: Hours,
+    pub(crate) date: NaiveDate,
+    pub(crate) description: String,
+    pub(crate) stage: Stage,
+    pub(crate) approvals: u32,
+    pub(crate) rejections: u32,
+    pub(crate) minted: Option<Communs>,
+    pub(crate) decided_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttestationRow {
+    pub(crate) seq: i64,
+    pub(crate) contribution: i64,
+    pub(crate) member: String,
+    pub(crate) verdict: Verdict,
+    pub(crate) comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TransferRow {
+    pub(crate) seq: i64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) amount: Communs,
+    pub(crate) memo: String,
+}
+
+/// What the rules read and write: the derived tables, or their image in memory.
+pub(crate) trait LedgerState {
+    fn is_member(&mut self, name: &str) -> Result<bool>;
+    /// The parameters in force: the latest adopted, or the defaults.
+    fn parameters(&mut self) -> Result<LedgerParameters>;
+    fn add_parameters(&mut self, seq: i64, parameters: &str, decision: &str) -> Result<()>;
+    fn contribution(&mut self, id: i64) -> Result<Option<ContributionRow>>;
+    fn put_contribution(&mut self, row: &ContributionRow) -> Result<()>;
+    fn has_attested(&mut self, contribution: i64, member: &str) -> Result<bool>;
+    fn add_attestation(&mut self, row: &AttestationRow) -> Result<()>;
+    fn account(&mut self, member: &str) -> Result<Option<Account>>;
+    /// Every account, by member name.
+    fn accounts(&mut self) -> Result<Vec<(String, Account)>>;
+    fn put_account(&mut self, member: &str, account: &Account) -> Result<()>;
+    fn totals(&mut self) -> Result<Totals>;
+    fn put_totals(&mut self, totals: &Totals) -> Result<()>;
+    fn add_transfer(&mut self, row: &TransferRow) -> Result<()>;
+}
+
+/// Ledger parameters as payloads and the `ledger_parameters` table hold them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredParameters {
+    attestations_needed: u32,
+    rates_micro_per_hour: BTreeMap<Category, i64>,
+    demurrage_rate_ppm: u32,
+    demurrage_period_days: u32,
+}
+
+impl From<&LedgerParameters> for StoredParameters {
+    fn from(p: &LedgerParameters) -> Self {
+        StoredParameters {
+            attestations_needed: p.attestations_needed,
+            rates_micro_per_hour: p
+                .rates_per_hour
+                .iter()
+                .map(|(c, r)| (*c, r.micro()))
+                .collect(),
+            demurrage_rate_ppm: p.demurrage_rate_ppm,
+            demurrage_period_days: p.demurrage_period_days,
+        }
+    }
+}
+
+impl From<&StoredParameters> for LedgerParameters {
+    fn from(p: &StoredParameters) -> Self {
+        LedgerParameters {
+            attestations_needed: p.attestations_needed,
+            rates_per_hour: p
+                .rates_micro_per_hour
+                .iter()
+                .map(|(c, r)| (*c, Communs::from_micro(*r)))
+                .collect(),
+            demurrage_rate_ppm: p.demurrage_rate_ppm,
+            demurrage_period_days: p.demurrage_period_days,
+        }
+    }
+}
+
+/// Parameters from the `parameters` column of `ledger_parameters`.
+pub(crate) fn parameters_from_stored(text: &str) -> Result<LedgerParameters, String> {
+    serde_json::from_str::<StoredParameters>(text)
+        .map(|p| LedgerParameters::from(&p))
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(kind: EntryKind, payload: &Value) -> Result<T> {
+    serde_json::from_value(payload.clone()).map_err(|e| {
+        Refusal::InvalidPayload {
+            kind,
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+pub(crate) fn encode<T: Serialize>(kind: EntryKind, payload: &T) -> Result<Value> {
+    serde_json::to_value(payload).map_err(|e| {
+        Refusal::InvalidPayload {
+            kind,
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+pub(crate) fn require_member(state: &mut impl LedgerState, name: &str) -> Result<()> {
+    if state.is_member(name)? {
+        Ok(())
+    } else {
+        Err(Refusal::UnknownMember(name.to_string()).into())
+    }
+}

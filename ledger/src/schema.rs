@@ -1,0 +1,137 @@
+//! The database schema, all of it: the journal, the tables derived from it, and the
+//! accounts kept beside it. The journal core applies these steps when it opens a
+//! database; the rules that fill the derived tables are elsewhere (`rules`).
+
+/// Schema steps; `PRAGMA user_version` counts how many have been applied. Append new
+/// steps, never edit a released one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the journal and the first derived tables.
+    "CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        author TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    -- Guards against a careless hand, not against tampering: the hash chain is what
+    -- makes tampering visible.
+    CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+    CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+    CREATE TABLE members (
+        name TEXT PRIMARY KEY,
+        roles TEXT NOT NULL,
+        joined_seq INTEGER NOT NULL REFERENCES journal(seq)
+    );
+    CREATE TABLE plans (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        adopted_at TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        decision TEXT NOT NULL
+    );",
+    // 2: accounts (password hashes, API tokens, sessions), beside the journal; not
+    // derived from it, so a rebuild leaves them alone (see `accounts`).
+    ACCOUNTS,
+    // 3: the contribution ledger: parameters, contributions, attestations, balances,
+    // totals and transfers.
+    CONTRIBUTION_LEDGER,
+];
+
+const ACCOUNTS: &str = "
+    CREATE TABLE credentials (
+        member TEXT PRIMARY KEY COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        member TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE INDEX api_tokens_member ON api_tokens (member);
+    CREATE TABLE sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        member TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_member ON sessions (member);
+    CREATE INDEX sessions_expires_at ON sessions (expires_at);";
+
+const CONTRIBUTION_LEDGER: &str = "
+    CREATE TABLE ledger_parameters (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        parameters TEXT NOT NULL,
+        decision TEXT NOT NULL
+    );
+    CREATE TABLE contributions (
+        id INTEGER PRIMARY KEY REFERENCES journal(seq),
+        member TEXT NOT NULL,
+        category TEXT NOT NULL,
+        centihours INTEGER NOT NULL,
+        date TEXT NOT NULL,
+        description TEXT NOT NULL,
+        state TEXT NOT NULL,
+        approvals INTEGER NOT NULL,
+        rejections INTEGER NOT NULL,
+        minted_micro INTEGER,
+        decided_seq INTEGER REFERENCES journal(seq)
+    );
+    CREATE INDEX contributions_decided_seq ON contributions (decided_seq);
+    CREATE TABLE attestations (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        contribution INTEGER NOT NULL REFERENCES contributions(id),
+        member TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        UNIQUE (contribution, member)
+    );
+    CREATE TABLE balances (
+        member TEXT PRIMARY KEY,
+        balance_micro INTEGER NOT NULL,
+        settled_at TEXT,
+        last_seq INTEGER NOT NULL REFERENCES journal(seq)
+    );
+    CREATE TABLE ledger_totals (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        commons_micro INTEGER NOT NULL,
+        minted_micro INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL REFERENCES journal(seq)
+    );
+    CREATE TABLE transfers (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        from_member TEXT NOT NULL,
+        to_member TEXT NOT NULL,
+        amount_micro INTEGER NOT NULL,
+        memo TEXT NOT NULL
+    );
+    CREATE INDEX transfers_from_member ON transfers (from_member);
+    CREATE INDEX transfers_to_member ON transfers (to_member);";
+
+/// Empties every table derived from the journal, children first, before a rebuild
+/// replays the journal into them. Accounts are not derived and stay.
+pub(crate) const CLEAR_DERIVED: &str = "DELETE FROM attestations; DELETE FROM contributions;
+    DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
+    DELETE FROM ledger_parameters;
+    DELETE FROM members; DELETE FROM plans;";
+
+/// The columns of derived tables that refer to a journal entry by its `seq`: a value
+/// past the journal's last entry means entries were cut off its end.
+pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
+    ("members", "joined_seq"),
+    ("plans", "seq"),
+    ("ledger_parameters", "seq"),
+    ("contributions", "id"),
+    ("contributions", "decided_seq"),
+    ("attestations", "seq"),
+    ("transfers", "seq"),
+    ("balances", "last_seq"),
+    ("ledger_totals", "last_seq"),
+];
