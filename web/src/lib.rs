@@ -14,6 +14,7 @@
 //! tokens, roles and CSRF are in `auth.rs` and `login.rs`.
 
 mod api;
+mod api_json;
 mod assembly;
 mod assets;
 mod auth;
