@@ -11,11 +11,9 @@ use ledger::{AdoptedPlan, DecisionProblem, Plan, PlanChange, PlanProblem, Split}
 use query::allocation::ServiceState;
 
 use crate::format::{format_duration_hours, format_energy};
-use crate::pages::ASSET_VERSION;
+use crate::layout::{Layout, render};
 use crate::wall::state_parts;
-use crate::{
-    Catalog, Error, Lang, Result, SiteInfo, format_date_long, format_percent, format_power,
-};
+use crate::{Catalog, Lang, Result, SiteInfo, format_date_long, format_percent, format_power};
 
 /// The draft as the form holds it: every value as typed, so that a draft with a
 /// mistake comes back unchanged beside the message naming the mistake.
@@ -296,12 +294,7 @@ struct AssemblyTemplate<'a> {
     replay_note: Option<String>,
     replay_days: &'a str,
     history: Vec<HistoryLine>,
-    nav: crate::nav::MemberNav,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// The panel as a complete HTML document.
@@ -454,67 +447,61 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             equal: split == "equal",
         })
         .collect();
-    AssemblyTemplate {
-        csrf: view.csrf,
-        active_title: active.map(|a| {
-            t.tf(
-                "assembly.active_since",
-                &[(
-                    "date",
-                    &format_date_long(
-                        a.adopted_at.with_timezone(&site.timezone).date_naive(),
-                        lang,
-                    ),
-                )],
-            )
-        }),
-        active_decision: active.map(|a| decision_text(a, lang)),
-        tiers,
-        sources,
-        confirmation: view
-            .adopted_seq
-            .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
-        problems: view
-            .problems
-            .iter()
-            .map(|p| problem_text(p, &name, lang))
-            .collect(),
-        services: view
-            .draft
-            .services
-            .iter()
-            .map(|s| ServiceInput {
-                id: s.id.clone(),
-                name: name(&s.id),
-                tier: s.tier.clone(),
-                min_w: s.min_w.clone(),
-                max_w: s.max_w.clone(),
-            })
-            .collect(),
-        splits,
-        draft: view.draft,
-        preview,
-        preview_note,
-        replay,
-        replay_note,
-        replay_days: if view.draft.replay_days.is_empty() {
-            "7"
-        } else {
-            &view.draft.replay_days
-        },
-        history,
-        nav: crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
-        page_title: format!("{} · {}", site.name, t.t("assembly.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "assembly.html",
-        source,
-    })
+    let page =
+        AssemblyTemplate {
+            csrf: view.csrf,
+            active_title: active.map(|a| {
+                t.tf(
+                    "assembly.active_since",
+                    &[(
+                        "date",
+                        &format_date_long(
+                            a.adopted_at.with_timezone(&site.timezone).date_naive(),
+                            lang,
+                        ),
+                    )],
+                )
+            }),
+            active_decision: active.map(|a| decision_text(a, lang)),
+            tiers,
+            sources,
+            confirmation: view
+                .adopted_seq
+                .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
+            problems: view
+                .problems
+                .iter()
+                .map(|p| problem_text(p, &name, lang))
+                .collect(),
+            services: view
+                .draft
+                .services
+                .iter()
+                .map(|s| ServiceInput {
+                    id: s.id.clone(),
+                    name: name(&s.id),
+                    tier: s.tier.clone(),
+                    min_w: s.min_w.clone(),
+                    max_w: s.max_w.clone(),
+                })
+                .collect(),
+            splits,
+            draft: view.draft,
+            preview,
+            preview_note,
+            replay,
+            replay_note,
+            replay_days: if view.draft.replay_days.is_empty() {
+                "7"
+            } else {
+                &view.draft.replay_days
+            },
+            history,
+            layout: Layout::new(lang, site, t.t("assembly.title")).with_nav(
+                crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
+            ),
+        };
+    render(&page, "assembly.html")
 }
 
 fn split_name(split: Split, t: &Catalog) -> &str {

@@ -14,9 +14,9 @@ use ledger::{
 };
 
 use crate::assembly::decision_sentence;
-use crate::pages::ASSET_VERSION;
+use crate::layout::{Layout, render};
 use crate::{
-    Catalog, Error, Lang, Result, SiteInfo, format_communs, format_communs_exact, format_date_long,
+    Catalog, Lang, Result, SiteInfo, format_communs, format_communs_exact, format_date_long,
 };
 
 /// How far ahead the page projects balances, in days.
@@ -317,7 +317,6 @@ struct LedgerTemplate<'a> {
     csrf: &'a str,
     resident: bool,
     assembly: bool,
-    nav: crate::nav::MemberNav,
     confirmation: Option<String>,
     general_problems: Vec<String>,
     chain_ok: bool,
@@ -342,11 +341,7 @@ struct LedgerTemplate<'a> {
     rate_inputs: Vec<RateInput>,
     parameters_problems: Vec<String>,
     history: Vec<ParametersLine>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// The name of a category in the reader's language.
@@ -838,11 +833,10 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         }
     });
 
-    LedgerTemplate {
+    let page = LedgerTemplate {
         csrf: view.csrf,
         resident: view.resident,
         assembly: view.assembly,
-        nav: crate::nav::member_nav("/ledger", view.roles, view.member, view.csrf, t),
         confirmation,
         general_problems: problems_of(FormTarget::General),
         chain_ok,
@@ -899,17 +893,15 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
             .collect(),
         parameters_problems: problems_of(FormTarget::Parameters),
         history,
-        page_title: format!("{} · {}", site.name, t.t("ledger.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "ledger.html",
-        source,
-    })
+        layout: Layout::new(lang, site, t.t("ledger.title")).with_nav(crate::nav::member_nav(
+            "/ledger",
+            view.roles,
+            view.member,
+            view.csrf,
+            t,
+        )),
+    };
+    render(&page, "ledger.html")
 }
 
 #[cfg(test)]

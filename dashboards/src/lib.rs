@@ -19,6 +19,7 @@ mod format;
 mod history_page;
 mod i18n;
 mod installer;
+mod layout;
 mod ledger_page;
 mod nav;
 mod pages;
@@ -46,15 +47,13 @@ pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{
     InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
 };
+pub use layout::{ASSET_VERSION, WALL_CSS, WALL_JS};
 pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
     LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm, category_name, ledger_problem_text,
     render_ledger,
 };
-pub use pages::{
-    ASSET_VERSION, WALL_CSS, WALL_JS, WallContext, render_not_found, render_wall, render_wall_for,
-    render_wall_with,
-};
+pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.
