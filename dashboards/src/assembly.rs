@@ -628,10 +628,6 @@ fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
 /// entered it (plans and ledger parameters alike).
 pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) -> String {
     let t = Catalog::for_lang(lang);
-    // French counts 0 and 1 in the singular ("1 abstention", "0 présent").
-    let counted = |n: u32, one: &str, many: &str| {
-        t.tf(if n <= 1 { one } else { many }, &[("n", &n.to_string())])
-    };
     t.tf(
         "assembly.decision",
         &[
@@ -640,15 +636,11 @@ pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) 
             ("against", &d.votes_against.to_string()),
             (
                 "abstain",
-                &counted(
-                    d.votes_abstain,
-                    "assembly.abstain_one",
-                    "assembly.abstain_many",
-                ),
+                &t.count("assembly.abstaining", d.votes_abstain.into()),
             ),
             (
                 "present",
-                &counted(d.present, "assembly.present_one", "assembly.present_many"),
+                &t.count("assembly.present_members", d.present.into()),
             ),
             ("quorum", &d.quorum_required.to_string()),
             ("by", author),

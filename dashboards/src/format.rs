@@ -154,16 +154,16 @@ pub fn format_hours(hours: ledger::Hours, lang: Lang) -> String {
     }
 }
 
-/// "1,5 heure" / "3 heures", "1 hour" / "1.5 hours": French counts below 2 in the
-/// singular, English only exactly 1. `static/wall.js` repeats the rule.
+/// "1,5 heure" / "3 heures", "1 hour" / "1.5 hours", counted by the catalog's
+/// plural rule. `static/wall.js` repeats it (`formatHours`).
 pub fn hours_text(hours: ledger::Hours, lang: Lang) -> String {
-    let t = crate::Catalog::for_lang(lang);
-    let singular = match lang {
-        Lang::Fr => hours.centihours() < 200,
-        Lang::En => hours.centihours() == 100,
-    };
-    let key = if singular { "hours.one" } else { "hours.many" };
-    t.tf(key, &[("hours", &format_hours(hours, lang))])
+    let centi = hours.centihours();
+    crate::Catalog::for_lang(lang).count_shown(
+        "hours",
+        centi / 100,
+        centi % 100 != 0,
+        &format_hours(hours, lang),
+    )
 }
 
 fn decimal_separator(lang: Lang) -> char {

@@ -667,12 +667,8 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             .count()
             .to_string()
     };
-    let total = view.devices.len();
-    let count_text = if total == 1 {
-        t.t("installer.count_one").to_string()
-    } else {
-        t.tf("installer.count_many", &[("n", &total.to_string())])
-    };
+    let total = u64::try_from(view.devices.len()).unwrap_or(u64::MAX);
+    let count_text = t.count("installer.device_count", total);
     let summary = t.tf(
         "installer.summary",
         &[

@@ -566,12 +566,7 @@ fn demurrage_text(parameters: &LedgerParameters, lang: Lang) -> String {
 /// The parameters in plain sentences: k, the rates, demurrage.
 fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String> {
     let t = Catalog::for_lang(lang);
-    let k = parameters.attestations_needed;
-    let mut lines = vec![if k <= 1 {
-        t.t("ledger.k_one").to_string()
-    } else {
-        t.tf("ledger.k_many", &[("k", &k.to_string())])
-    }];
+    let mut lines = vec![t.count("ledger.k", parameters.attestations_needed.into())];
     let first = parameters.rate(Category::ALL[0]);
     if Category::ALL.iter().all(|c| parameters.rate(*c) == first) {
         lines.push(t.tf("ledger.rate_all", &[("rate", &format_communs(first, lang))]));
