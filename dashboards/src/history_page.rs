@@ -17,7 +17,7 @@ use crate::chart::{
     bar_chart, line_chart, row_chart,
 };
 use crate::format::{
-    NO_VALUE, format_date_long, format_duration_hours, format_energy, format_number,
+    NO_VALUE, day_of_month, format_date_long, format_duration_hours, format_energy, format_number,
     format_percent, month_name, weekday_name,
 };
 use crate::layout::{Layout, render};
@@ -287,21 +287,16 @@ fn bucket_labels(view: View, bucket: &Bucket, lang: Lang, tz: Tz) -> (Option<Str
     }
 }
 
-/// "jeudi 12 mars" / "Thursday 12 March".
+/// "Jeudi 12 mars" / "Thursday 12 March".
 fn day_name(date: NaiveDate, lang: Lang) -> String {
-    let weekday = weekday_name(date.weekday(), lang, false);
-    let month = month_name(date.month(), lang, false);
-    match lang {
-        Lang::Fr => {
-            let day = if date.day() == 1 {
-                "1er".to_string()
-            } else {
-                date.day().to_string()
-            };
-            capitalize(&format!("{weekday} {day} {month}"))
-        }
-        Lang::En => format!("{weekday} {} {month}", date.day()),
-    }
+    capitalize(&Catalog::for_lang(lang).tf(
+        "date.weekday_day_month",
+        &[
+            ("weekday", weekday_name(date.weekday(), lang, false)),
+            ("day", &day_of_month(date, lang)),
+            ("month", month_name(date.month(), lang, false)),
+        ],
+    ))
 }
 
 /// The unit energies of a chart are drawn in: Wh, kWh or MWh by the largest.

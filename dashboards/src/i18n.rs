@@ -159,6 +159,11 @@ impl Catalog {
         self.entries.get(key).map(String::as_str).unwrap_or(key)
     }
 
+    /// The text for `key`, if the catalog has it.
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
     /// The text for `key` with each `{name}` replaced by its value.
     pub fn tf(&self, key: &str, args: &[(&str, &str)]) -> String {
         let mut text = self.t(key).to_string();
