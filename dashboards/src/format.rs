@@ -137,7 +137,7 @@ pub fn hours_text(hours: ledger::Hours, lang: Lang) -> String {
     Catalog::for_lang(lang).count_shown(
         "hours",
         centi / 100,
-        centi % 100 != 0,
+        !centi.is_multiple_of(100),
         &format_hours(hours, lang),
     )
 }
@@ -342,6 +342,34 @@ pub fn month_name(month: u32, lang: Lang, short: bool) -> &'static str {
 /// A name of the catalog's `date` section; a test keeps every one present.
 fn date_name(lang: Lang, key: &str) -> &'static str {
     Catalog::for_lang(lang).entry(key).unwrap_or(NO_VALUE)
+}
+
+/// The name of a contribution category in the reader's language.
+pub fn category_name(category: ledger::Category, lang: Lang) -> &'static str {
+    Catalog::for_lang(lang).t(category_key(category))
+}
+
+pub(crate) fn category_key(category: ledger::Category) -> &'static str {
+    use ledger::Category;
+    match category {
+        Category::Care => "ledger.category_care",
+        Category::Teaching => "ledger.category_teaching",
+        Category::Repair => "ledger.category_repair",
+        Category::Gardening => "ledger.category_gardening",
+        Category::Cooking => "ledger.category_cooking",
+        Category::EnergySharing => "ledger.category_energy_sharing",
+        Category::Other => "ledger.category_other",
+    }
+}
+
+/// The catalog key of a contribution's state ("en attente", "validée", …).
+pub(crate) fn contribution_state_key(state: ledger::ContributionState) -> &'static str {
+    use ledger::ContributionState;
+    match state {
+        ContributionState::Pending => "ledger.state_pending",
+        ContributionState::Validated => "ledger.state_validated",
+        ContributionState::Rejected => "ledger.state_rejected",
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod assets;
 mod auth;
 mod error;
 mod events;
+mod form;
 mod history;
 mod history_page;
 mod installer;
