@@ -4,8 +4,8 @@
 
 use askama::Template;
 
-use crate::pages::ASSET_VERSION;
-use crate::{Catalog, Error, Lang, Result, SiteInfo};
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo};
 
 /// Why the last sign-in attempt did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,24 +64,17 @@ struct LoginTemplate<'a> {
     view: &'a LoginView,
     problem_text: Option<String>,
     signed_in: Option<SignedInText>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
+/// A page that says one thing: a title, a sentence, and where to go from here.
 #[derive(Template)]
 #[template(path = "message.html")]
 struct MessageTemplate<'a> {
     title: &'a str,
     text: String,
     link: Option<(String, &'a str)>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// The text of a sign-in problem, in words.
@@ -109,24 +102,16 @@ pub fn role_name(role: &str, lang: Lang) -> String {
 /// The sign-in page as a complete HTML document.
 pub fn render_login(view: &LoginView, lang: Lang, site: &SiteInfo) -> Result<String> {
     let t = Catalog::for_lang(lang);
-    LoginTemplate {
+    let page = LoginTemplate {
         view,
         problem_text: view.problem.map(|p| login_problem_text(p, lang)),
         signed_in: view.signed_in.as_ref().map(|s| SignedInText {
             text: t.tf("login.signed_in_as", &[("name", &s.name)]),
             csrf: s.csrf.clone(),
         }),
-        page_title: format!("{} · {}", site.name, t.t("login.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "login.html",
-        source,
-    })
+        layout: Layout::new(lang, site, t.t("login.title")),
+    };
+    render(&page, "login.html")
 }
 
 /// A refusal page as a complete HTML document.
@@ -149,21 +134,24 @@ pub fn render_refusal(page: &RefusalPage, lang: Lang, site: &SiteInfo) -> Result
             None,
         ),
     };
-    MessageTemplate {
+    render_message(lang, site, title, text, link)
+}
+
+/// A page titled `title` that says `text`, with a link (href, label) onward.
+pub(crate) fn render_message(
+    lang: Lang,
+    site: &SiteInfo,
+    title: &str,
+    text: String,
+    link: Option<(String, &str)>,
+) -> Result<String> {
+    let page = MessageTemplate {
         title,
         text,
         link,
-        page_title: format!("{} · {title}", site.name),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "message.html",
-        source,
-    })
+        layout: Layout::new(lang, site, title),
+    };
+    render(&page, "message.html")
 }
 
 /// `/login?next=…` with the path percent-encoded.

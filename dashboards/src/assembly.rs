@@ -7,15 +7,14 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use ledger::{AdoptedPlan, DecisionProblem, Plan, PlanChange, PlanProblem, Split};
+use ledger::{AdoptedPlan, Plan, PlanChange, Split};
 use query::allocation::ServiceState;
 
+use crate::form::{DecisionForm, FormPage, FormProblem, form_problem_text};
 use crate::format::{format_duration_hours, format_energy};
-use crate::pages::ASSET_VERSION;
+use crate::layout::{Layout, render};
 use crate::wall::state_parts;
-use crate::{
-    Catalog, Error, Lang, Result, SiteInfo, format_date_long, format_percent, format_power,
-};
+use crate::{Catalog, Lang, Result, SiteInfo, format_date_long, format_percent, format_power};
 
 /// The draft as the form holds it: every value as typed, so that a draft with a
 /// mistake comes back unchanged beside the message naming the mistake.
@@ -32,13 +31,7 @@ pub struct DraftForm {
     pub grid: bool,
     pub grid_max_import_w: String,
     pub grid_tiers: String,
-    pub assembly_date: String,
-    pub votes_for: String,
-    pub votes_against: String,
-    pub votes_abstain: String,
-    pub quorum_required: String,
-    pub present: String,
-    pub minutes: String,
+    pub decision: DecisionForm,
     /// Days of history the replay covers (`1`, `7` or `30`; empty: 7).
     pub replay_days: String,
 }
@@ -101,7 +94,7 @@ impl DraftForm {
             grid: grid.is_some(),
             grid_max_import_w: grid.map_or_else(String::new, |g| watts_field(g.max_import_w)),
             grid_tiers: grid.map_or_else(String::new, |g| tiers_field(&g.tiers)),
-            assembly_date: today.format("%Y-%m-%d").to_string(),
+            decision: DecisionForm::dated(today),
             ..DraftForm::default()
         };
         form.splits = (1..=form.tier_count())
@@ -129,61 +122,6 @@ impl DraftForm {
         let cap = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
         highest.min(cap.saturating_add(1)).max(1) + 1
     }
-}
-
-/// A form field the page can name in a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FormField {
-    ServiceTier(String),
-    ServiceMin(String),
-    ServiceMax(String),
-    Split(u32),
-    BatteryReserve,
-    BatteryMaxDischarge,
-    BatteryTiers,
-    GridMaxImport,
-    GridTiers,
-    AssemblyDate,
-    VotesFor,
-    VotesAgainst,
-    VotesAbstain,
-    QuorumRequired,
-    Present,
-    Minutes,
-}
-
-/// Why the draft cannot be previewed or adopted, one item per problem.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DraftProblem {
-    /// The form sent a field the panel does not have.
-    UnknownField {
-        name: String,
-    },
-    /// A field the panel needs was not sent or left empty.
-    Missing(FormField),
-    /// A field that should hold a number holds `value`.
-    NotANumber {
-        field: FormField,
-        value: String,
-    },
-    /// A whole number was expected (tiers, votes).
-    NotAWholeNumber {
-        field: FormField,
-        value: String,
-    },
-    /// The date is not YYYY-MM-DD.
-    NotADate {
-        value: String,
-    },
-    /// A split rule other than `pro_rata` or `equal`.
-    UnknownSplit {
-        tier: u32,
-        value: String,
-    },
-    Plan(PlanProblem),
-    Decision(DecisionProblem),
-    /// The replay period is not one of those on offer.
-    ReplayDays,
 }
 
 /// One service's line in the preview: what it asks now, and what it would get under
@@ -214,7 +152,7 @@ pub struct AssemblyView<'a> {
     /// Display names of services by id (from the live snapshot).
     pub names: &'a HashMap<String, String>,
     pub draft: &'a DraftForm,
-    pub problems: &'a [DraftProblem],
+    pub problems: &'a [FormProblem],
     pub preview: Option<&'a Preview>,
     /// The draft replayed over the recorded history, beside what was given.
     pub replay: Option<&'a query::replay::Replay>,
@@ -296,12 +234,7 @@ struct AssemblyTemplate<'a> {
     replay_note: Option<String>,
     replay_days: &'a str,
     history: Vec<HistoryLine>,
-    nav: crate::nav::MemberNav,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// The panel as a complete HTML document.
@@ -454,67 +387,61 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             equal: split == "equal",
         })
         .collect();
-    AssemblyTemplate {
-        csrf: view.csrf,
-        active_title: active.map(|a| {
-            t.tf(
-                "assembly.active_since",
-                &[(
-                    "date",
-                    &format_date_long(
-                        a.adopted_at.with_timezone(&site.timezone).date_naive(),
-                        lang,
-                    ),
-                )],
-            )
-        }),
-        active_decision: active.map(|a| decision_text(a, lang)),
-        tiers,
-        sources,
-        confirmation: view
-            .adopted_seq
-            .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
-        problems: view
-            .problems
-            .iter()
-            .map(|p| problem_text(p, &name, lang))
-            .collect(),
-        services: view
-            .draft
-            .services
-            .iter()
-            .map(|s| ServiceInput {
-                id: s.id.clone(),
-                name: name(&s.id),
-                tier: s.tier.clone(),
-                min_w: s.min_w.clone(),
-                max_w: s.max_w.clone(),
-            })
-            .collect(),
-        splits,
-        draft: view.draft,
-        preview,
-        preview_note,
-        replay,
-        replay_note,
-        replay_days: if view.draft.replay_days.is_empty() {
-            "7"
-        } else {
-            &view.draft.replay_days
-        },
-        history,
-        nav: crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
-        page_title: format!("{} · {}", site.name, t.t("assembly.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "assembly.html",
-        source,
-    })
+    let page =
+        AssemblyTemplate {
+            csrf: view.csrf,
+            active_title: active.map(|a| {
+                t.tf(
+                    "assembly.active_since",
+                    &[(
+                        "date",
+                        &format_date_long(
+                            a.adopted_at.with_timezone(&site.timezone).date_naive(),
+                            lang,
+                        ),
+                    )],
+                )
+            }),
+            active_decision: active.map(|a| decision_text(a, lang)),
+            tiers,
+            sources,
+            confirmation: view
+                .adopted_seq
+                .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
+            problems: view
+                .problems
+                .iter()
+                .map(|p| form_problem_text(p, FormPage::Assembly, &name, lang))
+                .collect(),
+            services: view
+                .draft
+                .services
+                .iter()
+                .map(|s| ServiceInput {
+                    id: s.id.clone(),
+                    name: name(&s.id),
+                    tier: s.tier.clone(),
+                    min_w: s.min_w.clone(),
+                    max_w: s.max_w.clone(),
+                })
+                .collect(),
+            splits,
+            draft: view.draft,
+            preview,
+            preview_note,
+            replay,
+            replay_note,
+            replay_days: if view.draft.replay_days.is_empty() {
+                "7"
+            } else {
+                &view.draft.replay_days
+            },
+            history,
+            layout: Layout::new(lang, site, t.t("assembly.title")).with_nav(
+                crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
+            ),
+        };
+    render(&page, "assembly.html")
 }
 
 fn split_name(split: Split, t: &Catalog) -> &str {
@@ -641,10 +568,6 @@ fn decision_text(adopted: &AdoptedPlan, lang: Lang) -> String {
 /// entered it (plans and ledger parameters alike).
 pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) -> String {
     let t = Catalog::for_lang(lang);
-    // French counts 0 and 1 in the singular ("1 abstention", "0 présent").
-    let counted = |n: u32, one: &str, many: &str| {
-        t.tf(if n <= 1 { one } else { many }, &[("n", &n.to_string())])
-    };
     t.tf(
         "assembly.decision",
         &[
@@ -653,15 +576,11 @@ pub(crate) fn decision_sentence(d: &ledger::Decision, author: &str, lang: Lang) 
             ("against", &d.votes_against.to_string()),
             (
                 "abstain",
-                &counted(
-                    d.votes_abstain,
-                    "assembly.abstain_one",
-                    "assembly.abstain_many",
-                ),
+                &t.count("assembly.abstaining", d.votes_abstain.into()),
             ),
             (
                 "present",
-                &counted(d.present, "assembly.present_one", "assembly.present_many"),
+                &t.count("assembly.present_members", d.present.into()),
             ),
             ("quorum", &d.quorum_required.to_string()),
             ("by", author),
@@ -748,109 +667,12 @@ pub fn change_text(change: &PlanChange, name: &dyn Fn(&str) -> String, lang: Lan
     }
 }
 
-/// The label of a form field, as the page shows it.
-fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, t: &Catalog) -> String {
-    let service = |key: &str, id: &str| t.tf(key, &[("name", &name(id))]);
-    match field {
-        FormField::ServiceTier(id) => service("assembly.field_tier", id),
-        FormField::ServiceMin(id) => service("assembly.field_min", id),
-        FormField::ServiceMax(id) => service("assembly.field_max", id),
-        FormField::Split(tier) => t.tf("assembly.tier_split", &[("tier", &tier.to_string())]),
-        FormField::BatteryReserve => t.t("assembly.battery_reserve").to_string(),
-        FormField::BatteryMaxDischarge => t.t("assembly.battery_max_discharge").to_string(),
-        FormField::BatteryTiers => t.t("assembly.battery_tiers").to_string(),
-        FormField::GridMaxImport => t.t("assembly.grid_max_import").to_string(),
-        FormField::GridTiers => t.t("assembly.grid_tiers").to_string(),
-        FormField::AssemblyDate => t.t("assembly.assembly_date").to_string(),
-        FormField::VotesFor => t.t("assembly.votes_for").to_string(),
-        FormField::VotesAgainst => t.t("assembly.votes_against").to_string(),
-        FormField::VotesAbstain => t.t("assembly.votes_abstain").to_string(),
-        FormField::QuorumRequired => t.t("assembly.quorum_required").to_string(),
-        FormField::Present => t.t("assembly.present").to_string(),
-        FormField::Minutes => t.t("assembly.minutes").to_string(),
-    }
-}
-
-/// A problem with the draft, in plain words naming the field or service.
-pub fn problem_text(problem: &DraftProblem, name: &dyn Fn(&str) -> String, lang: Lang) -> String {
-    let t = Catalog::for_lang(lang);
-    match problem {
-        DraftProblem::UnknownField { name: field } => {
-            t.tf("assembly.problem_unknown_field", &[("field", field)])
-        }
-        DraftProblem::ReplayDays => t.t("assembly.problem_replay_days").to_string(),
-        DraftProblem::Missing(field) => t.tf(
-            "assembly.problem_missing",
-            &[("field", &field_label(field, name, t))],
-        ),
-        DraftProblem::NotANumber { field, value } => t.tf(
-            "assembly.problem_not_a_number",
-            &[("field", &field_label(field, name, t)), ("value", value)],
-        ),
-        DraftProblem::NotAWholeNumber { field, value } => t.tf(
-            "assembly.problem_not_whole",
-            &[("field", &field_label(field, name, t)), ("value", value)],
-        ),
-        DraftProblem::NotADate { value } => {
-            t.tf("assembly.problem_not_a_date", &[("value", value)])
-        }
-        DraftProblem::UnknownSplit { tier, value } => t.tf(
-            "assembly.problem_split",
-            &[("tier", &tier.to_string()), ("value", value)],
-        ),
-        DraftProblem::Plan(p) => match p {
-            PlanProblem::EmptyServiceId => t.t("assembly.problem_empty_id").to_string(),
-            PlanProblem::ServiceTwice { id } => {
-                t.tf("assembly.problem_service_twice", &[("name", &name(id))])
-            }
-            PlanProblem::ServiceTierZero { id } => {
-                t.tf("assembly.problem_tier_zero", &[("name", &name(id))])
-            }
-            PlanProblem::MinNegative { id } => {
-                t.tf("assembly.problem_min_negative", &[("name", &name(id))])
-            }
-            PlanProblem::MaxNegative { id } => {
-                t.tf("assembly.problem_max_negative", &[("name", &name(id))])
-            }
-            PlanProblem::MaxBelowMin { id, min_w, max_w } => t.tf(
-                "assembly.problem_max_below_min",
-                &[
-                    ("name", &name(id)),
-                    ("min", &format_power(*min_w, lang)),
-                    ("max", &format_power(*max_w, lang)),
-                ],
-            ),
-            PlanProblem::TierZeroRule => t.t("assembly.problem_tier_zero_rule").to_string(),
-            PlanProblem::TierTwice { tier } => t.tf(
-                "assembly.problem_tier_twice",
-                &[("tier", &tier.to_string())],
-            ),
-            PlanProblem::BatteryReserve => t.t("assembly.problem_battery_reserve").to_string(),
-            PlanProblem::BatteryDischarge => t.t("assembly.problem_battery_discharge").to_string(),
-            PlanProblem::GridImport => t.t("assembly.problem_grid_import").to_string(),
-        },
-        DraftProblem::Decision(d) => match d {
-            DecisionProblem::QuorumNotReached { present, required } => t.tf(
-                "assembly.problem_quorum",
-                &[
-                    ("present", &present.to_string()),
-                    ("required", &required.to_string()),
-                ],
-            ),
-            DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
-                "assembly.problem_votes",
-                &[
-                    ("cast", &cast.to_string()),
-                    ("present", &present.to_string()),
-                ],
-            ),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use ledger::{DecisionProblem, PlanProblem};
+
     use super::*;
+    use crate::form::FormField;
     use ledger::{BatterySource, GridSource};
 
     fn name(id: &str) -> String {
@@ -909,34 +731,35 @@ mod tests {
             },
         ];
         let problems = [
-            DraftProblem::UnknownField { name: "x".into() },
-            DraftProblem::Missing(FormField::Present),
-            DraftProblem::NotANumber {
+            FormProblem::UnknownField { name: "x".into() },
+            FormProblem::Missing(FormField::Present),
+            FormProblem::NotANumber {
                 field: FormField::ServiceMin("clinic".into()),
                 value: "abc".into(),
             },
-            DraftProblem::NotAWholeNumber {
+            FormProblem::NotAWholeNumber {
                 field: FormField::ServiceTier("clinic".into()),
                 value: "1.5".into(),
             },
-            DraftProblem::NotADate {
+            FormProblem::NotADate {
+                field: FormField::AssemblyDate,
                 value: "demain".into(),
             },
-            DraftProblem::UnknownSplit {
+            FormProblem::UnknownSplit {
                 tier: 2,
                 value: "random".into(),
             },
-            DraftProblem::Plan(PlanProblem::MaxBelowMin {
+            FormProblem::Plan(PlanProblem::MaxBelowMin {
                 id: "clinic".into(),
                 min_w: 150.0,
                 max_w: 50.0,
             }),
-            DraftProblem::Plan(PlanProblem::TierTwice { tier: 2 }),
-            DraftProblem::Decision(DecisionProblem::QuorumNotReached {
+            FormProblem::Plan(PlanProblem::TierTwice { tier: 2 }),
+            FormProblem::Decision(DecisionProblem::QuorumNotReached {
                 present: 8,
                 required: 10,
             }),
-            DraftProblem::Decision(DecisionProblem::MoreVotesThanPresent {
+            FormProblem::Decision(DecisionProblem::MoreVotesThanPresent {
                 cast: 12,
                 present: 8,
             }),
@@ -947,7 +770,7 @@ mod tests {
                 assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
             }
             for problem in &problems {
-                let text = problem_text(problem, &name, lang);
+                let text = form_problem_text(problem, FormPage::Assembly, &name, lang);
                 assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
             }
         }
@@ -956,7 +779,7 @@ mod tests {
             "<school> passe de la priorité 2 à la priorité 1."
         );
         assert_eq!(
-            problem_text(&problems[8], &name, Lang::En),
+            form_problem_text(&problems[8], FormPage::Assembly, &name, Lang::En),
             "Quorum not reached: 8 members present, 10 required. The plan cannot be adopted."
         );
     }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::Lang;
+use crate::{Catalog, Lang};
 
 /// Shown where a value is missing or not a number.
 pub(crate) const NO_VALUE: &str = "—";
@@ -66,48 +66,24 @@ pub(crate) fn format_moment(at: DateTime<Utc>, now: DateTime<Utc>, tz: Tz) -> St
     }
 }
 
-/// "12 mars 2026" / "1er mars 2026" in French, "12 March 2026" in English.
+/// "12 mars 2026" / "1er mars 2026" in French, "12 March 2026" in English, as
+/// the catalog's `date.long` writes a date.
 pub fn format_date_long(date: NaiveDate, lang: Lang) -> String {
-    let month0 = date.month0() as usize;
-    match lang {
-        Lang::Fr => {
-            const MONTHS: [&str; 12] = [
-                "janvier",
-                "février",
-                "mars",
-                "avril",
-                "mai",
-                "juin",
-                "juillet",
-                "août",
-                "septembre",
-                "octobre",
-                "novembre",
-                "décembre",
-            ];
-            let day = match date.day() {
-                1 => "1er".to_string(),
-                d => d.to_string(),
-            };
-            format!("{day} {} {}", MONTHS[month0], date.year())
-        }
-        Lang::En => {
-            const MONTHS: [&str; 12] = [
-                "January",
-                "February",
-                "March",
-                "April",
-                "May",
-                "June",
-                "July",
-                "August",
-                "September",
-                "October",
-                "November",
-                "December",
-            ];
-            format!("{} {} {}", date.day(), MONTHS[month0], date.year())
-        }
+    Catalog::for_lang(lang).tf(
+        "date.long",
+        &[
+            ("day", &day_of_month(date, lang)),
+            ("month", month_name(date.month(), lang, false)),
+            ("year", &date.year().to_string()),
+        ],
+    )
+}
+
+/// The day of the month as a date writes it: the first is "1er" in French.
+pub(crate) fn day_of_month(date: NaiveDate, lang: Lang) -> String {
+    match date.day() {
+        1 => Catalog::for_lang(lang).t("date.first_day").to_string(),
+        day => day.to_string(),
     }
 }
 
@@ -154,16 +130,16 @@ pub fn format_hours(hours: ledger::Hours, lang: Lang) -> String {
     }
 }
 
-/// "1,5 heure" / "3 heures", "1 hour" / "1.5 hours": French counts below 2 in the
-/// singular, English only exactly 1. `static/wall.js` repeats the rule.
+/// "1,5 heure" / "3 heures", "1 hour" / "1.5 hours", counted by the catalog's
+/// plural rule. `static/wall.js` repeats it (`formatHours`).
 pub fn hours_text(hours: ledger::Hours, lang: Lang) -> String {
-    let t = crate::Catalog::for_lang(lang);
-    let singular = match lang {
-        Lang::Fr => hours.centihours() < 200,
-        Lang::En => hours.centihours() == 100,
-    };
-    let key = if singular { "hours.one" } else { "hours.many" };
-    t.tf(key, &[("hours", &format_hours(hours, lang))])
+    let centi = hours.centihours();
+    Catalog::for_lang(lang).count_shown(
+        "hours",
+        centi / 100,
+        !centi.is_multiple_of(100),
+        &format_hours(hours, lang),
+    )
 }
 
 fn decimal_separator(lang: Lang) -> char {
@@ -350,75 +326,49 @@ pub fn format_number(value: f64, decimals: usize, lang: Lang) -> String {
     }
 }
 
-/// "lundi" / "Monday", or "lun." / "Mon" when `short`.
+/// "lundi" / "Monday", or "lun." / "Mon" when `short`, from the catalog.
 pub fn weekday_name(day: chrono::Weekday, lang: Lang, short: bool) -> &'static str {
-    const FR: [&str; 7] = [
-        "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
-    ];
-    const FR_SHORT: [&str; 7] = ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."];
-    const EN: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
-    const EN_SHORT: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let i = day.num_days_from_monday() as usize;
-    match (lang, short) {
-        (Lang::Fr, false) => FR[i],
-        (Lang::Fr, true) => FR_SHORT[i],
-        (Lang::En, false) => EN[i],
-        (Lang::En, true) => EN_SHORT[i],
-    }
+    let form = if short { "weekday_short" } else { "weekday" };
+    date_name(lang, &format!("date.{form}.{}", day.number_from_monday()))
 }
 
 /// "mars" / "March", or "mars" / "Mar" when `short` (French abbreviates only
-/// the long names: "janv.", "févr.", "sept.").
+/// the long names: "janv.", "févr.", "sept."), from the catalog.
 pub fn month_name(month: u32, lang: Lang, short: bool) -> &'static str {
-    const FR: [&str; 12] = [
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ];
-    const FR_SHORT: [&str; 12] = [
-        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
-        "déc.",
-    ];
-    const EN: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    const EN_SHORT: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let i = (month.clamp(1, 12) - 1) as usize;
-    match (lang, short) {
-        (Lang::Fr, false) => FR[i],
-        (Lang::Fr, true) => FR_SHORT[i],
-        (Lang::En, false) => EN[i],
-        (Lang::En, true) => EN_SHORT[i],
+    let form = if short { "month_short" } else { "month" };
+    date_name(lang, &format!("date.{form}.{}", month.clamp(1, 12)))
+}
+
+/// A name of the catalog's `date` section; a test keeps every one present.
+fn date_name(lang: Lang, key: &str) -> &'static str {
+    Catalog::for_lang(lang).entry(key).unwrap_or(NO_VALUE)
+}
+
+/// The name of a contribution category in the reader's language.
+pub fn category_name(category: ledger::Category, lang: Lang) -> &'static str {
+    Catalog::for_lang(lang).t(category_key(category))
+}
+
+pub(crate) fn category_key(category: ledger::Category) -> &'static str {
+    use ledger::Category;
+    match category {
+        Category::Care => "ledger.category_care",
+        Category::Teaching => "ledger.category_teaching",
+        Category::Repair => "ledger.category_repair",
+        Category::Gardening => "ledger.category_gardening",
+        Category::Cooking => "ledger.category_cooking",
+        Category::EnergySharing => "ledger.category_energy_sharing",
+        Category::Other => "ledger.category_other",
+    }
+}
+
+/// The catalog key of a contribution's state ("en attente", "validée", …).
+pub(crate) fn contribution_state_key(state: ledger::ContributionState) -> &'static str {
+    use ledger::ContributionState;
+    match state {
+        ContributionState::Pending => "ledger.state_pending",
+        ContributionState::Validated => "ledger.state_validated",
+        ContributionState::Rejected => "ledger.state_rejected",
     }
 }
 
@@ -436,5 +386,30 @@ mod number_tests {
         assert_eq!(weekday_name(chrono::Weekday::Thu, Lang::En, true), "Thu");
         assert_eq!(month_name(2, Lang::Fr, true), "févr.");
         assert_eq!(month_name(3, Lang::En, false), "March");
+    }
+
+    /// Every month and weekday has its names in both catalogs (the code has none).
+    #[test]
+    fn every_month_and_weekday_is_named_in_both_languages() {
+        use chrono::Weekday::{Fri, Mon, Sat, Sun, Thu, Tue, Wed};
+        for lang in Lang::ALL {
+            for month in 1..=12 {
+                for short in [false, true] {
+                    assert_ne!(month_name(month, lang, short), NO_VALUE, "{lang} {month}");
+                }
+            }
+            for day in [Mon, Tue, Wed, Thu, Fri, Sat, Sun] {
+                for short in [false, true] {
+                    assert_ne!(weekday_name(day, lang, short), NO_VALUE, "{lang} {day}");
+                }
+            }
+        }
+        assert_eq!(month_name(1, Lang::Fr, false), "janvier");
+        assert_eq!(month_name(9, Lang::Fr, true), "sept.");
+        assert_eq!(month_name(12, Lang::En, false), "December");
+        assert_eq!(month_name(5, Lang::En, true), "May");
+        assert_eq!(weekday_name(Mon, Lang::Fr, false), "lundi");
+        assert_eq!(weekday_name(Sun, Lang::En, false), "Sunday");
+        assert_eq!(weekday_name(Sun, Lang::Fr, true), "dim.");
     }
 }

@@ -17,11 +17,11 @@ use crate::chart::{
     bar_chart, line_chart, row_chart,
 };
 use crate::format::{
-    NO_VALUE, format_date_long, format_duration_hours, format_energy, format_number,
+    NO_VALUE, day_of_month, format_date_long, format_duration_hours, format_energy, format_number,
     format_percent, month_name, weekday_name,
 };
-use crate::pages::ASSET_VERSION;
-use crate::{Catalog, Error, Lang, Result, SiteInfo};
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo};
 
 /// Who reads the page, for its links.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,19 +79,6 @@ pub fn history_problem_text(problem: &HistoryProblem, lang: Lang) -> String {
     }
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-struct ProblemTemplate<'a> {
-    title: &'a str,
-    text: String,
-    link: Option<(String, &'a str)>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
-}
-
 /// The page that refuses a history address (400), every problem said, with a
 /// link to today's history.
 pub fn render_history_problems(
@@ -105,21 +92,13 @@ pub fn render_history_problems(
         .iter()
         .map(|p| history_problem_text(p, lang))
         .collect();
-    ProblemTemplate {
+    crate::account::render_message(
+        lang,
+        site,
         title,
-        text: text.join(" "),
-        link: Some(("/history".to_string(), t.t("history.back"))),
-        page_title: format!("{} · {title}", site.name),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "message.html",
-        source,
-    })
+        text.join(" "),
+        Some(("/history".to_string(), t.t("history.back"))),
+    )
 }
 
 /// A link of the page's navigation.
@@ -204,11 +183,7 @@ struct HistoryTemplate<'a> {
     signed_in: Option<String>,
     reader_assembly: bool,
     bucket_heading: String,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// The address of a period's page.
@@ -312,21 +287,16 @@ fn bucket_labels(view: View, bucket: &Bucket, lang: Lang, tz: Tz) -> (Option<Str
     }
 }
 
-/// "jeudi 12 mars" / "Thursday 12 March".
+/// "Jeudi 12 mars" / "Thursday 12 March".
 fn day_name(date: NaiveDate, lang: Lang) -> String {
-    let weekday = weekday_name(date.weekday(), lang, false);
-    let month = month_name(date.month(), lang, false);
-    match lang {
-        Lang::Fr => {
-            let day = if date.day() == 1 {
-                "1er".to_string()
-            } else {
-                date.day().to_string()
-            };
-            capitalize(&format!("{weekday} {day} {month}"))
-        }
-        Lang::En => format!("{weekday} {} {month}", date.day()),
-    }
+    capitalize(&Catalog::for_lang(lang).tf(
+        "date.weekday_day_month",
+        &[
+            ("weekday", weekday_name(date.weekday(), lang, false)),
+            ("day", &day_of_month(date, lang)),
+            ("month", month_name(date.month(), lang, false)),
+        ],
+    ))
 }
 
 /// The unit energies of a chart are drawn in: Wh, kWh or MWh by the largest.
@@ -466,7 +436,7 @@ pub fn render_history(data: &HistoryData<'_>, lang: Lang, site: &SiteInfo) -> Re
     let names: Vec<String> = labels.iter().map(|(_, n)| n.clone()).collect();
 
     let mut page = HistoryTemplate {
-        page_title: format!("{} · {}", site.name, t.t("history.title")),
+        layout: Layout::new(lang, site, t.t("history.title")),
         heading: heading.clone(),
         views,
         previous,
@@ -493,10 +463,6 @@ pub fn render_history(data: &HistoryData<'_>, lang: Lang, site: &SiteInfo) -> Re
             .map(|r| t.tf("assembly.signed_in_as", &[("name", &r.name)])),
         reader_assembly: data.reader.as_ref().is_some_and(|r| r.assembly),
         bucket_heading: t.t(bucket_key(view)).to_string(),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
     };
 
     if let Some(series) = data.site {
@@ -515,10 +481,7 @@ pub fn render_history(data: &HistoryData<'_>, lang: Lang, site: &SiteInfo) -> Re
             metrics: choices.metrics.clone(),
         });
     }
-    page.render().map_err(|source| Error::Render {
-        template: "history.html",
-        source,
-    })
+    render(&page, "history.html")
 }
 
 fn view_key(view: View) -> &'static str {
@@ -908,12 +871,7 @@ pub fn render_today_curve(
     site: &SiteInfo,
 ) -> Result<String> {
     let today = TodayView::new(curve, lang, site.timezone);
-    TodayTemplate { today: &today }
-        .render()
-        .map_err(|source| Error::Render {
-            template: "today_curve.html",
-            source,
-        })
+    render(&TodayTemplate { today: &today }, "today_curve.html")
 }
 
 #[cfg(test)]

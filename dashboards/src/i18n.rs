@@ -45,6 +45,17 @@ impl Lang {
     pub fn catalog(self) -> &'static Catalog {
         Catalog::for_lang(self)
     }
+
+    /// Whether a number whose integer part is `whole`, written with decimals or
+    /// not (`fraction`), takes the singular. CLDR's plural rules: French counts 0
+    /// and 1 in the singular, decimals too ("0 appareil", "1,5 heure"); English only
+    /// exactly 1 ("0 devices", "1.5 hours"). `static/wall.js` repeats the rule.
+    fn singular(self, whole: u64, fraction: bool) -> bool {
+        match self {
+            Lang::Fr => whole <= 1,
+            Lang::En => whole == 1 && !fraction,
+        }
+    }
 }
 
 impl fmt::Display for Lang {
@@ -148,6 +159,11 @@ impl Catalog {
         self.entries.get(key).map(String::as_str).unwrap_or(key)
     }
 
+    /// The text for `key`, if the catalog has it.
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
     /// The text for `key` with each `{name}` replaced by its value.
     pub fn tf(&self, key: &str, args: &[(&str, &str)]) -> String {
         let mut text = self.t(key).to_string();
@@ -155,6 +171,24 @@ impl Catalog {
             text = text.replace(&format!("{{{name}}}"), value);
         }
         text
+    }
+
+    /// `n` of something: the text of `KEY.one` or `KEY.many`, as the language
+    /// counts `n`, with `{n}` replaced by it ("0 appareil", "0 devices").
+    pub fn count(&self, key: &str, n: u64) -> String {
+        self.count_shown(key, n, false, &n.to_string())
+    }
+
+    /// [`Catalog::count`] for a number with decimals: `whole` is its integer part,
+    /// `fraction` whether it shows decimals, `shown` the number as written
+    /// ("1,5 heure", "1.5 hours").
+    pub fn count_shown(&self, key: &str, whole: u64, fraction: bool, shown: &str) -> String {
+        let form = if self.lang.singular(whole, fraction) {
+            "one"
+        } else {
+            "many"
+        };
+        self.tf(&format!("{key}.{form}"), &[("n", shown)])
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -233,7 +267,7 @@ mod tests {
                 let text = std::fs::read_to_string(&path)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 scanned += 1;
-                for marker in ["t(\"", "tf(\""] {
+                for marker in ["t(\"", "tf(\"", "count(\"", "count_shown(\""] {
                     for (pos, _) in text.match_indices(marker) {
                         // `t(` as a whole name: not the end of `format(`.
                         let before = text[..pos].chars().next_back();
@@ -244,7 +278,14 @@ mod tests {
                         if let Some(end) = rest.find('"') {
                             let key = &rest[..end];
                             // The scanner's own markers and the tests' fake keys.
-                            if !key.is_empty() && !key.starts_with("no.such") {
+                            if key.is_empty() || key.starts_with("no.such") {
+                                continue;
+                            }
+                            if marker.starts_with("count") {
+                                // A count names the stem of its two forms.
+                                used.insert(format!("{key}.one"));
+                                used.insert(format!("{key}.many"));
+                            } else {
                                 used.insert(key.to_string());
                             }
                         }
@@ -254,6 +295,7 @@ mod tests {
         }
         assert!(scanned >= 4, "templates and sources were not found");
         assert!(used.contains("wall.production"), "scanner found {used:?}");
+        assert!(used.contains("hours.many"), "scanner found {used:?}");
         for lang in Lang::ALL {
             let catalog = Catalog::for_lang(lang);
             let have: BTreeSet<_> = catalog.keys().collect();
@@ -274,6 +316,45 @@ mod tests {
             Catalog::for_lang(Lang::En).tf("wall.plan_adopted", &[("date", "12 March 2026")]),
             "Priorities voted on 12 March 2026"
         );
+    }
+
+    /// French says "0 appareil", "1 appareil", "2 appareils"; English "0 devices",
+    /// "1 device", "2 devices".
+    #[test]
+    fn counts_follow_each_languages_plural_rule() {
+        let fr = Catalog::for_lang(Lang::Fr);
+        let en = Catalog::for_lang(Lang::En);
+        let key = "installer.device_count";
+        let counted = |t: &Catalog| [0, 1, 2].map(|n| t.count(key, n));
+        assert_eq!(counted(fr), ["0 appareil", "1 appareil", "2 appareils"]);
+        assert_eq!(counted(en), ["0 devices", "1 device", "2 devices"]);
+        // Decimals: French keeps the singular below 2, English never takes it.
+        let hours = |t: &Catalog, whole, shown| t.count_shown("hours", whole, true, shown);
+        assert_eq!(hours(fr, 1, "1,5"), "1,5 heure");
+        assert_eq!(hours(en, 1, "1.5"), "1.5 hours");
+        assert_eq!(hours(fr, 2, "2,5"), "2,5 heures");
+    }
+
+    /// Every counted text has both its forms, and says the number.
+    #[test]
+    fn every_count_has_both_forms() {
+        for lang in Lang::ALL {
+            let catalog = Catalog::for_lang(lang);
+            let stems: BTreeSet<&str> = catalog
+                .keys()
+                .filter_map(|k| k.strip_suffix(".one").or_else(|| k.strip_suffix(".many")))
+                .collect();
+            assert!(!stems.is_empty());
+            for stem in stems {
+                let many = format!("{stem}.many");
+                assert!(
+                    catalog.keys().any(|k| k == format!("{stem}.one"))
+                        && catalog.keys().any(|k| k == many),
+                    "{lang}: {stem} lacks a form"
+                );
+                assert!(catalog.t(&many).contains("{n}"), "{lang}: {many}");
+            }
+        }
     }
 
     #[test]

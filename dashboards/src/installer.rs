@@ -18,8 +18,8 @@ use sensors::model::Metric;
 use sensors::profile::{Profile, Transport};
 
 use crate::format::{NO_VALUE, format_moment};
-use crate::pages::ASSET_VERSION;
-use crate::{Catalog, Error, Lang, Result, SiteInfo};
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo};
 
 /// How old the last reading of a device the configuration does not list (and so
 /// the live evaluation does not judge) may be before it shows as down.
@@ -234,7 +234,6 @@ struct ProbeResult {
 #[template(path = "installer.html")]
 struct InstallerTemplate<'a> {
     csrf: &'a str,
-    nav: crate::nav::MemberNav,
     summary: String,
     devices: Vec<DeviceCard>,
     form: &'a ProbeForm,
@@ -244,11 +243,7 @@ struct InstallerTemplate<'a> {
     /// The probe's own words, under the problem.
     probe_detail: Option<String>,
     result: Option<ProbeResult>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// Icon and catalog keys (word, hint) of a health state.
@@ -697,12 +692,8 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             .count()
             .to_string()
     };
-    let total = view.devices.len();
-    let count_text = if total == 1 {
-        t.t("installer.count_one").to_string()
-    } else {
-        t.tf("installer.count_many", &[("n", &total.to_string())])
-    };
+    let total = u64::try_from(view.devices.len()).unwrap_or(u64::MAX);
+    let count_text = t.count("installer.device_count", total);
     let summary = t.tf(
         "installer.summary",
         &[
@@ -757,27 +748,21 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             None,
         ),
     };
-    InstallerTemplate {
-        csrf: view.csrf,
-        nav: crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t),
-        summary,
-        devices,
-        form: view.form,
-        profiles: profile_choices(view.form.profile.trim(), t),
-        probe_problem,
-        probe_detail,
-        result,
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        page_title: format!("{} · {}", site.name, t.t("installer.title")),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "installer.html",
-        source,
-    })
+    let page =
+        InstallerTemplate {
+            csrf: view.csrf,
+            summary,
+            devices,
+            form: view.form,
+            profiles: profile_choices(view.form.profile.trim(), t),
+            probe_problem,
+            probe_detail,
+            result,
+            layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
+                crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t),
+            ),
+        };
+    render(&page, "installer.html")
 }
 
 #[cfg(test)]

@@ -5,19 +5,19 @@
 //! attest others', transfer Communs and (for the assembly) adopt new parameters.
 //! Everything here formats and arranges: the forms are read, and the journal
 //! written, by the `web` crate, which hands back every problem as a
-//! [`LedgerProblem`] to phrase in the reader's language, with the form as typed.
+//! [`FormProblem`] to phrase in the reader's language, with the form as typed.
 
 use askama::Template;
 use ledger::{
-    AdoptedParameters, Balances, Category, Communs, Contribution, ContributionProblem,
-    ContributionState, DecisionProblem, LedgerParameters, Transfer, Verdict, VerifyReport,
+    AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState,
+    LedgerParameters, Transfer, Verdict, VerifyReport,
 };
 
 use crate::assembly::decision_sentence;
-use crate::pages::ASSET_VERSION;
-use crate::{
-    Catalog, Error, Lang, Result, SiteInfo, format_communs, format_communs_exact, format_date_long,
-};
+use crate::form::{DecisionForm, FormField, FormPage, FormProblem, field_label, form_problem_text};
+use crate::format::{category_name, contribution_state_key};
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo, format_communs, format_date_long};
 
 /// How far ahead the page projects balances, in days.
 pub const PROJECTION_DAYS: i64 = 30;
@@ -49,13 +49,7 @@ pub struct ParametersForm {
     /// In percent per period ("2" is 2 %).
     pub demurrage_rate_pct: String,
     pub demurrage_period_days: String,
-    pub assembly_date: String,
-    pub votes_for: String,
-    pub votes_against: String,
-    pub votes_abstain: String,
-    pub quorum_required: String,
-    pub present: String,
-    pub minutes: String,
+    pub decision: DecisionForm,
 }
 
 impl ParametersForm {
@@ -70,8 +64,7 @@ impl ParametersForm {
                 .collect(),
             demurrage_rate_pct: ppm_as_percent(parameters.demurrage_rate_ppm),
             demurrage_period_days: parameters.demurrage_period_days.to_string(),
-            assembly_date: today.format("%Y-%m-%d").to_string(),
-            ..ParametersForm::default()
+            decision: DecisionForm::dated(today),
         }
     }
 }
@@ -107,104 +100,6 @@ pub enum FormTarget {
     Transfer,
     Attestation(i64),
     Parameters,
-}
-
-/// A field of the page's forms that a message can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LedgerField {
-    Category,
-    Hours,
-    Date,
-    Description,
-    Verdict,
-    Comment,
-    To,
-    Amount,
-    Memo,
-    AttestationsNeeded,
-    Rate(Category),
-    DemurrageRate,
-    DemurragePeriod,
-    AssemblyDate,
-    VotesFor,
-    VotesAgainst,
-    VotesAbstain,
-    QuorumRequired,
-    Present,
-    Minutes,
-}
-
-/// Why a form could not be recorded, one item per problem.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LedgerProblem {
-    /// The form sent a field the page does not have.
-    UnknownField {
-        name: String,
-    },
-    Missing(LedgerField),
-    NotANumber {
-        field: LedgerField,
-        value: String,
-    },
-    NotAWholeNumber {
-        field: LedgerField,
-        value: String,
-    },
-    NotADate {
-        field: LedgerField,
-        value: String,
-    },
-    UnknownCategory {
-        value: String,
-    },
-    UnknownVerdict {
-        value: String,
-    },
-    TooLong {
-        field: LedgerField,
-        chars: usize,
-        max: usize,
-    },
-    Contribution(ContributionProblem),
-    NoSuchContribution {
-        id: i64,
-    },
-    /// One's own contribution.
-    SelfAttestation,
-    AlreadyAttested,
-    Decided {
-        state: ContributionState,
-    },
-    RejectionWithoutComment,
-    UnknownMember {
-        name: String,
-    },
-    TransferToSelf,
-    AmountNotPositive,
-    /// More than six decimals, or more than the ledger counts.
-    AmountNotCommuns {
-        value: String,
-    },
-    Insufficient {
-        balance: Communs,
-        asked: Communs,
-    },
-    AttestationsNeededOutOfRange {
-        value: u32,
-    },
-    RateOutOfRange {
-        category: Category,
-        value: String,
-    },
-    DemurrageRateOutOfRange {
-        value: String,
-    },
-    DemurragePeriodOutOfRange {
-        days: u32,
-    },
-    Decision(DecisionProblem),
-    /// What the ledger said, in English, when none of the above fits.
-    Other(String),
 }
 
 /// What the page confirms after a form was recorded (the redirect's query).
@@ -243,7 +138,7 @@ pub struct LedgerView<'a> {
     /// Every member's name, for the transfer form.
     pub members: &'a [String],
     pub forms: &'a LedgerForms,
-    pub problems: &'a [LedgerProblem],
+    pub problems: &'a [FormProblem],
     pub problems_for: Option<FormTarget>,
     pub confirmation: Option<Confirmation>,
 }
@@ -317,7 +212,6 @@ struct LedgerTemplate<'a> {
     csrf: &'a str,
     resident: bool,
     assembly: bool,
-    nav: crate::nav::MemberNav,
     confirmation: Option<String>,
     general_problems: Vec<String>,
     chain_ok: bool,
@@ -342,209 +236,16 @@ struct LedgerTemplate<'a> {
     rate_inputs: Vec<RateInput>,
     parameters_problems: Vec<String>,
     history: Vec<ParametersLine>,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
-}
-
-/// The name of a category in the reader's language.
-pub fn category_name(category: Category, lang: Lang) -> &'static str {
-    let t = Catalog::for_lang(lang);
-    t.t(category_key(category))
-}
-
-fn category_key(category: Category) -> &'static str {
-    match category {
-        Category::Care => "ledger.category_care",
-        Category::Teaching => "ledger.category_teaching",
-        Category::Repair => "ledger.category_repair",
-        Category::Gardening => "ledger.category_gardening",
-        Category::Cooking => "ledger.category_cooking",
-        Category::EnergySharing => "ledger.category_energy_sharing",
-        Category::Other => "ledger.category_other",
-    }
+    layout: Layout<'a>,
 }
 
 /// Code, icon and catalog key of a contribution's state.
 fn state_parts(state: ContributionState) -> (&'static str, &'static str, &'static str) {
+    let key = contribution_state_key(state);
     match state {
-        ContributionState::Pending => ("pending", "…", "ledger.state_pending"),
-        ContributionState::Validated => ("validated", "✔", "ledger.state_validated"),
-        ContributionState::Rejected => ("rejected", "✖", "ledger.state_rejected"),
-    }
-}
-
-fn field_name(field: LedgerField, lang: Lang) -> String {
-    let t = Catalog::for_lang(lang);
-    let key = match field {
-        LedgerField::Category => "ledger.category",
-        LedgerField::Hours => "ledger.hours",
-        LedgerField::Date => "ledger.date",
-        LedgerField::Description => "ledger.description",
-        LedgerField::Verdict => "ledger.verdict",
-        LedgerField::Comment => "ledger.comment",
-        LedgerField::To => "ledger.to",
-        LedgerField::Amount => "ledger.amount",
-        LedgerField::Memo => "ledger.memo",
-        LedgerField::AttestationsNeeded => "ledger.attestations_needed",
-        LedgerField::Rate(category) => {
-            return t.tf(
-                "ledger.rate_of",
-                &[("category", category_name(category, lang))],
-            );
-        }
-        LedgerField::DemurrageRate => "ledger.demurrage_rate",
-        LedgerField::DemurragePeriod => "ledger.demurrage_period",
-        LedgerField::AssemblyDate => "assembly.assembly_date",
-        LedgerField::VotesFor => "assembly.votes_for",
-        LedgerField::VotesAgainst => "assembly.votes_against",
-        LedgerField::VotesAbstain => "assembly.votes_abstain",
-        LedgerField::QuorumRequired => "assembly.quorum_required",
-        LedgerField::Present => "assembly.present",
-        LedgerField::Minutes => "assembly.minutes",
-    };
-    t.t(key).to_string()
-}
-
-/// One problem in plain words.
-pub fn ledger_problem_text(problem: &LedgerProblem, lang: Lang) -> String {
-    let t = Catalog::for_lang(lang);
-    let field = |f: LedgerField| field_name(f, lang);
-    match problem {
-        LedgerProblem::UnknownField { name } => {
-            t.tf("ledger.problem_unknown_field", &[("field", name)])
-        }
-        LedgerProblem::Missing(f) => t.tf("ledger.problem_missing", &[("field", &field(*f))]),
-        LedgerProblem::NotANumber { field: f, value } => t.tf(
-            "ledger.problem_not_a_number",
-            &[("field", &field(*f)), ("value", value)],
-        ),
-        LedgerProblem::NotAWholeNumber { field: f, value } => t.tf(
-            "ledger.problem_not_whole",
-            &[("field", &field(*f)), ("value", value)],
-        ),
-        LedgerProblem::NotADate { field: f, value } => t.tf(
-            "ledger.problem_not_a_date",
-            &[("field", &field(*f)), ("value", value)],
-        ),
-        LedgerProblem::UnknownCategory { value } => {
-            t.tf("ledger.problem_category", &[("value", value)])
-        }
-        LedgerProblem::UnknownVerdict { value } => {
-            t.tf("ledger.problem_verdict", &[("value", value)])
-        }
-        LedgerProblem::TooLong {
-            field: f,
-            chars,
-            max,
-        } => t.tf(
-            "ledger.problem_too_long",
-            &[
-                ("field", &field(*f)),
-                ("chars", &chars.to_string()),
-                ("max", &max.to_string()),
-            ],
-        ),
-        LedgerProblem::Contribution(p) => match p {
-            ContributionProblem::HoursNotPositive { .. } => {
-                t.t("ledger.problem_hours_positive").to_string()
-            }
-            ContributionProblem::TooManyHours { .. } => t.tf(
-                "ledger.problem_hours_max",
-                &[("max", &format!("{}", ledger::MAX_HOURS))],
-            ),
-            ContributionProblem::HoursTooPrecise { .. } => {
-                t.t("ledger.problem_hours_precise").to_string()
-            }
-            ContributionProblem::DateInFuture { date } => t.tf(
-                "ledger.problem_date_future",
-                &[("date", &format_date_long(*date, lang))],
-            ),
-            ContributionProblem::DescriptionEmpty => {
-                t.t("ledger.problem_description_empty").to_string()
-            }
-            ContributionProblem::DescriptionTooLong { chars } => t.tf(
-                "ledger.problem_too_long",
-                &[
-                    ("field", &field(LedgerField::Description)),
-                    ("chars", &chars.to_string()),
-                    ("max", &ledger::MAX_DESCRIPTION_CHARS.to_string()),
-                ],
-            ),
-            ContributionProblem::DescriptionControlCharacter => {
-                t.t("ledger.problem_description_control").to_string()
-            }
-        },
-        LedgerProblem::NoSuchContribution { id } => {
-            t.tf("ledger.problem_no_such", &[("id", &id.to_string())])
-        }
-        LedgerProblem::SelfAttestation => t.t("ledger.problem_self").to_string(),
-        LedgerProblem::AlreadyAttested => t.t("ledger.problem_already").to_string(),
-        LedgerProblem::Decided { state } => {
-            let (_, _, key) = state_parts(*state);
-            t.tf("ledger.problem_decided", &[("state", t.t(key))])
-        }
-        LedgerProblem::RejectionWithoutComment => t.t("ledger.problem_reject_comment").to_string(),
-        LedgerProblem::UnknownMember { name } => {
-            t.tf("ledger.problem_unknown_member", &[("name", name)])
-        }
-        LedgerProblem::TransferToSelf => t.t("ledger.problem_to_self").to_string(),
-        LedgerProblem::AmountNotPositive => t.t("ledger.problem_amount_positive").to_string(),
-        LedgerProblem::AmountNotCommuns { value } => {
-            t.tf("ledger.problem_amount_precise", &[("value", value)])
-        }
-        // Exact: rounded, the balance could read as the amount asked.
-        LedgerProblem::Insufficient { balance, asked } => t.tf(
-            "ledger.problem_insufficient",
-            &[
-                ("balance", &format_communs_exact(*balance, lang)),
-                ("asked", &format_communs_exact(*asked, lang)),
-            ],
-        ),
-        LedgerProblem::AttestationsNeededOutOfRange { value } => t.tf(
-            "ledger.problem_k",
-            &[
-                ("value", &value.to_string()),
-                ("max", &ledger::MAX_ATTESTATIONS_NEEDED.to_string()),
-            ],
-        ),
-        LedgerProblem::RateOutOfRange { category, value } => t.tf(
-            "ledger.problem_rate",
-            &[
-                ("category", category_name(*category, lang)),
-                ("value", value),
-                ("max", &format_communs(ledger::MAX_RATE_PER_HOUR, lang)),
-            ],
-        ),
-        LedgerProblem::DemurrageRateOutOfRange { value } => {
-            t.tf("ledger.problem_demurrage_rate", &[("value", value)])
-        }
-        LedgerProblem::DemurragePeriodOutOfRange { days } => t.tf(
-            "ledger.problem_demurrage_period",
-            &[
-                ("value", &days.to_string()),
-                ("max", &ledger::MAX_DEMURRAGE_PERIOD_DAYS.to_string()),
-            ],
-        ),
-        LedgerProblem::Decision(d) => match d {
-            DecisionProblem::QuorumNotReached { present, required } => t.tf(
-                "ledger.problem_quorum",
-                &[
-                    ("present", &present.to_string()),
-                    ("required", &required.to_string()),
-                ],
-            ),
-            DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
-                "assembly.problem_votes",
-                &[
-                    ("cast", &cast.to_string()),
-                    ("present", &present.to_string()),
-                ],
-            ),
-        },
-        LedgerProblem::Other(text) => text.clone(),
+        ContributionState::Pending => ("pending", "…", key),
+        ContributionState::Validated => ("validated", "✔", key),
+        ContributionState::Rejected => ("rejected", "✖", key),
     }
 }
 
@@ -571,12 +272,7 @@ fn demurrage_text(parameters: &LedgerParameters, lang: Lang) -> String {
 /// The parameters in plain sentences: k, the rates, demurrage.
 fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String> {
     let t = Catalog::for_lang(lang);
-    let k = parameters.attestations_needed;
-    let mut lines = vec![if k <= 1 {
-        t.t("ledger.k_one").to_string()
-    } else {
-        t.tf("ledger.k_many", &[("k", &k.to_string())])
-    }];
+    let mut lines = vec![t.count("ledger.k", parameters.attestations_needed.into())];
     let first = parameters.rate(Category::ALL[0]);
     if Category::ALL.iter().all(|c| parameters.rate(*c) == first) {
         lines.push(t.tf("ledger.rate_all", &[("rate", &format_communs(first, lang))]));
@@ -608,7 +304,7 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         if view.problems_for == Some(target) {
             view.problems
                 .iter()
-                .map(|p| ledger_problem_text(p, lang))
+                .map(|p| form_problem_text(p, FormPage::Ledger, &str::to_string, lang))
                 .collect()
         } else {
             Vec::new()
@@ -838,11 +534,10 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         }
     });
 
-    LedgerTemplate {
+    let page = LedgerTemplate {
         csrf: view.csrf,
         resident: view.resident,
         assembly: view.assembly,
-        nav: crate::nav::member_nav("/ledger", view.roles, view.member, view.csrf, t),
         confirmation,
         general_problems: problems_of(FormTarget::General),
         chain_ok,
@@ -893,99 +588,100 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
             .iter()
             .map(|(c, value)| RateInput {
                 name: format!("rate.{}", c.as_str()),
-                label: field_name(LedgerField::Rate(*c), lang),
+                label: field_label(&FormField::Rate(*c), &str::to_string, lang),
                 value: value.clone(),
             })
             .collect(),
         parameters_problems: problems_of(FormTarget::Parameters),
         history,
-        page_title: format!("{} · {}", site.name, t.t("ledger.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "ledger.html",
-        source,
-    })
+        layout: Layout::new(lang, site, t.t("ledger.title")).with_nav(crate::nav::member_nav(
+            "/ledger",
+            view.roles,
+            view.member,
+            view.csrf,
+            t,
+        )),
+    };
+    render(&page, "ledger.html")
 }
 
 #[cfg(test)]
 mod tests {
+    use ledger::{ContributionProblem, DecisionProblem};
+
     use super::*;
+    use crate::format::category_key;
 
     /// Keys chosen at run time, which the catalog test cannot see.
     #[test]
     fn every_category_state_and_problem_is_phrased_in_both_languages() {
         let problems = [
-            LedgerProblem::UnknownField { name: "x".into() },
-            LedgerProblem::Missing(LedgerField::Hours),
-            LedgerProblem::NotANumber {
-                field: LedgerField::Rate(Category::Care),
+            FormProblem::UnknownField { name: "x".into() },
+            FormProblem::Missing(FormField::Hours),
+            FormProblem::NotANumber {
+                field: FormField::Rate(Category::Care),
                 value: "abc".into(),
             },
-            LedgerProblem::NotAWholeNumber {
-                field: LedgerField::Present,
+            FormProblem::NotAWholeNumber {
+                field: FormField::Present,
                 value: "1.5".into(),
             },
-            LedgerProblem::NotADate {
-                field: LedgerField::Date,
+            FormProblem::NotADate {
+                field: FormField::Date,
                 value: "demain".into(),
             },
-            LedgerProblem::UnknownCategory {
+            FormProblem::UnknownCategory {
                 value: "plumbing".into(),
             },
-            LedgerProblem::UnknownVerdict {
+            FormProblem::UnknownVerdict {
                 value: "maybe".into(),
             },
-            LedgerProblem::TooLong {
-                field: LedgerField::Comment,
+            FormProblem::TooLong {
+                field: FormField::Comment,
                 chars: 600,
                 max: 500,
             },
-            LedgerProblem::Contribution(ContributionProblem::HoursNotPositive { hours: 0.0 }),
-            LedgerProblem::Contribution(ContributionProblem::TooManyHours { hours: 30.0 }),
-            LedgerProblem::Contribution(ContributionProblem::HoursTooPrecise { hours: 1.255 }),
-            LedgerProblem::Contribution(ContributionProblem::DateInFuture {
+            FormProblem::Contribution(ContributionProblem::HoursNotPositive { hours: 0.0 }),
+            FormProblem::Contribution(ContributionProblem::TooManyHours { hours: 30.0 }),
+            FormProblem::Contribution(ContributionProblem::HoursTooPrecise { hours: 1.255 }),
+            FormProblem::Contribution(ContributionProblem::DateInFuture {
                 date: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap_or_default(),
             }),
-            LedgerProblem::Contribution(ContributionProblem::DescriptionEmpty),
-            LedgerProblem::Contribution(ContributionProblem::DescriptionTooLong { chars: 1200 }),
-            LedgerProblem::Contribution(ContributionProblem::DescriptionControlCharacter),
-            LedgerProblem::NoSuchContribution { id: 9 },
-            LedgerProblem::SelfAttestation,
-            LedgerProblem::AlreadyAttested,
-            LedgerProblem::Decided {
+            FormProblem::Contribution(ContributionProblem::DescriptionEmpty),
+            FormProblem::Contribution(ContributionProblem::DescriptionTooLong { chars: 1200 }),
+            FormProblem::Contribution(ContributionProblem::DescriptionControlCharacter),
+            FormProblem::NoSuchContribution { id: 9 },
+            FormProblem::SelfAttestation,
+            FormProblem::AlreadyAttested,
+            FormProblem::Decided {
                 state: ContributionState::Validated,
             },
-            LedgerProblem::RejectionWithoutComment,
-            LedgerProblem::UnknownMember { name: "zoe".into() },
-            LedgerProblem::TransferToSelf,
-            LedgerProblem::AmountNotPositive,
-            LedgerProblem::AmountNotCommuns {
+            FormProblem::RejectionWithoutComment,
+            FormProblem::UnknownMember { name: "zoe".into() },
+            FormProblem::TransferToSelf,
+            FormProblem::AmountNotPositive,
+            FormProblem::AmountNotCommuns {
                 value: "0.0000001".into(),
             },
-            LedgerProblem::Insufficient {
+            FormProblem::Insufficient {
                 balance: Communs::from_whole(3),
                 asked: Communs::from_whole(5),
             },
-            LedgerProblem::AttestationsNeededOutOfRange { value: 0 },
-            LedgerProblem::RateOutOfRange {
+            FormProblem::AttestationsNeededOutOfRange { value: 0 },
+            FormProblem::RateOutOfRange {
                 category: Category::Cooking,
                 value: "2000".into(),
             },
-            LedgerProblem::DemurrageRateOutOfRange { value: "80".into() },
-            LedgerProblem::DemurragePeriodOutOfRange { days: 0 },
-            LedgerProblem::Decision(DecisionProblem::QuorumNotReached {
+            FormProblem::DemurrageRateOutOfRange { value: "80".into() },
+            FormProblem::DemurragePeriodOutOfRange { days: 0 },
+            FormProblem::Decision(DecisionProblem::QuorumNotReached {
                 present: 3,
                 required: 10,
             }),
         ];
         for lang in Lang::ALL {
             for problem in &problems {
-                let text = ledger_problem_text(problem, lang);
+                let text = form_problem_text(problem, FormPage::Ledger, &str::to_string, lang);
                 assert!(
                     !text.contains('{') && !text.contains("ledger.") && !text.contains("assembly."),
                     "{lang}: {text}"
@@ -1002,12 +698,17 @@ mod tests {
                 let key = state_parts(s).2;
                 assert_ne!(Catalog::for_lang(lang).t(key), key);
             }
-            for field in [LedgerField::Verdict, LedgerField::To, LedgerField::Memo] {
-                assert!(!field_name(field, lang).contains("ledger."));
+            for field in [FormField::Verdict, FormField::To, FormField::Memo] {
+                assert!(!field_label(&field, &str::to_string, lang).contains("ledger."));
             }
         }
         assert_eq!(
-            ledger_problem_text(&LedgerProblem::SelfAttestation, Lang::En),
+            form_problem_text(
+                &FormProblem::SelfAttestation,
+                FormPage::Ledger,
+                &str::to_string,
+                Lang::En
+            ),
             "You cannot attest your own contribution: other members do."
         );
     }

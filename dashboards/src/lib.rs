@@ -15,10 +15,12 @@
 mod account;
 mod assembly;
 pub mod chart;
+mod form;
 mod format;
 mod history_page;
 mod i18n;
 mod installer;
+mod layout;
 mod ledger_page;
 mod nav;
 mod pages;
@@ -29,13 +31,13 @@ pub use account::{
     render_refusal, role_name,
 };
 pub use assembly::{
-    AssemblyView, DraftForm, DraftProblem, DraftService, FormField, Preview, PreviewRow,
-    change_text, problem_text, render_assembly,
+    AssemblyView, DraftForm, DraftService, Preview, PreviewRow, change_text, render_assembly,
 };
+pub use form::{DecisionForm, FormField, FormPage, FormProblem, form_problem_text};
 pub use format::{
-    format_communs, format_communs_exact, format_date_long, format_duration_hours, format_energy,
-    format_hours, format_number, format_percent, format_power, format_time, hours_text, month_name,
-    weekday_name,
+    category_name, format_communs, format_communs_exact, format_date_long, format_duration_hours,
+    format_energy, format_hours, format_number, format_percent, format_power, format_time,
+    hours_text, month_name, weekday_name,
 };
 pub use history_page::{
     ExportChoices, HistoryData, HistoryProblem, HistoryReader, TODAY_REFRESH, TODAY_STEP_MINUTES,
@@ -46,15 +48,12 @@ pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{
     InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
 };
+pub use layout::{ASSET_VERSION, WALL_CSS, WALL_JS};
 pub use ledger_page::{
-    Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
-    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm, category_name, ledger_problem_text,
-    render_ledger,
+    Confirmation, ContributionForm, FormTarget, LedgerForms, LedgerView, PROJECTION_DAYS,
+    ParametersForm, TransferForm, render_ledger,
 };
-pub use pages::{
-    ASSET_VERSION, WALL_CSS, WALL_JS, WallContext, render_not_found, render_wall, render_wall_for,
-    render_wall_with,
-};
+pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.

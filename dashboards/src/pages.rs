@@ -1,33 +1,11 @@
-//! Rendering: the askama templates under `templates/` and the static assets they
-//! link to.
+//! The wall screen and the "no page here" page.
 
 use askama::Template;
 use query::live::LiveSnapshot;
 
 use crate::history_page::{TODAY_REFRESH, TodayCurve, TodayView};
-use crate::{Catalog, Error, Lang, Result, SiteInfo, WallView};
-
-/// The wall screen's stylesheet, served at `/static/wall.css`.
-pub const WALL_CSS: &str = include_str!("../static/wall.css");
-/// The wall screen's live-update script, served at `/static/wall.js`.
-pub const WALL_JS: &str = include_str!("../static/wall.js");
-
-/// Changes whenever either asset changes; pages link `?v=ASSET_VERSION` so a
-/// browser that cached an older asset fetches the new one, and it doubles as the
-/// assets' ETag.
-pub const ASSET_VERSION: u64 = fnv1a(WALL_JS.as_bytes(), fnv1a(WALL_CSS.as_bytes(), FNV_OFFSET));
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-const fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo, WallView};
 
 #[derive(Template)]
 #[template(path = "wall.html")]
@@ -43,21 +21,13 @@ struct WallTemplate<'a> {
     ledger_link: bool,
     /// Shown to a signed-in installer: a link to the installer's page.
     installer_link: bool,
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 #[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFoundTemplate<'a> {
-    site_name: &'a str,
-    t: &'static Catalog,
-    lang_code: &'static str,
-    page_title: String,
-    asset_version: u64,
+    layout: Layout<'a>,
 }
 
 /// What the wall screen shows beside the live snapshot.
@@ -106,39 +76,23 @@ pub fn render_wall_with(
     let t = Catalog::for_lang(lang);
     let view = WallView::new(snapshot, lang, site).with_week_hours(context.week_hours);
     let today = TodayView::new(context.today.as_ref(), lang, site.timezone);
-    WallTemplate {
-        page_title: format!("{} · {}", site.name, t.t("wall.title")),
+    let page = WallTemplate {
+        layout: Layout::new(lang, site, t.t("wall.title")),
         view: &view,
         today: &today,
         today_refresh_ms: TODAY_REFRESH.num_milliseconds(),
         assembly_link: context.assembly_link,
         ledger_link: context.ledger_link,
         installer_link: context.installer_link,
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "wall.html",
-        source,
-    })
+    };
+    render(&page, "wall.html")
 }
 
 /// The "no page here" document, in the reader's language.
 pub fn render_not_found(lang: Lang, site: &SiteInfo) -> Result<String> {
     let t = Catalog::for_lang(lang);
-    NotFoundTemplate {
-        page_title: format!("{} · {}", site.name, t.t("notfound.title")),
-        site_name: &site.name,
-        t,
-        lang_code: lang.code(),
-        asset_version: ASSET_VERSION,
-    }
-    .render()
-    .map_err(|source| Error::Render {
-        template: "not_found.html",
-        source,
-    })
+    let page = NotFoundTemplate {
+        layout: Layout::new(lang, site, t.t("notfound.title")),
+    };
+    render(&page, "not_found.html")
 }

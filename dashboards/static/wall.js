@@ -56,8 +56,9 @@
     return lang === 'fr' ? whole + ' %' : whole + '%';
   }
 
-  // Hours with at most two decimals, as few as they need (format_hours), and
-  // French counting below 2 in the singular, English only 1 (hours_text).
+  // Hours with at most two decimals, as few as they need (format_hours), counted
+  // as the catalog counts (Lang::singular): French below 2 in the singular,
+  // English only exactly 1.
   function formatHours(hours) {
     var centi = Math.round(hours * 100);
     var whole = Math.floor(centi / 100);
@@ -67,7 +68,7 @@
       : frac % 10 === 0 ? whole + sep + (frac / 10)
       : whole + sep + (frac < 10 ? '0' : '') + frac;
     var singular = lang === 'fr' ? centi < 200 : centi === 100;
-    return fill(text(singular ? 'hours-one' : 'hours-many'), 'hours', number);
+    return fill(text(singular ? 'hours-one' : 'hours-many'), 'n', number);
   }
 
   function dateTimeFormat(options) {

@@ -14,9 +14,8 @@ use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::NaiveDate;
 use dashboards::{
-    AssemblyView, DraftForm, DraftProblem, DraftService, FormField, Preview, PreviewRow,
+    AssemblyView, DraftForm, DraftService, FormField, FormProblem, Preview, PreviewRow,
 };
 use ledger::{
     AdoptedPlan, BatterySource, Decision, GridSource, Plan, PlanService, Split, TierRule,
@@ -25,7 +24,8 @@ use query::allocation::{Allocation, ServiceGrant};
 use query::live::LiveSnapshot;
 use serde::Deserialize;
 
-use crate::auth::{CSRF_FIELD, CurrentMember};
+use crate::auth::CurrentMember;
+use crate::form::{self, number, required_number, whole};
 use crate::lang::PageLang;
 use crate::plans::{self, AdoptError};
 use crate::{AppError, AppState};
@@ -128,7 +128,7 @@ pub(crate) async fn replay(
         _ => None,
     };
     if days.is_none() {
-        problems.push(DraftProblem::ReplayDays);
+        problems.push(FormProblem::ReplayDays);
     }
     let mut replayed = None;
     if let (true, Some(days), Some(queries)) = (problems.is_empty(), days, &state.queries) {
@@ -190,8 +190,8 @@ pub(crate) async fn adopt(
                     .into_response());
             }
             Err(AdoptError::Refused { plan, decision }) => {
-                problems.extend(plan.into_iter().map(DraftProblem::Plan));
-                problems.extend(decision.into_iter().map(DraftProblem::Decision));
+                problems.extend(plan.into_iter().map(FormProblem::Plan));
+                problems.extend(decision.into_iter().map(FormProblem::Decision));
             }
             Err(AdoptError::Failed(e)) => return Err(e),
         }
@@ -246,7 +246,7 @@ fn render(
     history: &[AdoptedPlan],
     snapshot: &LiveSnapshot,
     draft: &DraftForm,
-    problems: &[DraftProblem],
+    problems: &[FormProblem],
     preview: Option<&Preview>,
     replay: Option<&query::replay::Replay>,
     adopted_seq: Option<i64>,
@@ -323,50 +323,12 @@ struct Parsed {
     plan: Plan,
     /// Fields the panel does not have, fields of the plan that cannot be read, and
     /// what the plan itself gets wrong.
-    plan_problems: Vec<DraftProblem>,
+    plan_problems: Vec<FormProblem>,
     decision: Decision,
-    decision_problems: Vec<DraftProblem>,
+    decision_problems: Vec<FormProblem>,
 }
 
-fn number(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<f64> {
-    match value.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Some(v),
-        _ => {
-            problems.push(DraftProblem::NotANumber {
-                field,
-                value: value.to_string(),
-            });
-            None
-        }
-    }
-}
-
-fn required_number(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<f64> {
-    if value.trim().is_empty() {
-        problems.push(DraftProblem::Missing(field));
-        return None;
-    }
-    number(field, value, problems)
-}
-
-fn whole(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<u32> {
-    if value.trim().is_empty() {
-        problems.push(DraftProblem::Missing(field));
-        return None;
-    }
-    match value.trim().parse::<u32>() {
-        Ok(v) => Some(v),
-        Err(_) => {
-            problems.push(DraftProblem::NotAWholeNumber {
-                field,
-                value: value.to_string(),
-            });
-            None
-        }
-    }
-}
-
-fn tier_list(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) -> Option<Vec<u32>> {
+fn tier_list(field: FormField, value: &str, problems: &mut Vec<FormProblem>) -> Option<Vec<u32>> {
     let parsed: Result<Vec<u32>, _> = value
         .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
         .filter(|p| !p.is_empty())
@@ -379,7 +341,7 @@ fn tier_list(field: FormField, value: &str, problems: &mut Vec<DraftProblem>) ->
             Some(tiers)
         }
         Err(_) => {
-            problems.push(DraftProblem::NotAWholeNumber {
+            problems.push(FormProblem::NotAWholeNumber {
                 field,
                 value: value.to_string(),
             });
@@ -406,13 +368,12 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
             }
         }
     };
-    for (name, value) in form_urlencoded::parse(body) {
-        let (name, value) = (name.into_owned(), value.into_owned());
+    for (name, value) in form::fields(body) {
         if let Some((kind, id)) = name.split_once('.')
             && matches!(kind, "tier" | "min_w" | "max_w")
         {
             if !known.contains(id) {
-                unknown.push(DraftProblem::UnknownField { name });
+                unknown.push(FormProblem::UnknownField { name });
                 continue;
             }
             let i = service(&mut draft, id);
@@ -429,12 +390,15 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
                 Ok(tier) if tier >= 1 && !splits.iter().any(|(t, _)| *t == tier) => {
                     splits.push((tier, value));
                 }
-                _ => unknown.push(DraftProblem::UnknownField { name }),
+                _ => unknown.push(FormProblem::UnknownField { name }),
             }
             continue;
         }
+        if let Some(field) = draft.decision.field_mut(&name) {
+            *field = value;
+            continue;
+        }
         match name.as_str() {
-            CSRF_FIELD => {}
             "battery" => draft.battery = value == "on",
             "battery_reserve_soc_pct" => draft.battery_reserve_soc_pct = value,
             "battery_max_discharge_w" => draft.battery_max_discharge_w = value,
@@ -442,15 +406,8 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
             "grid" => draft.grid = value == "on",
             "grid_max_import_w" => draft.grid_max_import_w = value,
             "grid_tiers" => draft.grid_tiers = value,
-            "assembly_date" => draft.assembly_date = value,
-            "votes_for" => draft.votes_for = value,
-            "votes_against" => draft.votes_against = value,
-            "votes_abstain" => draft.votes_abstain = value,
-            "quorum_required" => draft.quorum_required = value,
-            "present" => draft.present = value,
-            "minutes" => draft.minutes = value,
             "replay_days" => draft.replay_days = value,
-            _ => unknown.push(DraftProblem::UnknownField { name }),
+            _ => unknown.push(FormProblem::UnknownField { name }),
         }
     }
     splits.sort_by_key(|(t, _)| *t);
@@ -469,9 +426,9 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
 
     let (plan, plan_problems) = plan_of(&draft);
     unknown.extend(plan_problems);
-    unknown.extend(plan.problems().into_iter().map(DraftProblem::Plan));
-    let (decision, mut decision_problems) = decision_of(&draft);
-    decision_problems.extend(decision.problems().into_iter().map(DraftProblem::Decision));
+    unknown.extend(plan.problems().into_iter().map(FormProblem::Plan));
+    let mut decision_problems = Vec::new();
+    let decision = form::decision(&draft.decision, &mut decision_problems);
     Parsed {
         draft,
         plan,
@@ -483,7 +440,7 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
 
 /// The plan the draft describes; an unreadable field is named in the problems and
 /// read as a value that raises no other problem.
-fn plan_of(draft: &DraftForm) -> (Plan, Vec<DraftProblem>) {
+fn plan_of(draft: &DraftForm) -> (Plan, Vec<FormProblem>) {
     let mut problems = Vec::new();
     let mut services = Vec::new();
     for s in &draft.services {
@@ -513,7 +470,7 @@ fn plan_of(draft: &DraftForm) -> (Plan, Vec<DraftProblem>) {
             "pro_rata" => Split::ProRata,
             "equal" => Split::Equal,
             other => {
-                problems.push(DraftProblem::UnknownSplit {
+                problems.push(FormProblem::UnknownSplit {
                     tier: *tier,
                     value: other.to_string(),
                 });
@@ -565,47 +522,4 @@ fn plan_of(draft: &DraftForm) -> (Plan, Vec<DraftProblem>) {
         sources: ledger::Sources { battery, grid },
     };
     (plan, problems)
-}
-
-/// The decision record the draft describes; an unreadable field is named in the
-/// problems and read as a value that raises no other problem (an unreadable count
-/// of members present as "enough", unreadable votes and quorum as none).
-fn decision_of(draft: &DraftForm) -> (Decision, Vec<DraftProblem>) {
-    let mut problems = Vec::new();
-    let date = if draft.assembly_date.trim().is_empty() {
-        problems.push(DraftProblem::Missing(FormField::AssemblyDate));
-        None
-    } else {
-        match NaiveDate::parse_from_str(draft.assembly_date.trim(), "%Y-%m-%d") {
-            Ok(d) => Some(d),
-            Err(_) => {
-                problems.push(DraftProblem::NotADate {
-                    value: draft.assembly_date.clone(),
-                });
-                None
-            }
-        }
-    };
-    let votes_for = whole(FormField::VotesFor, &draft.votes_for, &mut problems);
-    let votes_against = whole(FormField::VotesAgainst, &draft.votes_against, &mut problems);
-    let votes_abstain = whole(FormField::VotesAbstain, &draft.votes_abstain, &mut problems);
-    let quorum = whole(
-        FormField::QuorumRequired,
-        &draft.quorum_required,
-        &mut problems,
-    );
-    let present = whole(FormField::Present, &draft.present, &mut problems);
-    if draft.minutes.trim().is_empty() {
-        problems.push(DraftProblem::Missing(FormField::Minutes));
-    }
-    let decision = Decision {
-        assembly_date: date.unwrap_or_default(),
-        votes_for: votes_for.unwrap_or(0),
-        votes_against: votes_against.unwrap_or(0),
-        votes_abstain: votes_abstain.unwrap_or(0),
-        quorum_required: quorum.unwrap_or(0),
-        present: present.unwrap_or(u32::MAX),
-        minutes: draft.minutes.trim().to_string(),
-    };
-    (decision, problems)
 }

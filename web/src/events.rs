@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Extension;
@@ -9,7 +10,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use query::live::LiveSnapshot;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use crate::{AppState, ShutdownSignal};
 
@@ -23,16 +24,60 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// seconds, left to each browser): a restarted node is back on the wall at once.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
+/// The data of the latest snapshot's event, shared by every open stream: this
+/// week's validated hours are read from the journal and the body encoded once
+/// per snapshot, however many walls are watching. The router holds one.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotEvents {
+    latest: Mutex<Option<(Arc<LiveSnapshot>, Arc<str>)>>,
+    /// How many times the journal was read for the week's tally.
+    tally_reads: AtomicU64,
+}
+
+impl SnapshotEvents {
+    /// The `/api/live` body of `snapshot`, made by the first stream to ask for
+    /// it; `None` (logged) if it cannot be encoded.
+    async fn body(&self, state: &AppState, snapshot: &Arc<LiveSnapshot>) -> Option<Arc<str>> {
+        // Held while the tally is read, so that the other streams wait for it
+        // rather than read it too.
+        let mut latest = self.latest.lock().await;
+        if let Some((made_for, body)) = latest.as_ref()
+            && Arc::ptr_eq(made_for, snapshot)
+        {
+            return Some(body.clone());
+        }
+        self.tally_reads.fetch_add(1, Ordering::Relaxed);
+        let tally = crate::ledger_api::week_tally(state, chrono::Utc::now()).await;
+        match serde_json::to_string(&crate::api::live_body(snapshot, tally)) {
+            Ok(json) => {
+                let body: Arc<str> = json.into();
+                // Holding the snapshot keeps its address from being reused by a
+                // later one while it is the key.
+                *latest = Some((snapshot.clone(), body.clone()));
+                Some(body)
+            }
+            Err(error) => {
+                // Not expected (plain data); the reader's silence timer will show it.
+                tracing::error!(%error, "live snapshot could not be encoded");
+                None
+            }
+        }
+    }
+}
+
 /// Sends the current snapshot at once, then each new one, each with this week's
-/// validated hours of contributions read from the journal as it is sent. The watch
-/// channel keeps only the latest value, so a slow reader skips snapshots instead of
-/// lagging behind.
+/// validated hours of contributions (read once per snapshot for all streams, see
+/// [`SnapshotEvents`]). The watch channel keeps only the latest value, so a slow
+/// reader skips snapshots instead of lagging behind.
 /// The stream ends cleanly when the live loop drops its sender or the server stops.
 pub(crate) async fn events(
     State(state): State<AppState>,
+    Extension(shared): Extension<Arc<SnapshotEvents>>,
     shutdown: Option<Extension<ShutdownSignal>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let snapshots = snapshot_events(state);
+    let snapshots = snapshot_bodies(state, shared)
+        .enumerate()
+        .map(|(i, body)| Ok(snapshot_event(body.as_deref(), i == 0)));
     let stream: BoxStream<'static, Result<Event, Infallible>> = match shutdown {
         Some(Extension(ShutdownSignal(token))) => {
             snapshots.take_until(token.cancelled_owned()).boxed()
@@ -42,34 +87,133 @@ pub(crate) async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
-fn snapshot_events(
+/// The body of each snapshot's event, the current one first; `None` for a
+/// snapshot that could not be encoded.
+fn snapshot_bodies(
     state: AppState,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    shared: Arc<SnapshotEvents>,
+) -> impl Stream<Item = Option<Arc<str>>> + Send + 'static {
     let live: watch::Receiver<Arc<LiveSnapshot>> = state.live.clone();
-    stream::unfold((state, live, true), |(state, mut live, first)| async move {
-        if !first && live.changed().await.is_err() {
-            tracing::debug!("live snapshot sender dropped, ending event stream");
-            return None;
-        }
-        let snapshot = live.borrow_and_update().clone();
-        let tally = crate::ledger_api::week_tally(&state, chrono::Utc::now()).await;
-        let event = snapshot_event(&snapshot, tally);
-        let event = if first {
-            event.retry(RECONNECT_AFTER)
-        } else {
-            event
-        };
-        Some((Ok(event), (state, live, false)))
-    })
+    stream::unfold(
+        (state, shared, live, true),
+        |(state, shared, mut live, first)| async move {
+            if !first && live.changed().await.is_err() {
+                tracing::debug!("live snapshot sender dropped, ending event stream");
+                return None;
+            }
+            let snapshot = live.borrow_and_update().clone();
+            let body = shared.body(&state, &snapshot).await;
+            Some((body, (state, shared, live, false)))
+        },
+    )
 }
 
-fn snapshot_event(snapshot: &LiveSnapshot, tally: Option<crate::ledger_api::WeekTally>) -> Event {
-    match serde_json::to_string(&crate::api::live_body(snapshot, tally)) {
-        Ok(json) => Event::default().event(SNAPSHOT_EVENT).data(json),
-        Err(error) => {
-            // Not expected (plain data); the reader's silence timer will show it.
-            tracing::error!(%error, "live snapshot could not be encoded");
-            Event::default().comment("snapshot could not be encoded")
+fn snapshot_event(body: Option<&str>, first: bool) -> Event {
+    let event = match body {
+        Some(json) => Event::default().event(SNAPSHOT_EVENT).data(json),
+        None => Event::default().comment("snapshot could not be encoded"),
+    };
+    if first {
+        event.retry(RECONNECT_AFTER)
+    } else {
+        event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use futures::future::join_all;
+    use ledger::{Category, NewContribution, Role, Verdict};
+
+    use super::*;
+
+    const WALLS: usize = 8;
+
+    fn state() -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
+        let (tx, rx) = watch::channel(Arc::new(query::engine::empty_snapshot(Utc::now())));
+        let journal = ledger::Journal::open_in_memory().unwrap_or_else(|e| panic!("journal: {e}"));
+        for name in ["rita", "remi", "sara"] {
+            journal
+                .add_member(name, &[Role::Resident], "test", Utc::now())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let state = AppState {
+            live: rx,
+            metrics: Arc::default(),
+            site: dashboards::SiteInfo {
+                name: "Les Tilleuls".into(),
+                default_lang: dashboards::Lang::Fr,
+                timezone: chrono_tz::Europe::Paris,
+            },
+            journal: Arc::new(journal),
+            replan: Arc::default(),
+            login_limiter: Arc::default(),
+            queries: None,
+        };
+        (state, tx)
+    }
+
+    /// rita's contribution of `hours`, validated now by remi and sara.
+    fn validate(state: &AppState, hours: f64) {
+        let now = Utc::now();
+        let contribution = NewContribution {
+            category: Category::Repair,
+            hours,
+            date: now.date_naive(),
+            description: "Mended the bicycles".into(),
+        };
+        let journal = &state.journal;
+        let id = journal
+            .record_contribution("rita", &contribution, now)
+            .unwrap_or_else(|e| panic!("record: {e}"))
+            .seq;
+        for approver in ["remi", "sara"] {
+            journal
+                .attest(id, approver, Verdict::Approve, "Seen", now)
+                .unwrap_or_else(|e| panic!("attest: {e}"));
+        }
+    }
+
+    fn hours_in(body: &Option<Arc<str>>) -> f64 {
+        let body = body.as_deref().unwrap_or_else(|| panic!("no body"));
+        let json: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        json["contributions"]["hours_validated_this_week"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no hours: {body}"))
+    }
+
+    /// Eight walls watch the live snapshot; the journal is read once for each
+    /// snapshot, not once per wall, and each wall gets that snapshot's tally.
+    #[tokio::test]
+    async fn the_weeks_hours_are_read_once_per_snapshot_for_all_streams() {
+        let (state, tx) = state();
+        validate(&state, 2.5);
+        let shared = Arc::new(SnapshotEvents::default());
+        let mut walls: Vec<_> = (0..WALLS)
+            .map(|_| Box::pin(snapshot_bodies(state.clone(), shared.clone())))
+            .collect();
+
+        let first = join_all(walls.iter_mut().map(|w| w.next())).await;
+        assert_eq!(shared.tally_reads.load(Ordering::Relaxed), 1);
+        for body in &first {
+            assert_eq!(
+                hours_in(body.as_ref().unwrap_or_else(|| panic!("ended"))),
+                2.5
+            );
+        }
+
+        // The next evaluation, after one more contribution is validated.
+        validate(&state, 1.0);
+        tx.send_modify(|snapshot| Arc::make_mut(snapshot).ts = Utc::now());
+        let second = join_all(walls.iter_mut().map(|w| w.next())).await;
+        assert_eq!(shared.tally_reads.load(Ordering::Relaxed), 2);
+        for body in &second {
+            assert_eq!(
+                hours_in(body.as_ref().unwrap_or_else(|| panic!("ended"))),
+                3.5
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use ledger::Role;
 use query::export::{ExportRange, ParquetChunks, SqlError, SqlLimits, csv_rows};
 use serde::Deserialize;
 
-use crate::api::ApiJson;
+use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
 use crate::{AppError, AppState};
 

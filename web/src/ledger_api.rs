@@ -19,7 +19,7 @@ use ledger::{Decision, Journal, LedgerParameters, NewContribution, NewTransfer, 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::ApiJson;
+use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
 use crate::{AppError, AppState};
 

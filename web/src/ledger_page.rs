@@ -16,8 +16,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Duration, NaiveDate, Utc};
 use dashboards::{
-    Confirmation, ContributionForm, FormTarget, LedgerField, LedgerForms, LedgerProblem,
-    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm,
+    Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms, LedgerView,
+    PROJECTION_DAYS, ParametersForm, TransferForm,
 };
 use ledger::{
     AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
@@ -25,7 +25,8 @@ use ledger::{
 };
 use serde::Deserialize;
 
-use crate::auth::{CSRF_FIELD, CurrentMember};
+use crate::auth::CurrentMember;
+use crate::form::{self, required_number, whole};
 use crate::lang::PageLang;
 use crate::ledger_api::with_journal;
 use crate::{AppError, AppState};
@@ -145,7 +146,7 @@ fn render(
     member: &CurrentMember,
     data: &PageData,
     forms: &LedgerForms,
-    problems: &[LedgerProblem],
+    problems: &[FormProblem],
     problems_for: Option<FormTarget>,
     confirmation: Option<Confirmation>,
 ) -> Result<Response, AppError> {
@@ -199,7 +200,7 @@ async fn refused(
     member: &CurrentMember,
     status: StatusCode,
     target: FormTarget,
-    problems: &[LedgerProblem],
+    problems: &[FormProblem],
     keep: impl FnOnce(&mut LedgerForms),
 ) -> Result<Response, AppError> {
     let data = load(state, &member.member.name).await?;
@@ -220,7 +221,7 @@ async fn refused(
 
 /// A refusal from the journal as problems the page phrases; anything that is not a
 /// refusal (the journal cannot be read or written) is an error.
-fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
+fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
     use ledger::Refusal as R;
     let ledger::Error::Refused(refusal) = error else {
         return Err(AppError::from(error));
@@ -228,23 +229,23 @@ fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
     Ok(match refusal {
         R::InvalidContribution(problems) => problems
             .into_iter()
-            .map(LedgerProblem::Contribution)
+            .map(FormProblem::Contribution)
             .collect(),
-        R::NoSuchContribution(id) => vec![LedgerProblem::NoSuchContribution { id }],
-        R::SelfAttestation { .. } => vec![LedgerProblem::SelfAttestation],
-        R::AlreadyAttested { .. } => vec![LedgerProblem::AlreadyAttested],
-        R::ContributionDecided { state, .. } => vec![LedgerProblem::Decided { state }],
-        R::UnknownMember(name) => vec![LedgerProblem::UnknownMember { name }],
-        R::TransferToSelf(_) => vec![LedgerProblem::TransferToSelf],
-        R::NonPositiveAmount(_) => vec![LedgerProblem::AmountNotPositive],
+        R::NoSuchContribution(id) => vec![FormProblem::NoSuchContribution { id }],
+        R::SelfAttestation { .. } => vec![FormProblem::SelfAttestation],
+        R::AlreadyAttested { .. } => vec![FormProblem::AlreadyAttested],
+        R::ContributionDecided { state, .. } => vec![FormProblem::Decided { state }],
+        R::UnknownMember(name) => vec![FormProblem::UnknownMember { name }],
+        R::TransferToSelf(_) => vec![FormProblem::TransferToSelf],
+        R::NonPositiveAmount(_) => vec![FormProblem::AmountNotPositive],
         R::InsufficientCommons { balance, asked, .. } => {
-            vec![LedgerProblem::Insufficient { balance, asked }]
+            vec![FormProblem::Insufficient { balance, asked }]
         }
         R::InvalidParameters(problems) | R::InvalidDecision(problems) => {
-            problems.into_iter().map(LedgerProblem::Other).collect()
+            problems.into_iter().map(FormProblem::Other).collect()
         }
         R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
-            vec![LedgerProblem::Other(text)]
+            vec![FormProblem::Other(text)]
         }
         // No form of this page asks for these; said in English all the same.
         other @ (R::DuplicateMember(_)
@@ -258,42 +259,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
         | R::RolesDiffer { .. }
         | R::UnacceptablePassword(_)
         | R::InvalidLabel(_)
-        | R::UnsettledDemurrage { .. }) => vec![LedgerProblem::Other(other.to_string())],
+        | R::UnsettledDemurrage { .. }) => vec![FormProblem::Other(other.to_string())],
     })
-}
-
-/// A number as people type it: a decimal point or comma.
-fn decimal(value: &str) -> Option<f64> {
-    value
-        .trim()
-        .replace(',', ".")
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-}
-
-fn whole(field: LedgerField, value: &str, problems: &mut Vec<LedgerProblem>) -> Option<u32> {
-    if value.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(field));
-        return None;
-    }
-    match value.trim().parse::<u32>() {
-        Ok(v) => Some(v),
-        Err(_) => {
-            problems.push(LedgerProblem::NotAWholeNumber {
-                field,
-                value: value.to_string(),
-            });
-            None
-        }
-    }
-}
-
-fn form_fields(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .filter(|(k, _)| k != CSRF_FIELD)
-        .collect()
 }
 
 /// `POST /ledger/contributions`: `category`, `hours`, `date`, `description`.
@@ -305,54 +272,30 @@ pub(crate) async fn record(
 ) -> Result<Response, AppError> {
     let mut form = ContributionForm::default();
     let mut problems = Vec::new();
-    for (name, value) in form_fields(&body) {
+    for (name, value) in form::fields(&body) {
         match name.as_str() {
             "category" => form.category = value,
             "hours" => form.hours = value,
             "date" => form.date = value,
             "description" => form.description = value,
-            _ => problems.push(LedgerProblem::UnknownField { name }),
+            _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
     let category = match form.category.parse::<Category>() {
         Ok(c) => Some(c),
         Err(_) if form.category.trim().is_empty() => {
-            problems.push(LedgerProblem::Missing(LedgerField::Category));
+            problems.push(FormProblem::Missing(FormField::Category));
             None
         }
         Err(_) => {
-            problems.push(LedgerProblem::UnknownCategory {
+            problems.push(FormProblem::UnknownCategory {
                 value: form.category.clone(),
             });
             None
         }
     };
-    let hours = if form.hours.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::Hours));
-        None
-    } else {
-        let hours = decimal(&form.hours);
-        if hours.is_none() {
-            problems.push(LedgerProblem::NotANumber {
-                field: LedgerField::Hours,
-                value: form.hours.clone(),
-            });
-        }
-        hours
-    };
-    let date = if form.date.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::Date));
-        None
-    } else {
-        let date = NaiveDate::parse_from_str(form.date.trim(), "%Y-%m-%d").ok();
-        if date.is_none() {
-            problems.push(LedgerProblem::NotADate {
-                field: LedgerField::Date,
-                value: form.date.clone(),
-            });
-        }
-        date
-    };
+    let hours = required_number(FormField::Hours, &form.hours, &mut problems);
+    let date = form::date(FormField::Date, &form.date, &mut problems);
     // The ledger's own checks on what could be read, so that one round trip shows
     // every problem: a field that could not be read is stood in for by a value that
     // raises nothing.
@@ -366,7 +309,7 @@ pub(crate) async fn record(
         contribution
             .problems(Utc::now())
             .into_iter()
-            .map(LedgerProblem::Contribution),
+            .map(FormProblem::Contribution),
     );
     if problems.is_empty() {
         let name = member.member.name.clone();
@@ -410,7 +353,7 @@ pub(crate) async fn attest(
             &member,
             StatusCode::NOT_FOUND,
             FormTarget::General,
-            &[LedgerProblem::UnknownField {
+            &[FormProblem::UnknownField {
                 name: format!("contributions/{id}"),
             }],
             |_| {},
@@ -420,31 +363,31 @@ pub(crate) async fn attest(
     let mut verdict = String::new();
     let mut comment = String::new();
     let mut problems = Vec::new();
-    for (name, value) in form_fields(&body) {
+    for (name, value) in form::fields(&body) {
         match name.as_str() {
             "verdict" => verdict = value,
             "comment" => comment = value,
-            _ => problems.push(LedgerProblem::UnknownField { name }),
+            _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
     let verdict = match verdict.parse::<Verdict>() {
         Ok(v) => Some(v),
         Err(_) if verdict.is_empty() => {
-            problems.push(LedgerProblem::Missing(LedgerField::Verdict));
+            problems.push(FormProblem::Missing(FormField::Verdict));
             None
         }
         Err(_) => {
-            problems.push(LedgerProblem::UnknownVerdict { value: verdict });
+            problems.push(FormProblem::UnknownVerdict { value: verdict });
             None
         }
     };
     if verdict == Some(Verdict::Reject) && comment.trim().is_empty() {
-        problems.push(LedgerProblem::RejectionWithoutComment);
+        problems.push(FormProblem::RejectionWithoutComment);
     }
     let chars = comment.chars().count();
     if chars > ledger::MAX_COMMENT_CHARS {
-        problems.push(LedgerProblem::TooLong {
-            field: LedgerField::Comment,
+        problems.push(FormProblem::TooLong {
+            field: FormField::Comment,
             chars,
             max: ledger::MAX_COMMENT_CHARS,
         });
@@ -495,46 +438,37 @@ pub(crate) async fn transfer(
 ) -> Result<Response, AppError> {
     let mut form = TransferForm::default();
     let mut problems = Vec::new();
-    for (name, value) in form_fields(&body) {
+    for (name, value) in form::fields(&body) {
         match name.as_str() {
             "to" => form.to = value,
             "amount" => form.amount = value,
             "memo" => form.memo = value,
-            _ => problems.push(LedgerProblem::UnknownField { name }),
+            _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
     if form.to.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::To));
+        problems.push(FormProblem::Missing(FormField::To));
     }
-    let amount = if form.amount.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::Amount));
-        None
-    } else {
-        match decimal(&form.amount).map(Communs::from_communs) {
-            None => {
-                problems.push(LedgerProblem::NotANumber {
-                    field: LedgerField::Amount,
-                    value: form.amount.clone(),
-                });
-                None
-            }
-            Some(Err(_)) => {
-                problems.push(LedgerProblem::AmountNotCommuns {
-                    value: form.amount.clone(),
-                });
-                None
-            }
-            Some(Ok(amount)) if amount <= Communs::ZERO => {
-                problems.push(LedgerProblem::AmountNotPositive);
-                None
-            }
-            Some(Ok(amount)) => Some(amount),
+    let amount = match required_number(FormField::Amount, &form.amount, &mut problems)
+        .map(Communs::from_communs)
+    {
+        None => None,
+        Some(Err(_)) => {
+            problems.push(FormProblem::AmountNotCommuns {
+                value: form.amount.clone(),
+            });
+            None
         }
+        Some(Ok(amount)) if amount <= Communs::ZERO => {
+            problems.push(FormProblem::AmountNotPositive);
+            None
+        }
+        Some(Ok(amount)) => Some(amount),
     };
     let chars = form.memo.chars().count();
     if chars > ledger::MAX_MEMO_CHARS {
-        problems.push(LedgerProblem::TooLong {
-            field: LedgerField::Memo,
+        problems.push(FormProblem::TooLong {
+            field: FormField::Memo,
             chars,
             max: ledger::MAX_MEMO_CHARS,
         });
@@ -575,18 +509,18 @@ pub(crate) async fn transfer(
 /// value that raises nothing else.
 fn read_parameters(
     form: &ParametersForm,
-    problems: &mut Vec<LedgerProblem>,
+    problems: &mut Vec<FormProblem>,
 ) -> (LedgerParameters, Decision) {
     let defaults = LedgerParameters::default();
     let k = whole(
-        LedgerField::AttestationsNeeded,
+        FormField::AttestationsNeeded,
         &form.attestations_needed,
         problems,
     );
     if let Some(k) = k
         && !(1..=ledger::MAX_ATTESTATIONS_NEEDED).contains(&k)
     {
-        problems.push(LedgerProblem::AttestationsNeededOutOfRange { value: k });
+        problems.push(FormProblem::AttestationsNeededOutOfRange { value: k });
     }
     let mut rates = std::collections::BTreeMap::new();
     for category in Category::ALL {
@@ -595,68 +529,46 @@ fn read_parameters(
             .iter()
             .find(|(c, _)| *c == category)
             .map_or("", |(_, v)| v.as_str());
-        let rate = if value.trim().is_empty() {
-            problems.push(LedgerProblem::Missing(LedgerField::Rate(category)));
-            None
-        } else {
-            match decimal(value).map(Communs::from_communs) {
-                None => {
-                    problems.push(LedgerProblem::NotANumber {
-                        field: LedgerField::Rate(category),
-                        value: value.to_string(),
-                    });
-                    None
-                }
-                Some(Ok(rate)) if (Communs::ZERO..=ledger::MAX_RATE_PER_HOUR).contains(&rate) => {
-                    Some(rate)
-                }
-                Some(_) => {
-                    problems.push(LedgerProblem::RateOutOfRange {
-                        category,
-                        value: value.to_string(),
-                    });
-                    None
-                }
+        let rate = match required_number(FormField::Rate(category), value, problems)
+            .map(Communs::from_communs)
+        {
+            None => None,
+            Some(Ok(rate)) if (Communs::ZERO..=ledger::MAX_RATE_PER_HOUR).contains(&rate) => {
+                Some(rate)
+            }
+            Some(_) => {
+                problems.push(FormProblem::RateOutOfRange {
+                    category,
+                    value: value.to_string(),
+                });
+                None
             }
         };
         rates.insert(category, rate.unwrap_or_else(|| defaults.rate(category)));
     }
-    let rate_ppm = if form.demurrage_rate_pct.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::DemurrageRate));
-        None
-    } else {
-        match decimal(&form.demurrage_rate_pct) {
-            None => {
-                problems.push(LedgerProblem::NotANumber {
-                    field: LedgerField::DemurrageRate,
-                    value: form.demurrage_rate_pct.clone(),
-                });
-                None
-            }
-            Some(pct) => {
-                let ppm = (pct * 10_000.0).round();
-                let max = f64::from(ledger::MAX_DEMURRAGE_RATE_PPM);
-                if (0.0..=max).contains(&ppm) && (ppm / 10_000.0 - pct).abs() < 1e-9 {
-                    // Within 0..=500 000: exact in a u32.
-                    Some(ppm as u32)
-                } else {
-                    problems.push(LedgerProblem::DemurrageRateOutOfRange {
-                        value: form.demurrage_rate_pct.clone(),
-                    });
-                    None
-                }
-            }
+    let rate_pct = required_number(FormField::DemurrageRate, &form.demurrage_rate_pct, problems);
+    let rate_ppm = rate_pct.and_then(|pct| {
+        let ppm = (pct * 10_000.0).round();
+        let max = f64::from(ledger::MAX_DEMURRAGE_RATE_PPM);
+        if (0.0..=max).contains(&ppm) && (ppm / 10_000.0 - pct).abs() < 1e-9 {
+            // Within 0..=500 000: exact in a u32.
+            Some(ppm as u32)
+        } else {
+            problems.push(FormProblem::DemurrageRateOutOfRange {
+                value: form.demurrage_rate_pct.clone(),
+            });
+            None
         }
-    };
+    });
     let period = whole(
-        LedgerField::DemurragePeriod,
+        FormField::DemurragePeriod,
         &form.demurrage_period_days,
         problems,
     );
     if let Some(days) = period
         && !(1..=ledger::MAX_DEMURRAGE_PERIOD_DAYS).contains(&days)
     {
-        problems.push(LedgerProblem::DemurragePeriodOutOfRange { days });
+        problems.push(FormProblem::DemurragePeriodOutOfRange { days });
     }
     let parameters = LedgerParameters {
         attestations_needed: k.unwrap_or(defaults.attestations_needed),
@@ -665,37 +577,7 @@ fn read_parameters(
         demurrage_period_days: period.unwrap_or(defaults.demurrage_period_days),
     };
 
-    let date = if form.assembly_date.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::AssemblyDate));
-        None
-    } else {
-        let date = NaiveDate::parse_from_str(form.assembly_date.trim(), "%Y-%m-%d").ok();
-        if date.is_none() {
-            problems.push(LedgerProblem::NotADate {
-                field: LedgerField::AssemblyDate,
-                value: form.assembly_date.clone(),
-            });
-        }
-        date
-    };
-    let votes_for = whole(LedgerField::VotesFor, &form.votes_for, problems);
-    let votes_against = whole(LedgerField::VotesAgainst, &form.votes_against, problems);
-    let votes_abstain = whole(LedgerField::VotesAbstain, &form.votes_abstain, problems);
-    let quorum = whole(LedgerField::QuorumRequired, &form.quorum_required, problems);
-    let present = whole(LedgerField::Present, &form.present, problems);
-    if form.minutes.trim().is_empty() {
-        problems.push(LedgerProblem::Missing(LedgerField::Minutes));
-    }
-    let decision = Decision {
-        assembly_date: date.unwrap_or_default(),
-        votes_for: votes_for.unwrap_or(0),
-        votes_against: votes_against.unwrap_or(0),
-        votes_abstain: votes_abstain.unwrap_or(0),
-        quorum_required: quorum.unwrap_or(0),
-        present: present.unwrap_or(u32::MAX),
-        minutes: form.minutes.trim().to_string(),
-    };
-    problems.extend(decision.problems().into_iter().map(LedgerProblem::Decision));
+    let decision = form::decision(&form.decision, problems);
     (parameters, decision)
 }
 
@@ -712,29 +594,26 @@ pub(crate) async fn adopt_parameters(
 ) -> Result<Response, AppError> {
     let mut form = ParametersForm::default();
     let mut problems = Vec::new();
-    for (name, value) in form_fields(&body) {
+    for (name, value) in form::fields(&body) {
         if let Some(category) = name.strip_prefix("rate.") {
             match category.parse::<Category>() {
                 Ok(c) if !form.rates.iter().any(|(have, _)| *have == c) => {
                     form.rates.push((c, value));
                 }
-                _ => problems.push(LedgerProblem::UnknownField { name }),
+                _ => problems.push(FormProblem::UnknownField { name }),
             }
+            continue;
+        }
+        if let Some(slot) = form.decision.field_mut(&name) {
+            *slot = value;
             continue;
         }
         let slot = match name.as_str() {
             "attestations_needed" => &mut form.attestations_needed,
             "demurrage_rate_pct" => &mut form.demurrage_rate_pct,
             "demurrage_period_days" => &mut form.demurrage_period_days,
-            "assembly_date" => &mut form.assembly_date,
-            "votes_for" => &mut form.votes_for,
-            "votes_against" => &mut form.votes_against,
-            "votes_abstain" => &mut form.votes_abstain,
-            "quorum_required" => &mut form.quorum_required,
-            "present" => &mut form.present,
-            "minutes" => &mut form.minutes,
             _ => {
-                problems.push(LedgerProblem::UnknownField { name });
+                problems.push(FormProblem::UnknownField { name });
                 continue;
             }
         };
@@ -782,26 +661,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals_take_a_point_or_a_comma() {
-        assert_eq!(decimal("1,5"), Some(1.5));
-        assert_eq!(decimal(" 2.25 "), Some(2.25));
-        assert_eq!(decimal("abc"), None);
-        assert_eq!(decimal("inf"), None);
-    }
-
-    #[test]
     fn the_parameters_form_reads_percent_and_names_each_problem() {
         let mut form = ParametersForm::from_parameters(
             &LedgerParameters::default(),
             NaiveDate::from_ymd_opt(2026, 3, 12).unwrap_or_default(),
         );
         form.demurrage_rate_pct = "2,5".into();
-        form.present = "12".into();
-        form.quorum_required = "10".into();
-        form.votes_for = "9".into();
-        form.votes_against = "2".into();
-        form.votes_abstain = "1".into();
-        form.minutes = "Un peu plus de fonte.".into();
+        form.decision.present = "12".into();
+        form.decision.quorum_required = "10".into();
+        form.decision.votes_for = "9".into();
+        form.decision.votes_against = "2".into();
+        form.decision.votes_abstain = "1".into();
+        form.decision.minutes = "Un peu plus de fonte.".into();
         let mut problems = Vec::new();
         let (parameters, decision) = read_parameters(&form, &mut problems);
         assert_eq!(problems, []);
@@ -819,27 +690,27 @@ mod tests {
         form.demurrage_rate_pct = "60".into();
         form.demurrage_period_days = "x".into();
         form.rates[0].1 = "-1".into();
-        form.present = "8".into();
+        form.decision.present = "8".into();
         let mut problems = Vec::new();
         read_parameters(&form, &mut problems);
         assert_eq!(
             problems,
             [
-                LedgerProblem::AttestationsNeededOutOfRange { value: 0 },
-                LedgerProblem::RateOutOfRange {
+                FormProblem::AttestationsNeededOutOfRange { value: 0 },
+                FormProblem::RateOutOfRange {
                     category: Category::Care,
                     value: "-1".into()
                 },
-                LedgerProblem::DemurrageRateOutOfRange { value: "60".into() },
-                LedgerProblem::NotAWholeNumber {
-                    field: LedgerField::DemurragePeriod,
+                FormProblem::DemurrageRateOutOfRange { value: "60".into() },
+                FormProblem::NotAWholeNumber {
+                    field: FormField::DemurragePeriod,
                     value: "x".into()
                 },
-                LedgerProblem::Decision(ledger::DecisionProblem::QuorumNotReached {
+                FormProblem::Decision(ledger::DecisionProblem::QuorumNotReached {
                     present: 8,
                     required: 10
                 }),
-                LedgerProblem::Decision(ledger::DecisionProblem::MoreVotesThanPresent {
+                FormProblem::Decision(ledger::DecisionProblem::MoreVotesThanPresent {
                     cast: 12,
                     present: 8
                 }),

@@ -14,11 +14,13 @@
 //! tokens, roles and CSRF are in `auth.rs` and `login.rs`.
 
 mod api;
+mod api_json;
 mod assembly;
 mod assets;
 mod auth;
 mod error;
 mod events;
+mod form;
 mod history;
 mod history_page;
 mod installer;

@@ -11,7 +11,7 @@ use ledger::{AdoptedPlan, Decision, DecisionProblem, Plan, PlanProblem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::ApiJson;
+use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
 use crate::{AppError, AppState};
 

@@ -5,11 +5,13 @@
 //! without saying who may call it, and tests can enumerate [`routes`] to check every
 //! one (see `web/tests/it/access.rs`).
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Router};
 use ledger::Role;
 
 use crate::auth::{self, Access};
@@ -255,7 +257,11 @@ pub(crate) fn router(state: AppState) -> Router {
         };
         router = router.route(spec.path, handler);
     }
-    router.fallback(pages::not_found).with_state(state)
+    router
+        .fallback(pages::not_found)
+        .with_state(state)
+        // One per server: what every open event stream shares.
+        .layer(Extension(Arc::new(events::SnapshotEvents::default())))
 }
 
 #[cfg(test)]
