@@ -220,3 +220,59 @@ fn retention_keeps_raw_readings_and_rollups_for_their_own_time() {
     assert!(!dir.path().join("readings/date=2026-03-12").exists());
     assert!(dir.path().join("readings_1m/date=2026-03-12").exists());
 }
+
+/// The files say, in their own metadata, that `ts` is delta-encoded and `value`
+/// byte-stream split (what keeps a reading near 2.7 bytes: BENCHMARKS.md), so any
+/// Parquet reader knows how to read them back.
+#[test]
+fn files_carry_delta_timestamps_and_split_values() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().expect("tmp");
+    let history = History::open(dir.path(), HistoryOptions::default()).expect("open");
+    let readings: Vec<Reading> = (0..500)
+        .map(|k| {
+            r(
+                MARCH_12 + k * 1000,
+                "pv",
+                Metric::PowerW,
+                1000.0 + (k % 17) as f64 * 0.1,
+            )
+        })
+        .collect();
+    history.add_pending(None, &readings).expect("pending");
+    history.flush(None, date("2026-03-12")).expect("flush");
+    let file = &history.snapshot().raw[&date("2026-03-12")][0];
+    let reader = SerializedFileReader::new(File::open(file).expect("open")).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    let encodings = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .map(|c| c.encodings().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    assert!(
+        encodings("ts").contains(&Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings("ts")
+    );
+    assert!(
+        encodings("value").contains(&Encoding::BYTE_STREAM_SPLIT),
+        "{:?}",
+        encodings("value")
+    );
+    assert!(
+        encodings("device").contains(&Encoding::RLE_DICTIONARY),
+        "{:?}",
+        encodings("device")
+    );
+    let back = rows_of(&read_files(&[file.clone()]));
+    assert_eq!(back.len(), readings.len());
+    assert!(
+        back.iter()
+            .zip(&readings)
+            .all(|(b, r)| b.3.to_bits() == r.value.to_bits())
+    );
+}
