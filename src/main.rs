@@ -239,9 +239,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::FAILURE);
             }
+            let blocks = report.suggested_devices();
             println!(
-                "\nTo read it, add this to the configuration (check the role and id):\n\n{}",
-                report.suggested_device()
+                "\nTo read it, add {} to the configuration (check the role and id):\n\n{}",
+                if blocks.len() > 1 {
+                    "these (one device per role it serves: each reads its own models)"
+                } else {
+                    "this"
+                },
+                blocks.join("\n")
             );
             Ok(ExitCode::SUCCESS)
         }

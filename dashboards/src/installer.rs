@@ -645,7 +645,9 @@ fn probe_result(
         ),
         empty: (!report.found_anything())
             .then(|| t.tf("installer.probe_empty", &[("profile", &report.profile)])),
-        block: report.found_anything().then(|| report.suggested_device()),
+        block: report
+            .found_anything()
+            .then(|| report.suggested_devices().join("\n")),
     }
 }
 

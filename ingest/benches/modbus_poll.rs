@@ -113,7 +113,7 @@ async fn round(n: usize, seconds: f64) -> Round {
                 port: addr.port(),
             },
             unit: 1,
-            source: ModbusSource::SunSpec,
+            source: ModbusSource::SunSpec { model: None },
             poll_interval: Duration::from_millis(1),
             timeout: Duration::from_secs(2),
             role: Role::Pv,

@@ -49,6 +49,7 @@ fn devices(prefix: &str) -> Vec<DeviceConfig> {
             max_power_w: None,
             // The bench sends as fast as it can: no rate limit.
             max_messages_per_s: Some(1e12),
+            sunspec_model: None,
             registers: Vec::new(),
             poll_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),

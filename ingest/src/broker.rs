@@ -176,6 +176,9 @@ pub struct CommandTopic {
     pub reader: Option<String>,
 }
 
+/// What one broker account may write and read, and whose it is (in words).
+type AccountRules = (BTreeSet<String>, BTreeSet<String>, Vec<String>);
+
 /// Mosquitto's `acl_file` for this site: the node reads everything and alone writes
 /// the command topics; each device's account writes only its own topics and reads
 /// only what its firmware listens to; a relay's account reads only its command
@@ -190,9 +193,7 @@ pub fn mosquitto_acl(
         .username
         .clone()
         .unwrap_or_else(|| NODE_ACCOUNT.to_string());
-    // account -> (writes, reads, what it is)
-    let mut rules: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, Vec<String>)> =
-        BTreeMap::new();
+    let mut rules: BTreeMap<String, AccountRules> = BTreeMap::new();
     for d in devices {
         let Some(m) = &d.mqtt else { continue };
         let Ok(Profile::Mqtt(p)) = profile::lookup(&d.profile) else {

@@ -124,6 +124,23 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                     .into(),
             ));
         }
+        if d.sunspec_model.is_some() && !matches!(profile, Profile::SunSpec) {
+            return Err(err_at(
+                Some("sunspec_model"),
+                format!(
+                    "profile `{}` is not SunSpec; remove `sunspec_model`",
+                    d.profile
+                ),
+            ));
+        }
+        if let Some(id) = d.sunspec_model
+            && sensors::sunspec::model_definition(id).is_none()
+        {
+            return Err(err_at(
+                Some("sunspec_model"),
+                format!("model {id} is not one this node decodes"),
+            ));
+        }
         let limits = plausible::Limits::of(d);
         if !d.registers.is_empty() && !matches!(profile, Profile::Modbus(_)) {
             return Err(err_at(
@@ -190,8 +207,17 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                 // Port 0 names no device yet: it stands for a port assigned at
                 // start (the demo's simulators take free ports and write them
                 // in), so two such placeholders are not the same device.
+                // Two SunSpec devices may share a unit when they read different
+                // models: an inverter (pv) and the grid meter behind it (grid).
+                let reads = matches!(profile, Profile::SunSpec)
+                    .then(|| modbus::sunspec_reads(d.sunspec_model, d.role));
                 if let Some(other) = workers.modbus.iter().find(|o| {
-                    o.link.key() == link.key() && o.unit == unit && !link.is_unassigned_port()
+                    o.link.key() == link.key()
+                        && o.unit == unit
+                        && !link.is_unassigned_port()
+                        && (reads.is_none()
+                            || o.sunspec_reads().is_none()
+                            || reads == o.sunspec_reads())
                 }) {
                     return Err(err_at(
                         Some(if d.serial.is_some() {
@@ -211,7 +237,9 @@ pub fn resolve_devices(devices: &[DeviceConfig]) -> Result<Workers> {
                         p.for_device(&d.registers)
                             .map_err(|e| err_at(Some("registers"), e))?,
                     )),
-                    _ => ModbusSource::SunSpec,
+                    _ => ModbusSource::SunSpec {
+                        model: d.sunspec_model,
+                    },
                 };
                 workers.modbus.push(ModbusDevice {
                     id: d.id.as_str().into(),
@@ -436,6 +464,43 @@ modbus = { host = "127.0.0.1", port = PORT_B, unit = 1 }
                 .modbus
                 .len(),
             2
+        );
+    }
+
+    /// An inverter and the grid meter behind it answer at one unit: a `pv` and a
+    /// `grid` SunSpec device may share it, each reading its own models; two
+    /// devices reading the same models may not.
+    #[test]
+    fn an_inverter_and_its_meter_may_share_a_unit() {
+        let both = TWO_UNIT_ONES
+            .replace("PORT_A", "502")
+            .replace("PORT_B", "502")
+            .replace("profile = \"sdm630\"", "profile = \"sunspec\"");
+        assert_eq!(
+            resolve_devices(&devices(&both))
+                .expect("two roles")
+                .modbus
+                .len(),
+            2
+        );
+        let same_role = both.replace("role = \"grid\"", "role = \"pv\"");
+        assert!(resolve_devices(&devices(&same_role)).is_err());
+        // The same role, but one forced onto the meter model: different models.
+        let forced = same_role.replace("id = \"meter\"", "id = \"meter\"\nsunspec_model = 203");
+        assert_eq!(
+            resolve_devices(&devices(&forced))
+                .expect("another model")
+                .modbus
+                .len(),
+            2
+        );
+        let unknown = forced.replace("sunspec_model = 203", "sunspec_model = 999");
+        let err = resolve_devices(&devices(&unknown))
+            .expect_err("no such model")
+            .to_string();
+        assert!(
+            err.contains("sunspec_model") && err.contains("999"),
+            "{err}"
         );
     }
 

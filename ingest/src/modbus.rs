@@ -19,7 +19,7 @@ use sensors::config::{Parity, SerialConfig};
 use sensors::modbus::{ReadBlock, RegisterKind};
 use sensors::model::{DecodedPoint, Metric, PowerSign, Role, Sample};
 use sensors::profile::ModbusProfile;
-use sensors::sunspec::{self, ModelHeader, SunSpecMap, SunSpecPlan};
+use sensors::sunspec::{self, ModelChoice, ModelHeader, SunSpecMap, SunSpecPlan};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader};
@@ -36,8 +36,9 @@ use crate::sink::ReadingsTx;
 /// What a device speaks.
 #[derive(Debug, Clone)]
 pub enum ModbusSource {
-    /// Any SunSpec device: models found at the first connection.
-    SunSpec,
+    /// Any SunSpec device: models found at the first connection, those the role
+    /// calls for read (or `model` alone, when the configuration names one).
+    SunSpec { model: Option<u16> },
     /// A fixed register map from a profile data file, or the generic profile with
     /// the device's own registers.
     Profile(Arc<ModbusProfile>),
@@ -46,7 +47,7 @@ pub enum ModbusSource {
 impl ModbusSource {
     pub fn profile_id(&self) -> &str {
         match self {
-            ModbusSource::SunSpec => "sunspec",
+            ModbusSource::SunSpec { .. } => "sunspec",
             ModbusSource::Profile(p) => &p.id,
         }
     }
@@ -110,13 +111,30 @@ pub struct ModbusDevice {
     pub limits: Limits,
 }
 
+/// Which models a SunSpec device reads, in words: two devices at one unit must not
+/// read the same ones.
+pub fn sunspec_reads(model: Option<u16>, role: Role) -> String {
+    match model {
+        Some(id) => format!("model {id}"),
+        None => format!("{:?}", sunspec::ModelFamily::for_role(role)),
+    }
+}
+
 impl ModbusDevice {
+    /// See [`sunspec_reads`]; `None` for a device with a fixed register map.
+    pub fn sunspec_reads(&self) -> Option<String> {
+        match self.source {
+            ModbusSource::SunSpec { model } => Some(sunspec_reads(model, self.role)),
+            ModbusSource::Profile(_) => None,
+        }
+    }
+
     /// The factor that turns this device's power into the site bus view, given
     /// the convention its profile or SunSpec model declares.
     pub fn bus_sign(&self, declared: Option<PowerSign>) -> f64 {
         let sign = self.power_sign.or(declared).unwrap_or(match &self.source {
             ModbusSource::Profile(p) => p.power_sign,
-            ModbusSource::SunSpec => PowerSign::Generation,
+            ModbusSource::SunSpec { .. } => PowerSign::Generation,
         });
         self.role.bus_sign(sign)
     }
@@ -534,7 +552,7 @@ async fn run_link(
             next_due: start,
             plan: match &dev.source {
                 ModbusSource::Profile(p) => Some(PollPlan::Profile(p.clone())),
-                ModbusSource::SunSpec => None,
+                ModbusSource::SunSpec { .. } => None,
             },
             gate: Gate::new(dev.limits),
             dev,
@@ -597,7 +615,7 @@ async fn run_link(
             PollEnd::Refused(why) => {
                 // A SunSpec map that refuses its own registers may have changed
                 // (a firmware update): find it again next time.
-                if matches!(p.dev.source, ModbusSource::SunSpec) {
+                if matches!(p.dev.source, ModbusSource::SunSpec { .. }) {
                     p.plan = None;
                 }
                 let delay = p.backoff.next_delay();
@@ -632,8 +650,12 @@ async fn poll_once(
     if p.plan.is_none() {
         match discover_sunspec(conn).await {
             Ok((map, common)) => {
-                let infos = model_infos(&map);
-                let plan = map.poll_plan();
+                let plan = map.poll_plan_for(match dev.source {
+                    ModbusSource::SunSpec { model: Some(id) } => ModelChoice::Model(id),
+                    _ => ModelChoice::Role(dev.role),
+                });
+                let read = plan.as_ref().map(|p| p.models.as_slice()).unwrap_or(&[]);
+                let infos = model_infos(&map, Some((read, dev.role)));
                 metrics.with_diagnostics(&dev.id, |d| {
                     d.sunspec_base = Some(map.base);
                     d.sunspec_models = infos;
@@ -723,7 +745,7 @@ async fn poll_once(
         &dev.id,
         sign,
         now.timestamp_millis(),
-        points.iter().map(|p| p.sample.clone()).collect(),
+        points.iter().map(|p| p.sample).collect(),
     );
     // The device answered; whether what it said is possible is another matter.
     if let Err(rejected) = p.gate.check(&readings) {
@@ -745,7 +767,12 @@ async fn poll_once(
     }
 }
 
-fn model_infos(map: &SunSpecMap) -> Vec<ModelInfo> {
+/// The map's models for the installer; with `read`, the models the device's poll
+/// reads and its role, so that a model left to another role says so.
+pub(crate) fn model_infos(
+    map: &SunSpecMap,
+    read: Option<(&[ModelHeader], Role)>,
+) -> Vec<ModelInfo> {
     map.models
         .iter()
         .map(|m| ModelInfo {
@@ -757,8 +784,14 @@ fn model_infos(map: &SunSpecMap) -> Vec<ModelInfo> {
                 Err("read once, at discovery".into())
             } else {
                 sunspec::metric_registers(m)
-                    .map(|_| ())
                     .map_err(|e| e.to_string())
+                    .and_then(|_| match read {
+                        Some((models, role)) if !models.iter().any(|r| r.id == m.id) => Err(format!(
+                            "not read for a {} device (its role reads other models; `sunspec_model` picks one)",
+                            role.as_str()
+                        )),
+                        _ => Ok(()),
+                    })
             },
         })
         .collect()

@@ -9,7 +9,7 @@ use sensors::config::{Parity, SerialConfig};
 use sensors::modbus::ReadBlock;
 use sensors::model::{DecodedPoint, Metric, Role};
 use sensors::profile::{self, Profile, RegisterSpec};
-use sensors::sunspec::{self, CommonInfo};
+use sensors::sunspec::{self, CommonInfo, ModelFamily};
 
 use crate::metrics::{ModelInfo, RawBlock};
 use crate::modbus::{BlockReads, Conn, Link, discover_sunspec};
@@ -308,8 +308,54 @@ impl ProbeReport {
         }
     }
 
+    /// The SunSpec model families the map holds, in the order inverter, meter,
+    /// storage: an inverter with its grid meter behind it serves two roles.
+    pub fn model_families(&self) -> Vec<ModelFamily> {
+        let ids: Vec<u16> = self
+            .sunspec
+            .iter()
+            .flat_map(|s| s.models.iter().map(|m| m.id))
+            .collect();
+        [
+            ModelFamily::Inverter,
+            ModelFamily::Meter,
+            ModelFamily::Storage,
+        ]
+        .into_iter()
+        .filter(|f| ids.iter().any(|id| ModelFamily::of(*id) == Some(*f)))
+        .collect()
+    }
+
+    /// One `[[device]]` block per role the device can serve: for a SunSpec map
+    /// holding an inverter and a meter model, a `pv` device (read from the inverter
+    /// model) and a `grid` device (read from the meter model), since each role
+    /// reads its own models.
+    pub fn suggested_devices(&self) -> Vec<String> {
+        let families = self.model_families();
+        if families.len() < 2 {
+            return vec![self.suggested_device()];
+        }
+        families
+            .into_iter()
+            .map(|family| {
+                let (suffix, models) = match family {
+                    ModelFamily::Inverter => ("inverter", "inverter models 10x/11x"),
+                    ModelFamily::Meter => ("meter", "meter models 20x/21x"),
+                    ModelFamily::Storage => ("battery", "storage model 124"),
+                };
+                self.device_block(family.usual_role(), Some((suffix, models)))
+            })
+            .collect()
+    }
+
     /// A `[[device]]` block that reads this device, to paste into the configuration.
     pub fn suggested_device(&self) -> String {
+        self.device_block(self.suggested_role(), None)
+    }
+
+    /// The block for `role`; `part` names the models read when the map serves
+    /// several roles (a suffix for the id, and the models in words).
+    fn device_block(&self, role: Role, part: Option<(&str, &str)>) -> String {
         let name = self
             .sunspec
             .as_ref()
@@ -321,14 +367,21 @@ impl ProbeReport {
             .map(slug)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("{}-{}", slug(&self.profile), self.target.unit));
+        let id = match part {
+            Some((suffix, _)) => format!("{id}-{suffix}"),
+            None => id,
+        };
         let mut out = String::from("[[device]]\n");
+        if let Some((_, models)) = part {
+            out.push_str(&format!("# read from its {models}\n"));
+        }
         out.push_str(&format!("id = {}\n", toml_string(&id)));
         if let Some(n) = &name {
             out.push_str(&format!("name = {}\n", toml_string(n)));
         }
         out.push_str(&format!(
             "role = \"{}\"                # check: pv | grid | battery | load\n",
-            self.suggested_role().as_str()
+            role.as_str()
         ));
         out.push_str(&format!("profile = {}\n", toml_string(&self.profile)));
         match &self.target.link {

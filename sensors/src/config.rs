@@ -41,6 +41,10 @@ pub struct DeviceConfig {
     /// of five seconds' worth passes).
     #[serde(default)]
     pub max_messages_per_s: Option<f64>,
+    /// `sunspec` only: read this model alone (e.g. 203, the meter behind an
+    /// inverter), instead of the models the device's role calls for.
+    #[serde(default)]
+    pub sunspec_model: Option<u16>,
     #[serde(default = "default_poll_interval", with = "humantime_secs")]
     pub poll_interval: Duration,
     /// Per-request Modbus timeout.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::modbus::{
     MAX_READ_REGISTERS, ReadBlock, RegisterKind, ValueType, decode_sunspec_value, plan_reads,
 };
-use crate::model::{DecodedPoint, Metric, Origin, PowerSign, Sample};
+use crate::model::{DecodedPoint, Metric, Origin, PowerSign, Role, Sample};
 use crate::{Error, Result};
 
 /// Where discovery looks for the marker, in this order (SunSpec Device Information
@@ -498,16 +498,114 @@ pub struct SunSpecPlan {
     pub power_sign: Option<PowerSign>,
 }
 
+/// What a SunSpec model measures, for choosing the models that read a device of a
+/// given role: an inverter with the grid meter behind it holds both kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// 101-103, 111-113 (inverters), 123 (its controls), 701 (DER AC measurements).
+    Inverter,
+    /// 201-204, 211-214 (meters).
+    Meter,
+    /// 124 (storage).
+    Storage,
+}
+
+impl ModelFamily {
+    pub fn of(id: u16) -> Option<ModelFamily> {
+        match id {
+            101..=103 | 111..=113 | 123 | 701 => Some(ModelFamily::Inverter),
+            201..=204 | 211..=214 => Some(ModelFamily::Meter),
+            124 => Some(ModelFamily::Storage),
+            _ => None,
+        }
+    }
+
+    /// The families that measure a device of `role`, the first preferred: an
+    /// inverter's own output for PV, a meter for the grid and loads, storage (and
+    /// the battery inverter's power) for a battery.
+    pub fn for_role(role: Role) -> &'static [ModelFamily] {
+        match role {
+            Role::Pv => &[ModelFamily::Inverter],
+            Role::Grid | Role::Load => &[ModelFamily::Meter],
+            Role::Battery => &[ModelFamily::Storage, ModelFamily::Inverter],
+        }
+    }
+
+    /// The role a device read through this family usually has, for the probe's
+    /// suggestions.
+    pub fn usual_role(self) -> Role {
+        match self {
+            ModelFamily::Inverter => Role::Pv,
+            ModelFamily::Meter => Role::Grid,
+            ModelFamily::Storage => Role::Battery,
+        }
+    }
+}
+
+/// Which of a map's models a device is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Every decodable model; the first in the map wins a metric.
+    All,
+    /// The models of the role's families (see [`ModelFamily::for_role`]); every
+    /// model when the map has none of them.
+    Role(Role),
+    /// That model alone (`sunspec_model = 203`).
+    Model(u16),
+}
+
 impl SunSpecMap {
-    /// Plans the poll: the metric points of every decodable model, read in the
-    /// fewest transactions. Registers between them lie inside the map, which a
-    /// SunSpec device must answer for, so any gap is read through when that saves
-    /// a request.
+    /// Plans the poll over every decodable model; see [`SunSpecMap::poll_plan_for`].
     pub fn poll_plan(&self) -> Result<SunSpecPlan, NothingToPoll> {
+        self.poll_plan_for(ModelChoice::All)
+    }
+
+    /// Plans the poll: the metric points of the chosen models, read in the fewest
+    /// transactions. Registers between them lie inside the map, which a SunSpec
+    /// device must answer for, so any gap is read through when that saves a
+    /// request. The chosen models come first in the plan, so they win a metric
+    /// two models both report.
+    pub fn poll_plan_for(&self, choice: ModelChoice) -> Result<SunSpecPlan, NothingToPoll> {
+        let candidates: Vec<&ModelHeader> = self
+            .models
+            .iter()
+            .filter(|m| m.id != 1 && !m.is_end())
+            .collect();
+        let chosen: Vec<&ModelHeader> = match choice {
+            ModelChoice::All => candidates.clone(),
+            ModelChoice::Model(id) => candidates.iter().copied().filter(|m| m.id == id).collect(),
+            ModelChoice::Role(role) => {
+                let by_family: Vec<&ModelHeader> = ModelFamily::for_role(role)
+                    .iter()
+                    .flat_map(|family| {
+                        candidates
+                            .iter()
+                            .copied()
+                            .filter(move |m| ModelFamily::of(m.id) == Some(*family))
+                    })
+                    .collect();
+                if by_family.is_empty() {
+                    candidates.clone()
+                } else {
+                    by_family
+                }
+            }
+        };
+        if let ModelChoice::Model(id) = choice
+            && chosen.is_empty()
+        {
+            let found: Vec<String> = candidates.iter().map(|m| m.id.to_string()).collect();
+            return Err(NothingToPoll {
+                found: format!(
+                    "{} (sunspec_model = {id} is not among them)",
+                    found.join(", ")
+                ),
+            });
+        }
         let mut models = Vec::new();
         let mut skipped = Vec::new();
         let mut ranges = Vec::new();
-        for m in self.models.iter().filter(|m| m.id != 1 && !m.is_end()) {
+        for m in chosen {
             match metric_registers(m) {
                 Ok(regs) => {
                     ranges.extend(regs.into_iter().map(|(a, n)| (RegisterKind::Holding, a, n)));

@@ -268,7 +268,7 @@ fn files_carry_delta_timestamps_and_split_values() {
         "{:?}",
         encodings("device")
     );
-    let back = rows_of(&read_files(&[file.clone()]));
+    let back = rows_of(&read_files(std::slice::from_ref(file)));
     assert_eq!(back.len(), readings.len());
     assert!(
         back.iter()

@@ -5,6 +5,7 @@
 mod faults;
 mod fuzz;
 mod pysunspec2;
+mod roles;
 mod rtu;
 mod support;
 mod traffic;

@@ -80,7 +80,7 @@ pub(crate) fn device(
 pub(crate) fn profile(name: &str) -> ModbusSource {
     match sensors::profile::lookup(name) {
         Ok(sensors::profile::Profile::Modbus(p)) => ModbusSource::Profile(Arc::new(p.clone())),
-        Ok(sensors::profile::Profile::SunSpec) => ModbusSource::SunSpec,
+        Ok(sensors::profile::Profile::SunSpec) => ModbusSource::SunSpec { model: None },
         other => panic!("{name} is not a Modbus profile: {other:?}"),
     }
 }

@@ -1226,6 +1226,7 @@ mod live_path {
             power_sign: None,
             max_power_w: None,
             max_messages_per_s: None,
+            sunspec_model: None,
             registers: Vec::new(),
             poll_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
