@@ -190,9 +190,9 @@ pub fn mosquitto_acl(
         .username
         .clone()
         .unwrap_or_else(|| NODE_ACCOUNT.to_string());
-    // account -> (writes, reads, what it is)
-    let mut rules: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, Vec<String>)> =
-        BTreeMap::new();
+    /// What one account may write, may read, and what it is.
+    type Access = (BTreeSet<String>, BTreeSet<String>, Vec<String>);
+    let mut rules: BTreeMap<String, Access> = BTreeMap::new();
     for d in devices {
         let Some(m) = &d.mqtt else { continue };
         let Ok(Profile::Mqtt(p)) = profile::lookup(&d.profile) else {

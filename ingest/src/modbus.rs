@@ -723,7 +723,7 @@ async fn poll_once(
         &dev.id,
         sign,
         now.timestamp_millis(),
-        points.iter().map(|p| p.sample.clone()).collect(),
+        points.iter().map(|p| p.sample).collect(),
     );
     // The device answered; whether what it said is possible is another matter.
     if let Err(rejected) = p.gate.check(&readings) {
