@@ -183,8 +183,14 @@ impl Node {
         }
         // --- end of actuation ---
 
+        // What the public sees of each evaluation: the community's devices only.
+        let visibility = queries.visibility().clone();
+        let (public, feed) = query::visibility::public_feed(rx.clone(), visibility.clone());
+        tokio::spawn(feed);
         let state = web::AppState {
-            live: rx,
+            live: public,
+            live_full: rx,
+            visibility,
             metrics,
             journal,
             replan,

@@ -11,17 +11,18 @@ use chrono::{DateTime, Utc};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ingest::history::History;
 use sensors::config::DeviceConfig;
-use sensors::model::Role;
 
 use crate::Result;
 use crate::config::ServiceConfig;
+use crate::visibility::Visibility;
 
 /// The session over the history, with the configured devices and services.
 #[derive(Clone)]
 pub struct Queries {
     ctx: SessionContext,
-    /// Devices any member may export: production, grid, battery, services' meters.
-    community: Arc<HashSet<String>>,
+    /// Which devices any member may export: production, grid, battery, services'
+    /// meters (see [`crate::visibility`]).
+    visibility: Arc<Visibility>,
     devices: Arc<[DeviceConfig]>,
     services: Arc<[ServiceConfig]>,
 }
@@ -47,20 +48,9 @@ impl Queries {
             "services",
             Arc::new(crate::engine::services_table(services)?),
         )?;
-        let community = devices
-            .iter()
-            .filter(|d| d.role != Role::Load)
-            .map(|d| d.id.clone())
-            .chain(services.iter().filter_map(|s| s.meter.clone()))
-            .chain(
-                services
-                    .iter()
-                    .map(|s| crate::replay::service_device(&s.id)),
-            )
-            .collect();
         Ok(Queries {
             ctx,
-            community: Arc::new(community),
+            visibility: Arc::new(Visibility::new(devices, services)),
             devices: devices.into(),
             services: services.into(),
         })
@@ -80,7 +70,13 @@ impl Queries {
     /// device but the loads, the loads that meter a service, and the services'
     /// recorded allocations (`service:<id>`).
     pub fn community_devices(&self) -> &HashSet<String> {
-        &self.community
+        self.visibility.community_devices()
+    }
+
+    /// Which configured devices are the community's and which are households', as
+    /// every public surface sees them.
+    pub fn visibility(&self) -> &Arc<Visibility> {
+        &self.visibility
     }
 
     /// The configured devices.

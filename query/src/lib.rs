@@ -2,9 +2,10 @@
 //! (`readings_live`, with `devices` and `services` beside it), the site balance,
 //! and the allocation of available power among services in the priority order of
 //! the active plan (DESIGN.md §4); and over the history, the figures of the
-//! history charts, exports, installers' SQL and the replay of a draft plan. It
-//! reads the ledger for the plan and never writes anything: no storage, no
-//! network, no pages.
+//! history charts, exports, installers' SQL and the replay of a draft plan; and
+//! which devices are the community's, so that every public surface shows those
+//! only ([`visibility`]). It reads the ledger for the plan and never writes
+//! anything: no storage, no network, no pages.
 
 pub mod actuation;
 pub mod allocation;
@@ -18,6 +19,7 @@ pub mod live;
 pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
+pub mod visibility;
 
 /// Everything that can go wrong in a query, by where it went wrong.
 #[derive(Debug, thiserror::Error)]

@@ -10,5 +10,6 @@ mod end_to_end;
 mod history;
 mod ledger_cli;
 mod peers;
+mod privacy;
 mod probe;
 mod trust;

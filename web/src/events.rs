@@ -139,7 +139,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let state = AppState {
-            live: rx,
+            live: rx.clone(),
+            live_full: rx,
+            visibility: Arc::new(query::visibility::Visibility::new(&[], &[])),
             metrics: Arc::default(),
             site: dashboards::SiteInfo {
                 name: "Les Tilleuls".into(),

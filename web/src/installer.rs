@@ -158,7 +158,8 @@ fn render(
     form: &ProbeForm,
     outcome: Option<&ProbeOutcome>,
 ) -> Result<Response, AppError> {
-    let snapshot = state.live.borrow().clone();
+    // Installers see every device, households' meters included.
+    let snapshot = state.live_full.borrow().clone();
     let health = state.metrics.health();
     let diagnostics = state.metrics.diagnostics();
     let now = Utc::now();
@@ -186,7 +187,8 @@ fn render(
 
 /// `GET /api/devices`: every device's health and diagnostics (see docs/reference.md).
 pub(crate) async fn devices(State(state): State<AppState>) -> Response {
-    let snapshot = state.live.borrow().clone();
+    // Installers see every device, households' meters included.
+    let snapshot = state.live_full.borrow().clone();
     let health = state.metrics.health();
     let diagnostics = state.metrics.diagnostics();
     let now = Utc::now();

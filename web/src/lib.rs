@@ -54,8 +54,17 @@ pub use crate::routes::{RouteSpec, routes};
 /// What every handler may read. Cheap to clone: a watch receiver and shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The latest live snapshot; the sender side is the live loop in `query`.
+    /// The latest live snapshot as the public sees it: the site's totals and
+    /// services, and the community's devices only, never a household's meter
+    /// (made once per evaluation by [`query::visibility::public_feed`]). What every
+    /// route reads unless it is an installer's.
     pub live: watch::Receiver<Arc<LiveSnapshot>>,
+    /// The latest live snapshot with every device, households' meters included:
+    /// for the installers' routes only. The sender side is the live loop in `query`.
+    pub live_full: watch::Receiver<Arc<LiveSnapshot>>,
+    /// Which devices are the community's: what `/metrics` may name beside the
+    /// snapshot (ingest counters are kept per device, households' too).
+    pub visibility: Arc<query::visibility::Visibility>,
     pub metrics: Arc<IngestMetrics>,
     pub site: dashboards::SiteInfo,
     /// The community journal: members, accounts and sessions, plans, and the

@@ -1,5 +1,9 @@
 //! `GET /metrics` in the Prometheus text exposition format, version 0.0.4
 //! (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
+//!
+//! The route is public: its per-device samples are the community's devices only
+//! (see `query::visibility`). A household's meter is never a label; what it adds
+//! to the site's totals is counted, unnamed, in the totals.
 
 use std::fmt::Write as _;
 
@@ -8,6 +12,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use ingest::metrics::IngestMetrics;
 use query::live::LiveSnapshot;
+use query::visibility::Visibility;
 
 use crate::AppState;
 
@@ -15,7 +20,7 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = state.live.borrow().clone();
-    let body = render_metrics(&state.metrics, &snapshot);
+    let body = render_metrics(&state.metrics, &snapshot, &state.visibility);
     (
         [
             (CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE),
@@ -26,8 +31,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The node's metrics (DESIGN.md §8): ingest counters and the live allocation.
-pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String {
+/// The node's metrics (DESIGN.md §8): ingest counters and the live allocation,
+/// with no sample for a device `visibility` says is a household's.
+pub fn render_metrics(
+    ingest: &IngestMetrics,
+    snapshot: &LiveSnapshot,
+    visibility: &Visibility,
+) -> String {
+    let shown = |device: &str| !visibility.is_household(device);
     let mut out = String::new();
     family(
         &mut out,
@@ -51,6 +62,7 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         ingest
             .payloads_rejected()
             .into_iter()
+            .filter(|((device, _), _)| shown(device))
             .map(|((device, reason), n)| {
                 (
                     Some(device),
@@ -67,6 +79,7 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         ingest
             .modbus_transactions()
             .into_iter()
+            .filter(|(device, _)| shown(device))
             .map(|(device, n)| (Some(device), n as f64)),
     );
     // Every polled device, at zero until it refuses a request, so that a rate
@@ -77,12 +90,17 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         "communalia_modbus_exceptions_total",
         "counter",
         "Modbus exception responses (the device refused a request), per device.",
-        ingest.modbus_transactions().into_keys().map(|device| {
-            let n = exceptions.get(&device).copied().unwrap_or(0);
-            (Some(device), n as f64)
-        }),
+        ingest
+            .modbus_transactions()
+            .into_keys()
+            .filter(|device| shown(device))
+            .map(|device| {
+                let n = exceptions.get(&device).copied().unwrap_or(0);
+                (Some(device), n as f64)
+            }),
     );
-    let health = ingest.health();
+    let mut health = ingest.health();
+    health.retain(|device, _| shown(device));
     family(
         &mut out,
         "communalia_modbus_transactions_per_cycle",
@@ -121,6 +139,7 @@ pub fn render_metrics(ingest: &IngestMetrics, snapshot: &LiveSnapshot) -> String
         snapshot
             .devices
             .iter()
+            .filter(|d| shown(&d.id))
             .map(|d| (Some(d.id.to_string()), if d.healthy { 1.0 } else { 0.0 })),
     );
     family(

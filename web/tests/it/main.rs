@@ -19,5 +19,6 @@ mod metrics;
 mod pages;
 mod panel_browser;
 mod plans;
+mod privacy;
 mod support;
 mod webdriver;

@@ -154,8 +154,12 @@ pub(crate) fn state_with(
 ) -> (AppState, watch::Sender<Arc<LiveSnapshot>>) {
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let journal = ledger::Journal::open_in_memory().unwrap_or_else(|e| panic!("journal: {e}"));
+    // These sites have no household's meter, so the public view is the whole
+    // snapshot (see `privacy.rs` for a site with one, fed as the node feeds it).
     let state = AppState {
-        live: rx,
+        live: rx.clone(),
+        live_full: rx,
+        visibility: Arc::new(query::visibility::Visibility::new(&[], &[])),
         metrics: Arc::new(metrics),
         site: site(),
         journal: Arc::new(journal),
