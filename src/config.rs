@@ -36,6 +36,9 @@ pub(crate) struct Config {
     /// Members recorded in a new journal (the demo's seeded community).
     #[serde(default, rename = "member")]
     pub(crate) members: Vec<MemberSeed>,
+    /// Home Assistant MQTT discovery (opt-in).
+    #[serde(default)]
+    pub(crate) homeassistant: query::homeassistant::HomeAssistantConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

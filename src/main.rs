@@ -328,7 +328,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: MqttCommand::Acl { config, out },
         } => {
             let l = config::load_file(&config)?;
-            let commands: Vec<ingest::broker::CommandTopic> = l
+            let mut commands: Vec<ingest::broker::CommandTopic> = l
                 .config
                 .services
                 .iter()
@@ -338,6 +338,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     reader: a.reader.clone(),
                 })
                 .collect();
+            // Home Assistant reads what the node publishes for it with its own
+            // account (it needs read access to `#` or to these filters).
+            if l.config.homeassistant.discovery {
+                let discovery = query::homeassistant::Discovery::new(
+                    &l.config.homeassistant,
+                    &l.config.site.name,
+                    &l.config.services,
+                );
+                commands.extend(discovery.topics_written().into_iter().map(|topic| {
+                    ingest::broker::CommandTopic {
+                        topic,
+                        reader: None,
+                    }
+                }));
+            }
             let acl = ingest::broker::mosquitto_acl(
                 &l.config.mqtt,
                 &l.config.devices,

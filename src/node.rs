@@ -91,7 +91,10 @@ impl Node {
         let workers = ingest::resolve_devices(&c.devices)?;
         // Actuated services need the broker even on a site without MQTT devices.
         let actuated = query::actuation::actuated_services(&c.services);
-        let mqtt = if workers.mqtt.is_empty() && actuated.is_empty() {
+        let home_assistant = c.homeassistant.discovery.then(|| {
+            query::homeassistant::Discovery::new(&c.homeassistant, &c.site.name, &c.services)
+        });
+        let mqtt = if workers.mqtt.is_empty() && actuated.is_empty() && home_assistant.is_none() {
             None
         } else {
             let mut login = (c.mqtt.username.clone(), c.mqtt.password.clone());
@@ -166,27 +169,40 @@ impl Node {
             cancel.clone(),
         ));
 
-        // --- actuation (opt-in per service): commands follow the live snapshots ---
-        if let Some(opts) = mqtt
-            && !actuated.is_empty()
-        {
-            tracing::info!(services = actuated.len(), "actuation enabled");
-            let (publish_tx, publish_rx) = tokio::sync::mpsc::channel(64);
-            // Both stop on `cancel`; not joined: the retained commands are on the broker.
-            ingest::actuate::spawn_publisher(opts, publish_rx, cancel.clone());
-            tokio::spawn(query::actuation::run(
-                rx.clone(),
-                actuated,
-                publish_tx,
-                cancel.clone(),
-            ));
-        }
-        // --- end of actuation ---
-
         // What the public sees of each evaluation: the community's devices only.
         let visibility = queries.visibility().clone();
         let (public, feed) = query::visibility::public_feed(rx.clone(), visibility.clone());
         tokio::spawn(feed);
+
+        // --- what the node publishes over MQTT: actuation commands (opt-in per
+        // service) and Home Assistant discovery (opt-in), through one client ---
+        if let Some(opts) = mqtt
+            && (!actuated.is_empty() || home_assistant.is_some())
+        {
+            let (publish_tx, publish_rx) = tokio::sync::mpsc::channel(256);
+            let last_will = home_assistant.as_ref().map(|d| d.availability(false));
+            // They stop on `cancel`; not joined: the retained messages are on the broker.
+            ingest::actuate::spawn_publisher(opts, publish_rx, last_will, cancel.clone());
+            if !actuated.is_empty() {
+                tracing::info!(services = actuated.len(), "actuation enabled");
+                tokio::spawn(query::actuation::run(
+                    rx.clone(),
+                    actuated,
+                    publish_tx.clone(),
+                    cancel.clone(),
+                ));
+            }
+            if let Some(discovery) = home_assistant {
+                tracing::info!(state = %discovery.state_topic(), "Home Assistant discovery enabled");
+                tokio::spawn(query::homeassistant::run(
+                    public.clone(),
+                    discovery,
+                    publish_tx,
+                    cancel.clone(),
+                ));
+            }
+        }
+        // --- end of what the node publishes ---
         let state = web::AppState {
             live: public,
             live_full: rx,

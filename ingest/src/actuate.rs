@@ -35,16 +35,26 @@ const REQUEST_CAPACITY: usize = 256;
 const FLUSH_ON_STOP: Duration = Duration::from_secs(1);
 
 /// Starts the publisher. It runs until `cancel`; when `rx` closes it keeps the
-/// connection (and the last messages) until then.
+/// connection (and the last messages) until then. `last_will` is what the broker
+/// publishes when the connection dies without a goodbye.
 pub fn spawn_publisher(
     opts: MqttClientOptions,
     mut rx: mpsc::Receiver<Publish>,
+    last_will: Option<Publish>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     let client_id = format!("{}-act", opts.client_id);
     let (host, port) = opts.endpoint.host_port();
     let mut mqtt_options = MqttOptions::new(client_id.clone(), host, port);
     mqtt_options.set_keep_alive(Duration::from_secs(15));
+    if let Some(will) = last_will {
+        mqtt_options.set_last_will(rumqttc::LastWill::new(
+            will.topic,
+            will.payload,
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
+    }
     if let (Some(u), Some(p)) = (&opts.username, &opts.password) {
         mqtt_options.set_credentials(u.clone(), p.clone());
     }
@@ -159,6 +169,7 @@ mod tests {
                 password: None,
             },
             rx,
+            None,
             cancel.clone(),
         );
         // No broker yet: the publisher keeps the last message of each topic.

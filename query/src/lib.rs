@@ -15,6 +15,7 @@ pub mod engine;
 pub mod export;
 pub mod history;
 pub mod history_session;
+pub mod homeassistant;
 pub mod live;
 pub mod live_table;
 pub mod plan_runner;

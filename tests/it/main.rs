@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod end_to_end;
 mod history;
+mod homeassistant;
 mod ledger_cli;
 mod peers;
 mod privacy;
