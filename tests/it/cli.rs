@@ -291,3 +291,42 @@ async fn accounts_made_on_the_command_line_act_on_a_running_node() {
     // The generated password signs in through the form.
     sign_in(&client, &node, "alba", &password).await;
 }
+
+/// The systemd unit in `dist/` is one systemd accepts (`systemd-analyze verify`),
+/// run with this build's binary in place of the installed one.
+#[test]
+fn the_systemd_unit_is_valid() {
+    let analyze = "/usr/bin/systemd-analyze";
+    if !std::path::Path::new(analyze).exists() {
+        return skip("systemd-analyze (apt-get install systemd)");
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/systemd/communalia.service"
+    ))
+    .expect("read the unit");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/communalia run --config /etc/communalia/site.toml")
+    );
+    for key in [
+        "StateDirectory=communalia",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+        "DynamicUser=yes",
+    ] {
+        assert!(unit.contains(key), "{key}");
+    }
+    let dir = TempDir::new("systemd");
+    let path = dir.path().join("communalia.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/communalia", BIN)).expect("write");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !said.contains("communalia.service:"),
+        "{said}"
+    );
+}
