@@ -7,6 +7,7 @@ mod api;
 mod assembly;
 mod browser;
 mod events;
+mod guard;
 mod history_api;
 mod history_browser;
 mod history_page;
