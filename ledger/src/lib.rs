@@ -112,8 +112,8 @@ mod verify;
 use std::path::PathBuf;
 
 pub use accounts::{
-    ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME,
-    TokenInfo, generate_password,
+    ActiveSession, COMMAND_LINE_AUTHOR, MIN_PASSWORD_CHARS, NewSession, PasswordMemory,
+    SESSION_LIFETIME, TokenInfo, generate_password,
 };
 pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
 pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfer};

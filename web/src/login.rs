@@ -20,6 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use dashboards::{LoginProblem, LoginView, SignedIn};
+use ledger::PasswordMemory;
 use rand::RngCore;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -203,13 +204,13 @@ fn wait(
     Some(window.saturating_sub(now.saturating_duration_since(oldest)))
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut PasswordMemory) + Send>;
 
 /// Threads kept for checking passwords, as many as checks may run at once, started
-/// on the first sign-in and ended with the limiter. Their own threads, not the
-/// blocking pool: the allocator keeps the memory a thread's check used for that
-/// thread's next one, so a check that could land on any of the pool's hundreds of
-/// threads would leave ~19 MiB behind on each.
+/// on the first sign-in and ended with the limiter. Each keeps the ~19 MiB an
+/// argon2 check works in from one check to the next: allocated anew for each check
+/// (and on any of the blocking pool's threads), that memory piles up in the
+/// allocator, ~19 MiB more for every few checks.
 #[derive(Debug)]
 struct PasswordChecks {
     slots: Arc<Semaphore>,
@@ -251,6 +252,7 @@ impl PasswordChecks {
                     let started = std::thread::Builder::new()
                         .name(format!("communalia-pw-{i}"))
                         .spawn(move || {
+                            let mut memory = PasswordMemory::default();
                             loop {
                                 let job = receiver
                                     .lock()
@@ -258,7 +260,8 @@ impl PasswordChecks {
                                     .recv();
                                 let Ok(job) = job else { break };
                                 // A check that panics ends its request, not the thread.
-                                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                                let _ =
+                                    std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
                             }
                         });
                     if let Err(e) = started {
@@ -278,15 +281,16 @@ impl PasswordChecks {
 }
 
 impl CheckSlot {
-    /// Runs `check` on a password-check thread and waits for its answer.
+    /// Runs `check` on a password-check thread, in that thread's memory, and waits
+    /// for its answer.
     pub async fn run<T: Send + 'static>(
         self,
-        check: impl FnOnce() -> T + Send + 'static,
+        check: impl FnOnce(&mut PasswordMemory) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.clone();
-        let job: Job = Box::new(move || {
-            let answer = check();
+        let job: Job = Box::new(move |memory| {
+            let answer = check(memory);
             // The slot is given back only now that the check is over.
             drop(self);
             let _ = tx.send(answer);
@@ -410,7 +414,7 @@ pub(crate) async fn submit(
     let journal = state.journal.clone();
     let (name, password) = (view.name.clone(), form.password);
     let member = slot
-        .run(move || journal.check_password(&name, &password))
+        .run(move |memory| journal.check_password_in(&name, &password, memory))
         .await??;
     let Some(member) = member else {
         tracing::info!(account = %view.name, address = %client.ip, "sign-in failed");
@@ -629,7 +633,7 @@ mod tests {
                 .check_slot()
                 .unwrap_or_else(|| panic!("a free slot"));
             let gate = gate.clone();
-            running.push(tokio::spawn(slot.run(move || {
+            running.push(tokio::spawn(slot.run(move |_| {
                 let _ = gate.lock().map(|g| g.recv());
             })));
         }
