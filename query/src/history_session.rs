@@ -15,6 +15,7 @@ use sensors::model::Role;
 
 use crate::Result;
 use crate::config::ServiceConfig;
+use crate::export::{SqlLimits, SqlSession};
 
 /// The session over the history, with the configured devices and services.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct Queries {
     community: Arc<HashSet<String>>,
     devices: Arc<[DeviceConfig]>,
     services: Arc<[ServiceConfig]>,
+    /// Where installers' SQL runs (see [`crate::export`]).
+    sql: SqlSession,
 }
 
 impl std::fmt::Debug for Queries {
@@ -58,12 +61,29 @@ impl Queries {
                     .map(|s| crate::replay::service_device(&s.id)),
             )
             .collect();
+        let sql = SqlSession::new(&ctx, SqlLimits::default())?;
         Ok(Queries {
             ctx,
             community: Arc::new(community),
             devices: devices.into(),
             services: services.into(),
+            sql,
         })
+    }
+
+    /// The same session with other limits on installers' SQL.
+    pub fn with_sql_limits(mut self, limits: SqlLimits) -> Result<Queries> {
+        self.sql = SqlSession::new(&self.ctx, limits)?;
+        Ok(self)
+    }
+
+    /// The limits installers' SQL runs within.
+    pub fn sql_limits(&self) -> SqlLimits {
+        self.sql.limits()
+    }
+
+    pub(crate) fn sql_session(&self) -> &SqlSession {
+        &self.sql
     }
 
     /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).

@@ -18,6 +18,7 @@ pub mod live;
 pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
+pub mod stoppable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

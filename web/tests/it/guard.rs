@@ -1,12 +1,17 @@
 //! Attacks on the node's web side (DESIGN.md §9), each reproduced as an attacker
-//! would try it, and refused: racing the sign-in limit, and flooding sign-in to
-//! exhaust memory.
+//! would try it, and refused: racing the sign-in limit, and installer queries that
+//! outlive their time or pile up.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use web::AppState;
 
-use crate::support::{PASSWORD, Reply, form_csrf, get, send, set_cookie, with_members};
+use crate::support::{
+    PASSWORD, Reply, form_csrf, get, login, request, send, set_cookie, with_members,
+};
 
 /// A sign-in form as a browser would post it from `address`, its anti-forgery
 /// cookie fetched beforehand, so that many can be sent at the same instant.
@@ -127,4 +132,134 @@ async fn sign_in_cannot_be_raced_past_its_limit() {
         "{}",
         right.body
     );
+}
+
+/// CPU time (user and system, in ticks of 1/100 s as `/proc` counts them) of each
+/// of this process's threads running installer queries, by thread id.
+fn sql_threads_cpu() -> BTreeMap<String, u64> {
+    let mut cpu = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return cpu;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "communalia-sql" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is the first,
+        // utime the 12th and stime the 13th.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(1)
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(utime), Some(stime)) = (fields.get(10), fields.get(11)) {
+            cpu.insert(
+                task.file_name().to_string_lossy().into_owned(),
+                utime + stime,
+            );
+        }
+    }
+    cpu
+}
+
+/// The attack seen: a query that computes for minutes (a cross join of a million
+/// rows by a million) was answered 408 after its 10 s but went on using a core; sent
+/// several times, it took every core. Now two run at once and the third is told to
+/// come back; past their time both are stopped, not just answered: within a moment
+/// no query thread uses the processor, and the next query runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installer_sql_past_its_time_is_stopped_and_never_piles_up() {
+    let (mut state, _tx) = with_members();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let history = ingest::history::History::open(dir.path(), Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    state.queries = Some(
+        query::history_session::Queries::new(history, &[], &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let ivo = login(&state, "ivo").await;
+    let ask = |sql: &str| {
+        request(
+            "POST",
+            "/api/sql",
+            &[("cookie", &ivo.cookie), ("x-csrf-token", &ivo.csrf)],
+            &serde_json::json!({ "sql": sql }).to_string(),
+        )
+    };
+    let slow = "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b";
+    let sent = Instant::now();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(send(state.clone(), ask(slow))))
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let answered_after = sent.elapsed();
+
+    // A moment for the stopped queries to unwind, then a second and a half of
+    // watching. A runaway query gets its share of a core even on a busy machine;
+    // a stopped one has no thread left.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = sql_threads_cpu();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = sql_threads_cpu();
+    let busy_ticks: u64 = after
+        .iter()
+        .map(|(thread, ticks)| ticks.saturating_sub(*before.get(thread).unwrap_or(ticks)))
+        .sum();
+    assert!(
+        busy_ticks < 10,
+        "query threads used {} s of processor in the 1.5 s after their queries were \
+         answered {:?}: they were not stopped",
+        busy_ticks as f64 / 100.0,
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+
+    println!(
+        "query threads after the answers: {} s of processor",
+        busy_ticks as f64 / 100.0
+    );
+    let next_sent = Instant::now();
+    let next = send(state.clone(), ask("SELECT 1 AS one")).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+    assert!(next_sent.elapsed() < Duration::from_secs(2));
+
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [408, 408, 503],
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert!(
+        answered_after < Duration::from_secs(12),
+        "{answered_after:?}"
+    );
+    for reply in &replies {
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(reply.header("retry-after"), "2");
+            assert!(
+                error.contains("2 installer queries are already running"),
+                "{error}"
+            );
+        } else {
+            assert!(
+                error.contains("took longer than 10s and was stopped"),
+                "{error}"
+            );
+        }
+    }
 }
