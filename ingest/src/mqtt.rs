@@ -342,7 +342,7 @@ pub fn route(
                     &d.id,
                     d.power_sign,
                     ts_ms,
-                    points.iter().map(|p| p.sample.clone()).collect(),
+                    points.iter().map(|p| p.sample).collect(),
                 );
                 state.gate.check(&readings).map(|()| (points, readings))
             });
