@@ -30,6 +30,7 @@ mod metrics;
 mod pages;
 mod plans;
 mod routes;
+mod security;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub use crate::login::{
 };
 pub use crate::metrics::{PROMETHEUS_CONTENT_TYPE, render_metrics};
 pub use crate::routes::{RouteSpec, routes};
+pub use crate::security::CONTENT_SECURITY_POLICY_VALUE;
 
 /// What every handler may read. Cheap to clone: a watch receiver and shares.
 #[derive(Debug, Clone)]

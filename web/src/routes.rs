@@ -15,7 +15,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, plans,
+    ledger_page, login, metrics, pages, plans, security,
 };
 
 /// One route as the table declares it.
@@ -255,7 +255,11 @@ pub(crate) fn router(state: AppState) -> Router {
         };
         router = router.route(spec.path, handler);
     }
-    router.fallback(pages::not_found).with_state(state)
+    router
+        .fallback(pages::not_found)
+        // Outermost, so that refusals and the fallback carry the headers too.
+        .layer(axum::middleware::map_response(security::headers))
+        .with_state(state)
 }
 
 #[cfg(test)]

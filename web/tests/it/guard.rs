@@ -1,13 +1,15 @@
 //! Attacks on the node's web side (DESIGN.md §9), each reproduced as an attacker
-//! would try it, and refused: racing the sign-in limit, and installer queries that
-//! outlive their time or pile up.
+//! would try it, and refused: racing the sign-in limit, installer queries that
+//! outlive their time or pile up, and pages framed or sniffed by another site.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use web::AppState;
+use axum::http::{HeaderMap, Request, StatusCode};
+use ledger::Role;
+use tower::ServiceExt;
+use web::{Access, AppState};
 
 use crate::support::{
     PASSWORD, Reply, form_csrf, get, login, request, send, set_cookie, with_members,
@@ -262,4 +264,122 @@ async fn installer_sql_past_its_time_is_stopped_and_never_piles_up() {
             );
         }
     }
+}
+
+/// The headers of the answer to `request`; the body is not read, so that an
+/// endless event stream answers too.
+async fn headers_of(state: &AppState, request: Request<Body>) -> (StatusCode, HeaderMap) {
+    let response = web::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    (response.status(), response.headers().clone())
+}
+
+/// What every answer must say about itself, each checked on its own: a page that
+/// another site may not frame, script and styles from this site only, no guessing
+/// of content types, and no address of the node handed to other sites.
+fn security_problems(headers: &HeaderMap) -> Vec<String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut problems = Vec::new();
+    let csp = header("content-security-policy");
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for wanted in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        if !directives.contains(&wanted) {
+            problems.push(format!("CSP {csp:?} lacks `{wanted}`"));
+        }
+    }
+    if csp.contains("unsafe-inline") || csp.contains("unsafe-eval") {
+        problems.push(format!("CSP {csp:?} allows inline or eval'd code"));
+    }
+    if header("x-content-type-options") != "nosniff" {
+        problems.push("no `X-Content-Type-Options: nosniff`".into());
+    }
+    if !matches!(
+        header("referrer-policy").as_str(),
+        "no-referrer" | "same-origin"
+    ) {
+        problems.push(format!("Referrer-Policy {:?}", header("referrer-policy")));
+    }
+    if header("x-frame-options") != "DENY" {
+        problems.push("no `X-Frame-Options: DENY` for browsers without CSP".into());
+    }
+    problems
+}
+
+/// The attack seen: no page said it may not be framed (another site could show the
+/// sign-in or the assembly's form under its own, and have them clicked), nor that
+/// its type is not to be guessed, nor where its scripts may come from. Every route
+/// of the table answers with those headers, to a stranger and to a member with the
+/// route's role alike, and so do a page that does not exist and a refused method.
+#[tokio::test]
+async fn every_answer_forbids_framing_sniffing_and_foreign_scripts() {
+    let (state, _tx) = with_members();
+    let token_of = |name: &str| {
+        state
+            .journal
+            .create_token(name, "headers", chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let tokens: BTreeMap<&str, String> = ["rita", "aline", "ivo", "ada"]
+        .into_iter()
+        .map(|name| (name, token_of(name)))
+        .collect();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for spec in web::routes() {
+        let path = spec.path.replace("{id}", "1");
+        let member = match spec.access {
+            Access::Role(Role::Assembly) => Some("aline"),
+            Access::Role(Role::Installer) => Some("ivo"),
+            Access::Role(Role::Admin) => Some("ada"),
+            Access::Role(Role::Resident) | Access::AnyMember => Some("rita"),
+            Access::Public => None,
+        };
+        let mut callers = vec![None];
+        callers.extend(member.map(Some));
+        for caller in callers {
+            let bearer = caller.map(|name| format!("Bearer {}", tokens[name]));
+            let headers: Vec<(&str, &str)> = bearer
+                .as_deref()
+                .map(|b| vec![("authorization", b)])
+                .unwrap_or_default();
+            let (status, answer) =
+                headers_of(&state, request(spec.method.as_str(), &path, &headers, "{}")).await;
+            for problem in security_problems(&answer) {
+                failures.push(format!(
+                    "{} {path} as {}: {status}: {problem}",
+                    spec.method,
+                    caller.unwrap_or("a stranger")
+                ));
+            }
+            checked += 1;
+        }
+    }
+    for (method, path) in [
+        ("GET", "/no-such-page"),
+        ("GET", "/api/no-such-thing"),
+        ("DELETE", "/login"),
+    ] {
+        let (status, answer) = headers_of(&state, request(method, path, &[], "")).await;
+        for problem in security_problems(&answer) {
+            failures.push(format!("{method} {path}: {status}: {problem}"));
+        }
+        checked += 1;
+    }
+    assert!(checked > 50, "only {checked} answers checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

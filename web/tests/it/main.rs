@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assembly;
 mod browser;
+mod csp_browser;
 mod events;
 mod guard;
 mod history_api;
