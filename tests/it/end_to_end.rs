@@ -275,13 +275,17 @@ async fn simulated_site_reaches_api_live_through_the_embedded_broker() {
     let mut metrics = String::new();
     for _ in 0..50 {
         metrics = get_text(&metrics_url).await;
-        if metrics.contains("communalia_payloads_rejected_total{device=\"clinic-meter\"} 1") {
+        if metrics.contains(
+            "communalia_payloads_rejected_total{device=\"clinic-meter\",reason=\"decode\"} 1",
+        ) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        metrics.contains("communalia_payloads_rejected_total{device=\"clinic-meter\"} 1"),
+        metrics.contains(
+            "communalia_payloads_rejected_total{device=\"clinic-meter\",reason=\"decode\"} 1"
+        ),
         "{metrics}"
     );
     let ingested = metric_value(&metrics, "communalia_readings_ingested_total");
