@@ -73,15 +73,27 @@ fn default_timezone() -> chrono_tz::Tz {
 pub(crate) struct WebConfig {
     #[serde(default = "default_bind")]
     pub(crate) bind: SocketAddr,
+    /// Memory installers' SQL queries may hold together, in MiB: a query that
+    /// needs more is refused, not let grow.
+    #[serde(default = "default_sql_memory_mb")]
+    pub(crate) sql_memory_mb: usize,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             bind: default_bind(),
+            sql_memory_mb: default_sql_memory_mb(),
         }
     }
 }
+
+fn default_sql_memory_mb() -> usize {
+    query::export::SQL_MEMORY_MB
+}
+
+/// The smallest pool a query over a day of readings can work in.
+const MIN_SQL_MEMORY_MB: usize = 16;
 
 fn default_bind() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -170,6 +182,13 @@ fn check(l: &Loaded) -> Result<()> {
             "{}: key `site.longitude`: {} is not between -180 and 180",
             at(line_of(&l.text, 1, "longitude")),
             c.site.longitude
+        );
+    }
+    if c.web.sql_memory_mb < MIN_SQL_MEMORY_MB || c.web.sql_memory_mb > 1024 * 1024 {
+        bail!(
+            "{}: key `web.sql_memory_mb`: {} MiB is not between {MIN_SQL_MEMORY_MB} and 1048576",
+            at(line_of(&l.text, 1, "sql_memory_mb")),
+            c.web.sql_memory_mb
         );
     }
     if let Err(e) = c.mqtt.endpoint() {

@@ -149,7 +149,12 @@ impl Node {
         );
 
         let queries =
-            query::history_session::Queries::new(history.clone(), &c.devices, &c.services).await?;
+            query::history_session::Queries::new(history.clone(), &c.devices, &c.services)
+                .await?
+                .with_sql_limits(query::export::SqlLimits {
+                    memory_bytes: c.web.sql_memory_mb * 1024 * 1024,
+                    ..query::export::SqlLimits::default()
+                })?;
         let engine = Engine::new(
             store,
             metrics.clone(),

@@ -18,6 +18,9 @@ pub enum LoginProblem {
     Expired,
     /// Too many failures lately; the next attempt is accepted after this many seconds.
     RateLimited { retry_after_s: u64 },
+    /// As many passwords as the node checks at once are being checked: try again in
+    /// a moment (nothing was counted against the account).
+    Busy,
 }
 
 /// What the sign-in page shows.
@@ -88,6 +91,7 @@ pub fn login_problem_text(problem: LoginProblem, lang: Lang) -> String {
             let minutes = retry_after_s.div_ceil(60).max(1).to_string();
             t.tf("login.error_rate_limited", &[("minutes", &minutes)])
         }
+        LoginProblem::Busy => t.t("login.error_busy").to_string(),
     }
 }
 

@@ -335,9 +335,12 @@ async fn connect_tcp(
     .map_err(|e| format!("cannot connect to {target}: {e}"))
 }
 
+/// Opens a serial line: only a terminal device, decided before anything is opened
+/// (see [`sensors::config::serial_port`]), which is then opened by the name checked.
 fn open_serial(s: &SerialConfig, unit: u8) -> Result<Context, String> {
     use tokio_serial::SerialPortBuilderExt;
-    let builder = tokio_serial::new(&s.path, s.baud)
+    let device = sensors::config::serial_port(&s.path).map_err(|e| e.to_string())?;
+    let builder = tokio_serial::new(device.to_string_lossy(), s.baud)
         .parity(match s.parity {
             Parity::None => tokio_serial::Parity::None,
             Parity::Even => tokio_serial::Parity::Even,

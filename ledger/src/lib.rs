@@ -136,7 +136,8 @@ mod schema;
 mod verify;
 
 pub use accounts::{
-    ActiveSession, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME, TokenInfo, generate_password,
+    ActiveSession, MIN_PASSWORD_CHARS, NewSession, PasswordMemory, SESSION_LIFETIME, TokenInfo,
+    generate_password,
 };
 pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
 pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfer};

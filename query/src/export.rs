@@ -4,10 +4,13 @@
 //! An export streams readings batch after batch as DataFusion produces them, in
 //! CSV or Parquet, never holding the whole range; rows come day by day, each day's
 //! files sorted by device, metric and time, then the readings not yet written out.
-//! The SQL of installers is read-only (no DDL, DML or statements), limited in rows
-//! and in time.
+//! The SQL of installers is read-only (no DDL, DML or statements) and bounded: in
+//! rows, in time (a query past its time is stopped, not just answered), in memory
+//! (a DataFusion memory pool of its own, nothing spilled to disk) and in number (at
+//! most [`SqlLimits::at_once`] at a time).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,9 +18,14 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, TimestampMillisecondType};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
-
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
+
+use tokio::sync::Semaphore;
 
 use crate::history_session::Queries;
 use crate::{Error, Result};
@@ -49,11 +57,20 @@ pub fn export_schema() -> datafusion::arrow::datatypes::SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Limits of one installer query.
-#[derive(Debug, Clone, Copy)]
+/// Memory the installers' queries may hold together by default, in MiB.
+pub const SQL_MEMORY_MB: usize = 256;
+
+/// Limits of installer queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqlLimits {
     pub max_rows: usize,
+    /// A query still running after this is stopped.
     pub timeout: Duration,
+    /// What the queries running at once may hold together in DataFusion's memory
+    /// pool (hash tables, sorts, buffered batches), in bytes.
+    pub memory_bytes: usize,
+    /// Queries running at once; one more is refused ([`SqlError::Busy`]).
+    pub at_once: usize,
 }
 
 impl Default for SqlLimits {
@@ -61,6 +78,8 @@ impl Default for SqlLimits {
         SqlLimits {
             max_rows: 10_000,
             timeout: Duration::from_secs(10),
+            memory_bytes: SQL_MEMORY_MB * 1024 * 1024,
+            at_once: 2,
         }
     }
 }
@@ -83,6 +102,60 @@ pub enum SqlError {
     Refused(String),
     #[error("the query took longer than {0:?} and was stopped")]
     TimedOut(Duration),
+    #[error(
+        "the query needs more than {} MB of memory, what installer queries may hold \
+         (together, when several run at once): narrow its time range, read the \
+         one-minute rollups (readings_1m), or aggregate before joining or sorting",
+        .limit_bytes / (1024 * 1024)
+    )]
+    TooMuchMemory { limit_bytes: usize },
+    #[error("{at_once} installer queries are already running: try again when one is over")]
+    Busy { at_once: usize },
+}
+
+/// The session installers' queries run on: the history session's tables and
+/// functions, with a memory pool of its own and no spilling to disk, and the slots
+/// of the queries running.
+#[derive(Clone)]
+pub(crate) struct SqlSession {
+    ctx: SessionContext,
+    slots: Arc<Semaphore>,
+    limits: SqlLimits,
+}
+
+impl SqlSession {
+    /// Over the tables of `history` (registered already), within `limits`.
+    pub(crate) fn new(history: &SessionContext, limits: SqlLimits) -> Result<SqlSession> {
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&history.runtime_env())
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(limits.memory_bytes)))
+            // A query over its memory fails rather than fill the node's storage.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let state = SessionStateBuilder::new_from_existing(history.state())
+            .with_runtime_env(runtime)
+            .build();
+        Ok(SqlSession {
+            ctx: SessionContext::new_with_state(state),
+            slots: Arc::new(Semaphore::new(limits.at_once)),
+            limits,
+        })
+    }
+
+    pub(crate) fn limits(&self) -> SqlLimits {
+        self.limits
+    }
+}
+
+/// Raises its flag when dropped: a query whose caller has stopped waiting, for its
+/// answer or for anything, is stopped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The export and the installers' SQL, on the history session.
@@ -121,46 +194,60 @@ impl Queries {
         Ok(df.execute_stream().await?)
     }
 
-    /// Runs an installer's query: read-only, at most `limits.max_rows` rows, stopped
-    /// after `limits.timeout`. It runs on a thread and runtime of its own: a query
-    /// that computes for a long while between two batches only notices that it was
-    /// stopped at the next one, and must not hold up the node's own tasks meanwhile.
-    pub async fn sql(&self, text: &str, limits: SqlLimits) -> Result<SqlAnswer, SqlError> {
-        let ctx = self.session().clone();
+    /// Runs an installer's query within the session's [`SqlLimits`]: read-only, at
+    /// most `max_rows` rows, stopped after `timeout`, in the installers' memory pool,
+    /// refused when `at_once` are running already. It runs on a thread and runtime
+    /// of its own, so that a heavy query never holds up the node's own tasks; its
+    /// slot is given back when that thread is done, not when the caller stops
+    /// waiting, so that `at_once` counts what really runs.
+    pub async fn sql(&self, text: &str) -> Result<SqlAnswer, SqlError> {
+        let session = self.sql_session();
+        let limits = session.limits;
+        let slot = Arc::clone(&session.slots)
+            .try_acquire_owned()
+            .map_err(|_| SqlError::Busy {
+                at_once: limits.at_once,
+            })?;
+        let ctx = session.ctx.clone();
         let text = text.to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_on_drop = StopOnDrop(Arc::clone(&stop));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("communalia-sql".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
+                let outcome = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ =
-                            tx.send(Err(SqlError::Refused(format!("cannot run the query: {e}"))));
-                        return;
+                    Ok(runtime) => {
+                        let outcome = runtime.block_on(run_sql(&ctx, &text, limits, &stop));
+                        // Whatever the query left behind is dropped unpolled.
+                        runtime.shutdown_background();
+                        outcome
                     }
+                    Err(e) => Err(SqlError::Refused(format!("cannot run the query: {e}"))),
                 };
-                let outcome = runtime.block_on(async {
-                    tokio::time::timeout(limits.timeout, run_sql(&ctx, &text, limits.max_rows))
-                        .await
-                        .map_err(|_| SqlError::TimedOut(limits.timeout))?
-                });
+                // The query no longer computes: its slot is free before its answer
+                // is, so that the next query of the same caller finds it.
+                drop(slot);
                 let _ = tx.send(outcome);
-                // Whatever the query left running stops at its next batch.
-                runtime.shutdown_background();
             });
         if let Err(e) = spawned {
             return Err(SqlError::Refused(format!("cannot run the query: {e}")));
         }
-        // A query busy computing cannot even notice its own timer: the caller does
-        // not wait for it beyond the limit, and the thread ends when it can.
-        let (columns, batches) = tokio::time::timeout(limits.timeout, rx)
-            .await
-            .map_err(|_| SqlError::TimedOut(limits.timeout))?
-            .map_err(|_| SqlError::TimedOut(limits.timeout))??;
+        let (columns, batches) = match tokio::time::timeout(limits.timeout, rx).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(_)) => {
+                return Err(SqlError::Refused(
+                    "the query ended without an answer".into(),
+                ));
+            }
+            // Dropping the guard below raises the flag: the query stops within a
+            // batch of work.
+            Err(_) => return Err(SqlError::TimedOut(limits.timeout)),
+        };
+        drop(stop_on_drop);
         let mut rows = Vec::new();
         let mut truncated = false;
         for batch in &batches {
@@ -185,26 +272,45 @@ impl Queries {
 }
 
 /// Plans and runs a read-only query, with one row more than `max_rows` to say
-/// whether there were more.
+/// whether there were more; every operator of its plan stops once `stop` is raised.
 async fn run_sql(
     ctx: &SessionContext,
     text: &str,
-    max_rows: usize,
+    limits: SqlLimits,
+    stop: &Arc<AtomicBool>,
 ) -> Result<(Vec<String>, Vec<RecordBatch>), SqlError> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let refused = |e: datafusion::error::DataFusionError| SqlError::Refused(e.to_string());
-    let df = ctx.sql_with_options(text, options).await.map_err(refused)?;
-    let df = df.limit(0, Some(max_rows + 1)).map_err(refused)?;
+    let failed = |e: datafusion::error::DataFusionError| {
+        if stop.load(Ordering::Relaxed) {
+            SqlError::TimedOut(limits.timeout)
+        } else if matches!(
+            e.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ) {
+            SqlError::TooMuchMemory {
+                limit_bytes: limits.memory_bytes,
+            }
+        } else {
+            SqlError::Refused(e.to_string())
+        }
+    };
+    let df = ctx.sql_with_options(text, options).await.map_err(failed)?;
+    let df = df.limit(0, Some(limits.max_rows + 1)).map_err(failed)?;
     let columns: Vec<String> = df
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let batches = df.collect().await.map_err(refused)?;
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.map_err(failed)?;
+    let plan = crate::stoppable::stoppable(plan, stop).map_err(failed)?;
+    let batches = datafusion::physical_plan::collect(plan, task)
+        .await
+        .map_err(failed)?;
     Ok((columns, batches))
 }
 
@@ -348,7 +454,6 @@ mod tests {
             .sql(
                 "SELECT CAST(device AS VARCHAR) AS device, sum(value) AS total, max(ts) AS last
                  FROM readings GROUP BY 1",
-                SqlLimits::default(),
             )
             .await
             .expect("select");
@@ -365,7 +470,7 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
             "DROP TABLE readings",
         ] {
-            let refused = q.sql(write, SqlLimits::default()).await;
+            let refused = q.sql(write).await;
             assert!(
                 matches!(refused, Err(SqlError::Refused(_))),
                 "{write}: {refused:?}"
@@ -375,33 +480,103 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn installer_sql_stops_at_its_row_and_time_limits() {
+    async fn installer_sql_stops_at_its_row_limit() {
         let (_dir, q) = queries(&[]).await;
-        let limits = SqlLimits {
-            max_rows: 3,
-            timeout: Duration::from_secs(10),
-        };
-        let answer = q
-            .sql("SELECT * FROM range(10)", limits)
-            .await
-            .expect("range");
+        let q = q
+            .with_sql_limits(SqlLimits {
+                max_rows: 3,
+                ..SqlLimits::default()
+            })
+            .expect("limits");
+        let answer = q.sql("SELECT * FROM range(10)").await.expect("range");
         assert_eq!(answer.rows.len(), 3);
         assert!(answer.truncated, "more rows existed");
-        let exact = q
-            .sql("SELECT * FROM range(3)", limits)
-            .await
-            .expect("range");
+        let exact = q.sql("SELECT * FROM range(3)").await.expect("range");
         assert!(!exact.truncated, "exactly the limit is not truncated");
+    }
+
+    /// A cross join of a million by a million computes for minutes without waiting
+    /// once. Past its time it is stopped: its slot, held until its thread is done,
+    /// is free again a moment later, which only happens once it has stopped.
+    #[tokio::test]
+    async fn installer_sql_past_its_time_is_stopped_and_frees_its_slot() {
+        let (_dir, q) = queries(&[]).await;
+        let q = q
+            .with_sql_limits(SqlLimits {
+                timeout: Duration::from_millis(300),
+                at_once: 1,
+                ..SqlLimits::default()
+            })
+            .expect("limits");
         let slow = q
-            .sql(
-                "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
-                SqlLimits {
-                    max_rows: 10,
-                    timeout: Duration::from_millis(200),
-                },
-            )
+            .sql("SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
             .await;
         assert!(matches!(slow, Err(SqlError::TimedOut(_))), "{slow:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let next = loop {
+            match q.sql("SELECT 1 AS one").await {
+                Err(SqlError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other,
+            }
+        };
+        let next = next.expect("the slot is free once the slow query has stopped");
+        assert_eq!(next.rows[0]["one"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_query_while_every_slot_is_taken_is_refused_as_busy() {
+        let (_dir, q) = queries(&[]).await;
+        let q = q
+            .with_sql_limits(SqlLimits {
+                timeout: Duration::from_millis(500),
+                at_once: 1,
+                ..SqlLimits::default()
+            })
+            .expect("limits");
+        let slow = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                q.sql("SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = q.sql("SELECT 1").await;
+        assert!(
+            matches!(refused, Err(SqlError::Busy { at_once: 1 })),
+            "{refused:?}"
+        );
+        let slow = slow.await.expect("task");
+        assert!(matches!(slow, Err(SqlError::TimedOut(_))), "{slow:?}");
+    }
+
+    /// A hash join of 200,000 rows with itself holds several megabytes of hash
+    /// table and batches: over a 1 MiB pool it fails with the pool named, and the
+    /// same query within the default pool runs.
+    #[tokio::test]
+    async fn installer_sql_over_its_memory_is_refused_with_the_limit() {
+        let (_dir, q) = queries(&[]).await;
+        let join =
+            "SELECT count(*) AS n FROM range(200000) a JOIN range(200000) b ON a.value = b.value";
+        let answer = q.sql(join).await.expect("within 256 MB");
+        assert_eq!(answer.rows[0]["n"], 200_000);
+        let small = q
+            .with_sql_limits(SqlLimits {
+                memory_bytes: 1024 * 1024,
+                ..SqlLimits::default()
+            })
+            .expect("limits");
+        let refused = small.sql(join).await;
+        let Err(e @ SqlError::TooMuchMemory { .. }) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(
+            e.to_string()
+                .starts_with("the query needs more than 1 MB of memory"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use sensors::config::DeviceConfig;
 
 use crate::Result;
 use crate::config::ServiceConfig;
+use crate::export::{SqlLimits, SqlSession};
 use crate::visibility::Visibility;
 
 /// The session over the history, with the configured devices and services.
@@ -25,6 +26,8 @@ pub struct Queries {
     visibility: Arc<Visibility>,
     devices: Arc<[DeviceConfig]>,
     services: Arc<[ServiceConfig]>,
+    /// Where installers' SQL runs (see [`crate::export`]).
+    sql: SqlSession,
 }
 
 impl std::fmt::Debug for Queries {
@@ -48,12 +51,29 @@ impl Queries {
             "services",
             Arc::new(crate::engine::services_table(services)?),
         )?;
+        let sql = SqlSession::new(&ctx, SqlLimits::default())?;
         Ok(Queries {
             ctx,
             visibility: Arc::new(Visibility::new(devices, services)),
             devices: devices.into(),
             services: services.into(),
+            sql,
         })
+    }
+
+    /// The same session with other limits on installers' SQL.
+    pub fn with_sql_limits(mut self, limits: SqlLimits) -> Result<Queries> {
+        self.sql = SqlSession::new(&self.ctx, limits)?;
+        Ok(self)
+    }
+
+    /// The limits installers' SQL runs within.
+    pub fn sql_limits(&self) -> SqlLimits {
+        self.sql.limits()
+    }
+
+    pub(crate) fn sql_session(&self) -> &SqlSession {
+        &self.sql
     }
 
     /// `plan` replayed over `[from, to)` of the history (see [`crate::replay`]).

@@ -21,6 +21,7 @@ pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
 pub mod visibility;
+pub mod stoppable;
 
 /// Everything that can go wrong in a query, by where it went wrong.
 #[derive(Debug, thiserror::Error)]

@@ -112,10 +112,15 @@ pub struct SerialConfig {
 }
 
 impl SerialConfig {
-    /// Checks the line settings; the message names the key.
+    /// Checks the line settings; the message names the key. A path written as a
+    /// serial port ([`written_as_serial_port`]) may name an adapter not plugged in
+    /// yet; any other path must lead to one now ([`serial_port`]).
     pub fn check(&self) -> Result<(), String> {
         if self.path.trim().is_empty() {
             return Err("serial.path is empty".to_string());
+        }
+        if !written_as_serial_port(&self.path) {
+            serial_port(&self.path).map_err(|e| format!("serial.path: {e}"))?;
         }
         if !(300..=1_000_000).contains(&self.baud) {
             return Err(format!("serial.baud = {} is not a baud rate", self.baud));
@@ -145,6 +150,89 @@ impl SerialConfig {
     pub fn same_line(&self, other: &SerialConfig) -> bool {
         (self.baud, self.parity, self.stop_bits, self.data_bits)
             == (other.baud, other.parity, other.stop_bits, other.data_bits)
+    }
+}
+
+/// Why a path is not opened as a serial line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SerialPathError {
+    /// Not a serial port, or not there: the same words either way, so that the
+    /// answer never tells whether a file exists.
+    #[error(
+        "`{0}` is not a serial port: only /dev/tty* devices, and links to them such \
+         as /dev/serial/by-id/…, are opened as serial lines"
+    )]
+    NotASerialPort(String),
+    /// A port named as one (`/dev/ttyUSB1`) that is not there (yet).
+    #[error("cannot open serial port {path}: {problem} (is the adapter plugged in?)")]
+    Missing { path: String, problem: String },
+}
+
+/// Whether `path` is written as a serial port is: `/dev/tty…` or a link udev makes
+/// under `/dev/serial/by-id/` or `/dev/serial/by-path/`, without `.` or `..`.
+/// Whether such a path exists is no secret, so a missing one may be said so.
+pub fn written_as_serial_port(path: &str) -> bool {
+    use std::path::{Component, Path};
+    let parts: Vec<Component<'_>> = Path::new(path).components().collect();
+    let normal = |c: &Component<'_>| matches!(c, Component::Normal(_));
+    if parts.first() != Some(&Component::RootDir) || !parts[1..].iter().all(normal) {
+        return false;
+    }
+    let names: Vec<&str> = parts[1..]
+        .iter()
+        .filter_map(|c| c.as_os_str().to_str())
+        .collect();
+    match names.as_slice() {
+        ["dev", name] => name.starts_with("tty"),
+        ["dev", "serial", "by-id" | "by-path", _] => true,
+        _ => false,
+    }
+}
+
+/// The device to open for `path`, decided before anything is opened: the path
+/// with its links followed must be a character device whose name starts with
+/// `tty` directly in `/dev` (`/dev/ttyUSB0`, `/dev/ttyAMA0`) or a pseudo-terminal
+/// (`/dev/pts/N`). Anything else (a file above all, which a node running as root
+/// would otherwise open read-write) is refused with the same words whether or not
+/// it exists.
+pub fn serial_port(path: &str) -> Result<std::path::PathBuf, SerialPathError> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::path::Path;
+    let refused = || SerialPathError::NotASerialPort(path.to_string());
+    let written = written_as_serial_port(path);
+    let clean = Path::new(path).is_absolute()
+        && Path::new(path).components().all(|c| {
+            !matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        });
+    if !clean {
+        return Err(refused());
+    }
+    let target = match std::fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(e) if written => {
+            return Err(SerialPathError::Missing {
+                path: path.to_string(),
+                problem: e.to_string(),
+            });
+        }
+        Err(_) => return Err(refused()),
+    };
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let tty_name = match target.parent().and_then(Path::to_str) {
+        Some("/dev") => name.starts_with("tty"),
+        Some("/dev/pts") => !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    let character_device = std::fs::metadata(&target)
+        .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false);
+    if tty_name && character_device {
+        Ok(target)
+    } else {
+        Err(refused())
     }
 }
 
@@ -290,6 +378,99 @@ mod tests {
         assert!(humantime_secs::parse("5").is_err());
         assert!(humantime_secs::parse("0s").is_err());
         assert!(humantime_secs::parse("fast").is_err());
+    }
+
+    #[test]
+    fn serial_paths_are_written_as_ports_or_lead_to_one() {
+        for written in [
+            "/dev/ttyUSB0",
+            "/dev/ttyAMA0",
+            "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0",
+            "/dev/serial/by-path/platform-3f980000.usb-usb-0:1.2:1.0-port0",
+        ] {
+            assert!(written_as_serial_port(written), "{written}");
+        }
+        for not in [
+            "/etc/shadow",
+            "dev/ttyUSB0",
+            "/dev/ttyUSB0/../../etc/shadow",
+            "/dev/serial/by-id/../../../etc/shadow",
+            "/dev/sda",
+            "/dev/serial/by-id",
+            "/tmp/ttyUSB0",
+        ] {
+            assert!(!written_as_serial_port(not), "{not}");
+        }
+    }
+
+    /// A file or a device that is not a terminal is refused in the same words
+    /// whether or not it exists; a port named as one that is missing says so.
+    #[test]
+    fn only_terminals_open_as_serial_ports() {
+        let dir = std::env::temp_dir().join(format!("communalia-serial-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("secret");
+        std::fs::write(&file, "x").expect("write");
+        let to_null = dir.join("to-null");
+        let _ = std::fs::remove_file(&to_null);
+        std::os::unix::fs::symlink("/dev/null", &to_null).expect("link");
+        let words = |path: &str| match serial_port(path) {
+            Err(e @ SerialPathError::NotASerialPort(_)) => e.to_string().replace(path, "PATH"),
+            other => panic!("{path}: {other:?}"),
+        };
+        let refused = words(&file.to_string_lossy());
+        assert!(
+            refused.starts_with("`PATH` is not a serial port"),
+            "{refused}"
+        );
+        for path in [
+            dir.join("missing").to_string_lossy().into_owned(),
+            to_null.to_string_lossy().into_owned(),
+            "/dev/null".into(),
+            "/dev/ptmx".into(),
+            "/etc/shadow".into(),
+            "/etc/communalia-no-such-file".into(),
+            "/dev/ttyS0/../../etc/shadow".into(),
+            "relative/ttyUSB0".into(),
+        ] {
+            assert_eq!(words(&path), refused, "{path}");
+        }
+        assert!(matches!(
+            serial_port("/dev/ttyCOMMUNALIA-missing"),
+            Err(SerialPathError::Missing { .. })
+        ));
+        // A terminal, by its own name or through a link, is what is opened.
+        if std::path::Path::new("/dev/tty").exists() {
+            let to_tty = dir.join("to-tty");
+            let _ = std::fs::remove_file(&to_tty);
+            std::os::unix::fs::symlink("/dev/tty", &to_tty).expect("link");
+            let device = std::path::PathBuf::from("/dev/tty");
+            assert_eq!(serial_port("/dev/tty"), Ok(device.clone()));
+            assert_eq!(serial_port(&to_tty.to_string_lossy()), Ok(device));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `serial.path` in the configuration: a port not plugged in yet is accepted,
+    /// a path that leads nowhere near one is not.
+    #[test]
+    fn the_configuration_keeps_serial_paths_to_ports() {
+        let line = |path: &str| SerialConfig {
+            path: path.into(),
+            baud: 9600,
+            parity: Parity::None,
+            stop_bits: 1,
+            data_bits: 8,
+            unit: 1,
+        };
+        assert_eq!(line("/dev/ttyCOMMUNALIA-not-plugged-in").check(), Ok(()));
+        let refused = line("/etc/shadow").check();
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.starts_with("serial.path: `/etc/shadow` is not a serial port")),
+            "{refused:?}"
+        );
     }
 
     #[test]

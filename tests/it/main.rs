@@ -7,6 +7,7 @@ mod actuation;
 mod cli;
 mod crash;
 mod end_to_end;
+mod guard;
 mod history;
 mod homeassistant;
 mod ledger_cli;

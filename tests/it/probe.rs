@@ -168,13 +168,90 @@ async fn probe_says_clearly_when_nothing_answers() {
         err.contains("http://192.168.1.20") && err.contains("modbus-tcp://"),
         "{err}"
     );
-    let out = probe(&["serial:///dev/communalia-no-such-port?baud=9600&unit=1"]).await;
+    let out = probe(&["serial:///dev/ttyCOMMUNALIA-no-such-port?baud=9600&unit=1"]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot open serial port /dev/communalia-no-such-port"),
+        err.contains("cannot open serial port /dev/ttyCOMMUNALIA-no-such-port"),
         "{err}"
     );
+}
+
+/// What the probe says about `serial://PATH`, with the path itself taken out so
+/// that two answers can be compared.
+async fn probe_serial_answer(path: &str) -> String {
+    let out = probe(&[
+        &format!("serial://{path}?baud=9600&unit=1"),
+        "--timeout",
+        "200ms",
+    ])
+    .await;
+    assert!(!out.status.success(), "{path} was probed as a serial port");
+    String::from_utf8_lossy(&out.stderr).replace(path, "PATH")
+}
+
+/// The attack seen: `serial:///etc/shadow` opened the file read-write, as root
+/// ("Not a typewriter"), and a file that does not exist got another answer, so the
+/// probe told which files exist. Now any path that is not a serial device is
+/// refused before anything is opened, with the same words whether or not it
+/// exists; the same goes for `serial.path` in the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_opens_serial_ports_only() {
+    let dir = TempDir::new("probe-paths");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "root:$6$not-a-serial-port\n").expect("write");
+    let missing = dir.path().join("missing");
+    let secret = secret.to_string_lossy().into_owned();
+    let missing = missing.to_string_lossy().into_owned();
+
+    let refused = probe_serial_answer(&secret).await;
+    assert!(refused.contains("`PATH` is not a serial port"), "{refused}");
+    assert!(!refused.contains("typewriter"), "it was opened: {refused}");
+    assert_eq!(probe_serial_answer(&missing).await, refused);
+    assert_eq!(probe_serial_answer("/etc/shadow").await, refused);
+    assert_eq!(
+        probe_serial_answer("/etc/communalia-no-such-file").await,
+        refused
+    );
+    // Lexical tricks do not reach the file either.
+    assert_eq!(
+        probe_serial_answer("/dev/ttyS0/../../etc/shadow").await,
+        refused
+    );
+    assert_eq!(
+        probe_serial_answer("/dev/serial/by-id/../../../etc/shadow").await,
+        refused
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("read"),
+        "root:$6$not-a-serial-port\n"
+    );
+
+    // The configuration says the same of `serial.path`, naming the device and key.
+    let check = |path: &str| {
+        let config = dir.path().join("site.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nname = \"x\"\nlatitude = 1.0\nlongitude = 2.0\n[storage]\ndir = \"{}\"\n\
+                 [[device]]\nid = \"meter\"\nrole = \"load\"\nprofile = \"sdm120\"\n\
+                 serial = {{ path = \"{path}\", unit = 2 }}\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write the configuration");
+        let out = run_cli(&["check-config", &config.to_string_lossy()], "");
+        assert!(!out.status.success(), "{path} accepted as serial.path");
+        String::from_utf8_lossy(&out.stderr).replace(path, "PATH")
+    };
+    let refused = check(&secret);
+    assert!(
+        refused.contains("meter")
+            && refused.contains("serial.path")
+            && refused.contains("not a serial port"),
+        "{refused}"
+    );
+    assert_eq!(check(&missing), refused);
 }
 
 /// Over RS-485 as an installer meets it: `serial://` with the line settings and

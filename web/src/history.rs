@@ -1,6 +1,7 @@
 //! The history's API (DESIGN.md §8): `GET /api/export` streams readings in CSV or
 //! Parquet without holding the range in memory, and `POST /api/sql` runs an
-//! installer's read-only query with a row and a time limit.
+//! installer's read-only query within its limits: rows, time, memory, and queries
+//! at once.
 //!
 //! Household data is personal (DESIGN.md §6): a member who is not an installer or
 //! an admin exports the community's devices only (production, grid, battery and
@@ -9,18 +10,22 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ledger::Role;
-use query::export::{ExportRange, ParquetChunks, SqlError, SqlLimits, csv_rows};
+use query::export::{ExportRange, ParquetChunks, SqlError, csv_rows};
 use serde::Deserialize;
 
 use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
 use crate::{AppError, AppState};
+
+/// `Retry-After` when every installer query slot is taken: most queries take a
+/// second or less, and none more than its time limit.
+const SQL_BUSY_RETRY_AFTER_S: &str = "2";
 
 /// The CSV export's header line.
 const CSV_HEADER: &str = "ts,device,metric,value\n";
@@ -196,8 +201,9 @@ pub(crate) struct SqlRequest {
     sql: String,
 }
 
-/// `POST /api/sql` (role `installer`): a read-only query's rows as JSON, at most
-/// 10,000 rows and 10 seconds.
+/// `POST /api/sql` (role `installer`): a read-only query's rows as JSON, within the
+/// history session's limits (by default 10,000 rows, 10 seconds, 256 MB, two
+/// queries at once).
 pub(crate) async fn sql(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SqlRequest>,
@@ -209,11 +215,16 @@ pub(crate) async fn sql(
             vec![],
         ));
     };
-    match queries.sql(&request.sql, SqlLimits::default()).await {
+    match queries.sql(&request.sql).await {
         Ok(answer) => Ok(([(CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
         Err(e @ SqlError::Refused(_)) => Err(AppError::invalid(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("the query cannot run: {e}"),
+            vec![],
+        )),
+        Err(e @ SqlError::TooMuchMemory { .. }) => Err(AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
             vec![],
         )),
         Err(e @ SqlError::TimedOut(_)) => Err(AppError::invalid(
@@ -221,5 +232,15 @@ pub(crate) async fn sql(
             e.to_string(),
             vec![],
         )),
+        Err(e @ SqlError::Busy { .. }) => {
+            let mut response =
+                AppError::invalid(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![])
+                    .into_response();
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(SQL_BUSY_RETRY_AFTER_S),
+            );
+            Ok(response)
+        }
     }
 }

@@ -32,6 +32,7 @@ mod metrics;
 mod pages;
 mod plans;
 mod routes;
+mod security;
 
 use std::sync::Arc;
 
@@ -47,9 +48,13 @@ pub use crate::auth::{
     Access, CSRF_FIELD, CSRF_HEADER, Credential, CurrentMember, SESSION_COOKIE, changes_state,
 };
 pub use crate::error::AppError;
-pub use crate::login::{FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, LIMIT_WINDOW, LoginLimiter};
+pub use crate::login::{
+    Attempt, CheckSlot, FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, LIMIT_WINDOW, LoginLimiter,
+    PASSWORD_CHECKS_AT_ONCE,
+};
 pub use crate::metrics::{PROMETHEUS_CONTENT_TYPE, render_metrics};
 pub use crate::routes::{RouteSpec, routes};
+pub use crate::security::CONTENT_SECURITY_POLICY_VALUE;
 
 /// What every handler may read. Cheap to clone: a watch receiver and shares.
 #[derive(Debug, Clone)]

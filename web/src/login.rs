@@ -9,7 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -19,8 +20,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use dashboards::{LoginProblem, LoginView, SignedIn};
+use ledger::PasswordMemory;
 use rand::RngCore;
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{
     Credential, CurrentMember, over_https, same_secret, session_clear_cookie, session_set_cookie,
@@ -37,26 +40,51 @@ pub const FAILURES_PER_ACCOUNT: usize = 5;
 /// per account, since a whole household or the community hall shares an address.
 pub const FAILURES_PER_ADDRESS: usize = 20;
 pub const LIMIT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Passwords checked at the same time. Each check holds ~19 MiB (argon2id as the
+/// ledger hashes) and a core for tens of milliseconds; a sign-in that finds them
+/// all busy is answered 503 at once rather than queued.
+pub const PASSWORD_CHECKS_AT_ONCE: usize = 2;
+
+/// `Retry-After` of a sign-in turned away while every check is busy: a check takes
+/// tens of milliseconds.
+const BUSY_RETRY_AFTER_S: &str = "1";
 
 /// Beyond this many remembered keys, those with no recent failure are forgotten.
 const MAX_TRACKED: usize = 10_000;
 
 /// Failed sign-ins in the last [`LIMIT_WINDOW`], per account name (ASCII case
-/// folded) and per client address. In memory: a restart forgets them, which costs an
-/// attacker a restart per few guesses. The client address is the TCP peer's:
-/// `X-Forwarded-For` is not trusted, since anyone can write it.
+/// folded) and per client address, and the password checks running now. In memory:
+/// a restart forgets them, which costs an attacker a restart per few guesses. The
+/// client address is the TCP peer's: `X-Forwarded-For` is not trusted, since anyone
+/// can write it.
+///
+/// An attempt counts as a failure from the moment it is let through
+/// ([`LoginLimiter::attempt`]), before its password is checked, and stops counting
+/// only once it has succeeded: however many arrive at the same instant, no more
+/// passwords are checked than the limit allows.
 #[derive(Debug)]
 pub struct LoginLimiter {
     per_account: usize,
     per_address: usize,
     window: Duration,
     failures: Mutex<Failures>,
+    checks: PasswordChecks,
 }
 
 #[derive(Debug, Default)]
 struct Failures {
     by_account: HashMap<String, VecDeque<Instant>>,
     by_address: HashMap<String, VecDeque<Instant>>,
+}
+
+/// A sign-in let through by [`LoginLimiter::attempt`]: already counted as a
+/// failure of its account and its address.
+#[derive(Debug)]
+#[must_use = "an attempt counts as a failure unless it is marked as succeeded"]
+pub struct Attempt {
+    account: String,
+    address: String,
+    at: Instant,
 }
 
 impl Default for LoginLimiter {
@@ -72,11 +100,14 @@ impl LoginLimiter {
             per_address,
             window,
             failures: Mutex::new(Failures::default()),
+            checks: PasswordChecks::new(PASSWORD_CHECKS_AT_ONCE),
         }
     }
 
-    /// `Err(wait)` while the account or the address has used up its failures.
-    pub fn check(&self, account: &str, address: &str, now: Instant) -> Result<(), Duration> {
+    /// Lets one sign-in attempt through, counting it as a failure of `account` and
+    /// `address` at once, in the same step as the check; `Err(wait)` while either
+    /// has used up its failures.
+    pub fn attempt(&self, account: &str, address: &str, now: Instant) -> Result<Attempt, Duration> {
         let mut f = self.lock();
         let account = account_key(account);
         let wait_account = wait(
@@ -91,14 +122,9 @@ impl LoginLimiter {
             self.window,
             now,
         );
-        match wait_account.max(wait_address) {
-            Some(wait) => Err(wait),
-            None => Ok(()),
+        if let Some(wait) = wait_account.max(wait_address) {
+            return Err(wait);
         }
-    }
-
-    pub fn record_failure(&self, account: &str, address: &str, now: Instant) {
-        let mut f = self.lock();
         if f.by_account.len() + f.by_address.len() > MAX_TRACKED {
             let window = self.window;
             let recent = |q: &mut VecDeque<Instant>| {
@@ -109,18 +135,42 @@ impl LoginLimiter {
             f.by_address.retain(|_, q| recent(q));
         }
         f.by_account
-            .entry(account_key(account))
+            .entry(account.clone())
             .or_default()
             .push_back(now);
         f.by_address
             .entry(address.to_string())
             .or_default()
             .push_back(now);
+        Ok(Attempt {
+            account,
+            address: address.to_string(),
+            at: now,
+        })
     }
 
-    /// A successful sign-in clears the account's failures (not the address's).
-    pub fn record_success(&self, account: &str) {
-        self.lock().by_account.remove(&account_key(account));
+    /// A successful sign-in clears its account's failures, and takes back the
+    /// failure its attempt counted for the address (the address's other failures
+    /// stay).
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut f = self.lock();
+        f.by_account.remove(&attempt.account);
+        if let Some(q) = f.by_address.get_mut(&attempt.address)
+            && let Some(i) = q.iter().rposition(|t| *t == attempt.at)
+        {
+            q.remove(i);
+        }
+    }
+
+    /// A place to check one password, or `None` when [`PASSWORD_CHECKS_AT_ONCE`]
+    /// are running.
+    pub fn check_slot(&self) -> Option<CheckSlot> {
+        self.checks.slot()
+    }
+
+    /// Password checks running now.
+    pub fn checks_running(&self) -> usize {
+        self.checks.running()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
@@ -152,6 +202,104 @@ fn wait(
     // The oldest failure that must expire before the count drops below the limit.
     let oldest = failures[failures.len() - limit];
     Some(window.saturating_sub(now.saturating_duration_since(oldest)))
+}
+
+type Job = Box<dyn FnOnce(&mut PasswordMemory) + Send>;
+
+/// Threads kept for checking passwords, as many as checks may run at once, started
+/// on the first sign-in and ended with the limiter. Each keeps the ~19 MiB an
+/// argon2 check works in from one check to the next: allocated anew for each check
+/// (and on any of the blocking pool's threads), that memory piles up in the
+/// allocator, ~19 MiB more for every few checks.
+#[derive(Debug)]
+struct PasswordChecks {
+    slots: Arc<Semaphore>,
+    threads: usize,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+/// The right to check one password now (see [`LoginLimiter::check_slot`]); it is
+/// given back when the check is over, even if the request was given up meanwhile.
+#[derive(Debug)]
+pub struct CheckSlot {
+    _permit: OwnedSemaphorePermit,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl PasswordChecks {
+    fn new(threads: usize) -> Self {
+        PasswordChecks {
+            slots: Arc::new(Semaphore::new(threads)),
+            threads,
+            jobs: Mutex::new(None),
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.threads - self.slots.available_permits()
+    }
+
+    fn slot(&self) -> Option<CheckSlot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = match &*jobs {
+            Some(sender) => sender.clone(),
+            None => {
+                let (sender, receiver) = mpsc::channel::<Job>();
+                let receiver = Arc::new(Mutex::new(receiver));
+                for i in 0..self.threads {
+                    let receiver = receiver.clone();
+                    let started = std::thread::Builder::new()
+                        .name(format!("communalia-pw-{i}"))
+                        .spawn(move || {
+                            let mut memory = PasswordMemory::default();
+                            loop {
+                                let job = receiver
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .recv();
+                                let Ok(job) = job else { break };
+                                // A check that panics ends its request, not the thread.
+                                let _ =
+                                    std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
+                            }
+                        });
+                    if let Err(e) = started {
+                        tracing::error!(error = %e, "cannot start a password-check thread");
+                        return None;
+                    }
+                }
+                *jobs = Some(sender.clone());
+                sender
+            }
+        };
+        Some(CheckSlot {
+            _permit: permit,
+            jobs: sender,
+        })
+    }
+}
+
+impl CheckSlot {
+    /// Runs `check` on a password-check thread, in that thread's memory, and waits
+    /// for its answer.
+    pub async fn run<T: Send + 'static>(
+        self,
+        check: impl FnOnce(&mut PasswordMemory) -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let jobs = self.jobs.clone();
+        let job: Job = Box::new(move |memory| {
+            let answer = check(memory);
+            // The slot is given back only now that the check is over.
+            drop(self);
+            let _ = tx.send(answer);
+        });
+        jobs.send(job)
+            .map_err(|_| AppError::Internal("the password-check threads have stopped".into()))?;
+        rx.await
+            .map_err(|_| AppError::Internal("a password check ended without an answer".into()))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,35 +378,45 @@ pub(crate) async fn submit(
         return refuse(StatusCode::BAD_REQUEST, LoginProblem::Missing, &mut view);
     }
     let limiter = state.login_limiter.clone();
-    if let Err(wait) = limiter.check(&view.name, &client.ip, Instant::now()) {
-        let retry_after_s = wait.as_secs().max(1);
-        tracing::warn!(account = %view.name, address = %client.ip, "sign-in refused: too many failures");
+    // A place to check the password first: a sign-in turned away because the node
+    // is busy costs the account nothing.
+    let Some(slot) = limiter.check_slot() else {
+        tracing::warn!(account = %view.name, address = %client.ip, "sign-in refused: busy checking other passwords");
         let mut response = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            LoginProblem::RateLimited { retry_after_s },
+            StatusCode::SERVICE_UNAVAILABLE,
+            LoginProblem::Busy,
             &mut view,
         )?;
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+            .insert(RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER_S));
         return Ok(response);
-    }
+    };
+    // Counted as a failure before the password is checked, so that attempts arriving
+    // together cannot all pass the limit before any of them has failed.
+    let attempt = match limiter.attempt(&view.name, &client.ip, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let retry_after_s = wait.as_secs().max(1);
+            tracing::warn!(account = %view.name, address = %client.ip, "sign-in refused: too many failures");
+            let mut response = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                LoginProblem::RateLimited { retry_after_s },
+                &mut view,
+            )?;
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+            return Ok(response);
+        }
+    };
 
     let journal = state.journal.clone();
     let (name, password) = (view.name.clone(), form.password);
-    // argon2 takes tens of milliseconds of CPU: off the async workers.
-    let session =
-        tokio::task::spawn_blocking(move || match journal.check_password(&name, &password)? {
-            Some(member) => journal
-                .create_session(&member.name, chrono::Utc::now())
-                .map(|s| Some((member, s))),
-            None => Ok(None),
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("sign-in task: {e}")))??;
-
-    let Some((member, session)) = session else {
-        limiter.record_failure(&view.name, &client.ip, Instant::now());
+    let member = slot
+        .run(move |memory| journal.check_password_in(&name, &password, memory))
+        .await??;
+    let Some(member) = member else {
         tracing::info!(account = %view.name, address = %client.ip, "sign-in failed");
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -266,7 +424,14 @@ pub(crate) async fn submit(
             &mut view,
         );
     };
-    limiter.record_success(&view.name);
+    limiter.succeeded(attempt);
+    let journal = state.journal.clone();
+    let session_of = member.name.clone();
+    let session = tokio::task::spawn_blocking(move || {
+        journal.create_session(&session_of, chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("sign-in task: {e}")))??;
     tracing::info!(member = %member.name, "signed in");
     let mut response = (
         StatusCode::SEE_OTHER,
@@ -400,34 +565,89 @@ mod tests {
         let limiter = LoginLimiter::default();
         let t0 = Instant::now();
         for i in 0..5 {
-            assert!(limiter.check("Ana", "10.0.0.1", t0).is_ok(), "attempt {i}");
-            limiter.record_failure("Ana", "10.0.0.1", t0 + Duration::from_secs(i * 60));
+            let at = t0 + Duration::from_secs(i * 60);
+            assert!(
+                limiter.attempt("Ana", "10.0.0.1", at).is_ok(),
+                "attempt {i}"
+            );
         }
         let now = t0 + Duration::from_secs(5 * 60);
-        let Err(wait) = limiter.check("ana", "10.0.0.2", now) else {
+        let Err(wait) = limiter.attempt("ana", "10.0.0.2", now) else {
             panic!("the account should be locked")
         };
         assert_eq!(wait, Duration::from_secs(10 * 60));
         // Another account from the same address is not locked.
-        assert!(limiter.check("Bo", "10.0.0.1", now).is_ok());
+        assert!(limiter.attempt("Bo", "10.0.0.1", now).is_ok());
         // Once the first failure is 15 minutes old, one more try is allowed.
-        assert!(limiter.check("Ana", "10.0.0.1", t0 + LIMIT_WINDOW).is_ok());
+        assert!(
+            limiter
+                .attempt("Ana", "10.0.0.1", t0 + LIMIT_WINDOW)
+                .is_ok()
+        );
     }
 
     #[test]
-    fn a_success_clears_the_account_but_not_the_address() {
+    fn an_attempt_counts_before_its_password_is_checked() {
+        let limiter = LoginLimiter::new(2, 10, LIMIT_WINDOW);
+        let t0 = Instant::now();
+        // Two attempts in flight, neither checked yet: a third must wait.
+        let _first = limiter.attempt("Ana", "a", t0);
+        let _second = limiter.attempt("Ana", "b", t0);
+        assert!(limiter.attempt("Ana", "c", t0).is_err());
+    }
+
+    #[test]
+    fn a_success_clears_the_account_and_its_own_count_for_the_address() {
         let limiter = LoginLimiter::new(2, 3, LIMIT_WINDOW);
         let t0 = Instant::now();
-        limiter.record_failure("Ana", "a", t0);
-        limiter.record_failure("Ana", "a", t0);
-        assert!(limiter.check("Ana", "b", t0).is_err());
-        limiter.record_success("ANA");
-        assert!(limiter.check("Ana", "b", t0).is_ok());
-        limiter.record_failure("Bo", "a", t0);
+        let _ = limiter.attempt("Ana", "a", t0);
+        let _ = limiter.attempt("Ana", "a", t0);
+        assert!(limiter.attempt("Ana", "b", t0).is_err());
+        let Ok(success) = limiter.attempt("Bo", "a", t0 + Duration::from_secs(1)) else {
+            panic!("Bo is not locked")
+        };
+        // Address a has three attempts counted: it is locked until one is taken back.
+        assert!(limiter.attempt("Cy", "a", t0).is_err());
+        limiter.succeeded(success);
+        let _ = limiter.attempt("Cy", "a", t0);
         assert!(
-            limiter.check("Cy", "a", t0).is_err(),
-            "address a has 3 failures"
+            limiter.attempt("Di", "a", t0).is_err(),
+            "address a has 3 failures: Ana's two and Cy's"
         );
+        // Ana's own success clears her account, not the address.
+        let Ok(ana) = limiter.attempt("ANA", "b", t0 + LIMIT_WINDOW) else {
+            panic!("Ana's failures have expired")
+        };
+        limiter.succeeded(ana);
+        assert!(limiter.attempt("Ana", "b", t0 + LIMIT_WINDOW).is_ok());
+    }
+
+    #[tokio::test]
+    async fn no_more_passwords_are_checked_at_once_than_the_slots() {
+        let limiter = Arc::new(LoginLimiter::default());
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let mut running = Vec::new();
+        for _ in 0..PASSWORD_CHECKS_AT_ONCE {
+            let slot = limiter
+                .check_slot()
+                .unwrap_or_else(|| panic!("a free slot"));
+            let gate = gate.clone();
+            running.push(tokio::spawn(slot.run(move |_| {
+                let _ = gate.lock().map(|g| g.recv());
+            })));
+        }
+        assert!(limiter.check_slot().is_none(), "every slot is taken");
+        assert_eq!(limiter.checks_running(), PASSWORD_CHECKS_AT_ONCE);
+        for _ in 0..PASSWORD_CHECKS_AT_ONCE {
+            let _ = release.send(());
+        }
+        for check in running {
+            let answer = check.await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(answer.is_ok());
+        }
+        assert_eq!(limiter.checks_running(), 0);
+        assert!(limiter.check_slot().is_some());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, plans,
+    ledger_page, login, metrics, pages, plans, security,
 };
 
 /// One route as the table declares it.
@@ -262,6 +262,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
         // One per server: what every open event stream shares.
         .layer(Extension(Arc::new(events::SnapshotEvents::default())))
+        // Outermost, so that refusals and the fallback carry the headers too.
+        .layer(axum::middleware::map_response(security::headers))
 }
 
 #[cfg(test)]

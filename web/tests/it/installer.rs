@@ -706,14 +706,42 @@ async fn a_probe_where_nothing_answers_or_of_a_bad_address_says_so_in_the_page()
         &ivo,
         &[(
             "address",
-            "serial:///dev/communalia-no-such-port?baud=9600&unit=1",
+            "serial:///dev/ttyCOMMUNALIA-no-such-port?baud=9600&unit=1",
         )],
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
-        unescape(&reply.body).contains("cannot open serial port /dev/communalia-no-such-port"),
+        unescape(&reply.body).contains("cannot open serial port /dev/ttyCOMMUNALIA-no-such-port"),
         "{}",
         reply.body
     );
+}
+
+/// The attack seen from the form: `serial:///etc/shadow` opened the file
+/// read-write as root, and a missing file got another answer. Any path that is not
+/// a serial device is refused before it is opened, in the same words whether or
+/// not it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_form_opens_serial_ports_only() {
+    let (state, _tx) = with_members_in(installer_snapshot(), installer_metrics());
+    let ivo = login(&state, "ivo").await;
+    let answer = |path: &'static str| {
+        let (state, ivo) = (&state, &ivo);
+        async move {
+            let address = format!("serial://{path}?baud=9600&unit=1");
+            let reply = probe(state, ivo, &[("address", &address)]).await;
+            let alert = text_of(&reply.body, "div", "class=\"form-error\" role=\"alert\"");
+            (reply.status, unescape(&alert).replace(path, "PATH"))
+        }
+    };
+    let (status, refused) = answer("/etc/shadow").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.contains("`PATH` is not a serial port"), "{refused}");
+    assert!(!refused.contains("typewriter"), "it was opened: {refused}");
+    assert_eq!(
+        answer("/etc/communalia-no-such-file").await,
+        (status, refused.clone())
+    );
+    assert_eq!(answer("/dev/null").await, (status, refused));
 }
