@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use ledger::{AdoptedPlan, DecisionProblem, Plan, PlanChange, PlanProblem, Split};
+use ledger::{AdoptedPlan, DecisionProblem, DecisionRule, Plan, PlanChange, PlanProblem, Split};
 use query::allocation::ServiceState;
 
 use crate::format::{format_duration_hours, format_energy};
@@ -225,6 +225,8 @@ pub struct AssemblyView<'a> {
     pub member: &'a str,
     /// The member's roles: which pages the navigation offers.
     pub roles: &'a [ledger::Role],
+    /// The rule the decision record is judged by (a ledger parameter).
+    pub rule: DecisionRule,
 }
 
 struct TierLine {
@@ -290,6 +292,7 @@ struct AssemblyTemplate<'a> {
     services: Vec<ServiceInput>,
     splits: Vec<SplitInput>,
     draft: &'a DraftForm,
+    rule_text: &'static str,
     preview: Option<Vec<PreviewLine>>,
     preview_note: Option<String>,
     replay: Option<Vec<ReplayLine>>,
@@ -456,6 +459,7 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
         .collect();
     AssemblyTemplate {
         csrf: view.csrf,
+        rule_text: t.t(rule_in_force_key(view.rule)),
         active_title: active.map(|a| {
             t.tf(
                 "assembly.active_since",
@@ -828,23 +832,85 @@ pub fn problem_text(problem: &DraftProblem, name: &dyn Fn(&str) -> String, lang:
             PlanProblem::BatteryReserve => t.t("assembly.problem_battery_reserve").to_string(),
             PlanProblem::BatteryDischarge => t.t("assembly.problem_battery_discharge").to_string(),
             PlanProblem::GridImport => t.t("assembly.problem_grid_import").to_string(),
+            PlanProblem::NotConfigured { id } => {
+                t.tf("assembly.problem_not_configured", &[("name", &name(id))])
+            }
         },
-        DraftProblem::Decision(d) => match d {
-            DecisionProblem::QuorumNotReached { present, required } => t.tf(
-                "assembly.problem_quorum",
-                &[
-                    ("present", &present.to_string()),
-                    ("required", &required.to_string()),
-                ],
-            ),
-            DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
-                "assembly.problem_votes",
-                &[
-                    ("cast", &cast.to_string()),
-                    ("present", &present.to_string()),
-                ],
-            ),
-        },
+        DraftProblem::Decision(d) => decision_problem_text(d, "assembly.problem_quorum", lang),
+    }
+}
+
+/// A decision record's problem in the reader's language; `quorum_key` says what
+/// cannot be adopted when the quorum is not reached (the plan, the rules).
+pub(crate) fn decision_problem_text(d: &DecisionProblem, quorum_key: &str, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    match d {
+        DecisionProblem::QuorumNotReached { present, required } => t.tf(
+            quorum_key,
+            &[
+                ("present", &present.to_string()),
+                ("required", &required.to_string()),
+            ],
+        ),
+        DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
+            "assembly.problem_votes",
+            &[
+                ("cast", &cast.to_string()),
+                ("present", &present.to_string()),
+            ],
+        ),
+        DecisionProblem::NoQuorum => t.t("decision.problem_no_quorum").to_string(),
+        DecisionProblem::NotCarried {
+            rule,
+            votes_for,
+            votes_against,
+        } => t.tf(
+            "decision.problem_not_carried",
+            &[
+                ("for", &votes_for.to_string()),
+                ("against", &votes_against.to_string()),
+                ("rule", t.t(rule_key(*rule))),
+            ],
+        ),
+        DecisionProblem::DateInFuture { date } => t.tf(
+            "decision.problem_date_future",
+            &[("date", &format_date_long(*date, lang))],
+        ),
+        DecisionProblem::DateBeforePrevious { date, previous } => t.tf(
+            "decision.problem_date_before_previous",
+            &[
+                ("date", &format_date_long(*date, lang)),
+                ("previous", &format_date_long(*previous, lang)),
+            ],
+        ),
+    }
+}
+
+/// The catalog key of a decision rule's sentence ("simple majority: more votes for
+/// than against").
+pub(crate) fn rule_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.rule_simple",
+        DecisionRule::TwoThirds => "decision.rule_two_thirds",
+        DecisionRule::Consent => "decision.rule_consent",
+    }
+}
+
+/// The catalog key of the sentence saying how the assembly's motions carry.
+pub(crate) fn rule_in_force_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.in_force_simple",
+        DecisionRule::TwoThirds => "decision.in_force_two_thirds",
+        DecisionRule::Consent => "decision.in_force_consent",
+    }
+}
+
+/// The catalog key of a decision rule's short name, for a choice in a form.
+pub(crate) fn rule_name_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.rule_name_simple",
+        DecisionRule::TwoThirds => "decision.rule_name_two_thirds",
+        DecisionRule::Consent => "decision.rule_name_consent",
     }
 }
 
@@ -940,6 +1006,30 @@ mod tests {
                 cast: 12,
                 present: 8,
             }),
+            DraftProblem::Plan(PlanProblem::NotConfigured { id: "ghost".into() }),
+            DraftProblem::Decision(DecisionProblem::NoQuorum),
+            DraftProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::Simple,
+                votes_for: 3,
+                votes_against: 6,
+            }),
+            DraftProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::TwoThirds,
+                votes_for: 6,
+                votes_against: 4,
+            }),
+            DraftProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::Consent,
+                votes_for: 9,
+                votes_against: 1,
+            }),
+            DraftProblem::Decision(DecisionProblem::DateInFuture {
+                date: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap_or_default(),
+            }),
+            DraftProblem::Decision(DecisionProblem::DateBeforePrevious {
+                date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap_or_default(),
+                previous: chrono::NaiveDate::from_ymd_opt(2026, 3, 12).unwrap_or_default(),
+            }),
         ];
         for lang in Lang::ALL {
             for change in &changes {
@@ -948,9 +1038,24 @@ mod tests {
             }
             for problem in &problems {
                 let text = problem_text(problem, &name, lang);
-                assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
+                assert!(
+                    !text.contains('{')
+                        && !text.contains("assembly.")
+                        && !text.contains("decision."),
+                    "{text}"
+                );
             }
         }
+        assert_eq!(
+            problem_text(&problems[12], &name, Lang::Fr),
+            "La motion n'est pas adoptée : 3 pour, 6 contre (majorité simple : plus de voix \
+             pour que contre)."
+        );
+        assert_eq!(
+            problem_text(&problems[12], &name, Lang::En),
+            "The motion did not carry: 3 for, 6 against (simple majority: more votes for than \
+             against)."
+        );
         assert_eq!(
             change_text(&changes[2], &name, Lang::Fr),
             "<school> passe de la priorité 2 à la priorité 1."

@@ -13,7 +13,7 @@ use ledger::{
     ContributionState, DecisionProblem, LedgerParameters, Transfer, Verdict, VerifyReport,
 };
 
-use crate::assembly::decision_sentence;
+use crate::assembly::{decision_problem_text, decision_sentence, rule_in_force_key, rule_name_key};
 use crate::pages::ASSET_VERSION;
 use crate::{
     Catalog, Error, Lang, Result, SiteInfo, format_communs, format_communs_exact, format_date_long,
@@ -49,6 +49,8 @@ pub struct ParametersForm {
     /// In percent per period ("2" is 2 %).
     pub demurrage_rate_pct: String,
     pub demurrage_period_days: String,
+    /// `simple`, `two_thirds` or `consent`; empty keeps the rule in force.
+    pub decision_rule: String,
     pub assembly_date: String,
     pub votes_for: String,
     pub votes_against: String,
@@ -70,6 +72,7 @@ impl ParametersForm {
                 .collect(),
             demurrage_rate_pct: ppm_as_percent(parameters.demurrage_rate_ppm),
             demurrage_period_days: parameters.demurrage_period_days.to_string(),
+            decision_rule: parameters.decision_rule.as_str().to_string(),
             assembly_date: today.format("%Y-%m-%d").to_string(),
             ..ParametersForm::default()
         }
@@ -201,6 +204,10 @@ pub enum LedgerProblem {
     },
     DemurragePeriodOutOfRange {
         days: u32,
+    },
+    /// Not one of `simple`, `two_thirds`, `consent`.
+    UnknownDecisionRule {
+        value: String,
     },
     Decision(DecisionProblem),
     /// What the ledger said, in English, when none of the above fits.
@@ -340,6 +347,7 @@ struct LedgerTemplate<'a> {
     transfers: Vec<TransferLine>,
     parameters_form: &'a ParametersForm,
     rate_inputs: Vec<RateInput>,
+    decision_rules: Vec<Choice>,
     parameters_problems: Vec<String>,
     history: Vec<ParametersLine>,
     site_name: &'a str,
@@ -528,22 +536,10 @@ pub fn ledger_problem_text(problem: &LedgerProblem, lang: Lang) -> String {
                 ("max", &ledger::MAX_DEMURRAGE_PERIOD_DAYS.to_string()),
             ],
         ),
-        LedgerProblem::Decision(d) => match d {
-            DecisionProblem::QuorumNotReached { present, required } => t.tf(
-                "ledger.problem_quorum",
-                &[
-                    ("present", &present.to_string()),
-                    ("required", &required.to_string()),
-                ],
-            ),
-            DecisionProblem::MoreVotesThanPresent { cast, present } => t.tf(
-                "assembly.problem_votes",
-                &[
-                    ("cast", &cast.to_string()),
-                    ("present", &present.to_string()),
-                ],
-            ),
-        },
+        LedgerProblem::UnknownDecisionRule { value } => {
+            t.tf("ledger.problem_decision_rule", &[("value", value)])
+        }
+        LedgerProblem::Decision(d) => decision_problem_text(d, "ledger.problem_quorum", lang),
         LedgerProblem::Other(text) => text.clone(),
     }
 }
@@ -594,6 +590,7 @@ fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String
         lines.push(t.tf("ledger.rate_each", &[("rates", &rates.join(", "))]));
     }
     lines.push(demurrage_text(parameters, lang));
+    lines.push(t.t(rule_in_force_key(parameters.decision_rule)).to_string());
     lines
 }
 
@@ -886,6 +883,14 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         contributions,
         transfers,
         parameters_form: &view.forms.parameters,
+        decision_rules: ledger::DecisionRule::ALL
+            .into_iter()
+            .map(|rule| Choice {
+                value: rule.as_str().to_string(),
+                label: t.t(rule_name_key(rule)).to_string(),
+                selected: view.forms.parameters.decision_rule == rule.as_str(),
+            })
+            .collect(),
         rate_inputs: view
             .forms
             .parameters
@@ -982,12 +987,23 @@ mod tests {
                 present: 3,
                 required: 10,
             }),
+            LedgerProblem::Decision(DecisionProblem::NotCarried {
+                rule: ledger::DecisionRule::Simple,
+                votes_for: 0,
+                votes_against: 3,
+            }),
+            LedgerProblem::UnknownDecisionRule {
+                value: "unanimity".into(),
+            },
         ];
         for lang in Lang::ALL {
             for problem in &problems {
                 let text = ledger_problem_text(problem, lang);
                 assert!(
-                    !text.contains('{') && !text.contains("ledger.") && !text.contains("assembly."),
+                    !text.contains('{')
+                        && !text.contains("ledger.")
+                        && !text.contains("assembly.")
+                        && !text.contains("decision."),
                     "{lang}: {text}"
                 );
             }
@@ -1021,6 +1037,8 @@ mod tests {
                 "Une contribution est validée par 2 approbations d'autres membres.",
                 "Une heure de contribution crée 10,00 Communs, quelle que soit sa catégorie.",
                 "Les Communs perdent 2 % de leur valeur tous les 30 jours (fonte) ; ce qu'ils perdent va au fonds commun.",
+                "Une motion de l'assemblée est adoptée à la majorité simple : plus de voix pour que \
+                 contre (les abstentions comptent pour le quorum, pas pour la majorité).",
             ]
         );
         let mut p = p;

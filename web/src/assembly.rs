@@ -68,6 +68,7 @@ pub(crate) async fn panel(
         None,
         adopted_seq,
     )
+    .await
 }
 
 /// `POST /assembly/preview`: the draft run on the current demand and production,
@@ -106,6 +107,7 @@ pub(crate) async fn preview(
         None,
         None,
     )
+    .await
 }
 
 /// `POST /assembly/replay`: the draft replayed over the last 1, 7 or 30 days of the
@@ -154,6 +156,7 @@ pub(crate) async fn replay(
         replayed.as_ref(),
         None,
     )
+    .await
 }
 
 /// `POST /assembly/adopt`: records the draft with its decision record, then back to
@@ -209,6 +212,7 @@ pub(crate) async fn adopt(
         None,
         None,
     )
+    .await
 }
 
 async fn history(state: &AppState) -> Result<Vec<AdoptedPlan>, AppError> {
@@ -238,7 +242,7 @@ fn known_ids(history: &[AdoptedPlan], snapshot: &LiveSnapshot) -> HashSet<String
 }
 
 #[allow(clippy::too_many_arguments)]
-fn render(
+async fn render(
     status: StatusCode,
     state: &AppState,
     lang: &PageLang,
@@ -251,12 +255,18 @@ fn render(
     replay: Option<&query::replay::Replay>,
     adopted_seq: Option<i64>,
 ) -> Result<Response, AppError> {
+    let journal = state.journal.clone();
+    let rule = tokio::task::spawn_blocking(move || journal.ledger_parameters())
+        .await
+        .map_err(|e| AppError::Internal(format!("ledger parameters task: {e}")))??
+        .decision_rule;
     let names: HashMap<String, String> = snapshot
         .services
         .iter()
         .map(|s| (s.id.to_string(), s.name.to_string()))
         .collect();
     let view = AssemblyView {
+        rule,
         history,
         names: &names,
         draft,
@@ -569,7 +579,9 @@ fn plan_of(draft: &DraftForm) -> (Plan, Vec<DraftProblem>) {
 
 /// The decision record the draft describes; an unreadable field is named in the
 /// problems and read as a value that raises no other problem (an unreadable count
-/// of members present as "enough", unreadable votes and quorum as none).
+/// of members present as "enough", a quorum as 1, votes as none). The votes are
+/// judged under the assembly's rule only when the record reads whole
+/// ([`plans::adopt_checked`]).
 fn decision_of(draft: &DraftForm) -> (Decision, Vec<DraftProblem>) {
     let mut problems = Vec::new();
     let date = if draft.assembly_date.trim().is_empty() {
@@ -603,7 +615,7 @@ fn decision_of(draft: &DraftForm) -> (Decision, Vec<DraftProblem>) {
         votes_for: votes_for.unwrap_or(0),
         votes_against: votes_against.unwrap_or(0),
         votes_abstain: votes_abstain.unwrap_or(0),
-        quorum_required: quorum.unwrap_or(0),
+        quorum_required: quorum.unwrap_or(1),
         present: present.unwrap_or(u32::MAX),
         minutes: draft.minutes.trim().to_string(),
     };

@@ -21,7 +21,8 @@ use dashboards::{
 };
 use ledger::{
     AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
-    LedgerParameters, NewContribution, NewTransfer, Role, Transfer, Verdict, VerifyReport,
+    DecisionRule, LedgerParameters, NewContribution, NewTransfer, Role, Transfer, Verdict,
+    VerifyReport,
 };
 use serde::Deserialize;
 
@@ -240,9 +241,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
         R::InsufficientCommons { balance, asked, .. } => {
             vec![LedgerProblem::Insufficient { balance, asked }]
         }
-        R::InvalidParameters(problems) | R::InvalidDecision(problems) => {
-            problems.into_iter().map(LedgerProblem::Other).collect()
-        }
+        R::InvalidParameters(problems) => problems.into_iter().map(LedgerProblem::Other).collect(),
+        R::InvalidDecision(problems) => problems.into_iter().map(LedgerProblem::Decision).collect(),
         R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
             vec![LedgerProblem::Other(text)]
         }
@@ -258,7 +258,11 @@ fn problems_of(error: ledger::Error) -> Result<Vec<LedgerProblem>, AppError> {
         | R::RolesDiffer { .. }
         | R::UnacceptablePassword(_)
         | R::InvalidLabel(_)
-        | R::UnsettledDemurrage { .. }) => vec![LedgerProblem::Other(other.to_string())],
+        | R::UnsettledDemurrage { .. }
+        | R::TypedCallOnly { .. }
+        | R::InvalidIdempotencyKey(_)
+        | R::IdempotencyKeyReused(_)
+        | R::ExpiryPast(_)) => vec![LedgerProblem::Other(other.to_string())],
     })
 }
 
@@ -575,6 +579,7 @@ pub(crate) async fn transfer(
 /// value that raises nothing else.
 fn read_parameters(
     form: &ParametersForm,
+    in_force: DecisionRule,
     problems: &mut Vec<LedgerProblem>,
 ) -> (LedgerParameters, Decision) {
     let defaults = LedgerParameters::default();
@@ -658,11 +663,22 @@ fn read_parameters(
     {
         problems.push(LedgerProblem::DemurragePeriodOutOfRange { days });
     }
+    // Left out, the rule in force is kept.
+    let decision_rule = match form.decision_rule.trim() {
+        "" => in_force,
+        value => value.parse::<DecisionRule>().unwrap_or_else(|_| {
+            problems.push(LedgerProblem::UnknownDecisionRule {
+                value: value.to_string(),
+            });
+            in_force
+        }),
+    };
     let parameters = LedgerParameters {
         attestations_needed: k.unwrap_or(defaults.attestations_needed),
         rates_per_hour: rates,
         demurrage_rate_ppm: rate_ppm.unwrap_or(defaults.demurrage_rate_ppm),
         demurrage_period_days: period.unwrap_or(defaults.demurrage_period_days),
+        decision_rule,
     };
 
     let date = if form.assembly_date.trim().is_empty() {
@@ -691,7 +707,7 @@ fn read_parameters(
         votes_for: votes_for.unwrap_or(0),
         votes_against: votes_against.unwrap_or(0),
         votes_abstain: votes_abstain.unwrap_or(0),
-        quorum_required: quorum.unwrap_or(0),
+        quorum_required: quorum.unwrap_or(1),
         present: present.unwrap_or(u32::MAX),
         minutes: form.minutes.trim().to_string(),
     };
@@ -726,6 +742,7 @@ pub(crate) async fn adopt_parameters(
             "attestations_needed" => &mut form.attestations_needed,
             "demurrage_rate_pct" => &mut form.demurrage_rate_pct,
             "demurrage_period_days" => &mut form.demurrage_period_days,
+            "decision_rule" => &mut form.decision_rule,
             "assembly_date" => &mut form.assembly_date,
             "votes_for" => &mut form.votes_for,
             "votes_against" => &mut form.votes_against,
@@ -741,9 +758,14 @@ pub(crate) async fn adopt_parameters(
         *slot = value;
     }
     form.rates.sort_by_key(|(c, _)| *c);
-    let (parameters, decision) = read_parameters(&form, &mut problems);
+    let in_force = with_journal(&state, "ledger parameters", |j| j.ledger_parameters())
+        .await??
+        .decision_rule;
+    let (parameters, decision) = read_parameters(&form, in_force, &mut problems);
     if problems.is_empty() {
         let name = member.member.name.clone();
+        // The ledger judges the decision record under the rule in force and names
+        // every problem with it at once.
         let result = with_journal(&state, "parameters adoption", move |j| {
             j.adopt_ledger_parameters(&parameters, &decision, &name, Utc::now())
         })
@@ -803,7 +825,7 @@ mod tests {
         form.votes_abstain = "1".into();
         form.minutes = "Un peu plus de fonte.".into();
         let mut problems = Vec::new();
-        let (parameters, decision) = read_parameters(&form, &mut problems);
+        let (parameters, decision) = read_parameters(&form, DecisionRule::Simple, &mut problems);
         assert_eq!(problems, []);
         assert_eq!(parameters.demurrage_rate_ppm, 25_000);
         assert_eq!(
@@ -821,7 +843,7 @@ mod tests {
         form.rates[0].1 = "-1".into();
         form.present = "8".into();
         let mut problems = Vec::new();
-        read_parameters(&form, &mut problems);
+        read_parameters(&form, DecisionRule::Simple, &mut problems);
         assert_eq!(
             problems,
             [

@@ -31,9 +31,9 @@ mod pages;
 mod plans;
 mod routes;
 
-use std::sync::Arc;
-
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::{Extension, Router};
 use ingest::metrics::IngestMetrics;
@@ -67,6 +67,9 @@ pub struct AppState {
     /// Queries over the history (export, installer SQL, charts, replay); `None` on a
     /// node that keeps none (tests of the live side).
     pub queries: Option<query::history_session::Queries>,
+    /// The ids of the services the site configuration declares: an adopted plan may
+    /// name no other.
+    pub services: Arc<BTreeSet<String>>,
 }
 
 /// Set by [`serve`] so that open event streams end when the server shuts down;

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::response::{IntoResponse, Response};
-use ledger::{AdoptedPlan, Decision, DecisionProblem, Plan, PlanProblem};
+use ledger::{AdoptedPlan, Decision, DecisionProblem, Motion, Plan, PlanProblem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -76,38 +76,51 @@ pub(crate) enum AdoptError {
 }
 
 /// Adopts `plan` under `decision`, entered by `author`: the one way the API and the
-/// assembly's panel record an adoption. Checks the plan and the decision record
-/// first (all problems at once), records the `plan_adopted` entry, then wakes the
-/// live evaluation so that the new plan applies at once.
+/// assembly's panel record an adoption. Names every problem at once: the plan's
+/// own, services the site configuration does not declare, and the decision
+/// record's under the assembly's rule in force (DESIGN.md §9); the ledger checks
+/// the same again when it records the `plan_adopted` entry. Then wakes the live
+/// evaluation so that the new plan applies at once.
 pub(crate) async fn adopt_checked(
     state: &AppState,
     plan: Plan,
     decision: Decision,
     author: String,
 ) -> Result<ledger::Entry, AdoptError> {
-    let plan_problems = plan.problems();
-    let decision_problems = decision.problems();
-    if !plan_problems.is_empty() || !decision_problems.is_empty() {
-        return Err(AdoptError::Refused {
-            plan: plan_problems,
-            decision: decision_problems,
-        });
-    }
     let journal = state.journal.clone();
+    let services = state.services.clone();
     let who = author.clone();
     let entry = tokio::task::spawn_blocking(move || {
-        journal.adopt_plan(&plan, &decision, &who, chrono::Utc::now())
+        let now = chrono::Utc::now();
+        let plan_problems = plan.problems_against(&services);
+        let context = journal.decision_context(Motion::Plan, now)?;
+        let decision_problems = decision.problems_in(&context);
+        if !plan_problems.is_empty() || !decision_problems.is_empty() {
+            return Ok(Err((plan_problems, decision_problems)));
+        }
+        journal
+            .adopt_plan(&plan, &decision, &services, &who, now)
+            .map(Ok)
     })
     .await
-    .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?
-    .map_err(|e| {
-        AdoptError::Failed(match e {
-            ledger::Error::Refused(
-                ledger::Refusal::InvalidPlan(p) | ledger::Refusal::InvalidDecision(p),
-            ) => refused(p),
-            other => AppError::from(other),
-        })
-    })?;
+    .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?;
+    let entry = match entry {
+        Ok(Ok(entry)) => entry,
+        Ok(Err((plan, decision))) => return Err(AdoptError::Refused { plan, decision }),
+        Err(ledger::Error::Refused(ledger::Refusal::InvalidPlan(plan))) => {
+            return Err(AdoptError::Refused {
+                plan,
+                decision: Vec::new(),
+            });
+        }
+        Err(ledger::Error::Refused(ledger::Refusal::InvalidDecision(decision))) => {
+            return Err(AdoptError::Refused {
+                plan: Vec::new(),
+                decision,
+            });
+        }
+        Err(other) => return Err(AdoptError::Failed(AppError::from(other))),
+    };
     state.replan.notify_one();
     tracing::info!(seq = entry.seq, member = %author, "plan adopted");
     Ok(entry)

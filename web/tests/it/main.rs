@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assembly;
 mod browser;
+mod decisions;
 mod events;
 mod history_api;
 mod history_browser;
