@@ -11,7 +11,7 @@ use ledger::{Communs, Journal};
 use crate::config::Loaded;
 
 /// The journal of an existing node; never creates one.
-fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
+pub(crate) fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
     let path = loaded.ledger_path();
     if !path.exists() {
         anyhow::bail!(

@@ -117,7 +117,8 @@
 //! 4. `dispatch`: an entry routed to its kind's rules ([`Journal::append`],
 //!    [`Journal::rebuild_derived`]).
 //! 5. `replay` (the journal replayed in memory, balances at any instant), `verify`
-//!    (chain and replay against the tables), and `accounts` (credentials beside the
+//!    (chain and replay against the tables), `accounts` (credentials beside the
+//!    journal) and `idempotency` (requests recorded once, their keys beside the
 //!    journal).
 
 mod accounts;
@@ -128,6 +129,7 @@ mod contributions;
 mod dispatch;
 mod entry;
 mod error;
+mod idempotency;
 mod journal;
 mod members;
 mod parameters;
@@ -138,7 +140,8 @@ mod schema;
 mod verify;
 
 pub use accounts::{
-    ActiveSession, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME, TokenInfo, generate_password,
+    ActiveSession, MIN_PASSWORD_CHARS, NewSession, SESSION_LIFETIME, SignedOut,
+    TOKEN_USE_RESOLUTION, TokenInfo, generate_password,
 };
 pub use assembly::{
     AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionContext, DecisionProblem,
@@ -156,6 +159,7 @@ pub use contributions::{
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result};
+pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
 pub use journal::Journal;
 pub use journal::chain::BadEntry;
 pub use members::{COMMAND_LINE_AUTHOR, Member, Role};

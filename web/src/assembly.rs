@@ -179,10 +179,12 @@ pub(crate) async fn adopt(
             parsed.plan,
             parsed.decision,
             member.member.name.clone(),
+            None,
         )
         .await
         {
-            Ok(entry) => {
+            Ok(recorded) => {
+                let entry = recorded.entry();
                 return Ok((
                     StatusCode::SEE_OTHER,
                     [

@@ -17,13 +17,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use ledger::{
     Decision, DecisionContext, Journal, LedgerParameters, Motion, NewContribution, NewTransfer,
-    Refusal, Verdict,
+    Recorded, Refusal, Request, Verdict,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::ApiJson;
 use crate::auth::CurrentMember;
+use crate::idempotency::{self, IdempotencyKey};
 use crate::{AppError, AppState};
 
 /// Runs a journal call on the blocking pool: every call may wait for the
@@ -152,22 +153,44 @@ pub(crate) async fn get_contribution(
 
 /// `POST /api/contributions` `{"category", "hours", "date", "description"}`: the
 /// signed-in member's contribution; 201 `{"id", "hash"}` (`id` is the journal
-/// entry's `seq`).
+/// entry's `seq`). With an `Idempotency-Key`, a repeated request gets the first
+/// answer and records nothing (see `idempotency.rs`).
 pub(crate) async fn record_contribution(
     State(state): State<AppState>,
     member: CurrentMember,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(contribution): ApiJson<NewContribution>,
 ) -> Result<Response, AppError> {
     let name = member.member.name.clone();
-    let entry = ledger_call(&state, "contribution", move |j| {
-        j.record_contribution(&name, &contribution, Utc::now())
+    let recorded = ledger_call(&state, "contribution", move |j| {
+        let now = Utc::now();
+        match key {
+            Some(key) => j.record_once(&name, &key, Request::Contribution(&contribution), now),
+            None => j
+                .record_contribution(&name, &contribution, now)
+                .map(Recorded::New),
+        }
     })
     .await?;
-    tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
-    Ok(created(
-        format!("/api/contributions/{}", entry.seq),
-        json!({ "id": entry.seq, "hash": entry.hash }),
+    let (entry, repeated) = entry_of(recorded);
+    if !repeated {
+        tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
+    }
+    Ok(idempotency::mark(
+        created(
+            format!("/api/contributions/{}", entry.seq),
+            json!({ "id": entry.seq, "hash": entry.hash }),
+        ),
+        repeated,
     ))
+}
+
+/// The entry a request recorded, and whether it was recorded by an earlier copy.
+pub(crate) fn entry_of(recorded: Recorded) -> (ledger::Entry, bool) {
+    match recorded {
+        Recorded::New(entry) => (entry, false),
+        Recorded::Repeated(entry) => (entry, true),
+    }
 }
 
 /// The body of `POST /api/contributions/{id}/attestations`.
@@ -217,21 +240,33 @@ pub(crate) async fn attest(
 }
 
 /// `POST /api/transfers` `{"to", "amount", "memo"}`: Communs from the signed-in
-/// member to another; 201 `{"seq", "hash"}`.
+/// member to another; 201 `{"seq", "hash"}`. With an `Idempotency-Key`, a repeated
+/// request gets the first answer and pays nothing more (see `idempotency.rs`).
 pub(crate) async fn transfer(
     State(state): State<AppState>,
     member: CurrentMember,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(transfer): ApiJson<NewTransfer>,
 ) -> Result<Response, AppError> {
     let name = member.member.name.clone();
-    let entry = ledger_call(&state, "transfer", move |j| {
-        j.transfer(&name, &transfer, Utc::now())
+    let recorded = ledger_call(&state, "transfer", move |j| {
+        let now = Utc::now();
+        match key {
+            Some(key) => j.record_once(&name, &key, Request::Transfer(&transfer), now),
+            None => j.transfer(&name, &transfer, now).map(Recorded::New),
+        }
     })
     .await?;
-    tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
-    Ok(created(
-        "/api/transfers".to_string(),
-        json!({ "seq": entry.seq, "hash": entry.hash }),
+    let (entry, repeated) = entry_of(recorded);
+    if !repeated {
+        tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
+    }
+    Ok(idempotency::mark(
+        created(
+            "/api/transfers".to_string(),
+            json!({ "seq": entry.seq, "hash": entry.hash }),
+        ),
+        repeated,
     ))
 }
 

@@ -21,6 +21,7 @@ mod error;
 mod events;
 mod history;
 mod history_page;
+mod idempotency;
 mod installer;
 mod lang;
 mod ledger_api;
@@ -45,6 +46,7 @@ pub use crate::auth::{
     Access, CSRF_FIELD, CSRF_HEADER, Credential, CurrentMember, SESSION_COOKIE, changes_state,
 };
 pub use crate::error::AppError;
+pub use crate::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use crate::login::{FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, LIMIT_WINDOW, LoginLimiter};
 pub use crate::metrics::{PROMETHEUS_CONTENT_TYPE, render_metrics};
 pub use crate::routes::{RouteSpec, routes};

@@ -167,7 +167,7 @@ pub(crate) fn decision_context(
     Ok(DecisionContext::at(ts, rule, previous_date))
 }
 
-fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
+pub(crate) fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
     serde_json::to_value(PlanAdopted {
         plan: plan.clone(),
         decision: decision.clone(),

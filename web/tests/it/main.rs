@@ -11,6 +11,7 @@ mod events;
 mod history_api;
 mod history_browser;
 mod history_page;
+mod idempotency;
 mod installer;
 mod installer_browser;
 mod ledger_api;

@@ -12,7 +12,7 @@ fn as_plan(value: &Value) -> ledger::Plan {
 async fn token(state: &web::AppState, member: &str) -> String {
     let token = state
         .journal
-        .create_token(member, "test", chrono::Utc::now())
+        .create_token(member, "test", None, chrono::Utc::now())
         .unwrap_or_else(|e| panic!("{e}"));
     format!("Bearer {token}")
 }

@@ -430,7 +430,7 @@ pub(crate) fn add_residents(state: &AppState) {
 pub(crate) fn bearer(state: &AppState, member: &str) -> String {
     let token = state
         .journal
-        .create_token(member, "test", Utc::now())
+        .create_token(member, "test", None, Utc::now())
         .unwrap_or_else(|e| panic!("token for {member}: {e}"));
     format!("Bearer {token}")
 }
