@@ -172,7 +172,7 @@ with_names! {
         )]
         TypedCallOnly { kind: EntryKind, call: &'static str },
         #[error(
-            "invalid Idempotency-Key {0:?}: 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
+            "invalid Idempotency-Key {0:?}: 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
         )]
         InvalidIdempotencyKey(String),
         #[error(

@@ -69,7 +69,7 @@ impl Journal {
     /// Records `request`, authored by `member`, unless `member` already sent it
     /// with this `key` in the last [`IDEMPOTENCY_KEY_LIFETIME`]: then returns the
     /// entry recorded that time ([`Recorded::Repeated`]). Refuses a key that is not
-    /// 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] visible ASCII characters
+    /// 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] printable ASCII characters
     /// ([`Refusal::InvalidIdempotencyKey`]), a key already used by `member` for a
     /// different request ([`Refusal::IdempotencyKeyReused`]), and whatever the
     /// request's own call refuses ([`Journal::record_contribution`],
@@ -128,10 +128,10 @@ impl Journal {
 }
 
 fn check_key(key: &str) -> Result<()> {
-    let visible = |c: char| c.is_ascii_graphic() || c == ' ';
+    let printable = |c: char| c.is_ascii_graphic() || c == ' ';
     if key.trim().is_empty()
         || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS
-        || !key.chars().all(visible)
+        || !key.chars().all(printable)
     {
         return Err(Refusal::InvalidIdempotencyKey(key.chars().take(300).collect()).into());
     }
@@ -313,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_that_are_not_visible_ascii_or_too_long_are_refused() {
+    fn keys_that_are_not_printable_ascii_or_too_long_are_refused() {
         let journal = journal();
         let long = "k".repeat(MAX_IDEMPOTENCY_KEY_CHARS + 1);
         for key in ["", "  ", "clé", "a\nb", long.as_str()] {

@@ -20,7 +20,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The request's `Idempotency-Key`, if it sent one. Its form is checked by the
-/// ledger (1 to 255 visible ASCII characters); a value that is not text at all,
+/// ledger (1 to 255 printable ASCII characters); a value that is not text at all,
 /// or two of them, is refused here (400).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
@@ -38,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         };
         let key = value
             .to_str()
-            .map_err(|_| bad_key("the Idempotency-Key header is not visible ASCII text"))?;
+            .map_err(|_| bad_key("the Idempotency-Key header is not printable ASCII text"))?;
         Ok(IdempotencyKey(Some(key.to_string())))
     }
 }
