@@ -36,7 +36,9 @@ pub(crate) struct PanelQuery {
     adopted: Option<i64>,
 }
 
-/// `GET /assembly`: the panel, its draft form filled with the active plan.
+/// `GET /assembly`: the panel, its draft form filled with the active plan, less
+/// the services the site configuration no longer declares (a plan naming them
+/// would be refused).
 pub(crate) async fn panel(
     State(state): State<AppState>,
     lang: PageLang,
@@ -50,7 +52,11 @@ pub(crate) async fn panel(
         .date_naive();
     let draft = history.first().map_or_else(
         || DraftForm::from_plan(&empty_plan(), today),
-        |a| DraftForm::from_plan(&a.plan, today),
+        |a| {
+            let mut plan = a.plan.clone();
+            plan.services.retain(|s| state.services.contains(&s.id));
+            DraftForm::from_plan(&plan, today)
+        },
     );
     let adopted_seq = query
         .adopted

@@ -381,3 +381,49 @@ async fn the_assembly_adopts_two_thirds_from_the_ledger_page_and_the_panel_appli
         reply.body
     );
 }
+
+/// A service taken out of the site configuration is left out of the panel's draft:
+/// the next plan, which may not name it, is adopted without it.
+#[tokio::test]
+async fn the_panel_drafts_without_a_service_the_configuration_dropped() {
+    use crate::assembly::post_form;
+    use crate::support::login;
+    let (mut state, _tx) = with_members();
+    let mut services = (*state.services).clone();
+    services.remove("laundry");
+    state.services = std::sync::Arc::new(services);
+    let aline = login(&state, "aline").await;
+    let page = send(
+        state.clone(),
+        crate::support::get("/assembly", &[("cookie", &aline.cookie)]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"tier.clinic-fridge\""));
+    assert!(
+        !page.body.contains("name=\"tier.laundry\""),
+        "{}",
+        page.body
+    );
+    let fields = [
+        ("csrf", aline.csrf.as_str()),
+        ("tier.clinic-fridge", "1"),
+        ("min_w.clinic-fridge", "100"),
+        ("max_w.clinic-fridge", "3000"),
+        ("split.1", "equal"),
+        ("assembly_date", &days_ago(1)),
+        ("present", "12"),
+        ("quorum_required", "10"),
+        ("votes_for", "9"),
+        ("votes_against", "2"),
+        ("votes_abstain", "1"),
+        ("minutes", "La laverie a fermé."),
+    ];
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        body.append_pair(k, v);
+    }
+    let reply = post_form(&state, &aline, "/assembly/adopt", body.finish(), "fr").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(active_services(&state), ["clinic-fridge"]);
+}
