@@ -188,4 +188,38 @@ mod tests {
         );
         assert_eq!((record.votes_for, record.votes_against), (9, 0));
     }
+
+    /// A quorum of 0 is a decision nobody attended; a quorum that cannot be read
+    /// is named once, as unreadable, and not also as a quorum of 0.
+    #[test]
+    fn a_quorum_must_be_at_least_one_member() {
+        let form = |quorum: &str| DecisionForm {
+            assembly_date: "2026-03-12".into(),
+            votes_for: "5".into(),
+            votes_against: "1".into(),
+            votes_abstain: "0".into(),
+            quorum_required: quorum.into(),
+            present: "6".into(),
+            minutes: "Voté.".into(),
+        };
+        let mut problems = Vec::new();
+        decision(&form("0"), &mut problems);
+        assert_eq!(
+            problems,
+            [FormProblem::Decision(ledger::DecisionProblem::NoQuorum)]
+        );
+        let mut problems = Vec::new();
+        let record = decision(&form("un"), &mut problems);
+        assert_eq!(
+            problems,
+            [FormProblem::NotAWholeNumber {
+                field: FormField::QuorumRequired,
+                value: "un".into()
+            }]
+        );
+        assert_eq!(record.quorum_required, 1);
+        let mut problems = Vec::new();
+        decision(&form("6"), &mut problems);
+        assert_eq!(problems, []);
+    }
 }
