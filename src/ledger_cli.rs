@@ -11,7 +11,7 @@ use ledger::{Communs, Journal};
 use crate::config::Loaded;
 
 /// The journal of an existing node; never creates one.
-fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
+pub(crate) fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
     let path = loaded.ledger_path();
     if !path.exists() {
         anyhow::bail!(
@@ -27,7 +27,9 @@ fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::PathBuf)> {
 /// Re-derives the chain and replays every balance ([`Journal::verify`]); prints
 /// what each found and exits 2 naming the first bad entry (and account). The first
 /// line keeps the form it had before balances were replayed (`PATH: N entries,
-/// chain intact, head HASH`), which scripts may read.
+/// chain intact, head HASH`), which scripts may read. Past adoptions that today's
+/// decision rule would refuse are printed as warnings (`warning: entry N …`) and
+/// leave the exit status at 0: they were recorded under the rules of their time.
 pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
     let (journal, path) = open_existing(loaded)?;
     let report = journal.verify()?;
@@ -55,7 +57,17 @@ pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
             balances.commons,
             balances.minted_total
         );
-        println!("journal intact");
+        for warning in &report.warnings {
+            println!("warning: {warning}");
+        }
+        if report.warnings.is_empty() {
+            println!("journal intact");
+        } else {
+            println!(
+                "journal intact, with {} past decision(s) that today's rule would refuse",
+                report.warnings.len()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     };
     if report.chain_intact {

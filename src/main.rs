@@ -1,6 +1,7 @@
 //! `communalia`: the command line. It parses arguments, loads the configuration
 //! and starts the parts; everything else lives in the crates.
 
+mod accounts_cli;
 mod config;
 mod demo;
 mod ledger_cli;
@@ -122,6 +123,16 @@ enum UserCommand {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
     },
+    /// Change the password of a member who has one. Every session and API token
+    /// of theirs ends: whoever held the old password, or a token, is out.
+    Password {
+        name: String,
+        /// Generate a password and print it once instead of asking for one.
+        #[arg(long)]
+        generate: bool,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +145,25 @@ enum TokenCommand {
         /// What the token is for, e.g. "backup script".
         #[arg(long, default_value = "")]
         label: String,
+        /// When it stops acting: a number of days (90d) or a date (2027-01-01,
+        /// at 00:00 UTC). Without it, it acts until revoked or until the member's
+        /// password changes.
+        #[arg(long)]
+        expires: Option<accounts_cli::Expiry>,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// List tokens (all members', or one's): id, member, label, when made, when
+    /// they expire, when last used, revoked or not. Never the token itself.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// Revoke a token by its id (from `token list`): it acts no more.
+    Revoke {
+        id: i64,
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
     },
@@ -278,13 +308,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 read_password(&name)?
             };
-            let member = journal.create_user(
+            let member = match journal.create_user(
                 &name,
                 &roles,
                 &password,
                 ledger::COMMAND_LINE_AUTHOR,
                 chrono::Utc::now(),
-            )?;
+            ) {
+                Err(ledger::Error::Refused(ledger::Refusal::CredentialExists(who))) => {
+                    anyhow::bail!(
+                        "`{who}` already has a password; change it with \
+                         `communalia user password {who}` (which also signs them out \
+                         everywhere and revokes their API tokens)"
+                    )
+                }
+                other => other?,
+            };
             let roles: Vec<&str> = member.roles.iter().map(|r| r.as_str()).collect();
             eprintln!(
                 "{}: `{}` ({}) can now sign in",
@@ -298,32 +337,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::User {
+            command:
+                UserCommand::Password {
+                    name,
+                    generate,
+                    config,
+                },
+        } => {
+            let l = config::load_file(&config)?;
+            let (journal, _) = ledger_cli::open_existing(&l)?;
+            let password = if generate {
+                ledger::generate_password()
+            } else {
+                read_password(&name)?
+            };
+            accounts_cli::change_password(&journal, &name, &password)?;
+            if generate {
+                eprintln!("Their new password, shown only this once:");
+                println!("{password}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
                     user,
                     label,
+                    expires,
                     config,
                 },
         } => {
-            let l = config::load_file(&config)?;
-            let path = l.ledger_path();
-            if !path.exists() {
-                anyhow::bail!(
-                    "no ledger at {} (start the node or run `communalia user add` first)",
-                    path.display()
-                );
-            }
-            let journal = ledger::Journal::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let token = journal.create_token(&user, &label, chrono::Utc::now())?;
-            eprintln!(
-                "API token acting as `{user}`, shown only this once; send it as \
-                 `Authorization: Bearer TOKEN`:"
-            );
-            println!("{token}");
+            accounts_cli::create_token(&config::load_file(&config)?, &user, &label, expires)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token {
+            command: TokenCommand::List { user, config },
+        } => {
+            accounts_cli::list_tokens(&config::load_file(&config)?, user.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id, config },
+        } => accounts_cli::revoke_token(&config::load_file(&config)?, id),
         Command::Mqtt {
             command: MqttCommand::Acl { config, out },
         } => {

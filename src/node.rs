@@ -217,6 +217,7 @@ impl Node {
             replan,
             login_limiter: Arc::new(web::LoginLimiter::default()),
             queries: Some(queries),
+            services: Arc::new(c.services.iter().map(|s| s.id.clone()).collect()),
             site: dashboards::SiteInfo {
                 name: c.site.name.clone(),
                 default_lang: match c.site.language {

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use ledger::{AdoptedPlan, Plan, PlanChange, Split};
+use ledger::{AdoptedPlan, DecisionRule, Plan, PlanChange, Split};
 use query::allocation::ServiceState;
 
-use crate::form::{DecisionForm, FormPage, FormProblem, form_problem_text};
+use crate::form::{DecisionForm, FormPage, FormProblem, form_problem_text, rule_in_force_key};
 use crate::format::{format_duration_hours, format_energy};
 use crate::layout::{Layout, render};
 use crate::wall::state_parts;
@@ -163,6 +163,8 @@ pub struct AssemblyView<'a> {
     pub member: &'a str,
     /// The member's roles: which pages the navigation offers.
     pub roles: &'a [ledger::Role],
+    /// The rule the decision record is judged by (a ledger parameter).
+    pub rule: DecisionRule,
 }
 
 struct TierLine {
@@ -228,6 +230,7 @@ struct AssemblyTemplate<'a> {
     services: Vec<ServiceInput>,
     splits: Vec<SplitInput>,
     draft: &'a DraftForm,
+    rule_text: &'static str,
     preview: Option<Vec<PreviewLine>>,
     preview_note: Option<String>,
     replay: Option<Vec<ReplayLine>>,
@@ -390,6 +393,7 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
     let page =
         AssemblyTemplate {
             csrf: view.csrf,
+            rule_text: t.t(rule_in_force_key(view.rule)),
             active_title: active.map(|a| {
                 t.tf(
                     "assembly.active_since",
@@ -763,6 +767,30 @@ mod tests {
                 cast: 12,
                 present: 8,
             }),
+            FormProblem::Plan(PlanProblem::NotConfigured { id: "ghost".into() }),
+            FormProblem::Decision(DecisionProblem::NoQuorum),
+            FormProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::Simple,
+                votes_for: 3,
+                votes_against: 6,
+            }),
+            FormProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::TwoThirds,
+                votes_for: 6,
+                votes_against: 4,
+            }),
+            FormProblem::Decision(DecisionProblem::NotCarried {
+                rule: DecisionRule::Consent,
+                votes_for: 9,
+                votes_against: 1,
+            }),
+            FormProblem::Decision(DecisionProblem::DateInFuture {
+                date: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap_or_default(),
+            }),
+            FormProblem::Decision(DecisionProblem::DateBeforePrevious {
+                date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap_or_default(),
+                previous: chrono::NaiveDate::from_ymd_opt(2026, 3, 12).unwrap_or_default(),
+            }),
         ];
         for lang in Lang::ALL {
             for change in &changes {
@@ -771,9 +799,24 @@ mod tests {
             }
             for problem in &problems {
                 let text = form_problem_text(problem, FormPage::Assembly, &name, lang);
-                assert!(!text.contains('{') && !text.contains("assembly."), "{text}");
+                assert!(
+                    !text.contains('{')
+                        && !text.contains("assembly.")
+                        && !text.contains("decision."),
+                    "{text}"
+                );
             }
         }
+        assert_eq!(
+            form_problem_text(&problems[12], FormPage::Assembly, &name, Lang::Fr),
+            "La motion n'est pas adoptée : 3 pour, 6 contre (majorité simple : plus de voix \
+             pour que contre)."
+        );
+        assert_eq!(
+            form_problem_text(&problems[12], FormPage::Assembly, &name, Lang::En),
+            "The motion did not carry: 3 for, 6 against (simple majority: more votes for than \
+             against)."
+        );
         assert_eq!(
             change_text(&changes[2], &name, Lang::Fr),
             "<school> passe de la priorité 2 à la priorité 1."

@@ -5,7 +5,8 @@
 //! record that both the plan and the ledger's rules carry is one [`DecisionForm`].
 
 use ledger::{
-    Category, Communs, ContributionProblem, ContributionState, DecisionProblem, PlanProblem,
+    Category, Communs, ContributionProblem, ContributionState, DecisionProblem, DecisionRule,
+    PlanProblem,
 };
 
 use crate::format::{
@@ -170,6 +171,10 @@ pub enum FormProblem {
     DemurragePeriodOutOfRange {
         days: u32,
     },
+    /// Not one of `simple`, `two_thirds`, `consent`.
+    UnknownDecisionRule {
+        value: String,
+    },
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
 }
@@ -306,6 +311,7 @@ pub fn form_problem_text(
             PlanProblem::BatteryReserve => t.t("assembly.problem_battery_reserve").to_string(),
             PlanProblem::BatteryDischarge => t.t("assembly.problem_battery_discharge").to_string(),
             PlanProblem::GridImport => t.t("assembly.problem_grid_import").to_string(),
+            PlanProblem::NotConfigured { id } => named("assembly.problem_not_configured", id),
         },
         FormProblem::Decision(d) => match d {
             DecisionProblem::QuorumNotReached { present, required } => t.tf(
@@ -320,6 +326,30 @@ pub fn form_problem_text(
                 &[
                     ("cast", &cast.to_string()),
                     ("present", &present.to_string()),
+                ],
+            ),
+            DecisionProblem::NoQuorum => t.t("decision.problem_no_quorum").to_string(),
+            DecisionProblem::NotCarried {
+                rule,
+                votes_for,
+                votes_against,
+            } => t.tf(
+                "decision.problem_not_carried",
+                &[
+                    ("for", &votes_for.to_string()),
+                    ("against", &votes_against.to_string()),
+                    ("rule", t.t(rule_key(*rule))),
+                ],
+            ),
+            DecisionProblem::DateInFuture { date } => t.tf(
+                "decision.problem_date_future",
+                &[("date", &format_date_long(*date, lang))],
+            ),
+            DecisionProblem::DateBeforePrevious { date, previous } => t.tf(
+                "decision.problem_date_before_previous",
+                &[
+                    ("date", &format_date_long(*date, lang)),
+                    ("previous", &format_date_long(*previous, lang)),
                 ],
             ),
         },
@@ -404,7 +434,38 @@ pub fn form_problem_text(
                 ("max", &ledger::MAX_DEMURRAGE_PERIOD_DAYS.to_string()),
             ],
         ),
+        FormProblem::UnknownDecisionRule { value } => {
+            t.tf("ledger.problem_decision_rule", &[("value", value)])
+        }
         FormProblem::Other(text) => text.clone(),
+    }
+}
+
+/// The catalog key of a decision rule's sentence ("simple majority: more votes for
+/// than against").
+fn rule_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.rule_simple",
+        DecisionRule::TwoThirds => "decision.rule_two_thirds",
+        DecisionRule::Consent => "decision.rule_consent",
+    }
+}
+
+/// The catalog key of the sentence saying how the assembly's motions carry.
+pub(crate) fn rule_in_force_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.in_force_simple",
+        DecisionRule::TwoThirds => "decision.in_force_two_thirds",
+        DecisionRule::Consent => "decision.in_force_consent",
+    }
+}
+
+/// The catalog key of a decision rule's short name, for a choice in a form.
+pub(crate) fn rule_name_key(rule: DecisionRule) -> &'static str {
+    match rule {
+        DecisionRule::Simple => "decision.rule_name_simple",
+        DecisionRule::TwoThirds => "decision.rule_name_two_thirds",
+        DecisionRule::Consent => "decision.rule_name_consent",
     }
 }
 

@@ -14,7 +14,10 @@ use ledger::{
 };
 
 use crate::assembly::decision_sentence;
-use crate::form::{DecisionForm, FormField, FormPage, FormProblem, field_label, form_problem_text};
+use crate::form::{
+    DecisionForm, FormField, FormPage, FormProblem, field_label, form_problem_text,
+    rule_in_force_key, rule_name_key,
+};
 use crate::format::{category_name, contribution_state_key};
 use crate::layout::{Layout, render};
 use crate::{Catalog, Lang, Result, SiteInfo, format_communs, format_date_long};
@@ -49,6 +52,8 @@ pub struct ParametersForm {
     /// In percent per period ("2" is 2 %).
     pub demurrage_rate_pct: String,
     pub demurrage_period_days: String,
+    /// `simple`, `two_thirds` or `consent`; empty keeps the rule in force.
+    pub decision_rule: String,
     pub decision: DecisionForm,
 }
 
@@ -64,6 +69,7 @@ impl ParametersForm {
                 .collect(),
             demurrage_rate_pct: ppm_as_percent(parameters.demurrage_rate_ppm),
             demurrage_period_days: parameters.demurrage_period_days.to_string(),
+            decision_rule: parameters.decision_rule.as_str().to_string(),
             decision: DecisionForm::dated(today),
         }
     }
@@ -234,6 +240,7 @@ struct LedgerTemplate<'a> {
     transfers: Vec<TransferLine>,
     parameters_form: &'a ParametersForm,
     rate_inputs: Vec<RateInput>,
+    decision_rules: Vec<Choice>,
     parameters_problems: Vec<String>,
     history: Vec<ParametersLine>,
     layout: Layout<'a>,
@@ -290,6 +297,7 @@ fn parameters_sentences(parameters: &LedgerParameters, lang: Lang) -> Vec<String
         lines.push(t.tf("ledger.rate_each", &[("rates", &rates.join(", "))]));
     }
     lines.push(demurrage_text(parameters, lang));
+    lines.push(t.t(rule_in_force_key(parameters.decision_rule)).to_string());
     lines
 }
 
@@ -581,6 +589,14 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         contributions,
         transfers,
         parameters_form: &view.forms.parameters,
+        decision_rules: ledger::DecisionRule::ALL
+            .into_iter()
+            .map(|rule| Choice {
+                value: rule.as_str().to_string(),
+                label: t.t(rule_name_key(rule)).to_string(),
+                selected: view.forms.parameters.decision_rule == rule.as_str(),
+            })
+            .collect(),
         rate_inputs: view
             .forms
             .parameters
@@ -678,12 +694,23 @@ mod tests {
                 present: 3,
                 required: 10,
             }),
+            FormProblem::Decision(DecisionProblem::NotCarried {
+                rule: ledger::DecisionRule::Simple,
+                votes_for: 0,
+                votes_against: 3,
+            }),
+            FormProblem::UnknownDecisionRule {
+                value: "unanimity".into(),
+            },
         ];
         for lang in Lang::ALL {
             for problem in &problems {
                 let text = form_problem_text(problem, FormPage::Ledger, &str::to_string, lang);
                 assert!(
-                    !text.contains('{') && !text.contains("ledger.") && !text.contains("assembly."),
+                    !text.contains('{')
+                        && !text.contains("ledger.")
+                        && !text.contains("assembly.")
+                        && !text.contains("decision."),
                     "{lang}: {text}"
                 );
             }
@@ -722,6 +749,8 @@ mod tests {
                 "Une contribution est validée par 2 approbations d'autres membres.",
                 "Une heure de contribution crée 10,00 Communs, quelle que soit sa catégorie.",
                 "Les Communs perdent 2 % de leur valeur tous les 30 jours (fonte) ; ce qu'ils perdent va au fonds commun.",
+                "Une motion de l'assemblée est adoptée à la majorité simple : plus de voix pour que \
+                 contre (les abstentions comptent pour le quorum, pas pour la majorité).",
             ]
         );
         let mut p = p;

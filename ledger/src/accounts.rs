@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use rand::{Rng, RngCore};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -67,7 +67,30 @@ pub struct TokenInfo {
     pub member: String,
     pub label: String,
     pub created_at: DateTime<Utc>,
+    /// When it stops acting, if it was made to; `None` for a token without end.
+    pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last opened a request, to the hour ([`TOKEN_USE_RESOLUTION`]).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TokenInfo {
+    /// Whether it still acts at `now`: neither revoked nor expired.
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|end| end > now)
+    }
+}
+
+/// How stale a token's `last_used_at` may get before a use writes it again: a use
+/// costs a database write at most once an hour per token.
+pub const TOKEN_USE_RESOLUTION: TimeDelta = TimeDelta::hours(1);
+
+/// What a password change ended: every session and API token of the member, so
+/// that whoever held the old password, or a token made with it, is out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedOut {
+    pub sessions: usize,
+    pub tokens: usize,
 }
 
 impl Journal {
@@ -123,9 +146,11 @@ impl Journal {
         })
     }
 
-    /// Sets or replaces the password of a known member, and ends their sessions:
-    /// whoever knew the old password is signed out.
-    pub fn set_password(&self, name: &str, password: &str, ts: DateTime<Utc>) -> Result<()> {
+    /// Sets or replaces the password of a known member, and ends their sessions and
+    /// revokes their API tokens, in the same transaction: whoever knew the old
+    /// password, or holds a token made while it was in use, is out. Make new
+    /// tokens afterwards.
+    pub fn set_password(&self, name: &str, password: &str, ts: DateTime<Utc>) -> Result<SignedOut> {
         check_password_rules(password)?;
         let hash = hash_password(password)?;
         self.write(|tx| {
@@ -137,8 +162,13 @@ impl Journal {
                      password_hash = excluded.password_hash, updated_at = excluded.updated_at",
                 params![member.name, hash, format_ts(ts)],
             )?;
-            tx.execute("DELETE FROM sessions WHERE member = ?1", [&member.name])?;
-            Ok(())
+            let sessions = tx.execute("DELETE FROM sessions WHERE member = ?1", [&member.name])?;
+            let tokens = tx.execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE member = ?1 AND revoked_at IS NULL",
+                params![member.name, format_ts(ts)],
+            )?;
+            tracing::info!(member = %member.name, sessions, tokens, "password changed; signed out everywhere");
+            Ok(SignedOut { sessions, tokens })
         })
     }
 
@@ -188,19 +218,41 @@ impl Journal {
 
     /// Makes an API token acting as `member` and returns it: 64 hex digits, shown
     /// to the caller once; only its SHA-256 is kept. `label` says what it is for.
-    pub fn create_token(&self, member: &str, label: &str, ts: DateTime<Utc>) -> Result<String> {
+    /// It acts until `expires_at` (never ends when `None`; refused,
+    /// [`Refusal::ExpiryPast`], when not after `ts`), until it is revoked, or until
+    /// the member's password changes.
+    pub fn create_token(
+        &self,
+        member: &str,
+        label: &str,
+        expires_at: Option<DateTime<Utc>>,
+        ts: DateTime<Utc>,
+    ) -> Result<String> {
         let label = label.trim();
         if label.chars().count() > 100 || label.chars().any(char::is_control) {
             return Err(Refusal::InvalidLabel(label.to_string()).into());
+        }
+        let ts = ts.trunc_subsecs(3);
+        let expires_at = expires_at.map(|t| t.trunc_subsecs(3));
+        if let Some(end) = expires_at
+            && end <= ts
+        {
+            return Err(Refusal::ExpiryPast(end).into());
         }
         let token = random_hex();
         self.write(|tx| {
             let member =
                 member_nocase(tx, member)?.ok_or_else(|| Refusal::UnknownMember(member.into()))?;
             tx.execute(
-                "INSERT INTO api_tokens (token_sha256, member, label, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![sha256_hex(&token), member.name, label, format_ts(ts)],
+                "INSERT INTO api_tokens (token_sha256, member, label, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    sha256_hex(&token),
+                    member.name,
+                    label,
+                    format_ts(ts),
+                    expires_at.map(format_ts)
+                ],
             )?;
             tracing::info!(member = %member.name, label, "API token created");
             Ok(())
@@ -208,47 +260,96 @@ impl Journal {
         Ok(token)
     }
 
-    /// The member a token acts as, unless it is unknown or revoked.
-    pub fn member_for_token(&self, token: &str) -> Result<Option<Member>> {
+    /// The member a token acts as at `now`, unless it is unknown, revoked or
+    /// expired. Notes the use ([`TokenInfo::last_used_at`]) when the last one noted
+    /// is more than [`TOKEN_USE_RESOLUTION`] old.
+    pub fn member_for_token(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Member>> {
         if !is_secret(token) {
             return Ok(None);
         }
-        self.read(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "{SELECT_MEMBER} WHERE m.name = (SELECT member FROM api_tokens
-                     WHERE token_sha256 = ?1 AND revoked_at IS NULL)"
-            ))?;
-            let mut rows = stmt.query([sha256_hex(token)])?;
-            match rows.next()? {
-                Some(row) => member_from_row(row).map(Some),
-                None => Ok(None),
+        let digest = sha256_hex(token);
+        let found = self.read(|conn| {
+            let found: Option<(i64, Option<String>, Option<String>)> = conn
+                .query_row(
+                    "SELECT id, expires_at, last_used_at FROM api_tokens
+                     WHERE token_sha256 = ?1 AND revoked_at IS NULL",
+                    [&digest],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let Some((id, expires_at, last_used_at)) = found else {
+                return Ok(None);
+            };
+            let time = |text: String| token_time(id, text);
+            if expires_at
+                .map(time)
+                .transpose()?
+                .is_some_and(|end| end <= now)
+            {
+                return Ok(None);
             }
-        })
+            let last_used_at = last_used_at.map(time).transpose()?;
+            let mut stmt = conn.prepare(&format!(
+                "{SELECT_MEMBER} WHERE m.name = (SELECT member FROM api_tokens WHERE id = ?1)"
+            ))?;
+            let mut rows = stmt.query([id])?;
+            let member = match rows.next()? {
+                Some(row) => member_from_row(row)?,
+                None => return Ok(None),
+            };
+            Ok(Some((id, last_used_at, member)))
+        })?;
+        let Some((id, last_used_at, member)) = found else {
+            return Ok(None);
+        };
+        if last_used_at.is_none_or(|last| now - last >= TOKEN_USE_RESOLUTION) {
+            self.write(|tx| {
+                tx.execute(
+                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                    params![id, format_ts(now)],
+                )?;
+                Ok(())
+            })?;
+        }
+        Ok(Some(member))
     }
 
-    /// A member's tokens, oldest first, revoked ones included.
+    /// A member's tokens, oldest first, revoked and expired ones included.
     pub fn tokens(&self, member: &str) -> Result<Vec<TokenInfo>> {
+        self.token_list(Some(member))
+    }
+
+    /// Every member's tokens, oldest first, revoked and expired ones included.
+    pub fn all_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.token_list(None)
+    }
+
+    fn token_list(&self, member: Option<&str>) -> Result<Vec<TokenInfo>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, member, label, created_at, revoked_at FROM api_tokens
-                 WHERE member = ?1 COLLATE NOCASE ORDER BY id",
+                "SELECT id, member, label, created_at, expires_at, revoked_at, last_used_at
+                 FROM api_tokens WHERE ?1 IS NULL OR member = ?1 COLLATE NOCASE ORDER BY id",
             )?;
             let mut rows = stmt.query([member])?;
             let mut tokens = Vec::new();
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
-                let ts = |text: String| {
-                    parse_canonical_ts(&text).ok_or_else(|| Error::CorruptAccount {
-                        table: "api_tokens",
-                        problem: format!("token {id} has the time `{text}`"),
-                    })
+                let time = |idx: usize| -> Result<Option<DateTime<Utc>>> {
+                    row.get::<_, Option<String>>(idx)?
+                        .map(|text| token_time(id, text))
+                        .transpose()
                 };
                 tokens.push(TokenInfo {
                     id,
                     member: row.get(1)?,
                     label: row.get(2)?,
-                    created_at: ts(row.get(3)?)?,
-                    revoked_at: row.get::<_, Option<String>>(4)?.map(ts).transpose()?,
+                    created_at: time(3)?.ok_or_else(|| Error::CorruptAccount {
+                        table: "api_tokens",
+                        problem: format!("token {id} has no creation time"),
+                    })?,
+                    expires_at: time(4)?,
+                    revoked_at: time(5)?,
+                    last_used_at: time(6)?,
                 });
             }
             Ok(tokens)
@@ -490,6 +591,15 @@ fn is_secret(text: &str) -> bool {
     text.len() == SECRET_BYTES * 2 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// A time of the `api_tokens` table, which this program writes in the journal's
+/// form.
+fn token_time(id: i64, text: String) -> Result<DateTime<Utc>> {
+    parse_canonical_ts(&text).ok_or_else(|| Error::CorruptAccount {
+        table: "api_tokens",
+        problem: format!("token {id} has the time `{text}`"),
+    })
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -699,10 +809,10 @@ mod tests {
     fn tokens_act_as_their_member_until_revoked() {
         let journal = journal_with_alice();
         let token = journal
-            .create_token("alice", "backup script", now())
+            .create_token("alice", "backup script", None, now())
             .unwrap();
         assert!(is_secret(&token), "{token}");
-        let member = journal.member_for_token(&token).unwrap().unwrap();
+        let member = journal.member_for_token(&token, now()).unwrap().unwrap();
         assert_eq!(member.name, "Alice");
         // Only the hash is stored.
         let stored: String = journal
@@ -712,7 +822,7 @@ mod tests {
         assert_eq!(stored, sha256_hex(&token));
         for wrong in ["", "nope", &token.to_uppercase(), &"0".repeat(64)] {
             assert!(
-                journal.member_for_token(wrong).unwrap().is_none(),
+                journal.member_for_token(wrong, now()).unwrap().is_none(),
                 "{wrong}"
             );
         }
@@ -721,13 +831,106 @@ mod tests {
         assert_eq!(listed[0].label, "backup script");
         assert!(journal.revoke_token(listed[0].id, now()).unwrap());
         assert!(!journal.revoke_token(listed[0].id, now()).unwrap());
-        assert!(journal.member_for_token(&token).unwrap().is_none());
+        assert!(journal.member_for_token(&token, now()).unwrap().is_none());
         assert_eq!(journal.tokens("Alice").unwrap()[0].revoked_at, Some(now()));
-        let err = journal.create_token("Nobody", "", now()).unwrap_err();
+        let err = journal.create_token("Nobody", "", None, now()).unwrap_err();
         assert!(
             matches!(err, Error::Refused(Refusal::UnknownMember(_))),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_expired_token_acts_no_more() {
+        let journal = journal_with_alice();
+        let end = now() + TimeDelta::days(90);
+        let token = journal
+            .create_token("Alice", "quarterly report", Some(end), now())
+            .unwrap();
+        let just_before = end - TimeDelta::milliseconds(1);
+        assert!(
+            journal
+                .member_for_token(&token, just_before)
+                .unwrap()
+                .is_some()
+        );
+        assert!(journal.member_for_token(&token, end).unwrap().is_none());
+        let listed = &journal.tokens("Alice").unwrap()[0];
+        assert_eq!(listed.expires_at, Some(end));
+        assert!(listed.is_valid_at(just_before) && !listed.is_valid_at(end));
+        // An end that is already past is refused: it would make a dead token.
+        let err = journal
+            .create_token("Alice", "", Some(now()), now())
+            .unwrap_err();
+        assert_eq!(err.refusal(), Some(&Refusal::ExpiryPast(now())));
+    }
+
+    #[test]
+    fn a_password_change_revokes_every_token_and_session() {
+        let journal = journal_with_alice();
+        let tokens = [
+            journal.create_token("Alice", "a", None, now()).unwrap(),
+            journal.create_token("Alice", "b", None, now()).unwrap(),
+        ];
+        let revoked_before = journal.create_token("Alice", "c", None, now()).unwrap();
+        let id = journal.tokens("Alice").unwrap()[2].id;
+        journal.revoke_token(id, now()).unwrap();
+        journal.create_session("Alice", now()).unwrap();
+        let later = now() + TimeDelta::days(1);
+        let signed_out = journal
+            .set_password("alice", "a new secret", later)
+            .unwrap();
+        assert_eq!(
+            signed_out,
+            SignedOut {
+                sessions: 1,
+                tokens: 2
+            }
+        );
+        for token in tokens.iter().chain([&revoked_before]) {
+            assert!(journal.member_for_token(token, later).unwrap().is_none());
+        }
+        let listed = journal.tokens("Alice").unwrap();
+        assert_eq!(listed[0].revoked_at, Some(later));
+        assert_eq!(
+            listed[2].revoked_at,
+            Some(now()),
+            "revoked earlier, kept so"
+        );
+        // A token made afterwards acts.
+        let fresh = journal.create_token("Alice", "new", None, later).unwrap();
+        assert!(journal.member_for_token(&fresh, later).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_use_is_noted_at_most_once_an_hour() {
+        let journal = journal_with_alice();
+        let token = journal.create_token("Alice", "", None, now()).unwrap();
+        assert_eq!(journal.tokens("Alice").unwrap()[0].last_used_at, None);
+        journal.member_for_token(&token, now()).unwrap();
+        let minutes = |m| now() + TimeDelta::minutes(m);
+        journal.member_for_token(&token, minutes(59)).unwrap();
+        assert_eq!(
+            journal.tokens("Alice").unwrap()[0].last_used_at,
+            Some(now())
+        );
+        journal.member_for_token(&token, minutes(60)).unwrap();
+        assert_eq!(
+            journal.tokens("Alice").unwrap()[0].last_used_at,
+            Some(minutes(60))
+        );
+        // Every member's tokens, in the order they were made.
+        journal
+            .create_user("Bob", &[Role::Resident], "bob's secret", "x", now())
+            .unwrap();
+        journal.create_token("Bob", "", None, now()).unwrap();
+        let all: Vec<String> = journal
+            .all_tokens()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.member)
+            .collect();
+        assert_eq!(all, ["Alice", "Bob"]);
     }
 
     #[test]
@@ -776,7 +979,7 @@ mod tests {
                 .create_user("Alice", &[Role::Admin], "correct horse", "x", now())
                 .unwrap();
             (
-                journal.create_token("Alice", "", now()).unwrap(),
+                journal.create_token("Alice", "", None, now()).unwrap(),
                 journal.create_session("Alice", now()).unwrap(),
             )
         };
@@ -788,7 +991,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        assert!(journal.member_for_token(&token).unwrap().is_some());
+        assert!(journal.member_for_token(&token, now()).unwrap().is_some());
         assert!(journal.session(&session.id, now()).unwrap().is_some());
         assert!(journal.verify().unwrap().is_intact());
     }

@@ -24,7 +24,9 @@ impl Journal {
     /// goes through its typed call's path, with the entries that come with it (a
     /// transfer with its demurrage settlement, the `k`-th approval with the
     /// validation), and the entry returned is the act's own; kinds the ledger only
-    /// writes as consequences are refused with [`Refusal::DerivedKind`]. `ts` is
+    /// writes as consequences are refused with [`Refusal::DerivedKind`], and a plan
+    /// adoption, which needs the site's services, with [`Refusal::TypedCallOnly`]
+    /// (use [`Journal::adopt_plan`]). `ts` is
     /// truncated to milliseconds. Prefer the typed calls ([`Journal::add_member`],
     /// [`Journal::adopt_plan`], [`Journal::record_contribution`], [`Journal::attest`],
     /// [`Journal::transfer`], [`Journal::adopt_ledger_parameters`]).
@@ -74,7 +76,12 @@ fn record(
     check_author(author)?;
     match kind {
         EntryKind::MemberJoined => members::record(tx, author, payload, ts),
-        EntryKind::PlanAdopted => assembly::record(tx, author, payload, ts),
+        // A plan is checked against the site's services, which only the caller knows.
+        EntryKind::PlanAdopted => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::adopt_plan",
+        }
+        .into()),
         EntryKind::ContributionRecorded => contributions::record(tx, author, payload, ts),
         EntryKind::Attestation => {
             contributions::attest(tx, author, payload, ts).map(|a| a.attestation)

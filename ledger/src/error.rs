@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use crate::assembly::DecisionProblem;
 use crate::communs::Communs;
 use crate::contributions::{ContributionProblem, ContributionState};
 use crate::entry::EntryKind;
 use crate::members::Role;
+use crate::plan::PlanProblem;
 
 /// Everything that can go wrong in the ledger: a refusal, or a failure of the
 /// database underneath.
@@ -100,10 +102,10 @@ with_names! {
         InvalidMemberName { name: String, reason: String },
         #[error("invalid author {0:?}: an author is a non-empty name without control characters")]
         InvalidAuthor(String),
-        #[error("the plan cannot be adopted: {}", .0.join("; "))]
-        InvalidPlan(Vec<String>),
-        #[error("the decision record is not acceptable: {}", .0.join("; "))]
-        InvalidDecision(Vec<String>),
+        #[error("the plan cannot be adopted: {}", problem_list(.0))]
+        InvalidPlan(Vec<PlanProblem>),
+        #[error("the decision record does not adopt it: {}", problem_list(.0))]
+        InvalidDecision(Vec<DecisionProblem>),
         #[error("not a valid `{kind}` payload: {reason}")]
         InvalidPayload { kind: EntryKind, reason: String },
         #[error(
@@ -164,10 +166,29 @@ with_names! {
         UnsettledDemurrage { member: String, since: String },
         #[error("the entry breaks the ledger's rules: {0}")]
         LedgerRule(String),
+        #[error(
+            "entries of kind `{kind}` are recorded with `{call}`, which checks what the journal \
+             alone cannot know"
+        )]
+        TypedCallOnly { kind: EntryKind, call: &'static str },
+        #[error(
+            "invalid Idempotency-Key {0:?}: 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+        )]
+        InvalidIdempotencyKey(String),
+        #[error(
+            "the Idempotency-Key {0:?} was already used for a different request; \
+             use a new key for a new request"
+        )]
+        IdempotencyKeyReused(String),
+        #[error("a token cannot expire at {0}: that is already past")]
+        ExpiryPast(DateTime<Utc>),
     }
 }
 
-fn problem_list(problems: &[ContributionProblem]) -> String {
+/// Longest `Idempotency-Key` accepted, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+fn problem_list<T: std::fmt::Display>(problems: &[T]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -196,8 +217,8 @@ mod tests {
         assert_eq!(refusal.name(), "NoSuchContribution");
         assert!(Refusal::NAMES.contains(&"NoSuchContribution"));
         assert_eq!(Refusal::NAMES.first(), Some(&"DuplicateMember"));
-        assert_eq!(Refusal::NAMES.last(), Some(&"LedgerRule"));
-        assert_eq!(Refusal::NAMES.len(), 26);
+        assert_eq!(Refusal::NAMES.last(), Some(&"ExpiryPast"));
+        assert_eq!(Refusal::NAMES.len(), 30);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! encoding is documented on [`Entry`] so that any program can re-verify it;
 //! [`Journal::verify`] does).
 //! It records members joining, priority plans and ledger parameters adopted by the
-//! assembly with their decision records, and the contribution ledger: contributions,
+//! assembly with their decision records (recorded only when the motion carried
+//! under the assembly's decision rule, itself a ledger parameter: see
+//! [`Decision::problems_in`]), and the contribution ledger: contributions,
 //! attestations, Communs minted on validation, transfers, and demurrage settled into
 //! the commons account.
 //! Accounts (password hashes, API tokens, sessions) sit beside the journal in the same
@@ -73,7 +75,7 @@
 //! | `contribution_validated` | `{"contribution": id, "member", "hours", "rate_micro_per_hour", "minted_micro"}`, just after the `k`-th approval; `minted_micro = floor(hours x 100 x rate_micro_per_hour / 100)` |
 //! | `demurrage_settled` | `{"accounts": [{"member", "since", "balance_micro", "decayed_micro"}]}`: each balance, of `balance_micro` last settled at `since`, loses `decayed_micro` to the commons at the entry's `ts` |
 //! | `transfer` | `{"to", "amount_micro", "memo"}`, from the author |
-//! | `parameters_adopted` | `{"parameters": {"attestations_needed", "rates_micro_per_hour": {CATEGORY: n, …}, "demurrage_rate_ppm", "demurrage_period_days"}, "decision": DECISION}` |
+//! | `parameters_adopted` | `{"parameters": {"attestations_needed", "rates_micro_per_hour": {CATEGORY: n, …}, "demurrage_rate_ppm", "demurrage_period_days", "decision_rule"}, "decision": DECISION}`; `decision_rule` is `simple`, `two_thirds` or `consent`, and absent (meaning `simple`) from adoptions recorded before it existed |
 //!
 //! Replaying them (what [`Journal::verify`] does, and what another program needs to
 //! reproduce balances from [`Journal::export_jsonl`]):
@@ -115,7 +117,8 @@
 //! 4. `dispatch`: an entry routed to its kind's rules ([`Journal::append`],
 //!    [`Journal::rebuild_derived`]).
 //! 5. `replay` (the journal replayed in memory, balances at any instant), `verify`
-//!    (chain and replay against the tables), and `accounts` (credentials beside the
+//!    (chain and replay against the tables), `accounts` (credentials beside the
+//!    journal) and `idempotency` (requests recorded once, their keys beside the
 //!    journal).
 
 mod accounts;
@@ -126,6 +129,7 @@ mod contributions;
 mod dispatch;
 mod entry;
 mod error;
+mod idempotency;
 mod journal;
 mod members;
 mod parameters;
@@ -136,10 +140,13 @@ mod schema;
 mod verify;
 
 pub use accounts::{
-    ActiveSession, MIN_PASSWORD_CHARS, NewSession, PasswordMemory, SESSION_LIFETIME, TokenInfo,
-    generate_password,
+    ActiveSession, MIN_PASSWORD_CHARS, NewSession, PasswordMemory, SESSION_LIFETIME, SignedOut,
+    TOKEN_USE_RESOLUTION, TokenInfo, generate_password,
 };
-pub use assembly::{AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionProblem};
+pub use assembly::{
+    AdoptedPlan, CONFIG_AUTHOR, CONFIG_MINUTES, Decision, DecisionContext, DecisionProblem,
+    DecisionRule, Motion,
+};
 pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfer};
 pub use communs::{
     Communs, FACTOR_ONE, Hours, MAX_DEMURRAGE_RATE_PPM, MICRO_PER_COMMUN, decayed_balance,
@@ -151,7 +158,8 @@ pub use contributions::{
     Verdict,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
-pub use error::{Error, Refusal, Result};
+pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result};
+pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
 pub use journal::Journal;
 pub use journal::chain::BadEntry;
 pub use members::{COMMAND_LINE_AUTHOR, Member, Role};
@@ -162,4 +170,4 @@ pub use parameters::{
 pub use plan::{
     BatterySource, GridSource, Plan, PlanChange, PlanProblem, PlanService, Sources, Split, TierRule,
 };
-pub use verify::VerifyReport;
+pub use verify::{DecisionWarning, VerifyReport};

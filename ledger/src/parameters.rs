@@ -2,8 +2,8 @@
 //! `ledger_parameters` table): how many approvals validate a contribution, what an
 //! hour of each category mints, and the demurrage rate and period.
 //!
-//! They are adopted like plans, under a [`Decision`] whose quorum is checked, and
-//! apply from the adoption onward, never backwards:
+//! They are adopted like plans, under a [`Decision`] that must carry under the
+//! decision rule in force, and apply from the adoption onward, never backwards:
 //!
 //! - **Demurrage**: when the rate or period changes, every balance is settled at the
 //!   old rate up to the adoption instant (a `demurrage_settled` entry just before the
@@ -14,9 +14,14 @@
 //!   adoption decides nothing by itself: a pending contribution that already has the
 //!   new `k` approvals is validated by its next approval.
 //! - **Rates**: a contribution mints at the rate in force when it is validated.
+//! - **Decision rule** ([`DecisionRule`]): the rule every later adoption, of a plan
+//!   or of parameters, is judged by. Its own adoption is judged by the rule in force
+//!   before it. Adoptions recorded before the rule existed carry none and mean
+//!   `simple`.
 //!
 //! Until the assembly adopts any, the [`LedgerParameters::default`] apply: 2
-//! approvals, 10 Communs per hour in every category, 2 % per 30 days.
+//! approvals, 10 Communs per hour in every category, 2 % per 30 days, simple
+//! majority.
 //!
 //! Adopting and reading them is in `rules::parameters`.
 
@@ -25,7 +30,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::assembly::Decision;
+use crate::assembly::{Decision, DecisionRule};
 use crate::communs::{Communs, MAX_DEMURRAGE_RATE_PPM};
 use crate::contributions::Category;
 use crate::entry::ts_millis;
@@ -58,10 +63,14 @@ pub struct LedgerParameters {
     pub demurrage_rate_ppm: u32,
     /// `P`: the demurrage period, in days.
     pub demurrage_period_days: u32,
+    /// When the assembly's motions carry (`simple` when not given).
+    #[serde(default)]
+    pub decision_rule: DecisionRule,
 }
 
 impl Default for LedgerParameters {
-    /// 2 approvals, 10 Communs per hour in every category, 2 % per 30 days.
+    /// 2 approvals, 10 Communs per hour in every category, 2 % per 30 days, simple
+    /// majority.
     fn default() -> Self {
         LedgerParameters {
             attestations_needed: 2,
@@ -71,6 +80,7 @@ impl Default for LedgerParameters {
                 .collect(),
             demurrage_rate_ppm: 20_000,
             demurrage_period_days: 30,
+            decision_rule: DecisionRule::Simple,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Priority plans as the assembly adopts them (DESIGN.md §4, §8 `PLAN`). The journal
 //! stores them whole; `query` reads the latest one to allocate power.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 /// How a tier shares what reaches it.
@@ -100,7 +102,7 @@ impl Plan {
     /// as data that pages phrase in their reader's language.
     pub fn problems(&self) -> Vec<PlanProblem> {
         let mut problems = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for s in &self.services {
             if s.id.trim().is_empty() {
                 problems.push(PlanProblem::EmptyServiceId);
@@ -126,7 +128,7 @@ impl Plan {
                 }
             }
         }
-        let mut tiers = std::collections::BTreeSet::new();
+        let mut tiers = BTreeSet::new();
         for t in &self.tiers {
             if t.tier == 0 {
                 problems.push(PlanProblem::TierZeroRule);
@@ -156,6 +158,19 @@ impl Plan {
         }
         problems
     }
+
+    /// [`Plan::problems`], and every service of the plan that the site
+    /// configuration does not declare (`configured`: the ids of its services).
+    pub fn problems_against(&self, configured: &BTreeSet<String>) -> Vec<PlanProblem> {
+        let mut problems = self.problems();
+        let mut named = BTreeSet::new();
+        for s in &self.services {
+            if !s.id.trim().is_empty() && !configured.contains(&s.id) && named.insert(&s.id) {
+                problems.push(PlanProblem::NotConfigured { id: s.id.clone() });
+            }
+        }
+        problems
+    }
 }
 
 /// One reason a plan cannot be adopted. [`std::fmt::Display`] says it in English, as
@@ -163,16 +178,34 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanProblem {
     EmptyServiceId,
-    ServiceTwice { id: String },
-    ServiceTierZero { id: String },
-    MinNegative { id: String },
-    MaxNegative { id: String },
-    MaxBelowMin { id: String, min_w: f64, max_w: f64 },
+    ServiceTwice {
+        id: String,
+    },
+    ServiceTierZero {
+        id: String,
+    },
+    MinNegative {
+        id: String,
+    },
+    MaxNegative {
+        id: String,
+    },
+    MaxBelowMin {
+        id: String,
+        min_w: f64,
+        max_w: f64,
+    },
     TierZeroRule,
-    TierTwice { tier: u32 },
+    TierTwice {
+        tier: u32,
+    },
     BatteryReserve,
     BatteryDischarge,
     GridImport,
+    /// A service the site configuration does not declare.
+    NotConfigured {
+        id: String,
+    },
 }
 
 impl std::fmt::Display for PlanProblem {
@@ -200,6 +233,9 @@ impl std::fmt::Display for PlanProblem {
                 f.write_str("battery max_discharge_w must be 0 or more")
             }
             PlanProblem::GridImport => f.write_str("grid max_import_w must be 0 or more"),
+            PlanProblem::NotConfigured { id } => {
+                write!(f, "service `{id}` is not in the site configuration")
+            }
         }
     }
 }
@@ -454,6 +490,24 @@ mod tests {
                 to: Split::Equal
             }]
         );
+    }
+
+    #[test]
+    fn services_the_configuration_does_not_declare_are_named_once() {
+        let mut plan = clinic_first();
+        plan.services.push(svc("ghost", 3, 0.0, None));
+        plan.services.push(svc("ghost", 3, 0.0, None));
+        let configured: BTreeSet<String> = ["clinic", "school", "homes", "pump"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            plan.problems_against(&configured),
+            [
+                PlanProblem::ServiceTwice { id: "ghost".into() },
+                PlanProblem::NotConfigured { id: "ghost".into() },
+            ]
+        );
+        assert_eq!(clinic_first().problems_against(&configured), []);
     }
 
     #[test]

@@ -38,7 +38,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 3: the contribution ledger: parameters, contributions, attestations, balances,
     // totals and transfers.
     CONTRIBUTION_LEDGER,
+    // 4: API tokens that expire, and when each was last used.
+    "ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+     ALTER TABLE api_tokens ADD COLUMN last_used_at TEXT;",
+    // 5: idempotency keys of requests that recorded an entry (see `idempotency`).
+    IDEMPOTENCY,
 ];
+
+const IDEMPOTENCY: &str = "
+    CREATE TABLE idempotency_keys (
+        member TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        seq INTEGER NOT NULL REFERENCES journal(seq),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (member, key)
+    );
+    CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);";
 
 const ACCOUNTS: &str = "
     CREATE TABLE credentials (
@@ -132,6 +148,7 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("contributions", "decided_seq"),
     ("attestations", "seq"),
     ("transfers", "seq"),
+    ("idempotency_keys", "seq"),
     ("balances", "last_seq"),
     ("ledger_totals", "last_seq"),
 ];

@@ -3,13 +3,17 @@
 
 use std::fmt;
 
+use chrono::NaiveDate;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::assembly::{CONFIG_AUTHOR, Decision, DecisionContext, DecisionRule};
+use crate::entry::{EntryKind, canonical_json};
 use crate::error::{Error, Result};
 use crate::journal::chain::{self, BadEntry};
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::replay::Replay;
+use crate::rules::state::parameters_from_stored;
 use crate::schema::ENTRY_REFERENCES;
 
 /// What [`Journal::verify`] found.
@@ -27,11 +31,43 @@ pub struct VerifyReport {
     /// The first entry that breaks the chain or, the chain being intact, the first
     /// entry or account where the replay disagrees, if any.
     pub first_bad: Option<BadEntry>,
+    /// Past adoptions (plans, ledger parameters) whose decision record today's
+    /// decision rule would refuse: recorded under the rules of their time, they do
+    /// not break the journal, but the assembly may want to know. Oldest first.
+    #[serde(default)]
+    pub warnings: Vec<DecisionWarning>,
 }
 
 impl VerifyReport {
     pub fn is_intact(&self) -> bool {
         self.first_bad.is_none()
+    }
+}
+
+/// A recorded adoption that would be refused today ([`VerifyReport::warnings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionWarning {
+    /// The `plan_adopted` or `parameters_adopted` entry.
+    pub seq: i64,
+    pub kind: EntryKind,
+    pub assembly_date: NaiveDate,
+    /// Under this rule (the one in force now).
+    pub rule: DecisionRule,
+    /// What today's checks say of its decision record, in English.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for DecisionWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "entry {} ({}, assembly of {}) would not be adopted under today's rule `{}`: {}",
+            self.seq,
+            self.kind,
+            self.assembly_date,
+            self.rule,
+            self.problems.join("; ")
+        )
     }
 }
 
@@ -63,23 +99,98 @@ impl Journal {
     /// balances, totals, transfers) with the replay, naming the first entry, or the
     /// account, where they differ. Reports the first problem; a damaged row is a
     /// finding, never an error. Errors only when the database itself cannot be read.
+    ///
+    /// An intact journal is also read for past adoptions whose decision record
+    /// today's decision rule would refuse ([`VerifyReport::warnings`]); those do not
+    /// make it broken.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.read(|conn| {
             let chain = chain::check(conn)?;
             let chain_intact = chain.first_bad.is_none();
-            let first_bad = if chain_intact {
-                check_ledger(conn, chain.last_seq)?
+            let (first_bad, warnings) = if chain_intact {
+                let first_bad = check_ledger(conn, chain.last_seq)?;
+                let warnings = if first_bad.is_none() {
+                    decision_warnings(conn)?
+                } else {
+                    Vec::new()
+                };
+                (first_bad, warnings)
             } else {
-                chain.first_bad
+                (chain.first_bad, Vec::new())
             };
             Ok(VerifyReport {
                 entries: chain.entries,
                 head_hash: chain.head_hash,
                 chain_intact,
                 first_bad,
+                warnings,
             })
         })
     }
+}
+
+/// Every adoption, oldest first, judged as if it were recorded now: under the
+/// decision rule in force today, its date against its entry's instant and the
+/// previous adoption of the same kind. The plan taken from the configuration was
+/// voted by no assembly and is not judged.
+fn decision_warnings(conn: &Connection) -> Result<Vec<DecisionWarning>> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT_ENTRY} WHERE kind IN ('plan_adopted', 'parameters_adopted') ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut adoptions = Vec::new();
+    while let Some(row) = rows.next()? {
+        let entry = entry_from_row(row)?;
+        let corrupt = |problem: String| Error::Corrupt {
+            seq: entry.seq,
+            problem,
+        };
+        let decision: Decision = entry
+            .payload
+            .get("decision")
+            .map(|d| serde_json::from_value(d.clone()))
+            .transpose()
+            .map_err(|e| corrupt(format!("the decision does not decode: {e}")))?
+            .ok_or_else(|| corrupt("an adoption without its decision".into()))?;
+        let rule = match entry.kind {
+            EntryKind::ParametersAdopted => {
+                let parameters = entry.payload.get("parameters").map(canonical_json);
+                let parameters = parameters_from_stored(parameters.as_deref().unwrap_or(""))
+                    .map_err(|e| corrupt(format!("the parameters do not decode: {e}")))?;
+                Some(parameters.decision_rule)
+            }
+            _ => None,
+        };
+        adoptions.push((entry, decision, rule));
+    }
+    let today = adoptions
+        .iter()
+        .rev()
+        .find_map(|(_, _, rule)| *rule)
+        .unwrap_or_default();
+    let mut previous_plan = None;
+    let mut previous_parameters = None;
+    let mut warnings = Vec::new();
+    for (entry, decision, _) in adoptions {
+        let previous = match entry.kind {
+            EntryKind::PlanAdopted if entry.author == CONFIG_AUTHOR => continue,
+            EntryKind::PlanAdopted => &mut previous_plan,
+            _ => &mut previous_parameters,
+        };
+        let context = DecisionContext::at(entry.ts, today, *previous);
+        *previous = Some(decision.assembly_date);
+        let problems = decision.problems_in(&context);
+        if !problems.is_empty() {
+            warnings.push(DecisionWarning {
+                seq: entry.seq,
+                kind: entry.kind,
+                assembly_date: decision.assembly_date,
+                rule: today,
+                problems: problems.iter().map(ToString::to_string).collect(),
+            });
+        }
+    }
+    Ok(warnings)
 }
 
 /// A derived row that refers to an entry past the last one means entries were cut off

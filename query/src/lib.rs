@@ -20,8 +20,8 @@ pub mod live;
 pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
-pub mod visibility;
 pub mod stoppable;
+pub mod visibility;
 
 /// Everything that can go wrong in a query, by where it went wrong.
 #[derive(Debug, thiserror::Error)]

@@ -330,3 +330,144 @@ fn the_systemd_unit_is_valid() {
         "{said}"
     );
 }
+
+/// `token create --expires`, `token list` and `token revoke`, and `user password`,
+/// which ends every token and session of the member, against a running node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_are_listed_revoked_and_end_with_a_password_change() {
+    let dir = TempDir::new("tokens");
+    let config = format!(
+        "[site]\nname = \"x\"\nlatitude = 1.0\nlongitude = 2.0\n[storage]\ndir = \"{}\"\n\
+         [[service]]\nid = \"a\"\ndemand_w = 10\ntier = 1\n",
+        dir.path().display()
+    );
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, config).expect("write");
+    let cfg = path.to_string_lossy().to_string();
+    stdout_of(
+        &run_cli(
+            &[
+                "user",
+                "add",
+                "alba",
+                "--role",
+                "resident",
+                "--generate",
+                "--config",
+                &cfg,
+            ],
+            "",
+        ),
+        "user add",
+    );
+    let create = |args: &[&str]| {
+        let mut all = vec!["token", "create", "--user", "alba", "--config", &cfg];
+        all.extend_from_slice(args);
+        run_cli(&all, "")
+    };
+    let quarterly = stdout_of(
+        &create(&["--label", "quarterly", "--expires", "90d"]),
+        "token create --expires 90d",
+    );
+    let backup = stdout_of(&create(&["--label", "backup"]), "token create");
+    let past = create(&["--expires", "2020-01-01"]);
+    assert!(!past.status.success());
+    assert!(
+        String::from_utf8_lossy(&past.stderr).contains("already past"),
+        "{}",
+        String::from_utf8_lossy(&past.stderr)
+    );
+    let bad = create(&["--expires", "soon"]);
+    assert!(!bad.status.success());
+
+    let list = || {
+        stdout_of(
+            &run_cli(&["token", "list", "--user", "alba", "--config", &cfg], ""),
+            "token list",
+        )
+    };
+    let listed = list();
+    assert!(
+        !listed.contains(&quarterly) && !listed.contains(&backup),
+        "the list never shows a token: {listed}"
+    );
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    let in_90_days = (chrono::Utc::now() + chrono::Duration::days(90))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        rows[0].contains("quarterly") && rows[0].contains(&in_90_days),
+        "{listed}"
+    );
+    assert!(
+        rows[0].ends_with("active") && rows[1].ends_with("active"),
+        "{listed}"
+    );
+    assert!(
+        rows[1].contains("backup") && rows[1].contains("never"),
+        "{listed}"
+    );
+    let quarterly_id = rows[0].split_whitespace().next().expect("an id");
+
+    let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let client = reqwest::Client::new();
+    let me = |token: String| {
+        client
+            .get(format!("{}/api/me", node.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(me(quarterly.clone()).await.expect("get").status(), 200);
+    assert_eq!(me(backup.clone()).await.expect("get").status(), 200);
+
+    // A revoked token gets 401.
+    stdout_of(
+        &run_cli(&["token", "revoke", quarterly_id, "--config", &cfg], ""),
+        "token revoke",
+    );
+    assert_eq!(me(quarterly.clone()).await.expect("get").status(), 401);
+    let again = run_cli(&["token", "revoke", quarterly_id, "--config", &cfg], "");
+    assert!(!again.status.success(), "revoked once only");
+
+    // A password change ends the other token too.
+    let changed = run_cli(
+        &["user", "password", "alba", "--generate", "--config", &cfg],
+        "",
+    );
+    let new_password = stdout_of(&changed, "user password");
+    assert_eq!(new_password.len(), 23, "{new_password:?}");
+    assert!(
+        String::from_utf8_lossy(&changed.stderr).contains("1 API token(s) revoked"),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    assert_eq!(me(backup).await.expect("get").status(), 401);
+    let listed = list();
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("revoked")).count(),
+        2,
+        "{listed}"
+    );
+    // `user add` on a member with a password says how to change it instead.
+    let add = run_cli(
+        &[
+            "user",
+            "add",
+            "alba",
+            "--role",
+            "resident",
+            "--generate",
+            "--config",
+            &cfg,
+        ],
+        "",
+    );
+    assert!(!add.status.success());
+    assert!(
+        String::from_utf8_lossy(&add.stderr).contains("communalia user password alba"),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    drop(node);
+}

@@ -345,3 +345,97 @@ async fn verify_names_the_entry_or_the_account_a_tamperer_changed() {
         "{out}"
     );
 }
+
+/// A journal recorded before the decision rule existed, holding a plan voted down
+/// (3 for, 6 against): `ledger verify` still passes, and names it as a warning.
+#[test]
+fn verify_passes_on_an_old_journal_and_warns_of_decisions_todays_rule_refuses() {
+    let dir = TempDir::new("old-decisions");
+    let cfg = ledger_site(dir.path()).to_string_lossy().to_string();
+    // Seeds the journal from the configuration: three members, the initial plan.
+    stdout_of(
+        &run_cli(
+            &[
+                "user",
+                "add",
+                "ana",
+                "--role",
+                "resident",
+                "--generate",
+                "--config",
+                &cfg,
+            ],
+            "",
+        ),
+        "user add",
+    );
+    let db = dir.path().join("ledger.sqlite");
+    {
+        // As an older version of the program wrote it: the entry chained onto the
+        // head, its row in the `plans` table.
+        let conn = rusqlite::Connection::open(&db).expect("open db");
+        let (seq, ts, payload, hash): (i64, String, String, String) = conn
+            .query_row(
+                "SELECT seq, ts, payload, hash FROM journal ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("head");
+        let seed: Value = serde_json::from_str(&payload).expect("seed payload");
+        let decision = json!({
+            "assembly_date": &ts[..10], "votes_for": 3, "votes_against": 6,
+            "votes_abstain": 1, "quorum_required": 8, "present": 10,
+            "minutes": "Voted down, recorded all the same."
+        });
+        let mut entry = ledger::Entry {
+            seq: seq + 1,
+            ts: chrono::DateTime::parse_from_rfc3339(&ts)
+                .expect("ts")
+                .with_timezone(&chrono::Utc),
+            kind: ledger::EntryKind::PlanAdopted,
+            author: "ana".into(),
+            payload: json!({"plan": seed["plan"], "decision": decision}),
+            prev_hash: hash,
+            hash: String::new(),
+        };
+        entry.hash = entry.computed_hash();
+        conn.execute(
+            "INSERT INTO journal (seq, ts, kind, author, payload, prev_hash, hash)
+             VALUES (?1, ?2, 'plan_adopted', 'ana', ?3, ?4, ?5)",
+            rusqlite::params![
+                entry.seq,
+                ts,
+                ledger::canonical_json(&entry.payload),
+                entry.prev_hash,
+                entry.hash
+            ],
+        )
+        .expect("append");
+        conn.execute(
+            "INSERT INTO plans (seq, adopted_at, plan, decision) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                entry.seq,
+                ts,
+                ledger::canonical_json(&seed["plan"]),
+                ledger::canonical_json(&decision)
+            ],
+        )
+        .expect("plans row");
+    }
+    let out = verify(&cfg);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(", chain intact, head "), "{text}");
+    assert!(
+        text.contains("warning: entry 5 (plan_adopted, assembly of 20")
+            && text.contains(
+                "would not be adopted under today's rule `simple`: the motion did not carry: \
+             3 for, 6 against"
+            ),
+        "{text}"
+    );
+    assert!(
+        text.contains("journal intact, with 1 past decision(s) that today's rule would refuse"),
+        "{text}"
+    );
+}

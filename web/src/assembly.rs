@@ -36,7 +36,9 @@ pub(crate) struct PanelQuery {
     adopted: Option<i64>,
 }
 
-/// `GET /assembly`: the panel, its draft form filled with the active plan.
+/// `GET /assembly`: the panel, its draft form filled with the active plan, less
+/// the services the site configuration no longer declares (a plan naming them
+/// would be refused).
 pub(crate) async fn panel(
     State(state): State<AppState>,
     lang: PageLang,
@@ -50,7 +52,11 @@ pub(crate) async fn panel(
         .date_naive();
     let draft = history.first().map_or_else(
         || DraftForm::from_plan(&empty_plan(), today),
-        |a| DraftForm::from_plan(&a.plan, today),
+        |a| {
+            let mut plan = a.plan.clone();
+            plan.services.retain(|s| state.services.contains(&s.id));
+            DraftForm::from_plan(&plan, today)
+        },
     );
     let adopted_seq = query
         .adopted
@@ -68,6 +74,7 @@ pub(crate) async fn panel(
         None,
         adopted_seq,
     )
+    .await
 }
 
 /// `POST /assembly/preview`: the draft run on the current demand and production,
@@ -106,6 +113,7 @@ pub(crate) async fn preview(
         None,
         None,
     )
+    .await
 }
 
 /// `POST /assembly/replay`: the draft replayed over the last 1, 7 or 30 days of the
@@ -154,6 +162,7 @@ pub(crate) async fn replay(
         replayed.as_ref(),
         None,
     )
+    .await
 }
 
 /// `POST /assembly/adopt`: records the draft with its decision record, then back to
@@ -176,10 +185,12 @@ pub(crate) async fn adopt(
             parsed.plan,
             parsed.decision,
             member.member.name.clone(),
+            None,
         )
         .await
         {
-            Ok(entry) => {
+            Ok(recorded) => {
+                let entry = recorded.entry();
                 return Ok((
                     StatusCode::SEE_OTHER,
                     [
@@ -209,6 +220,7 @@ pub(crate) async fn adopt(
         None,
         None,
     )
+    .await
 }
 
 async fn history(state: &AppState) -> Result<Vec<AdoptedPlan>, AppError> {
@@ -238,7 +250,7 @@ fn known_ids(history: &[AdoptedPlan], snapshot: &LiveSnapshot) -> HashSet<String
 }
 
 #[allow(clippy::too_many_arguments)]
-fn render(
+async fn render(
     status: StatusCode,
     state: &AppState,
     lang: &PageLang,
@@ -251,12 +263,18 @@ fn render(
     replay: Option<&query::replay::Replay>,
     adopted_seq: Option<i64>,
 ) -> Result<Response, AppError> {
+    let journal = state.journal.clone();
+    let rule = tokio::task::spawn_blocking(move || journal.ledger_parameters())
+        .await
+        .map_err(|e| AppError::Internal(format!("ledger parameters task: {e}")))??
+        .decision_rule;
     let names: HashMap<String, String> = snapshot
         .services
         .iter()
         .map(|s| (s.id.to_string(), s.name.to_string()))
         .collect();
     let view = AssemblyView {
+        rule,
         history,
         names: &names,
         draft,

@@ -186,13 +186,14 @@ pub(crate) fn authenticate(
                 reason: "the Authorization header must be `Bearer TOKEN`".into(),
             }));
         };
-        return Ok(match state.journal.member_for_token(token)? {
+        let now = chrono::Utc::now();
+        return Ok(match state.journal.member_for_token(token, now)? {
             Some(member) => Ok(CurrentMember {
                 member,
                 credential: Credential::Bearer,
             }),
             None => Err(Refusal::SignInRequired {
-                reason: "the API token is not valid (unknown or revoked)".into(),
+                reason: "the API token is not valid (unknown, expired or revoked)".into(),
             }),
         });
     }

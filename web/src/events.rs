@@ -152,6 +152,7 @@ mod tests {
             replan: Arc::default(),
             login_limiter: Arc::default(),
             queries: None,
+            services: Arc::default(),
         };
         (state, tx)
     }

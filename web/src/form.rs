@@ -96,8 +96,10 @@ pub(crate) fn date(
 
 /// The decision record the form describes, with its problems: first the fields
 /// that cannot be read, then what the record itself gets wrong (quorum, votes).
-/// An unreadable count of members present stands in as "enough", unreadable
-/// votes and quorum as none.
+/// An unreadable count of members present stands in as "enough", an unreadable
+/// quorum as 1 and unreadable votes as none. The votes are judged under the
+/// assembly's rule, and the date against the previous adoption's, by the ledger
+/// once the record reads whole.
 pub(crate) fn decision(form: &DecisionForm, problems: &mut Vec<FormProblem>) -> Decision {
     let assembly_date = date(FormField::AssemblyDate, &form.assembly_date, problems);
     let votes_for = whole(FormField::VotesFor, &form.votes_for, problems);
@@ -113,7 +115,7 @@ pub(crate) fn decision(form: &DecisionForm, problems: &mut Vec<FormProblem>) -> 
         votes_for: votes_for.unwrap_or(0),
         votes_against: votes_against.unwrap_or(0),
         votes_abstain: votes_abstain.unwrap_or(0),
-        quorum_required: quorum.unwrap_or(0),
+        quorum_required: quorum.unwrap_or(1),
         present: present.unwrap_or(u32::MAX),
         minutes: form.minutes.trim().to_string(),
     };
@@ -185,5 +187,39 @@ mod tests {
             ]
         );
         assert_eq!((record.votes_for, record.votes_against), (9, 0));
+    }
+
+    /// A quorum of 0 is a decision nobody attended; a quorum that cannot be read
+    /// is named once, as unreadable, and not also as a quorum of 0.
+    #[test]
+    fn a_quorum_must_be_at_least_one_member() {
+        let form = |quorum: &str| DecisionForm {
+            assembly_date: "2026-03-12".into(),
+            votes_for: "5".into(),
+            votes_against: "1".into(),
+            votes_abstain: "0".into(),
+            quorum_required: quorum.into(),
+            present: "6".into(),
+            minutes: "Voté.".into(),
+        };
+        let mut problems = Vec::new();
+        decision(&form("0"), &mut problems);
+        assert_eq!(
+            problems,
+            [FormProblem::Decision(ledger::DecisionProblem::NoQuorum)]
+        );
+        let mut problems = Vec::new();
+        let record = decision(&form("un"), &mut problems);
+        assert_eq!(
+            problems,
+            [FormProblem::NotAWholeNumber {
+                field: FormField::QuorumRequired,
+                value: "un".into()
+            }]
+        );
+        assert_eq!(record.quorum_required, 1);
+        let mut problems = Vec::new();
+        decision(&form("6"), &mut problems);
+        assert_eq!(problems, []);
     }
 }

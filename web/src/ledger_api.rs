@@ -15,12 +15,16 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
-use ledger::{Decision, Journal, LedgerParameters, NewContribution, NewTransfer, Refusal, Verdict};
+use ledger::{
+    Decision, DecisionContext, Journal, LedgerParameters, Motion, NewContribution, NewTransfer,
+    Recorded, Refusal, Request, Verdict,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
+use crate::idempotency::{self, IdempotencyKey};
 use crate::{AppError, AppState};
 
 /// Runs a journal call on the blocking pool: every call may wait for the
@@ -42,23 +46,26 @@ pub(crate) fn refused(refusal: Refusal) -> AppError {
     let status = refusal_status(&refusal);
     let message = refusal.to_string();
     let problems = match refusal {
-        Refusal::InvalidContribution(problems) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
-        Refusal::InvalidParameters(problems)
-        | Refusal::InvalidDecision(problems)
-        | Refusal::InvalidPlan(problems) => problems,
+        Refusal::InvalidContribution(problems) => texts(&problems),
+        Refusal::InvalidDecision(problems) => texts(&problems),
+        Refusal::InvalidPlan(problems) => texts(&problems),
+        Refusal::InvalidParameters(problems) => problems,
         _ => vec![message.clone()],
     };
     AppError::invalid(status, message, problems)
 }
 
-/// 404 for a contribution that does not exist, 422 for everything else the caller
-/// can correct. Every refusal is listed: a new one does not build until it is given
-/// its status here.
+fn texts(problems: &[impl ToString]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// 404 for a contribution that does not exist, 400 for an `Idempotency-Key` header
+/// that is not one, 422 for everything else the caller can correct. Every refusal
+/// is listed: a new one does not build until it is given its status here.
 fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::NoSuchContribution(_) => StatusCode::NOT_FOUND,
+        Refusal::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
         Refusal::DuplicateMember(_)
         | Refusal::InvalidMemberName { .. }
         | Refusal::InvalidAuthor(_)
@@ -83,7 +90,10 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         | Refusal::InsufficientCommons { .. }
         | Refusal::InvalidParameters(_)
         | Refusal::UnsettledDemurrage { .. }
-        | Refusal::LedgerRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | Refusal::LedgerRule(_)
+        | Refusal::TypedCallOnly { .. }
+        | Refusal::IdempotencyKeyReused(_)
+        | Refusal::ExpiryPast(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -143,22 +153,44 @@ pub(crate) async fn get_contribution(
 
 /// `POST /api/contributions` `{"category", "hours", "date", "description"}`: the
 /// signed-in member's contribution; 201 `{"id", "hash"}` (`id` is the journal
-/// entry's `seq`).
+/// entry's `seq`). With an `Idempotency-Key`, a repeated request gets the first
+/// answer and records nothing (see `idempotency.rs`).
 pub(crate) async fn record_contribution(
     State(state): State<AppState>,
     member: CurrentMember,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(contribution): ApiJson<NewContribution>,
 ) -> Result<Response, AppError> {
     let name = member.member.name.clone();
-    let entry = ledger_call(&state, "contribution", move |j| {
-        j.record_contribution(&name, &contribution, Utc::now())
+    let recorded = ledger_call(&state, "contribution", move |j| {
+        let now = Utc::now();
+        match key {
+            Some(key) => j.record_once(&name, &key, Request::Contribution(&contribution), now),
+            None => j
+                .record_contribution(&name, &contribution, now)
+                .map(Recorded::New),
+        }
     })
     .await?;
-    tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
-    Ok(created(
-        format!("/api/contributions/{}", entry.seq),
-        json!({ "id": entry.seq, "hash": entry.hash }),
+    let (entry, repeated) = entry_of(recorded);
+    if !repeated {
+        tracing::info!(id = entry.seq, member = %member.member.name, "contribution recorded");
+    }
+    Ok(idempotency::mark(
+        created(
+            format!("/api/contributions/{}", entry.seq),
+            json!({ "id": entry.seq, "hash": entry.hash }),
+        ),
+        repeated,
     ))
+}
+
+/// The entry a request recorded, and whether it was recorded by an earlier copy.
+pub(crate) fn entry_of(recorded: Recorded) -> (ledger::Entry, bool) {
+    match recorded {
+        Recorded::New(entry) => (entry, false),
+        Recorded::Repeated(entry) => (entry, true),
+    }
 }
 
 /// The body of `POST /api/contributions/{id}/attestations`.
@@ -208,21 +240,33 @@ pub(crate) async fn attest(
 }
 
 /// `POST /api/transfers` `{"to", "amount", "memo"}`: Communs from the signed-in
-/// member to another; 201 `{"seq", "hash"}`.
+/// member to another; 201 `{"seq", "hash"}`. With an `Idempotency-Key`, a repeated
+/// request gets the first answer and pays nothing more (see `idempotency.rs`).
 pub(crate) async fn transfer(
     State(state): State<AppState>,
     member: CurrentMember,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(transfer): ApiJson<NewTransfer>,
 ) -> Result<Response, AppError> {
     let name = member.member.name.clone();
-    let entry = ledger_call(&state, "transfer", move |j| {
-        j.transfer(&name, &transfer, Utc::now())
+    let recorded = ledger_call(&state, "transfer", move |j| {
+        let now = Utc::now();
+        match key {
+            Some(key) => j.record_once(&name, &key, Request::Transfer(&transfer), now),
+            None => j.transfer(&name, &transfer, now).map(Recorded::New),
+        }
     })
     .await?;
-    tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
-    Ok(created(
-        "/api/transfers".to_string(),
-        json!({ "seq": entry.seq, "hash": entry.hash }),
+    let (entry, repeated) = entry_of(recorded);
+    if !repeated {
+        tracing::info!(seq = entry.seq, member = %member.member.name, "transfer recorded");
+    }
+    Ok(idempotency::mark(
+        created(
+            "/api/transfers".to_string(),
+            json!({ "seq": entry.seq, "hash": entry.hash }),
+        ),
+        repeated,
     ))
 }
 
@@ -300,50 +344,88 @@ pub(crate) async fn parameters(State(state): State<AppState>) -> Result<Response
 }
 
 /// The body of `POST /api/ledger/parameters`, like that of `POST /api/plans`.
+/// `parameters.decision_rule` may be left out: the rule in force is kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdoptParametersRequest {
-    parameters: LedgerParameters,
+    parameters: Value,
     decision: Decision,
 }
 
 /// Every problem with parameters and their decision record, in English, as the
-/// API and the journal say them.
-pub(crate) fn adoption_problems(parameters: &LedgerParameters, decision: &Decision) -> Vec<String> {
+/// API and the journal say them: the parameters out of bounds, and the decision
+/// record judged in `context` (the rule in force, the previous adoption).
+fn adoption_problems(
+    parameters: &LedgerParameters,
+    decision: &Decision,
+    context: &DecisionContext,
+) -> Vec<String> {
     parameters
         .problems()
         .into_iter()
-        .chain(decision.problems().iter().map(ToString::to_string))
+        .chain(
+            decision
+                .problems_in(context)
+                .iter()
+                .map(ToString::to_string),
+        )
         .collect()
 }
 
 /// Adopts ledger parameters under a decision record, entered by `author`: the one
-/// way the API and the ledger page record an adoption. Refuses, naming every
-/// problem at once, parameters out of bounds and a record whose quorum is not met.
+/// way the API records an adoption. Refuses, naming every problem at once,
+/// parameters out of bounds and a decision record that does not adopt them
+/// (DESIGN.md §9).
 pub(crate) async fn adopt_parameters_checked(
     state: &AppState,
     parameters: LedgerParameters,
     decision: Decision,
     author: String,
 ) -> Result<ledger::Entry, AppError> {
-    let problems = adoption_problems(&parameters, &decision);
-    if !problems.is_empty() {
-        return Err(AppError::invalid(
+    let who = author.clone();
+    let entry = with_journal(state, "parameters adoption", move |j| {
+        let now = Utc::now();
+        let context = j.decision_context(Motion::Parameters, now)?;
+        let problems = adoption_problems(&parameters, &decision, &context);
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        j.adopt_ledger_parameters(&parameters, &decision, &who, now)
+            .map(Ok)
+    })
+    .await??
+    .map_err(|problems| {
+        AppError::invalid(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
                 "the ledger parameters cannot be adopted: {}",
                 problems.join("; ")
             ),
             problems,
-        ));
-    }
-    let who = author.clone();
-    let entry = ledger_call(state, "parameters adoption", move |j| {
-        j.adopt_ledger_parameters(&parameters, &decision, &who, Utc::now())
-    })
-    .await?;
+        )
+    })?;
     tracing::info!(seq = entry.seq, member = %author, "ledger parameters adopted");
     Ok(entry)
+}
+
+/// Parameters as the API takes them: [`LedgerParameters`], whose `decision_rule`
+/// is the rule in force when left out, so that a script written before the rule
+/// could be adopted does not reset it by changing a rate.
+async fn parameters_of(state: &AppState, mut raw: Value) -> Result<LedgerParameters, AppError> {
+    if let Value::Object(fields) = &mut raw
+        && !fields.contains_key("decision_rule")
+    {
+        let in_force = ledger_call(state, "ledger parameters", |j| j.ledger_parameters()).await?;
+        fields.insert("decision_rule".into(), json!(in_force.decision_rule));
+    }
+    serde_json::from_value(raw).map_err(|e| {
+        let problem = format!("`parameters` is not valid: {e}");
+        AppError::invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problem.clone(),
+            vec![problem],
+        )
+    })
 }
 
 /// `POST /api/ledger/parameters` `{"parameters", "decision"}` (role `assembly`):
@@ -353,9 +435,10 @@ pub(crate) async fn adopt_parameters(
     member: CurrentMember,
     ApiJson(request): ApiJson<AdoptParametersRequest>,
 ) -> Result<Response, AppError> {
+    let parameters = parameters_of(&state, request.parameters).await?;
     let entry = adopt_parameters_checked(
         &state,
-        request.parameters,
+        parameters,
         request.decision,
         member.member.name.clone(),
     )
@@ -368,8 +451,10 @@ pub(crate) async fn adopt_parameters(
 
 /// `GET /api/ledger/verify`: the journal's chain re-derived and its balances
 /// replayed ([`ledger::Journal::verify`]): `{"entries", "head_hash",
-/// "chain_intact", "first_bad"}`, `first_bad` naming the first bad entry (and the
-/// account, for a balance) or `null`.
+/// "chain_intact", "intact", "first_bad", "warnings"}`, `first_bad` naming the
+/// first bad entry (and the account, for a balance) or `null`, `warnings` the past
+/// adoptions today's decision rule would refuse (`[{"seq", "kind",
+/// "assembly_date", "rule", "problems"}]`).
 pub(crate) async fn verify(State(state): State<AppState>) -> Result<Response, AppError> {
     let report = ledger_call(&state, "verification", |j| j.verify()).await?;
     Ok(no_store(json!({
@@ -378,6 +463,7 @@ pub(crate) async fn verify(State(state): State<AppState>) -> Result<Response, Ap
         "chain_intact": report.chain_intact,
         "intact": report.is_intact(),
         "first_bad": report.first_bad,
+        "warnings": report.warnings,
     })))
 }
 
@@ -443,7 +529,10 @@ pub(crate) fn tally_json(tally: Option<WeekTally>) -> Value {
 mod tests {
     use std::collections::BTreeSet;
 
-    use ledger::{Communs, ContributionProblem, ContributionState, EntryKind, Role};
+    use ledger::{
+        Communs, ContributionProblem, ContributionState, DecisionProblem, EntryKind, PlanProblem,
+        Role,
+    };
 
     use super::*;
 
@@ -461,14 +550,31 @@ mod tests {
             }),
             just(Refusal::InvalidAuthor(String::new())),
             (
-                Refusal::InvalidPlan(vec!["tier 2 has no rule".into(), "no service".into()]),
+                Refusal::InvalidPlan(vec![
+                    PlanProblem::TierTwice { tier: 2 },
+                    PlanProblem::NotConfigured { id: "ghost".into() },
+                ]),
                 UNPROCESSABLE,
-                Some(vec!["tier 2 has no rule", "no service"]),
+                Some(vec![
+                    "tier 2 has two split rules",
+                    "service `ghost` is not in the site configuration",
+                ]),
             ),
             (
-                Refusal::InvalidDecision(vec!["quorum not reached".into()]),
+                Refusal::InvalidDecision(vec![
+                    DecisionProblem::NoQuorum,
+                    DecisionProblem::NotCarried {
+                        rule: ledger::DecisionRule::Simple,
+                        votes_for: 3,
+                        votes_against: 6,
+                    },
+                ]),
                 UNPROCESSABLE,
-                Some(vec!["quorum not reached"]),
+                Some(vec![
+                    "quorum_required must be at least 1",
+                    "the motion did not carry: 3 for, 6 against \
+                     (simple majority: more votes for than against)",
+                ]),
             ),
             just(Refusal::InvalidPayload {
                 kind: EntryKind::Transfer,
@@ -534,6 +640,17 @@ mod tests {
                 since: "2026-11-22T10:00:00.000Z".into(),
             }),
             just(Refusal::LedgerRule("the commons overflows".into())),
+            just(Refusal::TypedCallOnly {
+                kind: EntryKind::PlanAdopted,
+                call: "Journal::adopt_plan",
+            }),
+            (
+                Refusal::InvalidIdempotencyKey("é".into()),
+                StatusCode::BAD_REQUEST,
+                None,
+            ),
+            just(Refusal::IdempotencyKeyReused("k1".into())),
+            just(Refusal::ExpiryPast(DateTime::<Utc>::MIN_UTC)),
         ]
     }
 

@@ -21,7 +21,8 @@ use dashboards::{
 };
 use ledger::{
     AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
-    LedgerParameters, NewContribution, NewTransfer, Role, Transfer, Verdict, VerifyReport,
+    DecisionRule, LedgerParameters, NewContribution, NewTransfer, Role, Transfer, Verdict,
+    VerifyReport,
 };
 use serde::Deserialize;
 
@@ -241,9 +242,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         R::InsufficientCommons { balance, asked, .. } => {
             vec![FormProblem::Insufficient { balance, asked }]
         }
-        R::InvalidParameters(problems) | R::InvalidDecision(problems) => {
-            problems.into_iter().map(FormProblem::Other).collect()
-        }
+        R::InvalidParameters(problems) => problems.into_iter().map(FormProblem::Other).collect(),
+        R::InvalidDecision(problems) => problems.into_iter().map(FormProblem::Decision).collect(),
         R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
             vec![FormProblem::Other(text)]
         }
@@ -259,7 +259,11 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::RolesDiffer { .. }
         | R::UnacceptablePassword(_)
         | R::InvalidLabel(_)
-        | R::UnsettledDemurrage { .. }) => vec![FormProblem::Other(other.to_string())],
+        | R::UnsettledDemurrage { .. }
+        | R::TypedCallOnly { .. }
+        | R::InvalidIdempotencyKey(_)
+        | R::IdempotencyKeyReused(_)
+        | R::ExpiryPast(_)) => vec![FormProblem::Other(other.to_string())],
     })
 }
 
@@ -509,6 +513,7 @@ pub(crate) async fn transfer(
 /// value that raises nothing else.
 fn read_parameters(
     form: &ParametersForm,
+    in_force: DecisionRule,
     problems: &mut Vec<FormProblem>,
 ) -> (LedgerParameters, Decision) {
     let defaults = LedgerParameters::default();
@@ -570,11 +575,22 @@ fn read_parameters(
     {
         problems.push(FormProblem::DemurragePeriodOutOfRange { days });
     }
+    // Left out, the rule in force is kept.
+    let decision_rule = match form.decision_rule.trim() {
+        "" => in_force,
+        value => value.parse::<DecisionRule>().unwrap_or_else(|_| {
+            problems.push(FormProblem::UnknownDecisionRule {
+                value: value.to_string(),
+            });
+            in_force
+        }),
+    };
     let parameters = LedgerParameters {
         attestations_needed: k.unwrap_or(defaults.attestations_needed),
         rates_per_hour: rates,
         demurrage_rate_ppm: rate_ppm.unwrap_or(defaults.demurrage_rate_ppm),
         demurrage_period_days: period.unwrap_or(defaults.demurrage_period_days),
+        decision_rule,
     };
 
     let decision = form::decision(&form.decision, problems);
@@ -612,6 +628,7 @@ pub(crate) async fn adopt_parameters(
             "attestations_needed" => &mut form.attestations_needed,
             "demurrage_rate_pct" => &mut form.demurrage_rate_pct,
             "demurrage_period_days" => &mut form.demurrage_period_days,
+            "decision_rule" => &mut form.decision_rule,
             _ => {
                 problems.push(FormProblem::UnknownField { name });
                 continue;
@@ -620,9 +637,14 @@ pub(crate) async fn adopt_parameters(
         *slot = value;
     }
     form.rates.sort_by_key(|(c, _)| *c);
-    let (parameters, decision) = read_parameters(&form, &mut problems);
+    let in_force = with_journal(&state, "ledger parameters", |j| j.ledger_parameters())
+        .await??
+        .decision_rule;
+    let (parameters, decision) = read_parameters(&form, in_force, &mut problems);
     if problems.is_empty() {
         let name = member.member.name.clone();
+        // The ledger judges the decision record under the rule in force and names
+        // every problem with it at once.
         let result = with_journal(&state, "parameters adoption", move |j| {
             j.adopt_ledger_parameters(&parameters, &decision, &name, Utc::now())
         })
@@ -674,7 +696,7 @@ mod tests {
         form.decision.votes_abstain = "1".into();
         form.decision.minutes = "Un peu plus de fonte.".into();
         let mut problems = Vec::new();
-        let (parameters, decision) = read_parameters(&form, &mut problems);
+        let (parameters, decision) = read_parameters(&form, DecisionRule::Simple, &mut problems);
         assert_eq!(problems, []);
         assert_eq!(parameters.demurrage_rate_ppm, 25_000);
         assert_eq!(
@@ -692,7 +714,7 @@ mod tests {
         form.rates[0].1 = "-1".into();
         form.decision.present = "8".into();
         let mut problems = Vec::new();
-        read_parameters(&form, &mut problems);
+        read_parameters(&form, DecisionRule::Simple, &mut problems);
         assert_eq!(
             problems,
             [

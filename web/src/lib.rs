@@ -23,6 +23,7 @@ mod events;
 mod form;
 mod history;
 mod history_page;
+mod idempotency;
 mod installer;
 mod lang;
 mod ledger_api;
@@ -34,9 +35,9 @@ mod plans;
 mod routes;
 mod security;
 
-use std::sync::Arc;
-
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::{Extension, Router};
 use ingest::metrics::IngestMetrics;
@@ -48,6 +49,7 @@ pub use crate::auth::{
     Access, CSRF_FIELD, CSRF_HEADER, Credential, CurrentMember, SESSION_COOKIE, changes_state,
 };
 pub use crate::error::AppError;
+pub use crate::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use crate::login::{
     Attempt, CheckSlot, FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, LIMIT_WINDOW, LoginLimiter,
     PASSWORD_CHECKS_AT_ONCE,
@@ -83,6 +85,9 @@ pub struct AppState {
     /// Queries over the history (export, installer SQL, charts, replay); `None` on a
     /// node that keeps none (tests of the live side).
     pub queries: Option<query::history_session::Queries>,
+    /// The ids of the services the site configuration declares: an adopted plan may
+    /// name no other.
+    pub services: Arc<BTreeSet<String>>,
 }
 
 /// Set by [`serve`] so that open event streams end when the server shuts down;

@@ -7,12 +7,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::response::{IntoResponse, Response};
-use ledger::{AdoptedPlan, Decision, DecisionProblem, Plan, PlanProblem};
+use ledger::{
+    AdoptedPlan, Decision, DecisionProblem, Motion, Plan, PlanProblem, Recorded, Request,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api_json::ApiJson;
 use crate::auth::CurrentMember;
+use crate::idempotency::{self, IdempotencyKey};
 use crate::{AppError, AppState};
 
 /// The body of `POST /api/plans`.
@@ -76,56 +79,83 @@ pub(crate) enum AdoptError {
 }
 
 /// Adopts `plan` under `decision`, entered by `author`: the one way the API and the
-/// assembly's panel record an adoption. Checks the plan and the decision record
-/// first (all problems at once), records the `plan_adopted` entry, then wakes the
-/// live evaluation so that the new plan applies at once.
+/// assembly's panel record an adoption; with `key` (an `Idempotency-Key`) at most
+/// once for that key ([`ledger::Journal::record_once`]). The ledger checks the
+/// plan, its services against the site configuration and the decision record
+/// under the assembly's rule in force (DESIGN.md §9); when it refuses, every
+/// problem is named at once. A new adoption wakes the live evaluation so that the
+/// plan applies at once.
 pub(crate) async fn adopt_checked(
     state: &AppState,
     plan: Plan,
     decision: Decision,
     author: String,
-) -> Result<ledger::Entry, AdoptError> {
-    let plan_problems = plan.problems();
-    let decision_problems = decision.problems();
-    if !plan_problems.is_empty() || !decision_problems.is_empty() {
-        return Err(AdoptError::Refused {
-            plan: plan_problems,
-            decision: decision_problems,
-        });
-    }
+    key: Option<String>,
+) -> Result<Recorded, AdoptError> {
     let journal = state.journal.clone();
+    let services = state.services.clone();
     let who = author.clone();
-    let entry = tokio::task::spawn_blocking(move || {
-        journal.adopt_plan(&plan, &decision, &who, chrono::Utc::now())
+    let recorded = tokio::task::spawn_blocking(move || {
+        let now = chrono::Utc::now();
+        let recorded = match &key {
+            Some(key) => {
+                let request = Request::Plan {
+                    plan: &plan,
+                    decision: &decision,
+                    configured: &services,
+                };
+                journal.record_once(&who, key, request, now)
+            }
+            None => journal
+                .adopt_plan(&plan, &decision, &services, &who, now)
+                .map(Recorded::New),
+        };
+        let (plan_problems, decision_problems) = match recorded {
+            Err(ledger::Error::Refused(ledger::Refusal::InvalidPlan(p))) => (p, Vec::new()),
+            Err(ledger::Error::Refused(ledger::Refusal::InvalidDecision(d))) => (Vec::new(), d),
+            other => return other.map(Ok),
+        };
+        // The ledger stops at the first part that does not hold: name them all.
+        let context = journal.decision_context(Motion::Plan, now)?;
+        let all_plan = plan.problems_against(&services);
+        let all_decision = decision.problems_in(&context);
+        Ok(Err(if all_plan.is_empty() && all_decision.is_empty() {
+            (plan_problems, decision_problems)
+        } else {
+            (all_plan, all_decision)
+        }))
     })
     .await
-    .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?
-    .map_err(|e| {
-        AdoptError::Failed(match e {
-            ledger::Error::Refused(
-                ledger::Refusal::InvalidPlan(p) | ledger::Refusal::InvalidDecision(p),
-            ) => refused(p),
-            other => AppError::from(other),
-        })
-    })?;
-    state.replan.notify_one();
-    tracing::info!(seq = entry.seq, member = %author, "plan adopted");
-    Ok(entry)
+    .map_err(|e| AdoptError::Failed(AppError::Internal(format!("plan adoption task: {e}"))))?;
+    let recorded = match recorded {
+        Ok(Ok(recorded)) => recorded,
+        Ok(Err((plan, decision))) => return Err(AdoptError::Refused { plan, decision }),
+        Err(other) => return Err(AdoptError::Failed(AppError::from(other))),
+    };
+    if let Recorded::New(entry) = &recorded {
+        state.replan.notify_one();
+        tracing::info!(seq = entry.seq, member = %author, "plan adopted");
+    }
+    Ok(recorded)
 }
 
 /// `POST /api/plans`: adopts a plan with its decision record, entered by the
 /// member making the request; 201 `{"seq", "hash"}`, or 422 naming every problem
 /// with the plan and the decision at once. The live evaluation is woken at once.
+/// With an `Idempotency-Key`, a repeated request gets the first answer and records
+/// nothing (see `idempotency.rs`).
 pub(crate) async fn adopt(
     State(state): State<AppState>,
     member: CurrentMember,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(request): ApiJson<AdoptRequest>,
 ) -> Result<Response, AppError> {
-    let entry = adopt_checked(
+    let recorded = adopt_checked(
         &state,
         request.plan,
         request.decision,
         member.member.name.clone(),
+        key,
     )
     .await
     .map_err(|e| match e {
@@ -137,12 +167,16 @@ pub(crate) async fn adopt(
         ),
         AdoptError::Failed(e) => e,
     })?;
-    Ok((
-        StatusCode::CREATED,
-        [(LOCATION, "/api/plans"), (CACHE_CONTROL, "no-store")],
-        Json(json!({ "seq": entry.seq, "hash": entry.hash })),
-    )
-        .into_response())
+    let (entry, repeated) = crate::ledger_api::entry_of(recorded);
+    Ok(idempotency::mark(
+        (
+            StatusCode::CREATED,
+            [(LOCATION, "/api/plans"), (CACHE_CONTROL, "no-store")],
+            Json(json!({ "seq": entry.seq, "hash": entry.hash })),
+        )
+            .into_response(),
+        repeated,
+    ))
 }
 
 fn refused(problems: Vec<String>) -> AppError {

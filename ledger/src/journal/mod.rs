@@ -226,8 +226,21 @@ mod tests {
         (
             "error.rs",
             include_str!("../error.rs"),
-            &["communs", "contributions", "entry", "members"],
+            &[
+                "assembly",
+                "communs",
+                "contributions",
+                "entry",
+                "members",
+                "plan",
+            ],
         ),
+        (
+            "assembly.rs",
+            include_str!("../assembly.rs"),
+            &["entry", "plan"],
+        ),
+        ("plan.rs", include_str!("../plan.rs"), &[]),
         ("communs.rs", include_str!("../communs.rs"), &[]),
         (
             "contributions.rs",

@@ -2,12 +2,14 @@
 //! table): the payload, recording it, the row it adds, reading plans back, and seeding
 //! a new journal from the site configuration.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::assembly::{AdoptedPlan, CONFIG_AUTHOR, Decision};
+use crate::assembly::{AdoptedPlan, CONFIG_AUTHOR, Decision, DecisionContext, Motion};
 use crate::entry::{Entry, EntryKind, canonical_json, format_ts, parse_canonical_ts};
 use crate::error::{Error, Refusal, Result};
 use crate::journal::Journal;
@@ -15,6 +17,8 @@ use crate::journal::chain::{append, check_author};
 use crate::members::Role;
 use crate::plan::Plan;
 use crate::rules::members::{self, joined_payload};
+use crate::rules::sql::SqlState;
+use crate::rules::state::LedgerState;
 
 /// The payload of a `plan_adopted` entry.
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,19 +28,33 @@ struct PlanAdopted {
 }
 
 impl Journal {
-    /// Records the adoption of `plan` under `decision`. Refuses an invalid plan
-    /// ([`Refusal::InvalidPlan`], messages naming the service or tier) and a decision
-    /// record that does not hold ([`Refusal::InvalidDecision`]). Plans are versioned:
-    /// each adoption is a new entry, the latest is the active one.
+    /// Records the adoption of `plan` under `decision`, if the motion carried
+    /// (DESIGN.md §9). Refuses ([`Refusal::InvalidPlan`]) a plan that does not hold,
+    /// naming the service or tier, or that names a service not among `configured`
+    /// (the ids of the services of the site configuration); and
+    /// ([`Refusal::InvalidDecision`]) a decision record with any of the
+    /// [`Decision::problems_in`] of [`Journal::decision_context`]: no quorum, the
+    /// motion not carried under the rule in force, an assembly in the future or
+    /// older than the previous plan's. Plans are versioned: each adoption is a new
+    /// entry, the latest is the active one.
     pub fn adopt_plan(
         &self,
         plan: &Plan,
         decision: &Decision,
+        configured: &BTreeSet<String>,
         author: &str,
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
         let payload = adoption_payload(plan, decision)?;
-        self.write(|tx| record(tx, author, &payload, ts))
+        self.write(|tx| record(tx, author, &payload, configured, ts))
+    }
+
+    /// What a decision record of `motion` is judged against at `ts`: the decision
+    /// rule in force and the assembly date of the previous adoption of the same
+    /// kind. [`Decision::problems_in`] it names every problem at once, as
+    /// [`Journal::adopt_plan`] and [`Journal::adopt_ledger_parameters`] would.
+    pub fn decision_context(&self, motion: Motion, ts: DateTime<Utc>) -> Result<DecisionContext> {
+        self.read(|conn| decision_context(conn, motion, ts))
     }
 
     /// The latest adopted plan, which the allocation uses.
@@ -53,7 +71,9 @@ impl Journal {
     /// [`CONFIG_AUTHOR`]), then adopts `plan` with [`Decision::from_configuration`]
     /// dated `ts`'s UTC date. All or nothing, in one transaction. Returns `false`,
     /// changing nothing, when the journal already has entries: the configuration
-    /// seeds a community once, and the assembly owns the plan afterwards.
+    /// seeds a community once, and the assembly owns the plan afterwards. No
+    /// assembly voted this plan, so no decision rule applies to it; the plan itself
+    /// must hold.
     pub fn seed(
         &self,
         plan: &Plan,
@@ -61,6 +81,10 @@ impl Journal {
         ts: DateTime<Utc>,
     ) -> Result<bool> {
         let decision = Decision::from_configuration(ts.date_naive());
+        let problems = plan.problems();
+        if !problems.is_empty() {
+            return Err(Refusal::InvalidPlan(problems).into());
+        }
         let adoption = adoption_payload(plan, &decision)?;
         let joins = members
             .iter()
@@ -77,7 +101,8 @@ impl Journal {
             for join in &joins {
                 members::record(tx, CONFIG_AUTHOR, join, ts)?;
             }
-            record(tx, CONFIG_AUTHOR, &adoption, ts)?;
+            let entry = append(tx, EntryKind::PlanAdopted, CONFIG_AUTHOR, &adoption, ts)?;
+            apply(tx, &entry)?;
             tracing::info!(
                 members = joins.len(),
                 "journal seeded from the site configuration"
@@ -88,23 +113,61 @@ impl Journal {
 
     fn plans(&self, limit: Option<usize>) -> Result<Vec<AdoptedPlan>> {
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        self.read(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT p.seq, p.adopted_at, p.plan, p.decision, j.author, j.hash
-                 FROM plans p JOIN journal j ON j.seq = p.seq
-                 ORDER BY p.seq DESC LIMIT ?1",
-            )?;
-            let mut rows = stmt.query([limit])?;
-            let mut plans = Vec::new();
-            while let Some(row) = rows.next()? {
-                plans.push(adopted_from_row(row)?);
-            }
-            Ok(plans)
-        })
+        self.read(|conn| plans(conn, limit))
     }
 }
 
-fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
+fn plans(conn: &Connection, limit: i64) -> Result<Vec<AdoptedPlan>> {
+    let mut stmt = conn.prepare(
+        "SELECT p.seq, p.adopted_at, p.plan, p.decision, j.author, j.hash
+         FROM plans p JOIN journal j ON j.seq = p.seq
+         ORDER BY p.seq DESC LIMIT ?1",
+    )?;
+    let mut rows = stmt.query([limit])?;
+    let mut plans = Vec::new();
+    while let Some(row) = rows.next()? {
+        plans.push(adopted_from_row(row)?);
+    }
+    Ok(plans)
+}
+
+/// The context of a new decision of `motion` at `ts`, from the derived tables.
+pub(crate) fn decision_context(
+    conn: &Connection,
+    motion: Motion,
+    ts: DateTime<Utc>,
+) -> Result<DecisionContext> {
+    let rule = SqlState::new(conn).parameters()?.decision_rule;
+    let latest = match motion {
+        // The plan from the configuration was voted by no assembly: it dates nothing.
+        Motion::Plan => {
+            "SELECT p.seq, p.decision FROM plans p JOIN journal j ON j.seq = p.seq
+                         WHERE j.author != ?1 ORDER BY p.seq DESC LIMIT 1"
+        }
+        Motion::Parameters => {
+            "SELECT seq, decision FROM ledger_parameters
+                               WHERE ?1 IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        }
+    };
+    let previous: Option<(i64, String)> = conn
+        .query_row(latest, [CONFIG_AUTHOR], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let previous_date = previous
+        .map(|(seq, text)| {
+            serde_json::from_str::<Decision>(&text)
+                .map(|d| d.assembly_date)
+                .map_err(|e| Error::Corrupt {
+                    seq,
+                    problem: format!("the stored decision does not decode: {e}"),
+                })
+        })
+        .transpose()?;
+    Ok(DecisionContext::at(ts, rule, previous_date))
+}
+
+pub(crate) fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
     serde_json::to_value(PlanAdopted {
         plan: plan.clone(),
         decision: decision.clone(),
@@ -118,33 +181,34 @@ fn adoption_payload(plan: &Plan, decision: &Decision) -> Result<Value> {
     })
 }
 
-/// Checks a new `plan_adopted` payload and records it as this program writes it.
+/// Checks a new `plan_adopted` payload against the site's services and the
+/// assembly's rule, and records it as this program writes it.
 pub(crate) fn record(
     tx: &Connection,
     author: &str,
     payload: &Value,
+    configured: &BTreeSet<String>,
     ts: DateTime<Utc>,
 ) -> Result<Entry> {
     check_author(author)?;
-    let payload = check_new(payload)?;
-    let entry = append(tx, EntryKind::PlanAdopted, author, &payload, ts)?;
-    apply(tx, &entry)?;
-    Ok(entry)
-}
-
-/// Checks a new `plan_adopted` payload; returns it as it will be recorded.
-fn check_new(payload: &Value) -> Result<Value> {
     let adopted: PlanAdopted =
         serde_json::from_value(payload.clone()).map_err(|e| Refusal::InvalidPayload {
             kind: EntryKind::PlanAdopted,
             reason: e.to_string(),
         })?;
-    adopted.plan.validate().map_err(Refusal::InvalidPlan)?;
-    adopted
-        .decision
-        .validate()
-        .map_err(Refusal::InvalidDecision)?;
-    adoption_payload(&adopted.plan, &adopted.decision)
+    let problems = adopted.plan.problems_against(configured);
+    if !problems.is_empty() {
+        return Err(Refusal::InvalidPlan(problems).into());
+    }
+    let context = decision_context(tx, Motion::Plan, ts)?;
+    let problems = adopted.decision.problems_in(&context);
+    if !problems.is_empty() {
+        return Err(Refusal::InvalidDecision(problems).into());
+    }
+    let payload = adoption_payload(&adopted.plan, &adopted.decision)?;
+    let entry = append(tx, EntryKind::PlanAdopted, author, &payload, ts)?;
+    apply(tx, &entry)?;
+    Ok(entry)
 }
 
 /// Whether a `plan_adopted` payload decodes, and why not.
@@ -211,7 +275,8 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::plan::{PlanService, Sources, Split, TierRule};
+    use crate::assembly::DecisionProblem;
+    use crate::plan::{PlanProblem, PlanService, Sources, Split, TierRule};
 
     fn ts(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -236,6 +301,10 @@ mod tests {
         }
     }
 
+    fn configured() -> BTreeSet<String> {
+        ["clinic-fridge", "a"].map(String::from).into()
+    }
+
     fn decision(present: u32, quorum: u32) -> Decision {
         Decision {
             assembly_date: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
@@ -256,6 +325,7 @@ mod tests {
             .adopt_plan(
                 &plan(&["clinic-fridge"]),
                 &decision(14, 10),
+                &configured(),
                 "Alice",
                 ts("2026-11-22T10:00:00Z"),
             )
@@ -277,6 +347,7 @@ mod tests {
             .adopt_plan(
                 &plan(&["a"]),
                 &decision(9, 10),
+                &configured(),
                 "Alice",
                 ts("2026-11-22T10:00:00Z"),
             )
@@ -284,9 +355,71 @@ mod tests {
         let Error::Refused(Refusal::InvalidDecision(problems)) = &err else {
             panic!("{err}")
         };
-        assert!(problems[0].contains("quorum not reached: 9 members present, 10 required"));
-        // 13 votes cast, 9 present.
-        assert!(problems[1].contains("13 votes cast"), "{problems:?}");
+        assert_eq!(
+            problems,
+            &[
+                DecisionProblem::QuorumNotReached {
+                    present: 9,
+                    required: 10
+                },
+                // 13 votes cast, 9 present.
+                DecisionProblem::MoreVotesThanPresent {
+                    cast: 13,
+                    present: 9
+                }
+            ]
+        );
+        assert!(
+            err.to_string()
+                .contains("quorum not reached: 9 members present, 10 required"),
+            "{err}"
+        );
+        assert_eq!(journal.head().unwrap(), None);
+    }
+
+    #[test]
+    fn a_plan_naming_a_service_the_site_does_not_have_is_refused() {
+        let journal = Journal::open_in_memory().unwrap();
+        let err = journal
+            .adopt_plan(
+                &plan(&["a", "ghost"]),
+                &decision(14, 10),
+                &configured(),
+                "Alice",
+                ts("2026-11-22T10:00:00Z"),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.refusal(),
+            Some(&Refusal::InvalidPlan(vec![PlanProblem::NotConfigured {
+                id: "ghost".into()
+            }]))
+        );
+        assert_eq!(journal.head().unwrap(), None);
+    }
+
+    #[test]
+    fn a_plan_cannot_be_appended_without_the_sites_services() {
+        let journal = Journal::open_in_memory().unwrap();
+        let payload = adoption_payload(&plan(&["a"]), &decision(14, 10)).unwrap();
+        let err = journal
+            .append(
+                EntryKind::PlanAdopted,
+                "Alice",
+                &payload,
+                ts("2026-11-22T10:00:00Z"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.refusal(),
+                Some(Refusal::TypedCallOnly {
+                    kind: EntryKind::PlanAdopted,
+                    ..
+                })
+            ),
+            "{err}"
+        );
         assert_eq!(journal.head().unwrap(), None);
     }
 
@@ -306,6 +439,25 @@ mod tests {
             Decision::from_configuration(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap())
         );
         assert_eq!(active.seq, 2);
+        // Nobody voted it, so it dates no later decision: an assembly held before
+        // the node was installed still adopts.
+        let context = journal
+            .decision_context(Motion::Plan, ts("2026-11-23T10:00:00Z"))
+            .unwrap();
+        assert_eq!(context.previous_date, None);
+        let mut earlier = decision(14, 10);
+        earlier.assembly_date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        journal
+            .adopt_plan(
+                &plan(&["a"]),
+                &earlier,
+                &configured(),
+                "Alice",
+                ts("2026-11-23T10:00:00Z"),
+            )
+            .unwrap();
+        assert!(journal.verify().unwrap().is_intact());
+        assert_eq!(journal.verify().unwrap().warnings, []);
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Journal {
     }
 }
 
-fn transfer_payload(t: &NewTransfer) -> Value {
+pub(crate) fn transfer_payload(t: &NewTransfer) -> Value {
     serde_json::json!({"to": t.to, "amount_micro": t.amount.micro(), "memo": t.memo})
 }
 

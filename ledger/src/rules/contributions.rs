@@ -128,7 +128,7 @@ impl Journal {
     }
 }
 
-fn contribution_payload(c: &NewContribution) -> Value {
+pub(crate) fn contribution_payload(c: &NewContribution) -> Value {
     serde_json::json!({
         "category": c.category,
         "hours": c.hours,

@@ -8,12 +8,13 @@ use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::assembly::Decision;
+use crate::assembly::{Decision, Motion};
 use crate::entry::{Entry, EntryKind, canonical_json, parse_canonical_ts};
 use crate::error::{Error, Refusal, Result};
 use crate::journal::Journal;
 use crate::journal::chain::{append, check_author};
 use crate::parameters::{AdoptedParameters, LedgerParameters};
+use crate::rules::assembly::decision_context;
 use crate::rules::balances::{later, require_settled, settle};
 use crate::rules::sql::SqlState;
 use crate::rules::state::{LedgerState, StoredParameters, decode, encode, parameters_from_stored};
@@ -26,9 +27,13 @@ struct ParametersAdopted {
 }
 
 impl Journal {
-    /// Records the assembly's adoption of `parameters` under `decision`. Refuses
-    /// parameters out of bounds ([`Refusal::InvalidParameters`]) and a decision record
-    /// that does not hold ([`Refusal::InvalidDecision`]). When the demurrage rate or
+    /// Records the assembly's adoption of `parameters` under `decision`, if the
+    /// motion carried (DESIGN.md §9). Refuses parameters out of bounds
+    /// ([`Refusal::InvalidParameters`]) and a decision record with any of the
+    /// [`Decision::problems_in`] of [`Journal::decision_context`]
+    /// ([`Refusal::InvalidDecision`]): no quorum, the motion not carried under the
+    /// rule in force (a new rule too is adopted under the one it replaces), an
+    /// assembly in the future or older than the previous adoption's. When the demurrage rate or
     /// period changes, every balance is first settled at the old one up to `ts`
     /// (see the module docs). Returns the `parameters_adopted` entry.
     pub fn adopt_ledger_parameters(
@@ -85,7 +90,15 @@ pub(crate) fn adopt(
     let kind = EntryKind::ParametersAdopted;
     let adopted: ParametersAdopted = decode(kind, payload)?;
     let parameters = LedgerParameters::from(&adopted.parameters);
-    check_adoption(&parameters, &adopted.decision)?;
+    let problems = parameters.problems();
+    if !problems.is_empty() {
+        return Err(Refusal::InvalidParameters(problems).into());
+    }
+    let context = decision_context(tx, Motion::Parameters, ts)?;
+    let problems = adopted.decision.problems_in(&context);
+    if !problems.is_empty() {
+        return Err(Refusal::InvalidDecision(problems).into());
+    }
     let current = SqlState::new(tx).parameters()?;
     if current.demurrage_differs(&parameters) {
         let members: Vec<String> = SqlState::new(tx)
@@ -101,19 +114,22 @@ pub(crate) fn adopt(
     Ok(entry)
 }
 
-fn check_adoption(parameters: &LedgerParameters, decision: &Decision) -> Result<()> {
+/// Applies a recorded adoption. Only what has held of every adoption since the
+/// first is required of it: parameters in bounds and a consistent decision record.
+/// The decision rule and the dates are checked when an adoption is recorded, and
+/// past adoptions that today's rule would refuse are warnings of
+/// [`Journal::verify`], not breaks: they were the rule when they were recorded.
+pub(crate) fn apply(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
+    let adopted: ParametersAdopted = decode(entry.kind, &entry.payload)?;
+    let parameters = LedgerParameters::from(&adopted.parameters);
     let problems = parameters.problems();
     if !problems.is_empty() {
         return Err(Refusal::InvalidParameters(problems).into());
     }
-    decision.validate().map_err(Refusal::InvalidDecision)?;
-    Ok(())
-}
-
-pub(crate) fn apply(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
-    let adopted: ParametersAdopted = decode(entry.kind, &entry.payload)?;
-    let parameters = LedgerParameters::from(&adopted.parameters);
-    check_adoption(&parameters, &adopted.decision)?;
+    let problems = adopted.decision.inconsistencies();
+    if !problems.is_empty() {
+        return Err(Refusal::InvalidDecision(problems).into());
+    }
     let current = state.parameters()?;
     if current.demurrage_differs(&parameters) {
         for (member, mut account) in state.accounts()? {

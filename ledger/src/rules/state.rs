@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::assembly::DecisionRule;
 use crate::communs::{Communs, Hours};
 use crate::contributions::{Category, ContributionState, Verdict};
 use crate::entry::EntryKind;
@@ -135,6 +136,9 @@ pub(crate) struct StoredParameters {
     rates_micro_per_hour: BTreeMap<Category, i64>,
     demurrage_rate_ppm: u32,
     demurrage_period_days: u32,
+    /// Absent from adoptions recorded before the rule could be adopted: `simple`.
+    #[serde(default)]
+    decision_rule: DecisionRule,
 }
 
 impl From<&LedgerParameters> for StoredParameters {
@@ -148,6 +152,7 @@ impl From<&LedgerParameters> for StoredParameters {
                 .collect(),
             demurrage_rate_ppm: p.demurrage_rate_ppm,
             demurrage_period_days: p.demurrage_period_days,
+            decision_rule: p.decision_rule,
         }
     }
 }
@@ -163,6 +168,7 @@ impl From<&StoredParameters> for LedgerParameters {
                 .collect(),
             demurrage_rate_ppm: p.demurrage_rate_ppm,
             demurrage_period_days: p.demurrage_period_days,
+            decision_rule: p.decision_rule,
         }
     }
 }

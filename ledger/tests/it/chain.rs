@@ -8,7 +8,7 @@ use ledger::{BadEntry, Journal, Role};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use crate::community::{at, config_members, config_plan, db_path, vote};
+use crate::community::{at, config_members, config_plan, db_path, site_services, vote};
 
 /// A community of six entries in a file: Alice, Bob, Carol (1-3), the configuration
 /// plan (4), Dave joins (5), a voted plan (6).
@@ -27,6 +27,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
         .adopt_plan(
             &plan,
             &vote(t0.date_naive()),
+            &site_services(),
             "Alice",
             t0 + Duration::days(2),
         )

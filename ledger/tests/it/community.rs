@@ -1,11 +1,13 @@
 //! Seeding, members and plan adoptions through the public API, on a file.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ledger::{
-    Decision, EntryKind, Error, Journal, Plan, PlanService, Refusal, Role, Sources, Split, TierRule,
+    Decision, EntryKind, Error, Journal, Plan, PlanProblem, PlanService, Refusal, Role, Sources,
+    Split, TierRule,
 };
 use serde_json::json;
 
@@ -41,6 +43,11 @@ pub(crate) fn config_plan() -> Plan {
         ],
         sources: Sources::default(),
     }
+}
+
+/// The ids of the services of the site configuration [`config_plan`] comes from.
+pub(crate) fn site_services() -> BTreeSet<String> {
+    config_plan().services.into_iter().map(|s| s.id).collect()
 }
 
 pub(crate) fn config_members() -> Vec<(String, Vec<Role>)> {
@@ -142,7 +149,13 @@ fn adoption_appends_and_the_latest_plan_is_active() {
         journal.seed(&config_plan(), &config_members(), t0).unwrap();
         let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         let entry = journal
-            .adopt_plan(&exam_plan, &vote(date), "Alice", t0 + Duration::days(9))
+            .adopt_plan(
+                &exam_plan,
+                &vote(date),
+                &site_services(),
+                "Alice",
+                t0 + Duration::days(9),
+            )
             .unwrap();
         assert_eq!(entry.seq, 5);
         assert_eq!(entry.kind, EntryKind::PlanAdopted);
@@ -180,25 +193,35 @@ fn an_invalid_plan_is_refused_naming_the_service() {
     bad.services[0].max_w = Some(100.0); // below clinic-fridge's 150 W minimum
     bad.services.push(service("water-pump", 2, 0.0, None));
     let err = journal
-        .adopt_plan(&bad, &vote(t0.date_naive()), "Alice", t0)
+        .adopt_plan(&bad, &vote(t0.date_naive()), &site_services(), "Alice", t0)
         .unwrap_err();
     let Error::Refused(Refusal::InvalidPlan(problems)) = &err else {
         panic!("expected InvalidPlan, got {err}");
     };
-    assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].contains("`clinic-fridge`") && problems[0].contains("max_w"));
-    assert!(problems[1].contains("`water-pump`") && problems[1].contains("twice"));
+    assert_eq!(
+        problems,
+        &[
+            PlanProblem::MaxBelowMin {
+                id: "clinic-fridge".into(),
+                min_w: 150.0,
+                max_w: 100.0
+            },
+            PlanProblem::ServiceTwice {
+                id: "water-pump".into()
+            }
+        ]
+    );
     assert!(err.to_string().contains("clinic-fridge"));
     assert_eq!(journal.head().unwrap().unwrap().seq, 4, "nothing recorded");
     assert_eq!(journal.active_plan().unwrap().unwrap().plan, config_plan());
 
-    // The same through the untyped door.
-    let payload = json!({"plan": bad, "decision": vote(t0.date_naive())});
+    // The untyped door does not know the site's services: it is shut to plans.
+    let payload = json!({"plan": config_plan(), "decision": vote(t0.date_naive())});
     let err = journal
         .append(EntryKind::PlanAdopted, "Alice", &payload, t0)
         .unwrap_err();
     assert!(
-        matches!(err, Error::Refused(Refusal::InvalidPlan(_))),
+        matches!(err, Error::Refused(Refusal::TypedCallOnly { .. })),
         "{err}"
     );
 }
@@ -255,7 +278,13 @@ fn derived_tables_rebuild_from_the_journal() {
     let t0 = at("2026-11-22T10:00:00Z");
     journal.seed(&config_plan(), &config_members(), t0).unwrap();
     journal
-        .adopt_plan(&config_plan(), &vote(t0.date_naive()), "Alice", t0)
+        .adopt_plan(
+            &config_plan(),
+            &vote(t0.date_naive()),
+            &site_services(),
+            "Alice",
+            t0,
+        )
         .unwrap();
     let members = journal.members().unwrap();
     let history = journal.plan_history().unwrap();

@@ -68,8 +68,9 @@ pub(crate) fn earn(journal: &Journal, member: &str, hours: f64, ts: DateTime<Utc
     id
 }
 
+/// A vote that carries, at an assembly held two days before [`t0`].
 pub(crate) fn vote() -> Decision {
-    crate::community::vote(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+    crate::community::vote(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap())
 }
 
 fn micro(journal: &Journal, member: &str, ts: DateTime<Utc>) -> i64 {

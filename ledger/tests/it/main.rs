@@ -6,6 +6,7 @@
 mod chain;
 mod community;
 mod contributions;
+mod decisions;
 mod demurrage;
 mod export;
 mod tamper;

@@ -1214,6 +1214,24 @@ mod live_path {
     use crate::engine::{Engine, EngineOptions};
     use crate::live::LiveSnapshot;
 
+    /// A decision record that carries: an assembly held on `at`'s day.
+    fn carried(at: chrono::DateTime<Utc>) -> Decision {
+        Decision {
+            assembly_date: at.date_naive(),
+            votes_for: 9,
+            votes_against: 2,
+            votes_abstain: 1,
+            quorum_required: 10,
+            present: 12,
+            minutes: "Adopted.".into(),
+        }
+    }
+
+    /// The ids of the services of `plan`: those of the site configuration here.
+    fn service_ids(plan: &Plan) -> std::collections::BTreeSet<String> {
+        plan.services.iter().map(|s| s.id.clone()).collect()
+    }
+
     fn device(id: &str, role: Role) -> DeviceConfig {
         DeviceConfig {
             id: id.into(),
@@ -1368,9 +1386,8 @@ mod live_path {
             },
             ..plan.clone()
         };
-        let decision = Decision::from_configuration(now.date_naive());
         journal
-            .adopt_plan(&open, &decision, "assembly", now)
+            .adopt_plan(&open, &carried(now), &service_ids(&open), "assembly", now)
             .expect("adopt");
         let live = engine.evaluate(now).await.expect("evaluate");
         assert_ne!(live.plan.as_ref().map(|p| p.seq), first_seq, "the new plan");
@@ -1602,9 +1619,15 @@ mod live_path {
         for s in &mut swapped.services {
             s.tier = if s.id == "b" { 1 } else { 2 };
         }
-        let decision = Decision::from_configuration(Utc::now().date_naive());
+        let now = Utc::now();
         journal
-            .adopt_plan(&swapped, &decision, "assembly", Utc::now())
+            .adopt_plan(
+                &swapped,
+                &carried(now),
+                &service_ids(&swapped),
+                "assembly",
+                now,
+            )
             .expect("adopt");
         replan.notify_one();
         tokio::time::timeout(Duration::from_secs(10), rx.changed())

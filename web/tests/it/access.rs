@@ -167,7 +167,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
                 );
                 let token = state
                     .journal
-                    .create_token(lacking(role), "test", chrono::Utc::now())
+                    .create_token(lacking(role), "test", None, chrono::Utc::now())
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(
                     status(
@@ -220,7 +220,7 @@ async fn every_state_changing_route_refuses_the_wrong_callers() {
         // And with a token of the right role, no CSRF token needed.
         let token = state
             .journal
-            .create_token(right, "test", chrono::Utc::now())
+            .create_token(right, "test", None, chrono::Utc::now())
             .unwrap_or_else(|e| panic!("{e}"));
         let ok = status(
             &state,
@@ -273,7 +273,7 @@ async fn the_router_serves_exactly_the_table() {
     drop(tx);
     let token = state
         .journal
-        .create_token("ada", "test", chrono::Utc::now())
+        .create_token("ada", "test", None, chrono::Utc::now())
         .unwrap_or_else(|e| panic!("{e}"));
     for spec in web::routes() {
         let response = web::app(state.clone())

@@ -184,7 +184,7 @@ async fn a_bearer_token_acts_as_its_member_until_revoked() {
     let (state, _tx) = with_members();
     let token = state
         .journal
-        .create_token("ivo", "monitoring", chrono::Utc::now())
+        .create_token("ivo", "monitoring", None, chrono::Utc::now())
         .unwrap_or_else(|e| panic!("{e}"));
     let auth = format!("Bearer {token}");
     let me = send(state.clone(), get("/api/me", &[("authorization", &auth)])).await;
@@ -224,4 +224,65 @@ async fn pages_that_need_a_member_say_so_in_the_readers_language() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body.contains("Sign-in required"), "{}", reply.body);
     assert!(reply.body.contains("/login?next=/logout"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_401() {
+    let (state, _tx) = with_members();
+    let now = chrono::Utc::now();
+    let token = state
+        .journal
+        .create_token(
+            "ivo",
+            "short-lived",
+            Some(now + chrono::Duration::milliseconds(300)),
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth = format!("Bearer {token}");
+    let me = send(state.clone(), get("/api/me", &[("authorization", &auth)])).await;
+    assert_eq!(me.status, StatusCode::OK, "it acts until it expires");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let me = send(state, get("/api/me", &[("authorization", &auth)])).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        me.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired")),
+        "{}",
+        me.body
+    );
+}
+
+#[tokio::test]
+async fn after_a_password_change_the_old_token_and_session_get_401() {
+    let (state, _tx) = with_members();
+    let token = state
+        .journal
+        .create_token("aline", "script", None, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth = format!("Bearer {token}");
+    let browser = login(&state, "aline").await;
+    let me = send(state.clone(), get("/api/me", &[("authorization", &auth)])).await;
+    assert_eq!(me.status, StatusCode::OK);
+    // Someone learnt aline's password and made the token; she changes it.
+    let signed_out = state
+        .journal
+        .set_password("aline", "a brand new secret", chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((signed_out.sessions, signed_out.tokens), (1, 1));
+    let me = send(state.clone(), get("/api/me", &[("authorization", &auth)])).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    let me = send(
+        state.clone(),
+        get("/api/me", &[("cookie", &browser.cookie)]),
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    // The new password signs in, and a token made now acts.
+    let reply = try_login(&state, "aline", "a brand new secret", "127.0.0.1").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let fresh = crate::support::bearer(&state, "aline");
+    let me = send(state, get("/api/me", &[("authorization", &fresh)])).await;
+    assert_eq!(me.status, StatusCode::OK);
 }

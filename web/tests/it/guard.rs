@@ -331,7 +331,7 @@ async fn every_answer_forbids_framing_sniffing_and_foreign_scripts() {
     let token_of = |name: &str| {
         state
             .journal
-            .create_token(name, "headers", chrono::Utc::now())
+            .create_token(name, "headers", None, chrono::Utc::now())
             .unwrap_or_else(|e| panic!("{e}"))
     };
     let tokens: BTreeMap<&str, String> = ["rita", "aline", "ivo", "ada"]

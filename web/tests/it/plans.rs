@@ -12,7 +12,7 @@ fn as_plan(value: &Value) -> ledger::Plan {
 async fn token(state: &web::AppState, member: &str) -> String {
     let token = state
         .journal
-        .create_token(member, "test", chrono::Utc::now())
+        .create_token(member, "test", None, chrono::Utc::now())
         .unwrap_or_else(|e| panic!("{e}"));
     format!("Bearer {token}")
 }
@@ -112,7 +112,8 @@ async fn an_assembly_member_adopts_a_plan_and_it_becomes_active() {
 async fn a_session_adopts_with_its_csrf_token() {
     let (state, _tx) = with_members();
     let browser = login(&state, "aline").await;
-    let body = json!({"plan": plan_json(&["a"]), "decision": decision_json(14, 10)}).to_string();
+    let body =
+        json!({"plan": plan_json(&["laundry"]), "decision": decision_json(14, 10)}).to_string();
     let headers = [
         ("cookie", browser.cookie.as_str()),
         ("x-csrf-token", browser.csrf.as_str()),

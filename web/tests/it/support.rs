@@ -148,6 +148,15 @@ pub(crate) fn site() -> SiteInfo {
     }
 }
 
+/// The services of the site configuration behind [`snapshot`]: those a plan may name.
+pub(crate) fn configured_services() -> std::collections::BTreeSet<String> {
+    snapshot()
+        .services
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect()
+}
+
 pub(crate) fn state_with(
     snapshot: LiveSnapshot,
     metrics: IngestMetrics,
@@ -166,6 +175,7 @@ pub(crate) fn state_with(
         replan: Arc::new(tokio::sync::Notify::new()),
         login_limiter: Arc::new(web::LoginLimiter::default()),
         queries: None,
+        services: Arc::new(configured_services()),
     };
     (state, tx)
 }
@@ -424,7 +434,7 @@ pub(crate) fn add_residents(state: &AppState) {
 pub(crate) fn bearer(state: &AppState, member: &str) -> String {
     let token = state
         .journal
-        .create_token(member, "test", Utc::now())
+        .create_token(member, "test", None, Utc::now())
         .unwrap_or_else(|e| panic!("token for {member}: {e}"));
     format!("Bearer {token}")
 }
