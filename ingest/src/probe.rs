@@ -28,6 +28,16 @@ impl ProbeTarget {
     /// (`modbus-rtu://` is the same).
     pub fn parse(text: &str) -> Result<ProbeTarget> {
         let text = text.trim();
+        // What an installer types first: `192.168.1.20` (port 502, unit 1),
+        // `192.168.1.20:1502/3`, or a serial port `/dev/ttyUSB0`.
+        if !text.is_empty() && !text.contains("://") {
+            let scheme = if text.starts_with('/') {
+                "serial://"
+            } else {
+                "modbus-tcp://"
+            };
+            return ProbeTarget::parse(&format!("{scheme}{text}"));
+        }
         let bad = |why: &str| Error::Config(format!("probe target `{text}`: {why}"));
         if let Some(rest) = text.strip_prefix("modbus-tcp://") {
             let (hostport, unit) = match rest.split_once('/') {
@@ -522,6 +532,25 @@ mod tests {
                 unit: 3
             }
         );
+        // A bare address, as typed on a roof: Modbus TCP, port 502, unit 1.
+        for bare in ["192.168.1.20", " 192.168.1.20 "] {
+            let t = ProbeTarget::parse(bare).expect("bare address");
+            assert_eq!(
+                (t.link.clone(), t.unit),
+                (
+                    Link::Tcp {
+                        host: "192.168.1.20".into(),
+                        port: 502
+                    },
+                    1
+                )
+            );
+        }
+        let t = ProbeTarget::parse("192.168.1.20:1502/3").expect("bare with port and unit");
+        assert_eq!(t.unit, 3);
+        assert!(matches!(t.link, Link::Tcp { port: 1502, .. }));
+        let t = ProbeTarget::parse("/dev/ttyUSB0").expect("bare serial port");
+        assert!(matches!(&t.link, Link::Serial(s) if s.path == "/dev/ttyUSB0" && s.baud == 9600));
         let t = ProbeTarget::parse("modbus-tcp://inverter.local").expect("defaults");
         assert_eq!(
             (t.unit, t.link.key()),
