@@ -36,6 +36,9 @@ pub(crate) struct Config {
     /// Members recorded in a new journal (the demo's seeded community).
     #[serde(default, rename = "member")]
     pub(crate) members: Vec<MemberSeed>,
+    /// What this node shares with its federation (DESIGN.md §12); nothing when absent.
+    #[serde(default)]
+    pub(crate) federation: federation::config::FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +233,14 @@ fn check(l: &Loaded) -> Result<()> {
                 s.id
             );
         }
+    }
+    if let Some(id) = &c.federation.node_id
+        && !federation::identity::valid_node_id(id)
+    {
+        bail!(
+            "{}: key `federation.node_id`: `{id}` is not a node id (lowercase letters, digits and `-`, at most 64)",
+            at(line_of(&l.text, 1, "node_id"))
+        );
     }
     let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
     if let Err(problems) = plan.validate() {

@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod federation_cli;
 mod ledger_cli;
 mod node;
 
@@ -90,6 +91,21 @@ enum Command {
     Mqtt {
         #[command(subcommand)]
         command: MqttCommand,
+    },
+    /// This node on its federation (DESIGN.md §12).
+    Federation {
+        #[command(subcommand)]
+        command: FederationCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FederationCommand {
+    /// Print the node's id and public key (made at first start, or now if there is
+    /// none yet), for the region's and the witnesses' configurations.
+    Show {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
     },
 }
 
@@ -350,6 +366,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 ingest::broker::mosquitto_setup(&acl, &out.display().to_string())
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Federation {
+            command: FederationCommand::Show { config },
+        } => {
+            federation_cli::show(&config::load_file(&config)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

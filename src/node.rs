@@ -187,6 +187,15 @@ impl Node {
         let visibility = queries.visibility().clone();
         let (public, feed) = query::visibility::public_feed(rx.clone(), visibility.clone());
         tokio::spawn(feed);
+        // What the federation sees: the public view's totals, once a minute.
+        crate::federation_cli::start_sharing(
+            loaded,
+            public.clone(),
+            queries.clone(),
+            journal.clone(),
+            cancel.clone(),
+        )
+        .await?;
         let state = web::AppState {
             live: public,
             live_full: rx,

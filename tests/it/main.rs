@@ -7,6 +7,7 @@ mod actuation;
 mod cli;
 mod crash;
 mod end_to_end;
+mod federation;
 mod history;
 mod ledger_cli;
 mod peers;
