@@ -31,9 +31,10 @@ pub(crate) fn show(loaded: &Loaded) -> Result<()> {
     Ok(())
 }
 
-/// Starts publishing the node's summary when `[federation] nats` names servers:
-/// from `public` (the public view of the live snapshot, as the wall sees it) and
-/// the history.
+/// Starts what the node shares: the summary once a minute when `[federation]
+/// nats` names servers, and each finished day on the bucket when `[federation]
+/// s3` names one; both from `public` (the public view of the live snapshot, as
+/// the wall sees it) and the history.
 pub(crate) async fn start_sharing(
     loaded: &Loaded,
     public: tokio::sync::watch::Receiver<Arc<query::live::LiveSnapshot>>,
@@ -42,9 +43,10 @@ pub(crate) async fn start_sharing(
     cancel: CancellationToken,
 ) -> Result<()> {
     let f = &loaded.config.federation;
-    if f.nats.is_empty() {
+    if f.nats.is_empty() && f.s3.is_none() {
         return Ok(());
     }
+    let dir = &loaded.config.storage.dir;
     let key = Arc::new(node_key(loaded)?);
     let source = federation::source::NodeSource::new(
         key.node_id(),
@@ -53,18 +55,35 @@ pub(crate) async fn start_sharing(
         Some(journal),
         loaded.config.site.timezone,
     );
-    let client = federation::publish::connect(&f.nats, f.credentials.as_deref(), key.node_id())
-        .await
-        .context("federation")?;
-    let publisher = federation::publish::Publisher::new(
-        client,
-        key.clone(),
-        source,
-        &loaded.config.storage.dir,
-        Arc::new(federation::clock::SystemClock),
-        f.clone(),
-    )?;
-    tracing::info!(node = %key.node_id(), servers = %f.nats.join(", "), "federation: publishing the public summary");
-    tokio::spawn(publisher.run(cancel));
+    let clock = Arc::new(federation::clock::SystemClock);
+    if !f.nats.is_empty() {
+        let client =
+            federation::publish::connect(&f.nats, f.credentials.as_deref(), key.node_id())
+                .await
+                .context("federation")?;
+        let publisher = federation::publish::Publisher::new(
+            client,
+            key.clone(),
+            source.clone(),
+            dir,
+            clock.clone(),
+            f.clone(),
+        )?;
+        tracing::info!(node = %key.node_id(), servers = %f.nats.join(", "), "federation: publishing the public summary");
+        tokio::spawn(publisher.run(cancel.clone()));
+    }
+    if let Some(s3) = &f.s3 {
+        let store = federation::archive::s3_store(s3).context("[federation] s3")?;
+        let archiver = federation::archive::Archiver::new(
+            store,
+            key.clone(),
+            source,
+            dir,
+            clock,
+            f.publish_interval,
+        )?;
+        tracing::info!(node = %key.node_id(), bucket = %s3.bucket, "federation: archiving each day on the bucket");
+        tokio::spawn(archiver.run(cancel));
+    }
     Ok(())
 }

@@ -23,6 +23,7 @@
 //! binary and this crate's tests. It never writes to the node's journal or
 //! history, and the region holds no authority over any node: it reads.
 
+pub mod archive;
 pub mod clock;
 pub mod config;
 pub mod cursor;

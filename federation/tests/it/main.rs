@@ -3,6 +3,8 @@
 //! (SeaweedFS), and a real browser for the region's page. Each test starts its own
 //! servers on free loopback ports; they end with the test.
 
+mod archive;
 mod nats;
 mod node;
 mod publish;
+mod s3;
