@@ -57,10 +57,9 @@ pub(crate) async fn start_sharing(
     );
     let clock = Arc::new(federation::clock::SystemClock);
     if !f.nats.is_empty() {
-        let client =
-            federation::publish::connect(&f.nats, f.credentials.as_deref(), key.node_id())
-                .await
-                .context("federation")?;
+        let client = federation::publish::connect(&f.nats, f.credentials.as_deref(), key.node_id())
+            .await
+            .context("federation")?;
         let publisher = federation::publish::Publisher::new(
             client,
             key.clone(),
@@ -85,5 +84,73 @@ pub(crate) async fn start_sharing(
         tracing::info!(node = %key.node_id(), bucket = %s3.bucket, "federation: archiving each day on the bucket");
         tokio::spawn(archiver.run(cancel));
     }
+    Ok(())
+}
+
+/// `communalia region`: the durable consumer, the region's session and its web
+/// server, until Ctrl-C or SIGTERM.
+pub(crate) async fn run_region(
+    file: federation::config::RegionFile,
+    bind: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    use federation::region::{RegionState, consume, session, web};
+    let r = &file.region;
+    let bind = bind.unwrap_or(r.bind);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for the region's page (use --bind)"))?;
+    let addr = listener.local_addr()?;
+    let clock = Arc::new(federation::clock::SystemClock);
+    let state = Arc::new(RegionState::new(&file, clock)?);
+    let client = federation::publish::connect(
+        &r.nats,
+        r.credentials.as_deref(),
+        &format!("region {}", r.name),
+    )
+    .await
+    .context("region")?;
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume(
+        client,
+        r.stream.clone(),
+        r.consumer.clone(),
+        state.clone(),
+        cancel.clone(),
+    ));
+    let bucket = match &r.s3 {
+        Some(s3) => Some((
+            s3.bucket.as_str(),
+            federation::archive::s3_store(s3).context("[region] s3")?,
+        )),
+        None => None,
+    };
+    let has_archive = bucket.is_some();
+    let ctx = session(state.clone(), bucket).await?;
+    let lang = dashboards::Lang::from_tag(&r.language).unwrap_or_default();
+    let app = web::RegionApp {
+        state,
+        ctx,
+        site: dashboards::SiteInfo {
+            name: r.name.clone(),
+            default_lang: lang,
+            timezone: r.timezone,
+        },
+        has_archive,
+    };
+    println!(
+        "Communalia region: {} ({} nodes) on http://{addr}/",
+        r.name,
+        file.nodes.len()
+    );
+    let server = tokio::spawn(web::serve(listener, app, cancel.clone()));
+    crate::wait_for_signal().await;
+    cancel.cancel();
+    if let Ok(Err(e)) = consumer.await {
+        tracing::error!(error = %e, "region: the consumer failed");
+    }
+    server
+        .await
+        .context("region web server")?
+        .context("region web server")?;
     Ok(())
 }

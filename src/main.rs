@@ -92,6 +92,15 @@ enum Command {
         #[command(subcommand)]
         command: MqttCommand,
     },
+    /// The region: every node's summary on one page (DESIGN.md §12). A reader:
+    /// it holds no authority over any node.
+    Region {
+        #[arg(long, default_value = "region.toml")]
+        config: PathBuf,
+        /// Web address, overriding `[region] bind`.
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
     /// This node on its federation (DESIGN.md §12).
     Federation {
         #[command(subcommand)]
@@ -366,6 +375,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 ingest::broker::mosquitto_setup(&acl, &out.display().to_string())
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Region { config, bind } => {
+            let file = federation::config::RegionFile::load(&config)?;
+            runtime()?.block_on(federation_cli::run_region(file, bind))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Federation {

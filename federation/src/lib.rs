@@ -29,6 +29,7 @@ pub mod config;
 pub mod cursor;
 pub mod identity;
 pub mod publish;
+pub mod region;
 pub mod source;
 pub mod summary;
 

@@ -4,7 +4,9 @@
 //! servers on free loopback ports; they end with the test.
 
 mod archive;
+mod browser;
 mod nats;
 mod node;
 mod publish;
+mod region;
 mod s3;
