@@ -23,6 +23,14 @@ pub(crate) fn show(loaded: &Loaded) -> Result<()> {
     println!("public key: {}", key.public());
     println!("key file: {}", key.path().display());
     println!(
+        "checkpoint key (for a witness's `logs`): {}",
+        federation::witness::log_verifier(&key)
+    );
+    println!(
+        "witness key (for a neighbour's `witnesses`): {}",
+        federation::witness::witness_verifier(&key)
+    );
+    println!(
         "\nFor a region.toml:\n\n[[node]]\nid = \"{}\"\nname = \"{}\"\nkey = \"{}\"",
         key.node_id(),
         loaded.config.site.name.replace('"', "\\\""),
@@ -153,4 +161,144 @@ pub(crate) async fn run_region(
         .context("region web server")?
         .context("region web server")?;
     Ok(())
+}
+
+/// The journal's leaves, from an existing journal (never creates one).
+fn leaves(loaded: &Loaded) -> Result<Vec<federation::witness::merkle::Hash>> {
+    let path = loaded.ledger_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "no ledger at {} (has the node run with this configuration?)",
+            path.display()
+        );
+    }
+    let journal =
+        ledger::Journal::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(federation::witness::journal_leaves(&journal)?)
+}
+
+/// `communalia federation checkpoint`: signs a checkpoint and asks each witness.
+pub(crate) async fn checkpoint(loaded: &Loaded) -> Result<std::process::ExitCode> {
+    use federation::witness::{Answer, collect_cosignatures, signed_checkpoint};
+    let f = &loaded.config.federation;
+    if f.witnesses.is_empty() {
+        anyhow::bail!("[federation] witnesses names no witness to ask");
+    }
+    let key = node_key(loaded)?;
+    let leaves = leaves(loaded)?;
+    let note = signed_checkpoint(&key, &leaves);
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("HTTP client")?;
+    let answers = collect_cosignatures(
+        &http,
+        &f.witnesses,
+        note,
+        &leaves,
+        &loaded.config.storage.dir,
+    )
+    .await?;
+    let mut cosigned = 0;
+    for (url, answer) in &answers {
+        match answer {
+            Answer::Cosigned => {
+                cosigned += 1;
+                println!("{url}: cosigned checkpoint {}", leaves.len());
+            }
+            Answer::Refused { status, reason } => println!("{url}: refused ({status}): {reason}"),
+            Answer::Unreachable(why) => println!("{url}: unreachable: {why}"),
+        }
+    }
+    println!(
+        "{cosigned} of {} witnesses cosigned {} entries",
+        answers.len(),
+        leaves.len()
+    );
+    Ok(if cosigned == answers.len() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// `communalia federation witness`: serves `POST /add-checkpoint` for the logs of
+/// `[federation] witness`.
+pub(crate) async fn witness(loaded: &Loaded) -> Result<()> {
+    let Some(w) = &loaded.config.federation.witness else {
+        anyhow::bail!("no [federation] witness section: which logs, on which address?");
+    };
+    let key = Arc::new(node_key(loaded)?);
+    let witness = Arc::new(federation::witness::Witness::open(
+        key,
+        &w.logs,
+        &loaded.config.storage.dir,
+        Arc::new(federation::clock::SystemClock),
+    )?);
+    let listener = tokio::net::TcpListener::bind(w.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} for the witness", w.bind))?;
+    println!(
+        "Communalia witness {} for {} logs on http://{}/add-checkpoint",
+        witness.verifier(),
+        w.logs.len(),
+        listener.local_addr()?
+    );
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, federation::witness::witness_app(witness))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    crate::wait_for_signal().await;
+    cancel.cancel();
+    server.await.context("witness")?.context("witness")?;
+    Ok(())
+}
+
+/// `ledger verify --witnesses`: the latest witnessed checkpoint against the keys
+/// and the journal.
+pub(crate) fn verify_witnesses(loaded: &Loaded) -> Result<std::process::ExitCode> {
+    let f = &loaded.config.federation;
+    let path = loaded
+        .config
+        .storage
+        .dir
+        .join(federation::witness::CHECKPOINT_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no witnessed checkpoint at {} (run `communalia federation checkpoint`)",
+            path.display()
+        )
+    })?;
+    let key = node_key(loaded)?;
+    let report =
+        federation::witness::verify_witnessed(&text, &key, &f.witnesses, &leaves(loaded)?)?;
+    println!(
+        "  witnesses: checkpoint of {} entries, signed by this node: {}, cosigned by {} of {} ({})",
+        report.size,
+        if report.signed { "yes" } else { "NO" },
+        report.cosigned.len(),
+        f.witnesses.len(),
+        report.cosigned.join(", ")
+    );
+    if !report.missing.is_empty() {
+        println!(
+            "  witnesses: no valid cosignature from {}",
+            report.missing.join(", ")
+        );
+    }
+    if !report.journal_matches {
+        println!(
+            "  witnesses: the journal no longer begins with the {} entries they witnessed: it was rewritten",
+            report.size
+        );
+    }
+    Ok(if report.ok() {
+        println!("witnesses agree");
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(2)
+    })
 }

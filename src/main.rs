@@ -116,6 +116,18 @@ enum FederationCommand {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
     },
+    /// Sign a checkpoint of the journal and ask the witnesses of `[federation]
+    /// witnesses` to cosign it; keeps the cosigned checkpoint in the data directory.
+    Checkpoint {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// Witness the neighbours' journals named in `[federation] witness`
+    /// (C2SP tlog-witness: POST /add-checkpoint), until Ctrl-C or SIGTERM.
+    Witness {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +183,11 @@ enum LedgerCommand {
     Verify {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
+        /// Also check the latest witnessed checkpoint: the node's signature, each
+        /// configured witness's cosignature, and that the journal still begins with
+        /// the entries it covers.
+        #[arg(long)]
+        witnesses: bool,
     },
     /// Write the whole journal as JSON lines, one entry per line, oldest first,
     /// for another program to keep or verify on its own.
@@ -277,8 +294,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledger {
-            command: LedgerCommand::Verify { config },
-        } => ledger_cli::verify(&config::load_file(&config)?),
+            command: LedgerCommand::Verify { config, witnesses },
+        } => {
+            let l = config::load_file(&config)?;
+            let code = ledger_cli::verify(&l)?;
+            if witnesses && code == ExitCode::SUCCESS {
+                return federation_cli::verify_witnesses(&l);
+            }
+            Ok(code)
+        }
         Command::Ledger {
             command: LedgerCommand::Export { config, output },
         } => {
@@ -386,6 +410,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: FederationCommand::Show { config },
         } => {
             federation_cli::show(&config::load_file(&config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Federation {
+            command: FederationCommand::Checkpoint { config },
+        } => {
+            let l = config::load_file(&config)?;
+            runtime()?.block_on(federation_cli::checkpoint(&l))
+        }
+        Command::Federation {
+            command: FederationCommand::Witness { config },
+        } => {
+            let l = config::load_file(&config)?;
+            runtime()?.block_on(federation_cli::witness(&l))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -32,6 +32,7 @@ pub mod publish;
 pub mod region;
 pub mod source;
 pub mod summary;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 

@@ -10,3 +10,4 @@ mod node;
 mod publish;
 mod region;
 mod s3;
+mod witness;
