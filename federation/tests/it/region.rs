@@ -26,7 +26,7 @@ const NODES: [(&str, &str); 3] = [
 
 fn region_file(url: &str, keys: &[String], silent_key: &str) -> RegionFile {
     let mut text = format!(
-        "[region]\nname = \"Vallée\"\nlanguage = \"fr\"\ntimezone = \"UTC\"\nnats = [\"{url}\"]\nstale_after = \"3m\"\n"
+        "[region]\nname = \"Vallée\"\nlanguage = \"fr\"\ntimezone = \"UTC\"\nnats = [\"{url}\"]\nstale_after = \"10m\"\n"
     );
     for ((id, name), key) in NODES.iter().zip(keys) {
         text.push_str(&format!(
@@ -192,7 +192,7 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     // Every node exports 400 W: each has 400 W of surplus.
     assert_eq!(live["surplus"].as_array().map(Vec::len), Some(3));
 
-    // `moulin` stops; three simulated minutes later the region says so.
+    // `moulin` stops; ten simulated minutes later the region says so.
     node_cancels[2].cancel();
     let deadline = Instant::now() + Duration::from_secs(30);
     let live = loop {
