@@ -39,6 +39,9 @@ pub(crate) struct Config {
     /// Home Assistant MQTT discovery (opt-in).
     #[serde(default)]
     pub(crate) homeassistant: query::homeassistant::HomeAssistantConfig,
+    /// What this node shares with its federation (DESIGN.md §12); nothing when absent.
+    #[serde(default)]
+    pub(crate) federation: federation::config::FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +255,14 @@ fn check(l: &Loaded) -> Result<()> {
                 s.id
             );
         }
+    }
+    if let Some(id) = &c.federation.node_id
+        && !federation::identity::valid_node_id(id)
+    {
+        bail!(
+            "{}: key `federation.node_id`: `{id}` is not a node id (lowercase letters, digits and `-`, at most 64)",
+            at(line_of(&l.text, 1, "node_id"))
+        );
     }
     let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
     if let Err(problems) = plan.validate() {

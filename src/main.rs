@@ -4,6 +4,7 @@
 mod accounts_cli;
 mod config;
 mod demo;
+mod federation_cli;
 mod ledger_cli;
 mod node;
 
@@ -92,6 +93,42 @@ enum Command {
         #[command(subcommand)]
         command: MqttCommand,
     },
+    /// The region: every node's summary on one page (DESIGN.md §12). A reader:
+    /// it holds no authority over any node.
+    Region {
+        #[arg(long, default_value = "region.toml")]
+        config: PathBuf,
+        /// Web address, overriding `[region] bind`.
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// This node on its federation (DESIGN.md §12).
+    Federation {
+        #[command(subcommand)]
+        command: FederationCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FederationCommand {
+    /// Print the node's id and public key (made at first start, or now if there is
+    /// none yet), for the region's and the witnesses' configurations.
+    Show {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// Sign a checkpoint of the journal and ask the witnesses of `[federation]
+    /// witnesses` to cosign it; keeps the cosigned checkpoint in the data directory.
+    Checkpoint {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// Witness the neighbours' journals named in `[federation] witness`
+    /// (C2SP tlog-witness: POST /add-checkpoint), until Ctrl-C or SIGTERM.
+    Witness {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +213,11 @@ enum LedgerCommand {
     Verify {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
+        /// Also check the latest witnessed checkpoint: the node's signature, each
+        /// configured witness's cosignature, and that the journal still begins with
+        /// the entries it covers.
+        #[arg(long)]
+        witnesses: bool,
     },
     /// Write the whole journal as JSON lines, one entry per line, oldest first,
     /// for another program to keep or verify on its own.
@@ -282,8 +324,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledger {
-            command: LedgerCommand::Verify { config },
-        } => ledger_cli::verify(&config::load_file(&config)?),
+            command: LedgerCommand::Verify { config, witnesses },
+        } => {
+            let l = config::load_file(&config)?;
+            let code = ledger_cli::verify(&l)?;
+            if witnesses && code == ExitCode::SUCCESS {
+                return federation_cli::verify_witnesses(&l);
+            }
+            Ok(code)
+        }
         Command::Ledger {
             command: LedgerCommand::Export { config, output },
         } => {
@@ -421,6 +470,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 ingest::broker::mosquitto_setup(&acl, &out.display().to_string())
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Region { config, bind } => {
+            let file = federation::config::RegionFile::load(&config)?;
+            runtime()?.block_on(federation_cli::run_region(file, bind))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Federation {
+            command: FederationCommand::Show { config },
+        } => {
+            federation_cli::show(&config::load_file(&config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Federation {
+            command: FederationCommand::Checkpoint { config },
+        } => {
+            let l = config::load_file(&config)?;
+            runtime()?.block_on(federation_cli::checkpoint(&l))
+        }
+        Command::Federation {
+            command: FederationCommand::Witness { config },
+        } => {
+            let l = config::load_file(&config)?;
+            runtime()?.block_on(federation_cli::witness(&l))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

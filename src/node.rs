@@ -208,6 +208,15 @@ impl Node {
             }
         }
         // --- end of what the node publishes ---
+        // What the federation sees: the public view's totals, once a minute.
+        crate::federation_cli::start_sharing(
+            loaded,
+            public.clone(),
+            queries.clone(),
+            journal.clone(),
+            cancel.clone(),
+        )
+        .await?;
         let state = web::AppState {
             live: public,
             live_full: rx,

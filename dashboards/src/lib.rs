@@ -24,6 +24,7 @@ mod layout;
 mod ledger_page;
 mod nav;
 mod pages;
+mod region;
 mod wall;
 
 pub use account::{
@@ -54,6 +55,7 @@ pub use ledger_page::{
     ParametersForm, TransferForm, render_ledger,
 };
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
+pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.

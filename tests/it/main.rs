@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod end_to_end;
 mod guard;
+mod federation;
 mod history;
 mod homeassistant;
 mod ledger_cli;

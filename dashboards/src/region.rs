@@ -1,0 +1,261 @@
+//! The region's page (`communalia region`): every node of the federation with its
+//! state and the age of its latest summary, stale nodes flagged in words, the
+//! region's totals, and who has surplus power now. The figures come from the
+//! region's queries (the `federation` crate) as plain numbers; this module only
+//! formats and arranges them, as for the wall.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use crate::layout::{Layout, render};
+use crate::{Catalog, Lang, Result, SiteInfo, format_power};
+
+/// One node as the region last heard it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegionNode {
+    pub id: String,
+    pub name: String,
+    /// Seconds since its latest summary's minute ended; `None` if never heard.
+    pub age_s: Option<f64>,
+    pub stale: bool,
+    pub production_w: Option<f64>,
+    pub consumption_w: Option<f64>,
+    pub surplus_w: Option<f64>,
+    pub grid_w: Option<f64>,
+    pub battery_soc_pct: Option<f64>,
+    pub served: Option<u32>,
+    pub partial: Option<u32>,
+    pub shed: Option<u32>,
+}
+
+/// What the region's page shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegionData {
+    pub nodes: Vec<RegionNode>,
+    /// Nodes configured, and those whose latest summary is current.
+    pub node_count: u64,
+    pub current_count: u64,
+    /// Totals over the current nodes.
+    pub production_w: f64,
+    pub consumption_w: f64,
+    pub surplus_w: f64,
+    /// Current nodes with surplus, largest first: (name, watts).
+    pub surplus: Vec<(String, f64)>,
+    /// Summaries refused (bad signature, unknown node) since the region started.
+    pub refused: u64,
+    pub now: DateTime<Utc>,
+}
+
+/// A node's row, every figure written out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRow {
+    pub id: String,
+    pub name: String,
+    /// `current`, `stale` or `never`: the row's class.
+    pub state: &'static str,
+    pub state_text: String,
+    pub age: String,
+    pub production: String,
+    pub consumption: String,
+    pub surplus: String,
+    pub grid: String,
+    pub battery: String,
+    pub services: String,
+}
+
+#[derive(Template)]
+#[template(path = "region.html")]
+struct RegionTemplate<'a> {
+    rows: Vec<RegionRow>,
+    counts: String,
+    production: String,
+    consumption: String,
+    surplus: String,
+    surplus_rows: Vec<(String, String)>,
+    refused: Option<String>,
+    updated: String,
+    layout: Layout<'a>,
+}
+
+/// How long ago, in seconds below two minutes, else minutes, else hours.
+fn age_text(t: &Catalog, age_s: f64) -> String {
+    let secs = age_s.max(0.0).round() as u64;
+    if secs < 120 {
+        t.tf("region.age_seconds", &[("n", &secs.to_string())])
+    } else if secs < 120 * 60 {
+        t.tf("region.age_minutes", &[("n", &(secs / 60).to_string())])
+    } else {
+        t.tf("region.age_hours", &[("n", &(secs / 3600).to_string())])
+    }
+}
+
+fn power(w: Option<f64>, lang: Lang) -> String {
+    w.map_or_else(
+        || crate::format::NO_VALUE.to_string(),
+        |w| format_power(w, lang),
+    )
+}
+
+/// The rows of the page's table.
+pub fn region_rows(data: &RegionData, lang: Lang) -> Vec<RegionRow> {
+    let t = Catalog::for_lang(lang);
+    data.nodes
+        .iter()
+        .map(|n| {
+            let (state, state_text) = match (n.age_s, n.stale) {
+                (None, _) => ("never", t.t("region.never").to_string()),
+                (Some(_), true) => ("stale", t.t("region.stale").to_string()),
+                (Some(_), false) => ("current", t.t("region.current").to_string()),
+            };
+            let services = match (n.served, n.partial, n.shed) {
+                (Some(served), Some(partial), Some(shed)) => t.tf(
+                    "region.services_counts",
+                    &[
+                        ("served", &served.to_string()),
+                        ("partial", &partial.to_string()),
+                        ("shed", &shed.to_string()),
+                    ],
+                ),
+                _ => crate::format::NO_VALUE.to_string(),
+            };
+            RegionRow {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                state,
+                state_text,
+                age: n
+                    .age_s
+                    .map_or_else(|| crate::format::NO_VALUE.to_string(), |a| age_text(t, a)),
+                production: power(n.production_w, lang),
+                consumption: power(n.consumption_w, lang),
+                surplus: power(n.surplus_w, lang),
+                grid: power(n.grid_w, lang),
+                battery: n.battery_soc_pct.map_or_else(
+                    || crate::format::NO_VALUE.to_string(),
+                    |p| crate::format_percent(p, lang),
+                ),
+                services,
+            }
+        })
+        .collect()
+}
+
+/// The region's page as a complete HTML document.
+pub fn render_region(data: &RegionData, lang: Lang, site: &SiteInfo) -> Result<String> {
+    let t = Catalog::for_lang(lang);
+    let page = RegionTemplate {
+        rows: region_rows(data, lang),
+        counts: t.tf(
+            "region.current_count",
+            &[
+                ("current", &data.current_count.to_string()),
+                ("nodes", &data.node_count.to_string()),
+            ],
+        ),
+        production: format_power(data.production_w, lang),
+        consumption: format_power(data.consumption_w, lang),
+        surplus: format_power(data.surplus_w, lang),
+        surplus_rows: data
+            .surplus
+            .iter()
+            .map(|(name, w)| (name.clone(), format_power(*w, lang)))
+            .collect(),
+        refused: (data.refused > 0).then(|| t.count("region.refused", data.refused)),
+        updated: t.tf(
+            "region.updated",
+            &[("time", &crate::format_time(data.now, site.timezone))],
+        ),
+        layout: Layout::new(lang, site, t.t("region.title")),
+    };
+    render(&page, "region.html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> SiteInfo {
+        SiteInfo {
+            name: "Vallée".into(),
+            default_lang: Lang::Fr,
+            timezone: chrono_tz::UTC,
+        }
+    }
+
+    fn data() -> RegionData {
+        RegionData {
+            nodes: vec![
+                RegionNode {
+                    id: "a".into(),
+                    name: "Les Tilleuls".into(),
+                    age_s: Some(42.0),
+                    stale: false,
+                    production_w: Some(5200.0),
+                    consumption_w: Some(3100.0),
+                    surplus_w: Some(2100.0),
+                    grid_w: Some(-2100.0),
+                    battery_soc_pct: None,
+                    served: Some(3),
+                    partial: Some(1),
+                    shed: Some(0),
+                },
+                RegionNode {
+                    id: "b".into(),
+                    name: "Les Platanes".into(),
+                    age_s: Some(600.0),
+                    stale: true,
+                    production_w: Some(100.0),
+                    ..RegionNode::default()
+                },
+                RegionNode {
+                    id: "c".into(),
+                    name: "Le Moulin".into(),
+                    ..RegionNode::default()
+                },
+            ],
+            node_count: 3,
+            current_count: 1,
+            production_w: 5200.0,
+            consumption_w: 3100.0,
+            surplus_w: 2100.0,
+            surplus: vec![("Les Tilleuls".into(), 2100.0)],
+            refused: 2,
+            now: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn each_node_says_its_state_and_age_in_words() {
+        let rows = region_rows(&data(), Lang::En);
+        assert_eq!(rows[0].state, "current");
+        assert_eq!(rows[0].age, "42 s");
+        assert_eq!(rows[0].production, "5.2 kW");
+        assert_eq!(rows[0].services, "3 served · 1 partly · 0 shed");
+        assert_eq!(rows[1].state, "stale");
+        assert_eq!(rows[1].age, "10 min");
+        assert_eq!(rows[2].state, "never");
+        assert_eq!(rows[2].production, "—");
+        let fr = region_rows(&data(), Lang::Fr);
+        assert_eq!(fr[0].production, "5,2 kW");
+        assert_eq!(fr[1].state_text, "Pas à jour");
+    }
+
+    #[test]
+    fn the_page_names_every_node_the_totals_and_the_refusals() {
+        for lang in Lang::ALL {
+            let html = render_region(&data(), lang, &site()).expect("renders");
+            for name in ["Les Tilleuls", "Les Platanes", "Le Moulin"] {
+                assert!(html.contains(name), "{lang}: {name}");
+            }
+            let t = Catalog::for_lang(lang);
+            assert!(html.contains(t.t("region.who_surplus")), "{lang}");
+            // The refusals' sentence up to its first apostrophe (escaped in HTML).
+            let refused = t.count("region.refused", 2);
+            let plain = refused.split('\'').next().unwrap_or_default();
+            assert!(html.contains(plain), "{lang}: {plain}");
+            assert!(
+                html.contains(&t.tf("region.current_count", &[("current", "1"), ("nodes", "3")]))
+            );
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The region: a reader of every node's summaries (`communalia region`).
+//!
+//! A durable JetStream pull consumer reads the stream (the stream remembers how
+//! far, so a restarted region goes on where it stopped); each summary's signature
+//! is checked against the key `region.toml` gives for its node, and a summary
+//! that fails is counted by node and reason and dropped. The latest summary of
+//! each node is kept in memory and shown to DataFusion as the table `nodes_live`
+//! (one row per configured node, the ones never heard from included), beside
+//! `summaries`, the nodes' daily archives on the bucket (a listing table over
+//! `s3://bucket/`, partitioned by `node` and `date`). The page, the JSON API and
+//! every total are queries over these two tables.
+
+pub mod web;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_trait::async_trait;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::Session;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::RegionFile;
+use crate::identity::PublicKey;
+use crate::publish::SIGNATURE_HEADER;
+use crate::summary::{Refusal, Summary};
+use crate::{Error, Result};
+
+/// A node as the region knows it.
+#[derive(Debug, Clone)]
+pub struct KnownNode {
+    pub id: String,
+    pub name: String,
+    pub key: PublicKey,
+}
+
+/// What the region has heard: each node's latest summary, and what it refused.
+pub struct RegionState {
+    known: BTreeMap<String, KnownNode>,
+    latest: RwLock<BTreeMap<String, Summary>>,
+    /// Refused summaries by (node as the subject named it, reason).
+    refused: Mutex<BTreeMap<(String, &'static str), u64>>,
+    accepted: AtomicU64,
+    clock: Arc<dyn Clock>,
+    stale_after: Duration,
+}
+
+impl std::fmt::Debug for RegionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionState")
+            .field("nodes", &self.known.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of `nodes_live`, also the JSON of `/api/region/live`'s nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub name: String,
+    /// The latest summary, when the node has been heard from.
+    pub latest: Option<Summary>,
+    /// Seconds since the end of the latest summary's minute.
+    pub age_s: Option<f64>,
+    /// Never heard from, too old, or itself saying its data is stale.
+    pub stale: bool,
+}
+
+impl RegionState {
+    pub fn new(file: &RegionFile, clock: Arc<dyn Clock>) -> Result<RegionState> {
+        let mut known = BTreeMap::new();
+        for n in &file.nodes {
+            let key = PublicKey::parse(&n.key)
+                .map_err(|why| Error::Config(format!("[[node]] `{}`: {why}", n.id)))?;
+            known.insert(
+                n.id.clone(),
+                KnownNode {
+                    id: n.id.clone(),
+                    name: n.name.clone().unwrap_or_else(|| n.id.clone()),
+                    key,
+                },
+            );
+        }
+        Ok(RegionState {
+            known,
+            latest: RwLock::default(),
+            refused: Mutex::default(),
+            accepted: AtomicU64::new(0),
+            clock,
+            stale_after: file.region.stale_after,
+        })
+    }
+
+    /// Checks one received summary and keeps it if it is its node's newest.
+    pub fn receive(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        signature_b64: Option<&str>,
+    ) -> std::result::Result<(), Refusal> {
+        let signature =
+            signature_b64.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+        let checked = crate::summary::verify(subject, payload, signature.as_deref(), |node| {
+            self.known.get(node).map(|n| n.key)
+        });
+        match checked {
+            Ok(summary) => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+                let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+                let newer = latest
+                    .get(&summary.node)
+                    .is_none_or(|old| old.minute <= summary.minute);
+                if newer {
+                    latest.insert(summary.node.clone(), summary);
+                }
+                Ok(())
+            }
+            Err(refusal) => {
+                let node = subject
+                    .strip_prefix("communalia.")
+                    .and_then(|s| s.strip_suffix(".summary"))
+                    .unwrap_or(subject)
+                    .to_string();
+                tracing::warn!(%node, reason = refusal.reason(), %refusal, "region: summary refused");
+                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                *refused.entry((node, refusal.reason())).or_default() += 1;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Summaries accepted since the start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Refused summaries by node and reason.
+    pub fn refused(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn refused_total(&self) -> u64 {
+        self.refused().values().sum()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Every configured node with its latest summary and age, by id.
+    pub fn rows(&self) -> Vec<NodeRow> {
+        let now = self.clock.now();
+        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        self.known
+            .values()
+            .map(|n| {
+                let summary = latest.get(&n.id).cloned();
+                let age_s = summary.as_ref().map(|s| {
+                    let end = s.minute + chrono::Duration::minutes(1);
+                    ((now - end).num_milliseconds() as f64 / 1000.0).max(0.0)
+                });
+                let stale = match (&summary, age_s) {
+                    (Some(s), Some(age)) => s.stale || age > self.stale_after.as_secs_f64(),
+                    _ => true,
+                };
+                NodeRow {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                    latest: summary,
+                    age_s,
+                    stale,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The columns of `nodes_live`.
+pub fn live_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("minute", ts, true),
+        Field::new("age_s", DataType::Float64, true),
+        Field::new("stale", DataType::Boolean, false),
+        Field::new("production_w", DataType::Float64, true),
+        Field::new("consumption_w", DataType::Float64, true),
+        Field::new("surplus_w", DataType::Float64, true),
+        Field::new("grid_w", DataType::Float64, true),
+        Field::new("battery_w", DataType::Float64, true),
+        Field::new("battery_soc_pct", DataType::Float64, true),
+        Field::new("served", DataType::UInt32, true),
+        Field::new("partial", DataType::UInt32, true),
+        Field::new("shed", DataType::UInt32, true),
+        Field::new("week_hours", DataType::Float64, true),
+    ]))
+}
+
+/// `rows` as one batch of [`live_schema`].
+pub fn live_batch(rows: &[NodeRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut node = StringBuilder::new();
+    let mut name = StringBuilder::new();
+    let mut minute = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut age = Float64Builder::with_capacity(n);
+    let mut stale = BooleanBuilder::with_capacity(n);
+    let mut f: Vec<Float64Builder> = (0..6).map(|_| Float64Builder::with_capacity(n)).collect();
+    let mut counts: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::with_capacity(n)).collect();
+    let mut week = Float64Builder::with_capacity(n);
+    for r in rows {
+        node.append_value(&r.id);
+        name.append_value(&r.name);
+        age.append_option(r.age_s);
+        stale.append_value(r.stale);
+        let s = r.latest.as_ref();
+        minute.append_option(s.map(|s| s.minute.timestamp_millis()));
+        f[0].append_option(s.map(|s| s.production_w));
+        f[1].append_option(s.map(|s| s.consumption_w));
+        f[2].append_option(s.map(|s| s.surplus_w));
+        f[3].append_option(s.map(|s| s.grid_w));
+        f[4].append_option(s.map(|s| s.battery_w));
+        f[5].append_option(s.and_then(|s| s.battery_soc_pct));
+        counts[0].append_option(s.map(|s| s.services.served));
+        counts[1].append_option(s.map(|s| s.services.partial));
+        counts[2].append_option(s.map(|s| s.services.shed));
+        week.append_option(s.and_then(|s| s.week_hours));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(node.finish()),
+        Arc::new(name.finish()),
+        Arc::new(minute.finish()),
+        Arc::new(age.finish()),
+        Arc::new(stale.finish()),
+    ];
+    columns.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(week.finish()));
+    Ok(RecordBatch::try_new(live_schema(), columns)?)
+}
+
+/// `nodes_live`: the region's state as it is when a query runs.
+#[derive(Debug)]
+pub struct LiveNodesTable {
+    state: Arc<RegionState>,
+}
+
+#[async_trait]
+impl TableProvider for LiveNodesTable {
+    fn schema(&self) -> SchemaRef {
+        live_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = live_batch(&self.state.rows())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            live_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// A session over one snapshot of the rows, as `nodes_live`: the totals, the
+/// surplus and the rows of one page or answer then agree with each other even
+/// while summaries keep arriving.
+pub fn snapshot_session(rows: &[NodeRow]) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    ctx.register_batch("nodes_live", live_batch(rows)?)?;
+    Ok(ctx)
+}
+
+/// The columns of `summaries` (the archive), partitions last.
+pub fn archive_partitions() -> Vec<(String, DataType)> {
+    vec![
+        ("node".to_string(), DataType::Utf8),
+        ("date".to_string(), DataType::Utf8),
+    ]
+}
+
+/// The region's DataFusion session: `nodes_live`, and `summaries` over the bucket
+/// when the region has one.
+pub async fn session(
+    state: Arc<RegionState>,
+    bucket: Option<(&str, Arc<dyn ObjectStore>)>,
+) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    ctx.register_table("nodes_live", Arc::new(LiveNodesTable { state }))?;
+    if let Some((bucket, store)) = bucket {
+        register_archive(&ctx, bucket, store).await?;
+    }
+    Ok(ctx)
+}
+
+/// Registers `summaries`: every node's archived days in `bucket`.
+pub async fn register_archive(
+    ctx: &SessionContext,
+    bucket: &str,
+    store: Arc<dyn ObjectStore>,
+) -> Result<()> {
+    let url = url::Url::parse(&format!("s3://{bucket}"))
+        .map_err(|e| Error::Config(format!("bucket `{bucket}`: {e}")))?;
+    ctx.register_object_store(&url, store);
+    let table_url = ListingTableUrl::parse(format!("s3://{bucket}/"))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(archive_partitions());
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(options)
+        .with_schema(crate::archive::day_schema());
+    ctx.register_table("summaries", Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// Reads the stream with the durable consumer `consumer` until `cancel`: each
+/// message is checked, kept or counted as refused, then acknowledged (a refused
+/// one too: it would be refused again).
+pub async fn consume(
+    client: async_nats::Client,
+    stream: String,
+    consumer: String,
+    state: Arc<RegionState>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let js = jetstream::new(client);
+    loop {
+        let run = consume_once(&js, &stream, &consumer, &state, &cancel);
+        match run.await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "region: reading the stream failed; trying again");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume_once(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    state: &RegionState,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let stream = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| Error::Nats(format!("stream `{stream}`: {e}")))?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            consumer,
+            pull::Config {
+                durable_name: Some(consumer.to_string()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| Error::Nats(format!("consumer `{consumer}`: {e}")))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .map_err(|e| Error::Nats(format!("consumer: {e}")))?;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            next = messages.next() => next,
+        };
+        let Some(message) = next else {
+            return Err(Error::Nats("the consumer's messages ended".into()));
+        };
+        let message = message.map_err(|e| Error::Nats(format!("consumer: {e}")))?;
+        let signature = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(SIGNATURE_HEADER))
+            .map(|v| v.as_str().to_string());
+        let _ = state.receive(&message.subject, &message.payload, signature.as_deref());
+        message
+            .ack()
+            .await
+            .map_err(|e| Error::Nats(format!("ack: {e}")))?;
+    }
+}

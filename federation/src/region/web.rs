@@ -1,0 +1,373 @@
+//! The region's HTTP server: its page (`/`, French and English like the node's),
+//! `GET /api/region/live`, `GET /api/region/history` over the bucket, and the
+//! stylesheet the page shares with the wall. Read-only: the region changes
+//! nothing anywhere.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::prelude::SessionContext;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::RegionState;
+use crate::summary::rfc3339;
+use crate::{Error, Result};
+
+/// What the region's routes share.
+#[derive(Clone)]
+pub struct RegionApp {
+    pub state: Arc<RegionState>,
+    pub ctx: SessionContext,
+    pub site: dashboards::SiteInfo,
+    /// Whether `summaries` (the bucket) is registered.
+    pub has_archive: bool,
+}
+
+impl std::fmt::Debug for RegionApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionApp").finish_non_exhaustive()
+    }
+}
+
+/// The region's routes.
+pub fn app(app: RegionApp) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/region/live", get(live_json))
+        .route("/api/region/history", get(history_json))
+        .route("/static/wall.css", get(css))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(app)
+}
+
+/// Serves [`app`] on `listener` until `cancel`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    region: RegionApp,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(region))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// An error shown as a plain message, its cause logged.
+struct AppError(Error);
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError(e)
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for AppError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        AppError(Error::DataFusion(e))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "region: request failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The region could not answer; the cause is in its log.",
+        )
+            .into_response()
+    }
+}
+
+/// The region's totals and who has surplus, by DataFusion over `nodes_live`.
+const TOTALS_SQL: &str = "SELECT count(*) AS nodes,
+       sum(CASE WHEN NOT stale THEN 1 ELSE 0 END) AS current,
+       coalesce(sum(CASE WHEN NOT stale THEN production_w END), 0) AS production_w,
+       coalesce(sum(CASE WHEN NOT stale THEN consumption_w END), 0) AS consumption_w,
+       coalesce(sum(CASE WHEN NOT stale THEN surplus_w END), 0) AS surplus_w,
+       coalesce(sum(CASE WHEN NOT stale THEN grid_w END), 0) AS grid_w,
+       coalesce(sum(CASE WHEN NOT stale THEN battery_w END), 0) AS battery_w
+FROM nodes_live";
+
+const SURPLUS_SQL: &str = "SELECT node, name, surplus_w FROM nodes_live
+WHERE NOT stale AND surplus_w > 0 ORDER BY surplus_w DESC, node";
+
+#[derive(Debug, Default)]
+struct Totals {
+    nodes: u64,
+    current: u64,
+    production_w: f64,
+    consumption_w: f64,
+    surplus_w: f64,
+    grid_w: f64,
+    battery_w: f64,
+}
+
+fn column_err(c: &str) -> Error {
+    Error::Query(format!("region: column `{c}` missing or mistyped"))
+}
+
+fn f64_at(batch: &RecordBatch, name: &str, row: usize) -> Result<f64> {
+    let col = batch.column_by_name(name).ok_or_else(|| column_err(name))?;
+    let a = col
+        .as_primitive_opt::<Float64Type>()
+        .ok_or_else(|| column_err(name))?;
+    Ok(if a.is_valid(row) { a.value(row) } else { 0.0 })
+}
+
+fn i64_at(batch: &RecordBatch, name: &str, row: usize) -> Result<i64> {
+    let col = batch.column_by_name(name).ok_or_else(|| column_err(name))?;
+    let a = col
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| column_err(name))?;
+    Ok(if a.is_valid(row) { a.value(row) } else { 0 })
+}
+
+fn text_at(batch: &RecordBatch, name: &str, row: usize) -> Result<String> {
+    let col = batch.column_by_name(name).ok_or_else(|| column_err(name))?;
+    if let Some(a) = col.as_string_opt::<i32>() {
+        return Ok(a.value(row).to_string());
+    }
+    if let Some(a) = col.as_string_view_opt() {
+        return Ok(a.value(row).to_string());
+    }
+    Err(column_err(name))
+}
+
+async fn totals(ctx: &SessionContext) -> Result<Totals> {
+    let batches = ctx.sql(TOTALS_SQL).await?.collect().await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(Totals::default());
+    };
+    Ok(Totals {
+        nodes: i64_at(b, "nodes", 0)?.max(0) as u64,
+        current: i64_at(b, "current", 0)?.max(0) as u64,
+        production_w: f64_at(b, "production_w", 0)?,
+        consumption_w: f64_at(b, "consumption_w", 0)?,
+        surplus_w: f64_at(b, "surplus_w", 0)?,
+        grid_w: f64_at(b, "grid_w", 0)?,
+        battery_w: f64_at(b, "battery_w", 0)?,
+    })
+}
+
+/// (node, name, surplus) of the current nodes with surplus, largest first.
+async fn surplus(ctx: &SessionContext) -> Result<Vec<(String, String, f64)>> {
+    let mut out = Vec::new();
+    for b in ctx.sql(SURPLUS_SQL).await?.collect().await? {
+        for r in 0..b.num_rows() {
+            out.push((
+                text_at(&b, "node", r)?,
+                text_at(&b, "name", r)?,
+                f64_at(&b, "surplus_w", r)?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The page's data, from the queries and the state.
+pub async fn region_data(app: &RegionApp) -> Result<dashboards::RegionData> {
+    let rows = app.state.rows();
+    let ctx = super::snapshot_session(&rows)?;
+    let totals = totals(&ctx).await?;
+    let surplus = surplus(&ctx).await?;
+    let nodes = rows
+        .into_iter()
+        .map(|r| {
+            let s = r.latest.as_ref();
+            dashboards::RegionNode {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                age_s: r.age_s,
+                stale: r.stale,
+                production_w: s.map(|s| s.production_w),
+                consumption_w: s.map(|s| s.consumption_w),
+                surplus_w: s.map(|s| s.surplus_w),
+                grid_w: s.map(|s| s.grid_w),
+                battery_soc_pct: s.and_then(|s| s.battery_soc_pct),
+                served: s.map(|s| s.services.served),
+                partial: s.map(|s| s.services.partial),
+                shed: s.map(|s| s.services.shed),
+            }
+        })
+        .collect();
+    Ok(dashboards::RegionData {
+        nodes,
+        node_count: totals.nodes,
+        current_count: totals.current,
+        production_w: totals.production_w,
+        consumption_w: totals.consumption_w,
+        surplus_w: totals.surplus_w,
+        surplus: surplus.into_iter().map(|(_, name, w)| (name, w)).collect(),
+        refused: app.state.refused_total(),
+        now: app.state.now(),
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+async fn page(
+    State(app): State<RegionApp>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let lang = dashboards::negotiate(q.lang.as_deref(), None, accept, app.site.default_lang);
+    let data = region_data(&app).await?;
+    let html = dashboards::render_region(&data, lang, &app.site)
+        .map_err(|e| Error::Query(e.to_string()))?;
+    let mut response = Html(html).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Language"));
+    Ok(response)
+}
+
+/// `GET /api/region/live`.
+async fn live_json(State(app): State<RegionApp>) -> Result<Json<Value>, AppError> {
+    Ok(Json(live_value(&app).await?))
+}
+
+/// The JSON of `/api/region/live`: `{"ts", "nodes": [...], "totals": {...},
+/// "surplus": [{"id", "name", "surplus_w"}], "accepted", "refused": {"total",
+/// "by": [{"node", "reason", "count"}]}}`.
+pub async fn live_value(app: &RegionApp) -> Result<Value> {
+    let rows = app.state.rows();
+    let ctx = super::snapshot_session(&rows)?;
+    let t = totals(&ctx).await?;
+    let surplus: Vec<Value> = surplus(&ctx)
+        .await?
+        .into_iter()
+        .map(|(id, name, w)| json!({"id": id, "name": name, "surplus_w": w}))
+        .collect();
+    let nodes: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({
+                "id": r.id, "name": r.name, "stale": r.stale, "age_s": r.age_s,
+            });
+            if let (Some(s), Value::Object(map)) = (&r.latest, &mut v) {
+                map.insert(
+                    "summary".into(),
+                    serde_json::to_value(s).unwrap_or(Value::Null),
+                );
+            }
+            v
+        })
+        .collect();
+    let by: Vec<Value> = app
+        .state
+        .refused()
+        .into_iter()
+        .map(|((node, reason), count)| json!({"node": node, "reason": reason, "count": count}))
+        .collect();
+    Ok(json!({
+        "ts": rfc3339(app.state.now()),
+        "nodes": nodes,
+        "totals": {
+            "nodes": t.nodes, "current": t.current,
+            "production_w": t.production_w, "consumption_w": t.consumption_w,
+            "surplus_w": t.surplus_w, "grid_w": t.grid_w, "battery_w": t.battery_w,
+        },
+        "surplus": surplus,
+        "accepted": app.state.accepted(),
+        "refused": {"total": app.state.refused_total(), "by": by},
+    }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+/// Energy per node and day over `[from, to]` from the bucket's archives, in
+/// watt-hours (each minute's power counts for a sixtieth of an hour).
+pub fn history_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT node, date,
+                sum(production_w) / 60.0 AS production_wh,
+                sum(consumption_w) / 60.0 AS consumption_wh,
+                sum(greatest(surplus_w, 0)) / 60.0 AS surplus_wh,
+                CAST(count(*) AS BIGINT) AS minutes
+         FROM summaries
+         WHERE date >= '{from}' AND date <= '{to}'
+         GROUP BY node, date ORDER BY date, node"
+    )
+}
+
+/// `GET /api/region/history?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+async fn history_json(
+    State(app): State<RegionApp>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, AppError> {
+    if !app.has_archive {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            "This region has no bucket configured ([region] s3).",
+        )
+            .into_response());
+    }
+    if q.to < q.from || (q.to - q.from).num_days() > 400 {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`to` must be on or after `from`, at most 400 days later.",
+        )
+            .into_response());
+    }
+    let mut days = Vec::new();
+    for b in app
+        .ctx
+        .sql(&history_sql(q.from, q.to))
+        .await?
+        .collect()
+        .await?
+    {
+        for r in 0..b.num_rows() {
+            days.push(json!({
+                "node": text_at(&b, "node", r)?,
+                "date": text_at(&b, "date", r)?,
+                "production_wh": f64_at(&b, "production_wh", r)?,
+                "consumption_wh": f64_at(&b, "consumption_wh", r)?,
+                "surplus_wh": f64_at(&b, "surplus_wh", r)?,
+                "minutes": i64_at(&b, "minutes", r)?,
+            }));
+        }
+    }
+    Ok(
+        Json(json!({"from": q.from.to_string(), "to": q.to.to_string(), "days": days}))
+            .into_response(),
+    )
+}
+
+async fn css() -> Response {
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        dashboards::WALL_CSS,
+    )
+        .into_response()
+}
