@@ -324,8 +324,18 @@ mod tests {
             checked(&form("  ", "", "2s")),
             Err(ProbeOutcome::MissingAddress)
         ));
+        // A bare address is what an installer types first: port 502, unit 1.
+        let (target, _) = checked(&form("192.168.1.20", "", "2s")).expect("bare address");
+        assert_eq!(
+            target.link,
+            ingest::modbus::Link::Tcp {
+                host: "192.168.1.20".into(),
+                port: 502
+            }
+        );
+        assert_eq!(target.unit, 1);
         assert!(matches!(
-            checked(&form("192.168.1.20", "", "2s")),
+            checked(&form("192.168.1.20:http", "", "2s")),
             Err(ProbeOutcome::BadAddress { .. })
         ));
         assert!(matches!(

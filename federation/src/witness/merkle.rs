@@ -45,7 +45,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
-/// PROOF(m, D[n]) of RFC 6962 §2.1.2: that the tree of the first `m` leaves is a
+/// PROOF(m, D\[n\]) of RFC 6962 §2.1.2: that the tree of the first `m` leaves is a
 /// prefix of the tree of all of them. Empty when `m` is 0 or all.
 pub fn consistency_proof(leaves: &[Hash], m: usize) -> Vec<Hash> {
     if m == 0 || m >= leaves.len() {
