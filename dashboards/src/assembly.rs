@@ -142,6 +142,19 @@ pub struct Preview {
     pub active_available_w: f64,
     /// The live figures are out of date: demands read as zero.
     pub stale: bool,
+    /// What the draft changes in the active plan; `None` when no plan is active.
+    pub changes: Option<Vec<PlanChange>>,
+}
+
+/// The step between "Adopter" and the journal: what is about to be recorded and
+/// signed, for the secretary to confirm.
+#[derive(Debug, Clone)]
+pub struct AdoptionStep<'a> {
+    /// The draft's form fields as posted (but the token), sent again on confirming.
+    pub fields: &'a [(String, String)],
+    pub decision: &'a ledger::Decision,
+    /// What the draft changes in the active plan; `None` when no plan is active.
+    pub changes: Option<Vec<PlanChange>>,
 }
 
 /// What the panel shows.
@@ -158,6 +171,8 @@ pub struct AssemblyView<'a> {
     pub replay: Option<&'a query::replay::Replay>,
     /// Set after an adoption: the journal entry that recorded it.
     pub adopted_seq: Option<i64>,
+    /// Set when "Adopter" was pressed on a valid draft: the confirmation step.
+    pub confirmation: Option<AdoptionStep<'a>>,
     /// The session's anti-forgery token for the forms.
     pub csrf: &'a str,
     pub member: &'a str,
@@ -180,6 +195,10 @@ struct ReplayLine {
     shed: String,
     actual_energy: String,
     actual_shed: String,
+    /// Energy asked for and not received, under the draft and as it was: a
+    /// service short of part of its demand is never shown as "0 h shed" alone.
+    short: String,
+    actual_short: String,
     /// The draft gives it less than it was given.
     worse: bool,
 }
@@ -209,6 +228,13 @@ struct PreviewLine {
     active_class: &'static str,
 }
 
+struct ConfirmLine {
+    decision: String,
+    signed: String,
+    changes: Vec<String>,
+    fields: Vec<(String, String)>,
+}
+
 struct HistoryLine {
     seq: i64,
     title: String,
@@ -233,6 +259,8 @@ struct AssemblyTemplate<'a> {
     rule_text: &'static str,
     preview: Option<Vec<PreviewLine>>,
     preview_note: Option<String>,
+    preview_changes: Vec<String>,
+    confirm: Option<ConfirmLine>,
     replay: Option<Vec<ReplayLine>>,
     replay_note: Option<String>,
     replay_days: &'a str,
@@ -303,6 +331,23 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
         }
         note
     });
+    let changes_text = |changes: &Option<Vec<PlanChange>>| match changes {
+        None => vec![t.t("assembly.first_plan").to_string()],
+        Some(changes) if changes.is_empty() => vec![t.t("assembly.no_change").to_string()],
+        Some(changes) => changes
+            .iter()
+            .map(|c| change_text(c, &name, lang))
+            .collect(),
+    };
+    let preview_changes = view
+        .preview
+        .map_or_else(Vec::new, |p| changes_text(&p.changes));
+    let confirm = view.confirmation.as_ref().map(|c| ConfirmLine {
+        decision: decision_sentence(c.decision, view.member, lang),
+        signed: t.tf("assembly.confirm_signed", &[("member", view.member)]),
+        changes: changes_text(&c.changes),
+        fields: c.fields.to_vec(),
+    });
     let replay = view.replay.map(|r| {
         r.services
             .iter()
@@ -313,6 +358,8 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
                 shed: format_duration_hours(s.shed_hours, lang),
                 actual_energy: format_energy(s.actual_energy_wh, lang),
                 actual_shed: format_duration_hours(s.actual_shed_hours, lang),
+                short: format_energy((s.demand_wh - s.energy_wh).max(0.0), lang),
+                actual_short: format_energy((s.demand_wh - s.actual_energy_wh).max(0.0), lang),
                 worse: s.energy_wh + 0.5 < s.actual_energy_wh,
             })
             .collect()
@@ -433,6 +480,8 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             draft: view.draft,
             preview,
             preview_note,
+            preview_changes,
+            confirm,
             replay,
             replay_note,
             replay_days: if view.draft.replay_days.is_empty() {

@@ -93,7 +93,20 @@ pub(crate) fn day_of_month(date: NaiveDate, lang: Lang) -> String {
 /// the last digit matters, [`format_communs_exact`]; the JSON API gives amounts
 /// exactly.
 pub fn format_communs(amount: ledger::Communs, lang: Lang) -> String {
-    let hundredths = (amount.micro().saturating_add(5_000)).div_euclid(10_000);
+    hundredths_text(
+        (amount.micro().saturating_add(5_000)).div_euclid(10_000),
+        lang,
+    )
+}
+
+/// A member's balance to the hundredth, rounded down: what they can send. A
+/// balance of 32,499926 after demurrage shows as "32,49", never as a "32,50" that a
+/// transfer of 32,50 would then be refused for; "send all" sends the millionths.
+pub(crate) fn format_balance(amount: ledger::Communs, lang: Lang) -> String {
+    hundredths_text(amount.micro().div_euclid(10_000), lang)
+}
+
+fn hundredths_text(hundredths: i64, lang: Lang) -> String {
     let sign = if hundredths < 0 {
         MINUS.to_string()
     } else {
@@ -190,6 +203,17 @@ mod tests {
             "99,99"
         );
         assert_eq!(format_communs(Communs::ZERO, Lang::En), "0.00");
+        // Balances round down: the figure shown can always be sent.
+        assert_eq!(
+            format_balance(Communs::from_micro(32_499_926), Lang::Fr),
+            "32,49"
+        );
+        assert_eq!(format_balance(Communs::from_whole(98), Lang::En), "98.00");
+        assert_eq!(format_balance(Communs::from_micro(9_999), Lang::En), "0.00");
+        assert_eq!(
+            format_balance(Communs::from_micro(-1), Lang::En),
+            "\u{2212}0.01"
+        );
         assert_eq!(format_communs(Communs::from_micro(5_000), Lang::En), "0.01");
         assert_eq!(format_communs(Communs::from_micro(4_999), Lang::En), "0.00");
         assert_eq!(

@@ -18,6 +18,7 @@ use crate::form::{
     DecisionForm, FormField, FormPage, FormProblem, field_label, form_problem_text,
     rule_in_force_key, rule_name_key,
 };
+use crate::format::format_balance;
 use crate::format::{category_name, contribution_state_key};
 use crate::layout::{Layout, render};
 use crate::{Catalog, Lang, Result, SiteInfo, format_communs, format_date_long};
@@ -40,6 +41,8 @@ pub struct TransferForm {
     pub to: String,
     pub amount: String,
     pub memo: String,
+    /// "Send all" was pressed: the amount is whatever is held when it is sent.
+    pub all: bool,
 }
 
 /// The ledger parameters and their decision record as the assembly's form holds
@@ -325,13 +328,13 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         .iter()
         .map(|b| BalanceLine {
             member: b.member.clone(),
-            now: format_communs(b.communs, lang),
+            now: format_balance(b.communs, lang),
             later: view
                 .balances_later
                 .balances
                 .iter()
                 .find(|l| l.member == b.member)
-                .map_or_else(String::new, |l| format_communs(l.communs, lang)),
+                .map_or_else(String::new, |l| format_balance(l.communs, lang)),
             is_me: b.member == view.member,
         })
         .collect();
@@ -584,7 +587,7 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
         transfer_problems: problems_of(FormTarget::Transfer),
         my_balance: t.tf(
             "ledger.your_balance",
-            &[("amount", &format_communs(my_balance, lang))],
+            &[("amount", &format_balance(my_balance, lang))],
         ),
         contributions,
         transfers,

@@ -32,7 +32,8 @@ pub use account::{
     render_refusal, role_name,
 };
 pub use assembly::{
-    AssemblyView, DraftForm, DraftService, Preview, PreviewRow, change_text, render_assembly,
+    AdoptionStep, AssemblyView, DraftForm, DraftService, Preview, PreviewRow, change_text,
+    render_assembly,
 };
 pub use form::{DecisionForm, FormField, FormPage, FormProblem, form_problem_text};
 pub use format::{

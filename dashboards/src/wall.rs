@@ -52,7 +52,7 @@ pub struct Figures {
     pub grid: String,
     pub grid_direction: String,
     pub headroom: String,
-    /// "sur 6,0 kW disponibles".
+    /// "sur 6,0 kW que le site peut leur donner".
     pub available: String,
 }
 
@@ -84,7 +84,14 @@ pub struct ServiceRow {
     pub state_word: String,
     pub allocated: String,
     pub demand: String,
+    /// The allocation against the demand in words: "reçoit 2,7 kW des 4,7 kW
+    /// demandés", so that a partial share does not read as a cut.
+    pub receives: String,
 }
+
+/// A row's state when the figures are out of date: nobody knows what a service
+/// receives, and the wall must not say it from old readings.
+pub(crate) const UNKNOWN_STATE: (&str, &str, &str) = ("unknown", "?", "state.unknown");
 
 /// Code, icon and catalog key of a service state.
 pub(crate) fn state_parts(state: ServiceState) -> (&'static str, &'static str, &'static str) {
@@ -103,26 +110,13 @@ impl WallView {
         let s = &snapshot.site;
         let power = |w: f64| format_power(w, lang);
 
-        let battery_flow = battery_flow(t, s.battery_w, lang);
-        let grid_direction = if s.grid_w >= RESTING_BELOW_W {
-            t.t("wall.grid_import")
-        } else if s.grid_w <= -RESTING_BELOW_W {
-            t.t("wall.grid_export")
+        // Old figures are not readings: on a stale snapshot every figure is unknown
+        // ("—"), whatever the last values were, so that a reload under the stale
+        // banner never draws "0 W" or "à l'équilibre" as if measured.
+        let figures = if snapshot.stale {
+            Figures::unknown(t)
         } else {
-            t.t("wall.grid_idle")
-        };
-        let figures = Figures {
-            production: power(s.pv_w),
-            consumption: power((s.load_w + s.unmetered_w).max(0.0)),
-            battery_soc: s
-                .battery_soc_pct
-                .map(|p| format_percent(p, lang))
-                .unwrap_or_else(|| NO_VALUE.to_string()),
-            battery_flow,
-            grid: power(s.grid_w.abs()),
-            grid_direction: grid_direction.to_string(),
-            headroom: power(s.headroom_w),
-            available: t.tf("wall.available", &[("power", &power(s.available_w))]),
+            Figures::new(s, t, lang)
         };
 
         // Figures that stopped moving must not invite anyone to switch a load on.
@@ -150,15 +144,35 @@ impl WallView {
 
         let mut by_tier: BTreeMap<u32, Vec<ServiceRow>> = BTreeMap::new();
         for service in &snapshot.services {
-            let (state, icon, word_key) = state_parts(service.state);
+            let (state, icon, word_key) = if snapshot.stale {
+                UNKNOWN_STATE
+            } else {
+                state_parts(service.state)
+            };
+            let (allocated, demand, receives) = if snapshot.stale {
+                (NO_VALUE.to_string(), NO_VALUE.to_string(), String::new())
+            } else {
+                let allocated = power(service.allocated_w);
+                let demand = power(service.demand_w);
+                let receives = if service.state == ServiceState::Idle {
+                    String::new()
+                } else {
+                    t.tf(
+                        "wall.service_receives",
+                        &[("allocated", &allocated), ("demand", &demand)],
+                    )
+                };
+                (allocated, demand, receives)
+            };
             by_tier.entry(service.tier).or_default().push(ServiceRow {
                 id: service.id.clone(),
                 name: service.name.clone(),
                 state,
                 icon,
                 state_word: t.t(word_key).to_string(),
-                allocated: power(service.allocated_w),
-                demand: power(service.demand_w),
+                allocated,
+                demand,
+                receives,
             });
         }
         let tiers = by_tier
@@ -222,6 +236,47 @@ impl WallView {
     }
 }
 
+impl Figures {
+    fn new(s: &query::live::SiteBalance, t: &Catalog, lang: Lang) -> Figures {
+        let power = |w: f64| format_power(w, lang);
+        let grid_direction = if s.grid_w >= RESTING_BELOW_W {
+            t.t("wall.grid_import")
+        } else if s.grid_w <= -RESTING_BELOW_W {
+            t.t("wall.grid_export")
+        } else {
+            t.t("wall.grid_idle")
+        };
+        Figures {
+            production: power(s.pv_w),
+            consumption: power((s.load_w + s.unmetered_w).max(0.0)),
+            battery_soc: s
+                .battery_soc_pct
+                .map(|p| format_percent(p, lang))
+                .unwrap_or_else(|| NO_VALUE.to_string()),
+            battery_flow: battery_flow(t, s.battery_w, lang),
+            grid: power(s.grid_w.abs()),
+            grid_direction: grid_direction.to_string(),
+            headroom: power(s.headroom_w),
+            available: t.tf("wall.available", &[("power", &power(s.available_w))]),
+        }
+    }
+
+    /// Every figure "—" and every direction "inconnu".
+    fn unknown(t: &Catalog) -> Figures {
+        let unknown = t.t("wall.unknown").to_string();
+        Figures {
+            production: NO_VALUE.to_string(),
+            consumption: NO_VALUE.to_string(),
+            battery_soc: NO_VALUE.to_string(),
+            battery_flow: unknown.clone(),
+            grid: NO_VALUE.to_string(),
+            grid_direction: unknown.clone(),
+            headroom: NO_VALUE.to_string(),
+            available: unknown,
+        }
+    }
+}
+
 fn battery_flow(t: &Catalog, battery_w: f64, lang: Lang) -> String {
     let power = format_power(battery_w.abs(), lang);
     if battery_w >= RESTING_BELOW_W {
@@ -234,8 +289,11 @@ fn battery_flow(t: &Catalog, battery_w: f64, lang: Lang) -> String {
 }
 
 /// The catalog entries `wall.js` needs, under the names it reads them by.
-const SCRIPT_TEXT_KEYS: [(&str, &str); 25] = [
+const SCRIPT_TEXT_KEYS: [(&str, &str); 28] = [
     ("state-served", "state.served"),
+    ("state-unknown", "state.unknown"),
+    ("unknown", "wall.unknown"),
+    ("service-receives", "wall.service_receives"),
     ("state-partial", "state.partial"),
     ("state-shed", "state.shed"),
     ("state-idle", "state.idle"),
@@ -354,7 +412,10 @@ mod tests {
         assert_eq!(view.figures.grid, "1,5 kW");
         assert_eq!(view.figures.grid_direction, "injecté sur le réseau");
         assert_eq!(view.figures.headroom, "800 W");
-        assert_eq!(view.figures.available, "sur 6,0 kW disponibles");
+        assert_eq!(
+            view.figures.available,
+            "sur 6,0 kW que le site peut leur donner"
+        );
         assert_eq!(view.signal.code, "use");
         assert_eq!(view.signal.word, "Bon moment pour consommer");
         assert_eq!(view.last_data, "Dernière mesure : 14:32:05");
@@ -371,6 +432,9 @@ mod tests {
             (pump.allocated.as_str(), pump.demand.as_str()),
             ("450 W", "900 W")
         );
+        assert_eq!(pump.receives, "reçoit 450 W des 900 W demandés");
+        // A service asking nothing receives nothing worth a sentence.
+        assert_eq!(view.tiers[1].services[1].receives, "");
         let sauna = &view.tiers[2].services[0];
         assert_eq!((sauna.state, sauna.icon), ("shed", "✖"));
         assert_eq!(view.tiers[1].services[1].icon, "○");
@@ -408,8 +472,26 @@ mod tests {
         assert!(view.stale);
         assert_eq!(view.signal.code, "unknown");
         assert!(view.stale_text.contains("14:32:05"), "{}", view.stale_text);
+        // Old figures are not shown as readings: every figure and state unknown.
+        let f = &view.figures;
+        for figure in [
+            &f.production,
+            &f.consumption,
+            &f.battery_soc,
+            &f.grid,
+            &f.headroom,
+        ] {
+            assert_eq!(figure, "—");
+        }
+        assert_eq!(f.grid_direction, "inconnu");
+        assert_eq!(f.battery_flow, "inconnu");
+        for row in view.tiers.iter().flat_map(|t| &t.services) {
+            assert_eq!((row.state, row.state_word.as_str()), ("unknown", "inconnu"));
+            assert_eq!((row.allocated.as_str(), row.receives.as_str()), ("—", ""));
+        }
         let en = WallView::new(&snap, Lang::En, &site());
         assert_eq!(en.signal.word, "No current data");
+        assert_eq!(en.tiers[0].services[0].state_word, "unknown");
 
         snap.last_data = None;
         snap.plan = None;
@@ -448,7 +530,8 @@ mod tests {
         let keys = SCRIPT_TEXT_KEYS
             .iter()
             .map(|(_, key)| *key)
-            .chain(state_keys);
+            .chain(state_keys)
+            .chain([UNKNOWN_STATE.2]);
         for key in keys {
             for lang in Lang::ALL {
                 assert_ne!(Catalog::for_lang(lang).t(key), key, "{lang}: {key} missing");

@@ -17,7 +17,7 @@
   var RESTING_BELOW_W = 20;
   // Without a snapshot for this long the figures are called out of date.
   var SILENCE_LIMIT_MS = 10000;
-  var STATE_ICONS = { served: '\u2714', partial: '\u25D0', shed: '\u2716', idle: '\u25CB' };
+  var STATE_ICONS = { served: '\u2714', partial: '\u25D0', shed: '\u2716', idle: '\u25CB', unknown: '?' };
   var SIGNAL_ICONS = { use: '\u2600', hold: '\u2298', unknown: '?' };
   var NO_VALUE = '\u2014';
 
@@ -150,14 +150,15 @@
 
   // --- Applying a snapshot. ---
   function flowText(watts, forward, backward, resting) {
-    if (!isNumber(watts)) return NO_VALUE;
+    if (!isNumber(watts)) return text('unknown');
     var power = formatPower(Math.abs(watts));
     if (watts >= RESTING_BELOW_W) return fill(text(forward), 'power', power);
     if (watts <= -RESTING_BELOW_W) return fill(text(backward), 'power', power);
     return text(resting);
   }
 
-  function applyServices(services) {
+  // A stale snapshot's figures are not readings: every service is "unknown".
+  function applyServices(services, stale) {
     var rows = document.querySelectorAll('[data-service]');
     var byId = {};
     for (var i = 0; i < rows.length; i++) byId[rows[i].getAttribute('data-service')] = rows[i];
@@ -168,14 +169,16 @@
         unknown = true;
         return;
       }
-      var state = STATE_ICONS[service.state] ? service.state : 'idle';
+      var state = stale ? 'unknown' : (STATE_ICONS[service.state] ? service.state : 'idle');
       setClassWithPrefix(row, 'state-', state);
       row.setAttribute('data-state', state);
+      var receives = (state === 'unknown' || state === 'idle') ? ''
+        : fill(fill(text('service-receives'), 'allocated', formatPower(service.allocated_w)),
+          'demand', formatPower(service.demand_w));
       var parts = {
         icon: STATE_ICONS[state],
         state: text('state-' + state),
-        allocated_w: formatPower(service.allocated_w),
-        demand_w: formatPower(service.demand_w)
+        receives: receives
       };
       Object.keys(parts).forEach(function (name) {
         var element = row.querySelector('[data-svc="' + name + '"]');
@@ -195,7 +198,8 @@
   }
 
   function apply(snapshot) {
-    var site = snapshot.site || {};
+    // Out-of-date figures are drawn as unknown, as the server draws them.
+    var site = snapshot.stale === true ? {} : (snapshot.site || {});
     setField('site.pv_w', formatPower(site.pv_w));
     setField('site.consumption_w', formatPower(Math.max(site.load_w + site.unmetered_w, 0)));
     setField('site.battery_soc_pct', formatPercent(site.battery_soc_pct));
@@ -204,9 +208,10 @@
     setField('grid_direction', isNumber(site.grid_w)
       ? (site.grid_w >= RESTING_BELOW_W ? text('grid-import')
         : site.grid_w <= -RESTING_BELOW_W ? text('grid-export') : text('grid-idle'))
-      : NO_VALUE);
+      : text('unknown'));
     setField('site.headroom_w', formatPower(site.headroom_w));
-    setField('site.available_w', fill(text('available'), 'power', formatPower(site.available_w)));
+    setField('site.available_w', isNumber(site.available_w)
+      ? fill(text('available'), 'power', formatPower(site.available_w)) : text('unknown'));
 
     var moment = snapshot.last_data ? formatMoment(snapshot.last_data) : null;
     setField('last_data', moment ? fill(text('last-data'), 'time', moment) : text('no-data'));
@@ -225,7 +230,7 @@
       setField('contributions.hours_validated_this_week', formatHours(contributions.hours_validated_this_week));
     }
 
-    if (!applyServices(snapshot.services || [])) reloadOnce();
+    if (!applyServices(snapshot.services || [], snapshot.stale === true)) reloadOnce();
   }
 
   // --- The connection. EventSource reconnects by itself after a dropped

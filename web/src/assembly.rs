@@ -179,6 +179,32 @@ pub(crate) async fn adopt(
     let parsed = parse(&body, &known_ids(&history, &snapshot));
     let mut problems = parsed.plan_problems;
     problems.extend(parsed.decision_problems);
+    if problems.is_empty() && !parsed.confirmed {
+        // First step: the decision record about to be signed and what the draft
+        // changes, for the secretary to confirm. Nothing is recorded yet.
+        let confirmation = dashboards::AdoptionStep {
+            fields: &parsed.fields,
+            decision: &parsed.decision,
+            changes: history
+                .first()
+                .map(|active| parsed.plan.changes_since(&active.plan)),
+        };
+        return render_with(
+            StatusCode::OK,
+            &state,
+            &lang,
+            &member,
+            &history,
+            &snapshot,
+            &parsed.draft,
+            &[],
+            None,
+            None,
+            None,
+            Some(confirmation),
+        )
+        .await;
+    }
     if problems.is_empty() {
         match plans::adopt_checked(
             &state,
@@ -263,6 +289,38 @@ async fn render(
     replay: Option<&query::replay::Replay>,
     adopted_seq: Option<i64>,
 ) -> Result<Response, AppError> {
+    render_with(
+        status,
+        state,
+        lang,
+        member,
+        history,
+        snapshot,
+        draft,
+        problems,
+        preview,
+        replay,
+        adopted_seq,
+        None,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_with(
+    status: StatusCode,
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    history: &[AdoptedPlan],
+    snapshot: &LiveSnapshot,
+    draft: &DraftForm,
+    problems: &[FormProblem],
+    preview: Option<&Preview>,
+    replay: Option<&query::replay::Replay>,
+    adopted_seq: Option<i64>,
+    confirmation: Option<dashboards::AdoptionStep<'_>>,
+) -> Result<Response, AppError> {
     let journal = state.journal.clone();
     let rule = tokio::task::spawn_blocking(move || journal.ledger_parameters())
         .await
@@ -282,6 +340,7 @@ async fn render(
         preview,
         replay,
         adopted_seq,
+        confirmation,
         csrf: member.csrf().unwrap_or_default(),
         member: &member.member.name,
         roles: &member.member.roles,
@@ -328,6 +387,7 @@ fn preview_of(draft: &Plan, active: Option<&Plan>, snapshot: &LiveSnapshot) -> P
         draft_available_w: draft_run.available_w,
         active_available_w: active_run.map_or(0.0, |a| a.available_w),
         stale: snapshot.stale,
+        changes: active.map(|active| draft.changes_since(active)),
     }
 }
 
@@ -344,6 +404,11 @@ struct Parsed {
     plan_problems: Vec<FormProblem>,
     decision: Decision,
     decision_problems: Vec<FormProblem>,
+    /// The secretary confirmed the adoption (the second step).
+    confirmed: bool,
+    /// The fields as posted, but the token and the confirmation: what the
+    /// confirmation step sends again.
+    fields: Vec<(String, String)>,
 }
 
 fn tier_list(field: FormField, value: &str, problems: &mut Vec<FormProblem>) -> Option<Vec<u32>> {
@@ -374,6 +439,8 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
     let mut draft = DraftForm::default();
     let mut unknown = Vec::new();
     let mut splits: Vec<(u32, String)> = Vec::new();
+    let mut confirmed = false;
+    let mut fields = Vec::new();
     let service = |draft: &mut DraftForm, id: &str| -> usize {
         match draft.services.iter().position(|s| s.id == id) {
             Some(i) => i,
@@ -387,6 +454,14 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
         }
     };
     for (name, value) in form::fields(body) {
+        match name.as_str() {
+            "confirm" => {
+                confirmed = value == "yes";
+                continue;
+            }
+            "csrf" => {}
+            _ => fields.push((name.clone(), value.clone())),
+        }
         if let Some((kind, id)) = name.split_once('.')
             && matches!(kind, "tier" | "min_w" | "max_w")
         {
@@ -453,6 +528,8 @@ fn parse(body: &[u8], known: &HashSet<String>) -> Parsed {
         plan_problems: unknown,
         decision,
         decision_problems,
+        confirmed,
+        fields,
     }
 }
 

@@ -44,10 +44,18 @@ impl FromRequestParts<AppState> for PageLang {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .find_map(|cookies| cookie_value(cookies, LANG_COOKIE));
-        let accept_language = parts
-            .headers
-            .get(ACCEPT_LANGUAGE)
-            .and_then(|value| value.to_str().ok());
+        // The wall at `/` is the community's screen, often a TV or a kiosk set up in
+        // whatever language it shipped with: there the site's language wins over the
+        // browser's, and only `?lang=` or the switch (its cookie) change it. Every
+        // other page is someone's own and follows their browser.
+        let accept_language = if parts.uri.path() == "/" {
+            None
+        } else {
+            parts
+                .headers
+                .get(ACCEPT_LANGUAGE)
+                .and_then(|value| value.to_str().ok())
+        };
         Ok(PageLang {
             lang: negotiate(
                 query_lang,

@@ -186,7 +186,9 @@ fn done(query: String) -> Response {
     (
         StatusCode::SEE_OTHER,
         [
-            (LOCATION, format!("/ledger?{query}")),
+            // The forms post to their own anchor so that a refusal lands beside
+            // them; a success lands on its confirmation at the top instead.
+            (LOCATION, format!("/ledger?{query}#done")),
             (CACHE_CONTROL, "no-store".to_string()),
         ],
     )
@@ -447,15 +449,20 @@ pub(crate) async fn transfer(
             "to" => form.to = value,
             "amount" => form.amount = value,
             "memo" => form.memo = value,
+            "all" => form.all = value == "1",
             _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
     if form.to.trim().is_empty() {
         problems.push(FormProblem::Missing(FormField::To));
     }
-    let amount = match required_number(FormField::Amount, &form.amount, &mut problems)
+    // "Send all" needs no amount: the journal reads it when it sends.
+    let amount = match (!form.all)
+        .then(|| required_number(FormField::Amount, &form.amount, &mut problems))
+        .flatten()
         .map(Communs::from_communs)
     {
+        None if form.all => Some(Communs::ZERO),
         None => None,
         Some(Err(_)) => {
             problems.push(FormProblem::AmountNotCommuns {
@@ -479,13 +486,18 @@ pub(crate) async fn transfer(
     }
     if let (true, Some(amount)) = (problems.is_empty(), amount) {
         let name = member.member.name.clone();
+        let all = form.all;
         let transfer = NewTransfer {
             to: form.to.trim().to_string(),
             amount,
             memo: form.memo.trim().to_string(),
         };
         let result = with_journal(&state, "transfer", move |j| {
-            j.transfer(&name, &transfer, Utc::now())
+            if all {
+                j.transfer_all(&name, &transfer.to, &transfer.memo, Utc::now())
+            } else {
+                j.transfer(&name, &transfer, Utc::now())
+            }
         })
         .await?;
         match result {

@@ -60,6 +60,35 @@ impl Journal {
         self.write(|tx| record_transfer(tx, from, &payload, ts))
     }
 
+    /// Moves everything `from` holds at `ts`, after demurrage, to `to`: the amount is
+    /// read and sent in one transaction, so that "send all" never fails for a
+    /// millionth that decayed between reading the balance and sending it. The
+    /// entry records the amount as any transfer does. Refuses as
+    /// [`Journal::transfer`] does, an empty balance with
+    /// [`Refusal::NonPositiveAmount`].
+    pub fn transfer_all(
+        &self,
+        from: &str,
+        to: &str,
+        memo: &str,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        self.write(|tx| {
+            check_author(from)?;
+            let ts = ts.trunc_subsecs(3);
+            settle(tx, from, &[from, to], ts)?;
+            let held = SqlState::new(tx)
+                .account(from)?
+                .map_or(Communs::ZERO, |account| account.balance);
+            let payload = transfer_payload(&NewTransfer {
+                to: to.to_string(),
+                amount: held,
+                memo: memo.to_string(),
+            });
+            record_transfer(tx, from, &payload, ts)
+        })
+    }
+
     /// The transfers `member` sent or received, newest first.
     pub fn transfers_of(&self, member: &str) -> Result<Vec<Transfer>> {
         self.read(|conn| {

@@ -528,6 +528,32 @@ fn transfers_move_communs_after_demurrage_and_never_below_zero() {
     assert!(journal.verify().unwrap().is_intact());
 }
 
+/// "Send all" sends what the sender holds at that millisecond, whatever millionths
+/// demurrage left: the balance nobody could type in full.
+#[test]
+fn sending_all_sends_the_exact_balance_after_demurrage() {
+    let journal = community();
+    earn(&journal, "Alice", 10.0, t0()); // 100 Communs
+    let later = t0() + Duration::days(17) + Duration::milliseconds(123_457);
+    let held = journal.balance("Alice", later).unwrap();
+    assert_ne!(held.micro() % 10_000, 0, "not a whole hundredth: {held}");
+    let entry = journal.transfer_all("Alice", "Bob", "tout", later).unwrap();
+    assert_eq!(entry.payload["amount_micro"], json!(held.micro()));
+    assert_eq!(journal.balance("Alice", later).unwrap(), Communs::ZERO);
+    assert_eq!(journal.balance("Bob", later).unwrap(), held);
+    // Nothing left: a second "send all" is refused, and leaves nothing behind.
+    let head = journal.head().unwrap().unwrap().seq;
+    let err = journal
+        .transfer_all("Alice", "Bob", "", later + Duration::seconds(1))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::NonPositiveAmount(_))),
+        "{err}"
+    );
+    assert_eq!(journal.head().unwrap().unwrap().seq, head);
+    assert!(journal.verify().unwrap().is_intact());
+}
+
 #[test]
 fn transfer_refusals_are_named() {
     let journal = community();

@@ -35,6 +35,8 @@ pub(crate) fn form(browser: &Browser, changes: &[(&str, &str)]) -> String {
         ("votes_against", "2"),
         ("votes_abstain", "1"),
         ("minutes", "La laverie passe en premier."),
+        // The second step of adoption; the tests of the first step leave it out.
+        ("confirm", "yes"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -132,7 +134,7 @@ async fn the_panel_states_the_active_plan_in_plain_language() {
     assert!(html.contains("name=\"min_w.clinic-fridge\" value=\"100\""));
     assert!(html.contains("name=\"tier.laundry\" value=\"2\""));
     assert!(html.contains(&format!("name=\"csrf\" value=\"{}\"", aline.csrf)));
-    assert!(html.contains("formaction=\"/assembly/adopt\""));
+    assert!(html.contains("formaction=\"/assembly/adopt#result\""));
     // The first plan came from the configuration.
     assert!(html.contains("Plan initial tiré de la configuration du site"));
 
@@ -514,4 +516,103 @@ async fn the_wall_links_to_the_panel_for_assembly_members_only() {
     assert_eq!(panel.status, StatusCode::OK);
     assert!(panel.body.contains("href=\"/assembly?lang=fr\""));
     assert!(panel.body.contains("Priority plan in force"));
+}
+
+/// "Adopter" is a step, not the act: it shows the decision record about to be
+/// signed and what the draft changes, records nothing, and carries the draft to a
+/// "Confirmer" that adopts it. The preview lists the same changes.
+#[tokio::test]
+async fn adoption_is_confirmed_after_seeing_what_is_signed() {
+    let (state, _tx) = with_members();
+    let aline = login(&state, "aline").await;
+    let before = journal_len(&state);
+    let change = [("tier.laundry", "1"), ("confirm", "")];
+
+    let preview = post_form(
+        &state,
+        &aline,
+        "/assembly/preview",
+        form(&aline, &change),
+        "fr",
+    )
+    .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    let html = preview.body.replace("&#39;", "'").replace("&#34;", "\"");
+    let changes = &html[html
+        .find("Ce que le projet change")
+        .unwrap_or_else(|| panic!("{html}"))..];
+    assert!(
+        changes.contains("Laverie partagée") && changes.contains("priorité 1"),
+        "{changes}"
+    );
+    assert!(html.contains("id=\"result\""), "the preview is the anchor");
+    assert!(html.contains("formaction=\"/assembly/preview#result\""));
+
+    let step = post_form(
+        &state,
+        &aline,
+        "/assembly/adopt",
+        form(&aline, &change),
+        "fr",
+    )
+    .await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert_eq!(
+        journal_len(&state),
+        before,
+        "nothing recorded before confirming"
+    );
+    let html = step.body.replace("&#39;", "'").replace("&#34;", "\"");
+    let at = html
+        .find("class=\"confirm-adoption\"")
+        .unwrap_or_else(|| panic!("no confirmation step: {html}"));
+    let section = &html[at..html[at..].find("</section>").map_or(html.len(), |e| at + e)];
+    assert!(section.contains("Adopter ce plan ?"), "{section}");
+    assert!(
+        section.contains("12 mars 2026") && section.contains("9 pour"),
+        "{section}"
+    );
+    assert!(section.contains("sous votre nom (aline)"), "{section}");
+    assert!(section.contains("Laverie partagée"), "{section}");
+    assert!(
+        section.contains("name=\"tier.laundry\" value=\"1\""),
+        "{section}"
+    );
+    assert!(
+        section.contains("name=\"confirm\" value=\"yes\""),
+        "{section}"
+    );
+
+    // Confirming posts the same draft with the confirmation: adopted.
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut rest = section;
+    while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
+        rest = &rest[i + 27..];
+        let name_end = rest.find('"').unwrap_or(0);
+        let name = rest[..name_end].to_string();
+        let value_at = rest.find("value=\"").map_or(0, |v| v + 7);
+        let value_end = rest[value_at..]
+            .find('"')
+            .map_or(value_at, |e| value_at + e);
+        fields.push((name, rest[value_at..value_end].to_string()));
+    }
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &fields {
+        body.append_pair(k, v);
+    }
+    let reply = post_form(&state, &aline, "/assembly/adopt", body.finish(), "fr").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(journal_len(&state), before + 1);
+    let active = state
+        .journal
+        .active_plan()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no active plan"));
+    assert!(
+        active
+            .plan
+            .services
+            .iter()
+            .any(|s| s.id == "laundry" && s.tier == 1)
+    );
 }

@@ -418,6 +418,7 @@ async fn the_panel_drafts_without_a_service_the_configuration_dropped() {
         ("votes_against", "2"),
         ("votes_abstain", "1"),
         ("minutes", "La laverie a fermé."),
+        ("confirm", "yes"),
     ];
     let mut body = form_urlencoded::Serializer::new(String::new());
     for (k, v) in fields {

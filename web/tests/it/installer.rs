@@ -660,8 +660,8 @@ async fn a_probe_where_nothing_answers_or_of_a_bad_address_says_so_in_the_page()
     for (fields, expected) in [
         (vec![("address", "")], "Indiquez l'adresse à sonder."),
         (
-            vec![("address", "192.168.1.20:502")],
-            "Cette adresse ne peut pas être lue. probe target `192.168.1.20:502`: expected modbus-tcp://",
+            vec![("address", "192.168.1.20:http")],
+            "Cette adresse ne peut pas être lue. probe target `modbus-tcp://192.168.1.20:http`: the port is not a number",
         ),
         (
             vec![("address", "modbus-tcp://192.168.1.20:99999/1")],

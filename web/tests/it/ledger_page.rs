@@ -136,8 +136,8 @@ async fn the_ledger_is_for_members_only() {
     let ivo = login(&state, "ivo").await;
     let html = page(&state, &ivo, "fr").await;
     assert!(html.contains("Registre des contributions"));
-    assert!(!html.contains("action=\"/ledger/contributions\""));
-    assert!(!html.contains("action=\"/ledger/transfers\""));
+    assert!(!html.contains("action=\"/ledger/contributions#record\""));
+    assert!(!html.contains("action=\"/ledger/transfers#transfer\""));
     assert!(html.contains("réservés aux résident·es"));
 }
 
@@ -156,8 +156,12 @@ async fn the_page_shows_balances_contributions_forms_and_the_chain() {
     assert!(html.contains("data-total=\"commons\">0,07<"), "{html}");
     assert!(html.contains("Votre solde : 99,93 Communs."));
     assert!(html.contains("Les Communs perdent 2 % de leur valeur tous les 30 jours"));
-    // The chain, verified.
+    // The chain, verified, behind a link for whoever wants to check it.
     assert!(html.contains("Journal intact"), "{html}");
+    let details = html
+        .find("<details class=\"chain-status\">")
+        .unwrap_or_else(|| panic!("the chain is not behind a details link: {html}"));
+    assert!(html[details..].contains("<summary>Vérifier le registre</summary>"));
     let head = state
         .journal
         .head()
@@ -178,8 +182,8 @@ async fn the_page_shows_balances_contributions_forms_and_the_chain() {
     assert!(text.contains("C'est votre contribution"), "{text}");
     assert!(!item.contains("value=\"approve\""));
     // The forms, with the session's token.
-    assert!(html.contains("action=\"/ledger/contributions\""));
-    assert!(html.contains("action=\"/ledger/transfers\""));
+    assert!(html.contains("action=\"/ledger/contributions#record\""));
+    assert!(html.contains("action=\"/ledger/transfers#transfer\""));
     assert!(html.contains(&format!("name=\"csrf\" value=\"{}\"", rita.csrf)));
     assert!(html.contains(&format!(
             "name=\"date\" value=\"{}\"",
@@ -193,7 +197,7 @@ async fn the_page_shows_balances_contributions_forms_and_the_chain() {
         "no transfer to oneself"
     );
     // Not of the assembly: no parameters form.
-    assert!(!html.contains("action=\"/ledger/parameters\""));
+    assert!(!html.contains("action=\"/ledger/parameters#parameters\""));
 
     let english = page(&state, &rita, "en-GB,en").await;
     assert_eq!(balance_row(&english, "rita"), "rita 99.93 97.93");
@@ -361,7 +365,10 @@ async fn members_attest_each_others_contributions_from_the_page() {
 
     let aline = login(&state, "aline").await;
     let theirs = contribution_item(&page(&state, &aline, "fr").await, id);
-    assert!(theirs.contains(&format!("action=\"{uri}\"")), "{theirs}");
+    assert!(
+        theirs.contains(&format!("action=\"{uri}#contribution-{id}\"")),
+        "{theirs}"
+    );
     assert!(theirs.contains("name=\"verdict\" value=\"approve\""));
     assert!(theirs.contains("name=\"verdict\" value=\"reject\""));
 
@@ -511,7 +518,13 @@ async fn a_resident_transfers_communs_and_cannot_overdraw() {
     assert!(html.contains("12,50 Communs transférés à aline."), "{html}");
     assert!(html.contains("12,50 Communs donnés à aline le"), "{html}");
     assert!(html.contains("« Le vélo »"));
-    assert_eq!(balance_row(&html, "aline"), "aline 12,50 12,25");
+    // Rounded down: from the millisecond after it arrived, demurrage has taken
+    // millionths.
+    let row = balance_row(&html, "aline");
+    assert!(
+        row == "aline 12,49 12,24" || row == "aline 12,50 12,24",
+        "{row}"
+    );
     let aline = login(&state, "aline").await;
     assert!(
         page(&state, &aline, "fr")
@@ -525,7 +538,7 @@ async fn the_assembly_adopts_ledger_rules_from_the_page() {
     let (state, _tx) = with_residents();
     let aline = login(&state, "aline").await;
     let html = page(&state, &aline, "fr").await;
-    assert!(html.contains("action=\"/ledger/parameters\""));
+    assert!(html.contains("action=\"/ledger/parameters#parameters\""));
     assert!(html.contains("name=\"attestations_needed\" value=\"2\""));
     assert!(html.contains("name=\"rate.energy_sharing\" value=\"10\""));
     assert!(html.contains("name=\"demurrage_rate_pct\" value=\"2\""));
@@ -669,4 +682,73 @@ async fn the_wall_shows_this_weeks_validated_hours() {
     let (plain, _tx) = crate::support::state();
     let html = send(plain, get("/", &[])).await.body;
     assert!(html.contains("class=\"figure figure-week\""));
+}
+
+/// rita holds 99,93… Communs after a day of demurrage: the page shows what she can
+/// send (rounded down), "send all" sends every millionth, and a refusal lands at
+/// the form while a success lands on its confirmation.
+#[tokio::test]
+async fn a_resident_sends_all_she_holds() {
+    let (state, _tx) = with_residents();
+    validated(&state, "rita", 10.0, Utc::now() - Duration::days(1));
+    let rita = login(&state, "rita").await;
+    let held = state
+        .journal
+        .balance("rita", Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let html = page(&state, &rita, "fr").await;
+    let floor = held.micro() / 10_000;
+    let shown = format!("{},{:02}", floor / 100, floor % 100);
+    assert!(
+        balance_row(&html, "rita").starts_with(&format!("rita {shown} ")),
+        "{} for {held}",
+        balance_row(&html, "rita")
+    );
+    assert!(html.contains(&format!("Votre solde : {shown} Communs.")));
+    assert!(html.contains("name=\"all\" value=\"1\""), "{html}");
+
+    // A refusal comes back anchored at its form.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/ledger/transfers",
+        &[("to", ""), ("all", "1")],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("id=\"transfer\""));
+    assert!(reply.body.contains("action=\"/ledger/transfers#transfer\""));
+
+    // "Send all" needs no amount, and ignores one typed.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/ledger/transfers",
+        &[("to", "aline"), ("amount", "1"), ("memo", ""), ("all", "1")],
+        "fr",
+    )
+    .await;
+    assert!(
+        reply.header("location").ends_with("#done"),
+        "{}",
+        reply.header("location")
+    );
+    let html = follow(&state, &rita, &reply, "fr").await;
+    assert!(html.contains("id=\"done\""), "{html}");
+    let now = Utc::now();
+    let left = state
+        .journal
+        .balance("rita", now)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(left, ledger::Communs::ZERO);
+    let aline = state
+        .journal
+        .balance("aline", now)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        aline.micro() > held.micro() - 10_000 && aline.micro() <= held.micro(),
+        "aline got {aline} of rita's {held}"
+    );
+    assert_eq!(balance_row(&html, "rita"), "rita 0,00 0,00");
 }

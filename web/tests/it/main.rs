@@ -22,6 +22,7 @@ mod ledger_page;
 mod metrics;
 mod pages;
 mod panel_browser;
+mod phone_browser;
 mod plans;
 mod privacy;
 mod support;

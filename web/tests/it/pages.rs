@@ -32,10 +32,26 @@ async fn wall_is_french_by_default() {
     assert!(reply.header("set-cookie").is_empty());
 }
 
+/// The wall is the community's screen: a kiosk browser set up in English does not
+/// turn a French site's wall English; `?lang=` and the switch still do.
 #[tokio::test]
-async fn wall_follows_accept_language() {
+async fn the_wall_speaks_the_sites_language_whatever_the_browser() {
     let (state, _tx) = state();
-    let reply = send(state, get("/", &[("accept-language", "en-GB,en;q=0.9")])).await;
+    let reply = send(
+        state.clone(),
+        get("/", &[("accept-language", "en-GB,en;q=0.9")]),
+    )
+    .await;
+    assert!(reply.body.contains("<html lang=\"fr\">"), "{}", reply.body);
+    assert!(reply.body.contains("Production solaire"));
+    // Other pages follow the reader's browser.
+    let reply = send(
+        state.clone(),
+        get("/history", &[("accept-language", "en-GB,en;q=0.9")]),
+    )
+    .await;
+    assert!(reply.body.contains("<html lang=\"en\">"), "{}", reply.body);
+    let reply = send(state, get("/?lang=en", &[("accept-language", "fr")])).await;
     assert_eq!(reply.status, StatusCode::OK);
     let html = &reply.body;
     assert!(html.contains("<html lang=\"en\">"));
@@ -80,9 +96,10 @@ async fn explicit_choice_wins_and_is_remembered() {
     assert!(reply.body.contains("<html lang=\"fr\">"));
     assert!(reply.header("set-cookie").starts_with("lang=fr;"));
 
-    // A language we do not have is ignored, and not remembered.
+    // A language we do not have is ignored, and not remembered: the wall stays in
+    // the site's language.
     let reply = send(state, get("/?lang=xx", &[("accept-language", "en")])).await;
-    assert!(reply.body.contains("<html lang=\"en\">"));
+    assert!(reply.body.contains("<html lang=\"fr\">"));
     assert!(reply.header("set-cookie").is_empty());
 }
 
@@ -106,8 +123,17 @@ async fn stale_banner_is_visible_when_stale() {
     // No invitation to use power on old figures.
     assert!(!html.contains("Bon moment pour consommer</span>"));
     assert!(html.contains("data-signal=\"unknown\""));
+    // A reload under the banner draws no old figure as if it were a reading.
+    assert!(html.contains("data-field=\"site.pv_w\">—<"), "{html}");
+    assert!(
+        html.contains("data-field=\"grid_direction\">inconnu<"),
+        "{html}"
+    );
+    assert!(!html.contains("4,3 kW"), "an old figure drawn as a reading");
+    assert!(html.contains("data-state=\"unknown\""), "{html}");
+    assert!(!html.contains("data-state=\"served\""), "{html}");
 
-    let reply = send(state, get("/", &[("accept-language", "en")])).await;
+    let reply = send(state, get("/?lang=en", &[])).await;
     assert!(reply.body.contains("Out-of-date data: no reading since"));
 }
 

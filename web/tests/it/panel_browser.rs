@@ -82,7 +82,7 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
         .select("pro_rata")
         .await;
     browser
-        .find("button[formaction='/assembly/preview']")
+        .find("button[formaction='/assembly/preview#result']")
         .await
         .click()
         .await;
@@ -128,7 +128,7 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
         .fill("La laverie passe en premier, plafonnée à 1 kW.")
         .await;
     browser
-        .find("button[formaction='/assembly/adopt']")
+        .find("button[formaction='/assembly/adopt#result']")
         .await
         .click()
         .await;
@@ -147,7 +147,40 @@ async fn a_secretary_drafts_previews_and_adopts_a_plan_in_a_browser() {
     browser.find("input[name=present]").await.fill("12").await;
     browser.find("input[name=votes_for]").await.fill("10").await;
     browser
-        .find("button[formaction='/assembly/adopt']")
+        .find("button[formaction='/assembly/adopt#result']")
+        .await
+        .click()
+        .await;
+    // A confirmation step, in view, says what is about to be signed; nothing is
+    // recorded until it is confirmed.
+    let step = words(&browser.text(".confirm-adoption").await);
+    assert!(step.contains("Adopter ce plan ?"), "{step}");
+    assert!(
+        step.contains("12 présents") || step.contains("12"),
+        "{step}"
+    );
+    assert!(
+        step.contains("Laverie partagée passe de la priorité 2 à la priorité 1"),
+        "{step}"
+    );
+    let in_view = browser
+        .execute(
+            "const r = document.querySelector('.confirm-adoption').getBoundingClientRect();
+             return r.top < window.innerHeight && r.bottom > 0;",
+        )
+        .await;
+    assert_eq!(
+        in_view,
+        serde_json::json!(true),
+        "the confirmation is out of view"
+    );
+    assert_eq!(
+        journal.verify().unwrap_or_else(|e| panic!("{e}")).entries,
+        entries_before,
+        "recorded before confirming"
+    );
+    browser
+        .find(".confirm-adoption button.adopt")
         .await
         .click()
         .await;
