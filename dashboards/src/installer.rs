@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
+use ingest::diagnosis::Diagnosis;
 use ingest::metrics::{DeviceDiagnostics, DeviceHealth, HealthState, ModelInfo, RawBlock};
 use ingest::probe::{ProbeReport, origin_text_of};
 use query::live::LiveSnapshot;
+use sensors::modbus::RegisterKind;
 use sensors::model::Metric;
 use sensors::profile::{Profile, Transport};
 
@@ -197,7 +199,9 @@ struct DeviceCard {
     state: &'static str,
     icon: &'static str,
     state_word: &'static str,
-    state_hint: &'static str,
+    state_hint: String,
+    /// What the device is doing, in words: "produit 2,2 kW".
+    doing: Option<String>,
     figures: Vec<FigureLine>,
     last_error: Option<String>,
     /// When and why readings were last turned away.
@@ -235,6 +239,8 @@ struct ProbeResult {
 struct InstallerTemplate<'a> {
     csrf: &'a str,
     summary: String,
+    /// The devices that are not fully up, named and linked at the top.
+    attention: Vec<AttentionLine>,
     devices: Vec<DeviceCard>,
     form: &'a ProbeForm,
     profiles: Vec<ProfileChoice>,
@@ -341,6 +347,165 @@ fn moment_ago(at: DateTime<Utc>, now: DateTime<Utc>, tz: chrono_tz::Tz, t: &Cata
 }
 
 /// "0x02 adresse de données illégale" in the reader's language.
+/// One device needing a look, as the top of the page names it.
+struct AttentionLine {
+    id: String,
+    name: String,
+    icon: &'static str,
+    state_word: &'static str,
+}
+
+/// For a device that publishes when it likes (MQTT) and has gone quiet: how long,
+/// and what the two windows mean, so that "degraded" here and "stale" on the wall
+/// read as the same silence.
+fn silent_hint(d: &InstallerDevice<'_>, now: DateTime<Utc>, t: &Catalog) -> Option<String> {
+    let polled = d
+        .diagnostics
+        .is_some_and(|x| x.transport.starts_with("modbus"))
+        || d.health.is_some_and(|h| h.planned_transactions.is_some());
+    let h = d.health?;
+    if polled || d.state != HealthState::Degraded || h.consecutive_failures > 0 {
+        return None;
+    }
+    let age = (now - h.last_success?).to_std().ok()?;
+    (age > query::engine::STALE_AFTER).then(|| {
+        t.tf(
+            "installer.state_silent_hint",
+            &[
+                ("age", &age.as_secs().to_string()),
+                ("stale", &query::engine::STALE_AFTER.as_secs().to_string()),
+                ("max", &query::engine::VALUE_MAX_AGE.as_secs().to_string()),
+            ],
+        )
+    })
+}
+
+/// "produit 2,2 kW", "prélève 640 W sur le réseau", "se charge à 1,2 kW · 62 %":
+/// the device's last power reading said for its role.
+fn doing_text(d: &InstallerDevice<'_>, t: &Catalog, lang: Lang) -> Option<String> {
+    let values = &d.diagnostics?.values;
+    let power = values.get(&Metric::PowerW).map(|v| v.value);
+    let soc = values.get(&Metric::SocPct).map(|v| v.value);
+    const RESTING_W: f64 = 20.0;
+    let p = |w: f64| crate::format_power(w.abs(), lang);
+    let text = match (d.role?, power) {
+        ("pv", Some(w)) if w >= RESTING_W => t.tf("installer.doing.producing", &[("power", &p(w))]),
+        ("pv", Some(_)) => t.t("installer.doing.not_producing").to_string(),
+        ("grid", Some(w)) if w >= RESTING_W => {
+            t.tf("installer.doing.importing", &[("power", &p(w))])
+        }
+        ("grid", Some(w)) if w <= -RESTING_W => {
+            t.tf("installer.doing.exporting", &[("power", &p(w))])
+        }
+        ("grid", Some(_)) => t.t("installer.doing.balanced").to_string(),
+        ("battery", Some(w)) if w >= RESTING_W => {
+            t.tf("installer.doing.discharging", &[("power", &p(w))])
+        }
+        ("battery", Some(w)) if w <= -RESTING_W => {
+            t.tf("installer.doing.charging", &[("power", &p(w))])
+        }
+        ("battery", Some(_)) => t.t("installer.doing.resting").to_string(),
+        ("load", Some(w)) => t.tf("installer.doing.consuming", &[("power", &p(w.max(0.0)))]),
+        _ => return None,
+    };
+    Some(match soc {
+        Some(pct) => format!("{text} · {}", crate::format_percent(pct, lang)),
+        None => text,
+    })
+}
+
+/// A device's failure in the page's language, when it is one ingest words (see
+/// [`Diagnosis`]); any other text as it is.
+pub(crate) fn diagnosis_text(text: &str, t: &Catalog) -> String {
+    let Some(d) = Diagnosis::parse(text) else {
+        return text.to_string();
+    };
+    let kind = |k: RegisterKind| match k {
+        RegisterKind::Holding => t.t("installer.diag.holding"),
+        RegisterKind::Input => t.t("installer.diag.input"),
+    };
+    match d {
+        Diagnosis::NoAnswer {
+            timeout_ms,
+            count,
+            kind: k,
+            start,
+        } => t.tf(
+            "installer.diag.no_answer",
+            &[
+                ("ms", &timeout_ms.to_string()),
+                ("count", &count.to_string()),
+                ("kind", kind(k)),
+                ("start", &start.to_string()),
+            ],
+        ),
+        Diagnosis::Transport {
+            count,
+            kind: k,
+            start,
+            error,
+        } => t.tf(
+            "installer.diag.transport",
+            &[
+                ("count", &count.to_string()),
+                ("kind", kind(k)),
+                ("start", &start.to_string()),
+                ("error", &error),
+            ],
+        ),
+        Diagnosis::WrongLength {
+            count,
+            kind: k,
+            start,
+            got,
+        } => t.tf(
+            "installer.diag.wrong_length",
+            &[
+                ("count", &count.to_string()),
+                ("kind", kind(k)),
+                ("start", &start.to_string()),
+                ("got", &got.to_string()),
+            ],
+        ),
+        Diagnosis::Refused {
+            count,
+            kind: k,
+            start,
+            exception,
+        } => t.tf(
+            "installer.diag.refused",
+            &[
+                ("count", &count.to_string()),
+                ("kind", kind(k)),
+                ("start", &start.to_string()),
+                ("exception", &exception),
+            ],
+        ),
+        Diagnosis::ResolveTimeout { target } => {
+            t.tf("installer.diag.resolve_timeout", &[("target", &target)])
+        }
+        Diagnosis::CannotResolve { target, error } => t.tf(
+            "installer.diag.cannot_resolve",
+            &[("target", &target), ("error", &error)],
+        ),
+        Diagnosis::NoAddress { target } => {
+            t.tf("installer.diag.no_address", &[("target", &target)])
+        }
+        Diagnosis::ConnectTimeout { target, timeout_ms } => t.tf(
+            "installer.diag.connect_timeout",
+            &[("target", &target), ("ms", &timeout_ms.to_string())],
+        ),
+        Diagnosis::CannotConnect { target, error } => t.tf(
+            "installer.diag.cannot_connect",
+            &[("target", &target), ("error", &error)],
+        ),
+        Diagnosis::CannotOpenSerial { path, error } => t.tf(
+            "installer.diag.cannot_open_serial",
+            &[("path", &path), ("error", &error)],
+        ),
+    }
+}
+
 fn exception_text(code: u8, t: &Catalog) -> String {
     let key = format!("installer.exception_{code}");
     let name = t.t(&key);
@@ -563,9 +728,14 @@ fn device_card(
         state: d.state.as_str(),
         icon,
         state_word: t.t(word),
-        state_hint: t.t(hint),
+        state_hint: silent_hint(d, now, t).unwrap_or_else(|| t.t(hint).to_string()),
+        doing: (d.state != HealthState::Down)
+            .then(|| doing_text(d, t, lang))
+            .flatten(),
         figures,
-        last_error: h.and_then(|h| h.last_error.clone()),
+        last_error: h
+            .and_then(|h| h.last_error.as_deref())
+            .map(|e| diagnosis_text(e, t)),
         last_reject: diag
             .and_then(|d| d.last_reject.as_ref())
             .map(|(at, _, why)| format!("{} — {why}", moment_ago(*at, now, tz, t))),
@@ -634,7 +804,9 @@ fn probe_result(
         exceptions: report
             .exceptions
             .iter()
-            .map(|(code, what)| format!("{}: {what}", exception_text(*code, t)))
+            .map(|(code, what)| {
+                format!("{}: {}", exception_text(*code, t), diagnosis_text(what, t))
+            })
             .collect(),
         traffic: t.tf(
             "installer.probe_traffic",
@@ -705,6 +877,20 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             ("down", &count(HealthState::Down)),
         ],
     );
+    let attention = view
+        .devices
+        .iter()
+        .filter(|d| d.state != HealthState::Up)
+        .map(|d| {
+            let (icon, word, _) = state_parts(d.state);
+            AttentionLine {
+                id: d.id.to_string(),
+                name: d.name.to_string(),
+                icon,
+                state_word: t.t(word),
+            }
+        })
+        .collect();
     let (probe_problem, probe_detail, result) = match view.outcome {
         None => (None, None, None),
         Some(ProbeOutcome::Found(report)) => {
@@ -735,7 +921,13 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
                 "installer.probe_failed",
                 &[("address", view.form.address.trim())],
             )),
-            Some(why.clone()),
+            // "probing TARGET: WHY": the target is in the sentence above.
+            Some(diagnosis_text(
+                why.strip_prefix("probing ")
+                    .and_then(|rest| rest.split_once(": "))
+                    .map_or(why.as_str(), |(_, what)| what),
+                t,
+            )),
             None,
         ),
         Some(ProbeOutcome::TimedOut { after }) => (
@@ -754,6 +946,7 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
         InstallerTemplate {
             csrf: view.csrf,
             summary,
+            attention,
             devices,
             form: view.form,
             profiles: profile_choices(view.form.profile.trim(), t),
@@ -811,5 +1004,66 @@ mod tests {
         let en = Catalog::for_lang(Lang::En);
         assert_eq!(exception_text(2, en), "0x02 illegal data address");
         assert_eq!(exception_text(0x42, en), "0x42");
+    }
+}
+
+#[cfg(test)]
+mod words_tests {
+    use ingest::diagnosis::Diagnosis;
+    use sensors::modbus::RegisterKind;
+
+    use super::*;
+
+    #[test]
+    fn failures_are_said_in_the_pages_language() {
+        let text = Diagnosis::NoAnswer {
+            timeout_ms: 1000,
+            count: 37,
+            kind: RegisterKind::Holding,
+            start: 40072,
+        }
+        .to_string();
+        let fr = diagnosis_text(&text, Catalog::for_lang(Lang::Fr));
+        assert_eq!(
+            fr,
+            "pas de réponse en 1000 ms à la lecture de 37 registres de maintien (holding) à l'adresse 40072"
+        );
+        let en = diagnosis_text(&text, Catalog::for_lang(Lang::En));
+        assert!(en.starts_with("no answer within 1000 ms"), "{en}");
+        let refused = Diagnosis::CannotConnect {
+            target: "192.168.1.20:502".into(),
+            error: "Connection refused (os error 111)".into(),
+        }
+        .to_string();
+        assert_eq!(
+            diagnosis_text(&refused, Catalog::for_lang(Lang::Fr)),
+            "connexion à 192.168.1.20:502 impossible : Connection refused (os error 111)"
+        );
+        // A text ingest did not word is shown as it is.
+        assert_eq!(
+            diagnosis_text("the WAL is full", Catalog::for_lang(Lang::Fr)),
+            "the WAL is full"
+        );
+    }
+
+    #[test]
+    fn every_diagnosis_has_its_words() {
+        for lang in Lang::ALL {
+            let t = Catalog::for_lang(lang);
+            for key in [
+                "installer.diag.no_answer",
+                "installer.diag.transport",
+                "installer.diag.wrong_length",
+                "installer.diag.refused",
+                "installer.diag.resolve_timeout",
+                "installer.diag.cannot_resolve",
+                "installer.diag.no_address",
+                "installer.diag.connect_timeout",
+                "installer.diag.cannot_connect",
+                "installer.diag.cannot_open_serial",
+            ] {
+                assert_ne!(t.t(key), key, "{lang}: {key}");
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@
 pub mod actuate;
 pub mod broker;
 pub mod config;
+pub mod diagnosis;
 pub mod history;
 pub mod metrics;
 pub mod modbus;

@@ -28,6 +28,7 @@ use tokio_modbus::{ExceptionCode, Slave};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::diagnosis::Diagnosis;
 use crate::metrics::{DecodedValue, IngestMetrics, ModelInfo, RawBlock};
 use crate::plausible::{Gate, Limits};
 use crate::reading::Reading;
@@ -240,22 +241,35 @@ impl Conn {
                 RegisterKind::Input => ctx.read_input_registers(start, count).await,
             }
         };
-        let k = kind.as_str();
         match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(Failure::Transport(format!(
-                "no answer within {} ms reading {count} {k} registers at {start}",
-                self.timeout.as_millis()
-            ))),
-            Ok(Err(e)) => Err(Failure::Transport(format!(
-                "transport error reading {count} {k} registers at {start}: {e}"
-            ))),
+            Err(_) => Err(Failure::Transport(
+                Diagnosis::NoAnswer {
+                    timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                    count,
+                    kind,
+                    start,
+                }
+                .to_string(),
+            )),
+            Ok(Err(e)) => Err(Failure::Transport(
+                Diagnosis::Transport {
+                    count,
+                    kind,
+                    start,
+                    error: e.to_string(),
+                }
+                .to_string(),
+            )),
             Ok(Ok(Err(code))) => Err(exception(code, kind, start, count)),
-            Ok(Ok(Ok(words))) if words.len() != usize::from(count) => {
-                Err(Failure::Transport(format!(
-                    "asked {count} {k} registers at {start}, got {}",
-                    words.len()
-                )))
-            }
+            Ok(Ok(Ok(words))) if words.len() != usize::from(count) => Err(Failure::Transport(
+                Diagnosis::WrongLength {
+                    count,
+                    kind,
+                    start,
+                    got: words.len(),
+                }
+                .to_string(),
+            )),
             Ok(Ok(Ok(words))) => Ok(words),
         }
     }
@@ -317,22 +331,45 @@ async fn connect_tcp(
     let target = format!("{host}:{port}");
     let addr = tokio::time::timeout(timeout, tokio::net::lookup_host(&target))
         .await
-        .map_err(|_| format!("resolving {target} timed out"))?
-        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .map_err(|_| {
+            Diagnosis::ResolveTimeout {
+                target: target.clone(),
+            }
+            .to_string()
+        })?
+        .map_err(|e| {
+            Diagnosis::CannotResolve {
+                target: target.clone(),
+                error: e.to_string(),
+            }
+            .to_string()
+        })?
         .next()
-        .ok_or_else(|| format!("{target} resolves to no address"))?;
+        .ok_or_else(|| {
+            Diagnosis::NoAddress {
+                target: target.clone(),
+            }
+            .to_string()
+        })?;
     tokio::time::timeout(
         timeout,
         tokio_modbus::client::tcp::connect_slave(addr, Slave(unit)),
     )
     .await
     .map_err(|_| {
-        format!(
-            "connecting to {target} timed out after {} ms",
-            timeout.as_millis()
-        )
+        Diagnosis::ConnectTimeout {
+            target: target.clone(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+        .to_string()
     })?
-    .map_err(|e| format!("cannot connect to {target}: {e}"))
+    .map_err(|e| {
+        Diagnosis::CannotConnect {
+            target: target.clone(),
+            error: e.to_string(),
+        }
+        .to_string()
+    })
 }
 
 /// Opens a serial line: only a terminal device, decided before anything is opened
@@ -356,9 +393,13 @@ fn open_serial(s: &SerialConfig, unit: u8) -> Result<Context, String> {
         } else {
             tokio_serial::DataBits::Eight
         });
-    let port = builder
-        .open_native_async()
-        .map_err(|e| format!("cannot open serial port {}: {e}", s.path))?;
+    let port = builder.open_native_async().map_err(|e| {
+        Diagnosis::CannotOpenSerial {
+            path: s.path.clone(),
+            error: e.to_string(),
+        }
+        .to_string()
+    })?;
     Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(unit)))
 }
 
@@ -381,10 +422,13 @@ pub fn exception_name(code: u8) -> Option<&'static str> {
 fn exception(code: ExceptionCode, kind: RegisterKind, start: u16, count: u16) -> Failure {
     Failure::Exception {
         code: u8::from(code),
-        what: format!(
-            "device refused reading {count} {} registers at {start}: {code}",
-            kind.as_str()
-        ),
+        what: Diagnosis::Refused {
+            count,
+            kind,
+            start,
+            exception: code.to_string(),
+        }
+        .to_string(),
     }
 }
 

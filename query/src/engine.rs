@@ -44,6 +44,12 @@ use crate::live_table::{LatestTable, LiveTable};
 use crate::plan_runner::{DemandSource, PlanRunner};
 use crate::{Error, Result};
 
+/// The site is stale when its newest reading is older than this (the default).
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+/// A device's value counts in the balance while it is younger than this (the
+/// default).
+pub const VALUE_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// Tuning of the live evaluation.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -59,8 +65,8 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            stale_after: Duration::from_secs(10),
-            value_max_age: Duration::from_secs(60),
+            stale_after: STALE_AFTER,
+            value_max_age: VALUE_MAX_AGE,
             surplus_threshold_w: 500.0,
         }
     }
@@ -68,6 +74,8 @@ impl Default for EngineOptions {
 
 struct DeviceInfo {
     id: Arc<str>,
+    /// Modbus (read on a schedule) rather than MQTT (publishes when it likes).
+    polled: bool,
     name: Arc<str>,
     role: Role,
     /// Healthy while its last success is younger than this.
@@ -201,6 +209,7 @@ impl Engine {
                 id: d.id.as_str().into(),
                 name: d.display_name().into(),
                 role: d.role,
+                polled: d.is_polled(),
                 // Polled devices (Modbus TCP or RTU) are due every poll; MQTT
                 // devices publish when they like.
                 fresh_within: if d.is_polled() {
@@ -386,9 +395,22 @@ impl Engine {
                         .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
                     let device_health = health.get(&*d.id);
                     let healthy = device_health.is_some_and(|h| h.is_up(now, d.fresh_within));
-                    let state = device_health.map_or(ingest::metrics::HealthState::Down, |h| {
+                    let mut state = device_health.map_or(ingest::metrics::HealthState::Down, |h| {
                         h.state(now, d.fresh_within)
                     });
+                    // A device that publishes when it likes and has been silent for
+                    // longer than makes the wall stale is not "up": its last value
+                    // still counts (up to `value_max_age`), but the installer sees
+                    // the same silence the wall does.
+                    if !d.polled
+                        && state == ingest::metrics::HealthState::Up
+                        && device_health
+                            .and_then(|h| h.last_success)
+                            .and_then(|t| (now - t).to_std().ok())
+                            .is_some_and(|age| age > self.opts.stale_after)
+                    {
+                        state = ingest::metrics::HealthState::Degraded;
+                    }
                     DeviceLive {
                         id: d.id.clone(),
                         name: d.name.clone(),

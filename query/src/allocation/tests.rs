@@ -1538,6 +1538,7 @@ mod live_path {
             polled("rtu-late", "serial"),
             polled("rtu-now", "serial"),
             device("mqtt-late", Role::Load),
+            device("mqtt-silent", Role::Load),
         ];
         let metrics = Arc::new(IngestMetrics::default());
         let ten_s_ago = now - chrono::Duration::seconds(10);
@@ -1545,6 +1546,14 @@ mod live_path {
             metrics.record_poll(id, ten_s_ago, 1, &[], Ok(Duration::from_millis(20)));
         }
         metrics.record_poll("rtu-now", now, 1, &[], Ok(Duration::from_millis(20)));
+        let fifteen_s_ago = now - chrono::Duration::seconds(15);
+        metrics.record_poll(
+            "mqtt-silent",
+            fifteen_s_ago,
+            1,
+            &[],
+            Ok(Duration::from_millis(20)),
+        );
         let journal = Arc::new(Journal::open_in_memory().expect("journal"));
         let engine = Engine::new(
             Arc::new(LiveStore::new(Duration::from_secs(600))),
@@ -1569,6 +1578,9 @@ mod live_path {
                 ("rtu-late", false, "down"),
                 ("rtu-now", true, "up"),
                 ("mqtt-late", true, "up"),
+                // Silent for longer than makes the wall stale: its value still
+                // counts (healthy), but it is not shown as simply up.
+                ("mqtt-silent", true, "degraded"),
             ]
         );
     }

@@ -272,7 +272,8 @@ async fn the_page_shows_each_devices_state_figures_and_raw_registers() {
         "Requêtes par relevé 2 (au moins 1)",
         "Dernière exception 0x02 adresse de données illégale",
         "Exceptions au total 1",
-        "Dernière erreur : device refused reading 10 holding registers at 40200",
+        // Said in the page's language, not as ingest logs it.
+        "Dernière erreur : l'appareil a refusé la lecture de 10 registres de maintien (holding) à l'adresse 40200 : Illegal data address",
         "Modèles SunSpec (carte à 40000)",
         "103 Inverter (Three Phase) 50 40070 décodé",
         "power_w 4321 W holding 40084 = [10E1], SF 40085 = [0000] (103.W)",
@@ -294,13 +295,26 @@ async fn the_page_shows_each_devices_state_figures_and_raw_registers() {
         "a time of day: {row}"
     );
 
+    // What each device is doing, in words, on its card.
+    assert!(roof.contains("produit 4,3 kW"), "{roof}");
+    // The devices that are not up are named and linked at the top of the page.
+    let attention = text_of(html, "ul", "class=\"attention\"");
+    assert!(
+        attention.contains("Toit de l'école — Dégradé"),
+        "{attention}"
+    );
+    assert!(attention.contains("— Hors service"), "{attention}");
+    assert!(!attention.contains("clinic"), "{attention}");
+    assert!(html.contains("href=\"#device-grid-meter\""));
+    assert!(html.find("class=\"attention\"") < html.find("data-device=\"roof-school\""));
+
     // The meter that stopped answering: down, its failures and why.
     let grid = text_of(html, "article", "data-device=\"grid-meter\"");
     for part in [
         "✖ Hors service",
         "Échecs consécutifs 2",
         "il y a 3 min",
-        "Dernière erreur : no answer within 1000 ms reading 76 input registers at 0",
+        "Dernière erreur : pas de réponse en 1000 ms à la lecture de 76 registres d'entrée (input) à l'adresse 0",
         "Aucune valeur décodée pour l'instant.",
     ] {
         assert!(grid.contains(part), "{part:?} not in: {grid}");
@@ -625,7 +639,7 @@ async fn a_probe_where_nothing_answers_or_of_a_bad_address_says_so_in_the_page()
         "{alert}"
     );
     assert!(
-        alert.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        alert.contains(&format!("connexion à 127.0.0.1:{port} impossible")),
         "{alert}"
     );
     assert!(!reply.body.contains("device-block"), "no block for nothing");
@@ -712,7 +726,8 @@ async fn a_probe_where_nothing_answers_or_of_a_bad_address_says_so_in_the_page()
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
-        unescape(&reply.body).contains("cannot open serial port /dev/ttyCOMMUNALIA-no-such-port"),
+        unescape(&reply.body)
+            .contains("le port série /dev/ttyCOMMUNALIA-no-such-port ne s'ouvre pas"),
         "{}",
         reply.body
     );
