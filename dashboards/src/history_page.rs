@@ -65,6 +65,8 @@ pub enum HistoryProblem {
     DateOutOfRange(String),
     UnknownParameter(String),
     Repeated(String),
+    /// `download=` names no table of the page.
+    UnknownTable(String),
 }
 
 /// The text of a problem, in words.
@@ -76,6 +78,7 @@ pub fn history_problem_text(problem: &HistoryProblem, lang: Lang) -> String {
         HistoryProblem::DateOutOfRange(v) => t.tf("history.problem_date_range", &[("value", v)]),
         HistoryProblem::UnknownParameter(v) => t.tf("history.problem_parameter", &[("name", v)]),
         HistoryProblem::Repeated(v) => t.tf("history.problem_repeated", &[("name", v)]),
+        HistoryProblem::UnknownTable(v) => t.tf("history.problem_table", &[("value", v)]),
     }
 }
 
@@ -160,6 +163,11 @@ struct ExportView {
 #[template(path = "history.html")]
 struct HistoryTemplate<'a> {
     heading: String,
+    /// `/history?view=…&date=…&download=`: a table's CSV is this and its name.
+    download_href: String,
+    /// The view and first day shown, for the date picker.
+    view_code: &'static str,
+    date_value: String,
     views: Vec<NavLink>,
     previous: Option<NavLink>,
     next: Option<NavLink>,
@@ -438,6 +446,9 @@ pub fn render_history(data: &HistoryData<'_>, lang: Lang, site: &SiteInfo) -> Re
     let mut page = HistoryTemplate {
         layout: Layout::new(lang, site, t.t("history.title")),
         heading: heading.clone(),
+        download_href: format!("{}&download=", history_href(&period, Some(lang))),
+        view_code: period.view().code(),
+        date_value: period.start().format("%Y-%m-%d").to_string(),
         views,
         previous,
         next,

@@ -17,6 +17,7 @@ mod assembly;
 pub mod chart;
 mod form;
 mod format;
+mod history_csv;
 mod history_page;
 mod i18n;
 mod installer;
@@ -41,6 +42,7 @@ pub use format::{
     format_energy, format_hours, format_number, format_percent, format_power, format_time,
     hours_text, month_name, weekday_name,
 };
+pub use history_csv::{HistoryTable, history_csv};
 pub use history_page::{
     ExportChoices, HistoryData, HistoryProblem, HistoryReader, TODAY_REFRESH, TODAY_STEP_MINUTES,
     TodayCurve, TodayView, history_href, history_problem_text, period_heading, render_history,

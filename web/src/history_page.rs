@@ -4,11 +4,13 @@
 //! wall's script fetches every few minutes to redraw it in place.
 
 use axum::extract::{RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Datelike, NaiveDate, Utc};
-use dashboards::{ExportChoices, HistoryData, HistoryProblem, HistoryReader, TodayCurve};
+use dashboards::{
+    ExportChoices, HistoryData, HistoryProblem, HistoryReader, HistoryTable, TodayCurve,
+};
 use ledger::Role;
 use query::charts::{self, Period, View};
 use query::history_session::Queries;
@@ -24,9 +26,19 @@ const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 /// The query of `/history`: `view` (`day` by default, `week`, `month`, `year`),
 /// `date` (`YYYY-MM-DD`, today by default; any day of the period) and `lang`.
+#[cfg(test)]
 fn parse_query(query: Option<&str>, today: NaiveDate) -> Result<Period, Vec<HistoryProblem>> {
+    parse_query_with_table(query, today).map(|(period, _)| period)
+}
+
+/// [`parse_query`], and `download` (a table of the page, as CSV).
+fn parse_query_with_table(
+    query: Option<&str>,
+    today: NaiveDate,
+) -> Result<(Period, Option<HistoryTable>), Vec<HistoryProblem>> {
     let mut view = None;
     let mut date = None;
+    let mut table = None;
     let mut seen = std::collections::BTreeSet::new();
     let mut problems = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -44,6 +56,10 @@ fn parse_query(query: Option<&str>, today: NaiveDate) -> Result<Period, Vec<Hist
                 Ok(_) => problems.push(HistoryProblem::DateOutOfRange(value.to_string())),
                 Err(_) => problems.push(HistoryProblem::BadDate(value.to_string())),
             },
+            "download" => match HistoryTable::parse(&value) {
+                Some(t) => table = Some(t),
+                None => problems.push(HistoryProblem::UnknownTable(value.to_string())),
+            },
             // Read by the language negotiation.
             "lang" => {}
             other => problems.push(HistoryProblem::UnknownParameter(other.to_string())),
@@ -54,6 +70,7 @@ fn parse_query(query: Option<&str>, today: NaiveDate) -> Result<Period, Vec<Hist
     }
     let date = date.unwrap_or(today);
     Period::containing(view.unwrap_or(View::Day), date)
+        .map(|period| (period, table))
         .ok_or_else(|| vec![HistoryProblem::DateOutOfRange(date.to_string())])
 }
 
@@ -103,8 +120,8 @@ pub(crate) async fn page(
 ) -> Result<Response, AppError> {
     let tz = state.site.timezone;
     let today = Utc::now().with_timezone(&tz).date_naive();
-    let period = match parse_query(query.as_deref(), today) {
-        Ok(period) => period,
+    let (period, table) = match parse_query_with_table(query.as_deref(), today) {
+        Ok(parsed) => parsed,
         Err(problems) => {
             let html = dashboards::render_history_problems(&problems, lang.lang, &state.site)?;
             let mut response = (StatusCode::BAD_REQUEST, Html(html)).into_response();
@@ -139,10 +156,45 @@ pub(crate) async fn page(
         }),
         export,
     };
+    if let Some(table) = table {
+        return Ok(csv_response(&data, table, &lang));
+    }
     let html = dashboards::render_history(&data, lang.lang, &state.site)?;
     let mut response = Html(html).into_response();
     page_headers(&mut response, &lang);
     Ok(response)
+}
+
+/// A table of the page as a CSV download, named after the table and the period;
+/// 404 when the page does not show that table (no history, no battery).
+fn csv_response(data: &HistoryData<'_>, table: HistoryTable, lang: &PageLang) -> Response {
+    let Some(csv) = dashboards::history_csv(data, table, lang.lang) else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "this history page has no such table\n",
+        )
+            .into_response();
+    };
+    let name = format!(
+        "communalia-{}-{}-{}.csv",
+        table.code(),
+        data.period.view().code(),
+        data.period.start().format("%Y-%m-%d")
+    );
+    let mut response = (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response();
+    page_headers(&mut response, lang);
+    response
 }
 
 /// Today's curve for the wall screen, or `None` when the node keeps no history or

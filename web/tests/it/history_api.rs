@@ -265,7 +265,7 @@ async fn the_assembly_replays_a_draft_over_the_recorded_history() {
     );
     assert_eq!(
         fridge,
-        "Réfrigérateur du cabinet médical 25 Wh 25 Wh 0 h 25 Wh 0 h"
+        "Réfrigérateur du cabinet médical 25 Wh 25 Wh 0 Wh 0 h 25 Wh 0 Wh 0 h"
     );
     assert!(
         reply.body.contains("0,2 h de mesures rejouées"),

@@ -628,3 +628,71 @@ async fn the_wall_shows_todays_curve() {
     );
     assert!(!fragment.body.contains("<html"), "a fragment, not a page");
 }
+
+/// "Download this table": the day's tables as CSV, the same figures as the page
+/// (worked out by hand in the test above) as plain numbers a spreadsheet reads, in
+/// the page's language; the tables are folded, with a date picker above them.
+#[tokio::test]
+async fn each_table_downloads_as_csv_and_folds() {
+    let (state, _dir, _tx) = with_village(&village_day(march_12())).await;
+    let page = send(
+        state.clone(),
+        get("/history?view=day&date=2026-03-12&lang=fr", &[]),
+    )
+    .await;
+    let body = unescaped(&page.body);
+    assert!(
+        body.contains("href=\"/history?view=day&date=2026-03-12&lang=fr&download=energy\""),
+        "{body}"
+    );
+    assert!(body.contains("<details class=\"table-fold\">"));
+    assert!(body.contains("<input type=\"date\" name=\"date\" value=\"2026-03-12\""));
+
+    let csv = send(
+        state.clone(),
+        get(
+            "/history?view=day&date=2026-03-12&lang=fr&download=energy",
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.header("content-disposition"),
+        "attachment; filename=\"communalia-energy-day-2026-03-12.csv\""
+    );
+    let lines: Vec<&str> = csv.body.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines[0],
+        "Heure;Production solaire (kWh);Consommation (kWh);Prélevé sur le réseau (kWh);Injecté sur le réseau (kWh)"
+    );
+    assert!(
+        lines.contains(&"2026-03-12 10:00;3,000;1,500;0,000;0,500"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last(), Some(&"Total;3,500;2,500;0,300;0,500"));
+    assert_eq!(lines.len(), 1 + 24 + 1, "a row an hour and the total");
+
+    let csv = send(
+        state.clone(),
+        get(
+            "/history?view=day&date=2026-03-12&lang=en&download=services",
+            &[],
+        ),
+    )
+    .await;
+    let lines: Vec<&str> = csv.body.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines[0],
+        "Service,Asked for (kWh),Served (kWh),Shed (kWh),Time shed (h)"
+    );
+    assert!(
+        lines.contains(&"Laverie partagée,3.000,1.000,1.000,0.50"),
+        "{lines:?}"
+    );
+
+    let bad = send(state, get("/history?download=everything", &[])).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(unescaped(&bad.body).contains("« everything » n'est pas un tableau"));
+}
