@@ -95,9 +95,7 @@ fn record(
         }
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
-        | EntryKind::CommitmentFulfilled => {
-            Err(Refusal::DerivedKind(kind).into())
-        }
+        | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
     }
 }
 

@@ -99,7 +99,10 @@ impl Journal {
         check_author(member)?;
         let ts = ts.trunc_subsecs(3);
         let (kind, payload) = match request {
-            Request::Contribution(c) | Request::ContributionFulfilling { contribution: c, .. } => {
+            Request::Contribution(c)
+            | Request::ContributionFulfilling {
+                contribution: c, ..
+            } => {
                 let problems = c.problems(ts);
                 if !problems.is_empty() {
                     return Err(Refusal::InvalidContribution(problems).into());

@@ -173,7 +173,7 @@ pub use plan::{
 };
 pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
-    IntentState, MAX_CLASS_CHARS, MAX_QUANTITY, Match, NewCommitment, NewIntent, Quantity, Unit,
-    Visibility,
+    IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
+    Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
 };
 pub use verify::{DecisionWarning, VerifyReport};

@@ -300,7 +300,7 @@ impl NewIntent {
 }
 
 /// What is wrong with a class, if anything.
-pub fn class_problem(class: &str) -> Option<String> {
+pub(crate) fn class_problem(class: &str) -> Option<String> {
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
     if class.is_empty() {
         Some("the class is empty".into())
@@ -318,7 +318,7 @@ pub fn class_problem(class: &str) -> Option<String> {
 }
 
 /// What is wrong with a quantity, if anything.
-pub fn quantity_problem(quantity: f64) -> Option<String> {
+pub(crate) fn quantity_problem(quantity: f64) -> Option<String> {
     if !(quantity.is_finite() && quantity > 0.0) {
         Some(format!("the quantity must be more than 0, not {quantity}"))
     } else if quantity > MAX_QUANTITY {
@@ -335,12 +335,14 @@ pub fn quantity_problem(quantity: f64) -> Option<String> {
 }
 
 /// What is wrong with a free text, if anything (`blank_ok` for notes).
-pub fn text_problem(name: &str, text: &str, max: usize, blank_ok: bool) -> Option<String> {
+pub(crate) fn text_problem(name: &str, text: &str, max: usize, blank_ok: bool) -> Option<String> {
     let chars = text.chars().count();
     if !blank_ok && text.trim().is_empty() {
         Some(format!("the {name} is empty"))
     } else if chars > max {
-        Some(format!("the {name} has {chars} characters, more than {max}"))
+        Some(format!(
+            "the {name} has {chars} characters, more than {max}"
+        ))
     } else if text.chars().any(|c| c.is_control() && c != '\n') {
         Some(format!(
             "the {name} contains a control character other than a line break"
@@ -456,9 +458,7 @@ impl Intent {
     /// Whether this intent's window and `other`'s share an instant (an open end
     /// reaches forever).
     pub fn window_overlaps(&self, other: &Intent) -> bool {
-        let starts_before_end = |start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>| {
-            matches!((start, end), (Some(s), Some(e)) if s >= e)
-        };
+        let starts_before_end = |start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>| matches!((start, end), (Some(s), Some(e)) if s >= e);
         !(starts_before_end(self.window_start, other.window_end)
             || starts_before_end(other.window_start, self.window_end))
     }

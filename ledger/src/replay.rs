@@ -22,11 +22,11 @@ use crate::parameters::LedgerParameters;
 use crate::rules::assembly::decode_adopted;
 use crate::rules::balances::projected;
 use crate::rules::members::decode_joined;
-use crate::rules::sql::SqlState;
 use crate::rules::planning;
+use crate::rules::sql::SqlState;
 use crate::rules::state::{
-    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow,
-    LedgerState, Stage, Totals, TransferRow, parameters_from_stored,
+    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
+    Stage, Totals, TransferRow, parameters_from_stored,
 };
 
 impl Journal {
@@ -884,8 +884,8 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
             problem: other.to_string(),
         }),
     };
-    for row in planning::all_rows(conn, planning::SELECT_INTENT, planning::intent_row)
-        .map_err(finding)?
+    for row in
+        planning::all_rows(conn, planning::SELECT_INTENT, planning::intent_row).map_err(finding)?
     {
         r.intents.insert(row.id, row);
     }

@@ -92,7 +92,12 @@ impl Journal {
     /// outside the assembly ([`Refusal::AssemblyOnly`]) and an unknown member. The
     /// entry's `seq` is the intent's id; without an expiry it lapses
     /// [`crate::DEFAULT_INTENT_LIFETIME_DAYS`] after `ts`.
-    pub fn post_intent(&self, member: &str, intent: &NewIntent, ts: DateTime<Utc>) -> Result<Entry> {
+    pub fn post_intent(
+        &self,
+        member: &str,
+        intent: &NewIntent,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
         let payload = intent_payload(intent, ts)?;
         self.write(|tx| record_intent(tx, member, &payload, ts))
     }
@@ -282,7 +287,9 @@ pub(crate) fn record_simple(
 ) -> Result<Entry> {
     check_author(member)?;
     let payload = match kind {
-        EntryKind::CommitmentAccepted => encode(kind, &decode::<CommitmentAccepted>(kind, payload)?)?,
+        EntryKind::CommitmentAccepted => {
+            encode(kind, &decode::<CommitmentAccepted>(kind, payload)?)?
+        }
         _ => encode(kind, &decode::<CommitmentReleased>(kind, payload)?)?,
     };
     let entry = append(tx, kind, member, &payload, ts)?;
@@ -316,7 +323,11 @@ pub(crate) fn fulfil(
     let intent = state
         .intent(commitment.intent)?
         .ok_or(Refusal::NoSuchIntent(commitment.intent))?;
-    let quantity = fulfilment_quantity(&commitment, intent.unit, contribution_row.hours.centihours());
+    let quantity = fulfilment_quantity(
+        &commitment,
+        intent.unit,
+        contribution_row.hours.centihours(),
+    );
     if quantity == Quantity::ZERO {
         return Ok(None);
     }
@@ -504,7 +515,9 @@ fn acts_for(
     intent: &IntentRow,
 ) -> Result<bool> {
     Ok(member == side
-        || (intent.collective && side == intent.author && state.has_role(member, Role::Assembly)?))
+        || (intent.collective
+            && side == intent.author
+            && state.has_role(member, Role::Assembly)?))
 }
 
 fn commitment_and_intent(
@@ -657,7 +670,9 @@ pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Re
         ));
     }
     if link.fulfilment_seq.is_some() {
-        return rule(format!("contribution {id} fulfilled its commitment already"));
+        return rule(format!(
+            "contribution {id} fulfilled its commitment already"
+        ));
     }
     let (mut commitment, mut intent) = commitment_and_intent(state, link.commitment)?;
     let quantity = fulfilment_quantity(&commitment, intent.unit, contribution.hours.centihours());
@@ -886,7 +901,8 @@ fn select_intents(conn: &Connection, id: Option<i64>, at: DateTime<Utc>) -> Resu
 }
 
 fn entry_ts(conn: &Connection, seq: i64) -> Result<DateTime<Utc>> {
-    let text: String = conn.query_row("SELECT ts FROM journal WHERE seq = ?1", [seq], |r| r.get(0))?;
+    let text: String =
+        conn.query_row("SELECT ts FROM journal WHERE seq = ?1", [seq], |r| r.get(0))?;
     parse_canonical_ts(&text).ok_or_else(|| Error::Corrupt {
         seq,
         problem: format!("ts `{text}` is not canonical"),

@@ -10,8 +10,8 @@ use crate::members::Role;
 use crate::parameters::LedgerParameters;
 use crate::rules::planning;
 use crate::rules::state::{
-    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow,
-    LedgerState, Stage, Totals, TransferRow, parameters_from_stored,
+    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
+    Stage, Totals, TransferRow, parameters_from_stored,
 };
 
 /// The derived tables, inside a transaction.

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ledger::{
-    Action, Category, CommitmentState, ContributionState, Direction, EntryKind, Error,
-    IntentState, Journal, NewCommitment, NewContribution, NewIntent, Quantity, Refusal, Unit,
-    Verdict, Visibility,
+    Action, Category, CommitmentState, ContributionState, Direction, EntryKind, Error, IntentState,
+    Journal, NewCommitment, NewContribution, NewIntent, Quantity, Refusal, Unit, Verdict,
+    Visibility,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -103,7 +103,9 @@ fn a_need_met_by_a_validated_contribution_closes() {
     let (id, done) = fulfil(&journal, c, 2.0);
     assert_eq!(done.state, ContributionState::Validated);
     assert!(done.minted.is_some_and(|m| m.micro() > 0));
-    let fulfilment = done.fulfilment.expect("a fulfilment follows the validation");
+    let fulfilment = done
+        .fulfilment
+        .expect("a fulfilment follows the validation");
     assert_eq!(fulfilment.kind, EntryKind::CommitmentFulfilled);
     assert_eq!(
         fulfilment.payload,
@@ -161,7 +163,9 @@ fn partial_commitments_and_fulfilments_leave_the_intent_open() {
         .unwrap()
         .seq;
     journal.attest(id, "Bob", Verdict::Approve, "", ts).unwrap();
-    journal.attest(id, "Dave", Verdict::Approve, "", ts).unwrap();
+    journal
+        .attest(id, "Dave", Verdict::Approve, "", ts)
+        .unwrap();
     let closed = journal.intent(need, t0()).unwrap().unwrap();
     assert_eq!(closed.state, IntentState::Closed);
     assert_eq!(closed.fulfilled, Quantity::from_centi(400));
@@ -192,8 +196,12 @@ fn a_released_commitment_returns_its_quantity_and_fulfils_nothing() {
         CommitmentState::Released
     );
     // The contribution is still validated and mints, but fulfils nothing.
-    journal.attest(id, "Alice", Verdict::Approve, "", ts).unwrap();
-    let done = journal.attest(id, "Carol", Verdict::Approve, "", ts).unwrap();
+    journal
+        .attest(id, "Alice", Verdict::Approve, "", ts)
+        .unwrap();
+    let done = journal
+        .attest(id, "Carol", Verdict::Approve, "", ts)
+        .unwrap();
     assert!(done.minted.is_some());
     assert!(done.fulfilment.is_none());
     assert_eq!(

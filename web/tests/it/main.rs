@@ -22,6 +22,7 @@ mod ledger_page;
 mod metrics;
 mod pages;
 mod panel_browser;
+mod planning_api;
 mod plans;
 mod privacy;
 mod support;
