@@ -13,9 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
-use ledger::{
-    Direction, IntentState, NewCommitment, NewIntent, Recorded, Request,
-};
+use ledger::{Direction, IntentState, NewCommitment, NewIntent, Recorded, Request};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -107,7 +105,9 @@ pub(crate) async fn get(
             "intent": intent,
             "commitments": commitments,
         }))),
-        None => Err(crate::ledger_api::refused(ledger::Refusal::NoSuchIntent(id))),
+        None => Err(crate::ledger_api::refused(ledger::Refusal::NoSuchIntent(
+            id,
+        ))),
     }
 }
 

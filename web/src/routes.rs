@@ -205,14 +205,24 @@ fn table() -> Vec<Route> {
             AnyMember,
             planning_api::matches,
         ),
-        route(Method::GET, "/api/intents/{id}", AnyMember, planning_api::get),
+        route(
+            Method::GET,
+            "/api/intents/{id}",
+            AnyMember,
+            planning_api::get,
+        ),
         route(
             Method::POST,
             "/api/intents/{id}/commitments",
             Access::Role(Role::Resident),
             planning_api::commit,
         ),
-        route(Method::GET, "/api/commitments", AnyMember, planning_api::mine),
+        route(
+            Method::GET,
+            "/api/commitments",
+            AnyMember,
+            planning_api::mine,
+        ),
         route(
             Method::POST,
             "/api/commitments/{id}/accept",

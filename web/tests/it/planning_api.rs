@@ -50,7 +50,13 @@ async fn agreed(state: &web::AppState, hours: f64, commit: f64) -> (i64, i64) {
         )
         .await,
     );
-    let accepted = post(state, &rita, &format!("/api/commitments/{c}/accept"), json!({})).await;
+    let accepted = post(
+        state,
+        &rita,
+        &format!("/api/commitments/{c}/accept"),
+        json!({}),
+    )
+    .await;
     assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.body);
     (need, c)
 }
@@ -142,7 +148,12 @@ async fn partial_fulfilment_keeps_the_intent_open() {
         json!({"quantity": 2.0}),
     )
     .await;
-    assert_eq!(over.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", over.body);
+    assert_eq!(
+        over.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        over.body
+    );
     assert!(over.body.contains("has 1 left to commit"), "{}", over.body);
 }
 
@@ -152,7 +163,13 @@ async fn a_release_frees_the_quantity_and_only_the_sides_may_act() {
     let rita = bearer(&state, "rita");
     let sara = bearer(&state, "sara");
     let (need, c) = agreed(&state, 2.0, 2.0).await;
-    let stranger = post(&state, &sara, &format!("/api/commitments/{c}/release"), json!({})).await;
+    let stranger = post(
+        &state,
+        &sara,
+        &format!("/api/commitments/{c}/release"),
+        json!({}),
+    )
+    .await;
     assert_eq!(stranger.status, StatusCode::FORBIDDEN, "{}", stranger.body);
     let released = post(
         &state,
@@ -176,7 +193,12 @@ async fn a_release_frees_the_quantity_and_only_the_sides_may_act() {
                "description": "x", "commitment": c}),
     )
     .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
     assert!(refused.body.contains("was released"), "{}", refused.body);
     let missing = post(&state, &rita, "/api/commitments/9999/accept", json!({})).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
@@ -199,7 +221,12 @@ async fn an_expired_intent_takes_no_commitment() {
         json!({"quantity": 1.0}),
     )
     .await;
-    assert_eq!(late.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", late.body);
+    assert_eq!(
+        late.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        late.body
+    );
     assert!(late.body.contains("is expired"), "{}", late.body);
     let expired = read(&state, &rita, "/api/intents?state=expired").await;
     assert_eq!(expired[0]["id"], id);
@@ -220,7 +247,12 @@ async fn bad_intents_are_named_and_roles_apply() {
     let mut bad = need(0.0);
     bad["class"] = json!("Bike Repair");
     let reply = post(&state, &rita, "/api/intents", bad).await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
     let problems = reply.json()["problems"].clone();
     assert_eq!(problems.as_array().map(Vec::len), Some(2), "{problems}");
     // Collective needs are the assembly's.
