@@ -309,6 +309,9 @@ pub struct Attested {
     pub validation: Option<Entry>,
     /// What that validation minted.
     pub minted: Option<Communs>,
+    /// The `commitment_fulfilled` entry, when the validated contribution fulfils a
+    /// commitment.
+    pub fulfilment: Option<Entry>,
 }
 
 #[cfg(test)]

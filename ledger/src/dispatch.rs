@@ -13,7 +13,7 @@ use crate::journal::chain::check_author;
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::rules::sql::SqlState;
 use crate::rules::state::LedgerState;
-use crate::rules::{assembly, balances, contributions, members, parameters};
+use crate::rules::{assembly, balances, contributions, members, parameters, planning};
 use crate::schema::CLEAR_DERIVED;
 
 impl Journal {
@@ -88,9 +88,14 @@ fn record(
         }
         EntryKind::Transfer => balances::record_transfer(tx, author, payload, ts),
         EntryKind::ParametersAdopted => parameters::adopt(tx, author, payload, ts),
-        EntryKind::ContributionValidated | EntryKind::DemurrageSettled => {
-            Err(Refusal::DerivedKind(kind).into())
+        EntryKind::IntentPosted => planning::record_intent(tx, author, payload, ts),
+        EntryKind::CommitmentProposed => planning::record_proposed(tx, author, payload, ts),
+        EntryKind::CommitmentAccepted | EntryKind::CommitmentReleased => {
+            planning::record_simple(tx, kind, author, payload, ts)
         }
+        EntryKind::ContributionValidated
+        | EntryKind::DemurrageSettled
+        | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
     }
 }
 
@@ -114,6 +119,11 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::DemurrageSettled => balances::apply_settled(state, entry),
         EntryKind::Transfer => balances::apply_transfer(state, entry),
         EntryKind::ParametersAdopted => parameters::apply(state, entry),
+        EntryKind::IntentPosted => planning::apply_intent(state, entry),
+        EntryKind::CommitmentProposed => planning::apply_proposed(state, entry),
+        EntryKind::CommitmentAccepted => planning::apply_accepted(state, entry),
+        EntryKind::CommitmentReleased => planning::apply_released(state, entry),
+        EntryKind::CommitmentFulfilled => planning::apply_fulfilled(state, entry),
         EntryKind::MemberJoined | EntryKind::PlanAdopted => Ok(()),
     }
 }
@@ -136,6 +146,7 @@ mod tests {
         for kind in [
             EntryKind::DemurrageSettled,
             EntryKind::ContributionValidated,
+            EntryKind::CommitmentFulfilled,
         ] {
             let err = journal.append(kind, "alice", &json!({}), now).unwrap_err();
             assert!(

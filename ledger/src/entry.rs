@@ -41,10 +41,29 @@ pub enum EntryKind {
     /// The assembly adopts ledger parameters (k, rates, r, P): payload
     /// `{"parameters", "decision"}`.
     ParametersAdopted,
+    /// A member (the author) posts a need or an offer on the planning board:
+    /// payload `{"direction", "action", "class", "quantity", "unit", "window_start",
+    /// "window_end", "expires_at", "description", "visibility", "collective"}`. Its
+    /// `seq` is the intent's id.
+    IntentPosted,
+    /// A member (the author) proposes to take the other side of an intent, and so
+    /// accepts it: payload `{"intent", "quantity", "note"}`. Its `seq` is the
+    /// commitment's id.
+    CommitmentProposed,
+    /// The other side accepts a commitment, which then exists: payload
+    /// `{"commitment"}`.
+    CommitmentAccepted,
+    /// Either side releases a commitment before it is fulfilled: payload
+    /// `{"commitment", "reason"}`.
+    CommitmentReleased,
+    /// A validated contribution fulfils (part of) the commitment it named, right
+    /// after its validation: payload `{"commitment", "contribution", "quantity"}`.
+    /// Written by the ledger, not asked for.
+    CommitmentFulfilled,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 8] = [
+    pub const ALL: [EntryKind; 13] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -53,6 +72,11 @@ impl EntryKind {
         EntryKind::Transfer,
         EntryKind::DemurrageSettled,
         EntryKind::ParametersAdopted,
+        EntryKind::IntentPosted,
+        EntryKind::CommitmentProposed,
+        EntryKind::CommitmentAccepted,
+        EntryKind::CommitmentReleased,
+        EntryKind::CommitmentFulfilled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +89,11 @@ impl EntryKind {
             EntryKind::Transfer => "transfer",
             EntryKind::DemurrageSettled => "demurrage_settled",
             EntryKind::ParametersAdopted => "parameters_adopted",
+            EntryKind::IntentPosted => "intent_posted",
+            EntryKind::CommitmentProposed => "commitment_proposed",
+            EntryKind::CommitmentAccepted => "commitment_accepted",
+            EntryKind::CommitmentReleased => "commitment_released",
+            EntryKind::CommitmentFulfilled => "commitment_fulfilled",
         }
     }
 
@@ -74,7 +103,9 @@ impl EntryKind {
     pub fn is_derived(self) -> bool {
         matches!(
             self,
-            EntryKind::ContributionValidated | EntryKind::DemurrageSettled
+            EntryKind::ContributionValidated
+                | EntryKind::DemurrageSettled
+                | EntryKind::CommitmentFulfilled
         )
     }
 }

@@ -12,6 +12,7 @@ use crate::contributions::{ContributionProblem, ContributionState};
 use crate::entry::EntryKind;
 use crate::members::Role;
 use crate::plan::PlanProblem;
+use crate::planning::{IntentState, Quantity};
 
 /// Everything that can go wrong in the ledger: a refusal, or a failure of the
 /// database underneath.
@@ -182,6 +183,26 @@ with_names! {
         IdempotencyKeyReused(String),
         #[error("a token cannot expire at {0}: that is already past")]
         ExpiryPast(DateTime<Utc>),
+        #[error("the intent or commitment cannot be recorded: {}", .0.join("; "))]
+        InvalidIntent(Vec<String>),
+        #[error("there is no intent {0}")]
+        NoSuchIntent(i64),
+        #[error("there is no commitment {0}")]
+        NoSuchCommitment(i64),
+        #[error("intent {intent} is {state}: it takes no new commitment")]
+        IntentNotOpen { intent: i64, state: IntentState },
+        #[error("intent {intent} has {remaining} left to commit, less than the {asked} asked")]
+        OverCommitment {
+            intent: i64,
+            asked: Quantity,
+            remaining: Quantity,
+        },
+        #[error("`{member}` is not a side of commitment {commitment} that may do this")]
+        NotAParty { member: String, commitment: i64 },
+        #[error("{0}")]
+        AssemblyOnly(String),
+        #[error("the planning board refuses it: {0}")]
+        PlanningRule(String),
     }
 }
 
@@ -217,8 +238,8 @@ mod tests {
         assert_eq!(refusal.name(), "NoSuchContribution");
         assert!(Refusal::NAMES.contains(&"NoSuchContribution"));
         assert_eq!(Refusal::NAMES.first(), Some(&"DuplicateMember"));
-        assert_eq!(Refusal::NAMES.last(), Some(&"ExpiryPast"));
-        assert_eq!(Refusal::NAMES.len(), 30);
+        assert_eq!(Refusal::NAMES.last(), Some(&"PlanningRule"));
+        assert_eq!(Refusal::NAMES.len(), 38);
     }
 
     #[test]

@@ -27,7 +27,8 @@ use crate::error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result};
 use crate::journal::chain::check_author;
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::plan::Plan;
-use crate::rules::{assembly, balances, contributions};
+use crate::planning::{NewCommitment, NewIntent};
+use crate::rules::{assembly, balances, contributions, planning};
 
 /// How long a key is remembered after the request that used it.
 pub const IDEMPOTENCY_KEY_LIFETIME: TimeDelta = TimeDelta::hours(24);
@@ -36,7 +37,20 @@ pub const IDEMPOTENCY_KEY_LIFETIME: TimeDelta = TimeDelta::hours(24);
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
     Contribution(&'a NewContribution),
+    /// A contribution that fulfils a commitment
+    /// ([`Journal::record_contribution_fulfilling`]).
+    ContributionFulfilling {
+        contribution: &'a NewContribution,
+        commitment: i64,
+    },
     Transfer(&'a NewTransfer),
+    /// An intent posted on the planning board ([`Journal::post_intent`]).
+    Intent(&'a NewIntent),
+    /// A commitment proposed on intent `intent` ([`Journal::propose_commitment`]).
+    Commitment {
+        intent: i64,
+        commitment: &'a NewCommitment,
+    },
     /// A plan adoption, checked against the site's services (`configured`) as
     /// [`Journal::adopt_plan`] does.
     Plan {
@@ -85,23 +99,44 @@ impl Journal {
         check_author(member)?;
         let ts = ts.trunc_subsecs(3);
         let (kind, payload) = match request {
-            Request::Contribution(c) => {
+            Request::Contribution(c)
+            | Request::ContributionFulfilling {
+                contribution: c, ..
+            } => {
                 let problems = c.problems(ts);
                 if !problems.is_empty() {
                     return Err(Refusal::InvalidContribution(problems).into());
                 }
+                let commitment = match request {
+                    Request::ContributionFulfilling { commitment, .. } => Some(commitment),
+                    _ => None,
+                };
                 (
                     EntryKind::ContributionRecorded,
-                    contributions::contribution_payload(c),
+                    contributions::contribution_payload(c, commitment),
                 )
             }
             Request::Transfer(t) => (EntryKind::Transfer, balances::transfer_payload(t)),
+            Request::Intent(i) => (EntryKind::IntentPosted, planning::intent_payload(i, ts)?),
+            Request::Commitment { intent, commitment } => (
+                EntryKind::CommitmentProposed,
+                planning::commitment_payload(intent, commitment),
+            ),
             Request::Plan { plan, decision, .. } => (
                 EntryKind::PlanAdopted,
                 assembly::adoption_payload(plan, decision)?,
             ),
         };
-        let fingerprint = fingerprint(kind, &payload);
+        // An intent's payload holds its default expiry, which depends on `ts`: what
+        // was asked is the request itself.
+        let asked = match request {
+            Request::Intent(i) => serde_json::to_value(i).map_err(|e| Refusal::InvalidPayload {
+                kind,
+                reason: e.to_string(),
+            })?,
+            _ => payload.clone(),
+        };
+        let fingerprint = fingerprint(kind, &asked);
         self.write(|tx| {
             tx.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?1",
@@ -111,8 +146,12 @@ impl Journal {
                 return Ok(Recorded::Repeated(first));
             }
             let entry = match request {
-                Request::Contribution(_) => contributions::record(tx, member, &payload, ts)?,
+                Request::Contribution(_) | Request::ContributionFulfilling { .. } => {
+                    contributions::record(tx, member, &payload, ts)?
+                }
                 Request::Transfer(_) => balances::record_transfer(tx, member, &payload, ts)?,
+                Request::Intent(_) => planning::record_intent(tx, member, &payload, ts)?,
+                Request::Commitment { .. } => planning::record_proposed(tx, member, &payload, ts)?,
                 Request::Plan { configured, .. } => {
                     assembly::record(tx, member, &payload, configured, ts)?
                 }

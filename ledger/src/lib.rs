@@ -134,6 +134,7 @@ mod journal;
 mod members;
 mod parameters;
 pub mod plan;
+mod planning;
 mod replay;
 mod rules;
 mod schema;
@@ -169,5 +170,10 @@ pub use parameters::{
 };
 pub use plan::{
     BatterySource, GridSource, Plan, PlanChange, PlanProblem, PlanService, Sources, Split, TierRule,
+};
+pub use planning::{
+    Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
+    IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
+    Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
 };
 pub use verify::{DecisionWarning, VerifyReport};

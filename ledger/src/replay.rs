@@ -22,10 +22,11 @@ use crate::parameters::LedgerParameters;
 use crate::rules::assembly::decode_adopted;
 use crate::rules::balances::projected;
 use crate::rules::members::decode_joined;
+use crate::rules::planning;
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
-    Account, AttestationRow, ContributionRow, LedgerState, Stage, Totals, TransferRow,
-    parameters_from_stored,
+    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
+    Stage, Totals, TransferRow, parameters_from_stored,
 };
 
 impl Journal {
@@ -168,6 +169,10 @@ pub(crate) struct Replay {
     accounts: BTreeMap<String, Account>,
     totals: Totals,
     transfers: BTreeMap<i64, TransferRow>,
+    intents: BTreeMap<i64, IntentRow>,
+    commitments: BTreeMap<i64, CommitmentRow>,
+    /// By contribution.
+    fulfilments: BTreeMap<i64, FulfilmentRow>,
 }
 
 impl Replay {
@@ -417,6 +422,19 @@ impl Replay {
                 (None, None) => {}
             }
         }
+        diff_by_seq(&self.intents, &tables.intents, "intents", &mut note);
+        diff_by_seq(
+            &self.commitments,
+            &tables.commitments,
+            "commitments",
+            &mut note,
+        );
+        diff_by_seq(
+            &self.fulfilments,
+            &tables.fulfilments,
+            "fulfilments",
+            &mut note,
+        );
         if self.totals != tables.totals {
             let (j, t) = (&self.totals, &tables.totals);
             note(
@@ -574,6 +592,40 @@ impl LedgerState for Replay {
 
     fn add_transfer(&mut self, row: &TransferRow) -> Result<()> {
         self.transfers.insert(row.seq, row.clone());
+        Ok(())
+    }
+
+    fn has_role(&mut self, name: &str, role: Role) -> Result<bool> {
+        Ok(self
+            .members
+            .get(name)
+            .is_some_and(|(roles, _)| roles.contains(&role)))
+    }
+
+    fn intent(&mut self, id: i64) -> Result<Option<IntentRow>> {
+        Ok(self.intents.get(&id).cloned())
+    }
+
+    fn put_intent(&mut self, row: &IntentRow) -> Result<()> {
+        self.intents.insert(row.id, row.clone());
+        Ok(())
+    }
+
+    fn commitment(&mut self, id: i64) -> Result<Option<CommitmentRow>> {
+        Ok(self.commitments.get(&id).cloned())
+    }
+
+    fn put_commitment(&mut self, row: &CommitmentRow) -> Result<()> {
+        self.commitments.insert(row.id, row.clone());
+        Ok(())
+    }
+
+    fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>> {
+        Ok(self.fulfilments.get(&contribution).cloned())
+    }
+
+    fn put_fulfilment(&mut self, row: &FulfilmentRow) -> Result<()> {
+        self.fulfilments.insert(row.contribution, row.clone());
         Ok(())
     }
 }
@@ -819,5 +871,33 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
             Ok(())
         },
     )?;
+    let finding = |e: Error| match e {
+        Error::Corrupt { seq, problem } => TableError::Finding(BadEntry {
+            seq,
+            account: None,
+            problem,
+        }),
+        Error::Sqlite(e) => TableError::Sqlite(e),
+        other => TableError::Finding(BadEntry {
+            seq: 0,
+            account: None,
+            problem: other.to_string(),
+        }),
+    };
+    for row in
+        planning::all_rows(conn, planning::SELECT_INTENT, planning::intent_row).map_err(finding)?
+    {
+        r.intents.insert(row.id, row);
+    }
+    for row in planning::all_rows(conn, planning::SELECT_COMMITMENT, planning::commitment_row)
+        .map_err(finding)?
+    {
+        r.commitments.insert(row.id, row);
+    }
+    for row in planning::all_rows(conn, planning::SELECT_FULFILMENT, planning::fulfilment_row)
+        .map_err(finding)?
+    {
+        r.fulfilments.insert(row.contribution, row);
+    }
     Ok(r)
 }

@@ -43,7 +43,51 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      ALTER TABLE api_tokens ADD COLUMN last_used_at TEXT;",
     // 5: idempotency keys of requests that recorded an entry (see `idempotency`).
     IDEMPOTENCY,
+    // 6: the planning board: intents, commitments, and the contributions that
+    // fulfil them.
+    PLANNING,
 ];
+
+const PLANNING: &str = "
+    CREATE TABLE intents (
+        id INTEGER PRIMARY KEY REFERENCES journal(seq),
+        author TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        action TEXT NOT NULL,
+        class TEXT NOT NULL,
+        centi_quantity INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        window_start TEXT,
+        window_end TEXT,
+        expires_at TEXT,
+        description TEXT NOT NULL,
+        visibility TEXT NOT NULL,
+        collective INTEGER NOT NULL,
+        committed_centi INTEGER NOT NULL,
+        fulfilled_centi INTEGER NOT NULL,
+        closed_seq INTEGER REFERENCES journal(seq)
+    );
+    CREATE INDEX intents_class ON intents (class, direction);
+    CREATE TABLE commitments (
+        id INTEGER PRIMARY KEY REFERENCES journal(seq),
+        intent INTEGER NOT NULL REFERENCES intents(id),
+        provider TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        proposed_by TEXT NOT NULL,
+        centi_quantity INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        accepted_seq INTEGER REFERENCES journal(seq),
+        released_seq INTEGER REFERENCES journal(seq),
+        fulfilled_centi INTEGER NOT NULL
+    );
+    CREATE INDEX commitments_intent ON commitments (intent);
+    CREATE TABLE fulfilments (
+        contribution INTEGER PRIMARY KEY REFERENCES contributions(id),
+        commitment INTEGER NOT NULL REFERENCES commitments(id),
+        fulfilment_seq INTEGER REFERENCES journal(seq),
+        centi_quantity INTEGER NOT NULL
+    );
+    CREATE INDEX fulfilments_commitment ON fulfilments (commitment);";
 
 const IDEMPOTENCY: &str = "
     CREATE TABLE idempotency_keys (
@@ -133,7 +177,8 @@ const CONTRIBUTION_LEDGER: &str = "
 
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
-pub(crate) const CLEAR_DERIVED: &str = "DELETE FROM attestations; DELETE FROM contributions;
+pub(crate) const CLEAR_DERIVED: &str = "DELETE FROM fulfilments; DELETE FROM commitments;
+    DELETE FROM intents; DELETE FROM attestations; DELETE FROM contributions;
     DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
     DELETE FROM members; DELETE FROM plans;";
@@ -151,4 +196,11 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("idempotency_keys", "seq"),
     ("balances", "last_seq"),
     ("ledger_totals", "last_seq"),
+    ("intents", "id"),
+    ("intents", "closed_seq"),
+    ("commitments", "id"),
+    ("commitments", "accepted_seq"),
+    ("commitments", "released_seq"),
+    ("fulfilments", "contribution"),
+    ("fulfilments", "fulfilment_seq"),
 ];

@@ -50,6 +50,7 @@ pub(crate) fn refused(refusal: Refusal) -> AppError {
         Refusal::InvalidDecision(problems) => texts(&problems),
         Refusal::InvalidPlan(problems) => texts(&problems),
         Refusal::InvalidParameters(problems) => problems,
+        Refusal::InvalidIntent(problems) => problems,
         _ => vec![message.clone()],
     };
     AppError::invalid(status, message, problems)
@@ -64,7 +65,11 @@ fn texts(problems: &[impl ToString]) -> Vec<String> {
 /// is listed: a new one does not build until it is given its status here.
 fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
-        Refusal::NoSuchContribution(_) => StatusCode::NOT_FOUND,
+        Refusal::NoSuchContribution(_)
+        | Refusal::NoSuchIntent(_)
+        | Refusal::NoSuchCommitment(_) => StatusCode::NOT_FOUND,
+        // Signed in, but not the one who may do this.
+        Refusal::NotAParty { .. } | Refusal::AssemblyOnly(_) => StatusCode::FORBIDDEN,
         Refusal::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
         Refusal::DuplicateMember(_)
         | Refusal::InvalidMemberName { .. }
@@ -93,12 +98,16 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         | Refusal::LedgerRule(_)
         | Refusal::TypedCallOnly { .. }
         | Refusal::IdempotencyKeyReused(_)
-        | Refusal::ExpiryPast(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | Refusal::ExpiryPast(_)
+        | Refusal::InvalidIntent(_)
+        | Refusal::IntentNotOpen { .. }
+        | Refusal::OverCommitment { .. }
+        | Refusal::PlanningRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
 /// A journal call whose refusals are answered as [`refused`] says.
-async fn ledger_call<T: Send + 'static>(
+pub(crate) async fn ledger_call<T: Send + 'static>(
     state: &AppState,
     what: &'static str,
     f: impl FnOnce(&Journal) -> ledger::Result<T> + Send + 'static,
@@ -106,11 +115,11 @@ async fn ledger_call<T: Send + 'static>(
     Ok(with_journal(state, what, f).await??)
 }
 
-fn no_store(body: impl serde::Serialize) -> Response {
+pub(crate) fn no_store(body: impl serde::Serialize) -> Response {
     ([(CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-fn created(location: String, body: Value) -> Response {
+pub(crate) fn created(location: String, body: Value) -> Response {
     (
         StatusCode::CREATED,
         [
@@ -151,23 +160,58 @@ pub(crate) async fn get_contribution(
     }
 }
 
-/// `POST /api/contributions` `{"category", "hours", "date", "description"}`: the
-/// signed-in member's contribution; 201 `{"id", "hash"}` (`id` is the journal
-/// entry's `seq`). With an `Idempotency-Key`, a repeated request gets the first
-/// answer and records nothing (see `idempotency.rs`).
+/// The body of `POST /api/contributions`: a [`NewContribution`] and, optionally,
+/// the commitment it fulfils.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContributionRequest {
+    category: ledger::Category,
+    hours: f64,
+    date: chrono::NaiveDate,
+    description: String,
+    #[serde(default)]
+    commitment: Option<i64>,
+}
+
+/// `POST /api/contributions` `{"category", "hours", "date", "description",
+/// "commitment"?}`: the signed-in member's contribution, fulfilling `commitment`
+/// (theirs to provide, accepted by both sides) when named; 201 `{"id", "hash"}`
+/// (`id` is the journal entry's `seq`). With an `Idempotency-Key`, a repeated
+/// request gets the first answer and records nothing (see `idempotency.rs`).
 pub(crate) async fn record_contribution(
     State(state): State<AppState>,
     member: CurrentMember,
     IdempotencyKey(key): IdempotencyKey,
-    ApiJson(contribution): ApiJson<NewContribution>,
+    ApiJson(request): ApiJson<ContributionRequest>,
 ) -> Result<Response, AppError> {
     let name = member.member.name.clone();
+    let contribution = NewContribution {
+        category: request.category,
+        hours: request.hours,
+        date: request.date,
+        description: request.description,
+    };
+    let commitment = request.commitment;
     let recorded = ledger_call(&state, "contribution", move |j| {
         let now = Utc::now();
-        match key {
-            Some(key) => j.record_once(&name, &key, Request::Contribution(&contribution), now),
-            None => j
+        match (key, commitment) {
+            (Some(key), None) => {
+                j.record_once(&name, &key, Request::Contribution(&contribution), now)
+            }
+            (Some(key), Some(commitment)) => j.record_once(
+                &name,
+                &key,
+                Request::ContributionFulfilling {
+                    contribution: &contribution,
+                    commitment,
+                },
+                now,
+            ),
+            (None, None) => j
                 .record_contribution(&name, &contribution, now)
+                .map(Recorded::New),
+            (None, Some(commitment)) => j
+                .record_contribution_fulfilling(&name, &contribution, commitment, now)
                 .map(Recorded::New),
         }
     })
@@ -235,6 +279,7 @@ pub(crate) async fn attest(
             "state": attested.state,
             "minted": attested.minted,
             "validation_seq": attested.validation.as_ref().map(|e| e.seq),
+            "fulfilment_seq": attested.fulfilment.as_ref().map(|e| e.seq),
         }),
     ))
 }
@@ -651,6 +696,36 @@ mod tests {
             ),
             just(Refusal::IdempotencyKeyReused("k1".into())),
             just(Refusal::ExpiryPast(DateTime::<Utc>::MIN_UTC)),
+            (
+                Refusal::InvalidIntent(vec!["the class is empty".into()]),
+                UNPROCESSABLE,
+                Some(vec!["the class is empty"]),
+            ),
+            (Refusal::NoSuchIntent(3), StatusCode::NOT_FOUND, None),
+            (Refusal::NoSuchCommitment(3), StatusCode::NOT_FOUND, None),
+            just(Refusal::IntentNotOpen {
+                intent: 3,
+                state: ledger::IntentState::Expired,
+            }),
+            just(Refusal::OverCommitment {
+                intent: 3,
+                asked: ledger::Quantity::from_centi(300),
+                remaining: ledger::Quantity::from_centi(100),
+            }),
+            (
+                Refusal::NotAParty {
+                    member: "Mallory".into(),
+                    commitment: 4,
+                },
+                StatusCode::FORBIDDEN,
+                None,
+            ),
+            (
+                Refusal::AssemblyOnly("only the assembly posts collective needs".into()),
+                StatusCode::FORBIDDEN,
+                None,
+            ),
+            just(Refusal::PlanningRule("commitment 4 was released".into())),
         ]
     }
 

@@ -265,7 +265,15 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::TypedCallOnly { .. }
         | R::InvalidIdempotencyKey(_)
         | R::IdempotencyKeyReused(_)
-        | R::ExpiryPast(_)) => vec![FormProblem::Other(other.to_string())],
+        | R::ExpiryPast(_)
+        | R::InvalidIntent(_)
+        | R::NoSuchIntent(_)
+        | R::NoSuchCommitment(_)
+        | R::IntentNotOpen { .. }
+        | R::OverCommitment { .. }
+        | R::NotAParty { .. }
+        | R::AssemblyOnly(_)
+        | R::PlanningRule(_)) => vec![FormProblem::Other(other.to_string())],
     })
 }
 

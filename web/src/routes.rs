@@ -17,7 +17,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, plans, security,
+    ledger_page, login, metrics, pages, planning_api, plans, security,
 };
 
 /// One route as the table declares it.
@@ -189,6 +189,51 @@ fn table() -> Vec<Route> {
             "/api/ledger/verify",
             AnyMember,
             ledger_api::verify,
+        ),
+        // The planning board (DESIGN.md §11): reading for members, posting and
+        // committing for residents, like contributions.
+        route(Method::GET, "/api/intents", AnyMember, planning_api::list),
+        route(
+            Method::POST,
+            "/api/intents",
+            Access::Role(Role::Resident),
+            planning_api::post,
+        ),
+        route(
+            Method::GET,
+            "/api/intents/matches",
+            AnyMember,
+            planning_api::matches,
+        ),
+        route(
+            Method::GET,
+            "/api/intents/{id}",
+            AnyMember,
+            planning_api::get,
+        ),
+        route(
+            Method::POST,
+            "/api/intents/{id}/commitments",
+            Access::Role(Role::Resident),
+            planning_api::commit,
+        ),
+        route(
+            Method::GET,
+            "/api/commitments",
+            AnyMember,
+            planning_api::mine,
+        ),
+        route(
+            Method::POST,
+            "/api/commitments/{id}/accept",
+            Access::Role(Role::Resident),
+            planning_api::accept,
+        ),
+        route(
+            Method::POST,
+            "/api/commitments/{id}/release",
+            Access::Role(Role::Resident),
+            planning_api::release,
         ),
         // The ledger as a page, with its forms.
         route(Method::GET, "/ledger", AnyMember, ledger_page::page),

@@ -233,8 +233,10 @@ mod tests {
                 "entry",
                 "members",
                 "plan",
+                "planning",
             ],
         ),
+        ("planning.rs", include_str!("../planning.rs"), &["entry"]),
         (
             "assembly.rs",
             include_str!("../assembly.rs"),

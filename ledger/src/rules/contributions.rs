@@ -25,6 +25,7 @@ use crate::error::{Error, Refusal, Result};
 use crate::journal::Journal;
 use crate::journal::chain::{append, check_author};
 use crate::rules::balances::{later, require_settled, settle};
+use crate::rules::planning;
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
     AttestationRow, ContributionRow, LedgerState, Stage, decode, encode, require_member,
@@ -37,6 +38,10 @@ struct ContributionRecorded {
     hours: f64,
     date: NaiveDate,
     description: String,
+    /// The commitment this contribution fulfils, if any; absent otherwise, so that
+    /// contributions recorded before the planning board keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    commitment: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +80,28 @@ impl Journal {
         if !problems.is_empty() {
             return Err(Refusal::InvalidContribution(problems).into());
         }
-        let payload = contribution_payload(contribution);
+        let payload = contribution_payload(contribution, None);
+        self.write(|tx| record(tx, member, &payload, ts))
+    }
+
+    /// Records `member`'s contribution as the fulfilment of commitment
+    /// `commitment`, as [`Journal::record_contribution`] does; refuses also a
+    /// commitment that does not exist ([`Refusal::NoSuchCommitment`]), whose
+    /// provider is someone else ([`Refusal::NotAParty`]), or that is not accepted,
+    /// released or already fulfilled ([`Refusal::PlanningRule`]). Its validation
+    /// writes the fulfilment.
+    pub fn record_contribution_fulfilling(
+        &self,
+        member: &str,
+        contribution: &NewContribution,
+        commitment: i64,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        let problems = contribution.problems(ts);
+        if !problems.is_empty() {
+            return Err(Refusal::InvalidContribution(problems).into());
+        }
+        let payload = contribution_payload(contribution, Some(commitment));
         self.write(|tx| record(tx, member, &payload, ts))
     }
 
@@ -128,13 +154,17 @@ impl Journal {
     }
 }
 
-pub(crate) fn contribution_payload(c: &NewContribution) -> Value {
-    serde_json::json!({
+pub(crate) fn contribution_payload(c: &NewContribution, commitment: Option<i64>) -> Value {
+    let mut payload = serde_json::json!({
         "category": c.category,
         "hours": c.hours,
         "date": c.date,
         "description": c.description.trim(),
-    })
+    });
+    if let (Some(id), Value::Object(fields)) = (commitment, &mut payload) {
+        fields.insert("commitment".into(), Value::from(id));
+    }
+    payload
 }
 
 fn attestation_payload(contribution: i64, verdict: Verdict, comment: &str) -> Value {
@@ -185,6 +215,7 @@ pub(crate) fn attest(
             state: contribution.stage.public(),
             validation: None,
             minted: None,
+            fulfilment: None,
         });
     }
     settle(tx, member, &[contribution.member.as_str()], ts)?;
@@ -200,11 +231,13 @@ pub(crate) fn attest(
     let kind = EntryKind::ContributionValidated;
     let validation = append(tx, kind, member, &encode(kind, &validated)?, ts)?;
     apply_validated(&mut SqlState::new(tx), &validation)?;
+    let fulfilment = planning::fulfil(tx, member, contribution.id, ts)?;
     Ok(Attested {
         attestation: entry,
         state: ContributionState::Validated,
         validation: Some(validation),
         minted: Some(minted),
+        fulfilment,
     })
 }
 
@@ -236,6 +269,7 @@ pub(crate) fn apply_recorded(state: &mut impl LedgerState, entry: &Entry) -> Res
     let (true, Some(hours)) = (problems.is_empty(), hours) else {
         return Err(Refusal::InvalidContribution(problems).into());
     };
+    let commitment = recorded.commitment;
     state.put_contribution(&ContributionRow {
         id: entry.seq,
         member: entry.author.clone(),
@@ -248,7 +282,11 @@ pub(crate) fn apply_recorded(state: &mut impl LedgerState, entry: &Entry) -> Res
         rejections: 0,
         minted: None,
         decided_seq: None,
-    })
+    })?;
+    match commitment {
+        Some(commitment) => planning::apply_named(state, entry.seq, &entry.author, commitment),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn apply_attestation(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {

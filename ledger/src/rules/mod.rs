@@ -16,5 +16,6 @@ pub(crate) mod balances;
 pub(crate) mod contributions;
 pub(crate) mod members;
 pub(crate) mod parameters;
+pub(crate) mod planning;
 pub(crate) mod sql;
 pub(crate) mod state;

@@ -6,10 +6,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::communs::{Communs, Hours};
 use crate::entry::{format_ts, parse_canonical_ts};
 use crate::error::{Error, Result};
+use crate::members::Role;
 use crate::parameters::LedgerParameters;
+use crate::rules::planning;
 use crate::rules::state::{
-    Account, AttestationRow, ContributionRow, LedgerState, Stage, Totals, TransferRow,
-    parameters_from_stored,
+    Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
+    Stage, Totals, TransferRow, parameters_from_stored,
 };
 
 /// The derived tables, inside a transaction.
@@ -246,5 +248,54 @@ impl LedgerState for SqlState<'_> {
             params![t.seq, t.from, t.to, t.amount.micro(), t.memo],
         )?;
         Ok(())
+    }
+
+    fn has_role(&mut self, name: &str, role: Role) -> Result<bool> {
+        let roles: Option<String> = self
+            .conn
+            .query_row("SELECT roles FROM members WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(roles
+            .and_then(|r| serde_json::from_str::<Vec<Role>>(&r).ok())
+            .is_some_and(|r| r.contains(&role)))
+    }
+
+    fn intent(&mut self, id: i64) -> Result<Option<IntentRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{} WHERE id = ?1", planning::SELECT_INTENT))?;
+        let mut rows = stmt.query([id])?;
+        rows.next()?.map(planning::intent_row).transpose()
+    }
+
+    fn put_intent(&mut self, row: &IntentRow) -> Result<()> {
+        planning::put_intent(self.conn, row)
+    }
+
+    fn commitment(&mut self, id: i64) -> Result<Option<CommitmentRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{} WHERE id = ?1", planning::SELECT_COMMITMENT))?;
+        let mut rows = stmt.query([id])?;
+        rows.next()?.map(planning::commitment_row).transpose()
+    }
+
+    fn put_commitment(&mut self, row: &CommitmentRow) -> Result<()> {
+        planning::put_commitment(self.conn, row)
+    }
+
+    fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{} WHERE contribution = ?1",
+            planning::SELECT_FULFILMENT
+        ))?;
+        let mut rows = stmt.query([contribution])?;
+        rows.next()?.map(planning::fulfilment_row).transpose()
+    }
+
+    fn put_fulfilment(&mut self, row: &FulfilmentRow) -> Result<()> {
+        planning::put_fulfilment(self.conn, row)
     }
 }

@@ -16,7 +16,9 @@ use crate::communs::{Communs, Hours};
 use crate::contributions::{Category, ContributionState, Verdict};
 use crate::entry::EntryKind;
 use crate::error::{Refusal, Result};
+use crate::members::Role;
 use crate::parameters::LedgerParameters;
+use crate::planning::{Action, Direction, Quantity, Unit, Visibility};
 
 /// A member's balance as last settled.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -109,6 +111,55 @@ pub(crate) struct TransferRow {
     pub(crate) memo: String,
 }
 
+/// An intent as the `intents` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IntentRow {
+    pub(crate) id: i64,
+    pub(crate) author: String,
+    pub(crate) direction: Direction,
+    pub(crate) action: Action,
+    pub(crate) class: String,
+    pub(crate) quantity: Quantity,
+    pub(crate) unit: Unit,
+    pub(crate) window_start: Option<DateTime<Utc>>,
+    pub(crate) window_end: Option<DateTime<Utc>>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    pub(crate) description: String,
+    pub(crate) visibility: Visibility,
+    pub(crate) collective: bool,
+    /// Held by accepted commitments; a released one keeps only what it fulfilled.
+    pub(crate) committed: Quantity,
+    pub(crate) fulfilled: Quantity,
+    /// The fulfilment that brought `fulfilled` to `quantity`.
+    pub(crate) closed_seq: Option<i64>,
+}
+
+/// A commitment as the `commitments` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommitmentRow {
+    pub(crate) id: i64,
+    pub(crate) intent: i64,
+    pub(crate) provider: String,
+    pub(crate) receiver: String,
+    pub(crate) proposed_by: String,
+    pub(crate) quantity: Quantity,
+    pub(crate) note: String,
+    pub(crate) accepted_seq: Option<i64>,
+    pub(crate) released_seq: Option<i64>,
+    pub(crate) fulfilled: Quantity,
+}
+
+/// A contribution that names the commitment it fulfils (`fulfilments` table), and
+/// what its validation fulfilled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FulfilmentRow {
+    pub(crate) contribution: i64,
+    pub(crate) commitment: i64,
+    /// The `commitment_fulfilled` entry, once the contribution is validated.
+    pub(crate) fulfilment_seq: Option<i64>,
+    pub(crate) quantity: Quantity,
+}
+
 /// What the rules read and write: the derived tables, or their image in memory.
 pub(crate) trait LedgerState {
     fn is_member(&mut self, name: &str) -> Result<bool>;
@@ -126,6 +177,14 @@ pub(crate) trait LedgerState {
     fn totals(&mut self) -> Result<Totals>;
     fn put_totals(&mut self, totals: &Totals) -> Result<()>;
     fn add_transfer(&mut self, row: &TransferRow) -> Result<()>;
+    fn has_role(&mut self, name: &str, role: Role) -> Result<bool>;
+    fn intent(&mut self, id: i64) -> Result<Option<IntentRow>>;
+    fn put_intent(&mut self, row: &IntentRow) -> Result<()>;
+    fn commitment(&mut self, id: i64) -> Result<Option<CommitmentRow>>;
+    fn put_commitment(&mut self, row: &CommitmentRow) -> Result<()>;
+    /// The commitment contribution `id` names, if any, and what it fulfilled.
+    fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>>;
+    fn put_fulfilment(&mut self, row: &FulfilmentRow) -> Result<()>;
 }
 
 /// Ledger parameters as payloads and the `ledger_parameters` table hold them.

@@ -9,4 +9,5 @@ mod contributions;
 mod decisions;
 mod demurrage;
 mod export;
+mod planning;
 mod tamper;

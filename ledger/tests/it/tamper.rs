@@ -51,6 +51,55 @@ fn community() -> (tempfile::TempDir, PathBuf) {
             t0() + Duration::days(30),
         )
         .unwrap();
+    // The planning board: Bob needs 2 hours of bike repair, Dave commits to them,
+    // Bob accepts, and Dave's validated contribution fulfils them; a second
+    // commitment is released.
+    let day = t0() + Duration::days(35);
+    let need = ledger::NewIntent {
+        direction: ledger::Direction::Need,
+        action: ledger::Action::Work,
+        class: "bike-repair".into(),
+        quantity: 3.0,
+        unit: ledger::Unit::Hours,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: "Two punctures and a chain".into(),
+        visibility: ledger::Visibility::Node,
+        collective: false,
+    };
+    let need = journal.post_intent("Bob", &need, day).unwrap().seq;
+    let commit = |q: f64| ledger::NewCommitment {
+        quantity: q,
+        note: String::new(),
+    };
+    let c = journal
+        .propose_commitment("Dave", need, &commit(2.0), day)
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Bob", c, day).unwrap();
+    let other = journal
+        .propose_commitment("Alice", need, &commit(1.0), day)
+        .unwrap()
+        .seq;
+    journal.release_commitment("Alice", other, "", day).unwrap();
+    let work = ledger::NewContribution {
+        category: ledger::Category::Repair,
+        hours: 2.0,
+        date: day.date_naive(),
+        description: "Bikes mended".into(),
+    };
+    let id = journal
+        .record_contribution_fulfilling("Dave", &work, c, day)
+        .unwrap()
+        .seq;
+    journal
+        .attest(id, "Alice", Verdict::Approve, "", day)
+        .unwrap();
+    journal
+        .attest(id, "Bob", Verdict::Approve, "", day)
+        .unwrap();
     let three_percent = LedgerParameters {
         demurrage_rate_ppm: 30_000,
         ..LedgerParameters::default()
@@ -130,6 +179,52 @@ fn the_community_holds_every_kind_of_entry() {
     let kinds: std::collections::BTreeSet<EntryKind> =
         entries(&path).iter().map(|e| e.kind).collect();
     assert_eq!(kinds.len(), EntryKind::ALL.len(), "{kinds:?}");
+}
+
+#[test]
+fn a_commitment_edited_in_its_table_is_named() {
+    let (_dir, path) = community();
+    let seq = seq_of(&path, EntryKind::CommitmentProposed, 0);
+    tamper(
+        &path,
+        &format!("UPDATE commitments SET centi_quantity = 300 WHERE id = {seq};"),
+    );
+    let bad = first_bad(&path);
+    assert_eq!(bad.seq, seq, "{bad}");
+    assert!(bad.problem.contains("commitments table"), "{bad}");
+}
+
+#[test]
+fn a_forged_fulfilment_breaks_the_rules_on_replay() {
+    let (_dir, path) = community();
+    let mut all = entries(&path);
+    let at = all
+        .iter()
+        .position(|e| e.kind == EntryKind::CommitmentFulfilled)
+        .unwrap();
+    // Claim 3 hours fulfilled for a contribution of 2.
+    all[at].payload["quantity"] = serde_json::json!(3.0);
+    let seq = all[at].seq;
+    forge(&path, all);
+    let bad = first_bad(&path);
+    assert_eq!(bad.seq, seq, "{bad}");
+    assert!(bad.problem.contains("fulfils 2 of commitment"), "{bad}");
+}
+
+#[test]
+fn over_committing_in_a_forged_journal_is_named() {
+    let (_dir, path) = community();
+    let mut all = entries(&path);
+    let at = all
+        .iter()
+        .position(|e| e.kind == EntryKind::CommitmentProposed)
+        .unwrap();
+    all[at].payload["quantity"] = serde_json::json!(5.0);
+    let seq = all[at].seq;
+    forge(&path, all);
+    let bad = first_bad(&path);
+    assert_eq!(bad.seq, seq, "{bad}");
+    assert!(bad.problem.contains("left to commit"), "{bad}");
 }
 
 #[test]

@@ -30,13 +30,22 @@ fn lacking(role: Role) -> &'static str {
     }
 }
 
-/// A path that matches the route, its one kind of parameter (`{id}`, a
-/// contribution) filled with `contribution`.
+/// A path that matches the route, its `{id}` filled with `contribution`, or for
+/// the planning board's routes with the intent (`contribution + 1`) or the
+/// commitment (`contribution + 2`) that [`members_and_a_contribution`] records
+/// right after it.
 fn concrete(path: &str, contribution: i64) -> String {
+    let id = if path.starts_with("/api/intents/") {
+        contribution + 1
+    } else if path.starts_with("/api/commitments/") {
+        contribution + 2
+    } else {
+        contribution
+    };
     path.split('/')
         .map(|part| {
             if part.starts_with('{') {
-                contribution.to_string()
+                id.to_string()
             } else {
                 part.to_string()
             }
@@ -45,7 +54,9 @@ fn concrete(path: &str, contribution: i64) -> String {
         .join("/")
 }
 
-/// [`with_members`], and a contribution of rita's for the `{id}` routes.
+/// [`with_members`], a contribution of rita's for the `{id}` routes, rita's need
+/// and aline's commitment to it (which rita, the resident the checks sign in as,
+/// may accept and release).
 fn members_and_a_contribution() -> (
     AppState,
     tokio::sync::watch::Sender<std::sync::Arc<query::live::LiveSnapshot>>,
@@ -63,6 +74,35 @@ fn members_and_a_contribution() -> (
         .record_contribution("rita", &contribution, chrono::Utc::now())
         .unwrap_or_else(|e| panic!("{e}"))
         .seq;
+    let need = ledger::NewIntent {
+        direction: ledger::Direction::Need,
+        action: ledger::Action::Work,
+        class: "care".into(),
+        quantity: 2.0,
+        unit: ledger::Unit::Hours,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: "Garde d'enfants".into(),
+        visibility: ledger::Visibility::Node,
+        collective: false,
+    };
+    let intent = state
+        .journal
+        .post_intent("rita", &need, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .seq;
+    let offer = ledger::NewCommitment {
+        quantity: 1.0,
+        note: String::new(),
+    };
+    let commitment = state
+        .journal
+        .propose_commitment("aline", intent, &offer, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .seq;
+    assert_eq!((intent, commitment), (id + 1, id + 2));
     (state, tx, id)
 }
 

@@ -1,0 +1,501 @@
+//! The planning board through the public API: intents, commitments accepted by
+//! both sides, released, fulfilled by validated contributions; expiry; matching;
+//! `verify` replaying all of it; and committed quantities never beyond an intent's.
+
+use chrono::{DateTime, Duration, Utc};
+use ledger::{
+    Action, Category, CommitmentState, ContributionState, Direction, EntryKind, Error, IntentState,
+    Journal, NewCommitment, NewContribution, NewIntent, Quantity, Refusal, Unit, Verdict,
+    Visibility,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::contributions::{community, t0};
+
+fn intent(direction: Direction, class: &str, quantity: f64, unit: Unit) -> NewIntent {
+    NewIntent {
+        direction,
+        action: Action::Work,
+        class: class.into(),
+        quantity,
+        unit,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: "Réparer deux vélos".into(),
+        visibility: Visibility::Node,
+        collective: false,
+    }
+}
+
+fn commit(quantity: f64) -> NewCommitment {
+    NewCommitment {
+        quantity,
+        note: String::new(),
+    }
+}
+
+fn repair(hours: f64, ts: DateTime<Utc>) -> NewContribution {
+    NewContribution {
+        category: Category::Repair,
+        hours,
+        date: ts.date_naive(),
+        description: "Repaired the bikes".into(),
+    }
+}
+
+fn refusal(err: Error) -> Refusal {
+    match err {
+        Error::Refused(r) => r,
+        other => panic!("not a refusal: {other}"),
+    }
+}
+
+/// Bob needs `hours` of bike repair; Dave offers `commit_hours` and Bob accepts.
+fn committed(journal: &Journal, hours: f64, commit_hours: f64) -> (i64, i64) {
+    let need = journal
+        .post_intent(
+            "Bob",
+            &intent(Direction::Need, "bike-repair", hours, Unit::Hours),
+            t0(),
+        )
+        .unwrap()
+        .seq;
+    let c = journal
+        .propose_commitment("Dave", need, &commit(commit_hours), t0())
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Bob", c, t0()).unwrap();
+    (need, c)
+}
+
+/// Dave records `hours` fulfilling `commitment`, and Alice and Carol approve it.
+fn fulfil(journal: &Journal, commitment: i64, hours: f64) -> (i64, ledger::Attested) {
+    let ts = t0() + Duration::hours(1);
+    let id = journal
+        .record_contribution_fulfilling("Dave", &repair(hours, ts), commitment, ts)
+        .unwrap()
+        .seq;
+    journal
+        .attest(id, "Alice", Verdict::Approve, "", ts)
+        .unwrap();
+    let attested = journal
+        .attest(id, "Carol", Verdict::Approve, "", ts)
+        .unwrap();
+    (id, attested)
+}
+
+#[test]
+fn a_need_met_by_a_validated_contribution_closes() {
+    let journal = community();
+    let (need, c) = committed(&journal, 2.0, 2.0);
+    assert_eq!(
+        journal.commitment(c).unwrap().unwrap().state,
+        CommitmentState::Accepted
+    );
+    let open = journal.intent(need, t0()).unwrap().unwrap();
+    assert_eq!(
+        (open.state, open.committed, open.remaining),
+        (IntentState::Open, Quantity::from_centi(200), Quantity::ZERO)
+    );
+    let (id, done) = fulfil(&journal, c, 2.0);
+    assert_eq!(done.state, ContributionState::Validated);
+    assert!(done.minted.is_some_and(|m| m.micro() > 0));
+    let fulfilment = done
+        .fulfilment
+        .expect("a fulfilment follows the validation");
+    assert_eq!(fulfilment.kind, EntryKind::CommitmentFulfilled);
+    assert_eq!(
+        fulfilment.payload,
+        json!({"commitment": c, "contribution": id, "quantity": 2.0})
+    );
+    let closed = journal.intent(need, t0()).unwrap().unwrap();
+    assert_eq!(
+        (closed.state, closed.fulfilled),
+        (IntentState::Closed, Quantity::from_centi(200))
+    );
+    assert_eq!(
+        journal.commitment(c).unwrap().unwrap().state,
+        CommitmentState::Fulfilled
+    );
+    let report = journal.verify().unwrap();
+    assert!(report.is_intact(), "{report}");
+    // Rebuilding the tables from the journal gives the same board.
+    journal.rebuild_derived().unwrap();
+    assert_eq!(journal.intent(need, t0()).unwrap().unwrap(), closed);
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+#[test]
+fn partial_commitments_and_fulfilments_leave_the_intent_open() {
+    let journal = community();
+    let (need, first) = committed(&journal, 4.0, 3.0);
+    // 1.5 hours of the 3 committed: the commitment stays accepted.
+    fulfil(&journal, first, 1.5);
+    let after = journal.intent(need, t0()).unwrap().unwrap();
+    assert_eq!(after.state, IntentState::Open);
+    assert_eq!(after.fulfilled, Quantity::from_centi(150));
+    assert_eq!(after.remaining, Quantity::from_centi(100));
+    assert_eq!(
+        journal.commitment(first).unwrap().unwrap().state,
+        CommitmentState::Accepted
+    );
+    // Beyond what remains is refused, by proposal and by acceptance.
+    let too_much = journal
+        .propose_commitment("Alice", need, &commit(1.5), t0())
+        .unwrap_err();
+    assert!(matches!(
+        refusal(too_much),
+        Refusal::OverCommitment { remaining, .. } if remaining == Quantity::from_centi(100)
+    ));
+    let second = journal
+        .propose_commitment("Alice", need, &commit(1.0), t0())
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Bob", second, t0()).unwrap();
+    // Dave's remaining 1.5 hours, then Alice's hour: closed.
+    fulfil(&journal, first, 2.0);
+    let ts = t0() + Duration::hours(2);
+    let id = journal
+        .record_contribution_fulfilling("Alice", &repair(1.0, ts), second, ts)
+        .unwrap()
+        .seq;
+    journal.attest(id, "Bob", Verdict::Approve, "", ts).unwrap();
+    journal
+        .attest(id, "Dave", Verdict::Approve, "", ts)
+        .unwrap();
+    let closed = journal.intent(need, t0()).unwrap().unwrap();
+    assert_eq!(closed.state, IntentState::Closed);
+    assert_eq!(closed.fulfilled, Quantity::from_centi(400));
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+#[test]
+fn a_released_commitment_returns_its_quantity_and_fulfils_nothing() {
+    let journal = community();
+    let (need, c) = committed(&journal, 2.0, 2.0);
+    let ts = t0() + Duration::hours(1);
+    let id = journal
+        .record_contribution_fulfilling("Dave", &repair(2.0, ts), c, ts)
+        .unwrap()
+        .seq;
+    // Someone else cannot release it; either side can.
+    assert!(matches!(
+        refusal(journal.release_commitment("Alice", c, "", ts).unwrap_err()),
+        Refusal::NotAParty { .. }
+    ));
+    journal
+        .release_commitment("Bob", c, "found someone closer", ts)
+        .unwrap();
+    let intent = journal.intent(need, ts).unwrap().unwrap();
+    assert_eq!(intent.remaining, Quantity::from_centi(200));
+    assert_eq!(
+        journal.commitment(c).unwrap().unwrap().state,
+        CommitmentState::Released
+    );
+    // The contribution is still validated and mints, but fulfils nothing.
+    journal
+        .attest(id, "Alice", Verdict::Approve, "", ts)
+        .unwrap();
+    let done = journal
+        .attest(id, "Carol", Verdict::Approve, "", ts)
+        .unwrap();
+    assert!(done.minted.is_some());
+    assert!(done.fulfilment.is_none());
+    assert_eq!(
+        journal.intent(need, ts).unwrap().unwrap().state,
+        IntentState::Open
+    );
+    // A released commitment takes no acceptance, and no new contribution.
+    assert!(matches!(
+        refusal(journal.accept_commitment("Bob", c, ts).unwrap_err()),
+        Refusal::PlanningRule(_) | Refusal::NotAParty { .. }
+    ));
+    assert!(matches!(
+        refusal(
+            journal
+                .record_contribution_fulfilling("Dave", &repair(1.0, ts), c, ts)
+                .unwrap_err()
+        ),
+        Refusal::PlanningRule(_)
+    ));
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+#[test]
+fn who_may_propose_accept_and_fulfil() {
+    let journal = community();
+    let need = journal
+        .post_intent(
+            "Bob",
+            &intent(Direction::Need, "bike-repair", 2.0, Unit::Hours),
+            t0(),
+        )
+        .unwrap()
+        .seq;
+    assert!(matches!(
+        refusal(
+            journal
+                .propose_commitment("Bob", need, &commit(1.0), t0())
+                .unwrap_err()
+        ),
+        Refusal::PlanningRule(_)
+    ));
+    let c = journal
+        .propose_commitment("Dave", need, &commit(1.0), t0())
+        .unwrap()
+        .seq;
+    // Not accepted yet: no contribution can fulfil it.
+    assert!(matches!(
+        refusal(
+            journal
+                .record_contribution_fulfilling("Dave", &repair(1.0, t0()), c, t0())
+                .unwrap_err()
+        ),
+        Refusal::PlanningRule(_)
+    ));
+    for who in ["Dave", "Alice"] {
+        assert!(matches!(
+            refusal(journal.accept_commitment(who, c, t0()).unwrap_err()),
+            Refusal::NotAParty { .. }
+        ));
+    }
+    journal.accept_commitment("Bob", c, t0()).unwrap();
+    // Only the provider fulfils it.
+    assert!(matches!(
+        refusal(
+            journal
+                .record_contribution_fulfilling("Alice", &repair(1.0, t0()), c, t0())
+                .unwrap_err()
+        ),
+        Refusal::NotAParty { .. }
+    ));
+    assert!(matches!(
+        refusal(
+            journal
+                .propose_commitment("Dave", 999, &commit(1.0), t0())
+                .unwrap_err()
+        ),
+        Refusal::NoSuchIntent(999)
+    ));
+}
+
+#[test]
+fn collective_needs_are_the_assemblys() {
+    let journal = community();
+    let childcare = NewIntent {
+        collective: true,
+        description: "Garde d'enfants pendant l'assemblée du 12".into(),
+        ..intent(Direction::Need, "care", 3.0, Unit::Hours)
+    };
+    assert!(matches!(
+        refusal(journal.post_intent("Bob", &childcare, t0()).unwrap_err()),
+        Refusal::AssemblyOnly(_)
+    ));
+    let need = journal.post_intent("Alice", &childcare, t0()).unwrap().seq;
+    let c = journal
+        .propose_commitment("Bob", need, &commit(3.0), t0())
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Alice", c, t0()).unwrap();
+    assert!(journal.intent(need, t0()).unwrap().unwrap().collective);
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+#[test]
+fn an_intent_expires_after_30_days_unless_told_otherwise() {
+    let journal = community();
+    let need = journal
+        .post_intent(
+            "Bob",
+            &intent(Direction::Need, "bike-repair", 2.0, Unit::Hours),
+            t0(),
+        )
+        .unwrap()
+        .seq;
+    let forever = journal
+        .post_intent(
+            "Bob",
+            &NewIntent {
+                never_expires: true,
+                ..intent(Direction::Offer, "vegetables", 5.0, Unit::Kg)
+            },
+            t0(),
+        )
+        .unwrap()
+        .seq;
+    let later = t0() + Duration::days(30);
+    let just_before = later - Duration::milliseconds(1);
+    assert_eq!(
+        journal.intent(need, just_before).unwrap().unwrap().state,
+        IntentState::Open
+    );
+    assert_eq!(
+        journal.intent(need, later).unwrap().unwrap().state,
+        IntentState::Expired
+    );
+    assert_eq!(
+        journal.intent(forever, later).unwrap().unwrap().state,
+        IntentState::Open
+    );
+    assert!(matches!(
+        refusal(
+            journal
+                .propose_commitment("Dave", need, &commit(1.0), later)
+                .unwrap_err()
+        ),
+        Refusal::IntentNotOpen {
+            state: IntentState::Expired,
+            ..
+        }
+    ));
+    // A commitment proposed in time cannot be accepted once the intent lapsed.
+    let soon = journal
+        .post_intent(
+            "Bob",
+            &NewIntent {
+                expires_at: Some(t0() + Duration::hours(1)),
+                ..intent(Direction::Need, "bike-repair", 1.0, Unit::Hours)
+            },
+            t0(),
+        )
+        .unwrap()
+        .seq;
+    let c = journal
+        .propose_commitment("Dave", soon, &commit(1.0), t0())
+        .unwrap()
+        .seq;
+    assert!(matches!(
+        refusal(
+            journal
+                .accept_commitment("Bob", c, t0() + Duration::hours(2))
+                .unwrap_err()
+        ),
+        Refusal::IntentNotOpen { .. }
+    ));
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+#[test]
+fn matching_pairs_opposite_intents_of_a_class_whose_windows_meet() {
+    let journal = community();
+    let day = |h: i64| t0() + Duration::days(1) + Duration::hours(h);
+    let need = NewIntent {
+        window_start: Some(day(8)),
+        window_end: Some(day(12)),
+        ..intent(Direction::Need, "bike-repair", 2.0, Unit::Hours)
+    };
+    let bob_need = journal.post_intent("Bob", &need, t0()).unwrap().seq;
+    let offer = |start: i64, end: i64, class: &str| NewIntent {
+        window_start: Some(day(start)),
+        window_end: Some(day(end)),
+        ..intent(Direction::Offer, class, 3.0, Unit::Hours)
+    };
+    let fits = journal
+        .post_intent("Dave", &offer(10, 14, "bike-repair"), t0())
+        .unwrap()
+        .seq;
+    journal
+        .post_intent("Dave", &offer(13, 18, "bike-repair"), t0())
+        .unwrap();
+    journal
+        .post_intent("Dave", &offer(8, 12, "electrician"), t0())
+        .unwrap();
+    // Another need of the same class is not a match for a need.
+    journal.post_intent("Alice", &need, t0()).unwrap();
+    let bob = journal.matches("Bob", t0()).unwrap();
+    let pairs: Vec<(i64, i64)> = bob.iter().map(|m| (m.yours.id, m.theirs.id)).collect();
+    assert_eq!(pairs, vec![(bob_need, fits)]);
+    let dave = journal.matches("Dave", t0()).unwrap();
+    let dave_pairs: Vec<(i64, i64)> = dave.iter().map(|m| (m.yours.id, m.theirs.id)).collect();
+    assert!(dave_pairs.contains(&(fits, bob_need)), "{dave_pairs:?}");
+    // Once the need is wholly committed, it matches nothing.
+    let c = journal
+        .propose_commitment("Dave", bob_need, &commit(2.0), t0())
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Bob", c, t0()).unwrap();
+    assert!(journal.matches("Bob", t0()).unwrap().is_empty());
+}
+
+#[test]
+fn verify_names_a_tampered_commitment() {
+    let journal = community();
+    let (_, c) = committed(&journal, 2.0, 2.0);
+    assert!(journal.verify().unwrap().is_intact());
+    let path_free = journal.append(
+        EntryKind::CommitmentFulfilled,
+        "Bob",
+        &json!({"commitment": c, "contribution": 1, "quantity": 2.0}),
+        t0(),
+    );
+    assert!(matches!(
+        refusal(path_free.unwrap_err()),
+        Refusal::DerivedKind(EntryKind::CommitmentFulfilled)
+    ));
+}
+
+/// One step of a random sequence on one intent of 5 hours.
+#[derive(Debug, Clone)]
+enum Step {
+    Propose { who: usize, centi: i64 },
+    Accept { nth: usize },
+    Release { nth: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0usize..3, 1i64..400).prop_map(|(who, centi)| Step::Propose { who, centi }),
+        (0usize..8).prop_map(|nth| Step::Accept { nth }),
+        (0usize..8).prop_map(|nth| Step::Release { nth }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever members propose, accept and release, in any order, what accepted
+    /// commitments hold never exceeds the intent's quantity, the intent's
+    /// `committed` says exactly that, and `verify` replays it.
+    #[test]
+    fn committed_quantities_never_exceed_the_intent(steps in prop::collection::vec(step(), 1..24)) {
+        let journal = community();
+        let need = journal
+            .post_intent("Bob", &intent(Direction::Need, "bike-repair", 5.0, Unit::Hours), t0())
+            .unwrap()
+            .seq;
+        let providers = ["Alice", "Carol", "Dave"];
+        let mut proposed: Vec<i64> = Vec::new();
+        for s in steps {
+            match s {
+                Step::Propose { who, centi } => {
+                    let q = Quantity::from_centi(centi).as_f64();
+                    if let Ok(e) = journal.propose_commitment(providers[who], need, &commit(q), t0()) {
+                        proposed.push(e.seq);
+                    }
+                }
+                Step::Accept { nth } if !proposed.is_empty() => {
+                    let _ = journal.accept_commitment("Bob", proposed[nth % proposed.len()], t0());
+                }
+                Step::Release { nth } if !proposed.is_empty() => {
+                    let _ = journal.release_commitment("Bob", proposed[nth % proposed.len()], "", t0());
+                }
+                _ => {}
+            }
+            let held: i64 = journal
+                .commitments()
+                .unwrap()
+                .iter()
+                .filter(|c| c.state == CommitmentState::Accepted)
+                .map(|c| c.quantity.centi())
+                .sum();
+            let intent = journal.intent(need, t0()).unwrap().unwrap();
+            prop_assert!(held <= 500, "{held} committed of 500");
+            prop_assert_eq!(intent.committed.centi(), held);
+            prop_assert_eq!(intent.remaining.centi(), 500 - held);
+        }
+        prop_assert!(journal.verify().unwrap().is_intact());
+    }
+}
