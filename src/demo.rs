@@ -24,6 +24,7 @@ pub(crate) struct DemoArgs {
     pub(crate) bind: Option<SocketAddr>,
     pub(crate) speed: f64,
     pub(crate) start: Option<NaiveTime>,
+    pub(crate) date: Option<chrono::NaiveDate>,
     pub(crate) data: Option<PathBuf>,
 }
 
@@ -96,6 +97,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             },
             speed: args.speed,
             start: args.start,
+            date: args.date,
             timezone: c.site.timezone,
             broker,
             inverter_unit: 1,
@@ -108,6 +110,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     )
     .await
     .context("cannot start the simulators")?;
+    // One clock everywhere: readings, the wall, the history and the simulated sun
+    // all read the simulation's time from here on.
+    sensors::clock::install(site.clock.clone());
 
     for d in &mut loaded.config.devices {
         if let Some(m) = &mut d.modbus {

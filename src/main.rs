@@ -41,6 +41,10 @@ enum Command {
         /// Simulated local time of day to start at, e.g. 11:30 (so a demo at night shows a day).
         #[arg(long, value_parser = parse_hhmm)]
         start: Option<NaiveTime>,
+        /// Simulated day to start on, YYYY-MM-DD (a season: 2026-06-21 for a
+        /// summer's day in a December demo).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
         /// Keep the demo's data (journal) in this directory instead of a temporary one.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -500,6 +504,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bind,
             speed,
             start,
+            date,
             data,
             config,
         } => {
@@ -508,6 +513,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bind,
                 speed,
                 start,
+                date,
                 data,
             }))?;
             Ok(ExitCode::SUCCESS)

@@ -635,7 +635,7 @@ pub fn spawn_writer(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let flush = |history: Arc<History>, wal: Option<Arc<Mutex<Wal>>>| async move {
-            let today = Utc::now().date_naive();
+            let today = sensors::clock::now().date_naive();
             let outcome =
                 tokio::task::spawn_blocking(move || history.flush(wal.as_deref(), today)).await;
             match outcome {

@@ -640,7 +640,13 @@ async fn run_link(
                     // Every device whose poll is due fails for this reason.
                     let now = Instant::now();
                     for p in polled.iter_mut().filter(|p| p.next_due <= now) {
-                        metrics.record_poll(&p.dev.id, Utc::now(), 0, &[], Err(why.clone()));
+                        metrics.record_poll(
+                            &p.dev.id,
+                            sensors::clock::now(),
+                            0,
+                            &[],
+                            Err(why.clone()),
+                        );
                         p.next_due = connect_after.max(now + p.backoff.next_delay());
                     }
                     continue;
@@ -720,7 +726,7 @@ async fn poll_once(
                         let why = e.to_string();
                         metrics.record_poll(
                             &dev.id,
-                            Utc::now(),
+                            sensors::clock::now(),
                             conn.transactions,
                             &[],
                             Err(why.clone()),
@@ -733,7 +739,7 @@ async fn poll_once(
                 let why = f.message().to_string();
                 metrics.record_poll(
                     &dev.id,
-                    Utc::now(),
+                    sensors::clock::now(),
                     conn.transactions,
                     &[],
                     Err(why.clone()),
@@ -762,7 +768,7 @@ async fn poll_once(
     if let Some(why) = cut {
         metrics.record_poll(
             &dev.id,
-            Utc::now(),
+            sensors::clock::now(),
             conn.transactions,
             &exceptions,
             Err(why.clone()),
@@ -770,7 +776,7 @@ async fn poll_once(
         return PollEnd::Transport(why);
     }
     let latency = started.elapsed();
-    let now = Utc::now();
+    let now = sensors::clock::now();
     let points = plan.decode(&read);
     let sign = dev.bus_sign(plan.declared_sign());
     let outcome = if read.is_empty() {

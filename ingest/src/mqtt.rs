@@ -310,7 +310,7 @@ pub fn route(
     topic: &str,
     payload: &[u8],
 ) -> Vec<Reading> {
-    let now = chrono::Utc::now();
+    let now = sensors::clock::now();
     let arrived = std::time::Instant::now();
     let ts_ms = now.timestamp_millis();
     let mut out = Vec::new();

@@ -553,7 +553,7 @@ impl Engine {
                 // start the period afresh.
                 _ = replan.notified() => tick.reset(),
             }
-            match self.evaluate(Utc::now()).await {
+            match self.evaluate(sensors::clock::now()).await {
                 Ok(snapshot) => {
                     tx.send_replace(Arc::new(snapshot));
                 }

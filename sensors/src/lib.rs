@@ -14,6 +14,7 @@
 //! It never performs network I/O towards real devices and never stores anything:
 //! polling, subscribing, reconnecting and persisting readings belong to `ingest`.
 
+pub mod clock;
 pub mod config;
 pub mod modbus;
 pub mod model;

@@ -354,6 +354,8 @@ async fn demo_shows_a_living_community() {
         "127.0.0.1:0",
         "--start",
         "12:00",
+        "--date",
+        "2026-06-21",
         "--data",
         &data,
     ]);
@@ -375,6 +377,12 @@ async fn demo_shows_a_living_community() {
         },
     )
     .await;
+    // One clock: the node stamps, evaluates and shows the simulation's time, a
+    // summer's noon in Paris (10:00 UTC) whatever the real date and hour.
+    for field in ["ts", "last_data"] {
+        let at = live[field].as_str().unwrap_or_default();
+        assert!(at.starts_with("2026-06-21T10:0"), "{field} = {at}");
+    }
     // The simulated world keeps the site balanced: what enters the bus is consumed.
     let site = &live["site"];
     let inflow = site["pv_w"].as_f64().unwrap_or(0.0)

@@ -7,7 +7,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use dashboards::{
     ExportChoices, HistoryData, HistoryProblem, HistoryReader, HistoryTable, TodayCurve,
 };
@@ -119,7 +119,7 @@ pub(crate) async fn page(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let tz = state.site.timezone;
-    let today = Utc::now().with_timezone(&tz).date_naive();
+    let today = sensors::clock::now().with_timezone(&tz).date_naive();
     let (period, table) = match parse_query_with_table(query.as_deref(), today) {
         Ok(parsed) => parsed,
         Err(problems) => {
@@ -202,7 +202,7 @@ fn csv_response(data: &HistoryData<'_>, table: HistoryTable, lang: &PageLang) ->
 /// the cause is logged: the wall itself must never fail for it).
 pub(crate) async fn today_curve(state: &AppState) -> Option<TodayCurve> {
     let queries = state.queries.as_ref()?;
-    let now = Utc::now();
+    let now = sensors::clock::now();
     let buckets = charts::today(now, state.site.timezone, dashboards::TODAY_STEP_MINUTES);
     match charts::site_energy(queries, &buckets).await {
         Ok(series) => Some(TodayCurve {

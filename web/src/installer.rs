@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::Utc;
 use dashboards::{InstallerDevice, InstallerView, ProbeForm, ProbeOutcome};
 use ingest::metrics::{DeviceDiagnostics, DeviceHealth, RawBlock};
 use ingest::probe::{ProbeOptions, ProbeTarget, origin_text_of, probe_modbus};
@@ -162,7 +161,7 @@ fn render(
     let snapshot = state.live_full.borrow().clone();
     let health = state.metrics.health();
     let diagnostics = state.metrics.diagnostics();
-    let now = Utc::now();
+    let now = sensors::clock::now();
     let devices = dashboards::installer_devices(&snapshot, &health, &diagnostics, now);
     let view = InstallerView {
         devices: &devices,
@@ -191,7 +190,7 @@ pub(crate) async fn devices(State(state): State<AppState>) -> Response {
     let snapshot = state.live_full.borrow().clone();
     let health = state.metrics.health();
     let diagnostics = state.metrics.diagnostics();
-    let now = Utc::now();
+    let now = sensors::clock::now();
     let devices: Vec<Value> = dashboards::installer_devices(&snapshot, &health, &diagnostics, now)
         .iter()
         .map(device_json)

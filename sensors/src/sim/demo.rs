@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, LocalResult, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,6 +39,9 @@ pub struct DemoOptions {
     pub speed: f64,
     /// Local time of day (in `timezone`) the simulation starts at, today; now if absent.
     pub start: Option<NaiveTime>,
+    /// The day the simulation starts on (a season: the sun's height and the day's
+    /// length follow it); today if absent.
+    pub date: Option<NaiveDate>,
     pub timezone: chrono_tz::Tz,
     pub broker: SocketAddr,
     pub inverter_unit: u8,
@@ -102,14 +105,18 @@ pub struct DemoSite {
 /// `start` as a local time today in `timezone`; a time skipped by a DST change
 /// moves one hour later.
 fn resolve_start(
+    date: Option<NaiveDate>,
     start: Option<NaiveTime>,
     timezone: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let Some(time) = start else {
+    if date.is_none() && start.is_none() {
         return now;
-    };
-    let local = now.with_timezone(&timezone).date_naive().and_time(time);
+    }
+    let here = now.with_timezone(&timezone);
+    let local = date
+        .unwrap_or_else(|| here.date_naive())
+        .and_time(start.unwrap_or_else(|| here.time()));
     let resolved = match timezone.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t),
         LocalResult::None => timezone
@@ -265,7 +272,7 @@ async fn drive_mqtt(mut eventloop: EventLoop, broker: SocketAddr, cancel: Cancel
 /// the world every `tick` until `cancel` fires.
 pub async fn start(opts: DemoOptions, cancel: CancellationToken) -> std::io::Result<DemoSite> {
     let clock = SimClock::new(
-        resolve_start(opts.start, opts.timezone, Utc::now()),
+        resolve_start(opts.date, opts.start, opts.timezone, Utc::now()),
         opts.speed,
     );
     let mut world = World::new(opts.world.clone(), DEMO_SEED).with_timezone(opts.timezone);

@@ -73,6 +73,7 @@ fn options(broker: SocketAddr) -> DemoOptions {
         world: WorldConfig::default(),
         speed: 600.0,
         start: NaiveTime::from_hms_opt(12, 0, 0),
+        date: None,
         timezone: chrono_tz::Europe::Paris,
         broker,
         inverter_unit: 1,
@@ -94,25 +95,56 @@ fn start_times_are_local_and_survive_dst_gaps() {
         .with_ymd_and_hms(2025, 6, 16, 5, 0, 0)
         .single()
         .expect("date");
-    let noon = resolve_start(NaiveTime::from_hms_opt(12, 0, 0), paris, now);
+    let noon = resolve_start(None, NaiveTime::from_hms_opt(12, 0, 0), paris, now);
     assert_eq!(
         noon,
         Utc.with_ymd_and_hms(2025, 6, 16, 10, 0, 0)
             .single()
             .expect("date")
     );
-    assert_eq!(resolve_start(None, paris, now), now);
+    assert_eq!(resolve_start(None, None, paris, now), now);
     // 02:30 does not exist in Paris on 30 March 2025: 03:30 CEST instead.
     let spring = Utc
         .with_ymd_and_hms(2025, 3, 30, 0, 30, 0)
         .single()
         .expect("date");
-    let gap = resolve_start(NaiveTime::from_hms_opt(2, 30, 0), paris, spring);
+    let gap = resolve_start(None, NaiveTime::from_hms_opt(2, 30, 0), paris, spring);
     assert_eq!(
         gap,
         Utc.with_ymd_and_hms(2025, 3, 30, 1, 30, 0)
             .single()
             .expect("date")
+    );
+}
+
+/// A season: a December demo can start on a June day, at the time of day asked
+/// or the present one.
+#[test]
+fn a_start_date_gives_the_season() {
+    let paris = chrono_tz::Europe::Paris;
+    let december_night = Utc
+        .with_ymd_and_hms(2026, 12, 7, 0, 30, 0)
+        .single()
+        .expect("date");
+    let june = chrono::NaiveDate::from_ymd_opt(2026, 6, 21);
+    assert_eq!(
+        resolve_start(
+            june,
+            NaiveTime::from_hms_opt(12, 0, 0),
+            paris,
+            december_night
+        ),
+        Utc.with_ymd_and_hms(2026, 6, 21, 10, 0, 0)
+            .single()
+            .expect("date"),
+        "noon in Paris in summer is 10:00 UTC"
+    );
+    assert_eq!(
+        resolve_start(june, None, paris, december_night),
+        Utc.with_ymd_and_hms(2026, 6, 20, 23, 30, 0)
+            .single()
+            .expect("date"),
+        "01:30 in Paris on 21 June"
     );
 }
 
