@@ -277,7 +277,13 @@ async fn run_broker(name: &str, endpoint: BrokerEndpoint, samples: usize) -> Res
     let prefix = format!("bench-wall-{}", std::process::id());
     let topics = vec![format!("{prefix}-tick"), format!("{prefix}-event")];
     let mut nodes = vec![
-        start_node("fixed 1 s tick", Schedule::FixedTick, endpoint.clone(), &topics[0]).await?,
+        start_node(
+            "fixed 1 s tick",
+            Schedule::FixedTick,
+            endpoint.clone(),
+            &topics[0],
+        )
+        .await?,
         start_node("event-driven", Schedule::OnChange, endpoint, &topics[1]).await?,
     ];
     let client = meter(&host, port);

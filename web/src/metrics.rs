@@ -53,7 +53,11 @@ pub fn render_metrics(
         "counter",
         "Live evaluations (site balance, allocation, actuation) since the node started, by what triggered them: reading (a reading changed what the site knows; at most one every 50 ms), heartbeat (a second without another evaluation), plan (a plan adoption).",
         ingest.evaluations().into_iter().map(|(trigger, n)| {
-            (None, Some(("trigger", trigger.as_str().to_string())), n as f64)
+            (
+                None,
+                Some(("trigger", trigger.as_str().to_string())),
+                n as f64,
+            )
         }),
     );
     family(
