@@ -175,9 +175,39 @@ pub struct DeviceDiagnostics {
     pub last_reject: Option<(DateTime<Utc>, RejectReason, String)>,
 }
 
+/// Why the live evaluation ran (`communalia_evaluations_total{trigger}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationTrigger {
+    /// A reading changed what the site knows.
+    Reading,
+    /// The heartbeat: a second without any other evaluation (staleness, clocks),
+    /// or each period of the fixed tick.
+    Heartbeat,
+    /// A plan was adopted.
+    Plan,
+}
+
+impl EvaluationTrigger {
+    pub const ALL: [EvaluationTrigger; 3] = [
+        EvaluationTrigger::Reading,
+        EvaluationTrigger::Heartbeat,
+        EvaluationTrigger::Plan,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvaluationTrigger::Reading => "reading",
+            EvaluationTrigger::Heartbeat => "heartbeat",
+            EvaluationTrigger::Plan => "plan",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
     readings_ingested: AtomicU64,
+    /// Live evaluations, by [`EvaluationTrigger`] in the order of `ALL`.
+    evaluations: [AtomicU64; 3],
     mqtt_messages: AtomicU64,
     mqtt_duplicates: AtomicU64,
     wal_errors: AtomicU64,
@@ -194,6 +224,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl IngestMetrics {
+    /// Counts one live evaluation (the engine keeps its counter here, beside
+    /// those of the readings it evaluates).
+    pub fn add_evaluation(&self, trigger: EvaluationTrigger) {
+        self.evaluations[trigger as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    /// Live evaluations so far, by trigger.
+    pub fn evaluations(&self) -> [(EvaluationTrigger, u64); 3] {
+        EvaluationTrigger::ALL.map(|t| (t, self.evaluations[t as usize].load(Ordering::Relaxed)))
+    }
     pub fn add_readings(&self, n: u64) {
         self.readings_ingested.fetch_add(n, Ordering::Relaxed);
     }

@@ -3,9 +3,10 @@
 //! appends it to the WAL as one record made durable with one `fdatasync` (group
 //! commit: the more arrives, the more readings share a sync), and only then
 //! releases the acknowledgements the MQTT worker holds back (QoS 1 messages are
-//! acknowledged to the broker once they cannot be lost). Readings then go to the
-//! live store in batches of a few per second, so that queries scan few, larger
-//! batches, and to the history writer.
+//! acknowledged to the broker once they cannot be lost). Durable readings are the
+//! live store's newest values at once ([`LiveStore::observe`], which wakes the live
+//! evaluation), and join the store's window in batches of a few per second, so that
+//! queries scan few, larger batches; they go to the history writer too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -179,6 +180,9 @@ async fn commit(targets: &SinkTargets, group: Vec<Accepted>, pending: &mut Vec<R
             ack.release();
         }
     }
+    // Known to the live evaluation at once (it wakes on the store's changes); the
+    // window's batch follows within FLUSH_EVERY.
+    targets.store.observe(&readings);
     if let Some(history) = &targets.history
         && !readings.is_empty()
     {

@@ -1,6 +1,12 @@
 //! The live store: the most recent window of readings as Arrow record batches in
 //! memory (what DataFusion sees as `readings_live`), plus the newest value of each
 //! device and metric so that a page never scans the window to say "last seen".
+//!
+//! The newest values are updated as soon as the sink has made a reading durable
+//! ([`LiveStore::observe`]), before the reading joins a batch of the window, and
+//! each update that changes what the site knows (a new device or metric, another
+//! value) is announced on [`LiveStore::changes`]: the live evaluation runs on that
+//! signal rather than on a clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -8,6 +14,7 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use sensors::model::Metric;
+use tokio::sync::watch;
 
 use crate::reading::{Reading, to_batch};
 use crate::{Error, Result};
@@ -24,10 +31,36 @@ struct Inner {
     latest: HashMap<(Arc<str>, Metric), (i64, f64)>,
 }
 
+impl Inner {
+    /// Keeps the newest value of each device and metric; true when one of
+    /// `readings` changed a value or added a device or metric (a newer reading of
+    /// the same value only moves the time).
+    fn update_latest(&mut self, readings: &[Reading]) -> bool {
+        let mut changed = false;
+        for r in readings {
+            let key = (r.device.clone(), r.metric);
+            match self.latest.get_mut(&key) {
+                Some(l) if l.0 > r.ts_ms => {}
+                Some(l) => {
+                    changed |= l.1.to_bits() != r.value.to_bits();
+                    *l = (r.ts_ms, r.value);
+                }
+                None => {
+                    self.latest.insert(key, (r.ts_ms, r.value));
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
 /// Shared between the ingest sink (the only writer) and the query engine.
 pub struct LiveStore {
     window: Duration,
     inner: RwLock<Inner>,
+    /// Counts the updates that changed what the site knows (see [`LiveStore::changes`]).
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for LiveStore {
@@ -52,7 +85,32 @@ impl LiveStore {
         LiveStore {
             window,
             inner: RwLock::new(Inner::default()),
+            changes: watch::Sender::new(0),
         }
+    }
+
+    /// Wakes when a reading changed what the site knows: a device or metric seen
+    /// for the first time, or a value other than the newest one kept. The value is
+    /// the number of such updates so far; what matters is that it changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Makes durable readings known at once as the newest values, before they
+    /// join a batch of the window ([`LiveStore::append`], which the sink calls a
+    /// little later, groups them for the queries that scan the window).
+    pub fn observe(&self, readings: &[Reading]) {
+        if readings.is_empty() {
+            return;
+        }
+        let changed = self.write().update_latest(readings);
+        if changed {
+            self.announce();
+        }
+    }
+
+    fn announce(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -71,16 +129,7 @@ impl LiveStore {
         let batch = to_batch(readings).map_err(Error::Arrow)?;
         let max_ts_ms = readings.iter().map(|r| r.ts_ms).max().unwrap_or(i64::MIN);
         let mut inner = self.write();
-        for r in readings {
-            let key = (r.device.clone(), r.metric);
-            match inner.latest.get_mut(&key) {
-                Some(l) if l.0 > r.ts_ms => {}
-                Some(l) => *l = (r.ts_ms, r.value),
-                None => {
-                    inner.latest.insert(key, (r.ts_ms, r.value));
-                }
-            }
-        }
+        let changed = inner.update_latest(readings);
         inner.rows += batch.num_rows();
         inner.batches.push_back(Stored { batch, max_ts_ms });
         let newest = inner
@@ -94,6 +143,10 @@ impl LiveStore {
             if let Some(old) = inner.batches.pop_front() {
                 inner.rows -= old.batch.num_rows();
             }
+        }
+        drop(inner);
+        if changed {
+            self.announce();
         }
         Ok(())
     }
@@ -240,6 +293,44 @@ mod tests {
         ]
         .map(|(d, m, ts, v)| (d.to_string(), m.to_string(), ts, v));
         assert_eq!(rows, expected);
+    }
+
+    /// A durable reading is the newest value at once, before it is in a batch of
+    /// the window, and the change is announced; a newer reading of the same value,
+    /// or an older one arriving late, is not a change.
+    #[test]
+    fn observed_readings_are_known_at_once_and_changes_are_announced() {
+        let store = LiveStore::new(Duration::from_secs(60));
+        let mut changes = store.changes();
+        assert!(!changes.has_changed().unwrap_or(true));
+
+        store.observe(&[r(1_000, "a", 1.0)]);
+        assert_eq!(store.rows(), 0, "not yet in the window");
+        assert_eq!(
+            store.latest("a", Metric::PowerW).map(|l| l.value),
+            Some(1.0)
+        );
+        assert!(changes.has_changed().unwrap_or(false), "a new device");
+        changes.borrow_and_update();
+
+        store.observe(&[r(2_000, "a", 1.0)]);
+        assert_eq!(
+            store.latest("a", Metric::PowerW).map(|l| l.ts_ms),
+            Some(2_000)
+        );
+        assert!(!changes.has_changed().unwrap_or(true), "the same value");
+
+        store.observe(&[r(1_500, "a", 7.0)]);
+        assert!(!changes.has_changed().unwrap_or(true), "an older reading");
+
+        store.observe(&[r(3_000, "a", 2.0)]);
+        assert!(changes.has_changed().unwrap_or(false), "another value");
+        changes.borrow_and_update();
+
+        // The batch of the window that follows changes nothing more.
+        store.append(&[r(3_000, "a", 2.0)]).expect("append");
+        assert_eq!(store.rows(), 1);
+        assert!(!changes.has_changed().unwrap_or(true));
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! The live evaluation: once a second, a DataFusion query over `readings_latest`
+//! The live evaluation: a DataFusion query over `readings_latest`
 //! (the newest reading of each device and metric, joined to the configured devices)
 //! gives the site balance, each service's demand and each device's last reading; the
 //! active plan runs on them ([`PlanRunner`], as the replay and the assembly's preview
 //! run theirs); the result is one [`LiveSnapshot`].
 //!
-//! It runs every second over every device and service, so the work that does not
+//! It runs when a reading changes what the site knows (the live store announces
+//! it as soon as the reading is durable), at most once every
+//! [`EngineOptions::min_gap`] (50 ms) however fast the readings come: what arrives
+//! meanwhile is evaluated together at the end of the gap. A heartbeat runs it
+//! after a second without any evaluation, for what changes with the clock alone
+//! (staleness, devices' health), and a plan adoption at once. See [`Schedule`].
+//!
+//! It runs up to twenty times a second over every device and service, so the work that does not
 //! change between evaluations is done once: devices are numbered when the engine
 //! starts (the query returns those numbers, not names), and the active plan is
 //! prepared, with each service's meter resolved to a device number, only when the
@@ -28,7 +35,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
-use ingest::metrics::IngestMetrics;
+use ingest::metrics::{EvaluationTrigger, IngestMetrics};
 use ingest::store::LiveStore;
 use ledger::plan::Plan;
 use ledger::{AdoptedPlan, EntryKind, Journal};
@@ -60,6 +67,28 @@ pub struct EngineOptions {
     /// PV surplus (production minus consumption) above which the wall screen says
     /// "good time to use power".
     pub surplus_threshold_w: f64,
+    /// What starts an evaluation.
+    pub schedule: Schedule,
+    /// The shortest time between two evaluations a reading starts: a flood of
+    /// readings is evaluated at most `1 / min_gap` times a second.
+    pub min_gap: Duration,
+}
+
+/// The shortest time between two evaluations started by readings.
+pub const MIN_EVALUATION_GAP: Duration = Duration::from_millis(50);
+
+/// What starts a live evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// A reading that changed what the site knows, coalesced to one evaluation
+    /// per [`EngineOptions::min_gap`]; the heartbeat (`period` of [`Engine::run`])
+    /// after a period without any evaluation; a plan adoption.
+    #[default]
+    OnChange,
+    /// Every `period` and on a plan adoption only, whatever the readings do: how
+    /// the node evaluated before, kept to compare the two (the `wall_latency`
+    /// bench).
+    FixedTick,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +97,8 @@ impl Default for EngineOptions {
             stale_after: STALE_AFTER,
             value_max_age: VALUE_MAX_AGE,
             surplus_threshold_w: 500.0,
+            schedule: Schedule::default(),
+            min_gap: MIN_EVALUATION_GAP,
         }
     }
 }
@@ -158,6 +189,8 @@ pub struct Engine {
     /// The configured services, by id.
     services: HashMap<String, ServiceInfo>,
     opts: EngineOptions,
+    /// The live store's announcements of new knowledge.
+    changes: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -180,6 +213,7 @@ impl Engine {
         // Tiny in-memory tables: one partition avoids repartitioning overhead.
         let config = SessionConfig::new().with_target_partitions(1);
         let ctx = SessionContext::new_with_config(config);
+        let changes = store.changes();
         ctx.register_table("readings_live", Arc::new(LiveTable::new(store.clone())))?;
         ctx.register_table("readings_latest", Arc::new(LatestTable::new(store.clone())))?;
         ctx.register_table("devices", Arc::new(devices_table(devices)?))?;
@@ -228,6 +262,7 @@ impl Engine {
             devices,
             services,
             opts,
+            changes,
         })
     }
 
@@ -533,9 +568,10 @@ impl Engine {
         Ok(latest)
     }
 
-    /// Evaluates every `period`, and at once when `replan` is notified (after a plan
-    /// adoption), and publishes each snapshot; an evaluation error is
+    /// Evaluates as the [`Schedule`] of its options says, `period` being the
+    /// heartbeat (or the tick), and publishes each snapshot; an evaluation error is
     /// logged and the previous snapshot stays (marked by its own timestamp).
+    /// Allocation and actuation follow each snapshot.
     pub async fn run(
         self,
         tx: watch::Sender<Arc<LiveSnapshot>>,
@@ -543,16 +579,48 @@ impl Engine {
         replan: Arc<tokio::sync::Notify>,
         cancel: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut on_change = self.opts.schedule == Schedule::OnChange;
+        let min_gap = self.opts.min_gap;
+        let mut changes = self.changes.clone();
+        let mut heartbeat = tokio::time::interval(period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
+            let trigger = tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-                // A plan was adopted: evaluate now rather than at the next tick, and
-                // start the period afresh.
-                _ = replan.notified() => tick.reset(),
+                _ = heartbeat.tick() => EvaluationTrigger::Heartbeat,
+                // A plan was adopted: evaluate now rather than at the next tick.
+                _ = replan.notified() => EvaluationTrigger::Plan,
+                changed = changes.changed(), if on_change => match changed {
+                    Ok(()) => EvaluationTrigger::Reading,
+                    // The store is gone (cannot happen while the engine holds
+                    // it): the heartbeat goes on alone.
+                    Err(_) => {
+                        on_change = false;
+                        continue;
+                    }
+                },
+            };
+            if trigger == EvaluationTrigger::Reading
+                && let Some(at) = last
+            {
+                // Coalesce: whatever arrives until the gap is over is evaluated
+                // together with this reading.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep_until(at + min_gap) => {}
+                }
             }
+            // Seen before the query reads the store: a reading that arrives during
+            // the evaluation starts the next one.
+            changes.borrow_and_update();
+            last = Some(tokio::time::Instant::now());
+            // On change, the heartbeat counts from the last evaluation, whatever
+            // started it; the fixed tick starts afresh after a plan adoption only.
+            if on_change || trigger == EvaluationTrigger::Plan {
+                heartbeat.reset();
+            }
+            self.metrics.add_evaluation(trigger);
             match self.evaluate(sensors::clock::now()).await {
                 Ok(snapshot) => {
                     tx.send_replace(Arc::new(snapshot));

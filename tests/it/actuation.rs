@@ -316,3 +316,167 @@ async fn an_actuated_service_is_switched_with_minimum_on_and_off_times() {
     publisher.abort();
     drop(node);
 }
+
+/// PV is a roof that publishes JSON on `<prefix>/roof`, the school's 1000 W are
+/// metered by a Shelly: served while the roof gives 3000 W, shed when it gives none.
+fn flapping_site(dir: &std::path::Path, broker_port: u16, prefix: &str, topic: &str) -> String {
+    format!(
+        r#"
+[site]
+name = "Flapping site"
+language = "en"
+latitude = 45.76
+longitude = 4.84
+
+[storage]
+dir = "{dir}"
+
+[mqtt]
+broker = "embedded"
+embedded_bind = "127.0.0.1:{broker_port}"
+
+[[device]]
+id = "roof"
+role = "pv"
+profile = "generic-json"
+power_sign = "generation"
+mqtt = {{ topic = "{prefix}/roof", fields = {{ power_w = "power_w" }} }}
+max_messages_per_s = 1000
+
+[[device]]
+id = "school-meter"
+role = "load"
+profile = "shelly-gen2-em"
+mqtt = {{ topic = "{prefix}-school" }}
+
+[[service]]
+id = "school"
+meter = "school-meter"
+tier = 1
+actuation = {{ topic = "{topic}", min_on = "{min_on}s", min_off = "{min_off}s" }}
+"#,
+        dir = dir.display(),
+        min_on = MIN_ON.as_secs(),
+        min_off = MIN_OFF.as_secs(),
+    )
+}
+
+/// `communalia_evaluations_total{trigger="reading"}` from `/metrics`.
+async fn evaluations_on_readings(node: &NodeProc) -> f64 {
+    let text = get_text(&format!("{}/metrics", node.base)).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("communalia_evaluations_total{trigger=\"reading\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no evaluations counted in /metrics:\n{text}"))
+}
+
+/// Production flaps between 3000 W and nothing every 50 ms, so the node evaluates
+/// about twenty times a second and the allocation alternates between serving and
+/// shedding the school: its commands still keep min_on and min_off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimum_times_hold_when_evaluations_come_twenty_times_a_second() {
+    let dir = TempDir::new("actuation-flap");
+    let prefix = format!("it-flap-{}", std::process::id());
+    let topic = format!("{prefix}/school/allowed");
+    let broker_port = free_port();
+    let config_path = dir.path().join("site.toml");
+    std::fs::write(
+        &config_path,
+        flapping_site(dir.path(), broker_port, &prefix, &topic),
+    )
+    .expect("write config");
+    let cfg = config_path.to_string_lossy().to_string();
+    let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let mut commands = subscribe(broker_port, &topic);
+
+    let mut opts = MqttOptions::new(
+        format!("it-flap-pub-{}", std::process::id()),
+        "127.0.0.1",
+        broker_port,
+    );
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let driver = tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let flapping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let flapping = flapping.clone();
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            let mut sunny = true;
+            loop {
+                if flapping.load(std::sync::atomic::Ordering::Relaxed) {
+                    sunny = !sunny;
+                }
+                let roof = if sunny { 3000 } else { 0 };
+                let _ = client
+                    .publish(
+                        format!("{prefix}/roof"),
+                        QoS::AtMostOnce,
+                        false,
+                        format!(r#"{{"power_w": {roof}}}"#),
+                    )
+                    .await;
+                let _ = client
+                    .publish(
+                        format!("{prefix}-school/status/em:0"),
+                        QoS::AtMostOnce,
+                        false,
+                        sensors::sim::shelly::gen2_em_status(1000.0, 230.0),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    wait_live(&node, Duration::from_secs(20), "the school served", |l| {
+        l["stale"] == false && service(l, "school")["state"] == "served"
+    })
+    .await;
+    let on = next_switch(&mut commands, true, "switched on at start").await;
+
+    flapping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let before = evaluations_on_readings(&node).await;
+    let started = Instant::now();
+    let span = Duration::from_secs(12);
+    let mut switches = vec![on];
+    while let Some(left) = span.checked_sub(started.elapsed()) {
+        let Ok(Some(heard)) = tokio::time::timeout(left, commands.recv()).await else {
+            break;
+        };
+        if heard.on() != switches.last().and_then(Heard::on) {
+            switches.push(heard);
+        }
+    }
+    let evaluated = evaluations_on_readings(&node).await - before;
+    let seconds = started.elapsed().as_secs_f64();
+    publisher.abort();
+    driver.abort();
+
+    // The node did evaluate at the pace of the readings, not once a second...
+    assert!(
+        evaluated >= 5.0 * seconds,
+        "{evaluated} evaluations on readings in {seconds:.1} s"
+    );
+    // ...and the load followed the flapping only as its minimum times allow.
+    let states: Vec<_> = switches.iter().map(|h| (h.ts, h.on())).collect();
+    assert!(switches.len() >= 3, "the load never switched: {states:?}");
+    for pair in switches.windows(2) {
+        let held = since(&pair[1], &pair[0]);
+        let minimum = if pair[0].on() == Some(true) {
+            MIN_ON
+        } else {
+            MIN_OFF
+        };
+        assert!(
+            held + CLOCK_SLACK >= minimum,
+            "kept {:?} only {held:?}, minimum {minimum:?}: {states:?}",
+            pair[0].on()
+        );
+    }
+}

@@ -12,6 +12,7 @@ mod guard;
 mod history;
 mod homeassistant;
 mod ledger_cli;
+mod live;
 mod peers;
 mod privacy;
 mod probe;

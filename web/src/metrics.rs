@@ -47,6 +47,19 @@ pub fn render_metrics(
         "Readings accepted into the live store since the node started.",
         [(None, ingest.readings_ingested() as f64)],
     );
+    family_labelled(
+        &mut out,
+        "communalia_evaluations_total",
+        "counter",
+        "Live evaluations (site balance, allocation, actuation) since the node started, by what triggered them: reading (a reading changed what the site knows; at most one every 50 ms), heartbeat (a second without another evaluation), plan (a plan adoption).",
+        ingest.evaluations().into_iter().map(|(trigger, n)| {
+            (
+                None,
+                Some(("trigger", trigger.as_str().to_string())),
+                n as f64,
+            )
+        }),
+    );
     family(
         &mut out,
         "communalia_mqtt_messages_total",
