@@ -14,5 +14,6 @@ mod homeassistant;
 mod ledger_cli;
 mod peers;
 mod privacy;
+mod storage;
 mod probe;
 mod trust;
