@@ -153,7 +153,7 @@ async fn round(n: usize, freed_after: Duration) -> Option<f64> {
     driver.abort();
     cancel.cancel();
     ingest.join().await;
-    (metrics.readings_ingested() > before).then(|| took.as_secs_f64() * 1000.0)
+    (metrics.readings_ingested() > before).then_some(took.as_secs_f64() * 1000.0)
 }
 
 fn summary(ms: &mut [f64]) -> (f64, f64) {
@@ -180,7 +180,10 @@ async fn main() {
     }
     let mut results = Vec::new();
     for (label, after) in [
-        ("held (freed 0.5 s into the fault)", Duration::from_millis(500)),
+        (
+            "held (freed 0.5 s into the fault)",
+            Duration::from_millis(500),
+        ),
         ("left the broker (freed 4 s in)", Duration::from_secs(4)),
     ] {
         let mut ms = Vec::new();
@@ -194,7 +197,10 @@ async fn main() {
             continue;
         }
         let (median, max) = summary(&mut ms);
-        println!("{label}: space freed -> first reading ingested: median {median:.0} ms, max {max:.0} ms over {} rounds", ms.len());
+        println!(
+            "{label}: space freed -> first reading ingested: median {median:.0} ms, max {max:.0} ms over {} rounds",
+            ms.len()
+        );
         results.push((label, median));
     }
     if let [(_, held), (_, left)] = results[..] {

@@ -271,7 +271,9 @@ impl IngestMetrics {
     /// Free bytes of the storage directory's filesystem, as last measured.
     pub fn set_storage_free(&self, free_bytes: u64, min_free_bytes: u64) {
         self.storage.free.store(free_bytes, Ordering::Relaxed);
-        self.storage.min_free.store(min_free_bytes, Ordering::Relaxed);
+        self.storage
+            .min_free
+            .store(min_free_bytes, Ordering::Relaxed);
         self.storage.measured.store(true, Ordering::Relaxed);
     }
     /// What the node knows of its storage now.

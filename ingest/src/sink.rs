@@ -53,7 +53,7 @@ pub struct Accepted {
 
 impl Accepted {
     /// A message the broker keeps until it is acknowledged (and sends again).
-    fn from_broker(&self) -> bool {
+    fn is_from_broker(&self) -> bool {
         self.ack.is_some()
     }
 }
@@ -267,7 +267,7 @@ impl Sink {
                 if !fault.gave_up_mqtt && now.duration_since(fault.since) >= HOLD_MQTT {
                     fault.gave_up_mqtt = true;
                     let before = fault.held.len();
-                    fault.held.retain(|a| !a.from_broker());
+                    fault.held.retain(|a| !a.is_from_broker());
                     tracing::warn!(
                         messages = before - fault.held.len(),
                         "the write-ahead log cannot be written: leaving the MQTT messages with the broker, which sends them again once the node is back"
@@ -286,7 +286,7 @@ impl Sink {
     /// acknowledged), readings of polled devices up to [`HOLD_READINGS`].
     fn hold(&self, fault: &mut Fault, group: Vec<Accepted>) {
         for a in group {
-            if a.from_broker() {
+            if a.is_from_broker() {
                 if !fault.gave_up_mqtt {
                     fault.held.push(a);
                 }
@@ -299,7 +299,7 @@ impl Sink {
             let before = fault.dropped;
             let mut i = 0;
             while rows > HOLD_READINGS && i < fault.held.len() {
-                if fault.held[i].from_broker() {
+                if fault.held[i].is_from_broker() {
                     i += 1;
                     continue;
                 }
@@ -368,7 +368,9 @@ impl Sink {
         }
         let mut record = None;
         if let Some(wal) = self.targets.wal.clone()
-            && group.iter().any(|a| !a.readings.is_empty() || a.digest.is_some())
+            && group
+                .iter()
+                .any(|a| !a.readings.is_empty() || a.digest.is_some())
         {
             let outcome = tokio::task::spawn_blocking(move || {
                 let readings: Vec<Reading> = group

@@ -105,7 +105,11 @@ pub fn spawn_monitor(
                 {
                     freed_days = h.make_room(|| free_bytes(&dir).map(|f| f >= min_free_bytes));
                 }
-                let free = if freed_days.is_empty() { free } else { free_bytes(&dir)? };
+                let free = if freed_days.is_empty() {
+                    free
+                } else {
+                    free_bytes(&dir)?
+                };
                 std::io::Result::Ok((free, freed_days))
             })
             .await;
@@ -129,7 +133,9 @@ pub fn spawn_monitor(
                     }
                     was_low = low;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not measure the free space of the storage directory"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not measure the free space of the storage directory")
+                }
                 Err(e) => tracing::warn!(error = %e, "storage watch task failed"),
             }
         }

@@ -487,7 +487,9 @@ impl Wal {
             .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
             .map_err(|e| io_at(&self.dir)(io::Error::from(e)))?;
         if free < ROOM_BYTES {
-            return Err(io_at(&self.dir)(io::Error::from(io::ErrorKind::StorageFull)));
+            return Err(io_at(&self.dir)(io::Error::from(
+                io::ErrorKind::StorageFull,
+            )));
         }
         self.append(&[], &[]).map(|_| ())
     }

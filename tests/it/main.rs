@@ -14,6 +14,6 @@ mod homeassistant;
 mod ledger_cli;
 mod peers;
 mod privacy;
-mod storage;
 mod probe;
+mod storage;
 mod trust;

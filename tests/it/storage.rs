@@ -62,7 +62,11 @@ impl Tmpfs {
     /// Remounts read-only (`true`) or read-write; `false` when the kernel refuses
     /// (a file still open for writing keeps it busy).
     pub(crate) fn remount(&self, read_only: bool) -> bool {
-        let mode = if read_only { "remount,ro" } else { "remount,rw" };
+        let mode = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
         Command::new("mount")
             .args(["-o", mode])
             .arg(&self.path)
@@ -197,11 +201,22 @@ fn assert_exactly_once(values: &[i64], n: i64, when: &str) {
     for v in values {
         *counts.entry(*v).or_default() += 1;
     }
-    let missing: Vec<i64> = (0..n).filter(|v| !counts.contains_key(v)).take(20).collect();
+    let missing: Vec<i64> = (0..n)
+        .filter(|v| !counts.contains_key(v))
+        .take(20)
+        .collect();
     let twice: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(20).collect();
-    assert!(missing.is_empty(), "{when}: readings lost, first {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "{when}: readings lost, first {missing:?}"
+    );
     assert!(twice.is_empty(), "{when}: readings stored twice: {twice:?}");
-    assert_eq!(values.len() as i64, n, "{when}: {} readings, expected {n}", values.len());
+    assert_eq!(
+        values.len() as i64,
+        n,
+        "{when}: {} readings, expected {n}",
+        values.len()
+    );
 }
 
 /// Records contributions until the full disk refuses one: every answer is a 201
@@ -270,7 +285,10 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
     let deadline = Instant::now() + Duration::from_secs(20);
     send(0, 1).await;
     while exported_values(&node.base, &token).await.is_empty() {
-        assert!(Instant::now() < deadline, "the node never received the first reading");
+        assert!(
+            Instant::now() < deadline,
+            "the node never received the first reading"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A first part while there is room, then the disk fills while the rest streams in.
@@ -286,6 +304,13 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let recorded = contributions_until_refused(&node.base, &token).await;
+    // Long enough for the node to give up holding the messages and leave the
+    // broker: space must then bring it back by itself.
+    tokio::time::sleep(ingest::sink::HOLD_MQTT + Duration::from_secs(2)).await;
+    assert_eq!(
+        metric(&node.base, "communalia_storage_write_failing").await,
+        Some(1.0)
+    );
     // The node stays up and says so.
     let live = get_json(&format!("{}/api/live", node.base)).await;
     assert!(live["site"].is_object(), "{live}");
@@ -295,12 +320,15 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
         .text()
         .await
         .expect("wall body");
-    assert!(wall.contains("storage-note"), "the wall says nothing of the disk");
+    assert!(
+        wall.contains("storage-note"),
+        "the wall says nothing of the disk"
+    );
 
     // Space comes back: ingest resumes by itself, every reading once.
     std::fs::remove_file(&filler).expect("free the space");
     let (values, took) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
-    println!("space freed: all 1500 readings stored after {took:?}");
+    println!("space freed: all 1500 readings stored {took:?} later");
     assert!(
         took < Duration::from_secs(30),
         "ingest did not resume within 30 s of space returning ({} of 1500)",
@@ -310,7 +338,11 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
     let (_, _) = wait_for(&node.base, &token, 1600, Duration::from_secs(20)).await;
     // Time for a stray redelivery to double something.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_exactly_once(&exported_values(&node.base, &token).await, 1600, "after the fault");
+    assert_exactly_once(
+        &exported_values(&node.base, &token).await,
+        1600,
+        "after the fault",
+    );
 
     // Nothing half-written in the journal: it verifies, and holds the
     // contributions that were answered 201, and no other.
@@ -400,13 +432,21 @@ fn a_write_that_fails_on_a_full_disk_leaves_the_log_replayable() {
     std::fs::remove_file(&filler).expect("free the space");
     // The same readings again, and more, once there is room.
     for _ in 0..3 {
-        wal.append(&batch(written), &[]).expect("append after space returned");
+        wal.append(&batch(written), &[])
+            .expect("append after space returned");
         written += 100;
     }
     drop(wal);
     let (_, replayed) = Wal::open(&dir).expect("reopen the log");
-    assert!(replayed.damaged.is_empty(), "damage: {:?}", replayed.damaged);
-    assert_eq!(replayed.truncated_bytes, 0, "a torn record was left in the log");
+    assert!(
+        replayed.damaged.is_empty(),
+        "damage: {:?}",
+        replayed.damaged
+    );
+    assert_eq!(
+        replayed.truncated_bytes, 0,
+        "a torn record was left in the log"
+    );
     let values: Vec<i64> = replayed.readings().map(|r| r.value as i64).collect();
     assert_eq!(values, (0..written).collect::<Vec<_>>());
 }
@@ -499,7 +539,10 @@ async fn a_full_then_read_only_disk_holds_ingest_and_resumes_exactly_once() {
     send(300, 600).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !metrics.storage().write_failing {
-        assert!(Instant::now() < deadline, "the log never failed on a full disk");
+        assert!(
+            Instant::now() < deadline,
+            "the log never failed on a full disk"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The log let go of its file after the failure: the kernel may remount.
@@ -513,12 +556,18 @@ async fn a_full_then_read_only_disk_holds_ingest_and_resumes_exactly_once() {
     }
     send(600, 900).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(metrics.storage().write_failing, "writes on a read-only disk");
+    assert!(
+        metrics.storage().write_failing,
+        "writes on a read-only disk"
+    );
     assert!(tmpfs.remount(false), "remount read-write");
     std::fs::remove_file(&filler).expect("free the space");
     let freed = Instant::now();
     let rows = wait_rows(900, Duration::from_secs(30)).await;
-    println!("read-only, then writable and freed: 900 readings after {:?}", freed.elapsed());
+    println!(
+        "read-only, then writable and freed: 900 readings after {:?}",
+        freed.elapsed()
+    );
     assert!(rows >= 900, "ingest did not resume: {rows} of 900 readings");
     assert!(!metrics.storage().write_failing);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -33,50 +33,6 @@ pub enum AppError {
     Internal(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sqlite(code: i32) -> ledger::Error {
-        ledger::Error::Sqlite(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(code),
-            None,
-        ))
-    }
-
-    async fn answer(error: ledger::Error) -> (StatusCode, serde_json::Value) {
-        let response = AppError::from(error).into_response();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or_default())
-    }
-
-    /// SQLite's codes for a full disk, a read-only and a failing one answer 507 and
-    /// 503 in words, never the anonymous 500.
-    #[tokio::test]
-    async fn storage_faults_answer_in_words_not_500() {
-        let (status, body) = answer(sqlite(rusqlite::ffi::SQLITE_FULL)).await;
-        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
-        let error = body["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains("le disque du nœud est plein : rien n'a été enregistré")
-                || error.contains("Le disque du nœud est plein : rien n'a été enregistré"),
-            "{body}"
-        );
-        assert!(error.contains("disk is full"), "{body}");
-        let (status, body) = answer(sqlite(rusqlite::ffi::SQLITE_READONLY)).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["storage"], "read_only", "{body}");
-        let (status, _) = answer(sqlite(rusqlite::ffi::SQLITE_IOERR)).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        // Anything else is still the journal failing.
-        let (status, _) = answer(sqlite(rusqlite::ffi::SQLITE_CORRUPT)).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    }
-}
-
 impl From<ledger::Error> for AppError {
     /// A refusal answers the request with what to correct (4xx); anything else is
     /// the journal failing (500, cause logged).
@@ -195,4 +151,48 @@ fn internal() -> Response {
          Internal error: the request could not be completed.\n",
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> ledger::Error {
+        ledger::Error::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    async fn answer(error: ledger::Error) -> (StatusCode, serde_json::Value) {
+        let response = AppError::from(error).into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// SQLite's codes for a full disk, a read-only and a failing one answer 507 and
+    /// 503 in words, never the anonymous 500.
+    #[tokio::test]
+    async fn storage_faults_answer_in_words_not_500() {
+        let (status, body) = answer(sqlite(rusqlite::ffi::SQLITE_FULL)).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("le disque du nœud est plein : rien n'a été enregistré")
+                || error.contains("Le disque du nœud est plein : rien n'a été enregistré"),
+            "{body}"
+        );
+        assert!(error.contains("disk is full"), "{body}");
+        let (status, body) = answer(sqlite(rusqlite::ffi::SQLITE_READONLY)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["storage"], "read_only", "{body}");
+        let (status, _) = answer(sqlite(rusqlite::ffi::SQLITE_IOERR)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        // Anything else is still the journal failing.
+        let (status, _) = answer(sqlite(rusqlite::ffi::SQLITE_CORRUPT)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
