@@ -23,7 +23,10 @@ pub(crate) fn format_bytes(bytes: u64, lang: Lang) -> String {
         } else {
             format!("{n:.0}")
         };
-        (format!("{} {fr}", shown.replace('.', ",")), format!("{shown} {en}"))
+        (
+            format!("{} {fr}", shown.replace('.', ",")),
+            format!("{shown} {en}"),
+        )
     })
     .unwrap_or_else(|| (format!("{bytes} o"), format!("{bytes} B")));
     match lang {
@@ -66,14 +69,18 @@ mod tests {
 
     #[test]
     fn a_disk_low_on_space_is_said_in_both_languages() {
-        assert_eq!(storage_notice(&status(Some(5_000_000_000), false), Lang::Fr), None);
+        assert_eq!(
+            storage_notice(&status(Some(5_000_000_000), false), Lang::Fr),
+            None
+        );
         assert_eq!(storage_notice(&status(None, false), Lang::En), None);
         let fr = storage_notice(&status(Some(150_000_000), false), Lang::Fr).expect("low");
         assert!(fr.contains("150 Mo") && fr.contains("200 Mo"), "{fr}");
         let en = storage_notice(&status(Some(1_500_000), false), Lang::En).expect("low");
         assert!(en.contains("1.5 MB") && en.contains("200 MB"), "{en}");
         assert_ne!(fr, en);
-        let failing = storage_notice(&status(Some(5_000_000_000), true), Lang::Fr).expect("failing");
+        let failing =
+            storage_notice(&status(Some(5_000_000_000), true), Lang::Fr).expect("failing");
         assert!(failing.contains("disque"), "{failing}");
     }
 }

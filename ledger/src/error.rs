@@ -84,9 +84,9 @@ impl Error {
             Error::Sqlite(e) | Error::Open { source: e, .. } => StorageFault::of_sqlite(e),
             Error::CreateDir { source, .. } | Error::Export(source) => {
                 match source.raw_os_error() {
-                    Some(28) => Some(StorageFault::Full),   // ENOSPC
+                    Some(28) => Some(StorageFault::Full),     // ENOSPC
                     Some(30) => Some(StorageFault::ReadOnly), // EROFS
-                    Some(5) => Some(StorageFault::Failing), // EIO
+                    Some(5) => Some(StorageFault::Failing),   // EIO
                     _ => None,
                 }
             }
