@@ -139,6 +139,15 @@ impl Node {
             recovered: replayed.digests,
             history: Some(history.clone()),
         };
+        // Free space watched, and room made before the disk is full.
+        // It stops on `cancel`; not joined: it holds nothing to write out.
+        let _storage_monitor = ingest::storage::spawn_monitor(
+            c.storage.dir.clone(),
+            c.storage.min_free,
+            Some(history.clone()),
+            metrics.clone(),
+            cancel.clone(),
+        );
         let ingest = Ingest::start(
             workers,
             mqtt.clone(),

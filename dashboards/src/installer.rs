@@ -153,6 +153,8 @@ pub struct InstallerView<'a> {
     /// The member's roles: which pages the navigation offers.
     pub roles: &'a [ledger::Role],
     pub now: DateTime<Utc>,
+    /// The node's disk: a warning when it is low on space or failing.
+    pub storage: ingest::metrics::StorageStatus,
 }
 
 struct FigureLine {
@@ -249,6 +251,8 @@ struct InstallerTemplate<'a> {
     /// The probe's own words, under the problem.
     probe_detail: Option<String>,
     result: Option<ProbeResult>,
+    /// The node's disk is low or failing.
+    storage_warning: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -953,6 +957,7 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             probe_problem,
             probe_detail,
             result,
+            storage_warning: crate::storage::storage_notice(&view.storage, lang),
             layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
                 crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t),
             ),

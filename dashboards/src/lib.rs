@@ -26,6 +26,7 @@ mod ledger_page;
 mod nav;
 mod pages;
 mod region;
+mod storage;
 mod wall;
 
 pub use account::{
@@ -59,6 +60,7 @@ pub use ledger_page::{
 };
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
+pub use storage::storage_notice;
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 
 /// The site as the pages present it.

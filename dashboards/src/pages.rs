@@ -21,6 +21,8 @@ struct WallTemplate<'a> {
     ledger_link: bool,
     /// Shown to a signed-in installer: a link to the installer's page.
     installer_link: bool,
+    /// The node's disk is low or failing: said in a discreet line.
+    storage_notice: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -44,6 +46,8 @@ pub struct WallContext {
     pub week_hours: Option<ledger::Hours>,
     /// Today's production and consumption, when the node keeps a history.
     pub today: Option<TodayCurve>,
+    /// The node's disk: a discreet line when it is low on space or failing.
+    pub storage: ingest::metrics::StorageStatus,
 }
 
 /// The wall screen as a complete HTML document.
@@ -84,6 +88,7 @@ pub fn render_wall_with(
         assembly_link: context.assembly_link,
         ledger_link: context.ledger_link,
         installer_link: context.installer_link,
+        storage_notice: crate::storage::storage_notice(&context.storage, lang),
     };
     render(&page, "wall.html")
 }

@@ -135,6 +135,15 @@ pub struct StorageConfig {
     /// Days of one-minute rollups kept; none: all.
     #[serde(default)]
     pub rollup_retention_days: Option<u32>,
+    /// Below this much free space on the storage directory's filesystem the node
+    /// warns (installer page, wall) and deletes the oldest raw days whose rollups
+    /// it keeps: `"200 MB"`, `"1 GB"`, or a number of bytes.
+    #[serde(default = "default_min_free", with = "crate::storage::size")]
+    pub min_free: u64,
+}
+
+fn default_min_free() -> u64 {
+    200_000_000
 }
 
 impl Default for StorageConfig {
@@ -144,6 +153,7 @@ impl Default for StorageConfig {
             flush_interval: default_flush_interval(),
             raw_retention_days: None,
             rollup_retention_days: None,
+            min_free: default_min_free(),
         }
     }
 }

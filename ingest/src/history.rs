@@ -232,18 +232,25 @@ pub fn writer_properties() -> WriterProperties {
     props.build()
 }
 
-/// Writes `batch` to `path` through a temporary file, durably.
+/// Writes `batch` to `path` through a temporary file, durably. A write that fails
+/// (disk full) removes its temporary file, so that it does not hold the space.
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_at(dir))?;
     let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(io_at(&tmp))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
-        .map_err(pq_at(&tmp))?;
-    writer.write(batch).map_err(pq_at(&tmp))?;
-    let file = writer.into_inner().map_err(pq_at(&tmp))?;
-    file.sync_all().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_at(path))?;
+    let written = (|| {
+        let file = File::create(&tmp).map_err(io_at(&tmp))?;
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
+            .map_err(pq_at(&tmp))?;
+        writer.write(batch).map_err(pq_at(&tmp))?;
+        let file = writer.into_inner().map_err(pq_at(&tmp))?;
+        file.sync_all().map_err(io_at(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_at(path))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_dir(dir)
 }
 
@@ -466,13 +473,24 @@ impl History {
             let all = arrow::compute::concat_batches(&schema, &batches)?;
             report.rows = all.num_rows();
             let mut written: Vec<(NaiveDate, PathBuf)> = Vec::new();
+            // A flush writes all its files and its checkpoint, or none: files left
+            // behind by a flush that failed half-way (disk full) would hold readings
+            // that the next flush writes again, and that the log replays at start.
+            let undo = |written: &[(NaiveDate, PathBuf)]| {
+                for (_, path) in written {
+                    let _ = fs::remove_file(path);
+                }
+            };
             for (day, rows) in by_day(&all)? {
                 let path = self
                     .root
                     .join(RAW_DIR)
                     .join(format!("date={day}"))
                     .join(unique_name("part"));
-                write_parquet(&path, &sorted(&rows)?)?;
+                if let Err(e) = sorted(&rows).and_then(|rows| write_parquet(&path, &rows)) {
+                    undo(&written);
+                    return Err(e);
+                }
                 written.push((day, path));
             }
             // The files are durable: say so before the log is cut.
@@ -480,11 +498,16 @@ impl History {
                 let next = upto + 1;
                 let path = self.root.join(RAW_DIR).join(CHECKPOINT_FILE);
                 let tmp = path.with_extension("tmp");
-                fs::write(&tmp, format!("{next}\n"))
+                let saved = fs::write(&tmp, format!("{next}\n"))
                     .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()))
                     .and_then(|()| fs::rename(&tmp, &path))
-                    .map_err(io_at(&path))?;
-                sync_dir(&self.root.join(RAW_DIR))?;
+                    .map_err(io_at(&path))
+                    .and_then(|()| sync_dir(&self.root.join(RAW_DIR)));
+                if let Err(e) = saved {
+                    let _ = fs::remove_file(&tmp);
+                    undo(&written);
+                    return Err(e);
+                }
                 *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = next;
             }
             {
@@ -584,6 +607,47 @@ impl History {
             state.doomed.extend(files.into_iter().map(|f| (now, f)));
         }
         Ok(deleted)
+    }
+
+    /// Makes room when the disk runs low: deletes the oldest days of raw readings
+    /// that have their one-minute rollups (days that are over and compacted), one
+    /// day at a time, until `enough` says there is room. Rollups and today's
+    /// readings are kept; so is everything outside the history. Returns the days
+    /// deleted.
+    pub fn make_room(&self, enough: impl Fn() -> io::Result<bool>) -> Vec<NaiveDate> {
+        let mut deleted = Vec::new();
+        loop {
+            if enough().unwrap_or(false) {
+                break;
+            }
+            // Files the grace period still keeps go first.
+            self.delete_doomed(true);
+            let files = {
+                let mut state = self.write();
+                let day = state
+                    .snapshot
+                    .raw
+                    .keys()
+                    .copied()
+                    .find(|d| state.snapshot.rollups.contains_key(d));
+                let Some(day) = day else { break };
+                deleted.push(day);
+                state.snapshot.raw.remove(&day).unwrap_or_default()
+            };
+            for path in files {
+                if let Err(e) = fs::remove_file(&path)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "could not delete an old history file");
+                }
+                if let Some(dir) = path.parent()
+                    && fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+                {
+                    let _ = fs::remove_dir(dir);
+                }
+            }
+        }
+        deleted
     }
 
     /// Deletes the files no query can still be reading (all of them when `all`).

@@ -20,6 +20,7 @@ pub mod plausible;
 pub mod probe;
 pub mod reading;
 pub mod sink;
+pub mod storage;
 pub mod store;
 pub mod wal;
 
@@ -366,7 +367,14 @@ impl Ingest {
             wal: durability.wal,
             history: history_tx,
         };
-        let (tx, sink) = sink::spawn_sink(targets, cancel.clone());
+        // The MQTT worker leaves the broker while the log cannot be written.
+        let (online_tx, online_rx) = tokio::sync::watch::channel(true);
+        let (tx, sink) = sink::spawn_sink(
+            targets,
+            RecentDigests::new(durability.recovered),
+            Some(online_tx),
+            cancel.clone(),
+        );
         let mut handles = Vec::new();
         handles.extend(modbus::spawn_modbus_links(
             workers.modbus,
@@ -382,7 +390,7 @@ impl Ingest {
                 workers.mqtt,
                 tx.clone(),
                 metrics.clone(),
-                RecentDigests::new(durability.recovered),
+                online_rx,
                 cancel.clone(),
             ));
         }

@@ -204,6 +204,39 @@ impl EvaluationTrigger {
 }
 
 #[derive(Debug, Default)]
+struct StorageHealth {
+    fault: std::sync::atomic::AtomicBool,
+    held: AtomicU64,
+    dropped: AtomicU64,
+    measured: std::sync::atomic::AtomicBool,
+    free: AtomicU64,
+    min_free: AtomicU64,
+}
+
+/// The state of the storage directory, for the metrics, the installer's page and
+/// the wall.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// The write-ahead log cannot be written now: ingest is held.
+    pub write_failing: bool,
+    /// Readings of polled devices waiting in memory for the log.
+    pub readings_held: u64,
+    /// Readings dropped since start because that memory was full.
+    pub readings_dropped: u64,
+    /// Free bytes of the filesystem (`None` before the first measure).
+    pub free_bytes: Option<u64>,
+    /// Below this (`[storage] min_free`) the node warns and applies its retention.
+    pub min_free_bytes: u64,
+}
+
+impl StorageStatus {
+    /// Free space is below the configured threshold.
+    pub fn low(&self) -> bool {
+        self.free_bytes.is_some_and(|f| f < self.min_free_bytes)
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct IngestMetrics {
     readings_ingested: AtomicU64,
     /// Live evaluations, by [`EvaluationTrigger`] in the order of `ALL`.
@@ -211,6 +244,7 @@ pub struct IngestMetrics {
     mqtt_messages: AtomicU64,
     mqtt_duplicates: AtomicU64,
     wal_errors: AtomicU64,
+    storage: StorageHealth,
     payloads_rejected: Mutex<BTreeMap<(String, RejectReason), u64>>,
     modbus_transactions: Mutex<BTreeMap<String, u64>>,
     modbus_exceptions: Mutex<BTreeMap<String, u64>>,
@@ -259,6 +293,41 @@ impl IngestMetrics {
     }
     pub fn wal_errors(&self) -> u64 {
         self.wal_errors.load(Ordering::Relaxed)
+    }
+    /// The write-ahead log cannot be written (`true`) or can again (`false`).
+    pub fn set_storage_fault(&self, fault: bool) {
+        self.storage.fault.store(fault, Ordering::Relaxed);
+    }
+    /// Readings of polled devices held in memory while the log cannot be written.
+    pub fn set_readings_held(&self, n: u64) {
+        self.storage.held.store(n, Ordering::Relaxed);
+    }
+    /// Readings dropped because the memory buffer was full while the log could
+    /// not be written.
+    pub fn add_readings_dropped(&self, n: u64) {
+        self.storage.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Free bytes of the storage directory's filesystem, as last measured.
+    pub fn set_storage_free(&self, free_bytes: u64, min_free_bytes: u64) {
+        self.storage.free.store(free_bytes, Ordering::Relaxed);
+        self.storage
+            .min_free
+            .store(min_free_bytes, Ordering::Relaxed);
+        self.storage.measured.store(true, Ordering::Relaxed);
+    }
+    /// What the node knows of its storage now.
+    pub fn storage(&self) -> StorageStatus {
+        let s = &self.storage;
+        StorageStatus {
+            write_failing: s.fault.load(Ordering::Relaxed),
+            readings_held: s.held.load(Ordering::Relaxed),
+            readings_dropped: s.dropped.load(Ordering::Relaxed),
+            free_bytes: s
+                .measured
+                .load(Ordering::Relaxed)
+                .then(|| s.free.load(Ordering::Relaxed)),
+            min_free_bytes: s.min_free.load(Ordering::Relaxed),
+        }
     }
     /// Counts a payload (or a poll's readings) turned away; `device` is the device
     /// id, or `unknown` for a topic no device claims.

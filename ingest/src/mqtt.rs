@@ -123,7 +123,8 @@ impl RecentDigests {
         recent
     }
 
-    fn insert(&mut self, digest: u64) {
+    /// Remembers a message made durable.
+    pub fn insert(&mut self, digest: u64) {
         if self.set.insert(digest) {
             self.order.push_back(digest);
             if self.order.len() > RECENT_DIGESTS
@@ -134,19 +135,23 @@ impl RecentDigests {
         }
     }
 
-    fn contains(&self, digest: u64) -> bool {
+    /// Whether a message with this digest was made durable.
+    pub fn contains(&self, digest: u64) -> bool {
         self.set.contains(&digest)
     }
 }
 
 /// Starts the MQTT worker. Connection errors are logged and retried forever
-/// (with a pause); they never stop the node.
+/// (with a pause); they never stop the node. While `online` says `false` (the
+/// write-ahead log cannot be written), the worker leaves the broker, which keeps
+/// every unacknowledged message of the node's persistent session; it connects
+/// again when `online` turns `true`, and the broker sends those messages again.
 pub fn spawn_mqtt(
     opts: MqttClientOptions,
     devices: Vec<MqttDevice>,
     tx: ReadingsTx,
     metrics: Arc<IngestMetrics>,
-    mut recent: RecentDigests,
+    mut online: tokio::sync::watch::Receiver<bool>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     for d in &devices {
@@ -164,7 +169,6 @@ pub fn spawn_mqtt(
     if let (Some(u), Some(p)) = (&opts.username, &opts.password) {
         mqtt_options.set_credentials(u.clone(), p.clone());
     }
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options, 1024);
     let filters: Vec<String> = {
         let mut f: Vec<String> = routes.iter().map(|r| r.filter.clone()).collect();
         f.sort();
@@ -178,16 +182,20 @@ pub fn spawn_mqtt(
     // queue is full).
     let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(DECODE_QUEUE);
     // Acknowledgements come back from the sink once the readings are durable, and
-    // are sent from their own task: `ack` waits on the request channel, which the
-    // event loop drains.
+    // are sent from their own task (`ack` waits on the request channel, which the
+    // event loop drains) through the client of the current session. One of an
+    // earlier session that cannot be sent is harmless: the broker sends the message
+    // again and its digest, durable in the log, tells it apart.
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<rumqttc::Publish>();
-    let acker_client = client.clone();
+    let (session_tx, session_rx) = tokio::sync::watch::channel::<Option<AsyncClient>>(None);
     let acker = tokio::spawn(
         async move {
             while let Some(p) = ack_rx.recv().await {
-                if let Err(e) = acker_client.ack(&p).await {
+                let client = session_rx.borrow().clone();
+                if let Some(client) = client
+                    && let Err(e) = client.ack(&p).await
+                {
                     tracing::debug!(error = %e, "could not acknowledge a message");
-                    break;
                 }
             }
         }
@@ -198,15 +206,7 @@ pub fn spawn_mqtt(
         async move {
             let mut states: Vec<DeviceState> = devices.iter().map(DeviceState::new).collect();
             while let Some(p) = raw_rx.recv().await {
-                let accepted = accept(
-                    &routes,
-                    &devices,
-                    &mut states,
-                    &decoder_metrics,
-                    &mut recent,
-                    p,
-                    &ack_tx,
-                );
+                let accepted = accept(&routes, &devices, &mut states, &decoder_metrics, p, &ack_tx);
                 if tx.send(accepted).await.is_err() {
                     break; // the sink has stopped: the node is shutting down
                 }
@@ -216,65 +216,97 @@ pub fn spawn_mqtt(
     );
     tokio::spawn(
         async move {
-            loop {
-                let event = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    e = eventloop.poll() => e,
-                };
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(
-                            subscriptions = filters.len(),
-                            "connected to the MQTT broker"
-                        );
-                        // Subscribing from another task: the request channel is drained by
-                        // this very loop, so awaiting it here could stall.
-                        let client = client.clone();
-                        let filters = filters.clone();
-                        tokio::spawn(async move {
-                            let subs = filters
-                                .into_iter()
-                                .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
-                            if let Err(e) = client.subscribe_many(subs).await {
-                                tracing::warn!(error = %e, "could not subscribe");
+            'sessions: loop {
+                // Away from the broker while the log cannot be written.
+                while !*online.borrow_and_update() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break 'sessions,
+                        changed = online.changed() => {
+                            if changed.is_err() {
+                                break 'sessions;
                             }
-                        });
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        metrics.add_mqtt_message();
-                        if raw_tx.send(p).await.is_err() {
-                            break; // the decoder has stopped: the node is shutting down
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "MQTT connection lost, retrying in 1 s");
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
                     }
                 }
+                let (client, mut eventloop) = AsyncClient::new(mqtt_options.clone(), 1024);
+                session_tx.send_replace(Some(client.clone()));
+                loop {
+                    let event = tokio::select! {
+                        _ = cancel.cancelled() => break 'sessions,
+                        changed = online.changed() => {
+                            if changed.is_err() {
+                                break 'sessions;
+                            }
+                            if !*online.borrow_and_update() {
+                                tracing::warn!("leaving the MQTT broker until the write-ahead log can be written; it keeps the messages meanwhile");
+                                // Dropping the connection without a DISCONNECT: the
+                                // persistent session and its messages stay with the broker.
+                                session_tx.send_replace(None);
+                                break;
+                            }
+                            continue;
+                        }
+                        e = eventloop.poll() => e,
+                    };
+                    match event {
+                        Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                            tracing::info!(
+                                subscriptions = filters.len(),
+                                session_present = ack.session_present,
+                                "connected to the MQTT broker"
+                            );
+                            // Subscribing from another task: the request channel is drained by
+                            // this very loop, so awaiting it here could stall.
+                            let client = client.clone();
+                            let filters = filters.clone();
+                            tokio::spawn(async move {
+                                let subs = filters
+                                    .into_iter()
+                                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                                if let Err(e) = client.subscribe_many(subs).await {
+                                    tracing::warn!(error = %e, "could not subscribe");
+                                }
+                            });
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            metrics.add_mqtt_message();
+                            if raw_tx.send(p).await.is_err() {
+                                break 'sessions; // the decoder has stopped: the node is shutting down
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "MQTT connection lost, retrying in 1 s");
+                            tokio::select! {
+                                _ = cancel.cancelled() => break 'sessions,
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                }
+                drop(eventloop);
             }
             // What was received is decoded and made durable before the worker ends;
             // what is not acknowledged by then the broker keeps for the next start.
             drop(raw_tx);
             let _ = decoder.await;
             acker.abort();
-            let _ = client.try_disconnect();
+            if let Some(client) = session_tx.borrow().clone() {
+                let _ = client.try_disconnect();
+            }
         }
         .instrument(span),
     )
 }
 
-/// What one message gives the sink: its readings (none for a redelivery of one
-/// already accepted), its digest, and its acknowledgement for after the write.
+/// What one message gives the sink: its readings, its digest, whether the broker
+/// sent it again, and its acknowledgement for after the write. The sink, which
+/// knows what is durable, recognises a redelivery of a message already stored.
 fn accept(
     routes: &[Route],
     devices: &[MqttDevice],
     states: &mut [DeviceState],
     metrics: &IngestMetrics,
-    recent: &mut RecentDigests,
     p: rumqttc::Publish,
     ack_tx: &tokio::sync::mpsc::UnboundedSender<rumqttc::Publish>,
 ) -> Accepted {
@@ -283,19 +315,10 @@ fn accept(
         publish: p.clone(),
         to: ack_tx.clone(),
     });
-    if p.dup && recent.contains(digest) {
-        metrics.add_mqtt_duplicate();
-        tracing::debug!(topic = %p.topic, "redelivered message already accepted");
-        return Accepted {
-            readings: vec![],
-            digest: None,
-            ack,
-        };
-    }
-    recent.insert(digest);
     Accepted {
         readings: route(routes, devices, states, metrics, &p.topic, &p.payload),
         digest: Some(digest),
+        dup: p.dup,
         ack,
     }
 }

@@ -90,7 +90,10 @@ impl Replayed {
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
-    file: File,
+    /// `None` after a failed write: the log lets go of its file, so that a
+    /// filesystem the kernel or the operator wants to remount is not held busy, and
+    /// opens it again (cut back to `len`) at the next append.
+    file: Option<File>,
     path: PathBuf,
     len: u64,
     next_record: u64,
@@ -370,7 +373,7 @@ impl Wal {
         Ok((
             Wal {
                 dir: dir.to_path_buf(),
-                file,
+                file: Some(file),
                 path,
                 len,
                 next_record,
@@ -382,35 +385,113 @@ impl Wal {
     }
 
     /// Appends one record and makes it durable; returns its number.
+    ///
+    /// A write that fails (disk full, read-only or failing filesystem) leaves nothing
+    /// behind: what part of the record reached the file is cut off again, so that
+    /// the next record follows the last intact one (a torn record in the middle of a
+    /// segment would hide every record after it at replay). The record number is not
+    /// used up, and the same readings can be appended again later.
     pub fn append(&mut self, readings: &[Reading], digests: &[u64]) -> Result<u64> {
+        let bytes = encode(self.next_record, readings, digests);
+        match self.try_append(&bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                let record = self.next_record;
+                self.next_record += 1;
+                Ok(record)
+            }
+            Err(e) => {
+                self.let_go();
+                Err(e)
+            }
+        }
+    }
+
+    fn try_append(&mut self, bytes: &[u8]) -> Result<()> {
         if self.len >= self.segment_bytes {
             self.rotate()?;
         }
-        let record = self.next_record;
-        let bytes = encode(record, readings, digests);
-        self.file.write_all(&bytes).map_err(io_at(&self.path))?;
-        self.file.sync_data().map_err(io_at(&self.path))?;
-        self.len += bytes.len() as u64;
-        self.next_record += 1;
-        Ok(record)
+        let path = self.path.clone();
+        let file = self.reopen()?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(io_at(&path))
+    }
+
+    /// The open segment, opened again and cut back to its last intact record after
+    /// a failed write.
+    fn reopen(&mut self) -> Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(io_at(&self.path))?;
+            let on_disk = file.metadata().map_err(io_at(&self.path))?.len();
+            if on_disk != self.len {
+                file.set_len(self.len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_at(&self.path))?;
+            }
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(file) => Ok(file),
+            None => Err(io_at(&self.path)(io::Error::other("segment not open"))),
+        }
+    }
+
+    /// After a failed write: cuts off what part of it reached the file (best effort:
+    /// on a read-only filesystem that fails too, and [`Wal::reopen`] does it later)
+    /// and closes the file.
+    fn let_go(&mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = file.set_len(self.len).and_then(|()| file.sync_data());
+        }
     }
 
     fn rotate(&mut self) -> Result<()> {
         let path = self.dir.join(segment_name(self.next_record));
-        let mut file = OpenOptions::new()
+        let created = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
-            .map_err(io_at(&path))?;
-        file.write_all(MAGIC)
-            .and_then(|()| file.sync_data())
-            .map_err(io_at(&path))?;
-        sync_dir(&self.dir)?;
+            .and_then(|mut file| {
+                file.write_all(MAGIC)?;
+                file.sync_data()?;
+                Ok(file)
+            })
+            .map_err(io_at(&path))
+            .and_then(|file| sync_dir(&self.dir).map(|()| file));
+        let file = match created {
+            Ok(file) => file,
+            Err(e) => {
+                // No half-made segment is left to be taken for one at replay.
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         self.segments.push((self.next_record, path.clone()));
-        self.file = file;
+        self.file = Some(file);
         self.path = path;
         self.len = MAGIC.len() as u64;
         Ok(())
+    }
+
+    /// Whether the log can be written again after a failure: there is room on its
+    /// filesystem for more than a few records, and an empty record goes through.
+    /// (A few bytes may still fit in the last page of a full disk: the room check
+    /// keeps the node from coming back only to fail at the next real write.)
+    pub fn probe(&mut self) -> Result<()> {
+        const ROOM_BYTES: u64 = 64 * 1024;
+        let free = rustix::fs::statvfs(&self.dir)
+            .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+            .map_err(|e| io_at(&self.dir)(io::Error::from(e)))?;
+        if free < ROOM_BYTES {
+            return Err(io_at(&self.dir)(io::Error::from(
+                io::ErrorKind::StorageFull,
+            )));
+        }
+        self.append(&[], &[]).map(|_| ())
     }
 
     /// The number the next record will get.

@@ -52,7 +52,49 @@ pub enum Error {
     },
 }
 
+/// The storage under the database at fault: what a write could not do because of
+/// the disk, not of the request. SQLite rolls the transaction back: nothing of the
+/// write is in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// The disk is full (`SQLITE_FULL`).
+    Full,
+    /// The filesystem or the database file is read-only (`SQLITE_READONLY`).
+    ReadOnly,
+    /// The disk fails to read or write (`SQLITE_IOERR`, `SQLITE_CANTOPEN`).
+    Failing,
+}
+
+impl StorageFault {
+    /// The fault, if `error` is one of the storage underneath.
+    pub fn of_sqlite(error: &rusqlite::Error) -> Option<StorageFault> {
+        use rusqlite::ffi::ErrorCode;
+        match error.sqlite_error_code()? {
+            ErrorCode::DiskFull => Some(StorageFault::Full),
+            ErrorCode::ReadOnly => Some(StorageFault::ReadOnly),
+            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => Some(StorageFault::Failing),
+            _ => None,
+        }
+    }
+}
+
 impl Error {
+    /// The storage fault behind this failure, if the disk is what failed.
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        match self {
+            Error::Sqlite(e) | Error::Open { source: e, .. } => StorageFault::of_sqlite(e),
+            Error::CreateDir { source, .. } | Error::Export(source) => {
+                match source.raw_os_error() {
+                    Some(28) => Some(StorageFault::Full),     // ENOSPC
+                    Some(30) => Some(StorageFault::ReadOnly), // EROFS
+                    Some(5) => Some(StorageFault::Failing),   // EIO
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The refusal, if the ledger declined what it was asked rather than failed.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {

@@ -159,7 +159,7 @@ pub use contributions::{
     Verdict,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
-pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result};
+pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result, StorageFault};
 pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
 pub use journal::Journal;
 pub use journal::chain::BadEntry;

@@ -75,7 +75,7 @@ fn own_mosquitto() -> Option<Mosquitto> {
 }
 
 /// A publisher on `host:port` whose event loop runs in the background.
-async fn publisher(host: &str, port: u16, id: &str) -> AsyncClient {
+pub(crate) async fn publisher(host: &str, port: u16, id: &str) -> AsyncClient {
     let mut opts = MqttOptions::new(id, host, port);
     opts.set_inflight(50);
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
@@ -92,7 +92,7 @@ async fn publisher(host: &str, port: u16, id: &str) -> AsyncClient {
 }
 
 /// The `value` column of the CSV export of the meter's power, as integers.
-async fn exported_values(base: &str, token: &str) -> Vec<i64> {
+pub(crate) async fn exported_values(base: &str, token: &str) -> Vec<i64> {
     let body = reqwest::Client::new()
         .get(format!(
             "{base}/api/export?device=meter&metric=power_w&format=csv"

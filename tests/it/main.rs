@@ -16,4 +16,5 @@ mod live;
 mod peers;
 mod privacy;
 mod probe;
+mod storage;
 mod trust;

@@ -171,6 +171,7 @@ fn render(
         member: &member.member.name,
         roles: &member.member.roles,
         now,
+        storage: state.metrics.storage(),
     };
     let html = dashboards::render_installer(&view, lang.lang, &state.site)?;
     let mut response = (status, Html(html)).into_response();

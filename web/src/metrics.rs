@@ -162,6 +162,44 @@ pub fn render_metrics(
         "Power the active plan makes available to services but that none is using, in watts.",
         [(None, snapshot.site.headroom_w)],
     );
+    let storage = ingest.storage();
+    if let Some(free) = storage.free_bytes {
+        family(
+            &mut out,
+            "communalia_storage_free_bytes",
+            "gauge",
+            "Free bytes on the filesystem of the storage directory ([storage] dir).",
+            [(None, free as f64)],
+        );
+    }
+    family(
+        &mut out,
+        "communalia_storage_min_free_bytes",
+        "gauge",
+        "Below this free space ([storage] min_free) the node warns and deletes its oldest raw readings.",
+        [(None, storage.min_free_bytes as f64)],
+    );
+    family(
+        &mut out,
+        "communalia_storage_write_failing",
+        "gauge",
+        "1 while the write-ahead log cannot be written (disk full, read-only, failing) and ingest is held.",
+        [(None, if storage.write_failing { 1.0 } else { 0.0 })],
+    );
+    family(
+        &mut out,
+        "communalia_wal_errors_total",
+        "counter",
+        "Writes to the write-ahead log that failed since the node started.",
+        [(None, ingest.wal_errors() as f64)],
+    );
+    family(
+        &mut out,
+        "communalia_storage_readings_dropped_total",
+        "counter",
+        "Readings of polled devices dropped because the memory buffer filled while the write-ahead log could not be written.",
+        [(None, storage.readings_dropped as f64)],
+    );
     out
 }
 

@@ -30,6 +30,7 @@ pub(crate) async fn wall(
             .is_some_and(|m| m.has(ledger::Role::Installer)),
         week_hours: tally.map(|t| t.hours),
         today: crate::history_page::today_curve(&state).await,
+        storage: state.metrics.storage(),
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
     let mut response = Html(html).into_response();
