@@ -23,6 +23,7 @@ mod metrics;
 mod pages;
 mod panel_browser;
 mod phone_browser;
+mod plan_browser;
 mod plan_page;
 mod planning_api;
 mod plans;
