@@ -503,3 +503,46 @@ async fn a_member_who_is_not_a_resident_reads_the_board_without_forms() {
     .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn the_wall_names_the_open_collective_needs_in_its_footer() {
+    let (state, _tx) = with_residents();
+    let wall = |state: &web::AppState, lang: &'static str| {
+        let state = state.clone();
+        async move {
+            let reply = send(state, get(&format!("/?lang={lang}"), &[])).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let html = unescaped(&reply.body);
+            let at = html
+                .find("<footer class=\"foot\">")
+                .unwrap_or_else(|| panic!("no footer in {html}"));
+            let rest = &html[at..];
+            rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
+        }
+    };
+    // A member's own need is not the community's: the footer says nothing of it.
+    post(&state, "rita", &need("bike-repair", 2.0, "Deux crevaisons"));
+    let foot = wall(&state, "fr").await;
+    assert!(!foot.contains("collective-needs"), "{foot}");
+    assert!(!foot.contains("crevaisons"), "{foot}");
+
+    let collective = ledger::NewIntent {
+        collective: true,
+        ..need("care", 3.0, "Garde d'enfants pendant l'assemblée du 12")
+    };
+    post(&state, "aline", &collective);
+    let foot = wall(&state, "fr").await;
+    assert!(foot.contains("data-field=\"collective-needs\""), "{foot}");
+    assert!(
+        foot.contains("Garde d'enfants pendant l'assemblée du 12 (3 h)"),
+        "{foot}"
+    );
+    // Who posted it is not on the public screen.
+    assert!(!foot.contains("aline"), "{foot}");
+    let en = wall(&state, "en").await;
+    let line = Catalog::for_lang(Lang::En).tf(
+        "wall.collective_needs",
+        &[("needs", "Garde d'enfants pendant l'assemblée du 12 (3 h)")],
+    );
+    assert!(en.contains(&line), "{line} not in {en}");
+}
