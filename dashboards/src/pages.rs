@@ -51,11 +51,11 @@ pub struct WallContext {
 }
 
 /// Most collective needs the wall's footer line names; the rest are counted.
-pub const WALL_NEEDS_SHOWN: usize = 3;
+pub(crate) const WALL_NEEDS_SHOWN: usize = 3;
 
 /// The footer's line of open collective needs: "Besoins de la communauté : Garde
 /// d'enfants (2 h) · …", or nothing when there is none.
-pub fn collective_needs_line(needs: &[ledger::Intent], lang: Lang) -> Option<String> {
+pub(crate) fn collective_needs_line(needs: &[ledger::Intent], lang: Lang) -> Option<String> {
     if needs.is_empty() {
         return None;
     }
