@@ -83,6 +83,8 @@ pub enum FormField {
     To,
     Amount,
     Memo,
+    /// The commitment a contribution fulfils.
+    Commitment,
     AttestationsNeeded,
     Rate(Category),
     DemurrageRate,
@@ -237,6 +239,7 @@ pub(crate) fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, lang
         FormField::To => "ledger.to",
         FormField::Amount => "ledger.amount",
         FormField::Memo => "ledger.memo",
+        FormField::Commitment => "ledger.fulfils",
         FormField::AttestationsNeeded => "ledger.attestations_needed",
         FormField::DemurrageRate => "ledger.demurrage_rate",
         FormField::DemurragePeriod => "ledger.demurrage_period",

@@ -33,6 +33,8 @@ pub struct ContributionForm {
     pub hours: String,
     pub date: String,
     pub description: String,
+    /// The id of the commitment this contribution fulfils; empty: none.
+    pub commitment: String,
 }
 
 /// A transfer as the form holds it.
@@ -146,6 +148,9 @@ pub struct LedgerView<'a> {
     pub transfers: &'a [Transfer],
     /// Every member's name, for the transfer form.
     pub members: &'a [String],
+    /// The accepted commitments the signed-in member provides, which a
+    /// contribution may name as the one it fulfils.
+    pub commitments: &'a [ledger::Commitment],
     pub forms: &'a LedgerForms,
     pub problems: &'a [FormProblem],
     pub problems_for: Option<FormTarget>,
@@ -234,6 +239,7 @@ struct LedgerTemplate<'a> {
     parameters_text: Vec<String>,
     contribution_form: &'a ContributionForm,
     categories: Vec<Choice>,
+    commitments: Vec<Choice>,
     contribution_problems: Vec<String>,
     transfer_form: &'a TransferForm,
     recipients: Vec<Choice>,
@@ -570,6 +576,26 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
                 value: c.as_str().to_string(),
                 label: category_name(c, lang).to_string(),
                 selected: view.forms.contribution.category == c.as_str(),
+            })
+            .collect(),
+        commitments: view
+            .commitments
+            .iter()
+            .map(|c| Choice {
+                value: c.id.to_string(),
+                label: t.tf(
+                    "ledger.commitment_choice",
+                    &[
+                        ("id", &c.id.to_string()),
+                        ("receiver", &c.receiver),
+                        (
+                            "quantity",
+                            &crate::plan_page::quantity_with_unit(c.quantity, c.unit, lang),
+                        ),
+                        ("class", &c.class),
+                    ],
+                ),
+                selected: view.forms.contribution.commitment == c.id.to_string(),
             })
             .collect(),
         contribution_problems: problems_of(FormTarget::Contribution),

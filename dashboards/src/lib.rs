@@ -25,6 +25,7 @@ mod layout;
 mod ledger_page;
 mod nav;
 mod pages;
+pub(crate) mod plan_page;
 mod region;
 mod storage;
 mod wall;
@@ -59,6 +60,10 @@ pub use ledger_page::{
     ParametersForm, TransferForm, render_ledger,
 };
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
+pub use plan_page::{
+    BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,
+    PlanView, board_problem_text, quantity_text, quantity_with_unit, render_plan,
+};
 pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
 pub use storage::storage_notice;
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};

@@ -27,10 +27,11 @@ pub(crate) fn member_nav(
     csrf: &str,
     t: &Catalog,
 ) -> MemberNav {
-    let pages: [(&'static str, &str, bool); 5] = [
+    let pages: [(&'static str, &str, bool); 6] = [
         ("/", "assembly.nav_wall", true),
         ("/history", "history.title", true),
         ("/ledger", "ledger.title", true),
+        ("/plan", "plan.title", true),
         (
             "/assembly",
             "assembly.title",
@@ -67,7 +68,7 @@ mod tests {
         let t = Catalog::for_lang(Lang::En);
         let hrefs = |nav: &MemberNav| nav.links.iter().map(|l| l.href).collect::<Vec<_>>();
         let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
-        assert_eq!(hrefs(&resident), ["/", "/history", "/ledger"]);
+        assert_eq!(hrefs(&resident), ["/", "/history", "/ledger", "/plan"]);
         let both = member_nav(
             "/assembly",
             &[Role::Assembly, Role::Installer],
@@ -77,10 +78,17 @@ mod tests {
         );
         assert_eq!(
             hrefs(&both),
-            ["/", "/history", "/ledger", "/assembly", "/installer"]
+            [
+                "/",
+                "/history",
+                "/ledger",
+                "/plan",
+                "/assembly",
+                "/installer"
+            ]
         );
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
-        assert_eq!(current, [false, false, false, true, false]);
+        assert_eq!(current, [false, false, false, false, true, false]);
         assert_eq!(
             both.signed_in,
             t.tf("assembly.signed_in_as", &[("name", "al")])

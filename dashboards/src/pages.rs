@@ -23,6 +23,7 @@ struct WallTemplate<'a> {
     installer_link: bool,
     /// The node's disk is low or failing: said in a discreet line.
     storage_notice: Option<String>,
+    collective_needs: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -48,6 +49,45 @@ pub struct WallContext {
     pub today: Option<TodayCurve>,
     /// The node's disk: a discreet line when it is low on space or failing.
     pub storage: ingest::metrics::StorageStatus,
+    /// The open collective needs (the assembly's, on the planning board), newest
+    /// first: shown in one line in the footer, without who posted them.
+    pub collective_needs: Vec<ledger::Intent>,
+}
+
+/// Most collective needs the wall's footer line names; the rest are counted.
+pub(crate) const WALL_NEEDS_SHOWN: usize = 3;
+
+/// The footer's line of open collective needs: "Besoins de la communauté : Garde
+/// d'enfants (2 h) · …", or nothing when there is none.
+pub(crate) fn collective_needs_line(needs: &[ledger::Intent], lang: Lang) -> Option<String> {
+    if needs.is_empty() {
+        return None;
+    }
+    let t = Catalog::for_lang(lang);
+    let mut items: Vec<String> = needs
+        .iter()
+        .take(WALL_NEEDS_SHOWN)
+        .map(|i| {
+            t.tf(
+                "wall.need_item",
+                &[
+                    (
+                        "description",
+                        i.description.lines().next().unwrap_or_default(),
+                    ),
+                    (
+                        "remaining",
+                        &crate::plan_page::quantity_with_unit(i.remaining, i.unit, lang),
+                    ),
+                ],
+            )
+        })
+        .collect();
+    let more = needs.len().saturating_sub(WALL_NEEDS_SHOWN);
+    if more > 0 {
+        items.push(t.count("wall.needs_more", more as u64));
+    }
+    Some(t.tf("wall.collective_needs", &[("needs", &items.join(" · "))]))
 }
 
 /// The wall screen as a complete HTML document.
@@ -89,6 +129,7 @@ pub fn render_wall_with(
         ledger_link: context.ledger_link,
         installer_link: context.installer_link,
         storage_notice: crate::storage::storage_notice(&context.storage, lang),
+        collective_needs: collective_needs_line(&context.collective_needs, lang),
     };
     render(&page, "wall.html")
 }

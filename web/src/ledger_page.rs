@@ -54,6 +54,8 @@ struct PageData {
     history: Vec<AdoptedParameters>,
     transfers: Vec<Transfer>,
     members: Vec<String>,
+    /// The accepted commitments the member provides, for the contribution form.
+    commitments: Vec<ledger::Commitment>,
 }
 
 async fn load(state: &AppState, member: &str) -> Result<PageData, AppError> {
@@ -81,6 +83,11 @@ async fn load(state: &AppState, member: &str) -> Result<PageData, AppError> {
             history,
             transfers: j.transfers_of(&member)?,
             members: j.members()?.into_iter().map(|m| m.name).collect(),
+            commitments: j
+                .commitments_of(&member)?
+                .into_iter()
+                .filter(|c| c.provider == member && c.state == ledger::CommitmentState::Accepted)
+                .collect(),
         })
     })
     .await??;
@@ -165,6 +172,7 @@ fn render(
         parameters_history: &data.history,
         transfers: &data.transfers,
         members: &data.members,
+        commitments: &data.commitments,
         forms,
         problems,
         problems_for,
@@ -277,7 +285,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
     })
 }
 
-/// `POST /ledger/contributions`: `category`, `hours`, `date`, `description`.
+/// `POST /ledger/contributions`: `category`, `hours`, `date`, `description`, and
+/// `commitment`, the id of the commitment it fulfils (empty: none).
 pub(crate) async fn record(
     State(state): State<AppState>,
     lang: PageLang,
@@ -292,6 +301,7 @@ pub(crate) async fn record(
             "hours" => form.hours = value,
             "date" => form.date = value,
             "description" => form.description = value,
+            "commitment" => form.commitment = value,
             _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
@@ -310,6 +320,19 @@ pub(crate) async fn record(
     };
     let hours = required_number(FormField::Hours, &form.hours, &mut problems);
     let date = form::date(FormField::Date, &form.date, &mut problems);
+    let commitment = match form.commitment.trim() {
+        "" => None,
+        raw => match raw.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(FormProblem::NotAWholeNumber {
+                    field: FormField::Commitment,
+                    value: raw.to_string(),
+                });
+                None
+            }
+        },
+    };
     // The ledger's own checks on what could be read, so that one round trip shows
     // every problem: a field that could not be read is stood in for by a value that
     // raises nothing.
@@ -327,8 +350,9 @@ pub(crate) async fn record(
     );
     if problems.is_empty() {
         let name = member.member.name.clone();
-        let result = with_journal(&state, "contribution", move |j| {
-            j.record_contribution(&name, &contribution, Utc::now())
+        let result = with_journal(&state, "contribution", move |j| match commitment {
+            Some(id) => j.record_contribution_fulfilling(&name, &contribution, id, Utc::now()),
+            None => j.record_contribution(&name, &contribution, Utc::now()),
         })
         .await?;
         match result {

@@ -31,6 +31,7 @@ mod ledger_page;
 mod login;
 mod metrics;
 mod pages;
+mod plan_page;
 mod planning_api;
 mod plans;
 mod routes;

@@ -31,6 +31,7 @@ pub(crate) async fn wall(
         week_hours: tally.map(|t| t.hours),
         today: crate::history_page::today_curve(&state).await,
         storage: state.metrics.storage(),
+        collective_needs: collective_needs(&state).await,
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
     let mut response = Html(html).into_response();
@@ -42,6 +43,33 @@ pub(crate) async fn wall(
         headers.insert(SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The open collective needs of the planning board, newest first; none (and an
+/// error logged) when the journal cannot be read, so that the wall still shows.
+async fn collective_needs(state: &AppState) -> Vec<ledger::Intent> {
+    let read = crate::ledger_api::with_journal(state, "collective needs", |j| {
+        j.intents(chrono::Utc::now())
+    })
+    .await;
+    match read {
+        Ok(Ok(intents)) => intents
+            .into_iter()
+            .filter(|i| {
+                i.collective
+                    && i.state == ledger::IntentState::Open
+                    && i.remaining > ledger::Quantity::ZERO
+            })
+            .collect(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the collective needs for the wall");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the collective needs for the wall");
+            Vec::new()
+        }
+    }
 }
 
 /// Anything else: a JSON error under `/api/`, a page in the reader's language elsewhere.

@@ -17,7 +17,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, planning_api, plans, security,
+    ledger_page, login, metrics, pages, plan_page, planning_api, plans, security,
 };
 
 /// One route as the table declares it.
@@ -260,6 +260,32 @@ fn table() -> Vec<Route> {
             "/ledger/parameters",
             Access::Role(Role::Assembly),
             ledger_page::adopt_parameters,
+        ),
+        // The planning board as a page, with its forms.
+        route(Method::GET, "/plan", AnyMember, plan_page::page),
+        route(
+            Method::POST,
+            "/plan/intents",
+            Access::Role(Role::Resident),
+            plan_page::post,
+        ),
+        route(
+            Method::POST,
+            "/plan/intents/{id}/commitments",
+            Access::Role(Role::Resident),
+            plan_page::commit,
+        ),
+        route(
+            Method::POST,
+            "/plan/commitments/{id}/accept",
+            Access::Role(Role::Resident),
+            plan_page::accept,
+        ),
+        route(
+            Method::POST,
+            "/plan/commitments/{id}/release",
+            Access::Role(Role::Resident),
+            plan_page::release,
         ),
         // The installer's page: devices' health, raw registers beside decoded
         // values, and the probe (which reads a device, and records nothing).

@@ -35,9 +35,9 @@ fn lacking(role: Role) -> &'static str {
 /// commitment (`contribution + 2`) that [`members_and_a_contribution`] records
 /// right after it.
 fn concrete(path: &str, contribution: i64) -> String {
-    let id = if path.starts_with("/api/intents/") {
+    let id = if path.starts_with("/api/intents/") || path.starts_with("/plan/intents/") {
         contribution + 1
-    } else if path.starts_with("/api/commitments/") {
+    } else if path.starts_with("/api/commitments/") || path.starts_with("/plan/commitments/") {
         contribution + 2
     } else {
         contribution

@@ -23,6 +23,8 @@ mod metrics;
 mod pages;
 mod panel_browser;
 mod phone_browser;
+mod plan_browser;
+mod plan_page;
 mod planning_api;
 mod plans;
 mod privacy;

@@ -1,0 +1,548 @@
+//! The planning board's page (`/plan`) as members use it with a browser (plain
+//! forms, no script): needs and offers filtered by class, matches, commitments
+//! accepted and released, refusals named beside their form, and the whole flow to
+//! an intent closed by a contribution recorded on `/ledger` that names its
+//! commitment.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::Utc;
+use dashboards::{BoardField, BoardProblem, Catalog, Lang, board_problem_text};
+
+use crate::support::{Browser, Reply, get, login, send, with_residents};
+
+async fn post_form(
+    state: &web::AppState,
+    browser: &Browser,
+    uri: &str,
+    fields: &[(&str, &str)],
+    lang: &str,
+) -> Reply {
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    body.append_pair("csrf", &browser.csrf);
+    for (k, v) in fields {
+        body.append_pair(k, v);
+    }
+    let request = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &browser.cookie)
+        .header("accept-language", lang)
+        .body(Body::from(body.finish()))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    send(state.clone(), request).await
+}
+
+async fn page_at(state: &web::AppState, browser: &Browser, uri: &str, lang: &str) -> String {
+    let page = send(
+        state.clone(),
+        get(
+            uri,
+            &[("cookie", &browser.cookie), ("accept-language", lang)],
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.header("cache-control"), "no-store");
+    unescaped(&page.body)
+}
+
+/// The id a redirect after a recorded form confirms (`/plan?posted=12`).
+fn confirmed(reply: &Reply, what: &str) -> i64 {
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let location = reply.header("location");
+    let prefix = format!("/plan?{what}=");
+    assert!(location.starts_with(&prefix), "{location}");
+    location[prefix.len()..]
+        .split('#')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {location}"))
+}
+
+fn unescaped(html: &str) -> String {
+    html.replace("&#39;", "'")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+/// The part of the page from the element with `id` to the next `</section>` or
+/// `</li>`, whichever `end` names.
+fn part<'a>(html: &'a str, id: &str, end: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[at..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+fn need(class: &str, quantity: f64, description: &str) -> ledger::NewIntent {
+    ledger::NewIntent {
+        direction: ledger::Direction::Need,
+        action: ledger::Action::Work,
+        class: class.into(),
+        quantity,
+        unit: ledger::Unit::Hours,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: description.into(),
+        visibility: ledger::Visibility::Node,
+        collective: false,
+    }
+}
+
+fn post(state: &web::AppState, member: &str, intent: &ledger::NewIntent) -> i64 {
+    state
+        .journal
+        .post_intent(member, intent, Utc::now())
+        .unwrap_or_else(|e| panic!("post: {e}"))
+        .seq
+}
+
+/// The catalog's text for `key` (not the key echoed back).
+fn t(lang: Lang, key: &'static str) -> &'static str {
+    let text = Catalog::for_lang(lang).t(key);
+    assert_ne!(text, key);
+    text
+}
+
+#[tokio::test]
+async fn the_board_lists_open_needs_and_offers_filters_by_class_and_shows_matches() {
+    let (state, _tx) = with_residents();
+    let bikes = post(&state, "rita", &need("bike-repair", 2.0, "Deux crevaisons"));
+    let offer = post(
+        &state,
+        "remi",
+        &ledger::NewIntent {
+            direction: ledger::Direction::Offer,
+            description: "Je répare les vélos le samedi".into(),
+            ..need("bike-repair", 3.0, "")
+        },
+    );
+    let veg = post(&state, "sara", &need("vegetables", 5.0, "Des courges"));
+
+    let rita = login(&state, "rita").await;
+    let html = page_at(&state, &rita, "/plan", "en").await;
+    for id in [bikes, offer, veg] {
+        assert!(
+            html.contains(&format!("id=\"intent-{id}\"")),
+            "{id}: {html}"
+        );
+    }
+    let needs = part(&html, "needs-title", "</section>");
+    assert!(needs.contains("Deux crevaisons") && needs.contains("Des courges"));
+    assert!(
+        !needs.contains("le samedi"),
+        "an offer among needs: {needs}"
+    );
+    let offers = part(&html, "offers-title", "</section>");
+    assert!(offers.contains("Je répare les vélos le samedi"), "{offers}");
+    // remi's offer meets rita's need: it is in her matches, with a link to it.
+    let matches = part(&html, "matches-title", "</section>");
+    assert!(
+        matches.contains(&format!("href=\"#intent-{offer}\"")),
+        "{matches}"
+    );
+    // rita may commit on others' intents, not on her own.
+    assert!(html.contains(&format!(
+        "action=\"/plan/intents/{offer}/commitments#intent-{offer}\""
+    )));
+    assert!(!html.contains(&format!("action=\"/plan/intents/{bikes}/commitments")));
+    // The navigation leads here.
+    assert!(
+        html.contains("<a href=\"/plan\" aria-current=\"page\">"),
+        "{html}"
+    );
+
+    let filtered = page_at(&state, &rita, "/plan?class=vegetables", "fr").await;
+    assert!(filtered.contains(&format!("id=\"intent-{veg}\"")));
+    assert!(!filtered.contains(&format!("id=\"intent-{bikes}\"")));
+    assert!(!filtered.contains(&format!("id=\"intent-{offer}\"")));
+    assert!(filtered.contains(t(Lang::Fr, "plan.open_needs")));
+    assert!(filtered.contains(t(Lang::Fr, "plan.no_offers")));
+    assert!(filtered.contains("<html lang=\"fr\""), "{filtered}");
+}
+
+#[tokio::test]
+async fn the_whole_flow_through_the_forms_closes_the_need() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &[
+            ("direction", "need"),
+            ("action", "work"),
+            ("class", "electrician"),
+            ("quantity", "1,5"),
+            ("unit", "hours"),
+            ("window_start", ""),
+            ("window_end", ""),
+            ("expires", ""),
+            ("description", "Réparer la prise du local vélo"),
+        ],
+        "fr",
+    )
+    .await;
+    let intent = confirmed(&reply, "posted");
+    let posted = state
+        .journal
+        .intent(intent, Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no intent {intent}"));
+    assert_eq!(posted.author, "rita");
+    assert_eq!(posted.quantity, ledger::Quantity::from_centi(150));
+    assert_eq!(posted.direction, ledger::Direction::Need);
+
+    let aline = login(&state, "aline").await;
+    let reply = post_form(
+        &state,
+        &aline,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", "1.5"), ("note", "Samedi matin")],
+        "fr",
+    )
+    .await;
+    let commitment = confirmed(&reply, "proposed");
+    // Only rita, the other side, is offered the button to accept it.
+    let alines = page_at(&state, &aline, "/plan", "en").await;
+    let item = part(&alines, &format!("commitment-{commitment}"), "</li>");
+    assert!(!item.contains("/accept"), "{item}");
+    assert!(item.contains("data-state=\"proposed\""), "{item}");
+    let ritas = page_at(&state, &rita, "/plan", "en").await;
+    let item = part(&ritas, &format!("commitment-{commitment}"), "</li>");
+    assert!(
+        item.contains(&format!("action=\"/plan/commitments/{commitment}/accept")),
+        "{item}"
+    );
+    let reply = post_form(
+        &state,
+        &rita,
+        &format!("/plan/commitments/{commitment}/accept"),
+        &[],
+        "en",
+    )
+    .await;
+    assert_eq!(confirmed(&reply, "accepted"), commitment);
+    let page = page_at(&state, &rita, &format!("/plan?accepted={commitment}"), "en").await;
+    assert!(page.contains("id=\"done\""), "{page}");
+    let item = part(&page, &format!("commitment-{commitment}"), "</li>");
+    assert!(item.contains("data-state=\"accepted\""), "{item}");
+
+    // aline's ledger page offers the commitment on the contribution form.
+    let ledger_page = page_at(&state, &aline, "/ledger", "fr").await;
+    let record = part(&ledger_page, "record", "</section>");
+    assert!(
+        record.contains(&format!("<option value=\"{commitment}\"")),
+        "{record}"
+    );
+    let reply = post_form(
+        &state,
+        &aline,
+        "/ledger/contributions",
+        &[
+            ("category", "repair"),
+            ("hours", "1.5"),
+            (
+                "date",
+                &Utc::now().date_naive().format("%Y-%m-%d").to_string(),
+            ),
+            ("description", "Prise du local vélo remplacée"),
+            ("commitment", &commitment.to_string()),
+        ],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let contribution = state
+        .journal
+        .contributions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|c| c.member == "aline")
+        .unwrap_or_else(|| panic!("no contribution of aline's"))
+        .id;
+    for attester in ["remi", "sara"] {
+        let browser = login(&state, attester).await;
+        let reply = post_form(
+            &state,
+            &browser,
+            &format!("/ledger/contributions/{contribution}/attestations"),
+            &[("verdict", "approve"), ("comment", "")],
+            "fr",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    }
+    let closed = state
+        .journal
+        .intent(intent, Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no intent {intent}"));
+    assert_eq!(closed.state, ledger::IntentState::Closed);
+    assert_eq!(closed.fulfilled, closed.quantity);
+    // Closed, it is no longer among the open needs.
+    let page = page_at(&state, &rita, "/plan", "en").await;
+    assert!(!page.contains(&format!("id=\"intent-{intent}\"")), "{page}");
+    let item = part(&page, &format!("commitment-{commitment}"), "</li>");
+    assert!(item.contains("data-state=\"fulfilled\""), "{item}");
+}
+
+#[tokio::test]
+async fn refusals_are_named_beside_their_form_in_the_readers_language() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &[
+            ("direction", "need"),
+            ("action", "work"),
+            ("class", "Vélo Réparation"),
+            ("quantity", "0"),
+            ("unit", "litres"),
+            ("description", " "),
+            ("collective", "1"),
+        ],
+        "fr",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    let html = unescaped(&reply.body);
+    let form = part(&html, "post", "</section>");
+    for problem in [
+        BoardProblem::Class {
+            value: "Vélo Réparation".into(),
+        },
+        BoardProblem::Quantity { value: "0".into() },
+        BoardProblem::UnknownChoice {
+            field: BoardField::Unit,
+            value: "litres".into(),
+        },
+        BoardProblem::DescriptionEmpty,
+    ] {
+        let text = board_problem_text(&problem, Lang::Fr);
+        assert!(form.contains(&text), "{text} not in {form}");
+    }
+    // As typed.
+    assert!(form.contains("value=\"Vélo Réparation\""), "{form}");
+
+    // A collective need from outside the assembly: the journal refuses it.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &[
+            ("direction", "need"),
+            ("action", "work"),
+            ("class", "care"),
+            ("quantity", "2"),
+            ("unit", "hours"),
+            ("description", "Garde d'enfants pendant l'assemblée"),
+            ("collective", "1"),
+        ],
+        "en",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let html = unescaped(&reply.body);
+    assert!(
+        part(&html, "post", "</section>")
+            .contains(&board_problem_text(&BoardProblem::AssemblyOnly, Lang::En))
+    );
+
+    // More than remains, beside the commitment form of that intent.
+    let intent = post(&state, "sara", &need("care", 2.0, "Garde le mercredi"));
+    let reply = post_form(
+        &state,
+        &rita,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", "3"), ("note", "")],
+        "en",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    let html = unescaped(&reply.body);
+    let item = part(&html, &format!("intent-{intent}"), "</form>");
+    let over = board_problem_text(
+        &BoardProblem::OverCommitment {
+            remaining: ledger::Quantity::from_centi(200),
+            asked: ledger::Quantity::from_centi(300),
+            unit: None,
+        },
+        Lang::En,
+    );
+    assert!(item.contains(&over), "{over} not in {item}");
+    assert!(item.contains("value=\"3\""), "as typed: {item}");
+
+    // The proposer cannot accept their own proposal.
+    let reply = post_form(
+        &state,
+        &rita,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", "1"), ("note", "")],
+        "en",
+    )
+    .await;
+    let commitment = confirmed(&reply, "proposed");
+    let reply = post_form(
+        &state,
+        &rita,
+        &format!("/plan/commitments/{commitment}/accept"),
+        &[],
+        "en",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let html = unescaped(&reply.body);
+    assert!(
+        part(&html, &format!("commitment-{commitment}"), "</li>")
+            .contains(&board_problem_text(&BoardProblem::NotAParty, Lang::En))
+    );
+
+    // A commitment that does not exist, at the top.
+    let reply = post_form(&state, &rita, "/plan/commitments/999/accept", &[], "en").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert!(unescaped(&reply.body).contains(&board_problem_text(
+        &BoardProblem::NoSuchCommitment { id: 999 },
+        Lang::En
+    )));
+    let reply = post_form(&state, &rita, "/plan/commitments/abc/accept", &[], "en").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn either_side_releases_and_the_quantity_returns_to_the_intent() {
+    let (state, _tx) = with_residents();
+    let intent = post(&state, "rita", &need("care", 2.0, "Garde le mercredi"));
+    let commitment = state
+        .journal
+        .propose_commitment(
+            "sara",
+            intent,
+            &ledger::NewCommitment {
+                quantity: 2.0,
+                note: String::new(),
+            },
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .seq;
+    state
+        .journal
+        .accept_commitment("rita", commitment, Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let remaining = |state: &web::AppState| {
+        state
+            .journal
+            .intent(intent, Utc::now())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|i| i.remaining)
+    };
+    assert_eq!(remaining(&state), Some(ledger::Quantity::ZERO));
+    let sara = login(&state, "sara").await;
+    let reply = post_form(
+        &state,
+        &sara,
+        &format!("/plan/commitments/{commitment}/release"),
+        &[("reason", "Malade")],
+        "fr",
+    )
+    .await;
+    assert_eq!(confirmed(&reply, "released"), commitment);
+    assert_eq!(remaining(&state), Some(ledger::Quantity::from_centi(200)));
+    let c = state
+        .journal
+        .commitment(commitment)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no commitment"));
+    assert_eq!(c.state, ledger::CommitmentState::Released);
+    // Released, it offers no button any more.
+    let page = page_at(&state, &sara, "/plan", "fr").await;
+    let item = part(&page, &format!("commitment-{commitment}"), "</li>");
+    assert!(!item.contains("<form"), "{item}");
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_a_resident_reads_the_board_without_forms() {
+    let (state, _tx) = with_residents();
+    let intent = post(&state, "rita", &need("care", 2.0, "Garde le mercredi"));
+    let stranger = send(state.clone(), get("/plan", &[])).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    let ivo = login(&state, "ivo").await;
+    let html = page_at(&state, &ivo, "/plan", "en").await;
+    assert!(html.contains(&format!("id=\"intent-{intent}\"")));
+    assert!(!html.contains("action=\"/plan/"), "{html}");
+    assert!(html.contains(t(Lang::En, "plan.residents_only")));
+    let reply = post_form(
+        &state,
+        &ivo,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", "1")],
+        "en",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_wall_names_the_open_collective_needs_in_its_footer() {
+    let (state, _tx) = with_residents();
+    let wall = |state: &web::AppState, lang: &'static str| {
+        let state = state.clone();
+        async move {
+            let reply = send(state, get(&format!("/?lang={lang}"), &[])).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let html = unescaped(&reply.body);
+            let at = html
+                .find("<footer class=\"foot\">")
+                .unwrap_or_else(|| panic!("no footer in {html}"));
+            let rest = &html[at..];
+            rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
+        }
+    };
+    // A member's own need is not the community's: the footer says nothing of it.
+    post(&state, "rita", &need("bike-repair", 2.0, "Deux crevaisons"));
+    let foot = wall(&state, "fr").await;
+    assert!(!foot.contains("collective-needs"), "{foot}");
+    assert!(!foot.contains("crevaisons"), "{foot}");
+
+    let collective = ledger::NewIntent {
+        collective: true,
+        ..need("care", 3.0, "Garde d'enfants pendant l'assemblée du 12")
+    };
+    post(&state, "aline", &collective);
+    let foot = wall(&state, "fr").await;
+    assert!(foot.contains("data-field=\"collective-needs\""), "{foot}");
+    assert!(
+        foot.contains("Garde d'enfants pendant l'assemblée du 12 (3 h)"),
+        "{foot}"
+    );
+    // Who posted it is not on the public screen.
+    assert!(!foot.contains("aline"), "{foot}");
+    let en = wall(&state, "en").await;
+    let line = Catalog::for_lang(Lang::En).tf(
+        "wall.collective_needs",
+        &[("needs", "Garde d'enfants pendant l'assemblée du 12 (3 h)")],
+    );
+    assert!(en.contains(&line), "{line} not in {en}");
+}
