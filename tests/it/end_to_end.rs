@@ -475,15 +475,30 @@ async fn demo_shows_a_living_community() {
     // yasmine, the installer, sees the simulated inverter's SunSpec models and its
     // values beside their registers, and probes it from the page.
     let installer = sign_in(&client, &node, "yasmine", &passwords["yasmine"]).await;
-    let devices: serde_json::Value = client
-        .get(format!("{}/api/devices", node.base))
-        .header("cookie", &installer)
-        .send()
-        .await
-        .expect("/api/devices")
-        .json()
-        .await
-        .expect("json");
+    // The first poll also walks the SunSpec models; the figures below are those of
+    // an ordinary poll, so wait for a second one (the live side may be ready first,
+    // now that it follows readings rather than a 1 s tick).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let devices = loop {
+        let devices: serde_json::Value = client
+            .get(format!("{}/api/devices", node.base))
+            .header("cookie", &installer)
+            .send()
+            .await
+            .expect("/api/devices")
+            .json()
+            .await
+            .expect("json");
+        let polls = devices["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == "roof-school"))
+            .and_then(|d| d["polls"].as_u64())
+            .unwrap_or(0);
+        if polls >= 2 || std::time::Instant::now() > deadline {
+            break devices;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let roof = devices["devices"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["id"] == "roof-school"))

@@ -73,6 +73,7 @@ pub(crate) async fn panel(
         None,
         None,
         adopted_seq,
+        None,
     )
     .await
 }
@@ -110,6 +111,7 @@ pub(crate) async fn preview(
         &parsed.draft,
         &parsed.plan_problems,
         preview.as_ref(),
+        None,
         None,
         None,
     )
@@ -161,6 +163,7 @@ pub(crate) async fn replay(
         None,
         replayed.as_ref(),
         None,
+        None,
     )
     .await
 }
@@ -189,7 +192,7 @@ pub(crate) async fn adopt(
                 .first()
                 .map(|active| parsed.plan.changes_since(&active.plan)),
         };
-        return render_with(
+        return render(
             StatusCode::OK,
             &state,
             &lang,
@@ -245,6 +248,7 @@ pub(crate) async fn adopt(
         None,
         None,
         None,
+        None,
     )
     .await
 }
@@ -277,37 +281,6 @@ fn known_ids(history: &[AdoptedPlan], snapshot: &LiveSnapshot) -> HashSet<String
 
 #[allow(clippy::too_many_arguments)]
 async fn render(
-    status: StatusCode,
-    state: &AppState,
-    lang: &PageLang,
-    member: &CurrentMember,
-    history: &[AdoptedPlan],
-    snapshot: &LiveSnapshot,
-    draft: &DraftForm,
-    problems: &[FormProblem],
-    preview: Option<&Preview>,
-    replay: Option<&query::replay::Replay>,
-    adopted_seq: Option<i64>,
-) -> Result<Response, AppError> {
-    render_with(
-        status,
-        state,
-        lang,
-        member,
-        history,
-        snapshot,
-        draft,
-        problems,
-        preview,
-        replay,
-        adopted_seq,
-        None,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn render_with(
     status: StatusCode,
     state: &AppState,
     lang: &PageLang,

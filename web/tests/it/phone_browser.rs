@@ -5,8 +5,8 @@
 use chrono::Utc;
 
 use crate::ledger_browser::{keep_screenshot, serve, stop};
-use crate::support::{PASSWORD, validated, with_residents};
-use crate::webdriver::{self, Driver};
+use crate::support::{validated, with_residents};
+use crate::webdriver::{self, Driver, sign_in};
 
 /// Reads the document's and the window's widths, and which visible elements stick
 /// out on the right or cut their own text.
@@ -21,29 +21,6 @@ const MEASURE: &str = "
   }
   return {scrollW: d.scrollWidth, innerW: window.innerWidth, over: over.slice(0, 5)};";
 
-async fn sign_in(browser: &Driver, base: &str, name: &str) {
-    browser.goto(&format!("{base}/login?lang=fr")).await;
-    browser.find("input[name=name]").await.fill(name).await;
-    browser
-        .find("input[name=password]")
-        .await
-        .fill(PASSWORD)
-        .await;
-    browser
-        .find("form.account-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    // Wait until the sign-in has landed somewhere else.
-    for _ in 0..50 {
-        if !browser.current_url().await.contains("/login") {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{name} could not sign in");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_a_phone() {
     if !webdriver::available() {
@@ -54,7 +31,7 @@ async fn every_page_fits_a_phone() {
     let (base, shutdown, server) = serve(state).await;
     for (width, height) in [(390, 844), (600, 960)] {
         let browser = Driver::start(width, height).await;
-        sign_in(&browser, &base, "aline").await;
+        sign_in(&browser, &base, "aline", "/").await;
         for path in [
             "/",
             "/assembly",

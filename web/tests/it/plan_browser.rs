@@ -7,42 +7,8 @@
 use chrono::Utc;
 
 use crate::ledger_browser::{keep_screenshot, serve, stop};
-use crate::support::{PASSWORD, with_residents};
-use crate::webdriver::{self, Driver};
-
-/// Signs out whoever is signed in (if anyone), then signs `name` in, landing on
-/// `next`.
-async fn sign_in(browser: &Driver, base: &str, name: &str, next: &str) {
-    browser.goto(&format!("{base}{next}")).await;
-    let signed_in = browser
-        .execute(
-            "return document.querySelector('nav.member-nav form[action=\"/logout\"]') !== null;",
-        )
-        .await;
-    if signed_in == serde_json::Value::Bool(true) {
-        browser
-            .find("nav.member-nav form[action='/logout'] button[type=submit]")
-            .await
-            .click()
-            .await;
-    }
-    browser
-        .goto(&format!("{base}/login?next={next}&lang=fr"))
-        .await;
-    browser.find("input[name=name]").await.fill(name).await;
-    browser
-        .find("input[name=password]")
-        .await
-        .fill(PASSWORD)
-        .await;
-    browser
-        .find("form.account-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    let url = browser.current_url().await;
-    assert!(url.contains(next), "{name} landed on {url}");
-}
+use crate::support::with_residents;
+use crate::webdriver::{self, Driver, sign_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_need_is_posted_met_committed_fulfilled_and_closed_in_a_browser() {

@@ -419,3 +419,37 @@ fn base64_decodes_the_rfc_4648_vectors() {
         assert_eq!(decode_base64(text), bytes, "{text}");
     }
 }
+
+/// Signs out whoever is signed in (if anyone), then signs `name` in, landing on
+/// `next`.
+pub(crate) async fn sign_in(browser: &Driver, base: &str, name: &str, next: &str) {
+    browser.goto(&format!("{base}{next}")).await;
+    let signed_in = browser
+        .execute(
+            "return document.querySelector('nav.member-nav form[action=\"/logout\"]') !== null;",
+        )
+        .await;
+    if signed_in == serde_json::Value::Bool(true) {
+        browser
+            .find("nav.member-nav form[action='/logout'] button[type=submit]")
+            .await
+            .click()
+            .await;
+    }
+    browser
+        .goto(&format!("{base}/login?next={next}&lang=fr"))
+        .await;
+    browser.find("input[name=name]").await.fill(name).await;
+    browser
+        .find("input[name=password]")
+        .await
+        .fill(crate::support::PASSWORD)
+        .await;
+    browser
+        .find("form.account-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    let url = browser.current_url().await;
+    assert!(url.contains(next), "{name} landed on {url}");
+}
