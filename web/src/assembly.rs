@@ -11,9 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+use axum::response::{IntoResponse, Response};
 use dashboards::{
     AssemblyView, DraftForm, DraftService, FormField, FormProblem, Preview, PreviewRow,
 };
@@ -319,14 +319,7 @@ async fn render(
         roles: &member.member.roles,
     };
     let html = dashboards::render_assembly(&view, lang.lang, &state.site)?;
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(lang.page(status, html))
 }
 
 /// The draft run on the live figures, and the active plan on the same figures.

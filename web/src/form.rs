@@ -4,6 +4,9 @@
 //! in a value that raises no other problem, so that the rules still run on the
 //! rest and one round trip shows every problem.
 
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use dashboards::{DecisionForm, FormField, FormProblem};
 use ledger::Decision;
@@ -12,6 +15,20 @@ use crate::auth::CSRF_FIELD;
 
 /// The form's fields in order, names and values decoded, without the
 /// anti-forgery token (which the guard of every such route has checked).
+/// Back to a member's page after a recorded form (303), with `query` saying what
+/// was done. The forms post to their own anchor so that a refusal lands beside
+/// them; a success lands on its confirmation at the top (`#done`) instead.
+pub(crate) fn done(page: &str, query: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, format!("{page}?{query}#done")),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+        .into_response()
+}
+
 pub(crate) fn fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -4,7 +4,7 @@
 //! wall's script fetches every few minutes to redraw it in place.
 
 use axum::extract::{RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE, VARY};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, VARY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
@@ -100,14 +100,9 @@ fn export_choices(queries: &Queries) -> ExportChoices {
     }
 }
 
+/// Today's figures change by the minute, and the page depends on who reads it.
 fn page_headers(response: &mut Response, lang: &PageLang) {
-    let headers = response.headers_mut();
-    // Today's figures change by the minute, and the page depends on who reads it.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.insert(SET_COOKIE, cookie);
-    }
+    lang.page_headers(response);
 }
 
 /// `GET /history`: a period's charts and tables, or a 400 page naming what is

@@ -11,9 +11,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
 use dashboards::{InstallerDevice, InstallerView, ProbeForm, ProbeOutcome};
 use ingest::metrics::{DeviceDiagnostics, DeviceHealth, RawBlock};
 use ingest::probe::{ProbeOptions, ProbeTarget, origin_text_of, probe_modbus};
@@ -174,15 +174,8 @@ fn render(
         storage: state.metrics.storage(),
     };
     let html = dashboards::render_installer(&view, lang.lang, &state.site)?;
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
     // Live health: a cached copy would show an old state as if it were current.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(lang.page(status, html))
 }
 
 /// `GET /api/devices`: every device's health and diagnostics (see docs/reference.md).

@@ -1,8 +1,10 @@
 //! Which language a page is drawn in, from the request.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::{ACCEPT_LANGUAGE, COOKIE, HeaderValue};
+use axum::http::StatusCode;
+use axum::http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, COOKIE, HeaderValue, SET_COOKIE, VARY};
 use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Response};
 use dashboards::{Lang, negotiate};
 
 use crate::AppState;
@@ -19,6 +21,25 @@ pub(crate) struct PageLang {
 }
 
 impl PageLang {
+    /// A page drawn for one reader in this language: never cached (its figures and
+    /// forms are of the moment), varying with the language and the session, and
+    /// remembering an explicit choice of language.
+    pub(crate) fn page(&self, status: StatusCode, html: String) -> Response {
+        let mut response = (status, Html(html)).into_response();
+        self.page_headers(&mut response);
+        response
+    }
+
+    /// The headers of [`PageLang::page`], on a response built otherwise.
+    pub(crate) fn page_headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
+        if let Some(cookie) = self.cookie() {
+            headers.insert(SET_COOKIE, cookie);
+        }
+    }
+
     /// The `Set-Cookie` value that remembers an explicit choice for a year.
     pub(crate) fn cookie(&self) -> Option<HeaderValue> {
         let lang = self.explicit?;

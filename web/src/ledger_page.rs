@@ -11,9 +11,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{Duration, NaiveDate, Utc};
 use dashboards::{
     Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms, LedgerView,
@@ -179,28 +178,12 @@ fn render(
         confirmation,
     };
     let html = dashboards::render_ledger(&view, lang.lang, &state.site)?;
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(lang.page(status, html))
 }
 
 /// Back to the page after a recorded form, saying what was done.
 fn done(query: String) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            // The forms post to their own anchor so that a refusal lands beside
-            // them; a success lands on its confirmation at the top instead.
-            (LOCATION, format!("/ledger?{query}#done")),
-            (CACHE_CONTROL, "no-store".to_string()),
-        ],
-    )
-        .into_response()
+    crate::form::done("/ledger", &query)
 }
 
 /// The page again, 422, with `problems` beside the form they concern and that

@@ -1,8 +1,7 @@
 //! HTML pages: the wall screen, the not-found page, and the health check.
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::auth::CurrentMember;
@@ -34,15 +33,8 @@ pub(crate) async fn wall(
         collective_needs: collective_needs(&state).await,
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
-    let mut response = Html(html).into_response();
-    let headers = response.headers_mut();
     // Live figures: a cached copy would show old numbers as if they were current.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.insert(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(lang.page(StatusCode::OK, html))
 }
 
 /// The open collective needs of the planning board, newest first; none (and an

@@ -9,9 +9,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, VARY};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use dashboards::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,
@@ -145,26 +144,12 @@ fn render(
         confirmation,
     };
     let html = dashboards::render_plan(&view, lang.lang, &state.site)?;
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if let Some(cookie) = lang.cookie() {
-        headers.append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(lang.page(status, html))
 }
 
 /// Back to the page after a recorded form, saying what was done.
 fn done(query: String) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (LOCATION, format!("/plan?{query}#done")),
-            (CACHE_CONTROL, "no-store".to_string()),
-        ],
-    )
-        .into_response()
+    crate::form::done("/plan", &query)
 }
 
 /// The page again with `problems` beside the form they concern and that form as
