@@ -8,10 +8,12 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use query::live::LiveSnapshot;
 use tokio::sync::{Mutex, watch};
 
+use crate::ledger_api::WeekTally;
 use crate::{AppState, ShutdownSignal};
 
 /// The name of each event; its data is the `GET /api/live` body.
@@ -27,9 +29,16 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 /// The data of the latest snapshot's event, shared by every open stream: this
 /// week's validated hours are read from the journal and the body encoded once
 /// per snapshot, however many walls are watching. The router holds one.
+/// A tally, the journal's commits it was read at, and the week it counts.
+type CachedTally = (u64, DateTime<Utc>, Option<WeekTally>);
+
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotEvents {
     latest: Mutex<Option<(Arc<LiveSnapshot>, Arc<str>)>>,
+    /// The week's tally and what it was read for (the journal's commits, the
+    /// week's start): snapshots come up to twenty a second, contributions are
+    /// validated a few times a week.
+    tally: Mutex<Option<CachedTally>>,
     /// How many times the journal was read for the week's tally.
     tally_reads: AtomicU64,
 }
@@ -46,8 +55,7 @@ impl SnapshotEvents {
         {
             return Some(body.clone());
         }
-        self.tally_reads.fetch_add(1, Ordering::Relaxed);
-        let tally = crate::ledger_api::week_tally(state, chrono::Utc::now()).await;
+        let tally = self.tally(state).await;
         match serde_json::to_string(&crate::api::live_body(snapshot, tally)) {
             Ok(json) => {
                 let body: Arc<str> = json.into();
@@ -62,6 +70,28 @@ impl SnapshotEvents {
                 None
             }
         }
+    }
+}
+
+impl SnapshotEvents {
+    /// This week's tally, read from the journal only when it has changed since the
+    /// last read or a new week has begun.
+    async fn tally(&self, state: &AppState) -> Option<WeekTally> {
+        let now = Utc::now();
+        let since = crate::ledger_api::week_start(now, state.site.timezone);
+        let commits = state.journal.commits();
+        let mut cached = self.tally.lock().await;
+        if let Some((at, for_week, tally)) = *cached
+            && at == commits
+            && for_week == since
+        {
+            return tally;
+        }
+        self.tally_reads.fetch_add(1, Ordering::Relaxed);
+        let tally = crate::ledger_api::week_tally(state, now).await;
+        // A tally that could not be read is read again next time.
+        *cached = tally.is_some().then_some((commits, since, tally));
+        tally
     }
 }
 
@@ -188,7 +218,8 @@ mod tests {
     }
 
     /// Eight walls watch the live snapshot; the journal is read once for each
-    /// snapshot, not once per wall, and each wall gets that snapshot's tally.
+    /// snapshot that follows a change of it, not once per wall nor per snapshot,
+    /// and each wall gets that snapshot's tally.
     #[tokio::test]
     async fn the_weeks_hours_are_read_once_per_snapshot_for_all_streams() {
         let (state, tx) = state();
@@ -213,6 +244,18 @@ mod tests {
         let second = join_all(walls.iter_mut().map(|w| w.next())).await;
         assert_eq!(shared.tally_reads.load(Ordering::Relaxed), 2);
         for body in &second {
+            assert_eq!(
+                hours_in(body.as_ref().unwrap_or_else(|| panic!("ended"))),
+                3.5
+            );
+        }
+
+        // Evaluations follow readings, up to twenty a second: one that comes with
+        // the journal unchanged does not read it again, and keeps the tally.
+        tx.send_modify(|snapshot| Arc::make_mut(snapshot).ts = Utc::now());
+        let third = join_all(walls.iter_mut().map(|w| w.next())).await;
+        assert_eq!(shared.tally_reads.load(Ordering::Relaxed), 2);
+        for body in &third {
             assert_eq!(
                 hours_in(body.as_ref().unwrap_or_else(|| panic!("ended"))),
                 3.5

@@ -13,6 +13,7 @@ mod export;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ use crate::schema::MIGRATIONS;
 pub struct Journal {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// Write transactions this handle committed: see [`Journal::commits`].
+    commits: AtomicU64,
 }
 
 impl fmt::Debug for Journal {
@@ -64,6 +67,7 @@ impl Journal {
         Ok(Journal {
             conn: Mutex::new(conn),
             path: Some(path.to_path_buf()),
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -75,6 +79,7 @@ impl Journal {
         Ok(Journal {
             conn: Mutex::new(conn),
             path: None,
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -119,7 +124,17 @@ impl Journal {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        self.commits.fetch_add(1, Ordering::Release);
         Ok(value)
+    }
+
+    /// How many write transactions this handle has committed. A reader that derives
+    /// a figure from the journal (this week's validated hours, read for every live
+    /// snapshot) keeps it while this does not move. Writes by another process (the
+    /// command line, which adds members and tokens but records no contribution)
+    /// are not counted.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
