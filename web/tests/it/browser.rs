@@ -10,67 +10,14 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use testkit::browser::{chromium, run_headless};
 use tokio::net::TcpListener;
-use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{opening_tag, snapshot, state, state_with, validated, with_residents};
-use crate::webdriver::BROWSER_DIR_PREFIX;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
 const STREAM_CUT_AFTER: Duration = Duration::from_millis(1500);
-
-/// `None` (after saying so) when there is no browser and none is required.
-fn chromium() -> Option<&'static Path> {
-    testkit::peers::have_file(CHROMIUM, "chromium").then(|| Path::new(CHROMIUM))
-}
-
-/// Runs headless Chromium with a fresh profile; returns its standard output. The
-/// browser and every helper process it started are gone when this returns, also
-/// when it fails or times out.
-async fn run_chromium(browser: &Path, args: &[String]) -> String {
-    let profile = tempfile::Builder::new()
-        .prefix(BROWSER_DIR_PREFIX)
-        .tempdir()
-        .unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let reaper = testkit::process::Reaper::new();
-    let mut command = Command::new(browser);
-    reaper.prepare_tokio(&mut command);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("profile").display()
-        ))
-        .env("TMPDIR", profile.path())
-        .args(args)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("chromium did not finish within {BROWSER_TIMEOUT:?}: {args:?}"))
-        .unwrap_or_else(|e| panic!("running chromium: {e}"));
-    assert!(
-        output.status.success(),
-        "chromium failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let survivors = reaper.reap();
-    assert!(survivors.is_empty(), "chromium left {survivors:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn screenshot_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -92,7 +39,7 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 async fn screenshot(browser: &Path, url: &str, name: &str, width: u32, height: u32) -> PathBuf {
     let file = screenshot_dir().join(name);
     let _ = std::fs::remove_file(&file);
-    run_chromium(
+    run_headless(
         browser,
         &[
             format!("--window-size={width},{height}"),
@@ -265,7 +212,7 @@ async fn wall_screen_applies_live_updates() {
         }
     });
 
-    let dom = run_chromium(
+    let dom = run_headless(
         browser,
         &[
             "--window-size=1280,800".to_string(),
@@ -329,7 +276,7 @@ async fn wall_screen_warns_when_events_stop() {
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let dom = run_chromium(
+    let dom = run_headless(
         browser,
         &[
             "--window-size=1280,800".to_string(),

@@ -11,10 +11,7 @@ use testkit::process::Reaper;
 use tokio::process::{Child, Command};
 
 pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// How the browser tests' profile directories are named: `.ci/run` looks for
-/// processes that still use one after the suite.
-pub(crate) const BROWSER_DIR_PREFIX: &str = "communalia-browser-";
+use testkit::browser::{BROWSER_DIR_PREFIX, CHROMIUM};
 /// The key under which WebDriver returns an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
