@@ -375,6 +375,7 @@ async fn evaluations_on_readings(node: &NodeProc) -> f64 {
 /// shedding the school: its commands still keep min_on and min_off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimum_times_hold_when_evaluations_come_twenty_times_a_second() {
+    let _alone = crate::support::ONE_TIMED_NODE.lock().await;
     let dir = TempDir::new("actuation-flap");
     let prefix = format!("it-flap-{}", std::process::id());
     let topic = format!("{prefix}/school/allowed");

@@ -166,6 +166,7 @@ impl Lcg {
 
 /// 30 values at random gaps of 100 to 300 ms: each reaches `/events`.
 async fn every_value_reaches_the_wall(broker: &str, host: &str, port: u16, prefix: &str) {
+    let _alone = crate::support::ONE_TIMED_NODE.lock().await;
     let dir = TempDir::new("live");
     let path = dir.path().join("site.toml");
     std::fs::write(&path, meter_config(dir.path(), broker, prefix)).expect("write config");
@@ -260,6 +261,7 @@ async fn evaluations(base: &str) -> (f64, f64) {
 /// second), and never more than twenty times a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_readings_is_evaluated_at_most_twenty_times_a_second() {
+    let _alone = crate::support::ONE_TIMED_NODE.lock().await;
     let port = free_port();
     let dir = TempDir::new("live-flood");
     let path = dir.path().join("site.toml");

@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_communalia");
 
+/// Held by the tests whose figures are timings of a running node (a value must
+/// reach the wall within its gap, twenty evaluations a second): two such nodes,
+/// debug builds evaluating twenty times a second each, would share this machine's
+/// two cores and measure each other. The other tests run beside them as usual.
+pub(crate) static ONE_TIMED_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub(crate) use testkit::net::{free_port, tcp_open};
 pub(crate) use testkit::peers::{python_has, skip};
 pub(crate) use testkit::process::Peer;
