@@ -26,6 +26,8 @@ pub(crate) struct DemoArgs {
     pub(crate) start: Option<NaiveTime>,
     pub(crate) date: Option<chrono::NaiveDate>,
     pub(crate) data: Option<PathBuf>,
+    /// Days of simulated history written before the start (0: none).
+    pub(crate) history_days: u32,
 }
 
 /// The demo's load shapes, by service position: a fridge, a school, households.
@@ -84,17 +86,18 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         .map(|m| m.topic.clone())
         .unwrap_or_else(|| "demo/battery".into());
     let cancel = CancellationToken::new();
+    let world = WorldConfig {
+        latitude: c.site.latitude,
+        longitude: c.site.longitude,
+        pv_peak_w: 9000.0,
+        battery_capacity_wh: 10_000.0,
+        battery_max_w: 3000.0,
+        battery_reserve_pct: 20.0,
+        services: loads,
+    };
     let site = start_simulators(
         DemoOptions {
-            world: WorldConfig {
-                latitude: c.site.latitude,
-                longitude: c.site.longitude,
-                pv_peak_w: 9000.0,
-                battery_capacity_wh: 10_000.0,
-                battery_max_w: 3000.0,
-                battery_reserve_pct: 20.0,
-                services: loads,
-            },
+            world: world.clone(),
             speed: args.speed,
             start: args.start,
             date: args.date,
@@ -123,6 +126,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
             }
         }
     }
+    // The past the history pages and the replay show, made up before the node
+    // opens its history.
+    let seeding = std::time::Instant::now();
+    let seeded = crate::demo_history::seed(
+        &loaded.config,
+        &world,
+        &data,
+        site.clock.now(),
+        args.history_days,
+    )?;
     let accounts = demo_accounts(&loaded)?;
     demo_ledger(&loaded)?;
     let bind = args.bind.unwrap_or(loaded.config.web.bind);
@@ -139,6 +152,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         site.meter_addr
     );
     println!("  data:       {}", data.display());
+    if seeded.days > 0 {
+        println!(
+            "  history:    {} simulated days before the start ({} readings, written in {:.1} s)",
+            seeded.days,
+            seeded.readings,
+            seeding.elapsed().as_secs_f64()
+        );
+    }
     println!(
         "  sim clock:  {} (x{})",
         site.clock

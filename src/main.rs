@@ -4,6 +4,7 @@
 mod accounts_cli;
 mod config;
 mod demo;
+mod demo_history;
 mod federation_cli;
 mod ledger_cli;
 mod node;
@@ -51,6 +52,11 @@ enum Command {
         /// Another demo configuration instead of the built-in config/demo.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Days of simulated history written before the start, so that the week,
+        /// month and year views and the assembly's replay have data at once (0: none;
+        /// a `--data` directory that already has history keeps its own).
+        #[arg(long, default_value_t = 30)]
+        history_days: u32,
     },
     /// Run a real site.
     Run {
@@ -507,6 +513,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             date,
             data,
             config,
+            history_days,
         } => {
             runtime()?.block_on(demo::run(demo::DemoArgs {
                 config,
@@ -515,6 +522,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 start,
                 date,
                 data,
+                history_days,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

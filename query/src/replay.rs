@@ -22,7 +22,7 @@ use sensors::config::DeviceConfig;
 use sensors::model::{Metric, Role};
 use serde::Serialize;
 
-use crate::allocation::ServiceState;
+use crate::allocation::{Allocation, ServiceState};
 use crate::config::ServiceConfig;
 use crate::live::{LiveSnapshot, SiteBalance};
 use crate::plan_runner::{DemandSource, PlanRunner};
@@ -102,6 +102,104 @@ pub async fn record(
     }
 }
 
+/// A plan run on one instant known only from readings (each device's value, by
+/// device id and metric), as the live path runs it: what a replay does at each
+/// minute of the history, and what the demo does for the days it makes up.
+#[derive(Debug)]
+pub struct MinuteRunner<'a> {
+    roles: HashMap<&'a str, Role>,
+    /// Each service of the plan as configured (its meter, its declared demand), in
+    /// the order of the plan.
+    configured: Vec<Option<&'a ServiceConfig>>,
+    runner: PlanRunner,
+}
+
+impl<'a> MinuteRunner<'a> {
+    pub fn new(
+        devices: &'a [DeviceConfig],
+        services: &'a [ServiceConfig],
+        plan: &Plan,
+    ) -> MinuteRunner<'a> {
+        let config: HashMap<&str, &ServiceConfig> =
+            services.iter().map(|s| (s.id.as_str(), s)).collect();
+        MinuteRunner {
+            roles: devices.iter().map(|d| (d.id.as_str(), d.role)).collect(),
+            configured: plan
+                .services
+                .iter()
+                .map(|p| config.get(p.id.as_str()).copied())
+                .collect(),
+            runner: PlanRunner::new(plan.clone()),
+        }
+    }
+
+    /// The allocation for these values (`power_w` of every device, `soc_pct` of
+    /// the batteries); `None` when none of them is a configured device's.
+    pub fn run(&self, last: &HashMap<(String, Metric), f64>) -> Option<Allocation> {
+        let mut site = SiteBalance::default();
+        let (mut soc_sum, mut soc_n) = (0.0, 0u32);
+        let mut any_device = false;
+        for ((device, metric), value) in last {
+            let Some(role) = self.roles.get(device.as_str()) else {
+                continue;
+            };
+            any_device = true;
+            match (role, metric) {
+                (Role::Pv, Metric::PowerW) => site.pv_w += value,
+                (Role::Grid, Metric::PowerW) => site.grid_w += value,
+                (Role::Battery, Metric::PowerW) => site.battery_w += value,
+                (Role::Load, Metric::PowerW) => site.load_w += value,
+                (Role::Battery, Metric::SocPct) => {
+                    soc_sum += value;
+                    soc_n += 1;
+                }
+                _ => {}
+            }
+        }
+        if !any_device {
+            return None;
+        }
+        site.battery_soc_pct = (soc_n > 0).then(|| soc_sum / f64::from(soc_n));
+        Some(self.runner.run(&site, false, |i, _| {
+            let c = self.configured.get(i).copied().flatten();
+            DemandSource {
+                metered_w: c
+                    .and_then(|c| c.meter.as_ref())
+                    .and_then(|m| last.get(&(m.clone(), Metric::PowerW)).copied()),
+                declared_w: c.and_then(|c| c.demand_w),
+            }
+        }))
+    }
+
+    /// The readings that record `allocation` at `ts_ms`, as the live path records
+    /// an evaluation ([`allocation_readings`]).
+    pub fn readings(&self, ts_ms: i64, allocation: &Allocation) -> Vec<Reading> {
+        let plan = self.runner.plan();
+        let mut out = Vec::with_capacity(allocation.services.len() * 3);
+        for (p, g) in plan.services.iter().zip(&allocation.services) {
+            let device: std::sync::Arc<str> = service_device(&p.id).into();
+            let shed = if g.state == ServiceState::Shed {
+                1.0
+            } else {
+                0.0
+            };
+            for (metric, value) in [
+                (Metric::DemandW, g.demand_w),
+                (Metric::AllocatedW, g.allocated_w),
+                (Metric::Shed, shed),
+            ] {
+                out.push(Reading {
+                    ts_ms,
+                    device: device.clone(),
+                    metric,
+                    value,
+                });
+            }
+        }
+        out
+    }
+}
+
 /// One service over a replayed period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceReplay {
@@ -158,17 +256,7 @@ pub async fn replay(
     let batches = ctx.sql(&sql).await?.collect().await?;
     let minutes = minutes_of(&batches)?;
 
-    let roles: HashMap<&str, Role> = devices.iter().map(|d| (d.id.as_str(), d.role)).collect();
-    let config: HashMap<&str, &ServiceConfig> =
-        services.iter().map(|s| (s.id.as_str(), s)).collect();
-    // Each service of the plan as configured (its meter, its declared demand), in
-    // the order of the plan.
-    let configured: Vec<Option<&ServiceConfig>> = plan
-        .services
-        .iter()
-        .map(|p| config.get(p.id.as_str()).copied())
-        .collect();
-    let runner = PlanRunner::new(plan.clone());
+    let minute_runner = MinuteRunner::new(devices, services, plan);
     let mut out: Vec<ServiceReplay> = plan
         .services
         .iter()
@@ -183,26 +271,6 @@ pub async fn replay(
         .collect();
     let mut replayed = 0;
     for minute in minutes.values() {
-        let mut site = SiteBalance::default();
-        let (mut soc_sum, mut soc_n) = (0.0, 0u32);
-        let mut any_device = false;
-        for ((device, metric), value) in &minute.last {
-            let Some(role) = roles.get(device.as_str()) else {
-                continue;
-            };
-            any_device = true;
-            match (role, metric) {
-                (Role::Pv, Metric::PowerW) => site.pv_w += value,
-                (Role::Grid, Metric::PowerW) => site.grid_w += value,
-                (Role::Battery, Metric::PowerW) => site.battery_w += value,
-                (Role::Load, Metric::PowerW) => site.load_w += value,
-                (Role::Battery, Metric::SocPct) => {
-                    soc_sum += value;
-                    soc_n += 1;
-                }
-                _ => {}
-            }
-        }
         // Recorded allocations, whether or not the devices reported this minute.
         for s in &mut out {
             let device = service_device(&s.id);
@@ -213,20 +281,11 @@ pub async fn replay(
                 s.actual_shed_hours += f / 60.0;
             }
         }
-        if !any_device {
-            continue; // no data that minute: the live side was stale too
-        }
+        // No data that minute: the live side was stale too.
+        let Some(allocation) = minute_runner.run(&minute.last) else {
+            continue;
+        };
         replayed += 1;
-        site.battery_soc_pct = (soc_n > 0).then(|| soc_sum / f64::from(soc_n));
-        let allocation = runner.run(&site, false, |i, _| {
-            let c = configured.get(i).copied().flatten();
-            DemandSource {
-                metered_w: c
-                    .and_then(|c| c.meter.as_ref())
-                    .and_then(|m| minute.last.get(&(m.clone(), Metric::PowerW)).copied()),
-                declared_w: c.and_then(|c| c.demand_w),
-            }
-        });
         for (s, g) in out.iter_mut().zip(&allocation.services) {
             s.energy_wh += g.allocated_w / 60.0;
             s.demand_wh += g.demand_w / 60.0;

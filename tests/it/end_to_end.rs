@@ -358,6 +358,9 @@ async fn demo_shows_a_living_community() {
         "2026-06-21",
         "--data",
         &data,
+        // 30 days by default; four are enough to check, and quicker in a debug build.
+        "--history-days",
+        "4",
     ]);
     let live = wait_live(
         &node,
@@ -395,6 +398,55 @@ async fn demo_shows_a_living_community() {
     );
     let page = get_text(&format!("{}/", node.base)).await;
     assert!(page.contains("Les Tilleuls"), "wall screen names the site");
+
+    // The demo starts with days of simulated history behind it (four here, from
+    // June 17 at noon): June 18-20 have the sun's production, the community's
+    // consumption and what each service was given, in the week's tables a resident
+    // downloads; the days before have nothing.
+    let week = |table: &str| {
+        format!(
+            "{}/history?view=week&date=2026-06-18&lang=en&download={table}",
+            node.base
+        )
+    };
+    let energy = get_text(&week("energy")).await;
+    let day = |date: &str| -> Vec<f64> {
+        energy
+            .lines()
+            .find(|l| l.starts_with(date))
+            .map(|l| {
+                l.split(',')
+                    .skip(1)
+                    .map(|v| v.parse().unwrap_or(-1.0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for date in ["2026-06-18", "2026-06-19", "2026-06-20"] {
+        // 9 kWp in June near Lyon: tens of kWh a day; the loads never stop.
+        let d = day(date);
+        assert!(
+            d.len() >= 2 && d[0] > 10.0 && d[1] > 5.0,
+            "{date}: {d:?} in {energy}"
+        );
+    }
+    for date in ["2026-06-15", "2026-06-16"] {
+        let d = day(date);
+        assert!(
+            d.iter().all(|kwh| *kwh <= 0.0),
+            "{date} was not simulated: {d:?} in {energy}"
+        );
+    }
+    let services = get_text(&week("services")).await;
+    let served: Vec<f64> = services
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(2)?.parse().ok())
+        .collect();
+    assert!(
+        served.len() >= 3 && served.iter().all(|kwh| *kwh > 1.0),
+        "every service was served that week: {services}"
+    );
 
     // The demo prints its simulators' addresses and an account per member; camille
     // (assembly) signs in with hers, yasmine (installer) with hers.
