@@ -6,6 +6,9 @@
 //!     cargo bench -p ingest --bench mqtt_ingest [-- MESSAGES]
 //!
 //! Runs on the embedded broker, and on Mosquitto at 127.0.0.1:1883 when it is up.
+//! When `mosquitto_sub` (Debian's `mosquitto-clients`) is installed, the Eclipse
+//! Mosquitto C client drains the same messages in each round too, as the reference
+//! the node's durable ingest is measured against.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -233,14 +236,112 @@ async fn bare_rate(host: &str, port: u16, n: usize) -> (f64, usize) {
     (got as f64 / elapsed.as_secs_f64(), got)
 }
 
+/// Messages per second for `mosquitto_sub`, the Eclipse Mosquitto project's C
+/// client, subscribed at QoS 1 and printing only each message's topic, and how many
+/// of the `n` published arrived; `None` when `mosquitto_sub` is not installed.
+async fn mosquitto_sub_rate(host: &str, port: u16, n: usize) -> Option<(f64, usize)> {
+    use std::io::BufRead;
+    let prefix = format!("bench-mosq-{}-{}", std::process::id(), round());
+    let mut child = std::process::Command::new("mosquitto_sub")
+        .args(["-h", host, "-p", &port.to_string(), "-q", "1", "-F", "%t"])
+        .args([
+            "-i",
+            &format!("{prefix}-sub"),
+            "-t",
+            &format!("{prefix}/+/status/em:0"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let got = Arc::new(AtomicUsize::new(0));
+    let probes = Arc::new(AtomicUsize::new(0));
+    let reader = std::thread::spawn({
+        let (got, probes, probe_topic) = (got.clone(), probes.clone(), format!("{prefix}/probe/"));
+        move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with(&probe_topic) {
+                    probes.fetch_add(1, Ordering::Relaxed);
+                } else if got.fetch_add(1, Ordering::Relaxed) + 1 >= n {
+                    break;
+                }
+            }
+        }
+    });
+    // Subscribed: a probe on a topic of its own reaches it.
+    let probe_deadline = Instant::now() + Duration::from_secs(10);
+    while probes.load(Ordering::Relaxed) == 0 && Instant::now() < probe_deadline {
+        publish_one(host, port, &format!("{prefix}/probe/status/em:0")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let publisher = tokio::spawn({
+        let host = host.to_string();
+        let prefix = prefix.clone();
+        async move { publish(&host, port, &prefix, n).await }
+    });
+    let (mut seen, mut last_arrival) = (0, Instant::now());
+    while got.load(Ordering::Relaxed) < n {
+        let now = got.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, last_arrival) = (now, Instant::now());
+        } else if last_arrival.elapsed() > Duration::from_secs(3) {
+            eprintln!("mosquitto_sub: {now} of {n} messages, none for 3 s");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let got_all = got.load(Ordering::Relaxed);
+    let elapsed = if got_all >= n {
+        started.elapsed()
+    } else {
+        last_arrival.duration_since(started)
+    };
+    let _ = publisher.await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    Some((
+        got_all.min(n) as f64 / elapsed.as_secs_f64(),
+        got_all.min(n),
+    ))
+}
+
+/// One QoS 1 message on `topic`, from a client of its own.
+async fn publish_one(host: &str, port: u16, topic: &str) {
+    let mut opts = MqttOptions::new(format!("bench-probe-{}", round()), host, port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let payload = sensors::sim::shelly::gen2_em_status(1.0, 230.0);
+    let _ = client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) | Err(_) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
 async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
     let host = addr.ip().to_string();
     let mut bare = Vec::new();
     let mut node = Vec::new();
     let mut durable = Vec::new();
-    let (mut bare_lost, mut node_lost, mut durable_lost) = (0, 0, 0);
+    let mut mosq = Vec::new();
+    let (mut bare_lost, mut node_lost, mut durable_lost, mut mosq_lost) = (0, 0, 0, 0);
     for _ in 0..rounds {
         // Alternate so that drift on a shared machine hits all alike.
+        if let Some((rate, got)) = mosquitto_sub_rate(&host, addr.port(), n).await {
+            mosq.push(rate);
+            mosq_lost += n - got;
+        }
         let (rate, got) = bare_rate(&host, addr.port(), n).await;
         bare.push(rate);
         bare_lost += n - got;
@@ -262,9 +363,21 @@ async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
         d / b,
         d / nd
     );
-    if bare_lost + node_lost + durable_lost > 0 {
+    if mosq.is_empty() {
+        println!("{:<22} skipped: mosquitto_sub not available", "");
+    } else {
+        let m = median(&mut mosq);
         println!(
-            "{:<22} not delivered over {rounds} rounds: bare client {bare_lost}, node WAL off {node_lost}, node WAL on {durable_lost}",
+            "{:<22} mosquitto_sub {m:>9.0} msg/s   node WAL on / mosquitto_sub {:.2}   node WAL off / mosquitto_sub {:.2}   rumqttc bare / mosquitto_sub {:.2}",
+            "",
+            d / m,
+            nd / m,
+            b / m
+        );
+    }
+    if bare_lost + node_lost + durable_lost + mosq_lost > 0 {
+        println!(
+            "{:<22} not delivered over {rounds} rounds: mosquitto_sub {mosq_lost}, bare client {bare_lost}, node WAL off {node_lost}, node WAL on {durable_lost}",
             ""
         );
     }
