@@ -122,6 +122,16 @@ pub struct RawPayload {
     pub rejected: Option<String>,
 }
 
+/// The entry of `key`, made on first use; a key already there is not copied again
+/// (these maps are updated for every message and every poll).
+fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
+        .unwrap_or_else(|| unreachable!("the entry was just made"))
+}
+
 /// Bytes of a payload kept for diagnostics.
 pub const MAX_RAW_PAYLOAD: usize = 4096;
 /// Topics of one device whose last payload is kept.
@@ -375,7 +385,7 @@ impl IngestMetrics {
     }
     pub fn record_success(&self, device: &str, at: DateTime<Utc>, latency: Option<Duration>) {
         let mut map = lock(&self.health);
-        let h = map.entry(device.to_string()).or_default();
+        let h = entry(&mut map, device);
         h.last_success = Some(at);
         h.consecutive_failures = 0;
         h.last_latency = latency;
@@ -460,9 +470,7 @@ impl IngestMetrics {
         device: &str,
         f: impl FnOnce(&mut DeviceDiagnostics) -> R,
     ) -> R {
-        f(lock(&self.diagnostics)
-            .entry(device.to_string())
-            .or_default())
+        f(entry(&mut lock(&self.diagnostics), device))
     }
     /// Keeps a payload as the last heard on `topic`.
     pub fn record_payload(
@@ -475,7 +483,16 @@ impl IngestMetrics {
     ) {
         let cut = &payload[..payload.len().min(MAX_RAW_PAYLOAD)];
         self.with_diagnostics(device, |d| {
-            if d.raw_payloads.len() >= MAX_RAW_TOPICS && !d.raw_payloads.contains_key(topic) {
+            // Every message of a busy meter passes here: a topic already heard
+            // keeps its entry and its buffer.
+            if let Some(kept) = d.raw_payloads.get_mut(topic) {
+                kept.at = at;
+                kept.payload.clear();
+                kept.payload.push_str(&String::from_utf8_lossy(cut));
+                kept.rejected = rejected;
+                return;
+            }
+            if d.raw_payloads.len() >= MAX_RAW_TOPICS {
                 return;
             }
             d.raw_payloads.insert(

@@ -24,7 +24,7 @@ use crate::config::BrokerEndpoint;
 use crate::metrics::IngestMetrics;
 use crate::plausible::{Gate, Limits, RejectReason, Rejected};
 use crate::reading::Reading;
-use crate::sink::{Accepted, PendingAck, ReadingsTx};
+use crate::sink::{Accepted, AckId, PendingAck, ReadingsTx};
 use crate::wal::message_digest;
 
 /// One configured MQTT device, resolved against its profile.
@@ -99,6 +99,9 @@ pub struct Route {
     pub filter: String,
     pub device: usize,
 }
+
+/// Acknowledgements sent in one go, at most.
+const ACK_GROUP: usize = 1024;
 
 /// Messages received and not yet decoded, at most.
 const DECODE_QUEUE: usize = 16_384;
@@ -186,17 +189,28 @@ pub fn spawn_mqtt(
     // event loop drains) through the client of the current session. One of an
     // earlier session that cannot be sent is harmless: the broker sends the message
     // again and its digest, durable in the log, tells it apart.
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<rumqttc::Publish>();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<AckId>();
     let (session_tx, session_rx) = tokio::sync::watch::channel::<Option<AsyncClient>>(None);
     let acker = tokio::spawn(
         async move {
-            while let Some(p) = ack_rx.recv().await {
+            // A group commit releases many acknowledgements at once: they are sent
+            // together, waiting on the event loop only when its queue is full.
+            let mut ids = Vec::with_capacity(ACK_GROUP);
+            while ack_rx.recv_many(&mut ids, ACK_GROUP).await > 0 {
                 let client = session_rx.borrow().clone();
-                if let Some(client) = client
-                    && let Err(e) = client.ack(&p).await
-                {
-                    tracing::debug!(error = %e, "could not acknowledge a message");
+                if let Some(client) = client {
+                    for id in ids.drain(..) {
+                        let p = id.as_publish();
+                        let sent = match client.try_ack(&p) {
+                            Err(rumqttc::ClientError::TryRequest(_)) => client.ack(&p).await,
+                            other => other,
+                        };
+                        if let Err(e) = sent {
+                            tracing::debug!(error = %e, "could not acknowledge a message");
+                        }
+                    }
                 }
+                ids.clear();
             }
         }
         .instrument(span.clone()),
@@ -308,11 +322,14 @@ fn accept(
     states: &mut [DeviceState],
     metrics: &IngestMetrics,
     p: rumqttc::Publish,
-    ack_tx: &tokio::sync::mpsc::UnboundedSender<rumqttc::Publish>,
+    ack_tx: &tokio::sync::mpsc::UnboundedSender<AckId>,
 ) -> Accepted {
     let digest = message_digest(&p.topic, &p.payload);
     let ack = (p.qos != QoS::AtMostOnce).then(|| PendingAck {
-        publish: p.clone(),
+        id: AckId {
+            qos: p.qos,
+            pkid: p.pkid,
+        },
         to: ack_tx.clone(),
     });
     Accepted {

@@ -25,18 +25,35 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch is written at once when it reaches this many rows.
 pub const MAX_BATCH_ROWS: usize = 8192;
 
+/// What acknowledging a message takes: its QoS and packet id (not the message,
+/// whose topic and payload the sink has no more use for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckId {
+    pub qos: rumqttc::QoS,
+    pub pkid: u16,
+}
+
+impl AckId {
+    /// The message as `rumqttc` acknowledges it: only its QoS and packet id count.
+    pub fn as_publish(self) -> rumqttc::Publish {
+        let mut p = rumqttc::Publish::new(String::new(), self.qos, Vec::new());
+        p.pkid = self.pkid;
+        p
+    }
+}
+
 /// An MQTT message to acknowledge once its readings are durable.
 #[derive(Debug)]
 pub struct PendingAck {
-    pub publish: rumqttc::Publish,
-    pub to: mpsc::UnboundedSender<rumqttc::Publish>,
+    pub id: AckId,
+    pub to: mpsc::UnboundedSender<AckId>,
 }
 
 impl PendingAck {
     fn release(self) {
         // The worker has stopped: the broker will send the message again, and the
         // digest in the log will tell it apart.
-        let _ = self.to.send(self.publish);
+        let _ = self.to.send(self.id);
     }
 }
 
