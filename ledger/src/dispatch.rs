@@ -13,7 +13,9 @@ use crate::journal::chain::check_author;
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::rules::sql::SqlState;
 use crate::rules::state::LedgerState;
-use crate::rules::{assembly, balances, contributions, members, parameters, planning};
+use crate::rules::{
+    assembly, balances, contributions, members, parameters, planning, sortition,
+};
 use crate::schema::CLEAR_DERIVED;
 
 impl Journal {
@@ -96,6 +98,11 @@ fn record(
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
+        EntryKind::SortitionKeysSet
+        | EntryKind::SortitionOpted
+        | EntryKind::SortitionAnnounced
+        | EntryKind::SortitionDrawn
+        | EntryKind::PanelMemberDeclined => sortition::record(tx, kind, author, payload, ts),
     }
 }
 
@@ -124,7 +131,15 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::CommitmentAccepted => planning::apply_accepted(state, entry),
         EntryKind::CommitmentReleased => planning::apply_released(state, entry),
         EntryKind::CommitmentFulfilled => planning::apply_fulfilled(state, entry),
-        EntryKind::MemberJoined | EntryKind::PlanAdopted => Ok(()),
+        // Sortition keeps no derived table: its state is rebuilt from its entries
+        // (`rules::sortition`), and the replay re-runs every draw.
+        EntryKind::MemberJoined
+        | EntryKind::PlanAdopted
+        | EntryKind::SortitionKeysSet
+        | EntryKind::SortitionOpted
+        | EntryKind::SortitionAnnounced
+        | EntryKind::SortitionDrawn
+        | EntryKind::PanelMemberDeclined => Ok(()),
     }
 }
 

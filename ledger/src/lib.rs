@@ -138,6 +138,7 @@ mod planning;
 mod replay;
 mod rules;
 mod schema;
+mod sortition;
 mod verify;
 
 pub use accounts::{
@@ -175,5 +176,12 @@ pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
     IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
     Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
+};
+pub use rules::sortition::PanelDecision;
+pub use sortition::{
+    Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,
+    MAX_SORTITION_KEYS, MAX_SORTITION_TEXT_CHARS, MAX_WITNESSES, Mandate, MandateScope, Phase, Pick,
+    PoolMember, Quota, Selection, SortitionProblem, Step, Stream, feasibility, pool_hash, replace,
+    seed, select,
 };
 pub use verify::{DecisionWarning, VerifyReport};

@@ -22,7 +22,9 @@ use crate::parameters::LedgerParameters;
 use crate::rules::assembly::decode_adopted;
 use crate::rules::balances::projected;
 use crate::rules::members::decode_joined;
+use crate::assembly::{Decision, Motion};
 use crate::rules::planning;
+use crate::rules::sortition::SortitionState;
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
     Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
@@ -173,12 +175,37 @@ pub(crate) struct Replay {
     commitments: BTreeMap<i64, CommitmentRow>,
     /// By contribution.
     fulfilments: BTreeMap<i64, FulfilmentRow>,
+    /// Draws and pool, every draw re-run as it comes.
+    sortition: SortitionState,
 }
 
 impl Replay {
     /// Applies one entry, refusing it as the write path would have.
     pub(crate) fn apply(&mut self, entry: &Entry) -> Result<()> {
+        if let Some(motion) = match entry.kind {
+            EntryKind::PlanAdopted => Some(Motion::Plan),
+            EntryKind::ParametersAdopted => Some(Motion::Parameters),
+            _ => None,
+        } && let Some(decision) = entry
+            .payload
+            .get("decision")
+            .and_then(|d| serde_json::from_value::<Decision>(d.clone()).ok())
+        {
+            let problems = self.sortition.panel_problems(&decision, motion);
+            if !problems.is_empty() {
+                return Err(Refusal::InvalidDecision(problems).into());
+            }
+        }
         match entry.kind {
+            EntryKind::SortitionKeysSet
+            | EntryKind::SortitionOpted
+            | EntryKind::SortitionAnnounced
+            | EntryKind::SortitionDrawn
+            | EntryKind::PanelMemberDeclined => {
+                let members = &self.members;
+                self.sortition
+                    .apply(entry, &|name| members.contains_key(name))
+            }
             EntryKind::MemberJoined => {
                 let (name, roles) =
                     decode_joined(&entry.payload).map_err(|reason| Refusal::InvalidPayload {

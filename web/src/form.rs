@@ -135,6 +135,7 @@ pub(crate) fn decision(form: &DecisionForm, problems: &mut Vec<FormProblem>) -> 
         quorum_required: quorum.unwrap_or(1),
         present: present.unwrap_or(u32::MAX),
         minutes: form.minutes.trim().to_string(),
+        panel: None,
     };
     problems.extend(decision.problems().into_iter().map(FormProblem::Decision));
     decision
