@@ -249,6 +249,7 @@ mod tests {
                 "members",
                 "plan",
                 "planning",
+                "sortition",
             ],
         ),
         ("planning.rs", include_str!("../planning.rs"), &["entry"]),
