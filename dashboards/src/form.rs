@@ -26,6 +26,8 @@ pub struct DecisionForm {
     pub quorum_required: String,
     pub present: String,
     pub minutes: String,
+    /// The draw whose panel took the decision; empty: the assembly.
+    pub panel: String,
 }
 
 impl DecisionForm {
@@ -47,6 +49,7 @@ impl DecisionForm {
             "quorum_required" => &mut self.quorum_required,
             "present" => &mut self.present,
             "minutes" => &mut self.minutes,
+            "panel" => &mut self.panel,
             _ => return None,
         })
     }
@@ -73,6 +76,8 @@ pub enum FormField {
     QuorumRequired,
     Present,
     Minutes,
+    /// The panel drawn by lot that took the decision.
+    Panel,
     // The ledger's forms.
     Category,
     Hours,
@@ -230,6 +235,7 @@ pub(crate) fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, lang
         FormField::QuorumRequired => "assembly.quorum_required",
         FormField::Present => "assembly.present",
         FormField::Minutes => "assembly.minutes",
+        FormField::Panel => "assembly.panel",
         FormField::Category => "ledger.category",
         FormField::Hours => "ledger.hours",
         FormField::Date => "ledger.date",
