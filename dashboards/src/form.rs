@@ -361,10 +361,9 @@ pub fn form_problem_text(
                     ("previous", &format_date_long(*previous, lang)),
                 ],
             ),
-            DecisionProblem::NoSuchPanel { draw } => t.tf(
-                "decision.problem_no_panel",
-                &[("draw", &draw.to_string())],
-            ),
+            DecisionProblem::NoSuchPanel { draw } => {
+                t.tf("decision.problem_no_panel", &[("draw", &draw.to_string())])
+            }
             DecisionProblem::OutsideMandate {
                 draw,
                 scope,

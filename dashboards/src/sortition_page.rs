@@ -158,7 +158,9 @@ pub fn sortition_problem_text(problem: &SortitionProblem, lang: Lang) -> String 
         SortitionProblem::UnknownStrataKey { key } => {
             t.tf("sortition.problem_unknown_key", &[("key", key)])
         }
-        SortitionProblem::QuotasWithoutKey => t.t("sortition.problem_quotas_without_key").to_string(),
+        SortitionProblem::QuotasWithoutKey => {
+            t.t("sortition.problem_quotas_without_key").to_string()
+        }
         SortitionProblem::BadText { what, reason } => format!("{what}: {reason}"),
         SortitionProblem::TermBeforeDraw { term_end, .. } => t.tf(
             "sortition.problem_term_before_draw",

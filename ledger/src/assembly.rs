@@ -123,6 +123,19 @@ pub enum Motion {
     Parameters,
 }
 
+impl Motion {
+    /// Whether a panel whose mandate has `scope` may adopt this motion: a panel on
+    /// energy priorities adopts priority plans, one on the ledger's parameters
+    /// adopts those, and neither anything else.
+    pub fn within(self, scope: MandateScope) -> bool {
+        matches!(
+            (scope, self),
+            (MandateScope::EnergyPriorities, Motion::Plan)
+                | (MandateScope::LedgerParameters, Motion::Parameters)
+        )
+    }
+}
+
 /// What a decision record is judged against besides itself: the rule in force, the
 /// latest assembly date that is not in the future, and the assembly date of the
 /// previous adoption of the same kind (none for the first, nor for the plan taken

@@ -111,7 +111,8 @@
 //! [`Draw::explain`] prints each step. A [`Decision`] may name the panel that took
 //! it (`panel`): presence, votes and quorum are then counted among its seated
 //! members, within its mandate and term.
-//! There is no derived table for sortition: its state is rebuilt from its entries.
+//! Its state is rebuilt from its entries; the `sortition_entries` table only lists
+//! them, so that a journal cut off after one is noticed like any other.
 //!
 //! It never touches the network and knows nothing of live power: `query` reads the
 //! active plan from here, `web` writes through here, and time is always passed in by
@@ -201,8 +202,8 @@ pub use planning::{
 pub use rules::sortition::PanelDecision;
 pub use sortition::{
     Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,
-    MAX_SORTITION_KEYS, MAX_SORTITION_TEXT_CHARS, MAX_WITNESSES, Mandate, MandateScope, Phase, Pick,
-    PoolMember, Quota, Selection, SortitionProblem, Step, Stream, feasibility, pool_hash, replace,
-    seed, select,
+    MAX_SORTITION_KEYS, MAX_SORTITION_TEXT_CHARS, MAX_WITNESSES, Mandate, MandateScope, Phase,
+    Pick, PoolMember, Quota, Selection, SortitionProblem, Step, Stream, feasibility, pool_hash,
+    replace, seed, select,
 };
 pub use verify::{DecisionWarning, VerifyReport};

@@ -48,7 +48,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::assembly::Motion;
 use crate::entry::canonical_json;
 
 /// Most seats a panel may have.
@@ -75,22 +74,16 @@ pub enum MandateScope {
 }
 
 impl MandateScope {
-    pub const ALL: [MandateScope; 2] = [MandateScope::EnergyPriorities, MandateScope::LedgerParameters];
+    pub const ALL: [MandateScope; 2] = [
+        MandateScope::EnergyPriorities,
+        MandateScope::LedgerParameters,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MandateScope::EnergyPriorities => "energy_priorities",
             MandateScope::LedgerParameters => "ledger_parameters",
         }
-    }
-
-    /// Whether a panel of this scope may adopt `motion`.
-    pub fn allows(self, motion: Motion) -> bool {
-        matches!(
-            (self, motion),
-            (MandateScope::EnergyPriorities, Motion::Plan)
-                | (MandateScope::LedgerParameters, Motion::Parameters)
-        )
     }
 }
 
@@ -175,16 +168,43 @@ impl DrawSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortitionProblem {
     SizeZero,
-    SizeTooLarge { size: u32 },
-    PoolTooSmall { size: u32, pool: usize },
-    MinAboveMax { stratum: String, min: u32, max: u32 },
-    MinAboveStratum { stratum: String, min: u32, members: usize },
-    MinimaAboveSize { minima: u64, size: u32 },
-    MaximaBelowSize { seats: u64, size: u32 },
-    UnknownStrataKey { key: String },
+    SizeTooLarge {
+        size: u32,
+    },
+    PoolTooSmall {
+        size: u32,
+        pool: usize,
+    },
+    MinAboveMax {
+        stratum: String,
+        min: u32,
+        max: u32,
+    },
+    MinAboveStratum {
+        stratum: String,
+        min: u32,
+        members: usize,
+    },
+    MinimaAboveSize {
+        minima: u64,
+        size: u32,
+    },
+    MaximaBelowSize {
+        seats: u64,
+        size: u32,
+    },
+    UnknownStrataKey {
+        key: String,
+    },
     QuotasWithoutKey,
-    BadText { what: &'static str, reason: String },
-    TermBeforeDraw { term_end: NaiveDate, draw_at: DateTime<Utc> },
+    BadText {
+        what: &'static str,
+        reason: String,
+    },
+    TermBeforeDraw {
+        term_end: NaiveDate,
+        draw_at: DateTime<Utc>,
+    },
 }
 
 fn stratum_name(s: &str) -> String {
@@ -653,7 +673,11 @@ impl Draw {
     /// The seed's 32 bytes, if drawn.
     pub fn seed_bytes(&self) -> Option<[u8; 32]> {
         let drawn = self.drawn.as_ref()?;
-        Some(seed(&self.announcement_hash, &drawn.head_hash, &drawn.rolls))
+        Some(seed(
+            &self.announcement_hash,
+            &drawn.head_hash,
+            &drawn.rolls,
+        ))
     }
 
     /// Every step of the draw, re-run from its inputs, in English: the inputs, the
@@ -683,7 +707,12 @@ impl Draw {
             crate::entry::format_ts(spec.draw_at)
         );
         let counts = strata_counts(&self.pool);
-        let _ = writeln!(out, "Pool: {} members, hash {}", self.pool.len(), self.pool_hash);
+        let _ = writeln!(
+            out,
+            "Pool: {} members, hash {}",
+            self.pool.len(),
+            self.pool_hash
+        );
         let recomputed = pool_hash(&self.pool);
         if recomputed != self.pool_hash {
             let _ = writeln!(out, "  MISMATCH: the pool listed hashes to {recomputed}");
@@ -725,12 +754,18 @@ impl Draw {
             rolls.join(",")
         );
         if seed_hex != drawn.seed {
-            let _ = writeln!(out, "  MISMATCH: the journal records the seed {}", drawn.seed);
+            let _ = writeln!(
+                out,
+                "  MISMATCH: the journal records the seed {}",
+                drawn.seed
+            );
         }
         let mut seats: BTreeMap<String, u32> = BTreeMap::new();
         let describe = |out: &mut String, n: usize, step: &Step, seats: &BTreeMap<String, u32>| {
             let why = match &step.phase {
-                Phase::Minimum { stratum } => format!("minimum of stratum {}", stratum_name(stratum)),
+                Phase::Minimum { stratum } => {
+                    format!("minimum of stratum {}", stratum_name(stratum))
+                }
                 Phase::Fill => "remaining seats".to_string(),
                 Phase::Replacement { declined } => format!("replacing {declined}, who declined"),
             };
@@ -788,11 +823,7 @@ impl Draw {
                         &decline.member,
                     );
                     consumed = next;
-                    let _ = writeln!(
-                        out,
-                        "{} declined (entry {}):",
-                        decline.member, decline.seq
-                    );
+                    let _ = writeln!(out, "{} declined (entry {}):", decline.member, decline.seq);
                     if let Some(m) = self.pool.iter().find(|m| m.member == decline.member)
                         && let Some(n) = seats.get_mut(&m.stratum)
                     {
@@ -845,7 +876,15 @@ mod tests {
             strata_key: Some("building".into()),
             quotas: quotas
                 .iter()
-                .map(|(s, min, max)| (s.to_string(), Quota { min: *min, max: *max }))
+                .map(|(s, min, max)| {
+                    (
+                        s.to_string(),
+                        Quota {
+                            min: *min,
+                            max: *max,
+                        },
+                    )
+                })
                 .collect(),
             mandate: Mandate {
                 scope: MandateScope::EnergyPriorities,
@@ -968,7 +1007,15 @@ mod tests {
         let declined = sel.steps[0].member.clone();
         let ever: BTreeSet<String> = sel.selected.iter().cloned().collect();
         let seated: Vec<String> = sel.selected[1..].to_vec();
-        let (step, consumed) = replace(&spec, &pool, [3; 32], sel.consumed, &ever, &seated, &declined);
+        let (step, consumed) = replace(
+            &spec,
+            &pool,
+            [3; 32],
+            sel.consumed,
+            &ever,
+            &seated,
+            &declined,
+        );
         let step = step.unwrap();
         assert_eq!(step.stratum, "A");
         assert!(!ever.contains(&step.member));

@@ -730,6 +730,18 @@ mod tests {
                 None,
             ),
             just(Refusal::PlanningRule("commitment 4 was released".into())),
+            (
+                Refusal::InvalidDraw(vec![ledger::SortitionProblem::MinimaAboveSize {
+                    minima: 9,
+                    size: 7,
+                }]),
+                UNPROCESSABLE,
+                Some(vec![
+                    "the minima add up to 9 seats, more than the 7 of the panel",
+                ]),
+            ),
+            (Refusal::NoSuchDraw(3), StatusCode::NOT_FOUND, None),
+            just(Refusal::SortitionRule("draw 3 was already made".into())),
         ]
     }
 

@@ -163,7 +163,11 @@ pub(crate) async fn opt(
     match recorded {
         Ok(_) if problems.is_empty() => Ok(form::done(
             "/sortition",
-            if opt_in { "done=opted" } else { "done=opted_out" },
+            if opt_in {
+                "done=opted"
+            } else {
+                "done=opted_out"
+            },
         )),
         Ok(_) => Ok(form::done("/sortition", "done=opted")),
         Err(e) => {
@@ -314,13 +318,7 @@ pub(crate) async fn announce(
     } else {
         NaiveDateTime::parse_from_str(f.draw_at.trim(), "%Y-%m-%dT%H:%M")
             .ok()
-            .and_then(|local| {
-                state
-                    .site
-                    .timezone
-                    .from_local_datetime(&local)
-                    .earliest()
-            })
+            .and_then(|local| state.site.timezone.from_local_datetime(&local).earliest())
             .map(|t| t.with_timezone(&Utc).max(now))
     };
     if draw_at.is_none() {
@@ -356,7 +354,10 @@ pub(crate) async fn announce(
         .await?;
         match recorded {
             Ok(entry) => {
-                return Ok(form::done(&format!("/sortition/{}", entry.seq), "announced=1"));
+                return Ok(form::done(
+                    &format!("/sortition/{}", entry.seq),
+                    "announced=1",
+                ));
             }
             Err(e) => problems.extend(problems_of(e, &lang)?),
         }

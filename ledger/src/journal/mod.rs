@@ -256,7 +256,7 @@ mod tests {
         (
             "assembly.rs",
             include_str!("../assembly.rs"),
-            &["entry", "plan"],
+            &["entry", "plan", "sortition"],
         ),
         ("plan.rs", include_str!("../plan.rs"), &[]),
         ("communs.rs", include_str!("../communs.rs"), &[]),

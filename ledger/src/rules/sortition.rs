@@ -2,11 +2,12 @@
 //! `sortition_announced`, `sortition_drawn`, `panel_member_declined`): the payloads,
 //! the checks, recording them, and the state they build.
 //!
-//! There is no derived table: the state ([`SortitionState`]) is rebuilt from these
+//! The state ([`SortitionState`]) is not kept in tables: it is rebuilt from these
 //! entries, which are few, each time it is needed, by the same `apply` that
 //! [`Journal::verify`]'s replay runs. So a draw is re-run from its inputs both when it
 //! is recorded and whenever the journal is verified, and one code path decides what
-//! a panel is.
+//! a panel is. The `sortition_entries` table only lists the entries, so that a
+//! journal cut off after one of them is noticed as after any other.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -128,8 +129,9 @@ impl SortitionState {
     pub(crate) fn load(conn: &Connection) -> Result<Self> {
         let members = member_names(conn)?;
         let mut state = SortitionState::default();
-        let mut stmt =
-            conn.prepare(&format!("{SELECT_ENTRY} WHERE kind IN {KINDS_SQL} ORDER BY seq"))?;
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT_ENTRY} WHERE kind IN {KINDS_SQL} ORDER BY seq"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let entry = entry_from_row(row)?;
@@ -208,7 +210,8 @@ impl SortitionState {
                             }
                         )));
                     }
-                    if let Some(p) = check_text("attribute value", value, MAX_SORTITION_TEXT_CHARS) {
+                    if let Some(p) = check_text("attribute value", value, MAX_SORTITION_TEXT_CHARS)
+                    {
                         return Err(rule(format!("`{key}`: {p}")));
                     }
                 }
@@ -404,7 +407,11 @@ impl SortitionState {
     /// decision of the assembly): a draw not made, a mandate that does not cover the
     /// motion, a date outside the term, more present than seated, a quorum under a
     /// majority of the panel.
-    pub(crate) fn panel_problems(&self, decision: &Decision, motion: Motion) -> Vec<DecisionProblem> {
+    pub(crate) fn panel_problems(
+        &self,
+        decision: &Decision,
+        motion: Motion,
+    ) -> Vec<DecisionProblem> {
         let Some(id) = decision.panel else {
             return Vec::new();
         };
@@ -417,7 +424,7 @@ impl SortitionState {
         };
         let mut problems = Vec::new();
         let mandate = &draw.spec.mandate;
-        if !mandate.scope.allows(motion) {
+        if !motion.within(mandate.scope) {
             problems.push(DecisionProblem::OutsideMandate {
                 draw: id,
                 scope: mandate.scope,
@@ -516,7 +523,17 @@ fn record_payload(
     let members = member_names(tx)?;
     let entry = append(tx, kind, author, payload, ts)?;
     state.apply(&entry, &|name| members.contains(name))?;
+    apply_row(tx, &entry)?;
     Ok(entry)
+}
+
+/// The `sortition_entries` row of a sortition entry.
+pub(crate) fn apply_row(tx: &Connection, entry: &Entry) -> Result<()> {
+    tx.execute(
+        "INSERT INTO sortition_entries (seq, kind) VALUES (?1, ?2)",
+        rusqlite::params![entry.seq, entry.kind.as_str()],
+    )?;
+    Ok(())
 }
 
 /// Checks a new sortition entry of any kind, as [`Journal::append`] is given it, and
@@ -573,7 +590,12 @@ impl Journal {
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
         let kind = EntryKind::SortitionKeysSet;
-        let payload = encode(kind, &KeysSet { keys: keys.to_vec() })?;
+        let payload = encode(
+            kind,
+            &KeysSet {
+                keys: keys.to_vec(),
+            },
+        )?;
         self.write(|tx| record_payload(tx, kind, author, &payload, ts))
     }
 

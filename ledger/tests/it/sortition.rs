@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ledger::{
     Decision, DecisionProblem, DrawSpec, EntryKind, Journal, LedgerParameters, Mandate,
-    MandateScope, PoolMember, Quota, Refusal, Role, SortitionProblem, canonical_json,
-    feasibility, select,
+    MandateScope, PoolMember, Quota, Refusal, Role, SortitionProblem, canonical_json, feasibility,
+    select,
 };
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
@@ -88,7 +88,16 @@ fn witnesses() -> Vec<String> {
 /// Announces and draws a panel of 5 (at least 2 of A, 1 of B, 1 of C, at most 1
 /// undeclared); returns the draw's id.
 fn draw_panel(journal: &Journal, rolls: &[u8], scope: MandateScope) -> i64 {
-    let spec = spec(5, &[("A", 2, None), ("B", 1, None), ("C", 1, None), ("", 0, Some(1))], scope);
+    let spec = spec(
+        5,
+        &[
+            ("A", 2, None),
+            ("B", 1, None),
+            ("C", 1, None),
+            ("", 0, Some(1)),
+        ],
+        scope,
+    );
     let id = journal
         .announce_sortition(&spec, "Alice", t0() + Duration::minutes(5))
         .unwrap()
@@ -117,11 +126,24 @@ fn the_same_inputs_give_the_same_panel_and_another_die_another() {
     );
     let panel = |d: &ledger::Draw| d.drawn.as_ref().unwrap().selected.clone();
     assert_eq!(panel(&a), panel(&b));
-    assert_eq!(a.drawn.as_ref().unwrap().seed, b.drawn.as_ref().unwrap().seed);
-    assert_ne!(a.drawn.as_ref().unwrap().seed, c.drawn.as_ref().unwrap().seed);
+    assert_eq!(
+        a.drawn.as_ref().unwrap().seed,
+        b.drawn.as_ref().unwrap().seed
+    );
+    assert_ne!(
+        a.drawn.as_ref().unwrap().seed,
+        c.drawn.as_ref().unwrap().seed
+    );
     assert_ne!(panel(&a), panel(&c), "another die roll, another panel");
     // The quotas hold on the panel drawn.
-    let stratum = |name: &str| a.pool.iter().find(|m| m.member == name).unwrap().stratum.clone();
+    let stratum = |name: &str| {
+        a.pool
+            .iter()
+            .find(|m| m.member == name)
+            .unwrap()
+            .stratum
+            .clone()
+    };
     let count = |s: &str| panel(&a).iter().filter(|m| stratum(m) == s).count();
     assert!(count("A") >= 2 && count("B") >= 1 && count("C") >= 1 && count("") <= 1);
     assert_eq!(panel(&a).len(), 5);
@@ -134,7 +156,10 @@ fn the_same_inputs_give_the_same_panel_and_another_die_another() {
     assert!(one.verify().unwrap().is_intact());
     // The explanation re-runs it and says it matches.
     let explained = a.explain();
-    assert!(explained.contains("The journal records this panel: it matches."), "{explained}");
+    assert!(
+        explained.contains("The journal records this panel: it matches."),
+        "{explained}"
+    );
     assert!(explained.contains("minimum of stratum `C`"), "{explained}");
 }
 
@@ -200,7 +225,10 @@ fn quotas_are_met_on_random_pools() {
                         .iter()
                         .filter(|s| &s.stratum == stratum)
                         .count() as u32;
-                    assert!(seats >= quota.min, "round {round}: {stratum} under its minimum");
+                    assert!(
+                        seats >= quota.min,
+                        "round {round}: {stratum} under its minimum"
+                    );
                     assert!(
                         quota.max.is_none_or(|max| seats <= max),
                         "round {round}: {stratum} over its maximum"
@@ -209,7 +237,10 @@ fn quotas_are_met_on_random_pools() {
             }
         }
     }
-    assert!(drawn > 150, "too few feasible pools to mean anything: {drawn}");
+    assert!(
+        drawn > 150,
+        "too few feasible pools to mean anything: {drawn}"
+    );
 }
 
 #[test]
@@ -218,7 +249,11 @@ fn infeasible_quotas_are_refused_with_the_reason_before_the_announcement() {
     community(&journal);
     let head = journal.head().unwrap().unwrap().seq;
     // C has 2 members: a minimum of 3 cannot be met; minima 3 + 4 > 6 seats.
-    let infeasible = spec(6, &[("C", 3, None), ("A", 4, None)], MandateScope::EnergyPriorities);
+    let infeasible = spec(
+        6,
+        &[("C", 3, None), ("A", 4, None)],
+        MandateScope::EnergyPriorities,
+    );
     let problems = journal.sortition_problems(&infeasible).unwrap();
     assert_eq!(
         problems,
@@ -241,15 +276,34 @@ fn infeasible_quotas_are_refused_with_the_reason_before_the_announcement() {
         "{err}"
     );
     // Maxima that cannot fill the panel.
-    let spec2 = spec(8, &[("A", 0, Some(2)), ("B", 0, Some(2)), ("", 0, Some(1))], MandateScope::EnergyPriorities);
-    let err = journal.announce_sortition(&spec2, "Alice", t0()).unwrap_err();
-    assert!(err.to_string().contains("allow at most 7 seats, fewer than the 8"), "{err}");
+    let spec2 = spec(
+        8,
+        &[("A", 0, Some(2)), ("B", 0, Some(2)), ("", 0, Some(1))],
+        MandateScope::EnergyPriorities,
+    );
+    let err = journal
+        .announce_sortition(&spec2, "Alice", t0())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("allow at most 7 seats, fewer than the 8"),
+        "{err}"
+    );
     // An attribute the assembly did not list.
     let mut spec3 = spec(3, &[], MandateScope::EnergyPriorities);
     spec3.strata_key = Some("income".into());
-    let err = journal.announce_sortition(&spec3, "Alice", t0()).unwrap_err();
-    assert!(err.to_string().contains("`income` is not an attribute"), "{err}");
-    assert_eq!(journal.head().unwrap().unwrap().seq, head, "nothing recorded");
+    let err = journal
+        .announce_sortition(&spec3, "Alice", t0())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`income` is not an attribute"),
+        "{err}"
+    );
+    assert_eq!(
+        journal.head().unwrap().unwrap().seq,
+        head,
+        "nothing recorded"
+    );
 }
 
 #[test]
@@ -260,24 +314,42 @@ fn only_listed_attributes_are_declared_and_the_draw_follows_its_announcement() {
     let err = journal
         .opt_in_sortition("Bob", true, &attributes, t0())
         .unwrap_err();
-    assert!(err.to_string().contains("`religion` is not an attribute the assembly listed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`religion` is not an attribute the assembly listed"),
+        "{err}"
+    );
     let err = journal
         .opt_in_sortition("Mallory", true, &BTreeMap::new(), t0())
         .unwrap_err();
-    assert_eq!(err.refusal(), Some(&Refusal::UnknownMember("Mallory".into())));
+    assert_eq!(
+        err.refusal(),
+        Some(&Refusal::UnknownMember("Mallory".into()))
+    );
     let spec = spec(3, &[], MandateScope::EnergyPriorities);
-    let id = journal.announce_sortition(&spec, "Alice", t0()).unwrap().seq;
+    let id = journal
+        .announce_sortition(&spec, "Alice", t0())
+        .unwrap()
+        .seq;
     // Before its time, the draw is refused; with a die showing 7, too.
     let err = journal
         .draw_sortition(id, &[4], &witnesses(), "Alice", t0())
         .unwrap_err();
-    assert!(err.to_string().contains("it cannot be made before"), "{err}");
+    assert!(
+        err.to_string().contains("it cannot be made before"),
+        "{err}"
+    );
     let later = t0() + Duration::hours(2);
     let err = journal
         .draw_sortition(id, &[7], &witnesses(), "Alice", later)
         .unwrap_err();
-    assert!(err.to_string().contains("a die shows 1 to 6, not 7"), "{err}");
-    let err = journal.draw_sortition(id, &[4], &[], "Alice", later).unwrap_err();
+    assert!(
+        err.to_string().contains("a die shows 1 to 6, not 7"),
+        "{err}"
+    );
+    let err = journal
+        .draw_sortition(id, &[4], &[], "Alice", later)
+        .unwrap_err();
     assert!(err.to_string().contains("witnesses"), "{err}");
     journal
         .draw_sortition(id, &[4], &witnesses(), "Alice", later)
@@ -290,8 +362,16 @@ fn only_listed_attributes_are_declared_and_the_draw_follows_its_announcement() {
     journal
         .opt_in_sortition("A-resident-0", false, &BTreeMap::new(), later)
         .unwrap();
-    assert!(!journal.sortition_pool().unwrap().contains_key("A-resident-0"));
-    assert_eq!(journal.draw(id).unwrap().unwrap().pool.len(), residents().len());
+    assert!(
+        !journal
+            .sortition_pool()
+            .unwrap()
+            .contains_key("A-resident-0")
+    );
+    assert_eq!(
+        journal.draw(id).unwrap().unwrap().pool.len(),
+        residents().len()
+    );
     assert!(journal.verify().unwrap().is_intact());
 }
 
@@ -313,7 +393,10 @@ fn a_member_who_declines_is_replaced_from_the_seeds_continuation() {
         .unwrap();
     let after = journal.draw(id).unwrap().unwrap();
     let replacement = after.declines[0].replacement.clone().unwrap();
-    assert!(replacement.starts_with('B'), "from the same stratum: {replacement}");
+    assert!(
+        replacement.starts_with('B'),
+        "from the same stratum: {replacement}"
+    );
     assert!(!selected.contains(&replacement));
     assert_eq!(after.seated.len(), 5);
     assert!(after.seated.contains(&replacement) && !after.seated.contains(&decliner));
@@ -322,9 +405,15 @@ fn a_member_who_declines_is_replaced_from_the_seeds_continuation() {
     let err = journal
         .decline_panel_seat(id, &decliner, "Alice", later)
         .unwrap_err();
-    assert!(err.to_string().contains("does not sit on the panel"), "{err}");
+    assert!(
+        err.to_string().contains("does not sit on the panel"),
+        "{err}"
+    );
     let explained = after.explain();
-    assert!(explained.contains(&format!("replacing {decliner}, who declined")), "{explained}");
+    assert!(
+        explained.contains(&format!("replacing {decliner}, who declined")),
+        "{explained}"
+    );
     assert!(!explained.contains("MISMATCH"), "{explained}");
     assert!(journal.verify().unwrap().is_intact());
 }
@@ -359,22 +448,40 @@ fn a_panel_decides_within_its_mandate_and_term_only() {
         .unwrap_err();
     assert_eq!(
         err.refusal(),
-        Some(&Refusal::InvalidDecision(vec![DecisionProblem::OutsideMandate {
-            draw: id,
-            scope: MandateScope::EnergyPriorities,
-            motion: ledger::Motion::Parameters
-        }]))
+        Some(&Refusal::InvalidDecision(vec![
+            DecisionProblem::OutsideMandate {
+                draw: id,
+                scope: MandateScope::EnergyPriorities,
+                motion: ledger::Motion::Parameters
+            }
+        ]))
     );
-    assert!(err.to_string().contains("cannot adopt ledger parameters"), "{err}");
+    assert!(
+        err.to_string().contains("cannot adopt ledger parameters"),
+        "{err}"
+    );
     // More present than seated, a quorum under a majority of 5.
     let err = journal
-        .adopt_plan(&config_plan(), &panel_vote(id, 6, 2, "2026-12-03"), &site_services(), "Alice", day)
+        .adopt_plan(
+            &config_plan(),
+            &panel_vote(id, 6, 2, "2026-12-03"),
+            &site_services(),
+            "Alice",
+            day,
+        )
         .unwrap_err();
     assert_eq!(
         err.refusal(),
         Some(&Refusal::InvalidDecision(vec![
-            DecisionProblem::MorePresentThanPanel { present: 6, seated: 5 },
-            DecisionProblem::PanelQuorumTooLow { required: 2, minimum: 3, seated: 5 },
+            DecisionProblem::MorePresentThanPanel {
+                present: 6,
+                seated: 5
+            },
+            DecisionProblem::PanelQuorumTooLow {
+                required: 2,
+                minimum: 3,
+                seated: 5
+            },
         ]))
     );
     // After its term.
@@ -390,12 +497,24 @@ fn a_panel_decides_within_its_mandate_and_term_only() {
     assert!(err.to_string().contains("sat until 2027-03-31"), "{err}");
     // A draw that does not exist.
     let err = journal
-        .adopt_plan(&config_plan(), &panel_vote(999, 4, 3, "2026-12-03"), &site_services(), "Alice", day)
+        .adopt_plan(
+            &config_plan(),
+            &panel_vote(999, 4, 3, "2026-12-03"),
+            &site_services(),
+            "Alice",
+            day,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("draw 999 has no panel"), "{err}");
     // Within its mandate and term: adopted, listed, and the journal verifies.
     let entry = journal
-        .adopt_plan(&config_plan(), &panel_vote(id, 4, 3, "2026-12-03"), &site_services(), "Alice", day)
+        .adopt_plan(
+            &config_plan(),
+            &panel_vote(id, 4, 3, "2026-12-03"),
+            &site_services(),
+            "Alice",
+            day,
+        )
         .unwrap();
     let decisions = journal.panel_decisions(id).unwrap();
     assert_eq!(decisions.len(), 1);
@@ -440,7 +559,17 @@ fn a_tampered_draw_is_caught_by_verify() {
     let selected = draw.drawn.as_ref().unwrap().selected.clone();
     let (victim, stratum) = selected
         .iter()
-        .map(|m| (m.clone(), draw.pool.iter().find(|p| &p.member == m).unwrap().stratum.clone()))
+        .map(|m| {
+            (
+                m.clone(),
+                draw.pool
+                    .iter()
+                    .find(|p| &p.member == m)
+                    .unwrap()
+                    .stratum
+                    .clone(),
+            )
+        })
         .find(|(_, s)| s == "A")
         .unwrap();
     let favourite = draw
@@ -452,7 +581,13 @@ fn a_tampered_draw_is_caught_by_verify() {
         .clone();
     let forged: Vec<String> = selected
         .iter()
-        .map(|m| if *m == victim { favourite.clone() } else { m.clone() })
+        .map(|m| {
+            if *m == victim {
+                favourite.clone()
+            } else {
+                m.clone()
+            }
+        })
         .collect();
     entry.payload["selected"] = serde_json::json!(forged);
     entry.hash = entry.computed_hash();
@@ -470,7 +605,10 @@ fn a_tampered_draw_is_caught_by_verify() {
             .contains(&format!("draw {id}: the panel recorded")),
         "{bad}"
     );
-    assert!(bad.problem.contains("is not the one its inputs give"), "{bad}");
+    assert!(
+        bad.problem.contains("is not the one its inputs give"),
+        "{bad}"
+    );
     // Die rolls changed after the fact: the seed no longer follows.
     let journal = Journal::open(&path).unwrap();
     let mut entry = journal.head().unwrap().unwrap();
@@ -483,8 +621,17 @@ fn a_tampered_draw_is_caught_by_verify() {
         "UPDATE journal SET payload = ?1, hash = ?2 WHERE seq = ?3",
         params![canonical_json(&entry.payload), entry.hash, entry.seq],
     );
-    let bad = Journal::open(&path).unwrap().verify().unwrap().first_bad.unwrap();
-    assert!(bad.problem.contains("the seed recorded is not SHA-256 of its inputs"), "{bad}");
+    let bad = Journal::open(&path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .first_bad
+        .unwrap();
+    assert!(
+        bad.problem
+            .contains("the seed recorded is not SHA-256 of its inputs"),
+        "{bad}"
+    );
 }
 
 /// Chi-square statistic of observed counts against equal expected counts.
@@ -535,9 +682,21 @@ fn each_member_of_a_stratum_has_the_same_chance() {
         size: 10,
         strata_key: Some("building".into()),
         quotas: [
-            ("A".to_string(), Quota { min: 2, max: Some(5) }),
+            (
+                "A".to_string(),
+                Quota {
+                    min: 2,
+                    max: Some(5),
+                },
+            ),
             ("B".to_string(), Quota { min: 2, max: None }),
-            ("C".to_string(), Quota { min: 1, max: Some(2) }),
+            (
+                "C".to_string(),
+                Quota {
+                    min: 1,
+                    max: Some(2),
+                },
+            ),
         ]
         .into(),
         mandate: mandate(MandateScope::EnergyPriorities),
@@ -572,4 +731,28 @@ fn each_member_of_a_stratum_has_the_same_chance() {
             "stratum {stratum}: the test cannot see a bias of a fifth"
         );
     }
+}
+
+#[test]
+fn a_journal_cut_off_after_a_sortition_entry_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    let journal = Journal::open(&path).unwrap();
+    community(&journal);
+    draw_panel(&journal, &[6], MandateScope::EnergyPriorities);
+    let last = journal.head().unwrap().unwrap().seq;
+    drop(journal);
+    tamper(&path, "DELETE FROM journal WHERE seq = ?1", params![last]);
+    let bad = Journal::open(&path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .first_bad
+        .unwrap();
+    assert_eq!(bad.seq, last);
+    assert!(
+        bad.problem
+            .contains("the sortition_entries table refers to entry"),
+        "{bad}"
+    );
 }

@@ -100,15 +100,8 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .attest(id, "Bob", Verdict::Approve, "", day)
         .unwrap();
-    let three_percent = LedgerParameters {
-        demurrage_rate_ppm: 30_000,
-        ..LedgerParameters::default()
-    };
-    journal
-        .adopt_ledger_parameters(&three_percent, &vote(), "Alice", t0() + Duration::days(40))
-        .unwrap();
-    // A panel drawn by lot, last: one of its members declines.
-    let day = t0() + Duration::days(41);
+    // A panel drawn by lot: one of its members declines.
+    let day = t0() + Duration::days(39);
     journal
         .set_sortition_keys(&["building".into()], "Alice", day)
         .unwrap();
@@ -136,6 +129,13 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     let first: Vec<String> = serde_json::from_value(drawn.payload["selected"].clone()).unwrap();
     journal
         .decline_panel_seat(draw, &first[0], &first[0], day)
+        .unwrap();
+    let three_percent = LedgerParameters {
+        demurrage_rate_ppm: 30_000,
+        ..LedgerParameters::default()
+    };
+    journal
+        .adopt_ledger_parameters(&three_percent, &vote(), "Alice", t0() + Duration::days(40))
         .unwrap();
     let report = journal.verify().unwrap();
     assert!(report.is_intact(), "{report}");

@@ -98,7 +98,10 @@ async fn a_panel_is_announced_drawn_before_witnesses_and_watched_in_a_browser() 
         .await
         .fill("B: 3")
         .await;
-    let head = journal.head().unwrap_or_else(|e| panic!("{e}")).map(|e| e.seq);
+    let head = journal
+        .head()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| e.seq);
     browser
         .find(&format!("{announce} button[type=submit]"))
         .await
@@ -110,7 +113,10 @@ async fn a_panel_is_announced_drawn_before_witnesses_and_watched_in_a_browser() 
         "{refused}"
     );
     assert_eq!(
-        journal.head().unwrap_or_else(|e| panic!("{e}")).map(|e| e.seq),
+        journal
+            .head()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.seq),
         head,
         "nothing announced"
     );
@@ -136,7 +142,10 @@ async fn a_panel_is_announced_drawn_before_witnesses_and_watched_in_a_browser() 
     assert_eq!(browser.text("[data-figure=pool]").await, "6");
     assert_eq!(browser.text("[data-figure=seats]").await, "3");
     let quotas = browser.text("table.ceremony-quotas").await;
-    assert!(quotas.contains("batiment") && quotas.contains("(non déclaré)"), "{quotas}");
+    assert!(
+        quotas.contains("batiment") && quotas.contains("(non déclaré)"),
+        "{quotas}"
+    );
     browser.find("input[name=rolls]").await.fill("4 2 6").await;
     browser
         .find("textarea[name=witnesses]")
@@ -188,7 +197,11 @@ async fn a_panel_is_announced_drawn_before_witnesses_and_watched_in_a_browser() 
             .unwrap_or_default()
     };
     let of = |s: &str| result.selected.iter().filter(|m| stratum(m) == s).count();
-    assert!((1..=2).contains(&of("A")) && of("B") >= 1, "{:?}", result.selected);
+    assert!(
+        (1..=2).contains(&of("A")) && of("B") >= 1,
+        "{:?}",
+        result.selected
+    );
     keep_screenshot(&browser.screenshot().await, "sortition-draw-fr.png");
 
     // Anyone may watch without signing in; nobody without the role enters a die.
@@ -203,7 +216,9 @@ async fn a_panel_is_announced_drawn_before_witnesses_and_watched_in_a_browser() 
     let decliner = result.selected[0].clone();
     sign_in(&browser, &base, &decliner, &format!("/sortition/{id}")).await;
     browser
-        .find(&format!("form[action='/sortition/{id}/decline'] button[type=submit]"))
+        .find(&format!(
+            "form[action='/sortition/{id}/decline'] button[type=submit]"
+        ))
         .await
         .click()
         .await;
