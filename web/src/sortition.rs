@@ -138,8 +138,10 @@ pub(crate) async fn opt(
             problems.push(format!("unknown field `{name}`"));
         }
     }
-    let Some(opt_in) = opt_in else {
+    if opt_in.is_none() {
         problems.push("opt: `in` or `out`".into());
+    }
+    let Some(opt_in) = opt_in.filter(|_| problems.is_empty()) else {
         return render_page(
             &state,
             &lang,
@@ -161,7 +163,7 @@ pub(crate) async fn opt(
     })
     .await?;
     match recorded {
-        Ok(_) if problems.is_empty() => Ok(form::done(
+        Ok(_) => Ok(form::done(
             "/sortition",
             if opt_in {
                 "done=opted"
@@ -169,9 +171,8 @@ pub(crate) async fn opt(
                 "done=opted_out"
             },
         )),
-        Ok(_) => Ok(form::done("/sortition", "done=opted")),
         Err(e) => {
-            problems.extend(problems_of(e, &lang)?);
+            let problems = problems_of(e, &lang)?;
             render_page(
                 &state,
                 &lang,
@@ -300,10 +301,13 @@ pub(crate) async fn announce(
             "Seats: a whole number.".to_string()
         });
     }
-    let scope = f.scope.parse::<MandateScope>().ok();
-    if scope.is_none() {
-        problems.push(format!("{}", f.scope.parse::<MandateScope>().unwrap_err()));
-    }
+    let scope = match f.scope.parse::<MandateScope>() {
+        Ok(scope) => Some(scope),
+        Err(problem) => {
+            problems.push(problem);
+            None
+        }
+    };
     let term_end = NaiveDate::parse_from_str(f.term_end.trim(), "%Y-%m-%d").ok();
     if term_end.is_none() {
         problems.push(if fr {
