@@ -395,6 +395,12 @@ pub struct Stream {
     consumed: u64,
 }
 
+/// The largest number accepted for a pick among `n`: `n * floor(2^64 / n) - 1`,
+/// computed without overflow as `2^64 - 1 - (2^64 mod n)`.
+fn acceptance_limit(n: u64) -> u64 {
+    u64::MAX - (u64::MAX % n + 1) % n
+}
+
 /// One uniform pick: what was drawn and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pick {
@@ -438,8 +444,7 @@ impl Stream {
     /// docs, step 5).
     pub fn uniform(&mut self, n: usize) -> Pick {
         let n64 = n.max(1) as u64;
-        // n * floor(2^64 / n), computed without overflow as 2^64 - (2^64 mod n).
-        let zone_end = u64::MAX - (u64::MAX % n64 + 1) % n64;
+        let zone_end = acceptance_limit(n64);
         let mut rejected = 0;
         loop {
             let position = self.consumed;
@@ -932,11 +937,14 @@ mod tests {
 
     #[test]
     fn uniform_rejects_the_biased_tail() {
-        // n = 3: 2^64 mod 3 = 1, so only u64::MAX lies past the last whole cycle.
-        let zone_end = u64::MAX - (u64::MAX % 3 + 1) % 3;
-        assert_eq!(zone_end, u64::MAX - 1);
+        // 2^64 = 3 * 6148914691236517205 + 1: only u64::MAX lies past the last
+        // whole cycle of 3.
+        assert_eq!(acceptance_limit(3), u64::MAX - 1);
+        // 2^64 mod 6 = 4.
+        assert_eq!(acceptance_limit(6), u64::MAX - 4);
         // A power of two divides 2^64: nothing is rejected.
-        assert_eq!(u64::MAX - (u64::MAX % 4 + 1) % 4, u64::MAX);
+        assert_eq!(acceptance_limit(4), u64::MAX);
+        assert_eq!(acceptance_limit(1), u64::MAX);
         let mut s = Stream::new([1; 32], 0);
         for n in 1..50 {
             let pick = s.uniform(n);

@@ -307,8 +307,8 @@ impl SortitionState {
                         hex::encode(seed_bytes)
                     )));
                 }
-                let selection = select(&draw.spec, &draw.pool, seed_bytes)
-                    .map_err(|problems| Refusal::InvalidDraw(problems))?;
+                let selection =
+                    select(&draw.spec, &draw.pool, seed_bytes).map_err(Refusal::InvalidDraw)?;
                 if selection.selected != drawn.selected || selection.consumed != drawn.consumed {
                     return Err(rule(format!(
                         "draw {id}: the panel recorded ({}) is not the one its inputs give ({})",
