@@ -1,5 +1,6 @@
-//! `communalia ledger verify` and `communalia ledger export`: opening the journal a
-//! configuration names and printing what the `ledger` crate finds or writes.
+//! `communalia ledger verify`, `communalia ledger export` and `communalia sortition
+//! explain`: opening the journal a configuration names and printing what the `ledger`
+//! crate finds or writes.
 
 use std::io::Write;
 use std::path::Path;
@@ -78,6 +79,25 @@ pub(crate) fn verify(loaded: &Loaded) -> Result<ExitCode> {
     }
     println!("journal broken at entry {}", bad.seq);
     Ok(ExitCode::from(2))
+}
+
+/// `communalia sortition explain ID`: the draw re-run step by step
+/// ([`ledger::Draw::explain`]); exit 2 when the journal records another panel than
+/// its inputs give.
+pub(crate) fn explain_draw(loaded: &Loaded, id: i64) -> Result<ExitCode> {
+    let (journal, _) = open_existing(loaded)?;
+    let Some(draw) = journal.draw(id)? else {
+        anyhow::bail!(
+            "no draw {id} in the journal (a draw's id is the seq of its sortition_announced entry)"
+        );
+    };
+    let text = draw.explain();
+    print!("{text}");
+    Ok(if text.contains("MISMATCH") {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Writes the journal as JSON lines ([`Journal::export_jsonl`]) to `output`, or to

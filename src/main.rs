@@ -88,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Assemblies drawn by lot (DESIGN.md §13).
+    Sortition {
+        #[command(subcommand)]
+        command: SortitionCommand,
+    },
     /// Accounts of members who sign in to the node's pages.
     User {
         #[command(subcommand)]
@@ -210,6 +215,19 @@ enum TokenCommand {
     },
     /// Revoke a token by its id (from `token list`): it acts no more.
     Revoke {
+        id: i64,
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SortitionCommand {
+    /// Re-run a draw from its inputs in the journal and print every step: the pool
+    /// and quotas, the seed, each random number and the member it picked, each
+    /// replacement. Exits 2 when the journal records another panel.
+    Explain {
+        /// The draw's id: the `seq` of its `sortition_announced` entry.
         id: i64,
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
@@ -343,6 +361,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(code)
         }
+        Command::Sortition {
+            command: SortitionCommand::Explain { id, config },
+        } => ledger_cli::explain_draw(&config::load_file(&config)?, id),
         Command::Ledger {
             command: LedgerCommand::Export { config, output },
         } => {

@@ -26,6 +26,8 @@ pub struct DecisionForm {
     pub quorum_required: String,
     pub present: String,
     pub minutes: String,
+    /// The draw whose panel took the decision; empty: the assembly.
+    pub panel: String,
 }
 
 impl DecisionForm {
@@ -47,6 +49,7 @@ impl DecisionForm {
             "quorum_required" => &mut self.quorum_required,
             "present" => &mut self.present,
             "minutes" => &mut self.minutes,
+            "panel" => &mut self.panel,
             _ => return None,
         })
     }
@@ -73,6 +76,8 @@ pub enum FormField {
     QuorumRequired,
     Present,
     Minutes,
+    /// The panel drawn by lot that took the decision.
+    Panel,
     // The ledger's forms.
     Category,
     Hours,
@@ -230,6 +235,7 @@ pub(crate) fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, lang
         FormField::QuorumRequired => "assembly.quorum_required",
         FormField::Present => "assembly.present",
         FormField::Minutes => "assembly.minutes",
+        FormField::Panel => "assembly.panel",
         FormField::Category => "ledger.category",
         FormField::Hours => "ledger.hours",
         FormField::Date => "ledger.date",
@@ -353,6 +359,80 @@ pub fn form_problem_text(
                 &[
                     ("date", &format_date_long(*date, lang)),
                     ("previous", &format_date_long(*previous, lang)),
+                ],
+            ),
+            DecisionProblem::NoSuchPanel { draw } => {
+                t.tf("decision.problem_no_panel", &[("draw", &draw.to_string())])
+            }
+            DecisionProblem::OutsideMandate {
+                draw,
+                scope,
+                motion,
+            } => t.tf(
+                "decision.problem_outside_mandate",
+                &[
+                    ("draw", &draw.to_string()),
+                    (
+                        "scope",
+                        t.t(match scope {
+                            ledger::MandateScope::EnergyPriorities => {
+                                "sortition.scope_energy_priorities"
+                            }
+                            ledger::MandateScope::LedgerParameters => {
+                                "sortition.scope_ledger_parameters"
+                            }
+                        }),
+                    ),
+                    (
+                        "motion",
+                        t.t(match motion {
+                            ledger::Motion::Plan => "decision.motion_plan",
+                            ledger::Motion::Parameters => "decision.motion_parameters",
+                        }),
+                    ),
+                ],
+            ),
+            DecisionProblem::AfterTerm {
+                draw,
+                date,
+                term_end,
+            } => t.tf(
+                "decision.problem_after_term",
+                &[
+                    ("draw", &draw.to_string()),
+                    ("date", &format_date_long(*date, lang)),
+                    ("term_end", &format_date_long(*term_end, lang)),
+                ],
+            ),
+            DecisionProblem::BeforePanel {
+                draw,
+                date,
+                drawn_on,
+            } => t.tf(
+                "decision.problem_before_panel",
+                &[
+                    ("draw", &draw.to_string()),
+                    ("date", &format_date_long(*date, lang)),
+                    ("drawn_on", &format_date_long(*drawn_on, lang)),
+                ],
+            ),
+            DecisionProblem::MorePresentThanPanel { present, seated } => t.tf(
+                "decision.problem_more_present_than_panel",
+                &[
+                    ("present", &present.to_string()),
+                    ("seated", &seated.to_string()),
+                ],
+            ),
+            DecisionProblem::PanelQuorumTooLow {
+                required,
+                minimum,
+                seated,
+            } => t.tf(
+                "decision.problem_panel_quorum",
+                &[
+                    ("required", &required.to_string()),
+                    ("minimum", &minimum.to_string()),
+                    ("seated", &seated.to_string()),
                 ],
             ),
         },

@@ -27,6 +27,7 @@ mod nav;
 mod pages;
 pub(crate) mod plan_page;
 mod region;
+mod sortition_page;
 mod storage;
 mod wall;
 
@@ -65,6 +66,10 @@ pub use plan_page::{
     PlanView, board_problem_text, quantity_text, quantity_with_unit, render_plan,
 };
 pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
+pub use sortition_page::{
+    AnnounceForm, DrawView, SortitionForm, SortitionView, render_draw, render_sortition,
+    sortition_problem_text,
+};
 pub use storage::storage_notice;
 pub use wall::{Figures, ServiceRow, SignalView, TierView, WallView};
 

@@ -27,11 +27,12 @@ pub(crate) fn member_nav(
     csrf: &str,
     t: &Catalog,
 ) -> MemberNav {
-    let pages: [(&'static str, &str, bool); 6] = [
+    let pages: [(&'static str, &str, bool); 7] = [
         ("/", "assembly.nav_wall", true),
         ("/history", "history.title", true),
         ("/ledger", "ledger.title", true),
         ("/plan", "plan.title", true),
+        ("/sortition", "sortition.nav", true),
         (
             "/assembly",
             "assembly.title",
@@ -68,7 +69,10 @@ mod tests {
         let t = Catalog::for_lang(Lang::En);
         let hrefs = |nav: &MemberNav| nav.links.iter().map(|l| l.href).collect::<Vec<_>>();
         let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
-        assert_eq!(hrefs(&resident), ["/", "/history", "/ledger", "/plan"]);
+        assert_eq!(
+            hrefs(&resident),
+            ["/", "/history", "/ledger", "/plan", "/sortition"]
+        );
         let both = member_nav(
             "/assembly",
             &[Role::Assembly, Role::Installer],
@@ -83,12 +87,13 @@ mod tests {
                 "/history",
                 "/ledger",
                 "/plan",
+                "/sortition",
                 "/assembly",
                 "/installer"
             ]
         );
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
-        assert_eq!(current, [false, false, false, false, true, false]);
+        assert_eq!(current, [false, false, false, false, false, true, false]);
         assert_eq!(
             both.signed_in,
             t.tf("assembly.signed_in_as", &[("name", "al")])

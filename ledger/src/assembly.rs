@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::ts_millis;
 use crate::plan::Plan;
+use crate::sortition::MandateScope;
 
 /// The author of what comes from the site configuration rather than from a member.
 pub const CONFIG_AUTHOR: &str = "config";
@@ -32,6 +33,13 @@ pub struct Decision {
     pub quorum_required: u32,
     pub present: u32,
     pub minutes: String,
+    /// The panel drawn by lot that took the decision, named by its draw (the
+    /// `sortition_announced` entry's `seq`): presence, votes and quorum are then
+    /// counted among its seated members, within its mandate and term
+    /// ([`DecisionProblem::OutsideMandate`] and the like). Absent when the
+    /// assembly took it, and from every record made before panels existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel: Option<i64>,
 }
 
 /// When a motion carries: the rule the assembly adopts for its own decisions
@@ -115,6 +123,19 @@ pub enum Motion {
     Parameters,
 }
 
+impl Motion {
+    /// Whether a panel whose mandate has `scope` may adopt this motion: a panel on
+    /// energy priorities adopts priority plans, one on the ledger's parameters
+    /// adopts those, and neither anything else.
+    pub fn within(self, scope: MandateScope) -> bool {
+        matches!(
+            (scope, self),
+            (MandateScope::EnergyPriorities, Motion::Plan)
+                | (MandateScope::LedgerParameters, Motion::Parameters)
+        )
+    }
+}
+
 /// What a decision record is judged against besides itself: the rule in force, the
 /// latest assembly date that is not in the future, and the assembly date of the
 /// previous adoption of the same kind (none for the first, nor for the plan taken
@@ -148,6 +169,7 @@ impl Decision {
             quorum_required: 0,
             present: 0,
             minutes: CONFIG_MINUTES.to_string(),
+            panel: None,
         }
     }
 
@@ -238,6 +260,34 @@ pub enum DecisionProblem {
         date: NaiveDate,
         previous: NaiveDate,
     },
+    /// The decision names a draw that has no panel (not announced, or not drawn).
+    NoSuchPanel { draw: i64 },
+    /// The panel's mandate does not cover this motion.
+    OutsideMandate {
+        draw: i64,
+        scope: MandateScope,
+        motion: Motion,
+    },
+    /// The panel met after its term.
+    AfterTerm {
+        draw: i64,
+        date: NaiveDate,
+        term_end: NaiveDate,
+    },
+    /// The panel "met" before it was drawn.
+    BeforePanel {
+        draw: i64,
+        date: NaiveDate,
+        drawn_on: NaiveDate,
+    },
+    /// More members present than the panel has seated members.
+    MorePresentThanPanel { present: u32, seated: u32 },
+    /// A quorum under a majority of the panel's seated members.
+    PanelQuorumTooLow {
+        required: u32,
+        minimum: u32,
+        seated: u32,
+    },
 }
 
 impl fmt::Display for DecisionProblem {
@@ -267,6 +317,51 @@ impl fmt::Display for DecisionProblem {
             DecisionProblem::DateBeforePrevious { date, previous } => write!(
                 f,
                 "the assembly date {date} is before that of the previous adoption ({previous})"
+            ),
+            DecisionProblem::NoSuchPanel { draw } => write!(
+                f,
+                "draw {draw} has no panel: no such draw was announced, or it was not drawn yet"
+            ),
+            DecisionProblem::OutsideMandate {
+                draw,
+                scope,
+                motion,
+            } => write!(
+                f,
+                "the panel of draw {draw} has the mandate `{scope}`: it cannot adopt {}",
+                match motion {
+                    Motion::Plan => "a priority plan",
+                    Motion::Parameters => "ledger parameters",
+                }
+            ),
+            DecisionProblem::AfterTerm {
+                draw,
+                date,
+                term_end,
+            } => write!(
+                f,
+                "the panel of draw {draw} sat until {term_end}: it cannot decide on {date}"
+            ),
+            DecisionProblem::BeforePanel {
+                draw,
+                date,
+                drawn_on,
+            } => write!(
+                f,
+                "the panel of draw {draw} was drawn on {drawn_on}: it cannot have decided on {date}"
+            ),
+            DecisionProblem::MorePresentThanPanel { present, seated } => write!(
+                f,
+                "{present} members present but the panel has only {seated} seated members"
+            ),
+            DecisionProblem::PanelQuorumTooLow {
+                required,
+                minimum,
+                seated,
+            } => write!(
+                f,
+                "a quorum of {required} is under a majority of the panel's {seated} members \
+                 (at least {minimum})"
             ),
         }
     }
@@ -310,6 +405,7 @@ mod tests {
             quorum_required: quorum,
             present,
             minutes: "Adopted after discussion.".into(),
+            panel: None,
         }
     }
 

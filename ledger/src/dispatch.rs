@@ -13,7 +13,7 @@ use crate::journal::chain::check_author;
 use crate::journal::{Journal, SELECT_ENTRY, entry_from_row};
 use crate::rules::sql::SqlState;
 use crate::rules::state::LedgerState;
-use crate::rules::{assembly, balances, contributions, members, parameters, planning};
+use crate::rules::{assembly, balances, contributions, members, parameters, planning, sortition};
 use crate::schema::CLEAR_DERIVED;
 
 impl Journal {
@@ -96,6 +96,11 @@ fn record(
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
+        EntryKind::SortitionKeysSet
+        | EntryKind::SortitionOpted
+        | EntryKind::SortitionAnnounced
+        | EntryKind::SortitionDrawn
+        | EntryKind::PanelMemberDeclined => sortition::record(tx, kind, author, payload, ts),
     }
 }
 
@@ -104,6 +109,11 @@ fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
     match entry.kind {
         EntryKind::MemberJoined => members::apply(tx, entry),
         EntryKind::PlanAdopted => assembly::apply(tx, entry),
+        EntryKind::SortitionKeysSet
+        | EntryKind::SortitionOpted
+        | EntryKind::SortitionAnnounced
+        | EntryKind::SortitionDrawn
+        | EntryKind::PanelMemberDeclined => sortition::apply_row(tx, entry),
         _ => apply_ledger(&mut SqlState::new(tx), entry),
     }
 }
@@ -124,7 +134,15 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::CommitmentAccepted => planning::apply_accepted(state, entry),
         EntryKind::CommitmentReleased => planning::apply_released(state, entry),
         EntryKind::CommitmentFulfilled => planning::apply_fulfilled(state, entry),
-        EntryKind::MemberJoined | EntryKind::PlanAdopted => Ok(()),
+        // Sortition's state is rebuilt from its entries (`rules::sortition`), and
+        // the replay re-runs every draw; its only table lists them (`apply`).
+        EntryKind::MemberJoined
+        | EntryKind::PlanAdopted
+        | EntryKind::SortitionKeysSet
+        | EntryKind::SortitionOpted
+        | EntryKind::SortitionAnnounced
+        | EntryKind::SortitionDrawn
+        | EntryKind::PanelMemberDeclined => Ok(()),
     }
 }
 

@@ -60,10 +60,26 @@ pub enum EntryKind {
     /// after its validation: payload `{"commitment", "contribution", "quantity"}`.
     /// Written by the ledger, not asked for.
     CommitmentFulfilled,
+    /// The assembly lists the attributes members may declare for sortition (and
+    /// nothing else is asked): payload `{"keys": [NAME, …]}`.
+    SortitionKeysSet,
+    /// A member (the author) opts in to be drawn by lot, or out: payload
+    /// `{"opt_in", "attributes": {KEY: VALUE, …}}`, only listed keys.
+    SortitionOpted,
+    /// A draw is announced: payload `{"size", "strata_key", "quotas": {STRATUM:
+    /// {"min", "max"}}, "mandate": {"scope", "title", "term_end"}, "draw_at", "pool":
+    /// [{"member", "stratum"}], "pool_hash"}`. Its `seq` is the draw's id.
+    SortitionAnnounced,
+    /// A draw is made: payload `{"draw", "rolls", "witnesses", "head_hash", "seed",
+    /// "selected", "consumed"}`.
+    SortitionDrawn,
+    /// A member declines their seat and is replaced from the seed's continuation:
+    /// payload `{"draw", "member", "replacement", "consumed"}`.
+    PanelMemberDeclined,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 13] = [
+    pub const ALL: [EntryKind; 18] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -77,6 +93,11 @@ impl EntryKind {
         EntryKind::CommitmentAccepted,
         EntryKind::CommitmentReleased,
         EntryKind::CommitmentFulfilled,
+        EntryKind::SortitionKeysSet,
+        EntryKind::SortitionOpted,
+        EntryKind::SortitionAnnounced,
+        EntryKind::SortitionDrawn,
+        EntryKind::PanelMemberDeclined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +115,11 @@ impl EntryKind {
             EntryKind::CommitmentAccepted => "commitment_accepted",
             EntryKind::CommitmentReleased => "commitment_released",
             EntryKind::CommitmentFulfilled => "commitment_fulfilled",
+            EntryKind::SortitionKeysSet => "sortition_keys_set",
+            EntryKind::SortitionOpted => "sortition_opted",
+            EntryKind::SortitionAnnounced => "sortition_announced",
+            EntryKind::SortitionDrawn => "sortition_drawn",
+            EntryKind::PanelMemberDeclined => "panel_member_declined",
         }
     }
 

@@ -13,6 +13,7 @@ use crate::entry::EntryKind;
 use crate::members::Role;
 use crate::plan::PlanProblem;
 use crate::planning::{IntentState, Quantity};
+use crate::sortition::SortitionProblem;
 
 /// Everything that can go wrong in the ledger: a refusal, or a failure of the
 /// database underneath.
@@ -245,6 +246,12 @@ with_names! {
         AssemblyOnly(String),
         #[error("the planning board refuses it: {0}")]
         PlanningRule(String),
+        #[error("the draw cannot be announced: {}", problem_list(.0))]
+        InvalidDraw(Vec<SortitionProblem>),
+        #[error("there is no draw {0}")]
+        NoSuchDraw(i64),
+        #[error("sortition refuses it: {0}")]
+        SortitionRule(String),
     }
 }
 
@@ -280,8 +287,8 @@ mod tests {
         assert_eq!(refusal.name(), "NoSuchContribution");
         assert!(Refusal::NAMES.contains(&"NoSuchContribution"));
         assert_eq!(Refusal::NAMES.first(), Some(&"DuplicateMember"));
-        assert_eq!(Refusal::NAMES.last(), Some(&"PlanningRule"));
-        assert_eq!(Refusal::NAMES.len(), 38);
+        assert_eq!(Refusal::NAMES.last(), Some(&"SortitionRule"));
+        assert_eq!(Refusal::NAMES.len(), 41);
     }
 
     #[test]

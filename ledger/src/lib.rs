@@ -76,9 +76,14 @@
 //! | `demurrage_settled` | `{"accounts": [{"member", "since", "balance_micro", "decayed_micro"}]}`: each balance, of `balance_micro` last settled at `since`, loses `decayed_micro` to the commons at the entry's `ts` |
 //! | `transfer` | `{"to", "amount_micro", "memo"}`, from the author |
 //! | `parameters_adopted` | `{"parameters": {"attestations_needed", "rates_micro_per_hour": {CATEGORY: n, …}, "demurrage_rate_ppm", "demurrage_period_days", "decision_rule"}, "decision": DECISION}`; `decision_rule` is `simple`, `two_thirds` or `consent`, and absent (meaning `simple`) from adoptions recorded before it existed |
+//! | `sortition_keys_set` | `{"keys": [NAME, …]}`: the attributes members may declare for sortition (1 to 40 of `a-z 0-9 _ -`, at most 8); replaces the previous list, and what members declared for a key no longer listed is forgotten |
+//! | `sortition_opted` | `{"opt_in", "attributes": {KEY: VALUE}}`: the author opts in to be drawn (declaring only listed keys, each value 1 to 80 characters) or out (`opt_in: false`, no attributes) |
+//! | `sortition_announced` | `{"size", "strata_key", "quotas": {STRATUM: {"min", "max"}}, "mandate": {"scope": "energy_priorities" or "ledger_parameters", "title", "term_end"}, "draw_at", "pool": [{"member", "stratum"}], "pool_hash"}`: its `seq` is the draw's id; `max` is absent for no cap, `strata_key` `null` for one stratum; the pool is every member opted in, sorted by name, with their value for the strata key (`""` when undeclared) |
+//! | `sortition_drawn` | `{"draw", "rolls", "witnesses", "head_hash", "seed", "selected", "consumed"}`: `head_hash` is the entry's own `prev_hash`, `seed` the hex SHA-256 of the inputs, `selected` the panel in the order drawn, `consumed` how many stream numbers the draw took |
+//! | `panel_member_declined` | `{"draw", "member", "replacement", "consumed"}`: a seated member declines; `replacement` (or `null` when nobody is left) is drawn from the same stream, continuing at the draw's `consumed` |
 //!
-//! Replaying them (what [`Journal::verify`] does, and what another program needs to
-//! reproduce balances from [`Journal::export_jsonl`]):
+//! Replaying the contribution ledger's entries (what [`Journal::verify`] does, and
+//! what another program needs to reproduce balances from [`Journal::export_jsonl`]):
 //! - Each balance remembers when it was last settled. An entry that changes a
 //!   balance (a validation minting to it, a transfer from or to it) requires it to
 //!   be settled at the entry's `ts` already, and leaves it settled at `ts`.
@@ -91,6 +96,23 @@
 //! - A clock set back (an entry earlier than a balance's last settlement) decays
 //!   nothing, and a settlement instant never moves back.
 //! - `ts` orders nothing: replay follows `seq`.
+//!
+//! ## Assemblies drawn by lot
+//!
+//! Members opt in to a pool ([`Journal::opt_in_sortition`]), declaring only the
+//! attributes the assembly listed ([`Journal::set_sortition_keys`]). A draw is
+//! announced with its pool, quotas, mandate and time ([`Journal::announce_sortition`];
+//! infeasible quotas are refused with every reason, [`feasibility`]), then made from
+//! die rolls entered before witnesses ([`Journal::draw_sortition`]); a seated member
+//! may decline and is replaced from the seed's continuation
+//! ([`Journal::decline_panel_seat`]). The seed, the random stream and the selection
+//! are documented step by step in the [`sortition`] module ([`select`], [`seed`],
+//! [`Stream`]); [`Journal::verify`] re-runs every draw and every replacement, and
+//! [`Draw::explain`] prints each step. A [`Decision`] may name the panel that took
+//! it (`panel`): presence, votes and quorum are then counted among its seated
+//! members, within its mandate and term.
+//! Its state is rebuilt from its entries; the `sortition_entries` table only lists
+//! them, so that a journal cut off after one is noticed like any other.
 //!
 //! It never touches the network and knows nothing of live power: `query` reads the
 //! active plan from here, `web` writes through here, and time is always passed in by
@@ -138,6 +160,7 @@ mod planning;
 mod replay;
 mod rules;
 mod schema;
+pub mod sortition;
 mod verify;
 
 pub use accounts::{
@@ -175,5 +198,12 @@ pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
     IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
     Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
+};
+pub use rules::sortition::PanelDecision;
+pub use sortition::{
+    Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,
+    MAX_SORTITION_KEYS, MAX_SORTITION_TEXT_CHARS, MAX_WITNESSES, Mandate, MandateScope, Phase,
+    Pick, PoolMember, Quota, Selection, SortitionProblem, Step, Stream, feasibility, pool_hash,
+    replace, seed, select,
 };
 pub use verify::{DecisionWarning, VerifyReport};

@@ -10,6 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
+use crate::assembly::{Decision, Motion};
 use crate::balances::{Balances, MemberBalance};
 use crate::communs::{Communs, Hours};
 use crate::dispatch::apply_ledger;
@@ -23,6 +24,7 @@ use crate::rules::assembly::decode_adopted;
 use crate::rules::balances::projected;
 use crate::rules::members::decode_joined;
 use crate::rules::planning;
+use crate::rules::sortition::SortitionState;
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
     Account, AttestationRow, CommitmentRow, ContributionRow, FulfilmentRow, IntentRow, LedgerState,
@@ -173,12 +175,42 @@ pub(crate) struct Replay {
     commitments: BTreeMap<i64, CommitmentRow>,
     /// By contribution.
     fulfilments: BTreeMap<i64, FulfilmentRow>,
+    /// Draws and pool, every draw re-run as it comes.
+    sortition: SortitionState,
+    /// By seq: the kind of each sortition entry (`sortition_entries`).
+    sortition_entries: BTreeMap<i64, String>,
 }
 
 impl Replay {
     /// Applies one entry, refusing it as the write path would have.
     pub(crate) fn apply(&mut self, entry: &Entry) -> Result<()> {
+        if let Some(motion) = match entry.kind {
+            EntryKind::PlanAdopted => Some(Motion::Plan),
+            EntryKind::ParametersAdopted => Some(Motion::Parameters),
+            _ => None,
+        } && let Some(decision) = entry
+            .payload
+            .get("decision")
+            .and_then(|d| serde_json::from_value::<Decision>(d.clone()).ok())
+        {
+            let problems = self.sortition.panel_problems(&decision, motion);
+            if !problems.is_empty() {
+                return Err(Refusal::InvalidDecision(problems).into());
+            }
+        }
         match entry.kind {
+            EntryKind::SortitionKeysSet
+            | EntryKind::SortitionOpted
+            | EntryKind::SortitionAnnounced
+            | EntryKind::SortitionDrawn
+            | EntryKind::PanelMemberDeclined => {
+                let members = &self.members;
+                self.sortition
+                    .apply(entry, &|name| members.contains_key(name))?;
+                self.sortition_entries
+                    .insert(entry.seq, entry.kind.as_str().to_string());
+                Ok(())
+            }
             EntryKind::MemberJoined => {
                 let (name, roles) =
                     decode_joined(&entry.payload).map_err(|reason| Refusal::InvalidPayload {
@@ -423,6 +455,12 @@ impl Replay {
             }
         }
         diff_by_seq(&self.intents, &tables.intents, "intents", &mut note);
+        diff_by_seq(
+            &self.sortition_entries,
+            &tables.sortition_entries,
+            "sortition_entries",
+            &mut note,
+        );
         diff_by_seq(
             &self.commitments,
             &tables.commitments,
@@ -738,6 +776,16 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
             })?;
             r.members
                 .insert(c.text(1, "name")?, (roles, c.int(0, "joined_seq")?));
+            Ok(())
+        },
+    )?;
+    each_row(
+        conn,
+        "SELECT seq, kind FROM sortition_entries",
+        "sortition_entries",
+        |c| {
+            r.sortition_entries
+                .insert(c.int(0, "seq")?, c.text(1, "kind")?);
             Ok(())
         },
     )?;

@@ -46,6 +46,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 6: the planning board: intents, commitments, and the contributions that
     // fulfil them.
     PLANNING,
+    // 7: the entries of assemblies drawn by lot. Their state is rebuilt from the
+    // entries themselves (`rules::sortition`); this table only lets a journal cut
+    // off after one of them be noticed, as the other derived tables do.
+    "CREATE TABLE sortition_entries (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        kind TEXT NOT NULL
+    );",
 ];
 
 const PLANNING: &str = "
@@ -177,7 +184,8 @@ const CONTRIBUTION_LEDGER: &str = "
 
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
-pub(crate) const CLEAR_DERIVED: &str = "DELETE FROM fulfilments; DELETE FROM commitments;
+pub(crate) const CLEAR_DERIVED: &str =
+    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM commitments;
     DELETE FROM intents; DELETE FROM attestations; DELETE FROM contributions;
     DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
@@ -203,4 +211,5 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("commitments", "released_seq"),
     ("fulfilments", "contribution"),
     ("fulfilments", "fulfilment_seq"),
+    ("sortition_entries", "seq"),
 ];

@@ -16,5 +16,6 @@ mod live;
 mod peers;
 mod privacy;
 mod probe;
+mod sortition_cli;
 mod storage;
 mod trust;

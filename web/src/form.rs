@@ -127,6 +127,12 @@ pub(crate) fn decision(form: &DecisionForm, problems: &mut Vec<FormProblem>) -> 
     if form.minutes.trim().is_empty() {
         problems.push(FormProblem::Missing(FormField::Minutes));
     }
+    // Empty: the assembly took it; else the draw whose panel did.
+    let panel = if form.panel.trim().is_empty() {
+        None
+    } else {
+        whole(FormField::Panel, &form.panel, problems).map(i64::from)
+    };
     let decision = Decision {
         assembly_date: assembly_date.unwrap_or_default(),
         votes_for: votes_for.unwrap_or(0),
@@ -135,6 +141,7 @@ pub(crate) fn decision(form: &DecisionForm, problems: &mut Vec<FormProblem>) -> 
         quorum_required: quorum.unwrap_or(1),
         present: present.unwrap_or(u32::MAX),
         minutes: form.minutes.trim().to_string(),
+        panel,
     };
     problems.extend(decision.problems().into_iter().map(FormProblem::Decision));
     decision
@@ -177,6 +184,7 @@ mod tests {
             quorum_required: "10".into(),
             present: "8".into(),
             minutes: " ".into(),
+            panel: String::new(),
         };
         let mut problems = Vec::new();
         let record = decision(&form, &mut problems);
@@ -218,6 +226,7 @@ mod tests {
             quorum_required: quorum.into(),
             present: "6".into(),
             minutes: "Voté.".into(),
+            panel: String::new(),
         };
         let mut problems = Vec::new();
         decision(&form("0"), &mut problems);

@@ -51,6 +51,7 @@ pub(crate) fn refused(refusal: Refusal) -> AppError {
         Refusal::InvalidPlan(problems) => texts(&problems),
         Refusal::InvalidParameters(problems) => problems,
         Refusal::InvalidIntent(problems) => problems,
+        Refusal::InvalidDraw(problems) => texts(&problems),
         _ => vec![message.clone()],
     };
     AppError::invalid(status, message, problems)
@@ -67,7 +68,8 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::NoSuchContribution(_)
         | Refusal::NoSuchIntent(_)
-        | Refusal::NoSuchCommitment(_) => StatusCode::NOT_FOUND,
+        | Refusal::NoSuchCommitment(_)
+        | Refusal::NoSuchDraw(_) => StatusCode::NOT_FOUND,
         // Signed in, but not the one who may do this.
         Refusal::NotAParty { .. } | Refusal::AssemblyOnly(_) => StatusCode::FORBIDDEN,
         Refusal::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
@@ -102,7 +104,9 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         | Refusal::InvalidIntent(_)
         | Refusal::IntentNotOpen { .. }
         | Refusal::OverCommitment { .. }
-        | Refusal::PlanningRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | Refusal::PlanningRule(_)
+        | Refusal::InvalidDraw(_)
+        | Refusal::SortitionRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -726,6 +730,18 @@ mod tests {
                 None,
             ),
             just(Refusal::PlanningRule("commitment 4 was released".into())),
+            (
+                Refusal::InvalidDraw(vec![ledger::SortitionProblem::MinimaAboveSize {
+                    minima: 9,
+                    size: 7,
+                }]),
+                UNPROCESSABLE,
+                Some(vec![
+                    "the minima add up to 9 seats, more than the 7 of the panel",
+                ]),
+            ),
+            (Refusal::NoSuchDraw(3), StatusCode::NOT_FOUND, None),
+            just(Refusal::SortitionRule("draw 3 was already made".into())),
         ]
     }
 

@@ -264,7 +264,10 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::OverCommitment { .. }
         | R::NotAParty { .. }
         | R::AssemblyOnly(_)
-        | R::PlanningRule(_)) => vec![FormProblem::Other(other.to_string())],
+        | R::PlanningRule(_)
+        | R::InvalidDraw(_)
+        | R::NoSuchDraw(_)
+        | R::SortitionRule(_)) => vec![FormProblem::Other(other.to_string())],
     })
 }
 

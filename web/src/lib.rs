@@ -36,6 +36,7 @@ mod planning_api;
 mod plans;
 mod routes;
 mod security;
+mod sortition;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

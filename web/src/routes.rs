@@ -17,7 +17,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, plan_page, planning_api, plans, security,
+    ledger_page, login, metrics, pages, plan_page, planning_api, plans, security, sortition,
 };
 
 /// One route as the table declares it.
@@ -126,6 +126,37 @@ fn table() -> Vec<Route> {
             "/assembly/replay",
             Access::Role(Role::Assembly),
             assembly::replay,
+        ),
+        // Assemblies drawn by lot (DESIGN.md §13): members opt in; the assembly
+        // lists the attributes, announces a draw and enters the die; anyone may
+        // watch the draw's page on the wall screen.
+        route(Method::GET, "/sortition", AnyMember, sortition::page),
+        route(Method::POST, "/sortition/opt", AnyMember, sortition::opt),
+        route(Method::GET, "/api/sortition", AnyMember, sortition::list),
+        route(
+            Method::POST,
+            "/assembly/sortition/keys",
+            Access::Role(Role::Assembly),
+            sortition::keys,
+        ),
+        route(
+            Method::POST,
+            "/assembly/sortition/announce",
+            Access::Role(Role::Assembly),
+            sortition::announce,
+        ),
+        route(Method::GET, "/sortition/{id}", Public, sortition::draw_page),
+        route(
+            Method::POST,
+            "/sortition/{id}/draw",
+            Access::Role(Role::Assembly),
+            sortition::draw,
+        ),
+        route(
+            Method::POST,
+            "/sortition/{id}/decline",
+            AnyMember,
+            sortition::decline,
         ),
         // The contribution ledger. Contributions and balances name members, so
         // reading is for members; earning, attesting and moving Communs for

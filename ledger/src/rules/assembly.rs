@@ -17,6 +17,7 @@ use crate::journal::chain::{append, check_author};
 use crate::members::Role;
 use crate::plan::Plan;
 use crate::rules::members::{self, joined_payload};
+use crate::rules::sortition;
 use crate::rules::sql::SqlState;
 use crate::rules::state::LedgerState;
 
@@ -201,7 +202,12 @@ pub(crate) fn record(
         return Err(Refusal::InvalidPlan(problems).into());
     }
     let context = decision_context(tx, Motion::Plan, ts)?;
-    let problems = adopted.decision.problems_in(&context);
+    let mut problems = adopted.decision.problems_in(&context);
+    problems.extend(sortition::panel_problems(
+        tx,
+        &adopted.decision,
+        Motion::Plan,
+    )?);
     if !problems.is_empty() {
         return Err(Refusal::InvalidDecision(problems).into());
     }
@@ -314,6 +320,7 @@ mod tests {
             quorum_required: quorum,
             present,
             minutes: "Adopted after discussion.".into(),
+            panel: None,
         }
     }
 

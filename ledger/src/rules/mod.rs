@@ -17,5 +17,6 @@ pub(crate) mod contributions;
 pub(crate) mod members;
 pub(crate) mod parameters;
 pub(crate) mod planning;
+pub(crate) mod sortition;
 pub(crate) mod sql;
 pub(crate) mod state;

@@ -16,6 +16,7 @@ use crate::journal::chain::{append, check_author};
 use crate::parameters::{AdoptedParameters, LedgerParameters};
 use crate::rules::assembly::decision_context;
 use crate::rules::balances::{later, require_settled, settle};
+use crate::rules::sortition;
 use crate::rules::sql::SqlState;
 use crate::rules::state::{LedgerState, StoredParameters, decode, encode, parameters_from_stored};
 
@@ -95,7 +96,12 @@ pub(crate) fn adopt(
         return Err(Refusal::InvalidParameters(problems).into());
     }
     let context = decision_context(tx, Motion::Parameters, ts)?;
-    let problems = adopted.decision.problems_in(&context);
+    let mut problems = adopted.decision.problems_in(&context);
+    problems.extend(sortition::panel_problems(
+        tx,
+        &adopted.decision,
+        Motion::Parameters,
+    )?);
     if !problems.is_empty() {
         return Err(Refusal::InvalidDecision(problems).into());
     }

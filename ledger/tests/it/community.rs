@@ -67,6 +67,7 @@ pub(crate) fn vote(date: NaiveDate) -> Decision {
         quorum_required: 10,
         present: 16,
         minutes: "The school moves to tier 1 during exams.".into(),
+        panel: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn votes(votes_for: u32, votes_against: u32, votes_abstain: u32) -> Decision {
         quorum_required: 10,
         present: 20,
         minutes: "Show of hands.".into(),
+        panel: None,
     }
 }
 

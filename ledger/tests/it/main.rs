@@ -10,4 +10,5 @@ mod decisions;
 mod demurrage;
 mod export;
 mod planning;
+mod sortition;
 mod tamper;

@@ -100,6 +100,36 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .attest(id, "Bob", Verdict::Approve, "", day)
         .unwrap();
+    // A panel drawn by lot: one of its members declines.
+    let day = t0() + Duration::days(39);
+    journal
+        .set_sortition_keys(&["building".into()], "Alice", day)
+        .unwrap();
+    for (member, building) in [("Alice", "A"), ("Bob", "A"), ("Carol", "B"), ("Dave", "B")] {
+        let attributes = [("building".to_string(), building.to_string())].into();
+        journal
+            .opt_in_sortition(member, true, &attributes, day)
+            .unwrap();
+    }
+    let spec = ledger::DrawSpec {
+        size: 2,
+        strata_key: Some("building".into()),
+        quotas: [("B".to_string(), ledger::Quota { min: 1, max: None })].into(),
+        mandate: ledger::Mandate {
+            scope: ledger::MandateScope::EnergyPriorities,
+            title: "Winter".into(),
+            term_end: (day + Duration::days(90)).date_naive(),
+        },
+        draw_at: day,
+    };
+    let draw = journal.announce_sortition(&spec, "Alice", day).unwrap().seq;
+    let drawn = journal
+        .draw_sortition(draw, &[6], &["A witness".into()], "Alice", day)
+        .unwrap();
+    let first: Vec<String> = serde_json::from_value(drawn.payload["selected"].clone()).unwrap();
+    journal
+        .decline_panel_seat(draw, &first[0], &first[0], day)
+        .unwrap();
     let three_percent = LedgerParameters {
         demurrage_rate_ppm: 30_000,
         ..LedgerParameters::default()

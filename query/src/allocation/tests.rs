@@ -1224,6 +1224,7 @@ mod live_path {
             quorum_required: 10,
             present: 12,
             minutes: "Adopted.".into(),
+            panel: None,
         }
     }
 

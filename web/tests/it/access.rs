@@ -33,12 +33,14 @@ fn lacking(role: Role) -> &'static str {
 /// A path that matches the route, its `{id}` filled with `contribution`, or for
 /// the planning board's routes with the intent (`contribution + 1`) or the
 /// commitment (`contribution + 2`) that [`members_and_a_contribution`] records
-/// right after it.
+/// right after it, for a draw by lot's with the draw (`contribution + 4`).
 fn concrete(path: &str, contribution: i64) -> String {
     let id = if path.starts_with("/api/intents/") || path.starts_with("/plan/intents/") {
         contribution + 1
     } else if path.starts_with("/api/commitments/") || path.starts_with("/plan/commitments/") {
         contribution + 2
+    } else if path.starts_with("/sortition/") {
+        contribution + 4
     } else {
         contribution
     };
@@ -56,7 +58,7 @@ fn concrete(path: &str, contribution: i64) -> String {
 
 /// [`with_members`], a contribution of rita's for the `{id}` routes, rita's need
 /// and aline's commitment to it (which rita, the resident the checks sign in as,
-/// may accept and release).
+/// may accept and release), and a draw by lot announced.
 fn members_and_a_contribution() -> (
     AppState,
     tokio::sync::watch::Sender<std::sync::Arc<query::live::LiveSnapshot>>,
@@ -103,6 +105,30 @@ fn members_and_a_contribution() -> (
         .unwrap_or_else(|e| panic!("{e}"))
         .seq;
     assert_eq!((intent, commitment), (id + 1, id + 2));
+    // A draw by lot for the `/sortition/{id}` routes: rita opts in, aline
+    // announces a panel of one.
+    let now = chrono::Utc::now();
+    state
+        .journal
+        .opt_in_sortition("rita", true, &Default::default(), now)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = ledger::DrawSpec {
+        size: 1,
+        strata_key: None,
+        quotas: Default::default(),
+        mandate: ledger::Mandate {
+            scope: ledger::MandateScope::EnergyPriorities,
+            title: "Hiver".into(),
+            term_end: (now + chrono::Duration::days(30)).date_naive(),
+        },
+        draw_at: now,
+    };
+    let draw = state
+        .journal
+        .announce_sortition(&spec, "aline", now)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .seq;
+    assert_eq!(draw, id + 4);
     (state, tx, id)
 }
 

@@ -28,5 +28,7 @@ mod plan_page;
 mod planning_api;
 mod plans;
 mod privacy;
+mod sortition;
+mod sortition_browser;
 mod support;
 mod webdriver;
