@@ -346,6 +346,13 @@ impl SortitionState {
                         declined.member
                     )));
                 }
+                // A seat is personal: only its holder gives it up.
+                if entry.author != declined.member {
+                    return Err(rule(format!(
+                        "`{}` cannot decline the seat of `{}` on the panel of draw {id}: only the member drawn can",
+                        entry.author, declined.member
+                    )));
+                }
                 if entry.ts.date_naive() > draw.spec.mandate.term_end + TimeDelta::days(1) {
                     return Err(rule(format!(
                         "the panel of draw {id} sat until {}: its seats are no longer replaced",

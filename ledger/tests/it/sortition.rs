@@ -401,6 +401,17 @@ fn a_member_who_declines_is_replaced_from_the_seeds_continuation() {
     assert_eq!(after.seated.len(), 5);
     assert!(after.seated.contains(&replacement) && !after.seated.contains(&decliner));
     assert!(after.consumed > draw.consumed);
+    // Nobody declines a seat for its holder, not even another member of the panel.
+    let holder = after.seated[0].clone();
+    let other = after.seated[1].clone();
+    let err = journal
+        .decline_panel_seat(id, &holder, &other, later)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("only the member drawn can"),
+        "{err}"
+    );
+    assert!(journal.draw(id).unwrap().unwrap().seated.contains(&holder));
     // Someone not on the panel cannot decline a seat.
     let err = journal
         .decline_panel_seat(id, &decliner, "Alice", later)
