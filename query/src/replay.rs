@@ -42,26 +42,38 @@ pub fn allocation_readings(snapshot: &LiveSnapshot) -> Vec<Reading> {
     let ts_ms = snapshot.ts.timestamp_millis();
     let mut out = Vec::with_capacity(snapshot.services.len() * 3);
     for s in &snapshot.services {
-        let device: std::sync::Arc<str> = service_device(&s.id).into();
-        let shed = if s.state == ServiceState::Shed {
-            1.0
-        } else {
-            0.0
-        };
-        for (metric, value) in [
-            (Metric::DemandW, s.demand_w),
-            (Metric::AllocatedW, s.allocated_w),
-            (Metric::Shed, shed),
-        ] {
-            out.push(Reading {
-                ts_ms,
-                device: device.clone(),
-                metric,
-                value,
-            });
-        }
+        push_service(&mut out, ts_ms, &s.id, s.state, s.demand_w, s.allocated_w);
     }
     out
+}
+
+/// One service's three readings of an evaluation: `demand_w`, `allocated_w`, `shed`.
+fn push_service(
+    out: &mut Vec<Reading>,
+    ts_ms: i64,
+    id: &str,
+    state: ServiceState,
+    demand_w: f64,
+    allocated_w: f64,
+) {
+    let device: std::sync::Arc<str> = service_device(id).into();
+    let shed = if state == ServiceState::Shed {
+        1.0
+    } else {
+        0.0
+    };
+    for (metric, value) in [
+        (Metric::DemandW, demand_w),
+        (Metric::AllocatedW, allocated_w),
+        (Metric::Shed, shed),
+    ] {
+        out.push(Reading {
+            ts_ms,
+            device: device.clone(),
+            metric,
+            value,
+        });
+    }
 }
 
 /// How often the live allocation is recorded: the first evaluation of each period
@@ -177,24 +189,7 @@ impl<'a> MinuteRunner<'a> {
         let plan = self.runner.plan();
         let mut out = Vec::with_capacity(allocation.services.len() * 3);
         for (p, g) in plan.services.iter().zip(&allocation.services) {
-            let device: std::sync::Arc<str> = service_device(&p.id).into();
-            let shed = if g.state == ServiceState::Shed {
-                1.0
-            } else {
-                0.0
-            };
-            for (metric, value) in [
-                (Metric::DemandW, g.demand_w),
-                (Metric::AllocatedW, g.allocated_w),
-                (Metric::Shed, shed),
-            ] {
-                out.push(Reading {
-                    ts_ms,
-                    device: device.clone(),
-                    metric,
-                    value,
-                });
-            }
+            push_service(&mut out, ts_ms, &p.id, g.state, g.demand_w, g.allocated_w);
         }
         out
     }
