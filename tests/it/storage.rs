@@ -659,7 +659,9 @@ impl LoopDisk {
     /// `fresh`) and mounts it on `self.path`.
     fn attach_and_mount(&mut self, fresh: bool) -> Result<(), String> {
         let image = self.image.to_string_lossy().into_owned();
-        let device = run("losetup", &["-f", "--show", &image])?.trim().to_string();
+        let device = run("losetup", &["-f", "--show", &image])?
+            .trim()
+            .to_string();
         self.devices.push(device.clone());
         if fresh {
             run("mkfs.ext4", &["-q", "-F", &device])?;
@@ -667,7 +669,14 @@ impl LoopDisk {
         let mount_point = self.path.to_string_lossy().into_owned();
         run(
             "mount",
-            &["-t", "ext4", "-o", "errors=remount-ro", &device, &mount_point],
+            &[
+                "-t",
+                "ext4",
+                "-o",
+                "errors=remount-ro",
+                &device,
+                &mount_point,
+            ],
         )?;
         Ok(())
     }
@@ -693,8 +702,7 @@ impl LoopDisk {
             return false;
         }
         // Read-only from now on, for every writer.
-        std::fs::write(self.path.join("probe"), b"x")
-            .is_err_and(|e| e.raw_os_error() == Some(30))
+        std::fs::write(self.path.join("probe"), b"x").is_err_and(|e| e.raw_os_error() == Some(30))
     }
 
     /// What an operator does once the card failed: unmount it, check and repair it
@@ -709,7 +717,14 @@ impl LoopDisk {
             fsck(&device)?;
             let mounted = run(
                 "mount",
-                &["-t", "ext4", "-o", "errors=remount-ro", &device, &mount_point],
+                &[
+                    "-t",
+                    "ext4",
+                    "-o",
+                    "errors=remount-ro",
+                    &device,
+                    &mount_point,
+                ],
             );
             return mounted.map(|_| ());
         }
@@ -735,7 +750,9 @@ fn fsck(target: &str) -> Result<(), String> {
         .map_err(|e| format!("`e2fsck` cannot be run: {e}"))?;
     match status.code() {
         Some(0..=2) => Ok(()),
-        _ => Err(format!("`e2fsck -fy {target}` could not repair it ({status})")),
+        _ => Err(format!(
+            "`e2fsck -fy {target}` could not repair it ({status})"
+        )),
     }
 }
 
@@ -859,9 +876,7 @@ async fn read_only_and_back(mqtt: &str, publish_port: u16) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (values, all) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
-    println!(
-        "card mounted again: first reading ingested {first:?} later, all 1500 after {all:?}"
-    );
+    println!("card mounted again: first reading ingested {first:?} later, all 1500 after {all:?}");
     assert!(
         values.len() >= 1500,
         "ingest did not resume within 30 s of the card coming back ({} of 1500)",
@@ -948,7 +963,12 @@ enum Fault {
 /// freed; the card unmounted, repaired and mounted again, as an operator does once
 /// nothing holds it) and the node started again: Mosquitto sends again what was
 /// never acknowledged, nothing durable is lost, nothing is doubled.
-async fn killed_during(fault: Fault) {
+///
+/// With the embedded broker (`embedded`), the broker dies with the node, and the
+/// devices had their acknowledgement from it: what it and the node held, never
+/// durable, is gone. Then nothing durable is lost and nothing is doubled, and what
+/// comes after the restart is stored; the loss is counted and said.
+async fn killed_during(fault: Fault, embedded: bool) {
     enum Disk {
         Tmpfs(Tmpfs),
         Loop(LoopDisk),
@@ -960,9 +980,18 @@ async fn killed_during(fault: Fault) {
     let Some(mut disk) = disk else {
         return;
     };
-    let Some(broker) = persistent_mosquitto() else {
-        skip("mosquitto");
-        return;
+    let (broker, mqtt, port) = if embedded {
+        let port = free_port();
+        let mqtt = format!("broker = \"embedded\"\nembedded_bind = \"127.0.0.1:{port}\"");
+        (None, mqtt, port)
+    } else {
+        let Some(broker) = persistent_mosquitto() else {
+            skip("mosquitto");
+            return;
+        };
+        let mqtt = format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port);
+        let port = broker.port;
+        (Some(broker), mqtt, port)
     };
     let root = match &disk {
         Disk::Tmpfs(t) => t.path().to_path_buf(),
@@ -970,14 +999,13 @@ async fn killed_during(fault: Fault) {
     };
     let conf = TempDir::new("kill-conf");
     let topic = "communalia-test/killed";
-    let mqtt = format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port);
     let cfg = site(conf.path(), &root.join("data"), &mqtt, topic);
     let mut node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
     let token = stdout_of(
         &run_cli(&["token", "create", "--user", "ivo", "--config", &cfg], ""),
         "token create",
     );
-    let client = publisher("127.0.0.1", broker.port, "kill-pub").await;
+    let client = publisher("127.0.0.1", port, "kill-pub").await;
     let send = |from: i64, to: i64| {
         let client = client.clone();
         async move {
@@ -1023,7 +1051,10 @@ async fn killed_during(fault: Fault) {
     // Killed while it holds messages unacknowledged (within the hold time).
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.kill();
-    send(1500, 1600).await;
+    if !embedded {
+        // Mosquitto keeps these for the node's session while it is down.
+        send(1500, 1600).await;
+    }
     match (&mut disk, filler) {
         (Disk::Tmpfs(_), Some(filler)) => std::fs::remove_file(&filler).expect("free the space"),
         (Disk::Loop(l), _) => l.repair().expect("repair and mount the card again"),
@@ -1031,6 +1062,46 @@ async fn killed_during(fault: Fault) {
     }
     let restarted = Instant::now();
     node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    if embedded {
+        // The publisher finds the broker again, and what it sends now is stored.
+        send(1500, 1600).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut values = exported_values(&node.base, &token).await;
+        while !(1500..1600).all(|v| values.binary_search(&v).is_ok()) {
+            assert!(
+                Instant::now() < deadline,
+                "{fault:?}, embedded broker: readings sent after the restart are missing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            values = exported_values(&node.base, &token).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let values = exported_values(&node.base, &token).await;
+        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+        for v in &values {
+            *counts.entry(*v).or_default() += 1;
+        }
+        let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(20).collect();
+        assert!(
+            twice.is_empty(),
+            "{fault:?}: readings stored twice: {twice:?}"
+        );
+        let missing_durable: Vec<i64> = (0..500).filter(|v| !counts.contains_key(v)).collect();
+        assert!(
+            missing_durable.is_empty(),
+            "{fault:?}: durable readings lost: {missing_durable:?}"
+        );
+        assert!(values.iter().all(|v| (0..1600).contains(v)), "{values:?}");
+        let lost = (500..1500).filter(|v| !counts.contains_key(v)).count();
+        println!(
+            "{fault:?}, embedded broker, killed in the fault: {lost} of the 1000 readings held while the disk could not be written are gone with the broker"
+        );
+        let verify = run_cli(&["ledger", "verify", "--config", &cfg], "");
+        assert!(verify.status.success(), "ledger verify: {verify:?}");
+        node.kill();
+        let _ = client.disconnect().await;
+        return;
+    }
     let (_, _) = wait_for(&node.base, &token, 1600, Duration::from_secs(30)).await;
     println!(
         "{fault:?}, killed, cleared and restarted: 1600 readings {:?} after the restart",
@@ -1046,14 +1117,20 @@ async fn killed_during(fault: Fault) {
     assert!(verify.status.success(), "ledger verify: {verify:?}");
     node.kill();
     let _ = client.disconnect().await;
+    drop(broker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_on_a_full_disk_then_restarted_every_reading_exactly_once() {
-    killed_during(Fault::Full).await;
+    killed_during(Fault::Full, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_on_a_full_disk_with_the_embedded_broker_loses_nothing_durable_doubles_nothing() {
+    killed_during(Fault::Full, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_on_a_read_only_card_then_restarted_every_reading_exactly_once() {
-    killed_during(Fault::ReadOnly).await;
+    killed_during(Fault::ReadOnly, false).await;
 }

@@ -198,11 +198,7 @@ impl Journal {
         let Some(now) = file_id(path) else {
             return;
         };
-        if watch.id == Some(now)
-            || watch
-                .last_try
-                .is_some_and(|at| at.elapsed() < REOPEN_EVERY)
-        {
+        if watch.id == Some(now) || watch.last_try.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
             return;
         }
         watch.last_try = Some(Instant::now());
@@ -470,15 +466,23 @@ mod tests {
         let journal = Journal::open(&path).unwrap();
         let alice = json!({"name": "Alice", "roles": []});
         journal
-            .append(EntryKind::MemberJoined, "a", &alice, ts("2026-11-22T10:00:00Z"))
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &alice,
+                ts("2026-11-22T10:00:00Z"),
+            )
             .unwrap();
         // The copy the disk comes back with: what was committed, in another file.
         let copy = dir.path().join("copy");
         std::fs::create_dir_all(&copy).unwrap();
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute("VACUUM INTO ?1", [copy.join("ledger.sqlite").to_str().unwrap()])
-                .unwrap();
+            conn.execute(
+                "VACUUM INTO ?1",
+                [copy.join("ledger.sqlite").to_str().unwrap()],
+            )
+            .unwrap();
         }
         std::fs::rename(&data, dir.path().join("gone")).unwrap();
         // Between the two mounts the path names nothing: the journal keeps what it has.
@@ -486,16 +490,30 @@ mod tests {
         std::fs::rename(&copy, &data).unwrap();
         let bob = json!({"name": "Bob", "roles": []});
         let b = journal
-            .append(EntryKind::MemberJoined, "a", &bob, ts("2026-11-22T10:01:00Z"))
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &bob,
+                ts("2026-11-22T10:01:00Z"),
+            )
             .unwrap();
         assert_eq!(b.seq, 2);
         drop(journal);
         // The entry went to the file at the path, after the one it held before.
         let reopened = Journal::open(&path).unwrap();
-        let seqs: Vec<i64> = reopened.entries(0, 10).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<i64> = reopened
+            .entries(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, vec![1, 2]);
         let gone = Journal::open(&dir.path().join("gone/ledger.sqlite")).unwrap();
-        assert_eq!(gone.head().unwrap().map(|e| e.seq), Some(1), "written to the gone file");
+        assert_eq!(
+            gone.head().unwrap().map(|e| e.seq),
+            Some(1),
+            "written to the gone file"
+        );
     }
 
     #[test]
