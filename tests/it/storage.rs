@@ -875,8 +875,11 @@ async fn read_only_and_back(mqtt: &str, publish_port: u16) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (values, all) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
-    println!("card mounted again: first reading ingested {first:?} later, all 1500 after {all:?}");
+    let (values, _) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
+    let all = back.elapsed();
+    println!(
+        "card mounted again: first reading ingested {first:?} later, all 1500 stored {all:?} later"
+    );
     assert!(
         values.len() >= 1500,
         "ingest did not resume within 30 s of the card coming back ({} of 1500)",
