@@ -232,11 +232,39 @@ pub fn writer_properties() -> WriterProperties {
     props.build()
 }
 
-/// Writes `batch` to `path` through a temporary file, durably. A write that fails
-/// (disk full) removes its temporary file, so that it does not hold the space.
-fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+/// Makes the directories from `root` down to `dir`, each made durable in its parent,
+/// but never `root` itself nor anything above it: a storage directory that is gone
+/// (its disk unmounted under the running node) is an error, not something to make
+/// again on whatever filesystem is left under the mount point, where what is
+/// written would be hidden once the disk is mounted again.
+fn make_dirs_below(root: &Path, dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let below = dir.strip_prefix(root).map_err(|_| {
+        io_at(dir)(io::Error::other(format!(
+            "not inside the storage directory {}",
+            root.display()
+        )))
+    })?;
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => sync_dir(at.parent().unwrap_or(root))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_at(&at)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `batch` to `path` (inside the storage directory `root`) through a
+/// temporary file, durably. A write that fails (disk full) removes its temporary
+/// file, so that it does not hold the space.
+fn write_parquet(root: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_at(dir))?;
+    make_dirs_below(root, dir)?;
     let tmp = path.with_extension("parquet.tmp");
     let written = (|| {
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
@@ -487,7 +515,9 @@ impl History {
                     .join(RAW_DIR)
                     .join(format!("date={day}"))
                     .join(unique_name("part"));
-                if let Err(e) = sorted(&rows).and_then(|rows| write_parquet(&path, &rows)) {
+                if let Err(e) =
+                    sorted(&rows).and_then(|rows| write_parquet(&self.root, &path, &rows))
+                {
                     undo(&written);
                     return Err(e);
                 }
@@ -557,13 +587,13 @@ impl History {
             let rows = sorted(&read_parquet(&files, &schema)?)?;
             let day_dir = self.root.join(RAW_DIR).join(format!("date={day}"));
             let merged = day_dir.join(unique_name("day"));
-            write_parquet(&merged, &rows)?;
+            write_parquet(&self.root, &merged, &rows)?;
             let rollup_path = self
                 .root
                 .join(ROLLUP_DIR)
                 .join(format!("date={day}"))
                 .join(unique_name("rollup"));
-            write_parquet(&rollup_path, &rollup(&rows)?)?;
+            write_parquet(&self.root, &rollup_path, &rollup(&rows)?)?;
             let mut state = self.write();
             let old_rollups = state
                 .snapshot

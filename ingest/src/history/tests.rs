@@ -276,3 +276,30 @@ fn files_carry_delta_timestamps_and_split_values() {
             .all(|(b, r)| b.3.to_bits() == r.value.to_bits())
     );
 }
+
+/// The disk under the storage directory is unmounted while the node runs (an
+/// operator detaching a failed card): the mount point is an empty directory of
+/// another filesystem. A flush then fails and keeps its readings pending, rather
+/// than making the storage directory again there, where the files would be hidden
+/// once the card is mounted again and their readings lost from the history.
+#[test]
+fn a_flush_never_makes_a_storage_directory_that_is_gone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).expect("data");
+    let history = History::open(&root, HistoryOptions::default()).expect("open");
+    let readings = vec![r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0)];
+    history.add_pending(None, &readings).expect("pending");
+    std::fs::rename(&root, dir.path().join("away")).expect("unmount");
+    assert!(history.flush(None, date("2026-03-13")).is_err());
+    assert!(!root.exists(), "the flush made the storage directory again");
+    assert_eq!(history.pending_rows(), 1, "the readings left pending");
+    std::fs::rename(dir.path().join("away"), &root).expect("mount again");
+    let report = history.flush(None, date("2026-03-13")).expect("flush");
+    assert_eq!(report.rows, 1);
+    assert_eq!(history.pending_rows(), 0);
+    assert_eq!(
+        rows_of(&read_files(&report.files)),
+        vec![("pv".into(), "power_w".into(), MARCH_12 + 1_000, 1.0)]
+    );
+}
