@@ -27,7 +27,10 @@
 //! Readings made durable by the write-ahead log wait in memory (`pending`) until the
 //! next flush writes them out; only then is the log cut (the checkpoint file says
 //! how far). A day that is over is compacted into one file and rolled up; files of
-//! days past the retention are deleted. What queries see is one consistent
+//! days past the retention are deleted. The files a compaction replaces stay until
+//! no query can still be reading them; the new file names them in its Parquet
+//! metadata (`communalia.replaces`), so that a node stopped meanwhile neither reads
+//! them again nor keeps them. What queries see is one consistent
 //! [`HistorySnapshot`]: the files and the pending batches change together under one
 //! lock, so a reading is never seen twice nor missed.
 
@@ -60,6 +63,9 @@ const CHECKPOINT_FILE: &str = "_wal_checkpoint";
 /// Files replaced by a compaction are deleted this long after, so that a query
 /// planned just before can still read them.
 const DELETE_GRACE: Duration = Duration::from_secs(120);
+/// The metadata key under which a compacted day or a rollup names the files it
+/// replaces (one name a line).
+const REPLACES_KEY: &str = "communalia.replaces";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -231,11 +237,71 @@ fn list_days(dir: &Path) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
             }
         }
         files.sort();
+        if files.len() > 1 {
+            drop_replaced(&mut files);
+        }
         if !files.is_empty() {
             out.insert(day, files);
         }
     }
     Ok(out)
+}
+
+/// The names of the files a compacted day or a rollup replaces, from its metadata.
+fn replaced_names(path: &Path) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()));
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not read a history file's metadata");
+            return Vec::new();
+        }
+    };
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| kv.key == REPLACES_KEY)
+        .filter_map(|kv| kv.value.as_deref())
+        .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Takes out of one day's files those a compaction replaced, and deletes them: a
+/// crash within their grace period (see [`DELETE_GRACE`]) left them next to the
+/// file that holds their rows, which would be counted twice.
+fn drop_replaced(files: &mut Vec<PathBuf>) {
+    let replaced: std::collections::HashSet<String> = files
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("day-") || n.starts_with("rollup-"))
+        })
+        .flat_map(|p| replaced_names(p))
+        .collect();
+    files.retain(|path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !replaced.contains(name) {
+            return true;
+        }
+        match fs::remove_file(path) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                "deleted a history file a compaction had replaced (the node stopped before it could)"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(), error = %e,
+                "a history file a compaction replaced could not be deleted; it is not read"
+            ),
+        }
+        false
+    });
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -302,6 +368,18 @@ fn make_dirs_below(root: &Path, dir: &Path) -> Result<()> {
 /// temporary file, durably. A write that fails (disk full) removes its temporary
 /// file, so that it does not hold the space.
 fn write_parquet(root: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
+    write_parquet_replacing(root, path, batch, &[])
+}
+
+/// [`write_parquet`] of a file that replaces `replaces` (files of the same
+/// directory), which it names in its metadata: should the node stop before they are
+/// deleted, the next open still knows not to read them.
+fn write_parquet_replacing(
+    root: &Path,
+    path: &Path,
+    batch: &RecordBatch,
+    replaces: &[PathBuf],
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_dirs_below(root, dir)?;
     let tmp = path.with_extension("parquet.tmp");
@@ -309,6 +387,16 @@ fn write_parquet(root: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
             .map_err(pq_at(&tmp))?;
+        let names: Vec<&str> = replaces
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+            .collect();
+        if !names.is_empty() {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                REPLACES_KEY.to_string(),
+                names.join("\n"),
+            ));
+        }
         writer.write(batch).map_err(pq_at(&tmp))?;
         let file = writer.into_inner().map_err(pq_at(&tmp))?;
         file.sync_all().map_err(io_at(&tmp))?;
@@ -806,7 +894,8 @@ impl History {
     /// Compacts every day before `today` that has several raw files or no rollup,
     /// into one sorted file and its rollup.
     fn compact(&self, today: NaiveDate) -> Result<Vec<NaiveDate>> {
-        let todo: Vec<(NaiveDate, Vec<PathBuf>)> = {
+        type Todo = (NaiveDate, Vec<PathBuf>, Vec<PathBuf>);
+        let todo: Vec<Todo> = {
             let state = self.read();
             state
                 .snapshot
@@ -815,22 +904,41 @@ impl History {
                 .filter(|(day, files)| {
                     **day < today && (files.len() > 1 || !state.snapshot.rollups.contains_key(*day))
                 })
-                .map(|(day, files)| (*day, files.clone()))
+                .map(|(day, files)| {
+                    let rollups = state.snapshot.rollups.get(day).cloned();
+                    (*day, files.clone(), rollups.unwrap_or_default())
+                })
                 .collect()
         };
         let mut done = Vec::new();
-        for (day, files) in todo {
+        for (day, files, old_rollups) in todo {
             let schema = readings_schema();
             let rows = sorted(&read_parquet(&files, &schema)?)?;
+            // Each new file names those it replaces, which stay until no query can
+            // be reading them: a node stopped meanwhile does not read them again.
+            // The rollup first: stopped between the two, the day's files are those
+            // the rollup was computed from. A rollup covers the whole day, so it
+            // replaces every other rollup of the day, one a failed compaction left
+            // on disk included.
+            let rollup_dir = self.root.join(ROLLUP_DIR).join(format!("date={day}"));
+            let rollup_path = rollup_dir.join(unique_name("rollup"));
+            let mut replaced_rollups = old_rollups;
+            if let Ok(entries) = fs::read_dir(&rollup_dir) {
+                for path in entries.flatten().map(|e| e.path()) {
+                    if path.extension().is_some_and(|e| e == "parquet")
+                        && !replaced_rollups.contains(&path)
+                    {
+                        replaced_rollups.push(path);
+                    }
+                }
+            }
+            write_parquet_replacing(&self.root, &rollup_path, &rollup(&rows)?, &replaced_rollups)?;
             let day_dir = self.root.join(RAW_DIR).join(format!("date={day}"));
             let merged = day_dir.join(unique_name("day"));
-            write_parquet(&self.root, &merged, &rows)?;
-            let rollup_path = self
-                .root
-                .join(ROLLUP_DIR)
-                .join(format!("date={day}"))
-                .join(unique_name("rollup"));
-            write_parquet(&self.root, &rollup_path, &rollup(&rows)?)?;
+            if let Err(e) = write_parquet_replacing(&self.root, &merged, &rows, &files) {
+                let _ = fs::remove_file(&rollup_path);
+                return Err(e);
+            }
             let mut state = self.write();
             let old_rollups = state
                 .snapshot

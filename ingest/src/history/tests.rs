@@ -603,3 +603,65 @@ fn an_unreadable_checkpoint_is_taken_from_the_files_marks() {
     assert_eq!(history.wal_checkpoint(), 9);
     assert_eq!(history.snapshot().raw[&date("2026-03-12")].len(), 2);
 }
+
+/// The node stops (SIGKILL) within the grace period of a compaction, before the
+/// files it replaced are deleted, twice over (a day compacted, then again after a
+/// late reading for it): started again, it reads neither the replaced raw files nor
+/// the replaced rollups, deletes them, and holds every reading once.
+#[test]
+fn a_stop_within_a_compactions_grace_counts_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    let mut all = Vec::new();
+    for k in 0..3i64 {
+        let readings = vec![r(MARCH_12 + k * 3_600_000, "pv", Metric::PowerW, k as f64)];
+        all.extend(readings.clone());
+        history.add_pending(None, &readings).expect("pending");
+        history.flush(None, date("2026-03-12")).expect("flush");
+    }
+    let report = history.flush(None, date("2026-03-13")).expect("compact");
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    // A late reading of March 12: the day is compacted again.
+    let late = vec![r(MARCH_12 + 5 * 3_600_000, "pv", Metric::PowerW, 9.0)];
+    all.extend(late.clone());
+    history.add_pending(None, &late).expect("pending");
+    let report = history
+        .flush(None, date("2026-03-13"))
+        .expect("compact again");
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    let raw_before = raw_files_on_disk(root);
+    assert_eq!(
+        raw_before.len(),
+        6,
+        "replaced files still there: {raw_before:?}"
+    );
+    let rollup_dir = root.join(ROLLUP_DIR).join("date=2026-03-12");
+    assert_eq!(fs::read_dir(&rollup_dir).expect("rollups").count(), 2);
+    let kept = history.snapshot();
+    drop(history);
+
+    let history = History::open(root, HistoryOptions::default()).expect("reopen");
+    let snap = history.snapshot();
+    assert_eq!(snap.raw, kept.raw, "the raw files read after the restart");
+    assert_eq!(
+        snap.rollups, kept.rollups,
+        "the rollups read after the restart"
+    );
+    assert_eq!(history_rows(&history), expected_rows(&all));
+    let rollups =
+        read_parquet(&snap.rollups[&date("2026-03-12")], &rollup_schema()).expect("rollups");
+    let counted: i64 = rollups
+        .column(7)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .flatten()
+        .sum();
+    assert_eq!(counted, all.len() as i64, "readings counted by the rollups");
+    assert_eq!(
+        raw_files_on_disk(root),
+        snap.raw[&date("2026-03-12")],
+        "deleted"
+    );
+    assert_eq!(fs::read_dir(&rollup_dir).expect("rollups").count(), 1);
+}
