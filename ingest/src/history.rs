@@ -2,10 +2,22 @@
 //! day, readable by any Parquet tool:
 //!
 //! ```text
-//! <storage>/readings/date=YYYY-MM-DD/part-*.parquet      raw readings
-//! <storage>/readings_1m/date=YYYY-MM-DD/rollup.parquet   one-minute rollups
-//! <storage>/readings/_wal_checkpoint                     WAL records below this are in Parquet
+//! <storage>/readings/date=YYYY-MM-DD/part-<nanos>-w<N>.parquet  raw readings of one flush
+//! <storage>/readings/date=YYYY-MM-DD/day-<nanos>.parquet         a day compacted
+//! <storage>/readings_1m/date=YYYY-MM-DD/rollup-<nanos>.parquet   one-minute rollups
+//! <storage>/readings/_wal_checkpoint                             WAL records below this are in Parquet
 //! ```
+//!
+//! A raw file of a flush names the checkpoint that flush writes next (`-w<N>`: it
+//! holds WAL records below `N`). A flush writes its files, then the checkpoint, and
+//! only then cuts the log; so a file whose `N` is above the checkpoint on disk is
+//! the orphan of a flush whose checkpoint never became durable (disk full, card
+//! turned read-only, power gone), and its readings are all still in the log:
+//! [`History::open`] deletes it, and the log's replay writes them again. Files
+//! without `-w` (those of histories written without a log, and those written before
+//! the mark existed) are always kept. While the node runs, an orphan that cannot be
+//! deleted (a read-only card) stops every flush until it can be: a later checkpoint
+//! would otherwise cover it, and its readings would be counted twice.
 //!
 //! Raw files have the readings schema (DESIGN.md §2), rows sorted by device, metric
 //! and time, dictionary-encoded and compressed with zstd. Rollups have `ts` (the
@@ -15,7 +27,10 @@
 //! Readings made durable by the write-ahead log wait in memory (`pending`) until the
 //! next flush writes them out; only then is the log cut (the checkpoint file says
 //! how far). A day that is over is compacted into one file and rolled up; files of
-//! days past the retention are deleted. What queries see is one consistent
+//! days past the retention are deleted. The files a compaction replaces stay until
+//! no query can still be reading them; the new file names them in its Parquet
+//! metadata (`communalia.replaces`), so that a node stopped meanwhile neither reads
+//! them again nor keeps them. What queries see is one consistent
 //! [`HistorySnapshot`]: the files and the pending batches change together under one
 //! lock, so a reading is never seen twice nor missed.
 
@@ -48,9 +63,22 @@ const CHECKPOINT_FILE: &str = "_wal_checkpoint";
 /// Files replaced by a compaction are deleted this long after, so that a query
 /// planned just before can still read them.
 const DELETE_GRACE: Duration = Duration::from_secs(120);
+/// The metadata key under which a compacted day or a rollup names the files it
+/// replaces (one name a line).
+const REPLACES_KEY: &str = "communalia.replaces";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    #[error(
+        "history {path}: the raw file of a flush whose checkpoint was never written \
+         cannot be deleted ({source}); its readings are still in the write-ahead log, \
+         and would be counted twice"
+    )]
+    Orphan {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("history {path}: {source}")]
     Io {
         path: PathBuf,
@@ -126,6 +154,18 @@ struct State {
     doomed: Vec<(Instant, PathBuf)>,
 }
 
+/// What a failed flush left on disk for the next one to settle before it writes
+/// anything.
+#[derive(Debug, Default)]
+struct Unsettled {
+    /// Raw files of a flush whose checkpoint was never written, that could not be
+    /// deleted (or whose deletion could not be made durable).
+    orphans: Vec<PathBuf>,
+    /// The checkpoint in memory was renamed into place but could not be made
+    /// durable: it is written again before the log is cut behind it.
+    checkpoint: bool,
+}
+
 /// The history of one node.
 #[derive(Debug)]
 pub struct History {
@@ -134,6 +174,11 @@ pub struct History {
     state: RwLock<State>,
     /// WAL records below this are in Parquet.
     checkpoint: Mutex<u64>,
+    unsettled: Mutex<Unsettled>,
+    /// Tests: every deletion of a raw file by a flush fails, as on a read-only card
+    /// (permission bits do not stop root, who runs the tests).
+    #[cfg(test)]
+    refuse_deletes: std::sync::atomic::AtomicBool,
 }
 
 /// What one flush did.
@@ -192,11 +237,71 @@ fn list_days(dir: &Path) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
             }
         }
         files.sort();
+        if files.len() > 1 {
+            drop_replaced(&mut files);
+        }
         if !files.is_empty() {
             out.insert(day, files);
         }
     }
     Ok(out)
+}
+
+/// The names of the files a compacted day or a rollup replaces, from its metadata.
+fn replaced_names(path: &Path) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()));
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not read a history file's metadata");
+            return Vec::new();
+        }
+    };
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| kv.key == REPLACES_KEY)
+        .filter_map(|kv| kv.value.as_deref())
+        .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Takes out of one day's files those a compaction replaced, and deletes them: a
+/// crash within their grace period (see [`DELETE_GRACE`]) left them next to the
+/// file that holds their rows, which would be counted twice.
+fn drop_replaced(files: &mut Vec<PathBuf>) {
+    let replaced: std::collections::HashSet<String> = files
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("day-") || n.starts_with("rollup-"))
+        })
+        .flat_map(|p| replaced_names(p))
+        .collect();
+    files.retain(|path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !replaced.contains(name) {
+            return true;
+        }
+        match fs::remove_file(path) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                "deleted a history file a compaction had replaced (the node stopped before it could)"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(), error = %e,
+                "a history file a compaction replaced could not be deleted; it is not read"
+            ),
+        }
+        false
+    });
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -232,16 +337,66 @@ pub fn writer_properties() -> WriterProperties {
     props.build()
 }
 
-/// Writes `batch` to `path` through a temporary file, durably. A write that fails
-/// (disk full) removes its temporary file, so that it does not hold the space.
-fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+/// Makes the directories from `root` down to `dir`, each made durable in its parent,
+/// but never `root` itself nor anything above it: a storage directory that is gone
+/// (its disk unmounted under the running node) is an error, not something to make
+/// again on whatever filesystem is left under the mount point, where what is
+/// written would be hidden once the disk is mounted again.
+fn make_dirs_below(root: &Path, dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let below = dir.strip_prefix(root).map_err(|_| {
+        io_at(dir)(io::Error::other(format!(
+            "not inside the storage directory {}",
+            root.display()
+        )))
+    })?;
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => sync_dir(at.parent().unwrap_or(root))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_at(&at)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `batch` to `path` (inside the storage directory `root`) through a
+/// temporary file, durably. A write that fails (disk full) removes its temporary
+/// file, so that it does not hold the space.
+fn write_parquet(root: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
+    write_parquet_replacing(root, path, batch, &[])
+}
+
+/// [`write_parquet`] of a file that replaces `replaces` (files of the same
+/// directory), which it names in its metadata: should the node stop before they are
+/// deleted, the next open still knows not to read them.
+fn write_parquet_replacing(
+    root: &Path,
+    path: &Path,
+    batch: &RecordBatch,
+    replaces: &[PathBuf],
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_at(dir))?;
+    make_dirs_below(root, dir)?;
     let tmp = path.with_extension("parquet.tmp");
     let written = (|| {
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
             .map_err(pq_at(&tmp))?;
+        let names: Vec<&str> = replaces
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+            .collect();
+        if !names.is_empty() {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                REPLACES_KEY.to_string(),
+                names.join("\n"),
+            ));
+        }
         writer.write(batch).map_err(pq_at(&tmp))?;
         let file = writer.into_inner().map_err(pq_at(&tmp))?;
         file.sync_all().map_err(io_at(&tmp))?;
@@ -387,18 +542,125 @@ fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{nanos:024}.parquet")
 }
 
+/// The name of a raw file of a flush that writes checkpoint `next` (`None`: a flush
+/// without log records, which writes no checkpoint).
+fn part_name(next: Option<u64>) -> String {
+    match next {
+        Some(next) => unique_name("part").replace(".parquet", &format!("-w{next}.parquet")),
+        None => unique_name("part"),
+    }
+}
+
+/// The checkpoint a raw file's flush wrote (or meant to): `part-<nanos>-w<N>.parquet`.
+fn wal_mark(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let (_, mark) = name
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?
+        .split_once("-w")?;
+    mark.parse().ok()
+}
+
+/// The raw files under `raw_dir/date=*/` that carry a WAL mark, with it.
+fn marked_files(raw_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(raw_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_at(raw_dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_at(raw_dir))?;
+        if entry.file_name().to_str().and_then(parse_day_dir).is_none() {
+            continue;
+        }
+        let day_dir = entry.path();
+        for f in fs::read_dir(&day_dir).map_err(io_at(&day_dir))? {
+            let path = f.map_err(io_at(&day_dir))?.path();
+            if let Some(mark) = wal_mark(&path) {
+                out.push((path, mark));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Deletes `path`, a file inside the storage directory `root` (gone already is
+/// fine), and makes the deletion durable, so that the file cannot come back after a
+/// crash next to a checkpoint written later.
+fn delete_durably(root: &Path, path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        // No directory, no file in it; unless the storage directory itself is gone
+        // (its disk unmounted under the node), where the file may still be.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the checkpoint `next` durably (temporary file, fsync, rename, directory
+/// fsync). On failure, says whether the new checkpoint was already renamed into
+/// place: then it may or may not be durable, but it is what the file says now.
+fn save_checkpoint(raw_dir: &Path, next: u64) -> Result<(), (bool, HistoryError)> {
+    let path = raw_dir.join(CHECKPOINT_FILE);
+    let tmp = path.with_extension("tmp");
+    let renamed = fs::write(&tmp, format!("{next}\n"))
+        .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(io_at(&path));
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(&tmp);
+        return Err((false, e));
+    }
+    sync_dir(raw_dir).map_err(|e| (true, e))
+}
+
 impl History {
-    /// Opens the history under `root` (the storage directory): lists its files and
-    /// reads how far the write-ahead log is already in Parquet.
+    /// Opens the history under `root` (the storage directory): reads how far the
+    /// write-ahead log is already in Parquet, deletes the raw files of a flush whose
+    /// checkpoint never became durable (their readings are still in the log, which
+    /// replays them), and lists the files. Fails when such a file cannot be deleted
+    /// (a read-only card): started with it, the node would count its readings twice.
     pub fn open(root: &Path, opts: HistoryOptions) -> Result<Arc<History>> {
         let raw_dir = root.join(RAW_DIR);
         fs::create_dir_all(&raw_dir).map_err(io_at(&raw_dir))?;
         let checkpoint_path = raw_dir.join(CHECKPOINT_FILE);
+        let marked = marked_files(&raw_dir)?;
         let checkpoint = match fs::read_to_string(&checkpoint_path) {
-            Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    // Every raw file holds log records below its mark, and flushes
+                    // follow one another: the highest mark is how far the log is in
+                    // Parquet. Nothing is then taken for an orphan and deleted.
+                    let n = marked.iter().map(|(_, m)| *m).max().unwrap_or(0);
+                    tracing::error!(
+                        path = %checkpoint_path.display(), text = %text.trim(), from_files = n,
+                        "the history checkpoint is unreadable; taking the highest mark of the raw files"
+                    );
+                    n
+                }
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_at(&checkpoint_path)(e)),
         };
+        for (path, mark) in marked {
+            if mark <= checkpoint {
+                continue;
+            }
+            tracing::warn!(
+                path = %path.display(), mark, checkpoint,
+                "deleting the raw file of a flush whose checkpoint was never written; the write-ahead log replays its readings"
+            );
+            delete_durably(root, &path).map_err(|source| HistoryError::Orphan { path, source })?;
+        }
         let snapshot = HistorySnapshot {
             raw: list_days(&raw_dir)?,
             rollups: list_days(&root.join(ROLLUP_DIR))?,
@@ -412,7 +674,67 @@ impl History {
                 ..State::default()
             }),
             checkpoint: Mutex::new(checkpoint),
+            unsettled: Mutex::new(Unsettled::default()),
+            #[cfg(test)]
+            refuse_deletes: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Deletes a raw file a flush wrote, durably.
+    fn delete_part(&self, path: &Path) -> io::Result<()> {
+        #[cfg(test)]
+        if self
+            .refuse_deletes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::ReadOnlyFilesystem,
+                "deletion refused by the test",
+            ));
+        }
+        delete_durably(&self.root, path)
+    }
+
+    /// Settles what a failed flush left: deletes its orphans, writes again a
+    /// checkpoint that could not be made durable and cuts the log behind it. Until
+    /// this succeeds a flush writes nothing: an orphan must never stand next to a
+    /// later checkpoint, which would hide it from [`History::open`].
+    fn settle(&self, wal: Option<&Mutex<Wal>>) -> Result<()> {
+        let mut unsettled = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = None;
+        let mut left = Vec::new();
+        for path in std::mem::take(&mut unsettled.orphans) {
+            match self.delete_part(&path) {
+                Ok(()) => tracing::info!(
+                    path = %path.display(),
+                    "deleted the raw file of a flush whose checkpoint was never written"
+                ),
+                Err(source) => {
+                    if failed.is_none() {
+                        failed = Some(HistoryError::Orphan {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                    left.push(path);
+                }
+            }
+        }
+        unsettled.orphans = left;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if unsettled.checkpoint {
+            let next = self.wal_checkpoint();
+            save_checkpoint(&self.root.join(RAW_DIR), next).map_err(|(_, e)| e)?;
+            unsettled.checkpoint = false;
+            if let Some(wal) = wal {
+                wal.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .checkpoint(next)?;
+            }
+        }
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -461,7 +783,14 @@ impl History {
     /// Writes what is pending to Parquet, cuts the write-ahead log behind it,
     /// compacts and rolls up the days that are over before `today`, and applies the
     /// retention. Blocking: run it off the async threads.
+    ///
+    /// First settles what an earlier flush left on a failing disk (see
+    /// [`History::open`]); while that fails, it writes nothing and says which file
+    /// is in the way. A flush whose new checkpoint is in place but could not be made
+    /// durable keeps its files (their readings are no longer pending) and fails; the
+    /// log is cut behind them only once the checkpoint is written again.
     pub fn flush(&self, wal: Option<&Mutex<Wal>>, today: NaiveDate) -> Result<FlushReport> {
+        self.settle(wal)?;
         let mut report = FlushReport::default();
         let (batches, upto) = {
             let state = self.read();
@@ -472,13 +801,23 @@ impl History {
             let schema = readings_schema();
             let all = arrow::compute::concat_batches(&schema, &batches)?;
             report.rows = all.num_rows();
+            let next = upto.map(|u| u + 1);
             let mut written: Vec<(NaiveDate, PathBuf)> = Vec::new();
             // A flush writes all its files and its checkpoint, or none: files left
             // behind by a flush that failed half-way (disk full) would hold readings
             // that the next flush writes again, and that the log replays at start.
-            let undo = |written: &[(NaiveDate, PathBuf)]| {
-                for (_, path) in written {
-                    let _ = fs::remove_file(path);
+            // A file that cannot be deleted (a read-only card) is an orphan: the
+            // next flushes delete it before they write anything.
+            let undo = |paths: &mut dyn Iterator<Item = &PathBuf>| {
+                let mut unsettled = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+                for path in paths {
+                    if let Err(e) = self.delete_part(path) {
+                        tracing::warn!(
+                            path = %path.display(), error = %e,
+                            "could not delete the raw file of a failed flush; no flush writes until it is gone"
+                        );
+                        unsettled.orphans.push(path.clone());
+                    }
                 }
             };
             for (day, rows) in by_day(&all)? {
@@ -486,27 +825,40 @@ impl History {
                     .root
                     .join(RAW_DIR)
                     .join(format!("date={day}"))
-                    .join(unique_name("part"));
-                if let Err(e) = sorted(&rows).and_then(|rows| write_parquet(&path, &rows)) {
-                    undo(&written);
+                    .join(part_name(next));
+                if let Err(e) =
+                    sorted(&rows).and_then(|rows| write_parquet(&self.root, &path, &rows))
+                {
+                    // The file itself may be in place (its directory's sync failed).
+                    undo(&mut written.iter().map(|(_, p)| p).chain([&path]));
                     return Err(e);
                 }
                 written.push((day, path));
             }
             // The files are durable: say so before the log is cut.
-            if let Some(upto) = upto {
-                let next = upto + 1;
-                let path = self.root.join(RAW_DIR).join(CHECKPOINT_FILE);
-                let tmp = path.with_extension("tmp");
-                let saved = fs::write(&tmp, format!("{next}\n"))
-                    .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()))
-                    .and_then(|()| fs::rename(&tmp, &path))
-                    .map_err(io_at(&path))
-                    .and_then(|()| sync_dir(&self.root.join(RAW_DIR)));
-                if let Err(e) = saved {
-                    let _ = fs::remove_file(&tmp);
-                    undo(&written);
-                    return Err(e);
+            let mut unsure = None;
+            if let Some(next) = next {
+                match save_checkpoint(&self.root.join(RAW_DIR), next) {
+                    Ok(()) => {}
+                    Err((false, e)) => {
+                        undo(&mut written.iter().map(|(_, p)| p));
+                        return Err(e);
+                    }
+                    Err((true, e)) => {
+                        // The checkpoint file says `next` now, durably or not: the
+                        // files stay (deleting them could lose their readings, were
+                        // it durable) and count as written, and the log keeps their
+                        // records until the checkpoint is written again.
+                        tracing::warn!(
+                            error = %e,
+                            "the history checkpoint could not be made durable; the write-ahead log is kept"
+                        );
+                        self.unsettled
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .checkpoint = true;
+                        unsure = Some(e);
+                    }
                 }
                 *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = next;
             }
@@ -523,11 +875,14 @@ impl History {
                     state.pending_upto = None;
                 }
             }
+            if let Some(e) = unsure {
+                return Err(e);
+            }
             report.files = written.into_iter().map(|(_, p)| p).collect();
-            if let (Some(wal), Some(upto)) = (wal, upto) {
+            if let (Some(wal), Some(next)) = (wal, next) {
                 wal.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .checkpoint(upto + 1)?;
+                    .checkpoint(next)?;
             }
         }
         report.compacted_days = self.compact(today)?;
@@ -539,7 +894,8 @@ impl History {
     /// Compacts every day before `today` that has several raw files or no rollup,
     /// into one sorted file and its rollup.
     fn compact(&self, today: NaiveDate) -> Result<Vec<NaiveDate>> {
-        let todo: Vec<(NaiveDate, Vec<PathBuf>)> = {
+        type Todo = (NaiveDate, Vec<PathBuf>, Vec<PathBuf>);
+        let todo: Vec<Todo> = {
             let state = self.read();
             state
                 .snapshot
@@ -548,22 +904,41 @@ impl History {
                 .filter(|(day, files)| {
                     **day < today && (files.len() > 1 || !state.snapshot.rollups.contains_key(*day))
                 })
-                .map(|(day, files)| (*day, files.clone()))
+                .map(|(day, files)| {
+                    let rollups = state.snapshot.rollups.get(day).cloned();
+                    (*day, files.clone(), rollups.unwrap_or_default())
+                })
                 .collect()
         };
         let mut done = Vec::new();
-        for (day, files) in todo {
+        for (day, files, old_rollups) in todo {
             let schema = readings_schema();
             let rows = sorted(&read_parquet(&files, &schema)?)?;
+            // Each new file names those it replaces, which stay until no query can
+            // be reading them: a node stopped meanwhile does not read them again.
+            // The rollup first: stopped between the two, the day's files are those
+            // the rollup was computed from. A rollup covers the whole day, so it
+            // replaces every other rollup of the day, one a failed compaction left
+            // on disk included.
+            let rollup_dir = self.root.join(ROLLUP_DIR).join(format!("date={day}"));
+            let rollup_path = rollup_dir.join(unique_name("rollup"));
+            let mut replaced_rollups = old_rollups;
+            if let Ok(entries) = fs::read_dir(&rollup_dir) {
+                for path in entries.flatten().map(|e| e.path()) {
+                    if path.extension().is_some_and(|e| e == "parquet")
+                        && !replaced_rollups.contains(&path)
+                    {
+                        replaced_rollups.push(path);
+                    }
+                }
+            }
+            write_parquet_replacing(&self.root, &rollup_path, &rollup(&rows)?, &replaced_rollups)?;
             let day_dir = self.root.join(RAW_DIR).join(format!("date={day}"));
             let merged = day_dir.join(unique_name("day"));
-            write_parquet(&merged, &rows)?;
-            let rollup_path = self
-                .root
-                .join(ROLLUP_DIR)
-                .join(format!("date={day}"))
-                .join(unique_name("rollup"));
-            write_parquet(&rollup_path, &rollup(&rows)?)?;
+            if let Err(e) = write_parquet_replacing(&self.root, &merged, &rows, &files) {
+                let _ = fs::remove_file(&rollup_path);
+                return Err(e);
+            }
             let mut state = self.write();
             let old_rollups = state
                 .snapshot

@@ -87,7 +87,19 @@ pub fn stable_client_id(dir: &std::path::Path) -> std::io::Result<String> {
         message_digest(&seed, b"") & 0xffff_ffff_ffff
     );
     std::fs::create_dir_all(dir)?;
-    std::fs::write(&path, format!("{id}\n"))?;
+    // Durable before the broker hears of it: a session the broker keeps under an id
+    // the node then forgets (a power cut, or a card failing, before the filesystem
+    // wrote the file back) is never found again, and the messages the broker queues
+    // for it never arrive. Written whole or not at all: a temporary file, synced,
+    // renamed into place, and the directory synced.
+    let tmp = dir.join("mqtt-client-id.tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(id)
 }
 

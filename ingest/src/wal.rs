@@ -341,6 +341,13 @@ impl Wal {
                 }
             }
         }
+        // A segment is named after the first record it was opened for: when a
+        // checkpoint has cut every record away, the newest (empty) segment's name is
+        // all that says how far the numbering went. Starting again from 0 would
+        // number new records below the history's checkpoint, which skips them.
+        if let Some((first, _)) = segments.last() {
+            next_record = next_record.max(*first);
+        }
         let mut segments = segments;
         // New records go to a new segment, so that what replay read stays untouched.
         let path = dir.join(segment_name(next_record));

@@ -212,9 +212,18 @@ fn assert_exactly_once(values: &[i64], n: i64, when: &str) {
         .take(20)
         .collect();
     let twice: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(20).collect();
+    let lost: Vec<i64> = (0..n).filter(|v| !counts.contains_key(v)).collect();
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for v in &lost {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == *v => *end = *v,
+            _ => ranges.push((*v, *v)),
+        }
+    }
     assert!(
         missing.is_empty(),
-        "{when}: readings lost, first {missing:?}"
+        "{when}: {} readings lost, first {missing:?}, in ranges {ranges:?}",
+        lost.len()
     );
     assert!(twice.is_empty(), "{when}: readings stored twice: {twice:?}");
     assert_eq!(
@@ -591,4 +600,566 @@ async fn a_full_then_read_only_disk_holds_ingest_and_resumes_exactly_once() {
     let mut with_zero = vec![0];
     with_zero.extend(values);
     assert_exactly_once(&with_zero, 900, "in the log after the fault");
+}
+
+/// An ext4 filesystem on a loop device, mounted with `errors=remount-ro` as a
+/// node's SD card is: on an I/O error the kernel turns it read-only for good (the
+/// journal is aborted; not even `mount -o remount,rw` brings it back), whoever
+/// holds files open on it. [`LoopDisk::fail`] raises such an error through ext4's
+/// own test switch; [`LoopDisk::repair`] is what an operator then does. Unmounted
+/// and detached on drop.
+pub(crate) struct LoopDisk {
+    dir: TempDir,
+    path: PathBuf,
+    /// The loop devices attached, the one mounted last.
+    devices: Vec<String>,
+    /// The image behind the mounted device.
+    image: PathBuf,
+}
+
+/// Runs a command; its standard error in words when it fails.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("`{program}` cannot be run: {e}")),
+    }
+}
+
+impl LoopDisk {
+    /// Makes and mounts a disk of `mb` megabytes, or says why the test is skipped:
+    /// without root, loop devices or the right to mount (a container may refuse
+    /// any of them), the machine cannot stage a failing disk.
+    pub(crate) fn mount(mb: u64) -> Option<LoopDisk> {
+        if !is_root() {
+            println!("skipped: ext4 on a loop device (needs root)");
+            eprintln!("skipped: ext4 on a loop device (needs root)");
+            return None;
+        }
+        let dir = TempDir::new("loopdisk");
+        let path = dir.path().join("mnt");
+        std::fs::create_dir_all(&path).expect("mount point");
+        let mut disk = LoopDisk {
+            image: dir.path().join("card.img"),
+            dir,
+            path,
+            devices: Vec::new(),
+        };
+        let made = std::fs::File::create(&disk.image)
+            .and_then(|f| f.set_len(mb * 1024 * 1024))
+            .map_err(|e| format!("cannot make the image: {e}"))
+            .and_then(|()| disk.attach_and_mount(true));
+        match made {
+            Ok(()) => Some(disk),
+            Err(why) => {
+                println!("skipped: ext4 on a loop device ({why})");
+                eprintln!("skipped: ext4 on a loop device ({why})");
+                None
+            }
+        }
+    }
+
+    /// Attaches `self.image` to a free loop device (making a filesystem on it if
+    /// `fresh`) and mounts it on `self.path`.
+    fn attach_and_mount(&mut self, fresh: bool) -> Result<(), String> {
+        let image = self.image.to_string_lossy().into_owned();
+        let device = run("losetup", &["-f", "--show", &image])?
+            .trim()
+            .to_string();
+        self.devices.push(device.clone());
+        if fresh {
+            run("mkfs.ext4", &["-q", "-F", &device])?;
+        }
+        let mount_point = self.path.to_string_lossy().into_owned();
+        run(
+            "mount",
+            &[
+                "-t",
+                "ext4",
+                "-o",
+                "errors=remount-ro",
+                &device,
+                &mount_point,
+            ],
+        )?;
+        let switch = self.error_switch();
+        if !switch.exists() {
+            return Err(format!(
+                "the kernel has no ext4 error switch at {}",
+                switch.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// ext4's test switch for the mounted device: what is written to it is raised
+    /// as a filesystem error.
+    fn error_switch(&self) -> PathBuf {
+        let name = self
+            .devices
+            .last()
+            .and_then(|d| Path::new(d).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        PathBuf::from(format!("/sys/fs/ext4/{name}/trigger_fs_error"))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The card fails: an ext4 error on the mounted device, which the kernel answers
+    /// by turning the filesystem read-only. `false` when it did not (a kernel
+    /// without the switch is found out at [`LoopDisk::mount`], which skips).
+    pub(crate) fn fail(&self) -> bool {
+        if std::fs::write(self.error_switch(), "communalia test: the card fails").is_err() {
+            return false;
+        }
+        // Read-only from now on, for every writer.
+        std::fs::write(self.path.join("probe"), b"x").is_err_and(|e| e.raw_os_error() == Some(30))
+    }
+
+    /// What an operator does once the card failed: unmount it, check and repair it
+    /// (`e2fsck -fy`), and mount it again at the same place. A node still running
+    /// holds files open on it, so that it cannot be unmounted; then it is detached
+    /// (`umount -l`) and a copy of the card, repaired, is mounted in its place: the
+    /// same data on another device, as when the card is replaced by an image of it.
+    pub(crate) fn repair(&mut self) -> Result<(), String> {
+        let mount_point = self.path.to_string_lossy().into_owned();
+        let device = self.devices.last().cloned().unwrap_or_default();
+        if run("umount", &[&mount_point]).is_ok() {
+            fsck(&device)?;
+            let mounted = run(
+                "mount",
+                &[
+                    "-t",
+                    "ext4",
+                    "-o",
+                    "errors=remount-ro",
+                    &device,
+                    &mount_point,
+                ],
+            );
+            return mounted.map(|_| ());
+        }
+        run("umount", &["-l", &mount_point])?;
+        let copy = self
+            .dir
+            .path()
+            .join(format!("card-{}.img", self.devices.len()));
+        std::fs::copy(&self.image, &copy).map_err(|e| format!("cannot copy the card: {e}"))?;
+        fsck(&copy.to_string_lossy())?;
+        self.image = copy;
+        self.attach_and_mount(false)
+    }
+}
+
+/// `e2fsck -fy`: repairs what it finds (exit 1 and 2 say it did); what it said is
+/// printed, shown with a failing test.
+fn fsck(target: &str) -> Result<(), String> {
+    let out = Command::new("e2fsck")
+        .args(["-fy", target])
+        .output()
+        .map_err(|e| format!("`e2fsck` cannot be run: {e}"))?;
+    println!(
+        "e2fsck -fy {target}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    match out.status.code() {
+        Some(0..=2) => Ok(()),
+        _ => Err(format!(
+            "`e2fsck -fy {target}` could not repair it ({})",
+            out.status
+        )),
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        for device in &self.devices {
+            let _ = Command::new("losetup")
+                .args(["-d", device])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Records one contribution: the status and body of the answer.
+async fn contribution(base: &str, token: &str, what: &str) -> (u16, String) {
+    let today = chrono::Utc::now().date_naive().to_string();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/contributions"))
+        .bearer_auth(token)
+        .json(&json!({"category": "repair", "hours": 1, "date": today, "description": what}))
+        .send()
+        .await
+        .expect("POST /api/contributions");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The node's card turns read-only under it (an ext4 error, the kernel's answer to
+/// a failing SD card) while QoS 1 readings stream in from the broker `mqtt` is;
+/// journal writes are refused in words; the card is repaired and mounted again
+/// while the node runs; ingest resumes by itself and every reading is stored
+/// exactly once, and the journal writes to the card that is there now.
+async fn read_only_and_back(mqtt: &str, publish_port: u16) {
+    let Some(mut disk) = LoopDisk::mount(32) else {
+        return;
+    };
+    let conf = TempDir::new("ro-conf");
+    let data = disk.path().join("data");
+    let topic = "communalia-test/read-only";
+    let cfg = site(conf.path(), &data, mqtt, topic);
+    let mut node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let token = stdout_of(
+        &run_cli(&["token", "create", "--user", "ivo", "--config", &cfg], ""),
+        "token create",
+    );
+    let client = publisher("127.0.0.1", publish_port, "ro-whole-pub").await;
+    let send = |from: i64, to: i64| {
+        let client = client.clone();
+        async move {
+            for i in from..to {
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, format!("{{\"p\": {i}}}"))
+                    .await
+                    .expect("publish");
+                if i % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    send(0, 1).await;
+    while exported_values(&node.base, &token).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the node never received the first reading"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(1, 500).await;
+    let (before, _) = wait_for(&node.base, &token, 500, Duration::from_secs(20)).await;
+    assert_eq!(before.len(), 500, "before the fault");
+
+    // The card fails while readings keep coming.
+    assert!(disk.fail(), "the filesystem did not turn read-only");
+    send(500, 1500).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&node.base, "communalia_storage_write_failing").await != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the node never noticed that its log cannot be written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = contribution(&node.base, &token, "Fixed the hall's lamp").await;
+    assert_eq!(status, 503, "a journal write on a read-only disk: {body}");
+    assert!(
+        body.contains("rien n'a été enregistré") && body.contains("nothing was recorded"),
+        "503 without the words: {body}"
+    );
+    tokio::time::sleep(ingest::sink::HOLD_MQTT + Duration::from_secs(2)).await;
+    assert_eq!(
+        metric(&node.base, "communalia_storage_write_failing").await,
+        Some(1.0),
+        "writes on a read-only disk"
+    );
+    let live = get_json(&format!("{}/api/live", node.base)).await;
+    assert!(live["site"].is_object(), "{live}");
+    let wall = get_text(&format!("{}/?lang=en", node.base)).await;
+    assert!(
+        wall.contains("storage-note"),
+        "the wall says nothing of the disk"
+    );
+    let held = exported_values(&node.base, &token).await;
+    assert_exactly_once(&held, 500, "while the disk is read-only");
+
+    // The card comes back under the running node.
+    disk.repair().expect("repair and mount the card again");
+    let back = Instant::now();
+    let mut first = None;
+    while first.is_none() && back.elapsed() < Duration::from_secs(30) {
+        if exported_values(&node.base, &token).await.len() > 500 {
+            first = Some(back.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (values, _) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
+    let all = back.elapsed();
+    println!(
+        "card mounted again: first reading ingested {first:?} later, all 1500 stored {all:?} later"
+    );
+    if values.len() < 1500 {
+        assert_exactly_once(
+            &values,
+            1500,
+            "ingest did not resume within 30 s of the card coming back",
+        );
+    }
+    send(1500, 1600).await;
+    let (_, _) = wait_for(&node.base, &token, 1600, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_exactly_once(
+        &exported_values(&node.base, &token).await,
+        1600,
+        "after the card came back",
+    );
+    assert_eq!(
+        metric(&node.base, "communalia_storage_write_failing").await,
+        Some(0.0)
+    );
+
+    // The journal writes to the card that is there now, and nothing half-written:
+    // the refused contribution is not in it, the one recorded now is.
+    let (status, body) = contribution(&node.base, &token, "Cleaned the panels").await;
+    assert_eq!(status, 201, "a journal write once the card is back: {body}");
+    let verify = run_cli(&["ledger", "verify", "--config", &cfg], "");
+    assert!(verify.status.success(), "ledger verify: {verify:?}");
+    let listed = reqwest::Client::new()
+        .get(format!("{}/api/contributions", node.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json::<serde_json::Value>()
+        .await
+        .expect("contributions");
+    let listed = listed.to_string();
+    assert!(
+        listed.contains("Cleaned the panels") && !listed.contains("Fixed the hall's lamp"),
+        "contributions in the journal: {listed}"
+    );
+
+    // After a restart on the card: the same readings, each once.
+    node.kill();
+    node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let (_, _) = wait_for(&node.base, &token, 1600, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_exactly_once(
+        &exported_values(&node.base, &token).await,
+        1600,
+        "after a restart",
+    );
+    node.kill();
+    let _ = client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_turning_read_only_with_mosquitto_resumes_by_itself_exactly_once() {
+    if !is_root() {
+        let _ = LoopDisk::mount(32);
+        return;
+    }
+    let Some(broker) = persistent_mosquitto() else {
+        skip("mosquitto");
+        return;
+    };
+    let mqtt = format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port);
+    read_only_and_back(&mqtt, broker.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_turning_read_only_with_the_embedded_broker_resumes_by_itself_exactly_once() {
+    let port = free_port();
+    let mqtt = format!("broker = \"embedded\"\nembedded_bind = \"127.0.0.1:{port}\"");
+    read_only_and_back(&mqtt, port).await;
+}
+
+/// Which fault the node is killed in.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Full,
+    ReadOnly,
+}
+
+/// The node is SIGKILLed while its log cannot be written (disk full, or card
+/// read-only) and it holds messages unacknowledged; the fault is cleared (space
+/// freed; the card unmounted, repaired and mounted again, as an operator does once
+/// nothing holds it) and the node started again: Mosquitto sends again what was
+/// never acknowledged, nothing durable is lost, nothing is doubled.
+///
+/// With the embedded broker (`embedded`), the broker dies with the node, and the
+/// devices had their acknowledgement from it: what it and the node held, never
+/// durable, is gone. Then nothing durable is lost and nothing is doubled, and what
+/// comes after the restart is stored; the loss is counted and said.
+async fn killed_during(fault: Fault, embedded: bool) {
+    enum Disk {
+        Tmpfs(Tmpfs),
+        Loop(LoopDisk),
+    }
+    let disk = match fault {
+        Fault::Full => Tmpfs::mount("3m").map(Disk::Tmpfs),
+        Fault::ReadOnly => LoopDisk::mount(32).map(Disk::Loop),
+    };
+    let Some(mut disk) = disk else {
+        return;
+    };
+    let (broker, mqtt, port) = if embedded {
+        let port = free_port();
+        let mqtt = format!("broker = \"embedded\"\nembedded_bind = \"127.0.0.1:{port}\"");
+        (None, mqtt, port)
+    } else {
+        let Some(broker) = persistent_mosquitto() else {
+            skip("mosquitto");
+            return;
+        };
+        let mqtt = format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port);
+        let port = broker.port;
+        (Some(broker), mqtt, port)
+    };
+    let root = match &disk {
+        Disk::Tmpfs(t) => t.path().to_path_buf(),
+        Disk::Loop(l) => l.path().to_path_buf(),
+    };
+    let conf = TempDir::new("kill-conf");
+    let topic = "communalia-test/killed";
+    let cfg = site(conf.path(), &root.join("data"), &mqtt, topic);
+    let mut node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let token = stdout_of(
+        &run_cli(&["token", "create", "--user", "ivo", "--config", &cfg], ""),
+        "token create",
+    );
+    let client = publisher("127.0.0.1", port, "kill-pub").await;
+    let send = |from: i64, to: i64| {
+        let client = client.clone();
+        async move {
+            for i in from..to {
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, format!("{{\"p\": {i}}}"))
+                    .await
+                    .expect("publish");
+                if i % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    send(0, 1).await;
+    while exported_values(&node.base, &token).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the node never received the first reading"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(1, 500).await;
+    let (before, _) = wait_for(&node.base, &token, 500, Duration::from_secs(20)).await;
+    assert_eq!(before.len(), 500, "before the fault");
+    let filler = match &disk {
+        Disk::Tmpfs(t) => Some(fill(t.path())),
+        Disk::Loop(l) => {
+            assert!(l.fail(), "the filesystem did not turn read-only");
+            None
+        }
+    };
+    send(500, 1500).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&node.base, "communalia_storage_write_failing").await != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the node never noticed that its log cannot be written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Killed while it holds messages unacknowledged (within the hold time).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.kill();
+    if !embedded {
+        // Mosquitto keeps these for the node's session while it is down.
+        send(1500, 1600).await;
+    }
+    match (&mut disk, filler) {
+        (Disk::Tmpfs(_), Some(filler)) => std::fs::remove_file(&filler).expect("free the space"),
+        (Disk::Loop(l), _) => l.repair().expect("repair and mount the card again"),
+        (Disk::Tmpfs(_), None) => unreachable!("a full tmpfs has its filler"),
+    }
+    let restarted = Instant::now();
+    node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    if embedded {
+        // The publisher finds the broker again, and what it sends now is stored.
+        send(1500, 1600).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut values = exported_values(&node.base, &token).await;
+        while !(1500..1600).all(|v| values.binary_search(&v).is_ok()) {
+            assert!(
+                Instant::now() < deadline,
+                "{fault:?}, embedded broker: readings sent after the restart are missing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            values = exported_values(&node.base, &token).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let values = exported_values(&node.base, &token).await;
+        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+        for v in &values {
+            *counts.entry(*v).or_default() += 1;
+        }
+        let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(20).collect();
+        assert!(
+            twice.is_empty(),
+            "{fault:?}: readings stored twice: {twice:?}"
+        );
+        let missing_durable: Vec<i64> = (0..500).filter(|v| !counts.contains_key(v)).collect();
+        assert!(
+            missing_durable.is_empty(),
+            "{fault:?}: durable readings lost: {missing_durable:?}"
+        );
+        assert!(values.iter().all(|v| (0..1600).contains(v)), "{values:?}");
+        let lost = (500..1500).filter(|v| !counts.contains_key(v)).count();
+        println!(
+            "{fault:?}, embedded broker, killed in the fault: {lost} of the 1000 readings held while the disk could not be written are gone with the broker"
+        );
+        let verify = run_cli(&["ledger", "verify", "--config", &cfg], "");
+        assert!(verify.status.success(), "ledger verify: {verify:?}");
+        node.kill();
+        let _ = client.disconnect().await;
+        return;
+    }
+    let (_, _) = wait_for(&node.base, &token, 1600, Duration::from_secs(30)).await;
+    println!(
+        "{fault:?}, killed, cleared and restarted: 1600 readings {:?} after the restart",
+        restarted.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_exactly_once(
+        &exported_values(&node.base, &token).await,
+        1600,
+        &format!("{fault:?}: killed in the fault, then restarted"),
+    );
+    let verify = run_cli(&["ledger", "verify", "--config", &cfg], "");
+    assert!(verify.status.success(), "ledger verify: {verify:?}");
+    node.kill();
+    let _ = client.disconnect().await;
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_on_a_full_disk_then_restarted_every_reading_exactly_once() {
+    killed_during(Fault::Full, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_on_a_full_disk_with_the_embedded_broker_loses_nothing_durable_doubles_nothing() {
+    killed_during(Fault::Full, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_on_a_read_only_card_then_restarted_every_reading_exactly_once() {
+    killed_during(Fault::ReadOnly, false).await;
 }

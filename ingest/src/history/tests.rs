@@ -276,3 +276,392 @@ fn files_carry_delta_timestamps_and_split_values() {
             .all(|(b, r)| b.3.to_bits() == r.value.to_bits())
     );
 }
+
+/// The disk under the storage directory is unmounted while the node runs (an
+/// operator detaching a failed card): the mount point is an empty directory of
+/// another filesystem. A flush then fails and keeps its readings pending, rather
+/// than making the storage directory again there, where the files would be hidden
+/// once the card is mounted again and their readings lost from the history.
+#[test]
+fn a_flush_never_makes_a_storage_directory_that_is_gone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).expect("data");
+    let history = History::open(&root, HistoryOptions::default()).expect("open");
+    let readings = vec![r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0)];
+    history.add_pending(None, &readings).expect("pending");
+    std::fs::rename(&root, dir.path().join("away")).expect("unmount");
+    assert!(history.flush(None, date("2026-03-13")).is_err());
+    assert!(!root.exists(), "the flush made the storage directory again");
+    assert_eq!(history.pending_rows(), 1, "the readings left pending");
+    std::fs::rename(dir.path().join("away"), &root).expect("mount again");
+    let report = history.flush(None, date("2026-03-13")).expect("flush");
+    assert_eq!(report.rows, 1);
+    assert_eq!(history.pending_rows(), 0);
+    assert_eq!(
+        rows_of(&read_files(&report.files)),
+        vec![("pv".into(), "power_w".into(), MARCH_12 + 1_000, 1.0)]
+    );
+}
+
+/// The `.parquet` files under the history's raw directory, wherever they are.
+fn raw_files_on_disk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(days) = fs::read_dir(root.join(RAW_DIR)) else {
+        return out;
+    };
+    for day in days.flatten() {
+        if let Ok(files) = fs::read_dir(day.path()) {
+            out.extend(
+                files
+                    .flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Makes the checkpoint's temporary file a directory that is not empty: writing it
+/// fails, as on a full or read-only disk, even for root. Undone by `unblock`.
+fn block_checkpoint(root: &Path) -> PathBuf {
+    let tmp = root.join(RAW_DIR).join("_wal_checkpoint.tmp");
+    fs::create_dir_all(tmp.join("in-the-way")).expect("block the checkpoint");
+    tmp
+}
+
+fn unblock(tmp: &Path) {
+    fs::remove_dir_all(tmp).expect("unblock the checkpoint");
+}
+
+/// Appends each group of readings to the log as one record, and hands it to the
+/// history as the sink does.
+fn log_and_keep(wal: &Mutex<Wal>, history: &History, groups: &[Vec<Reading>]) {
+    for readings in groups {
+        let n = wal
+            .lock()
+            .expect("lock")
+            .append(readings, &[])
+            .expect("append");
+        history.add_pending(Some(n), readings).expect("pending");
+    }
+}
+
+/// The rows of `readings`, in the order of `rows_of` over sorted files.
+fn expected_rows(readings: &[Reading]) -> Vec<(String, String, i64, f64)> {
+    let mut rows = rows_of(&[to_batch(readings).expect("batch")]);
+    rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    rows
+}
+
+/// Every row of the history's files and of what is pending, sorted.
+fn history_rows(history: &History) -> Vec<(String, String, i64, f64)> {
+    let snap = history.snapshot();
+    let files: Vec<PathBuf> = snap.raw.values().flatten().cloned().collect();
+    let mut rows = rows_of(&read_files(&files));
+    rows.extend(rows_of(&snap.pending));
+    rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    rows
+}
+
+/// Issue 18: the flush writes its file, then the checkpoint cannot be written
+/// (the card turns read-only between the two) and the file cannot be deleted
+/// either. The node stops there (SIGKILL); the card is repaired and the node
+/// started again over the same directory, the log still holding the records: the
+/// orphan is deleted at open, the log replays its readings, and the history holds
+/// every reading exactly once.
+#[test]
+fn an_orphan_of_a_failed_checkpoint_is_deleted_at_open_and_every_reading_kept_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    let (wal, _) = Wal::open(&root.join("wal")).expect("wal");
+    let wal = Mutex::new(wal);
+    let groups = vec![
+        vec![
+            r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0),
+            r(MARCH_12 + 500, "grid", Metric::PowerW, 2.0),
+        ],
+        vec![r(MARCH_12 + 2_000, "pv", Metric::PowerW, 3.0)],
+    ];
+    let all: Vec<Reading> = groups.iter().flatten().cloned().collect();
+    log_and_keep(&wal, &history, &groups);
+
+    let tmp = block_checkpoint(root);
+    history
+        .refuse_deletes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = history
+        .flush(Some(&wal), date("2026-03-12"))
+        .expect_err("a flush without its checkpoint");
+    assert!(
+        err.to_string().contains("_wal_checkpoint"),
+        "the error names the checkpoint: {err}"
+    );
+    // The file was written, could not be deleted, and is not seen.
+    let orphans = raw_files_on_disk(root);
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    for path in &orphans {
+        assert_eq!(wal_mark(path), Some(2), "{}", path.display());
+    }
+    assert!(
+        history.snapshot().raw.is_empty(),
+        "an orphan in the snapshot"
+    );
+    assert_eq!(history.pending_rows(), 3, "the readings left pending");
+    assert_eq!(history.wal_checkpoint(), 0);
+    assert_eq!(
+        rows_of(&read_files(&orphans)).len(),
+        3,
+        "the orphan holds every reading: counted, it would double them"
+    );
+
+    // Killed; the card repaired; started again over the same directory.
+    drop(history);
+    drop(wal);
+    unblock(&tmp);
+    let history = History::open(root, HistoryOptions::default()).expect("reopen");
+    for path in &orphans {
+        assert!(!path.exists(), "orphan kept at open: {}", path.display());
+    }
+    assert!(history.snapshot().raw.is_empty());
+    assert_eq!(history.wal_checkpoint(), 0);
+    let store = crate::store::LiveStore::new(Duration::from_secs(3600));
+    let (wal, replayed) =
+        crate::open_wal(&root.join("wal"), &store, Some(&history)).expect("replay");
+    assert_eq!(replayed.records.len(), 2);
+    assert_eq!(history_rows(&history), expected_rows(&all), "after replay");
+    let report = history
+        .flush(Some(&wal), date("2026-03-12"))
+        .expect("flush");
+    assert_eq!(report.rows, 3);
+    assert_eq!(history.pending_rows(), 0);
+    assert_eq!(history.wal_checkpoint(), 2);
+    assert_eq!(
+        history_rows(&history),
+        expected_rows(&all),
+        "after the flush"
+    );
+
+    // And once more from the disk alone: the files hold each reading once, and the
+    // log replays nothing into the history.
+    drop(history);
+    drop(wal);
+    let history = History::open(root, HistoryOptions::default()).expect("reopen");
+    let (_wal, _) = crate::open_wal(&root.join("wal"), &store, Some(&history)).expect("replay");
+    assert_eq!(history.pending_rows(), 0, "replayed what is in Parquet");
+    assert_eq!(
+        history_rows(&history),
+        expected_rows(&all),
+        "after a restart"
+    );
+}
+
+/// While the node runs: the orphan of a failed checkpoint cannot be deleted, so
+/// every flush refuses to write (a later checkpoint would hide the orphan from the
+/// next open, and its readings would count twice), saying which file; once the
+/// file can be deleted, the next flush deletes it and writes everything, and the
+/// day compacted later holds every reading once.
+#[test]
+fn a_flush_writes_nothing_while_an_orphan_cannot_be_deleted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    let (wal, _) = Wal::open(&root.join("wal")).expect("wal");
+    let wal = Mutex::new(wal);
+    let first = vec![vec![r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0)]];
+    log_and_keep(&wal, &history, &first);
+    let tmp = block_checkpoint(root);
+    history
+        .refuse_deletes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    history
+        .flush(Some(&wal), date("2026-03-12"))
+        .expect_err("a flush without its checkpoint");
+    let orphans = raw_files_on_disk(root);
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+
+    // The checkpoint could be written now, but the orphan is still there.
+    unblock(&tmp);
+    let second = vec![vec![r(MARCH_12 + 2_000, "pv", Metric::PowerW, 2.0)]];
+    log_and_keep(&wal, &history, &second);
+    let err = history
+        .flush(Some(&wal), date("2026-03-13"))
+        .expect_err("a flush next to an orphan");
+    assert!(matches!(err, HistoryError::Orphan { .. }), "{err:?}");
+    let said = err.to_string();
+    assert!(
+        said.contains(&orphans[0].display().to_string()),
+        "the error names the orphan: {said}"
+    );
+    assert_eq!(raw_files_on_disk(root), orphans, "the flush wrote files");
+    assert!(
+        !root.join(RAW_DIR).join(CHECKPOINT_FILE).exists(),
+        "the flush wrote a checkpoint"
+    );
+    assert_eq!(history.wal_checkpoint(), 0);
+    assert_eq!(history.pending_rows(), 2);
+    assert!(history.snapshot().raw.is_empty());
+
+    // The card is writable again: the orphan goes, everything is written, and the
+    // day (over on March 13) is compacted from the files the snapshot has.
+    history
+        .refuse_deletes
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = history
+        .flush(Some(&wal), date("2026-03-13"))
+        .expect("flush once the orphan can go");
+    assert!(!orphans[0].exists(), "the orphan is still there");
+    assert_eq!(report.rows, 2);
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    assert_eq!(history.wal_checkpoint(), 2);
+    let all: Vec<Reading> = first.iter().chain(&second).flatten().cloned().collect();
+    assert_eq!(history_rows(&history), expected_rows(&all));
+    history.delete_doomed(true);
+    let on_disk = raw_files_on_disk(root);
+    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+    assert_eq!(rows_of(&read_files(&on_disk)), expected_rows(&all));
+    drop(history);
+    let history = History::open(root, HistoryOptions::default()).expect("reopen");
+    assert_eq!(
+        history_rows(&history),
+        expected_rows(&all),
+        "after a restart"
+    );
+}
+
+/// Open deletes only raw files marked above the checkpoint: files marked at or
+/// below it, files without a mark (written without a log, or before marks
+/// existed) and compacted days stay.
+#[test]
+fn open_deletes_only_the_files_marked_above_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let day = root.join(RAW_DIR).join("date=2026-03-12");
+    let batch = to_batch(&[r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0)]).expect("batch");
+    let names = [
+        "part-000000000000000000000001-w2.parquet",
+        "part-000000000000000000000002.parquet",
+        "day-000000000000000000000003.parquet",
+        "part-000000000000000000000004-w3.parquet",
+    ];
+    for name in names {
+        write_parquet(root, &day.join(name), &batch).expect("write");
+    }
+    fs::write(root.join(RAW_DIR).join(CHECKPOINT_FILE), "2\n").expect("checkpoint");
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    let kept: Vec<PathBuf> = names[..3].iter().map(|n| day.join(n)).collect();
+    let mut listed = history.snapshot().raw[&date("2026-03-12")].clone();
+    listed.sort();
+    let mut expected = kept.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(raw_files_on_disk(root), expected, "on disk");
+    assert_eq!(history.wal_checkpoint(), 2);
+}
+
+/// An orphan that cannot be deleted at open (here a directory by its name, which
+/// no one can unlink as a file) stops the open, which names it: the node does not
+/// start with readings it would count twice.
+#[test]
+fn an_orphan_that_cannot_be_deleted_stops_the_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let orphan = root
+        .join(RAW_DIR)
+        .join("date=2026-03-12")
+        .join("part-000000000000000000000001-w7.parquet");
+    fs::create_dir_all(orphan.join("x")).expect("orphan");
+    fs::write(root.join(RAW_DIR).join(CHECKPOINT_FILE), "5\n").expect("checkpoint");
+    let err = History::open(root, HistoryOptions::default()).expect_err("open");
+    assert!(matches!(err, HistoryError::Orphan { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&orphan.display().to_string()),
+        "{err}"
+    );
+}
+
+/// A checkpoint file that cannot be read as a number (a repair left it empty) is
+/// taken as the highest mark of the raw files: no file is taken for an orphan, and
+/// the log's records below it are not replayed into the history again.
+#[test]
+fn an_unreadable_checkpoint_is_taken_from_the_files_marks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let day = root.join(RAW_DIR).join("date=2026-03-12");
+    let batch = to_batch(&[r(MARCH_12 + 1_000, "pv", Metric::PowerW, 1.0)]).expect("batch");
+    for name in [
+        "part-000000000000000000000001-w4.parquet",
+        "part-000000000000000000000002-w9.parquet",
+    ] {
+        write_parquet(root, &day.join(name), &batch).expect("write");
+    }
+    fs::write(root.join(RAW_DIR).join(CHECKPOINT_FILE), "").expect("checkpoint");
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    assert_eq!(history.wal_checkpoint(), 9);
+    assert_eq!(history.snapshot().raw[&date("2026-03-12")].len(), 2);
+}
+
+/// The node stops (SIGKILL) within the grace period of a compaction, before the
+/// files it replaced are deleted, twice over (a day compacted, then again after a
+/// late reading for it): started again, it reads neither the replaced raw files nor
+/// the replaced rollups, deletes them, and holds every reading once.
+#[test]
+fn a_stop_within_a_compactions_grace_counts_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let history = History::open(root, HistoryOptions::default()).expect("open");
+    let mut all = Vec::new();
+    for k in 0..3i64 {
+        let readings = vec![r(MARCH_12 + k * 3_600_000, "pv", Metric::PowerW, k as f64)];
+        all.extend(readings.clone());
+        history.add_pending(None, &readings).expect("pending");
+        history.flush(None, date("2026-03-12")).expect("flush");
+    }
+    let report = history.flush(None, date("2026-03-13")).expect("compact");
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    // A late reading of March 12: the day is compacted again.
+    let late = vec![r(MARCH_12 + 5 * 3_600_000, "pv", Metric::PowerW, 9.0)];
+    all.extend(late.clone());
+    history.add_pending(None, &late).expect("pending");
+    let report = history
+        .flush(None, date("2026-03-13"))
+        .expect("compact again");
+    assert_eq!(report.compacted_days, [date("2026-03-12")]);
+    let raw_before = raw_files_on_disk(root);
+    assert_eq!(
+        raw_before.len(),
+        6,
+        "replaced files still there: {raw_before:?}"
+    );
+    let rollup_dir = root.join(ROLLUP_DIR).join("date=2026-03-12");
+    assert_eq!(fs::read_dir(&rollup_dir).expect("rollups").count(), 2);
+    let kept = history.snapshot();
+    drop(history);
+
+    let history = History::open(root, HistoryOptions::default()).expect("reopen");
+    let snap = history.snapshot();
+    assert_eq!(snap.raw, kept.raw, "the raw files read after the restart");
+    assert_eq!(
+        snap.rollups, kept.rollups,
+        "the rollups read after the restart"
+    );
+    assert_eq!(history_rows(&history), expected_rows(&all));
+    let rollups =
+        read_parquet(&snap.rollups[&date("2026-03-12")], &rollup_schema()).expect("rollups");
+    let counted: i64 = rollups
+        .column(7)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .flatten()
+        .sum();
+    assert_eq!(counted, all.len() as i64, "readings counted by the rollups");
+    assert_eq!(
+        raw_files_on_disk(root),
+        snap.raw[&date("2026-03-12")],
+        "deleted"
+    );
+    assert_eq!(fs::read_dir(&rollup_dir).expect("rollups").count(), 1);
+}

@@ -156,6 +156,31 @@ fn a_checkpoint_deletes_only_segments_wholly_below_it() {
     assert_eq!(wal.checkpoint(1_000).expect("checkpoint"), 0);
 }
 
+/// The history wrote every record out and the log was cut behind them, leaving only
+/// the empty segment opened at the last start: the numbering still goes on from
+/// there, not from 0 (records numbered below the history's checkpoint would be
+/// skipped by the next replay, and lost from the history).
+#[test]
+fn numbering_goes_on_after_a_checkpoint_cut_every_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut wal, _) = Wal::open(dir.path()).expect("open");
+    for i in 0..3 {
+        wal.append(&batch(2, i * 10), &[]).expect("append");
+    }
+    drop(wal);
+    let (mut wal, replayed) = Wal::open(dir.path()).expect("reopen");
+    assert_eq!(replayed.records.len(), 3);
+    assert_eq!(wal.next_record(), 3);
+    // Records 0 to 2 are in the history: only the new, empty segment is left.
+    assert_eq!(wal.checkpoint(3).expect("checkpoint"), 1);
+    assert_eq!(wal.segment_paths().len(), 1);
+    drop(wal);
+    let (mut wal, replayed) = Wal::open(dir.path()).expect("reopen");
+    assert!(replayed.records.is_empty());
+    assert_eq!(wal.next_record(), 3, "the numbering started again");
+    assert_eq!(wal.append(&batch(1, 50), &[]).expect("append"), 3);
+}
+
 #[test]
 fn digests_tell_topic_from_payload() {
     assert_ne!(message_digest("a/b", b"1"), message_digest("a", b"/b1"));

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
@@ -31,6 +31,8 @@ use crate::schema::MIGRATIONS;
 pub struct Journal {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// Which file the connection has open, to notice when the path names another.
+    file: Mutex<FileWatch>,
     /// Write transactions this handle committed: see [`Journal::commits`].
     commits: AtomicU64,
 }
@@ -41,9 +43,51 @@ impl fmt::Debug for Journal {
     }
 }
 
+/// The file behind the connection: its device and inode when it was opened, and
+/// when the last attempt to open the path again was made.
+#[derive(Debug, Default)]
+struct FileWatch {
+    id: Option<(u64, u64)>,
+    last_try: Option<Instant>,
+}
+
+/// How often, at most, the journal tries to open its path again while the path
+/// names another file than the one it has open and opening fails.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The device and inode of the file at `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A connection to the database at `path` in WAL mode with `synchronous=FULL` and
+/// foreign keys on, its schema migrated.
+fn connect(path: &Path) -> Result<Connection> {
+    let with_path = |source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(with_path)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(with_path)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "ledger database is not in WAL mode");
+    }
+    configure(&conn).map_err(with_path)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
 impl Journal {
     /// Opens the database at `path`, creating the file, its directory and the schema
     /// as needed, in WAL mode with `synchronous=FULL` and foreign keys on.
+    ///
+    /// The journal keeps following `path`: when it names another file than the one
+    /// open (the disk under it failed, turned read-only and was mounted again, or
+    /// was replaced by a copy), the next call opens the path again, so that writes
+    /// go to the disk that is there now rather than failing for ever on the gone one.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
@@ -51,22 +95,14 @@ impl Journal {
                 source,
             })?;
         }
-        let with_path = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(with_path)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(with_path)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "ledger database is not in WAL mode");
-        }
-        configure(&conn).map_err(with_path)?;
-        migrate(&mut conn)?;
+        let conn = connect(path)?;
         Ok(Journal {
             conn: Mutex::new(conn),
             path: Some(path.to_path_buf()),
+            file: Mutex::new(FileWatch {
+                id: file_id(path),
+                last_try: None,
+            }),
             commits: AtomicU64::new(0),
         })
     }
@@ -79,6 +115,7 @@ impl Journal {
         Ok(Journal {
             conn: Mutex::new(conn),
             path: None,
+            file: Mutex::new(FileWatch::default()),
             commits: AtomicU64::new(0),
         })
     }
@@ -144,7 +181,45 @@ impl Journal {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held dropped its transaction, which rolled back:
         // the connection is still sound.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = &self.path {
+            self.follow(path, &mut conn);
+        }
+        conn
+    }
+
+    /// Opens `path` again when it names another file than the one `conn` has open
+    /// (a disk mounted again after it failed): the old connection's files are on a
+    /// filesystem that is gone or read-only for good. A path that names nothing
+    /// (the disk is not mounted yet) keeps the connection as it is; so does a
+    /// failed attempt, tried again at most every [`REOPEN_EVERY`].
+    fn follow(&self, path: &Path, conn: &mut Connection) {
+        let mut watch = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(now) = file_id(path) else {
+            return;
+        };
+        if watch.id == Some(now) || watch.last_try.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+            return;
+        }
+        watch.last_try = Some(Instant::now());
+        match connect(path) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the ledger database is another file now (its disk was mounted again): opened it again"
+                );
+                *conn = fresh;
+                watch.id = file_id(path);
+                // What was read from the old file may be stale.
+                self.commits.fetch_add(1, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::error!(
+                    path = %path.display(), error = %e,
+                    "the ledger database is another file now and cannot be opened; trying again"
+                );
+            }
+        }
     }
 }
 
@@ -379,6 +454,67 @@ mod tests {
             .unwrap();
         assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// The disk under the journal failed and was mounted again (here: the directory
+    /// is swapped for another holding a copy of the database): the journal follows
+    /// its path, reading and writing the file that is there now, not the gone one.
+    #[test]
+    fn the_journal_follows_its_path_to_a_disk_mounted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = data.join("ledger.sqlite");
+        let journal = Journal::open(&path).unwrap();
+        let alice = json!({"name": "Alice", "roles": []});
+        journal
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &alice,
+                ts("2026-11-22T10:00:00Z"),
+            )
+            .unwrap();
+        // The copy the disk comes back with: what was committed, in another file.
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "VACUUM INTO ?1",
+                [copy.join("ledger.sqlite").to_str().unwrap()],
+            )
+            .unwrap();
+        }
+        std::fs::rename(&data, dir.path().join("gone")).unwrap();
+        // Between the two mounts the path names nothing: the journal keeps what it has.
+        assert_eq!(journal.head().unwrap().map(|e| e.seq), Some(1));
+        std::fs::rename(&copy, &data).unwrap();
+        let bob = json!({"name": "Bob", "roles": []});
+        let b = journal
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &bob,
+                ts("2026-11-22T10:01:00Z"),
+            )
+            .unwrap();
+        assert_eq!(b.seq, 2);
+        drop(journal);
+        // The entry went to the file at the path, after the one it held before.
+        let reopened = Journal::open(&path).unwrap();
+        let seqs: Vec<i64> = reopened
+            .entries(0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2]);
+        let gone = Journal::open(&dir.path().join("gone/ledger.sqlite")).unwrap();
+        assert_eq!(
+            gone.head().unwrap().map(|e| e.seq),
+            Some(1),
+            "written to the gone file"
+        );
     }
 
     #[test]
