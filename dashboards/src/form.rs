@@ -182,6 +182,9 @@ pub enum FormProblem {
     UnknownDecisionRule {
         value: String,
     },
+    /// A problem of the planning board met on another page (a contribution naming
+    /// the commitment it fulfils), phrased as the planning board does.
+    Board(crate::BoardProblem),
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
 }
@@ -520,6 +523,7 @@ pub fn form_problem_text(
         FormProblem::UnknownDecisionRule { value } => {
             t.tf("ledger.problem_decision_rule", &[("value", value)])
         }
+        FormProblem::Board(p) => crate::board_problem_text(p, lang),
         FormProblem::Other(text) => text.clone(),
     }
 }

@@ -9,7 +9,8 @@
 
 use askama::Template;
 use ledger::{
-    Action, Commitment, CommitmentState, Direction, Intent, IntentState, Match, Quantity, Unit,
+    Action, Commitment, CommitmentState, Direction, Intent, IntentProblem, IntentState, Match,
+    PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
 };
 
 use crate::layout::{Layout, render};
@@ -156,6 +157,14 @@ pub enum BoardProblem {
     },
     /// Not the side of the commitment that may do this.
     NotAParty,
+    /// What the journal found wrong with an intent, a commitment or a release
+    /// (what the page's own checks let through, such as a control character).
+    Intent(IntentProblem),
+    /// A rule of the planning board the act breaks.
+    Planning(PlanningProblem),
+    UnknownMember {
+        name: String,
+    },
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
 }
@@ -352,7 +361,113 @@ pub fn board_problem_text(problem: &BoardProblem, lang: Lang) -> String {
             )
         }
         BoardProblem::NotAParty => t.t("plan.problem_not_a_party").to_string(),
+        BoardProblem::Intent(p) => intent_problem_text(p, lang),
+        BoardProblem::Planning(p) => planning_problem_text(p, lang),
+        BoardProblem::UnknownMember { name } => {
+            t.tf("plan.problem_unknown_member", &[("name", name)])
+        }
         BoardProblem::Other(text) => text.clone(),
+    }
+}
+
+fn text_field(field: TextField) -> BoardField {
+    match field {
+        TextField::Description => BoardField::Description,
+        TextField::Note => BoardField::Note,
+        TextField::Reason => BoardField::Reason,
+    }
+}
+
+/// What the journal found wrong with an intent, a commitment or a release, in the
+/// page's words.
+fn intent_problem_text(problem: &IntentProblem, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    let label = |field: BoardField| t.t(field.key()).to_string();
+    let max_quantity = format!("{}", ledger::MAX_QUANTITY);
+    let quantity = |q: &f64| {
+        t.tf(
+            "plan.problem_quantity",
+            &[("value", &q.to_string()), ("max", &max_quantity)],
+        )
+    };
+    let class = |value: &str| {
+        t.tf(
+            "plan.problem_class",
+            &[
+                ("value", value),
+                ("max", &ledger::MAX_CLASS_CHARS.to_string()),
+            ],
+        )
+    };
+    match problem {
+        IntentProblem::ClassEmpty => t.tf(
+            "plan.problem_missing",
+            &[("field", &label(BoardField::Class))],
+        ),
+        IntentProblem::ClassTooLong => class(""),
+        IntentProblem::ClassCharacters { class: value } => class(value),
+        IntentProblem::QuantityNotPositive { quantity: q }
+        | IntentProblem::QuantityTooLarge { quantity: q }
+        | IntentProblem::QuantityTooPrecise { quantity: q } => quantity(q),
+        IntentProblem::WindowOrder { .. } => t.t("plan.problem_window_order").to_string(),
+        IntentProblem::WindowEnded { .. } => t.tf(
+            "plan.problem_date_past",
+            &[("field", &label(BoardField::WindowEnd))],
+        ),
+        IntentProblem::ExpiryAndNever => t.t("plan.problem_expiry_and_never").to_string(),
+        IntentProblem::ExpiryPast { .. } => t.tf(
+            "plan.problem_date_past",
+            &[("field", &label(BoardField::Expires))],
+        ),
+        IntentProblem::TextEmpty {
+            field: TextField::Description,
+        } => t.t("plan.problem_description_empty").to_string(),
+        IntentProblem::TextEmpty { field } => t.tf(
+            "plan.problem_missing",
+            &[("field", &label(text_field(*field)))],
+        ),
+        IntentProblem::TextTooLong { field, chars, max } => t.tf(
+            "plan.problem_too_long",
+            &[
+                ("field", &label(text_field(*field))),
+                ("chars", &chars.to_string()),
+                ("max", &max.to_string()),
+            ],
+        ),
+        IntentProblem::TextControlCharacter { field } => t.tf(
+            "plan.problem_control",
+            &[("field", &label(text_field(*field)))],
+        ),
+        IntentProblem::FederationNotYet => t.t("plan.problem_federation").to_string(),
+        IntentProblem::CollectiveOffer => t.t("plan.problem_collective_offer").to_string(),
+    }
+}
+
+/// A rule of the planning board an act breaks, in the page's words.
+fn planning_problem_text(problem: &PlanningProblem, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    let with_id = |key: &str, id: &i64| t.tf(key, &[("id", &id.to_string())]);
+    match problem {
+        PlanningProblem::OwnIntent { intent, .. } => with_id("plan.problem_own_intent", intent),
+        PlanningProblem::Released { commitment } => with_id("plan.problem_released", commitment),
+        PlanningProblem::AlreadyAccepted { commitment } => {
+            with_id("plan.problem_already_accepted", commitment)
+        }
+        PlanningProblem::AlreadyReleased { commitment } => {
+            with_id("plan.problem_already_released", commitment)
+        }
+        PlanningProblem::NothingToRelease { commitment } => {
+            with_id("plan.problem_nothing_to_release", commitment)
+        }
+        PlanningProblem::CannotFulfil { commitment, why } => {
+            let key = match why {
+                Unfulfillable::NotAccepted => "plan.problem_cannot_fulfil_not_accepted",
+                Unfulfillable::Released => "plan.problem_cannot_fulfil_released",
+                Unfulfillable::Fulfilled => "plan.problem_cannot_fulfil_fulfilled",
+            };
+            with_id(key, commitment)
+        }
+        PlanningProblem::Inconsistent(_) => t.t("plan.problem_inconsistent").to_string(),
     }
 }
 
@@ -481,8 +596,17 @@ fn intent_details(i: &Intent, lang: Lang, tz: chrono_tz::Tz) -> String {
 /// The page as a complete HTML document.
 pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<String> {
     let t = Catalog::for_lang(lang);
+    // Problems about an intent or a commitment the page does not list (an expired
+    // intent, someone else's commitment) are shown at the top, never lost.
+    let problems_for = view.problems_for.map(|target| match target {
+        BoardTarget::Commit(id) if !view.intents.iter().any(|i| i.id == id) => BoardTarget::General,
+        BoardTarget::Commitment(id) if !view.commitments.iter().any(|c| c.id == id) => {
+            BoardTarget::General
+        }
+        other => other,
+    });
     let problems_of = |target: BoardTarget| -> Vec<String> {
-        if view.problems_for == Some(target) {
+        if problems_for == Some(target) {
             view.problems
                 .iter()
                 .map(|p| board_problem_text(p, lang))

@@ -196,8 +196,9 @@ pub use plan::{
 };
 pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
-    IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
-    Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
+    IntentProblem, IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
+    MAX_QUANTITY, Match, NewCommitment, NewIntent, PlanningProblem, Quantity, TextField,
+    Unfulfillable, Unit, Visibility,
 };
 pub use rules::sortition::PanelDecision;
 pub use sortition::{

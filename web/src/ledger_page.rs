@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, NaiveDate, Utc};
 use dashboards::{
-    Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms, LedgerView,
-    PROJECTION_DAYS, ParametersForm, TransferForm,
+    BoardProblem, Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms,
+    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm,
 };
 use ledger::{
     AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
@@ -240,6 +240,21 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
             vec![FormProblem::Other(text)]
         }
+        // The planning part of the page: a contribution naming a commitment.
+        R::NoSuchCommitment(id) => vec![FormProblem::Board(BoardProblem::NoSuchCommitment { id })],
+        R::NoSuchIntent(id) => vec![FormProblem::Board(BoardProblem::NoSuchIntent { id })],
+        R::NotAParty { .. } => vec![FormProblem::Board(BoardProblem::NotAParty)],
+        R::PlanningRule(problem) => vec![FormProblem::Board(BoardProblem::Planning(problem))],
+        R::InvalidIntent(problems) => problems
+            .into_iter()
+            .map(|p| FormProblem::Board(BoardProblem::Intent(p)))
+            .collect(),
+        R::IntentNotOpen { intent, state } => {
+            vec![FormProblem::Board(BoardProblem::IntentNotOpen {
+                id: intent,
+                state,
+            })]
+        }
         // No form of this page asks for these; said in English all the same.
         other @ (R::DuplicateMember(_)
         | R::InvalidMemberName { .. }
@@ -257,14 +272,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::InvalidIdempotencyKey(_)
         | R::IdempotencyKeyReused(_)
         | R::ExpiryPast(_)
-        | R::InvalidIntent(_)
-        | R::NoSuchIntent(_)
-        | R::NoSuchCommitment(_)
-        | R::IntentNotOpen { .. }
         | R::OverCommitment { .. }
-        | R::NotAParty { .. }
         | R::AssemblyOnly(_)
-        | R::PlanningRule(_)
         | R::InvalidDraw(_)
         | R::NoSuchDraw(_)
         | R::SortitionRule(_)) => vec![FormProblem::Other(other.to_string())],

@@ -191,7 +191,12 @@ fn problems_of(error: ledger::Error) -> Result<(StatusCode, Vec<BoardProblem>), 
     Ok(match refusal {
         R::InvalidIntent(problems) => (
             unprocessable,
-            problems.into_iter().map(BoardProblem::Other).collect(),
+            problems.into_iter().map(BoardProblem::Intent).collect(),
+        ),
+        R::PlanningRule(problem) => (unprocessable, vec![BoardProblem::Planning(problem)]),
+        R::UnknownMember(name) => (
+            StatusCode::FORBIDDEN,
+            vec![BoardProblem::UnknownMember { name }],
         ),
         R::NoSuchIntent(id) => (
             StatusCode::NOT_FOUND,
@@ -217,6 +222,7 @@ fn problems_of(error: ledger::Error) -> Result<(StatusCode, Vec<BoardProblem>), 
         ),
         R::NotAParty { .. } => (StatusCode::FORBIDDEN, vec![BoardProblem::NotAParty]),
         R::AssemblyOnly(_) => (StatusCode::FORBIDDEN, vec![BoardProblem::AssemblyOnly]),
+        // No form of this page can meet these; said in English all the same.
         other => (unprocessable, vec![BoardProblem::Other(other.to_string())]),
     })
 }

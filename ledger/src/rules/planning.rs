@@ -33,7 +33,8 @@ use crate::journal::chain::{append, check_author};
 use crate::members::Role;
 use crate::planning::{
     Action, Commitment, CommitmentState, Direction, Intent, IntentState, MAX_NOTE_CHARS, Match,
-    NewCommitment, NewIntent, Quantity, Unit, Visibility, quantity_problem, text_problem,
+    NewCommitment, NewIntent, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
+    Visibility, quantity_problem, text_problem,
 };
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
@@ -468,10 +469,10 @@ pub(crate) fn apply_proposed(state: &mut impl LedgerState, entry: &Entry) -> Res
         .intent(proposed.intent)?
         .ok_or(Refusal::NoSuchIntent(proposed.intent))?;
     if intent.author == member {
-        return Err(Refusal::PlanningRule(format!(
-            "intent {} is `{member}`'s own: someone else takes its other side",
-            intent.id
-        ))
+        return Err(Refusal::PlanningRule(PlanningProblem::OwnIntent {
+            intent: intent.id,
+            member: member.to_string(),
+        })
         .into());
     }
     require_open(&intent, entry.ts)?;
@@ -485,7 +486,7 @@ pub(crate) fn apply_proposed(state: &mut impl LedgerState, entry: &Entry) -> Res
         }
         .into());
     }
-    if let Some(problem) = text_problem("note", &proposed.note, MAX_NOTE_CHARS, true) {
+    if let Some(problem) = text_problem(TextField::Note, &proposed.note, MAX_NOTE_CHARS, true) {
         return Err(Refusal::InvalidIntent(vec![problem]).into());
     }
     let (provider, receiver) = match intent.direction {
@@ -550,10 +551,12 @@ pub(crate) fn apply_accepted(state: &mut impl LedgerState, entry: &Entry) -> Res
         .into());
     }
     if commitment.released_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} was released")).into());
+        return Err(Refusal::PlanningRule(PlanningProblem::Released { commitment: id }).into());
     }
     if commitment.accepted_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} is already accepted")).into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::AlreadyAccepted { commitment: id }).into(),
+        );
     }
     require_open(&intent, entry.ts)?;
     let remaining = intent.quantity.saturating_sub(intent.committed);
@@ -589,15 +592,16 @@ pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Res
         .into());
     }
     if commitment.released_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} is already released")).into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::AlreadyReleased { commitment: id }).into(),
+        );
     }
     if commitment.fulfilled >= commitment.quantity {
-        return Err(Refusal::PlanningRule(format!(
-            "commitment {id} is fulfilled: there is nothing left to release"
-        ))
-        .into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::NothingToRelease { commitment: id }).into(),
+        );
     }
-    if let Some(problem) = text_problem("reason", &released.reason, MAX_NOTE_CHARS, true) {
+    if let Some(problem) = text_problem(TextField::Reason, &released.reason, MAX_NOTE_CHARS, true) {
         return Err(Refusal::InvalidIntent(vec![problem]).into());
     }
     if commitment.accepted_seq.is_some() {
@@ -625,20 +629,19 @@ pub(crate) fn apply_named(
         }
         .into());
     }
-    let problem = if row.accepted_seq.is_none() {
-        Some("is not accepted by both sides yet")
-    } else if row.released_seq.is_some() {
-        Some("was released")
+    let why = if row.released_seq.is_some() {
+        Some(Unfulfillable::Released)
+    } else if row.accepted_seq.is_none() {
+        Some(Unfulfillable::NotAccepted)
     } else if row.fulfilled >= row.quantity {
-        Some("is already fulfilled")
+        Some(Unfulfillable::Fulfilled)
     } else {
         None
     };
-    if let Some(problem) = problem {
-        return Err(Refusal::PlanningRule(format!(
-            "commitment {commitment} {problem}: no contribution can fulfil it"
-        ))
-        .into());
+    if let Some(why) = why {
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::CannotFulfil { commitment, why }).into(),
+        );
     }
     state.put_fulfilment(&FulfilmentRow {
         contribution,
@@ -651,7 +654,8 @@ pub(crate) fn apply_named(
 pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let fulfilled: CommitmentFulfilled = decode(entry.kind, &entry.payload)?;
     let id = fulfilled.contribution;
-    let rule = |problem: String| Err(Refusal::PlanningRule(problem).into());
+    let rule =
+        |problem: String| Err(Refusal::PlanningRule(PlanningProblem::Inconsistent(problem)).into());
     let contribution = state
         .contribution(id)?
         .ok_or(Refusal::NoSuchContribution(id))?;

@@ -546,3 +546,295 @@ async fn the_wall_names_the_open_collective_needs_in_its_footer() {
     );
     assert!(en.contains(&line), "{line} not in {en}");
 }
+
+/// Every item of every list of problems on a page.
+fn problem_items(html: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<ul class=\"problems\">") {
+        rest = &rest[at..];
+        let end = rest.find("</ul>").unwrap_or(rest.len());
+        let list = &rest[..end];
+        for li in list.split("<li>").skip(1) {
+            items.push(li.split("</li>").next().unwrap_or("").trim().to_string());
+        }
+        rest = &rest[end..];
+    }
+    items
+}
+
+/// Words that every English refusal of the journal holds one of and no French
+/// sentence of the catalog does.
+const ENGLISH_MARKERS: [&str; 10] = [
+    " the ",
+    "The ",
+    " is ",
+    " not ",
+    "cannot",
+    "commitment",
+    "intent",
+    " was ",
+    "already",
+    "refuses",
+];
+
+/// The page answered `reply` in French names `expected` and says nothing in
+/// English.
+fn said_in_french(reply: &Reply, expected: &BoardProblem) {
+    let html = unescaped(&reply.body);
+    let items = problem_items(&html);
+    let text = board_problem_text(expected, Lang::Fr);
+    assert!(
+        items.contains(&text),
+        "{text:?} not among {items:?} ({})",
+        reply.status
+    );
+    for item in &items {
+        for marker in ENGLISH_MARKERS {
+            assert!(
+                !item.contains(marker),
+                "English on the French page: {item:?}"
+            );
+        }
+    }
+}
+
+async fn commit_in_french(
+    state: &web::AppState,
+    who: &Browser,
+    intent: i64,
+    quantity: &str,
+    note: &str,
+) -> Reply {
+    post_form(
+        state,
+        who,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", quantity), ("note", note)],
+        "fr",
+    )
+    .await
+}
+
+/// An hour of care recorded on `/ledger`, naming `commitment`.
+async fn contribute_in_french(state: &web::AppState, who: &Browser, commitment: String) -> Reply {
+    let today = Utc::now().date_naive().to_string();
+    post_form(
+        state,
+        who,
+        "/ledger/contributions",
+        &[
+            ("category", "care"),
+            ("hours", "1"),
+            ("date", &today),
+            ("description", "Garde du mercredi"),
+            ("commitment", &commitment),
+        ],
+        "fr",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_refusal_on_the_board_is_said_in_french() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let sara = login(&state, "sara").await;
+    let remi = login(&state, "remi").await;
+    let intent_form = |description: &'static str, collective: &'static str| {
+        vec![
+            ("direction", "need"),
+            ("action", "work"),
+            ("class", "care"),
+            ("quantity", "2"),
+            ("unit", "hours"),
+            ("description", description),
+            ("collective", collective),
+        ]
+    };
+    use ledger::{IntentProblem, PlanningProblem, TextField, Unfulfillable};
+
+    // Posting: a control character only the journal looks for; a collective need
+    // from outside the assembly.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &intent_form("Garde\u{7} d'enfants", "0"),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    said_in_french(
+        &reply,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Description,
+        }),
+    );
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &intent_form("Garde d'enfants", "1"),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    said_in_french(&reply, &BoardProblem::AssemblyOnly);
+
+    // Committing: to one's own need, beyond what remains, to no intent, to an
+    // expired one, with a control character in the note.
+    let intent = post(&state, "rita", &need("care", 2.0, "Garde le mercredi"));
+    let (rita, sara, remi) = (&rita, &sara, &remi);
+    let commit = |who, id, quantity, note| commit_in_french(&state, who, id, quantity, note);
+    said_in_french(
+        &commit(rita, intent, "1", "").await,
+        &BoardProblem::Planning(PlanningProblem::OwnIntent {
+            intent,
+            member: "rita".into(),
+        }),
+    );
+    said_in_french(
+        &commit(sara, intent, "3", "").await,
+        &BoardProblem::OverCommitment {
+            remaining: ledger::Quantity::from_centi(200),
+            asked: ledger::Quantity::from_centi(300),
+            unit: None,
+        },
+    );
+    said_in_french(
+        &commit(sara, 999, "1", "").await,
+        &BoardProblem::NoSuchIntent { id: 999 },
+    );
+    said_in_french(
+        &commit(sara, intent, "1", "à\u{1b}bientôt").await,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Note,
+        }),
+    );
+    let past = Utc::now() - chrono::TimeDelta::days(2);
+    let expired = state
+        .journal
+        .post_intent(
+            "remi",
+            &ledger::NewIntent {
+                expires_at: Some(past + chrono::TimeDelta::hours(1)),
+                ..need("care", 1.0, "Hier")
+            },
+            past,
+        )
+        .unwrap_or_else(|e| panic!("post: {e}"))
+        .seq;
+    said_in_french(
+        &commit(sara, expired, "1", "").await,
+        &BoardProblem::IntentNotOpen {
+            id: expired,
+            state: ledger::IntentState::Expired,
+        },
+    );
+
+    // Accepting and releasing.
+    let proposed = confirmed(&commit(sara, intent, "1", "").await, "proposed");
+    let state_ref = &state;
+    let act = |who, path: String, fields: Vec<(&'static str, &'static str)>| async move {
+        post_form(state_ref, who, &path, &fields, "fr").await
+    };
+    let accept = |id: i64| format!("/plan/commitments/{id}/accept");
+    let release = |id: i64| format!("/plan/commitments/{id}/release");
+    said_in_french(
+        &act(sara, accept(proposed), vec![]).await,
+        &BoardProblem::NotAParty,
+    );
+    said_in_french(
+        &act(sara, accept(999), vec![]).await,
+        &BoardProblem::NoSuchCommitment { id: 999 },
+    );
+    said_in_french(
+        &act(sara, release(proposed), vec![("reason", "\u{7}")]).await,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Reason,
+        }),
+    );
+    said_in_french(
+        &act(remi, release(proposed), vec![]).await,
+        &BoardProblem::NotAParty,
+    );
+    confirmed(&act(rita, accept(proposed), vec![]).await, "accepted");
+    said_in_french(
+        &act(rita, accept(proposed), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::AlreadyAccepted {
+            commitment: proposed,
+        }),
+    );
+    // On the ledger's page, a contribution naming a commitment it cannot fulfil.
+    let second = confirmed(&commit(sara, intent, "1", "").await, "proposed");
+    let contribute = |who, commitment: String| contribute_in_french(&state, who, commitment);
+    for (who, commitment, expected) in [
+        (
+            sara,
+            second,
+            BoardProblem::Planning(PlanningProblem::CannotFulfil {
+                commitment: second,
+                why: Unfulfillable::NotAccepted,
+            }),
+        ),
+        (remi, proposed, BoardProblem::NotAParty),
+        (sara, 999, BoardProblem::NoSuchCommitment { id: 999 }),
+    ] {
+        let reply = contribute(who, commitment.to_string()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+        said_in_french(&reply, &expected);
+    }
+    confirmed(&act(sara, release(second), vec![]).await, "released");
+    said_in_french(
+        &act(rita, accept(second), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::Released { commitment: second }),
+    );
+    said_in_french(
+        &act(rita, release(second), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::AlreadyReleased { commitment: second }),
+    );
+    let reply = contribute(sara, second.to_string()).await;
+    said_in_french(
+        &reply,
+        &BoardProblem::Planning(PlanningProblem::CannotFulfil {
+            commitment: second,
+            why: Unfulfillable::Released,
+        }),
+    );
+
+    // Fulfilled: nothing left to release.
+    let reply = contribute(sara, proposed.to_string()).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let contribution = state
+        .journal
+        .contributions()
+        .unwrap_or_else(|e| panic!("contributions: {e}"))
+        .into_iter()
+        .map(|c| c.id)
+        .max()
+        .unwrap_or_else(|| panic!("no contribution"));
+    for approver in ["remi", "aline"] {
+        state
+            .journal
+            .attest(
+                contribution,
+                approver,
+                ledger::Verdict::Approve,
+                "",
+                Utc::now(),
+            )
+            .unwrap_or_else(|e| panic!("attest: {e}"));
+    }
+    said_in_french(
+        &act(rita, release(proposed), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::NothingToRelease {
+            commitment: proposed,
+        }),
+    );
+}
