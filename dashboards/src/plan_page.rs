@@ -53,6 +53,8 @@ pub struct PlanForms {
     pub commit: Option<(i64, CommitForm)>,
     /// The reason typed to release commitment `.0` that was refused.
     pub release: Option<(i64, String)>,
+    /// The interests as typed, when they were refused.
+    pub interests: Option<String>,
 }
 
 /// A field of the planning board's forms that a message can name.
@@ -162,6 +164,10 @@ pub enum BoardProblem {
     Intent(IntentProblem),
     /// A rule of the planning board the act breaks.
     Planning(PlanningProblem),
+    /// A saved interest that is not a class.
+    Interests {
+        value: String,
+    },
     UnknownMember {
         name: String,
     },
@@ -179,6 +185,8 @@ pub enum BoardTarget {
     Commit(i64),
     /// The accept and release buttons of commitment `id`.
     Commitment(i64),
+    /// The form of saved interests.
+    Interests,
 }
 
 /// What the page confirms after a form was recorded (the redirect's query).
@@ -188,6 +196,7 @@ pub enum BoardConfirmation {
     Proposed { id: i64 },
     Accepted { id: i64 },
     Released { id: i64 },
+    InterestsSaved,
 }
 
 /// What the page shows.
@@ -215,6 +224,16 @@ pub struct PlanView<'a> {
     pub problems: &'a [BoardProblem],
     pub problems_for: Option<BoardTarget>,
     pub confirmation: Option<BoardConfirmation>,
+    /// The member's saved interest classes.
+    pub interests: &'a [String],
+    /// The open intents of others in those classes, newest first.
+    pub interest_matches: &'a [Intent],
+    /// When the member looked at the board before this visit: what was posted
+    /// after is marked new.
+    pub seen_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// The count of new matches for the navigation (0 on this page: it is being
+    /// looked at).
+    pub new_matches: usize,
 }
 
 /// `1,5` or `1.5`.
@@ -362,6 +381,13 @@ pub fn board_problem_text(problem: &BoardProblem, lang: Lang) -> String {
         }
         BoardProblem::NotAParty => t.t("plan.problem_not_a_party").to_string(),
         BoardProblem::Intent(p) => intent_problem_text(p, lang),
+        BoardProblem::Interests { value } => t.tf(
+            "plan.problem_interest_class",
+            &[
+                ("value", value),
+                ("max", &ledger::MAX_CLASS_CHARS.to_string()),
+            ],
+        ),
         BoardProblem::Planning(p) => planning_problem_text(p, lang),
         BoardProblem::UnknownMember { name } => {
             t.tf("plan.problem_unknown_member", &[("name", name)])
@@ -440,6 +466,10 @@ fn intent_problem_text(problem: &IntentProblem, lang: Lang) -> String {
         ),
         IntentProblem::FederationNotYet => t.t("plan.problem_federation").to_string(),
         IntentProblem::CollectiveOffer => t.t("plan.problem_collective_offer").to_string(),
+        IntentProblem::TooManyInterests { count, max } => t.tf(
+            "plan.problem_too_many_interests",
+            &[("count", &count.to_string()), ("max", &max.to_string())],
+        ),
     }
 }
 
@@ -522,6 +552,14 @@ struct CommitmentLine {
     problems: Vec<String>,
 }
 
+/// An open intent in one of the member's saved interests.
+struct InterestLine {
+    id: i64,
+    title: String,
+    description: String,
+    new: bool,
+}
+
 #[derive(Template)]
 #[template(path = "plan.html")]
 struct PlanTemplate<'a> {
@@ -534,6 +572,9 @@ struct PlanTemplate<'a> {
     sections: Vec<IntentSection>,
     for_needs: Vec<MatchLine>,
     for_offers: Vec<MatchLine>,
+    interest_lines: Vec<InterestLine>,
+    interests_value: String,
+    interests_problems: Vec<String>,
     commitments: Vec<CommitmentLine>,
     intent_form: &'a IntentForm,
     directions: Vec<Choice>,
@@ -749,7 +790,23 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
         BoardConfirmation::Released { id } => {
             t.tf("plan.done_released", &[("id", &id.to_string())])
         }
+        BoardConfirmation::InterestsSaved => t.t("plan.done_interests").to_string(),
     });
+    let interest_lines = view
+        .interest_matches
+        .iter()
+        .map(|i| InterestLine {
+            id: i.id,
+            title: intent_title(i, lang),
+            description: i.description.clone(),
+            new: view.seen_before.is_none_or(|s| i.posted_at > s),
+        })
+        .collect();
+    let interests_value = view
+        .forms
+        .interests
+        .clone()
+        .unwrap_or_else(|| view.interests.join(" "));
 
     let mut filters = vec![FilterLink {
         href: "/plan".into(),
@@ -773,6 +830,9 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
         sections,
         for_needs,
         for_offers,
+        interest_lines,
+        interests_value,
+        interests_problems: problems_of(BoardTarget::Interests),
         commitments,
         intent_form: form,
         directions: [Direction::Need, Direction::Offer]
@@ -804,13 +864,10 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
             .class
             .map(|c| format!("class={c}&"))
             .unwrap_or_default(),
-        layout: Layout::new(lang, site, t.t("plan.title")).with_nav(crate::nav::member_nav(
-            "/plan",
-            view.roles,
-            view.member,
-            view.csrf,
-            t,
-        )),
+        layout: Layout::new(lang, site, t.t("plan.title")).with_nav(
+            crate::nav::member_nav("/plan", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
     };
     render(&page, "plan.html")
 }

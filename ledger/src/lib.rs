@@ -152,6 +152,7 @@ mod dispatch;
 mod entry;
 mod error;
 mod idempotency;
+mod interests;
 mod journal;
 mod members;
 mod parameters;
@@ -184,6 +185,7 @@ pub use contributions::{
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result, StorageFault};
 pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
+pub use interests::MAX_INTERESTS;
 pub use journal::Journal;
 pub use journal::chain::BadEntry;
 pub use members::{COMMAND_LINE_AUTHOR, Member, Role};

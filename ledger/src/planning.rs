@@ -355,6 +355,11 @@ pub enum IntentProblem {
     },
     FederationNotYet,
     CollectiveOffer,
+    /// More saved interests than a member may keep.
+    TooManyInterests {
+        count: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for IntentProblem {
@@ -405,6 +410,9 @@ impl fmt::Display for IntentProblem {
                 "visibility `federation` is not available yet: intents are shared on this node only",
             ),
             IntentProblem::CollectiveOffer => f.write_str("only a need can be collective"),
+            IntentProblem::TooManyInterests { count, max } => {
+                write!(f, "{count} interests, more than the {max} a member may save")
+            }
         }
     }
 }

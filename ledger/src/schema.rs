@@ -53,6 +53,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY REFERENCES journal(seq),
         kind TEXT NOT NULL
     );",
+    // 8: each member's saved interests on the planning board and when they last
+    // looked at it; preferences beside the journal, not derived from it (see
+    // `interests`).
+    "CREATE TABLE plan_interests (
+        member TEXT NOT NULL,
+        class TEXT NOT NULL,
+        PRIMARY KEY (member, class)
+    );
+    CREATE TABLE plan_seen (
+        member TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL
+    );",
 ];
 
 const PLANNING: &str = "

@@ -158,6 +158,7 @@ fn render(
     confirmation: Option<Confirmation>,
 ) -> Result<Response, AppError> {
     let view = LedgerView {
+        new_matches: member.new_matches(state),
         member: &member.member.name,
         roles: &member.member.roles,
         resident: member.has(Role::Resident),

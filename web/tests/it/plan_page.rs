@@ -491,7 +491,11 @@ async fn a_member_who_is_not_a_resident_reads_the_board_without_forms() {
     let ivo = login(&state, "ivo").await;
     let html = page_at(&state, &ivo, "/plan", "en").await;
     assert!(html.contains(&format!("id=\"intent-{intent}\"")));
-    assert!(!html.contains("action=\"/plan/"), "{html}");
+    // Acts are for residents; saving one's interests, a preference, is not an act.
+    for acting in ["action=\"/plan/intents", "action=\"/plan/commitments"] {
+        assert!(!html.contains(acting), "{html}");
+    }
+    assert!(html.contains("action=\"/plan/interests\""), "{html}");
     assert!(html.contains(t(Lang::En, "plan.residents_only")));
     let reply = post_form(
         &state,
@@ -837,4 +841,164 @@ async fn every_refusal_on_the_board_is_said_in_french() {
             commitment: proposed,
         }),
     );
+}
+
+/// The count of new matches beside the planning board's link in a page's
+/// navigation, if any.
+fn nav_count(html: &str) -> Option<String> {
+    let nav = &html[html.find("<nav class=\"member-nav\"")?..];
+    let nav = &nav[..nav.find("</nav>")?];
+    let at = nav.find("<span class=\"nav-count\">")?;
+    let rest = &nav[at + "<span class=\"nav-count\">".len()..];
+    Some(rest[..rest.find("</span>")?].to_string())
+}
+
+#[tokio::test]
+async fn saved_interests_list_their_intents_and_the_navigation_counts_new_matches() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+
+    // Interests saved from the page's form, as typed with commas and spaces.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/interests",
+        &[("classes", "vegetables, bike-repair")],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        state.journal.interests("rita").unwrap_or_default(),
+        ["bike-repair", "vegetables"]
+    );
+    // A class that is not one is refused beside the form, in French, as typed.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/interests",
+        &[("classes", "vegetables Légumes")],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    said_in_french(
+        &reply,
+        &BoardProblem::Interests {
+            value: "Légumes".into(),
+        },
+    );
+    assert!(unescaped(&reply.body).contains("value=\"vegetables Légumes\""));
+
+    // rita looks at the board: nothing is new to her then.
+    page_at(&state, &rita, "/plan", "fr").await;
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), None, "nothing new yet");
+    pause().await;
+
+    // Others post: one in her interests, one that matches her own need, one
+    // neither.
+    let veg = post(
+        &state,
+        "sara",
+        &ledger::NewIntent {
+            direction: ledger::Direction::Offer,
+            action: ledger::Action::Give,
+            unit: ledger::Unit::Kg,
+            ..need("vegetables", 3.0, "Des courgettes du jardin")
+        },
+    );
+    post(
+        &state,
+        "rita",
+        &need("electrician", 2.0, "Une prise à changer"),
+    );
+    let spark = post(
+        &state,
+        "remi",
+        &ledger::NewIntent {
+            direction: ledger::Direction::Offer,
+            ..need("electrician", 4.0, "Je suis électricien le samedi")
+        },
+    );
+    post(&state, "remi", &need("care", 1.0, "Garde d'un chat"));
+
+    // Every member page counts the two, in the page's language.
+    let t_count = |lang: Lang, n: u64| Catalog::for_lang(lang).count("plan.nav_new", n);
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), Some(t_count(Lang::En, 2)));
+    let ledger = page_at(&state, &rita, "/ledger", "fr").await;
+    assert_eq!(nav_count(&ledger), Some(t_count(Lang::Fr, 2)));
+    // The API says the same.
+    let api = send(
+        state.clone(),
+        get("/api/interests", &[("cookie", &rita.cookie)]),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let json = api.json();
+    assert_eq!(json["new_matches"], 2);
+    assert_eq!(
+        json["classes"],
+        serde_json::json!(["bike-repair", "vegetables"])
+    );
+    let ids: Vec<i64> = json["intents"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [veg]);
+
+    // The board lists what is in her interests, marked new, and the match.
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let interests = part(&html, "interests-title", "</section>");
+    assert!(
+        interests.contains("Des courgettes du jardin"),
+        "{interests}"
+    );
+    assert!(
+        interests.contains(t(Lang::Fr, "plan.new_mark")),
+        "{interests}"
+    );
+    assert!(!interests.contains("Garde d'un chat"), "{interests}");
+    assert!(
+        part(&html, "matches-title", "</section>").contains(&format!("#intent-{spark}")),
+        "{html}"
+    );
+    // Having looked, nothing is new any more.
+    assert_eq!(nav_count(&html), None);
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), None);
+
+    // The API saves too, and names a class that is not one.
+    let bearer = crate::support::bearer(&state, "rita");
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/interests",
+            &[("authorization", &bearer)],
+            r#"{"classes": ["care", "Bad Class"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("Bad Class"), "{}", reply.body);
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/interests",
+            &[("authorization", &bearer)],
+            r#"{"classes": ["care"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["classes"], serde_json::json!(["care"]));
 }
