@@ -90,6 +90,8 @@ pub enum FormField {
     Memo,
     /// The commitment a contribution fulfils.
     Commitment,
+    /// The intent a transfer pays for.
+    Intent,
     AttestationsNeeded,
     Rate(Category),
     DemurrageRate,
@@ -249,6 +251,7 @@ pub(crate) fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, lang
         FormField::Amount => "ledger.amount",
         FormField::Memo => "ledger.memo",
         FormField::Commitment => "ledger.fulfils",
+        FormField::Intent => "ledger.pays_for",
         FormField::AttestationsNeeded => "ledger.attestations_needed",
         FormField::DemurrageRate => "ledger.demurrage_rate",
         FormField::DemurragePeriod => "ledger.demurrage_period",

@@ -45,6 +45,8 @@ pub struct TransferForm {
     pub memo: String,
     /// "Send all" was pressed: the amount is whatever is held when it is sent.
     pub all: bool,
+    /// The id of the intent it pays for (empty: none).
+    pub intent: String,
 }
 
 /// The ledger parameters and their decision record as the assembly's form holds

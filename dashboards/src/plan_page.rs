@@ -234,6 +234,8 @@ pub struct PlanView<'a> {
     /// The count of new matches for the navigation (0 on this page: it is being
     /// looked at).
     pub new_matches: usize,
+    /// The transfers that name an intent they pay for.
+    pub payments: &'a [ledger::Transfer],
 }
 
 /// `1,5` or `1.5`.
@@ -497,6 +499,10 @@ fn planning_problem_text(problem: &PlanningProblem, lang: Lang) -> String {
             };
             with_id(key, commitment)
         }
+        PlanningProblem::NotPartyToIntent { member, intent } => t.tf(
+            "plan.problem_not_party_to_intent",
+            &[("member", member), ("id", &intent.to_string())],
+        ),
         PlanningProblem::Inconsistent(_) => t.t("plan.problem_inconsistent").to_string(),
     }
 }
@@ -526,6 +532,8 @@ struct IntentLine {
     commit_max: String,
     commit_label: String,
     problems: Vec<String>,
+    /// The transfers that paid for it.
+    payments: Vec<String>,
 }
 
 struct IntentSection {
@@ -684,6 +692,21 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
                 })
                 .to_string(),
             problems: problems_of(BoardTarget::Commit(i.id)),
+            payments: view
+                .payments
+                .iter()
+                .filter(|p| p.intent == Some(i.id))
+                .map(|p| {
+                    t.tf(
+                        "plan.paid",
+                        &[
+                            ("amount", &crate::format_communs(p.amount, lang)),
+                            ("from", &p.from),
+                            ("to", &p.to),
+                        ],
+                    )
+                })
+                .collect(),
         }
     };
     let section = |direction: Direction, id, heading, empty| IntentSection {

@@ -493,6 +493,12 @@ pub enum PlanningProblem {
         commitment: i64,
         why: Unfulfillable,
     },
+    /// A transfer names an intent that `member` (its payer or recipient) is no
+    /// party to.
+    NotPartyToIntent {
+        member: String,
+        intent: i64,
+    },
     /// A journal whose fulfilments do not follow from its contributions (only met
     /// when replaying or appending entries written elsewhere).
     Inconsistent(String),
@@ -537,6 +543,11 @@ impl fmt::Display for PlanningProblem {
                     "commitment {commitment} {why}: no contribution can fulfil it"
                 )
             }
+            PlanningProblem::NotPartyToIntent { member, intent } => write!(
+                f,
+                "`{member}` is no party to intent {intent}: a transfer pays for an intent \
+                 between its author and a side of a commitment on it"
+            ),
             PlanningProblem::Inconsistent(text) => f.write_str(text),
         }
     }

@@ -65,6 +65,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         member TEXT PRIMARY KEY,
         seen_at TEXT NOT NULL
     );",
+    // 8: the intent a transfer pays for, if it names one (goods).
+    "ALTER TABLE transfers ADD COLUMN intent INTEGER REFERENCES intents(id);
+     CREATE INDEX transfers_intent ON transfers (intent);",
 ];
 
 const PLANNING: &str = "
@@ -197,9 +200,9 @@ const CONTRIBUTION_LEDGER: &str = "
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
 pub(crate) const CLEAR_DERIVED: &str =
-    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM commitments;
-    DELETE FROM intents; DELETE FROM attestations; DELETE FROM contributions;
-    DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
+    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
+    DELETE FROM commitments; DELETE FROM intents; DELETE FROM attestations;
+    DELETE FROM contributions; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
     DELETE FROM members; DELETE FROM plans;";
 

@@ -478,6 +478,7 @@ pub(crate) async fn transfer(
             "amount" => form.amount = value,
             "memo" => form.memo = value,
             "all" => form.all = value == "1",
+            "intent" => form.intent = value,
             _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
@@ -512,6 +513,19 @@ pub(crate) async fn transfer(
             max: ledger::MAX_MEMO_CHARS,
         });
     }
+    let intent = match form.intent.trim() {
+        "" => None,
+        raw => match raw.trim_start_matches('#').parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(FormProblem::NotAWholeNumber {
+                    field: FormField::Intent,
+                    value: raw.to_string(),
+                });
+                None
+            }
+        },
+    };
     if let (true, Some(amount)) = (problems.is_empty(), amount) {
         let name = member.member.name.clone();
         let all = form.all;
@@ -519,10 +533,17 @@ pub(crate) async fn transfer(
             to: form.to.trim().to_string(),
             amount,
             memo: form.memo.trim().to_string(),
+            intent,
         };
         let result = with_journal(&state, "transfer", move |j| {
             if all {
-                j.transfer_all(&name, &transfer.to, &transfer.memo, Utc::now())
+                j.transfer_all_paying(
+                    &name,
+                    &transfer.to,
+                    &transfer.memo,
+                    transfer.intent,
+                    Utc::now(),
+                )
             } else {
                 j.transfer(&name, &transfer, Utc::now())
             }

@@ -48,6 +48,7 @@ struct PageData {
     interest_matches: Vec<Intent>,
     /// When the member had looked at the board before this visit.
     seen_before: Option<DateTime<Utc>>,
+    payments: Vec<ledger::Transfer>,
 }
 
 /// Reads the page's data; with `visit`, records that the member has now seen the
@@ -67,6 +68,7 @@ async fn load(state: &AppState, member: &str, visit: bool) -> Result<PageData, A
             interests: j.interests(&member)?,
             interest_matches: j.interest_matches(&member, now)?,
             seen_before,
+            payments: j.transfers_for_intents()?,
         })
     })
     .await??;
@@ -162,6 +164,7 @@ fn render(
         seen_before: data.seen_before,
         // This page is the one that shows them: none is new once it is open.
         new_matches: 0,
+        payments: &data.payments,
     };
     let html = dashboards::render_plan(&view, lang.lang, &state.site)?;
     Ok(lang.page(status, html))

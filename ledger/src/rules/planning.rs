@@ -613,6 +613,34 @@ pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Res
     state.put_commitment(&commitment)
 }
 
+/// A transfer from `payer` to `recipient` names intent `intent` as what it pays
+/// for: the intent must exist and both must be parties to it, that is its author
+/// (or, for a collective need, a member of the assembly) or a side of a commitment
+/// on it that was not released.
+pub(crate) fn require_payment_parties(
+    state: &mut impl LedgerState,
+    intent: i64,
+    payer: &str,
+    recipient: &str,
+) -> Result<()> {
+    let row = state.intent(intent)?.ok_or(Refusal::NoSuchIntent(intent))?;
+    let commitments = state.commitments_on(intent)?;
+    for member in [payer, recipient] {
+        let party = acts_for(state, member, &row.author, &row)?
+            || commitments.iter().any(|c| {
+                c.released_seq.is_none() && (c.provider == member || c.receiver == member)
+            });
+        if !party {
+            return Err(Refusal::PlanningRule(PlanningProblem::NotPartyToIntent {
+                member: member.to_string(),
+                intent,
+            })
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// A contribution `contribution` by `contributor` names `commitment`: it must be
 /// accepted, not released nor fulfilled, with the contributor as its provider.
 pub(crate) fn apply_named(

@@ -109,6 +109,7 @@ pub(crate) struct TransferRow {
     pub(crate) to: String,
     pub(crate) amount: Communs,
     pub(crate) memo: String,
+    pub(crate) intent: Option<i64>,
 }
 
 /// An intent as the `intents` table holds it.
@@ -185,6 +186,8 @@ pub(crate) trait LedgerState {
     /// The commitment contribution `id` names, if any, and what it fulfilled.
     fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>>;
     fn put_fulfilment(&mut self, row: &FulfilmentRow) -> Result<()>;
+    /// The commitments on intent `intent`, in any state.
+    fn commitments_on(&mut self, intent: i64) -> Result<Vec<CommitmentRow>>;
 }
 
 /// Ledger parameters as payloads and the `ledger_parameters` table hold them.

@@ -47,6 +47,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
                 to: "Dave".into(),
                 amount: Communs::from_whole(50),
                 memo: "Thanks for the soup".into(),
+                intent: None,
             },
             t0() + Duration::days(30),
         )

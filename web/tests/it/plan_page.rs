@@ -1002,3 +1002,138 @@ async fn saved_interests_list_their_intents_and_the_navigation_counts_new_matche
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.json()["classes"], serde_json::json!(["care"]));
 }
+
+#[tokio::test]
+async fn a_transfer_names_the_intent_it_pays_for_and_the_board_shows_it() {
+    let (state, _tx) = with_residents();
+    // rita earns Communs, then needs vegetables; sara commits to give them.
+    crate::support::validated(
+        &state,
+        "rita",
+        2.0,
+        Utc::now() - chrono::TimeDelta::hours(1),
+    );
+    let veg = post(
+        &state,
+        "rita",
+        &ledger::NewIntent {
+            action: ledger::Action::Give,
+            unit: ledger::Unit::Kg,
+            ..need("vegetables", 3.0, "Trois kilos de courgettes")
+        },
+    );
+    let commitment = state
+        .journal
+        .propose_commitment(
+            "sara",
+            veg,
+            &ledger::NewCommitment {
+                quantity: 3.0,
+                note: String::new(),
+            },
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("propose: {e}"))
+        .seq;
+    state
+        .journal
+        .accept_commitment("rita", commitment, Utc::now())
+        .unwrap_or_else(|e| panic!("accept: {e}"));
+    let rita = login(&state, "rita").await;
+    let pay = |to: &'static str, intent: String| {
+        let (state, rita) = (&state, &rita);
+        async move {
+            let reply = post_form(
+                state,
+                rita,
+                "/ledger/transfers",
+                &[
+                    ("to", to),
+                    ("amount", "4"),
+                    ("memo", "Courgettes"),
+                    ("intent", &intent),
+                ],
+                "fr",
+            )
+            .await;
+            reply
+        }
+    };
+    // remi is no party to the intent; 999 is no intent; "abc" no number.
+    let reply = pay("remi", veg.to_string()).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    said_in_french(
+        &reply,
+        &BoardProblem::Planning(ledger::PlanningProblem::NotPartyToIntent {
+            member: "remi".into(),
+            intent: veg,
+        }),
+    );
+    said_in_french(
+        &pay("sara", "999".into()).await,
+        &BoardProblem::NoSuchIntent { id: 999 },
+    );
+    let reply = pay("sara", "abc".into()).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(unescaped(&reply.body).contains("value=\"abc\""));
+    // Paid to sara: recorded with the intent, and shown under it on the board.
+    let reply = pay("sara", veg.to_string()).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let payments = state
+        .journal
+        .transfers_for_intents()
+        .unwrap_or_else(|e| panic!("payments: {e}"));
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].intent, Some(veg));
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let item = part(&html, &format!("intent-{veg}"), "</li>");
+    let paid = Catalog::for_lang(Lang::Fr).tf(
+        "plan.paid",
+        &[
+            (
+                "amount",
+                &dashboards::format_communs(ledger::Communs::from_whole(4), Lang::Fr),
+            ),
+            ("from", "rita"),
+            ("to", "sara"),
+        ],
+    );
+    assert!(item.contains(&paid), "{paid} not in {item}");
+
+    // The API takes the intent too, and refuses a payer who is no party to it.
+    let bearer = crate::support::bearer(&state, "remi");
+    crate::support::validated(
+        &state,
+        "remi",
+        1.0,
+        Utc::now() - chrono::TimeDelta::hours(1),
+    );
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/transfers",
+            &[("authorization", &bearer)],
+            &format!(r#"{{"to": "sara", "amount": 1, "memo": "", "intent": {veg}}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("no party to intent"), "{}", reply.body);
+    assert!(state.journal.verify().is_ok_and(|r| r.is_intact()));
+}
