@@ -302,6 +302,16 @@ fn commitment_state_key(state: CommitmentState) -> &'static str {
     }
 }
 
+/// Who posted an intent, as the page names them: the node's own needs are said to
+/// be the node's.
+pub fn author_name(author: &str, lang: Lang) -> String {
+    if author == ledger::NODE_AUTHOR {
+        Catalog::for_lang(lang).t("plan.by_node").to_string()
+    } else {
+        author.to_string()
+    }
+}
+
 /// A problem with a form of the planning board, in plain words naming the field.
 pub fn board_problem_text(problem: &BoardProblem, lang: Lang) -> String {
     let t = Catalog::for_lang(lang);
@@ -499,6 +509,13 @@ fn planning_problem_text(problem: &PlanningProblem, lang: Lang) -> String {
             };
             with_id(key, commitment)
         }
+        PlanningProblem::NotYourIntent { intent } => {
+            with_id("plan.problem_not_your_intent", intent)
+        }
+        PlanningProblem::RepairNotFulfilled { intent } => {
+            with_id("plan.problem_repair_not_fulfilled", intent)
+        }
+        PlanningProblem::AlreadyClosed { intent } => with_id("plan.problem_already_closed", intent),
         PlanningProblem::NotPartyToIntent { member, intent } => t.tf(
             "plan.problem_not_party_to_intent",
             &[("member", member), ("id", &intent.to_string())],
@@ -608,7 +625,7 @@ fn intent_title(i: &Intent, lang: Lang) -> String {
             ("action", t.t(action_key(i.action))),
             ("class", &i.class),
             ("quantity", &quantity_with_unit(i.quantity, i.unit, lang)),
-            ("member", &i.author),
+            ("member", &author_name(&i.author, lang)),
         ],
     )
 }

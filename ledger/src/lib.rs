@@ -188,7 +188,7 @@ pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
 pub use interests::MAX_INTERESTS;
 pub use journal::Journal;
 pub use journal::chain::BadEntry;
-pub use members::{COMMAND_LINE_AUTHOR, Member, Role};
+pub use members::{COMMAND_LINE_AUTHOR, Member, NODE_AUTHOR, Role};
 pub use parameters::{
     AdoptedParameters, LedgerParameters, MAX_ATTESTATIONS_NEEDED, MAX_DEMURRAGE_PERIOD_DAYS,
     MAX_RATE_PER_HOUR,
@@ -202,6 +202,7 @@ pub use planning::{
     MAX_QUANTITY, Match, NewCommitment, NewIntent, PlanningProblem, Quantity, TextField,
     Unfulfillable, Unit, Visibility,
 };
+pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS};
 pub use rules::sortition::PanelDecision;
 pub use sortition::{
     Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,

@@ -493,6 +493,17 @@ pub enum PlanningProblem {
         commitment: i64,
         why: Unfulfillable,
     },
+    /// Closing an intent one did not post (or a repair need of the node's).
+    NotYourIntent {
+        intent: i64,
+    },
+    /// The node closes its repair need only once what it asked was fulfilled.
+    RepairNotFulfilled {
+        intent: i64,
+    },
+    AlreadyClosed {
+        intent: i64,
+    },
     /// A transfer names an intent that `member` (its payer or recipient) is no
     /// party to.
     NotPartyToIntent {
@@ -542,6 +553,18 @@ impl fmt::Display for PlanningProblem {
                     f,
                     "commitment {commitment} {why}: no contribution can fulfil it"
                 )
+            }
+            PlanningProblem::NotYourIntent { intent } => write!(
+                f,
+                "intent {intent} is not yours: only whoever posted it closes it"
+            ),
+            PlanningProblem::RepairNotFulfilled { intent } => write!(
+                f,
+                "repair need {intent} is not fulfilled yet: the node closes it once its device \
+                 is back and the repair fulfilled"
+            ),
+            PlanningProblem::AlreadyClosed { intent } => {
+                write!(f, "intent {intent} is already closed")
             }
             PlanningProblem::NotPartyToIntent { member, intent } => write!(
                 f,
@@ -644,6 +667,9 @@ pub struct Intent {
     pub description: String,
     pub visibility: Visibility,
     pub collective: bool,
+    /// The device a repair need opened by the node is about (its author is then
+    /// [`crate::NODE_AUTHOR`]).
+    pub device: Option<String>,
     #[serde(with = "ts_millis")]
     pub posted_at: DateTime<Utc>,
     /// Held by accepted commitments (a released one keeps what it fulfilled).
@@ -822,6 +848,7 @@ mod tests {
             description: "d".into(),
             visibility: Visibility::Node,
             collective: false,
+            device: None,
             posted_at: now,
             committed: Quantity::ZERO,
             fulfilled: Quantity::ZERO,

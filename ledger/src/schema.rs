@@ -65,9 +65,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         member TEXT PRIMARY KEY,
         seen_at TEXT NOT NULL
     );",
-    // 8: the intent a transfer pays for, if it names one (goods).
+    // 9: the intent a transfer pays for, if it names one (goods).
     "ALTER TABLE transfers ADD COLUMN intent INTEGER REFERENCES intents(id);
      CREATE INDEX transfers_intent ON transfers (intent);",
+    // 10: the device a repair need opened by the node is about.
+    "ALTER TABLE intents ADD COLUMN device TEXT;",
 ];
 
 const PLANNING: &str = "

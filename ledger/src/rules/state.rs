@@ -131,8 +131,11 @@ pub(crate) struct IntentRow {
     /// Held by accepted commitments; a released one keeps only what it fulfilled.
     pub(crate) committed: Quantity,
     pub(crate) fulfilled: Quantity,
-    /// The fulfilment that brought `fulfilled` to `quantity`.
+    /// The fulfilment that brought `fulfilled` to `quantity`, or the
+    /// `intent_closed` entry.
     pub(crate) closed_seq: Option<i64>,
+    /// The device a repair need the node opened is about.
+    pub(crate) device: Option<String>,
 }
 
 /// A commitment as the `commitments` table holds it.
