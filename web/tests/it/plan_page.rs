@@ -1043,7 +1043,7 @@ async fn a_transfer_names_the_intent_it_pays_for_and_the_board_shows_it() {
     let pay = |to: &'static str, intent: String| {
         let (state, rita) = (&state, &rita);
         async move {
-            let reply = post_form(
+            post_form(
                 state,
                 rita,
                 "/ledger/transfers",
@@ -1055,8 +1055,7 @@ async fn a_transfer_names_the_intent_it_pays_for_and_the_board_shows_it() {
                 ],
                 "fr",
             )
-            .await;
-            reply
+            .await
         }
     };
     // remi is no party to the intent; 999 is no intent; "abc" no number.
