@@ -17,5 +17,6 @@ mod peers;
 mod privacy;
 mod probe;
 mod sortition_cli;
+mod repair;
 mod storage;
 mod trust;
