@@ -1136,3 +1136,37 @@ async fn a_transfer_names_the_intent_it_pays_for_and_the_board_shows_it() {
     assert!(reply.body.contains("no party to intent"), "{}", reply.body);
     assert!(state.journal.verify().is_ok_and(|r| r.is_intact()));
 }
+
+#[tokio::test]
+async fn the_nodes_repair_need_reads_as_the_nodes_on_the_board_and_the_wall() {
+    let (state, _tx) = with_residents();
+    let need = state
+        .journal
+        .open_repair_need(
+            "roof-school",
+            "Réparer l'onduleur du toit de l'école",
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .unwrap_or_else(|| panic!("not opened"))
+        .seq;
+    let rita = login(&state, "rita").await;
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let item = part(&html, &format!("intent-{need}"), "</li>");
+    assert!(item.contains(t(Lang::Fr, "plan.by_node")), "{item}");
+    assert!(
+        item.contains("Réparer l'onduleur du toit de l'école"),
+        "{item}"
+    );
+    // A resident can take it up; the assembly accepts for the node.
+    assert!(
+        item.contains(&format!("action=\"/plan/intents/{need}/commitments")),
+        "{item}"
+    );
+    let wall = send(state.clone(), get("/?lang=fr", &[])).await;
+    assert!(
+        unescaped(&wall.body).contains("Réparer l'onduleur du toit de l'école (2 h)"),
+        "{}",
+        wall.body
+    );
+}
