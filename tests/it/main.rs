@@ -16,7 +16,7 @@ mod live;
 mod peers;
 mod privacy;
 mod probe;
-mod sortition_cli;
 mod repair;
+mod sortition_cli;
 mod storage;
 mod trust;
