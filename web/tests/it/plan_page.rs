@@ -930,6 +930,8 @@ async fn saved_interests_list_their_intents_and_the_navigation_counts_new_matche
     assert_eq!(nav_count(&ledger), Some(t_count(Lang::En, 2)));
     let ledger = page_at(&state, &rita, "/ledger", "fr").await;
     assert_eq!(nav_count(&ledger), Some(t_count(Lang::Fr, 2)));
+    let sortition = page_at(&state, &rita, "/sortition", "fr").await;
+    assert_eq!(nav_count(&sortition), Some(t_count(Lang::Fr, 2)));
     // The API says the same.
     let api = send(
         state.clone(),
