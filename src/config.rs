@@ -42,6 +42,33 @@ pub(crate) struct Config {
     /// What this node shares with its federation (DESIGN.md §12); nothing when absent.
     #[serde(default)]
     pub(crate) federation: federation::config::FederationConfig,
+    /// The node's own needs on the planning board.
+    #[serde(default)]
+    pub(crate) planning: PlanningConfig,
+}
+
+/// `[planning]`: when the node asks for a device to be repaired.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanningConfig {
+    /// How long a device is down before the node opens a need to repair it.
+    #[serde(
+        default = "default_repair_after",
+        with = "sensors::config::humantime_secs"
+    )]
+    pub(crate) repair_after: std::time::Duration,
+}
+
+impl Default for PlanningConfig {
+    fn default() -> Self {
+        PlanningConfig {
+            repair_after: default_repair_after(),
+        }
+    }
+}
+
+fn default_repair_after() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]

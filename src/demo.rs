@@ -242,6 +242,7 @@ fn demo_ledger(loaded: &Loaded) -> Result<()> {
             to: "camille".into(),
             amount: ledger::Communs::from_whole(5),
             memo: "Pour les confitures".into(),
+            intent: None,
         },
         now,
     )?;

@@ -8,6 +8,7 @@ mod demo_history;
 mod federation_cli;
 mod ledger_cli;
 mod node;
+mod repair;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -217,6 +217,18 @@ impl Node {
             }
         }
         // --- end of what the node publishes ---
+        // The node's own repair needs on the planning board. It stops on `cancel`;
+        // not joined: each look is one short transaction.
+        let lang = match c.site.language {
+            Language::Fr => dashboards::Lang::Fr,
+            Language::En => dashboards::Lang::En,
+        };
+        tokio::spawn(crate::repair::run(
+            crate::repair::RepairWatch::new(c.planning.repair_after, lang),
+            rx.clone(),
+            journal.clone(),
+            cancel.clone(),
+        ));
         // What the federation sees: the public view's totals, once a minute.
         crate::federation_cli::start_sharing(
             loaded,

@@ -160,6 +160,8 @@ pub struct AdoptionStep<'a> {
 /// What the panel shows.
 #[derive(Debug, Clone)]
 pub struct AssemblyView<'a> {
+    /// The count of new matches on the planning board, for the navigation.
+    pub new_matches: usize,
     /// Every adopted plan, newest first (the first is the active one).
     pub history: &'a [AdoptedPlan],
     /// Display names of services by id (from the live snapshot).
@@ -437,63 +439,63 @@ pub fn render_assembly(view: &AssemblyView<'_>, lang: Lang, site: &SiteInfo) -> 
             equal: split == "equal",
         })
         .collect();
-    let page =
-        AssemblyTemplate {
-            csrf: view.csrf,
-            rule_text: t.t(rule_in_force_key(view.rule)),
-            active_title: active.map(|a| {
-                t.tf(
-                    "assembly.active_since",
-                    &[(
-                        "date",
-                        &format_date_long(
-                            a.adopted_at.with_timezone(&site.timezone).date_naive(),
-                            lang,
-                        ),
-                    )],
-                )
-            }),
-            active_decision: active.map(|a| decision_text(a, lang)),
-            tiers,
-            sources,
-            confirmation: view
-                .adopted_seq
-                .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
-            problems: view
-                .problems
-                .iter()
-                .map(|p| form_problem_text(p, FormPage::Assembly, &name, lang))
-                .collect(),
-            services: view
-                .draft
-                .services
-                .iter()
-                .map(|s| ServiceInput {
-                    id: s.id.clone(),
-                    name: name(&s.id),
-                    tier: s.tier.clone(),
-                    min_w: s.min_w.clone(),
-                    max_w: s.max_w.clone(),
-                })
-                .collect(),
-            splits,
-            draft: view.draft,
-            preview,
-            preview_note,
-            preview_changes,
-            confirm,
-            replay,
-            replay_note,
-            replay_days: if view.draft.replay_days.is_empty() {
-                "7"
-            } else {
-                &view.draft.replay_days
-            },
-            history,
-            layout: Layout::new(lang, site, t.t("assembly.title")).with_nav(
-                crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t),
-            ),
-        };
+    let page = AssemblyTemplate {
+        csrf: view.csrf,
+        rule_text: t.t(rule_in_force_key(view.rule)),
+        active_title: active.map(|a| {
+            t.tf(
+                "assembly.active_since",
+                &[(
+                    "date",
+                    &format_date_long(
+                        a.adopted_at.with_timezone(&site.timezone).date_naive(),
+                        lang,
+                    ),
+                )],
+            )
+        }),
+        active_decision: active.map(|a| decision_text(a, lang)),
+        tiers,
+        sources,
+        confirmation: view
+            .adopted_seq
+            .map(|seq| t.tf("assembly.adopted", &[("seq", &seq.to_string())])),
+        problems: view
+            .problems
+            .iter()
+            .map(|p| form_problem_text(p, FormPage::Assembly, &name, lang))
+            .collect(),
+        services: view
+            .draft
+            .services
+            .iter()
+            .map(|s| ServiceInput {
+                id: s.id.clone(),
+                name: name(&s.id),
+                tier: s.tier.clone(),
+                min_w: s.min_w.clone(),
+                max_w: s.max_w.clone(),
+            })
+            .collect(),
+        splits,
+        draft: view.draft,
+        preview,
+        preview_note,
+        preview_changes,
+        confirm,
+        replay,
+        replay_note,
+        replay_days: if view.draft.replay_days.is_empty() {
+            "7"
+        } else {
+            &view.draft.replay_days
+        },
+        history,
+        layout: Layout::new(lang, site, t.t("assembly.title")).with_nav(
+            crate::nav::member_nav("/assembly", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
+    };
     render(&page, "assembly.html")
 }
 

@@ -90,6 +90,8 @@ pub enum FormField {
     Memo,
     /// The commitment a contribution fulfils.
     Commitment,
+    /// The intent a transfer pays for.
+    Intent,
     AttestationsNeeded,
     Rate(Category),
     DemurrageRate,
@@ -182,6 +184,9 @@ pub enum FormProblem {
     UnknownDecisionRule {
         value: String,
     },
+    /// A problem of the planning board met on another page (a contribution naming
+    /// the commitment it fulfils), phrased as the planning board does.
+    Board(crate::BoardProblem),
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
 }
@@ -246,6 +251,7 @@ pub(crate) fn field_label(field: &FormField, name: &dyn Fn(&str) -> String, lang
         FormField::Amount => "ledger.amount",
         FormField::Memo => "ledger.memo",
         FormField::Commitment => "ledger.fulfils",
+        FormField::Intent => "ledger.pays_for",
         FormField::AttestationsNeeded => "ledger.attestations_needed",
         FormField::DemurrageRate => "ledger.demurrage_rate",
         FormField::DemurragePeriod => "ledger.demurrage_period",
@@ -520,6 +526,7 @@ pub fn form_problem_text(
         FormProblem::UnknownDecisionRule { value } => {
             t.tf("ledger.problem_decision_rule", &[("value", value)])
         }
+        FormProblem::Board(p) => crate::board_problem_text(p, lang),
         FormProblem::Other(text) => text.clone(),
     }
 }

@@ -143,6 +143,8 @@ pub enum ProbeOutcome {
 /// Everything the page shows.
 #[derive(Debug)]
 pub struct InstallerView<'a> {
+    /// The count of new matches on the planning board, for the navigation.
+    pub new_matches: usize,
     pub devices: &'a [InstallerDevice<'a>],
     pub form: &'a ProbeForm,
     pub outcome: Option<&'a ProbeOutcome>,
@@ -946,22 +948,22 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
             None,
         ),
     };
-    let page =
-        InstallerTemplate {
-            csrf: view.csrf,
-            summary,
-            attention,
-            devices,
-            form: view.form,
-            profiles: profile_choices(view.form.profile.trim(), t),
-            probe_problem,
-            probe_detail,
-            result,
-            storage_warning: crate::storage::storage_notice(&view.storage, lang),
-            layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
-                crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t),
-            ),
-        };
+    let page = InstallerTemplate {
+        csrf: view.csrf,
+        summary,
+        attention,
+        devices,
+        form: view.form,
+        profiles: profile_choices(view.form.profile.trim(), t),
+        probe_problem,
+        probe_detail,
+        result,
+        storage_warning: crate::storage::storage_notice(&view.storage, lang),
+        layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
+            crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
+    };
     render(&page, "installer.html")
 }
 

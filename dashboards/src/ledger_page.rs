@@ -45,6 +45,8 @@ pub struct TransferForm {
     pub memo: String,
     /// "Send all" was pressed: the amount is whatever is held when it is sent.
     pub all: bool,
+    /// The id of the intent it pays for (empty: none).
+    pub intent: String,
 }
 
 /// The ledger parameters and their decision record as the assembly's form holds
@@ -125,6 +127,8 @@ pub enum Confirmation {
 /// What the page shows.
 #[derive(Debug, Clone)]
 pub struct LedgerView<'a> {
+    /// The count of new matches on the planning board, for the navigation.
+    pub new_matches: usize,
     /// The signed-in member.
     pub member: &'a str,
     /// The member's roles: which pages the navigation offers.
@@ -639,13 +643,10 @@ pub fn render_ledger(view: &LedgerView<'_>, lang: Lang, site: &SiteInfo) -> Resu
             .collect(),
         parameters_problems: problems_of(FormTarget::Parameters),
         history,
-        layout: Layout::new(lang, site, t.t("ledger.title")).with_nav(crate::nav::member_nav(
-            "/ledger",
-            view.roles,
-            view.member,
-            view.csrf,
-            t,
-        )),
+        layout: Layout::new(lang, site, t.t("ledger.title")).with_nav(
+            crate::nav::member_nav("/ledger", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
     };
     render(&page, "ledger.html")
 }

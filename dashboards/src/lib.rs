@@ -63,7 +63,7 @@ pub use ledger_page::{
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use plan_page::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,
-    PlanView, board_problem_text, quantity_text, quantity_with_unit, render_plan,
+    PlanView, author_name, board_problem_text, quantity_text, quantity_with_unit, render_plan,
 };
 pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
 pub use sortition_page::{

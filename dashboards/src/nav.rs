@@ -10,6 +10,8 @@ pub(crate) struct NavLink {
     pub(crate) href: &'static str,
     pub(crate) label: String,
     pub(crate) current: bool,
+    /// A count beside the label ("3 new"), if there is one to show.
+    pub(crate) badge: Option<String>,
 }
 
 /// What `member_nav.html` draws.
@@ -52,10 +54,24 @@ pub(crate) fn member_nav(
                 href,
                 label: t.t(key).to_string(),
                 current: href == current,
+                badge: None,
             })
             .collect(),
         signed_in: t.tf("assembly.signed_in_as", &[("name", member)]),
         csrf: csrf.to_string(),
+    }
+}
+
+impl MemberNav {
+    /// The count of `new` matches on the planning board beside its link (none when
+    /// there are none).
+    pub(crate) fn with_new_matches(mut self, new: usize, t: &Catalog) -> MemberNav {
+        if new > 0
+            && let Some(link) = self.links.iter_mut().find(|l| l.href == "/plan")
+        {
+            link.badge = Some(t.count("plan.nav_new", new as u64));
+        }
+        self
     }
 }
 

@@ -9,7 +9,8 @@
 
 use askama::Template;
 use ledger::{
-    Action, Commitment, CommitmentState, Direction, Intent, IntentState, Match, Quantity, Unit,
+    Action, Commitment, CommitmentState, Direction, Intent, IntentProblem, IntentState, Match,
+    PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
 };
 
 use crate::layout::{Layout, render};
@@ -52,6 +53,8 @@ pub struct PlanForms {
     pub commit: Option<(i64, CommitForm)>,
     /// The reason typed to release commitment `.0` that was refused.
     pub release: Option<(i64, String)>,
+    /// The interests as typed, when they were refused.
+    pub interests: Option<String>,
 }
 
 /// A field of the planning board's forms that a message can name.
@@ -156,6 +159,18 @@ pub enum BoardProblem {
     },
     /// Not the side of the commitment that may do this.
     NotAParty,
+    /// What the journal found wrong with an intent, a commitment or a release
+    /// (what the page's own checks let through, such as a control character).
+    Intent(IntentProblem),
+    /// A rule of the planning board the act breaks.
+    Planning(PlanningProblem),
+    /// A saved interest that is not a class.
+    Interests {
+        value: String,
+    },
+    UnknownMember {
+        name: String,
+    },
     /// What the ledger said, in English, when none of the above fits.
     Other(String),
 }
@@ -170,6 +185,8 @@ pub enum BoardTarget {
     Commit(i64),
     /// The accept and release buttons of commitment `id`.
     Commitment(i64),
+    /// The form of saved interests.
+    Interests,
 }
 
 /// What the page confirms after a form was recorded (the redirect's query).
@@ -179,6 +196,7 @@ pub enum BoardConfirmation {
     Proposed { id: i64 },
     Accepted { id: i64 },
     Released { id: i64 },
+    InterestsSaved,
 }
 
 /// What the page shows.
@@ -206,6 +224,18 @@ pub struct PlanView<'a> {
     pub problems: &'a [BoardProblem],
     pub problems_for: Option<BoardTarget>,
     pub confirmation: Option<BoardConfirmation>,
+    /// The member's saved interest classes.
+    pub interests: &'a [String],
+    /// The open intents of others in those classes, newest first.
+    pub interest_matches: &'a [Intent],
+    /// When the member looked at the board before this visit: what was posted
+    /// after is marked new.
+    pub seen_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// The count of new matches for the navigation (0 on this page: it is being
+    /// looked at).
+    pub new_matches: usize,
+    /// The transfers that name an intent they pay for.
+    pub payments: &'a [ledger::Transfer],
 }
 
 /// `1,5` or `1.5`.
@@ -269,6 +299,16 @@ fn commitment_state_key(state: CommitmentState) -> &'static str {
         CommitmentState::Accepted => "plan.commitment_accepted",
         CommitmentState::Fulfilled => "plan.commitment_fulfilled",
         CommitmentState::Released => "plan.commitment_released",
+    }
+}
+
+/// Who posted an intent, as the page names them: the node's own needs are said to
+/// be the node's.
+pub fn author_name(author: &str, lang: Lang) -> String {
+    if author == ledger::NODE_AUTHOR {
+        Catalog::for_lang(lang).t("plan.by_node").to_string()
+    } else {
+        author.to_string()
     }
 }
 
@@ -352,7 +392,135 @@ pub fn board_problem_text(problem: &BoardProblem, lang: Lang) -> String {
             )
         }
         BoardProblem::NotAParty => t.t("plan.problem_not_a_party").to_string(),
+        BoardProblem::Intent(p) => intent_problem_text(p, lang),
+        BoardProblem::Interests { value } => t.tf(
+            "plan.problem_interest_class",
+            &[
+                ("value", value),
+                ("max", &ledger::MAX_CLASS_CHARS.to_string()),
+            ],
+        ),
+        BoardProblem::Planning(p) => planning_problem_text(p, lang),
+        BoardProblem::UnknownMember { name } => {
+            t.tf("plan.problem_unknown_member", &[("name", name)])
+        }
         BoardProblem::Other(text) => text.clone(),
+    }
+}
+
+fn text_field(field: TextField) -> BoardField {
+    match field {
+        TextField::Description => BoardField::Description,
+        TextField::Note => BoardField::Note,
+        TextField::Reason => BoardField::Reason,
+    }
+}
+
+/// What the journal found wrong with an intent, a commitment or a release, in the
+/// page's words.
+fn intent_problem_text(problem: &IntentProblem, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    let label = |field: BoardField| t.t(field.key()).to_string();
+    let max_quantity = format!("{}", ledger::MAX_QUANTITY);
+    let quantity = |q: &f64| {
+        t.tf(
+            "plan.problem_quantity",
+            &[("value", &q.to_string()), ("max", &max_quantity)],
+        )
+    };
+    let class = |value: &str| {
+        t.tf(
+            "plan.problem_class",
+            &[
+                ("value", value),
+                ("max", &ledger::MAX_CLASS_CHARS.to_string()),
+            ],
+        )
+    };
+    match problem {
+        IntentProblem::ClassEmpty => t.tf(
+            "plan.problem_missing",
+            &[("field", &label(BoardField::Class))],
+        ),
+        IntentProblem::ClassTooLong => class(""),
+        IntentProblem::ClassCharacters { class: value } => class(value),
+        IntentProblem::QuantityNotPositive { quantity: q }
+        | IntentProblem::QuantityTooLarge { quantity: q }
+        | IntentProblem::QuantityTooPrecise { quantity: q } => quantity(q),
+        IntentProblem::WindowOrder { .. } => t.t("plan.problem_window_order").to_string(),
+        IntentProblem::WindowEnded { .. } => t.tf(
+            "plan.problem_date_past",
+            &[("field", &label(BoardField::WindowEnd))],
+        ),
+        IntentProblem::ExpiryAndNever => t.t("plan.problem_expiry_and_never").to_string(),
+        IntentProblem::ExpiryPast { .. } => t.tf(
+            "plan.problem_date_past",
+            &[("field", &label(BoardField::Expires))],
+        ),
+        IntentProblem::TextEmpty {
+            field: TextField::Description,
+        } => t.t("plan.problem_description_empty").to_string(),
+        IntentProblem::TextEmpty { field } => t.tf(
+            "plan.problem_missing",
+            &[("field", &label(text_field(*field)))],
+        ),
+        IntentProblem::TextTooLong { field, chars, max } => t.tf(
+            "plan.problem_too_long",
+            &[
+                ("field", &label(text_field(*field))),
+                ("chars", &chars.to_string()),
+                ("max", &max.to_string()),
+            ],
+        ),
+        IntentProblem::TextControlCharacter { field } => t.tf(
+            "plan.problem_control",
+            &[("field", &label(text_field(*field)))],
+        ),
+        IntentProblem::FederationNotYet => t.t("plan.problem_federation").to_string(),
+        IntentProblem::CollectiveOffer => t.t("plan.problem_collective_offer").to_string(),
+        IntentProblem::TooManyInterests { count, max } => t.tf(
+            "plan.problem_too_many_interests",
+            &[("count", &count.to_string()), ("max", &max.to_string())],
+        ),
+    }
+}
+
+/// A rule of the planning board an act breaks, in the page's words.
+fn planning_problem_text(problem: &PlanningProblem, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    let with_id = |key: &str, id: &i64| t.tf(key, &[("id", &id.to_string())]);
+    match problem {
+        PlanningProblem::OwnIntent { intent, .. } => with_id("plan.problem_own_intent", intent),
+        PlanningProblem::Released { commitment } => with_id("plan.problem_released", commitment),
+        PlanningProblem::AlreadyAccepted { commitment } => {
+            with_id("plan.problem_already_accepted", commitment)
+        }
+        PlanningProblem::AlreadyReleased { commitment } => {
+            with_id("plan.problem_already_released", commitment)
+        }
+        PlanningProblem::NothingToRelease { commitment } => {
+            with_id("plan.problem_nothing_to_release", commitment)
+        }
+        PlanningProblem::CannotFulfil { commitment, why } => {
+            let key = match why {
+                Unfulfillable::NotAccepted => "plan.problem_cannot_fulfil_not_accepted",
+                Unfulfillable::Released => "plan.problem_cannot_fulfil_released",
+                Unfulfillable::Fulfilled => "plan.problem_cannot_fulfil_fulfilled",
+            };
+            with_id(key, commitment)
+        }
+        PlanningProblem::NotYourIntent { intent } => {
+            with_id("plan.problem_not_your_intent", intent)
+        }
+        PlanningProblem::RepairNotFulfilled { intent } => {
+            with_id("plan.problem_repair_not_fulfilled", intent)
+        }
+        PlanningProblem::AlreadyClosed { intent } => with_id("plan.problem_already_closed", intent),
+        PlanningProblem::NotPartyToIntent { member, intent } => t.tf(
+            "plan.problem_not_party_to_intent",
+            &[("member", member), ("id", &intent.to_string())],
+        ),
+        PlanningProblem::Inconsistent(_) => t.t("plan.problem_inconsistent").to_string(),
     }
 }
 
@@ -381,6 +549,8 @@ struct IntentLine {
     commit_max: String,
     commit_label: String,
     problems: Vec<String>,
+    /// The transfers that paid for it.
+    payments: Vec<String>,
 }
 
 struct IntentSection {
@@ -407,6 +577,14 @@ struct CommitmentLine {
     problems: Vec<String>,
 }
 
+/// An open intent in one of the member's saved interests.
+struct InterestLine {
+    id: i64,
+    title: String,
+    description: String,
+    new: bool,
+}
+
 #[derive(Template)]
 #[template(path = "plan.html")]
 struct PlanTemplate<'a> {
@@ -419,6 +597,9 @@ struct PlanTemplate<'a> {
     sections: Vec<IntentSection>,
     for_needs: Vec<MatchLine>,
     for_offers: Vec<MatchLine>,
+    interest_lines: Vec<InterestLine>,
+    interests_value: String,
+    interests_problems: Vec<String>,
     commitments: Vec<CommitmentLine>,
     intent_form: &'a IntentForm,
     directions: Vec<Choice>,
@@ -444,7 +625,7 @@ fn intent_title(i: &Intent, lang: Lang) -> String {
             ("action", t.t(action_key(i.action))),
             ("class", &i.class),
             ("quantity", &quantity_with_unit(i.quantity, i.unit, lang)),
-            ("member", &i.author),
+            ("member", &author_name(&i.author, lang)),
         ],
     )
 }
@@ -481,8 +662,17 @@ fn intent_details(i: &Intent, lang: Lang, tz: chrono_tz::Tz) -> String {
 /// The page as a complete HTML document.
 pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<String> {
     let t = Catalog::for_lang(lang);
+    // Problems about an intent or a commitment the page does not list (an expired
+    // intent, someone else's commitment) are shown at the top, never lost.
+    let problems_for = view.problems_for.map(|target| match target {
+        BoardTarget::Commit(id) if !view.intents.iter().any(|i| i.id == id) => BoardTarget::General,
+        BoardTarget::Commitment(id) if !view.commitments.iter().any(|c| c.id == id) => {
+            BoardTarget::General
+        }
+        other => other,
+    });
     let problems_of = |target: BoardTarget| -> Vec<String> {
-        if view.problems_for == Some(target) {
+        if problems_for == Some(target) {
             view.problems
                 .iter()
                 .map(|p| board_problem_text(p, lang))
@@ -519,6 +709,21 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
                 })
                 .to_string(),
             problems: problems_of(BoardTarget::Commit(i.id)),
+            payments: view
+                .payments
+                .iter()
+                .filter(|p| p.intent == Some(i.id))
+                .map(|p| {
+                    t.tf(
+                        "plan.paid",
+                        &[
+                            ("amount", &crate::format_communs(p.amount, lang)),
+                            ("from", &p.from),
+                            ("to", &p.to),
+                        ],
+                    )
+                })
+                .collect(),
         }
     };
     let section = |direction: Direction, id, heading, empty| IntentSection {
@@ -625,7 +830,23 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
         BoardConfirmation::Released { id } => {
             t.tf("plan.done_released", &[("id", &id.to_string())])
         }
+        BoardConfirmation::InterestsSaved => t.t("plan.done_interests").to_string(),
     });
+    let interest_lines = view
+        .interest_matches
+        .iter()
+        .map(|i| InterestLine {
+            id: i.id,
+            title: intent_title(i, lang),
+            description: i.description.clone(),
+            new: view.seen_before.is_none_or(|s| i.posted_at > s),
+        })
+        .collect();
+    let interests_value = view
+        .forms
+        .interests
+        .clone()
+        .unwrap_or_else(|| view.interests.join(" "));
 
     let mut filters = vec![FilterLink {
         href: "/plan".into(),
@@ -649,6 +870,9 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
         sections,
         for_needs,
         for_offers,
+        interest_lines,
+        interests_value,
+        interests_problems: problems_of(BoardTarget::Interests),
         commitments,
         intent_form: form,
         directions: [Direction::Need, Direction::Offer]
@@ -680,13 +904,10 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
             .class
             .map(|c| format!("class={c}&"))
             .unwrap_or_default(),
-        layout: Layout::new(lang, site, t.t("plan.title")).with_nav(crate::nav::member_nav(
-            "/plan",
-            view.roles,
-            view.member,
-            view.csrf,
-            t,
-        )),
+        layout: Layout::new(lang, site, t.t("plan.title")).with_nav(
+            crate::nav::member_nav("/plan", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
     };
     render(&page, "plan.html")
 }

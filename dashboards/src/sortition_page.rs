@@ -38,6 +38,8 @@ pub enum SortitionForm {
 
 /// What `/sortition` shows.
 pub struct SortitionView<'a> {
+    /// The count of new matches on the planning board, for the navigation.
+    pub new_matches: usize,
     pub member: &'a str,
     pub roles: &'a [Role],
     pub csrf: &'a str,
@@ -221,13 +223,10 @@ pub fn render_sortition(view: &SortitionView<'_>, lang: Lang, site: &SiteInfo) -
         selected: view.announce.strata_key == *k,
     }));
     let page = SortitionTemplate {
-        layout: Layout::new(lang, site, t.t("sortition.title")).with_nav(member_nav(
-            "/sortition",
-            view.roles,
-            view.member,
-            view.csrf,
-            t,
-        )),
+        layout: Layout::new(lang, site, t.t("sortition.title")).with_nav(
+            member_nav("/sortition", view.roles, view.member, view.csrf, t)
+                .with_new_matches(view.new_matches, t),
+        ),
         csrf: view.csrf,
         assembly: view.roles.contains(&Role::Assembly),
         done: view.done.map(|k| t.t(k).to_string()),

@@ -34,6 +34,10 @@ pub struct NewTransfer {
     /// Why, in a few words (may be empty; at most [`MAX_MEMO_CHARS`] characters).
     #[serde(default)]
     pub memo: String,
+    /// The intent of the planning board this transfer pays for (goods given or
+    /// lent), if any: the payer and the recipient must both be parties to it.
+    #[serde(default)]
+    pub intent: Option<i64>,
 }
 
 /// A recorded transfer.
@@ -47,6 +51,8 @@ pub struct Transfer {
     pub to: String,
     pub amount: Communs,
     pub memo: String,
+    /// The intent it pays for, if it names one.
+    pub intent: Option<i64>,
 }
 
 /// One member's balance at an instant.

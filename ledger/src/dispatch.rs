@@ -93,6 +93,7 @@ fn record(
         EntryKind::CommitmentAccepted | EntryKind::CommitmentReleased => {
             planning::record_simple(tx, kind, author, payload, ts)
         }
+        EntryKind::IntentClosed => planning::record_closed(tx, author, payload, ts),
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
@@ -134,6 +135,7 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::CommitmentAccepted => planning::apply_accepted(state, entry),
         EntryKind::CommitmentReleased => planning::apply_released(state, entry),
         EntryKind::CommitmentFulfilled => planning::apply_fulfilled(state, entry),
+        EntryKind::IntentClosed => planning::apply_closed(state, entry),
         // Sortition's state is rebuilt from its entries (`rules::sortition`), and
         // the replay re-runs every draw; its only table lists them (`apply`).
         EntryKind::MemberJoined

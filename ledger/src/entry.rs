@@ -76,10 +76,14 @@ pub enum EntryKind {
     /// A member declines their seat and is replaced from the seed's continuation:
     /// payload `{"draw", "member", "replacement", "consumed"}`.
     PanelMemberDeclined,
+    /// The author of an intent closes it before it is fulfilled or expires; the node
+    /// (author [`crate::NODE_AUTHOR`]) closes a repair need it opened once its device
+    /// is back and the need fulfilled: payload `{"intent", "reason"}`.
+    IntentClosed,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 18] = [
+    pub const ALL: [EntryKind; 19] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -98,6 +102,7 @@ impl EntryKind {
         EntryKind::SortitionAnnounced,
         EntryKind::SortitionDrawn,
         EntryKind::PanelMemberDeclined,
+        EntryKind::IntentClosed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +125,7 @@ impl EntryKind {
             EntryKind::SortitionAnnounced => "sortition_announced",
             EntryKind::SortitionDrawn => "sortition_drawn",
             EntryKind::PanelMemberDeclined => "panel_member_declined",
+            EntryKind::IntentClosed => "intent_closed",
         }
     }
 

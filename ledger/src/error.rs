@@ -12,7 +12,7 @@ use crate::contributions::{ContributionProblem, ContributionState};
 use crate::entry::EntryKind;
 use crate::members::Role;
 use crate::plan::PlanProblem;
-use crate::planning::{IntentState, Quantity};
+use crate::planning::{IntentProblem, IntentState, PlanningProblem, Quantity};
 use crate::sortition::SortitionProblem;
 
 /// Everything that can go wrong in the ledger: a refusal, or a failure of the
@@ -226,8 +226,8 @@ with_names! {
         IdempotencyKeyReused(String),
         #[error("a token cannot expire at {0}: that is already past")]
         ExpiryPast(DateTime<Utc>),
-        #[error("the intent or commitment cannot be recorded: {}", .0.join("; "))]
-        InvalidIntent(Vec<String>),
+        #[error("the intent or commitment cannot be recorded: {}", problem_list(.0))]
+        InvalidIntent(Vec<IntentProblem>),
         #[error("there is no intent {0}")]
         NoSuchIntent(i64),
         #[error("there is no commitment {0}")]
@@ -245,7 +245,7 @@ with_names! {
         #[error("{0}")]
         AssemblyOnly(String),
         #[error("the planning board refuses it: {0}")]
-        PlanningRule(String),
+        PlanningRule(PlanningProblem),
         #[error("the draw cannot be announced: {}", problem_list(.0))]
         InvalidDraw(Vec<SortitionProblem>),
         #[error("there is no draw {0}")]

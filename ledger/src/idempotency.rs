@@ -301,6 +301,7 @@ mod tests {
             to: "Bob".into(),
             amount: Communs::from_whole(1),
             memo: String::new(),
+            intent: None,
         };
         let err = journal
             .record_once("Alice", "k-1", Request::Transfer(&transfer), now())
@@ -319,6 +320,7 @@ mod tests {
             to: "Bob".into(),
             amount: Communs::from_whole(5),
             memo: String::new(),
+            intent: None,
         };
         let err = journal
             .record_once("Alice", "pay-bob", Request::Transfer(&transfer), now())

@@ -12,8 +12,8 @@
 //! [`Decision::problems_in`]), and the contribution ledger: contributions,
 //! attestations, Communs minted on validation, transfers, and demurrage settled into
 //! the commons account.
-//! Accounts (password hashes, API tokens, sessions) sit beside the journal in the same
-//! database but are not entries: see the `accounts` module and [`Journal::create_user`].
+//! Accounts (password hashes, API tokens, sessions) and members' saved interests on
+//! the planning board sit beside the journal in the same database but are not entries: see the `accounts` module and [`Journal::create_user`].
 //! Derived tables (`members`, `plans`, `contributions`, `balances`, …) are updated in
 //! the same transaction as the entry that changes them and can always be rebuilt from
 //! the journal ([`Journal::rebuild_derived`]).
@@ -74,7 +74,11 @@
 //! | `attestation` | `{"contribution": id, "verdict": "approve" or "reject", "comment"}` (a rejection's comment is not blank) |
 //! | `contribution_validated` | `{"contribution": id, "member", "hours", "rate_micro_per_hour", "minted_micro"}`, just after the `k`-th approval; `minted_micro = floor(hours x 100 x rate_micro_per_hour / 100)` |
 //! | `demurrage_settled` | `{"accounts": [{"member", "since", "balance_micro", "decayed_micro"}]}`: each balance, of `balance_micro` last settled at `since`, loses `decayed_micro` to the commons at the entry's `ts` |
-//! | `transfer` | `{"to", "amount_micro", "memo"}`, from the author |
+//! | `transfer` | `{"to", "amount_micro", "memo"}`, from the author; and `"intent"` when it pays for an intent (absent otherwise: older transfers keep their bytes), author and `to` both parties to it |
+//! | `intent_posted` | `{"direction", "action", "class", "quantity", "unit", "window_start", "window_end", "expires_at", "description", "visibility", "collective"}`; its `seq` is the intent's id; `"device"` only in the repair needs the node opens (author [`NODE_AUTHOR`], always collective) |
+//! | `commitment_proposed`, `commitment_accepted`, `commitment_released` | `{"intent", "quantity", "note"}`, `{"commitment"}`, `{"commitment", "reason"}` |
+//! | `commitment_fulfilled` | `{"commitment", "contribution", "quantity"}`, just after the validation of a contribution naming the commitment |
+//! | `intent_closed` | `{"intent", "reason"}`: its author closes an intent; the node closes its repair need once the device is back and the need wholly fulfilled |
 //! | `parameters_adopted` | `{"parameters": {"attestations_needed", "rates_micro_per_hour": {CATEGORY: n, …}, "demurrage_rate_ppm", "demurrage_period_days", "decision_rule"}, "decision": DECISION}`; `decision_rule` is `simple`, `two_thirds` or `consent`, and absent (meaning `simple`) from adoptions recorded before it existed |
 //! | `sortition_keys_set` | `{"keys": [NAME, …]}`: the attributes members may declare for sortition (1 to 40 of `a-z 0-9 _ -`, at most 8); replaces the previous list, and what members declared for a key no longer listed is forgotten |
 //! | `sortition_opted` | `{"opt_in", "attributes": {KEY: VALUE}}`: the author opts in to be drawn (declaring only listed keys, each value 1 to 80 characters) or out (`opt_in: false`, no attributes) |
@@ -152,6 +156,7 @@ mod dispatch;
 mod entry;
 mod error;
 mod idempotency;
+mod interests;
 mod journal;
 mod members;
 mod parameters;
@@ -184,9 +189,10 @@ pub use contributions::{
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result, StorageFault};
 pub use idempotency::{IDEMPOTENCY_KEY_LIFETIME, Recorded, Request};
+pub use interests::MAX_INTERESTS;
 pub use journal::Journal;
 pub use journal::chain::BadEntry;
-pub use members::{COMMAND_LINE_AUTHOR, Member, Role};
+pub use members::{COMMAND_LINE_AUTHOR, Member, NODE_AUTHOR, Role};
 pub use parameters::{
     AdoptedParameters, LedgerParameters, MAX_ATTESTATIONS_NEEDED, MAX_DEMURRAGE_PERIOD_DAYS,
     MAX_RATE_PER_HOUR,
@@ -196,9 +202,11 @@ pub use plan::{
 };
 pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
-    IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY,
-    Match, NewCommitment, NewIntent, Quantity, Unit, Visibility,
+    IntentProblem, IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
+    MAX_QUANTITY, Match, NewCommitment, NewIntent, PlanningProblem, Quantity, TextField,
+    Unfulfillable, Unit, Visibility,
 };
+pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS};
 pub use rules::sortition::PanelDecision;
 pub use sortition::{
     Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,

@@ -14,6 +14,11 @@ use crate::entry::ts_millis;
 /// a name.
 pub const COMMAND_LINE_AUTHOR: &str = "command-line";
 
+/// The author of the entries the node writes of itself on the planning board (a
+/// repair need when a device has been down for long): visibly the node's, not a
+/// member's. No member may take it as a name.
+pub const NODE_AUTHOR: &str = "node";
+
 /// What a member may do on the node (DESIGN.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -255,100 +255,324 @@ impl NewIntent {
         }
     }
 
-    /// Everything that keeps this intent from being posted at `ts`, in English.
-    pub fn problems(&self, ts: DateTime<Utc>) -> Vec<String> {
+    /// Everything that keeps this intent from being posted at `ts`.
+    pub fn problems(&self, ts: DateTime<Utc>) -> Vec<IntentProblem> {
         let mut problems = Vec::new();
         problems.extend(class_problem(&self.class));
         problems.extend(quantity_problem(self.quantity));
         if let (Some(start), Some(end)) = (self.window_start, self.window_end)
             && end <= start
         {
-            problems.push(format!(
-                "the window ends ({end}) before it starts ({start})"
-            ));
+            problems.push(IntentProblem::WindowOrder { start, end });
         }
         if let Some(end) = self.window_end
             && end <= ts
         {
-            problems.push(format!("the window ended already ({end})"));
+            problems.push(IntentProblem::WindowEnded { end });
         }
         if self.never_expires && self.expires_at.is_some() {
-            problems.push("give an expiry or `never_expires`, not both".into());
+            problems.push(IntentProblem::ExpiryAndNever);
         }
         if let Some(expiry) = self.expires_at
             && expiry <= ts
         {
-            problems.push(format!("the expiry {expiry} is already past"));
+            problems.push(IntentProblem::ExpiryPast { expiry });
         }
         problems.extend(text_problem(
-            "description",
+            TextField::Description,
             &self.description,
             MAX_INTENT_DESCRIPTION_CHARS,
             false,
         ));
         if self.visibility == Visibility::Federation {
-            problems.push(
-                "visibility `federation` is not available yet: intents are shared on this node only"
-                    .into(),
-            );
+            problems.push(IntentProblem::FederationNotYet);
         }
         if self.collective && self.direction != Direction::Need {
-            problems.push("only a need can be collective".into());
+            problems.push(IntentProblem::CollectiveOffer);
         }
         problems
     }
 }
 
+/// A free text of the planning board that a problem can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    Description,
+    Note,
+    Reason,
+}
+
+impl TextField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextField::Description => "description",
+            TextField::Note => "note",
+            TextField::Reason => "reason",
+        }
+    }
+}
+
+/// One reason an intent, a commitment or a release cannot be recorded as asked.
+/// [`fmt::Display`] says it in English; pages phrase each kind in their reader's
+/// language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntentProblem {
+    ClassEmpty,
+    ClassTooLong,
+    ClassCharacters {
+        class: String,
+    },
+    QuantityNotPositive {
+        quantity: f64,
+    },
+    QuantityTooLarge {
+        quantity: f64,
+    },
+    QuantityTooPrecise {
+        quantity: f64,
+    },
+    WindowOrder {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    WindowEnded {
+        end: DateTime<Utc>,
+    },
+    ExpiryAndNever,
+    ExpiryPast {
+        expiry: DateTime<Utc>,
+    },
+    TextEmpty {
+        field: TextField,
+    },
+    TextTooLong {
+        field: TextField,
+        chars: usize,
+        max: usize,
+    },
+    TextControlCharacter {
+        field: TextField,
+    },
+    FederationNotYet,
+    CollectiveOffer,
+    /// More saved interests than a member may keep.
+    TooManyInterests {
+        count: usize,
+        max: usize,
+    },
+}
+
+impl fmt::Display for IntentProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntentProblem::ClassEmpty => f.write_str("the class is empty"),
+            IntentProblem::ClassTooLong => write!(
+                f,
+                "the class has more than {MAX_CLASS_CHARS} characters"
+            ),
+            IntentProblem::ClassCharacters { class } => write!(
+                f,
+                "the class {class:?} may hold only lowercase letters, digits, `-` and `_`"
+            ),
+            IntentProblem::QuantityNotPositive { quantity } => {
+                write!(f, "the quantity must be more than 0, not {quantity}")
+            }
+            IntentProblem::QuantityTooLarge { quantity } => write!(
+                f,
+                "the quantity must be at most {MAX_QUANTITY}, not {quantity}"
+            ),
+            IntentProblem::QuantityTooPrecise { quantity } => write!(
+                f,
+                "the quantity has at most two decimals (1.25, not {quantity})"
+            ),
+            IntentProblem::WindowOrder { start, end } => {
+                write!(f, "the window ends ({end}) before it starts ({start})")
+            }
+            IntentProblem::WindowEnded { end } => write!(f, "the window ended already ({end})"),
+            IntentProblem::ExpiryAndNever => {
+                f.write_str("give an expiry or `never_expires`, not both")
+            }
+            IntentProblem::ExpiryPast { expiry } => {
+                write!(f, "the expiry {expiry} is already past")
+            }
+            IntentProblem::TextEmpty { field } => write!(f, "the {} is empty", field.as_str()),
+            IntentProblem::TextTooLong { field, chars, max } => write!(
+                f,
+                "the {} has {chars} characters, more than {max}",
+                field.as_str()
+            ),
+            IntentProblem::TextControlCharacter { field } => write!(
+                f,
+                "the {} contains a control character other than a line break",
+                field.as_str()
+            ),
+            IntentProblem::FederationNotYet => f.write_str(
+                "visibility `federation` is not available yet: intents are shared on this node only",
+            ),
+            IntentProblem::CollectiveOffer => f.write_str("only a need can be collective"),
+            IntentProblem::TooManyInterests { count, max } => {
+                write!(f, "{count} interests, more than the {max} a member may save")
+            }
+        }
+    }
+}
+
 /// What is wrong with a class, if anything.
-pub(crate) fn class_problem(class: &str) -> Option<String> {
+pub(crate) fn class_problem(class: &str) -> Option<IntentProblem> {
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
     if class.is_empty() {
-        Some("the class is empty".into())
+        Some(IntentProblem::ClassEmpty)
     } else if class.chars().count() > MAX_CLASS_CHARS {
-        Some(format!(
-            "the class has more than {MAX_CLASS_CHARS} characters"
-        ))
+        Some(IntentProblem::ClassTooLong)
     } else if !class.chars().all(ok) {
-        Some(format!(
-            "the class {class:?} may hold only lowercase letters, digits, `-` and `_`"
-        ))
+        Some(IntentProblem::ClassCharacters {
+            class: class.to_string(),
+        })
     } else {
         None
     }
 }
 
 /// What is wrong with a quantity, if anything.
-pub(crate) fn quantity_problem(quantity: f64) -> Option<String> {
+pub(crate) fn quantity_problem(quantity: f64) -> Option<IntentProblem> {
     if !(quantity.is_finite() && quantity > 0.0) {
-        Some(format!("the quantity must be more than 0, not {quantity}"))
+        Some(IntentProblem::QuantityNotPositive { quantity })
     } else if quantity > MAX_QUANTITY {
-        Some(format!(
-            "the quantity must be at most {MAX_QUANTITY}, not {quantity}"
-        ))
+        Some(IntentProblem::QuantityTooLarge { quantity })
     } else if Quantity::from_f64(quantity).is_none() {
-        Some(format!(
-            "the quantity has at most two decimals (1.25, not {quantity})"
-        ))
+        Some(IntentProblem::QuantityTooPrecise { quantity })
     } else {
         None
     }
 }
 
 /// What is wrong with a free text, if anything (`blank_ok` for notes).
-pub(crate) fn text_problem(name: &str, text: &str, max: usize, blank_ok: bool) -> Option<String> {
+pub(crate) fn text_problem(
+    field: TextField,
+    text: &str,
+    max: usize,
+    blank_ok: bool,
+) -> Option<IntentProblem> {
     let chars = text.chars().count();
     if !blank_ok && text.trim().is_empty() {
-        Some(format!("the {name} is empty"))
+        Some(IntentProblem::TextEmpty { field })
     } else if chars > max {
-        Some(format!(
-            "the {name} has {chars} characters, more than {max}"
-        ))
+        Some(IntentProblem::TextTooLong { field, chars, max })
     } else if text.chars().any(|c| c.is_control() && c != '\n') {
-        Some(format!(
-            "the {name} contains a control character other than a line break"
-        ))
+        Some(IntentProblem::TextControlCharacter { field })
     } else {
         None
+    }
+}
+
+/// Why the planning board's rules refuse an act that is well formed. [`fmt::Display`]
+/// says it in English; pages phrase each kind in their reader's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanningProblem {
+    /// A member proposes a commitment on their own intent.
+    OwnIntent {
+        intent: i64,
+        member: String,
+    },
+    /// Accepting a commitment that was released.
+    Released {
+        commitment: i64,
+    },
+    AlreadyAccepted {
+        commitment: i64,
+    },
+    AlreadyReleased {
+        commitment: i64,
+    },
+    /// Releasing a commitment whose whole quantity was fulfilled.
+    NothingToRelease {
+        commitment: i64,
+    },
+    /// A contribution names a commitment it cannot fulfil.
+    CannotFulfil {
+        commitment: i64,
+        why: Unfulfillable,
+    },
+    /// Closing an intent one did not post (or a repair need of the node's).
+    NotYourIntent {
+        intent: i64,
+    },
+    /// The node closes its repair need only once what it asked was fulfilled.
+    RepairNotFulfilled {
+        intent: i64,
+    },
+    AlreadyClosed {
+        intent: i64,
+    },
+    /// A transfer names an intent that `member` (its payer or recipient) is no
+    /// party to.
+    NotPartyToIntent {
+        member: String,
+        intent: i64,
+    },
+    /// A journal whose fulfilments do not follow from its contributions (only met
+    /// when replaying or appending entries written elsewhere).
+    Inconsistent(String),
+}
+
+/// Why a commitment cannot be fulfilled by a new contribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfulfillable {
+    NotAccepted,
+    Released,
+    Fulfilled,
+}
+
+impl fmt::Display for PlanningProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanningProblem::OwnIntent { intent, member } => write!(
+                f,
+                "intent {intent} is `{member}`'s own: someone else takes its other side"
+            ),
+            PlanningProblem::Released { commitment } => {
+                write!(f, "commitment {commitment} was released")
+            }
+            PlanningProblem::AlreadyAccepted { commitment } => {
+                write!(f, "commitment {commitment} is already accepted")
+            }
+            PlanningProblem::AlreadyReleased { commitment } => {
+                write!(f, "commitment {commitment} is already released")
+            }
+            PlanningProblem::NothingToRelease { commitment } => write!(
+                f,
+                "commitment {commitment} is fulfilled: there is nothing left to release"
+            ),
+            PlanningProblem::CannotFulfil { commitment, why } => {
+                let why = match why {
+                    Unfulfillable::NotAccepted => "is not accepted by both sides yet",
+                    Unfulfillable::Released => "was released",
+                    Unfulfillable::Fulfilled => "is already fulfilled",
+                };
+                write!(
+                    f,
+                    "commitment {commitment} {why}: no contribution can fulfil it"
+                )
+            }
+            PlanningProblem::NotYourIntent { intent } => write!(
+                f,
+                "intent {intent} is not yours: only whoever posted it closes it"
+            ),
+            PlanningProblem::RepairNotFulfilled { intent } => write!(
+                f,
+                "repair need {intent} is not fulfilled yet: the node closes it once its device \
+                 is back and the repair fulfilled"
+            ),
+            PlanningProblem::AlreadyClosed { intent } => {
+                write!(f, "intent {intent} is already closed")
+            }
+            PlanningProblem::NotPartyToIntent { member, intent } => write!(
+                f,
+                "`{member}` is no party to intent {intent}: a transfer pays for an intent \
+                 between its author and a side of a commitment on it"
+            ),
+            PlanningProblem::Inconsistent(text) => f.write_str(text),
+        }
     }
 }
 
@@ -443,6 +667,9 @@ pub struct Intent {
     pub description: String,
     pub visibility: Visibility,
     pub collective: bool,
+    /// The device a repair need opened by the node is about (its author is then
+    /// [`crate::NODE_AUTHOR`]).
+    pub device: Option<String>,
     #[serde(with = "ts_millis")]
     pub posted_at: DateTime<Utc>,
     /// Held by accepted commitments (a released one keeps what it fulfilled).
@@ -522,7 +749,7 @@ mod tests {
     #[test]
     fn a_good_intent_has_no_problem_and_expires_in_30_days() {
         let now = at("2026-11-22T10:00:00Z");
-        assert_eq!(need().problems(now), Vec::<String>::new());
+        assert_eq!(need().problems(now), Vec::<IntentProblem>::new());
         assert_eq!(need().expiry_at(now), Some(at("2026-12-22T10:00:00Z")));
         let forever = NewIntent {
             never_expires: true,
@@ -597,7 +824,10 @@ mod tests {
         for (intent, expected) in cases {
             let problems = intent.problems(now);
             assert_eq!(problems.len(), 1, "{intent:?}: {problems:?}");
-            assert!(problems[0].contains(expected), "{problems:?} / {expected}");
+            assert!(
+                problems[0].to_string().contains(expected),
+                "{problems:?} / {expected}"
+            );
         }
     }
 
@@ -618,6 +848,7 @@ mod tests {
             description: "d".into(),
             visibility: Visibility::Node,
             collective: false,
+            device: None,
             posted_at: now,
             committed: Quantity::ZERO,
             fulfilled: Quantity::ZERO,

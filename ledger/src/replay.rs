@@ -658,6 +658,15 @@ impl LedgerState for Replay {
         Ok(())
     }
 
+    fn commitments_on(&mut self, intent: i64) -> Result<Vec<CommitmentRow>> {
+        Ok(self
+            .commitments
+            .values()
+            .filter(|c| c.intent == intent)
+            .cloned()
+            .collect())
+    }
+
     fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>> {
         Ok(self.fulfilments.get(&contribution).cloned())
     }
@@ -902,7 +911,7 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
     )?;
     each_row(
         conn,
-        "SELECT seq, from_member, to_member, amount_micro, memo FROM transfers",
+        "SELECT seq, from_member, to_member, amount_micro, memo, intent FROM transfers",
         "transfers",
         |c| {
             let seq = c.int(0, "seq")?;
@@ -914,6 +923,7 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
                     to: c.text(2, "to_member")?,
                     amount: Communs::from_micro(c.int(3, "amount_micro")?),
                     memo: c.text(4, "memo")?,
+                    intent: c.opt_int(5, "intent")?,
                 },
             );
             Ok(())

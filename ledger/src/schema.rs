@@ -53,6 +53,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY REFERENCES journal(seq),
         kind TEXT NOT NULL
     );",
+    // 8: each member's saved interests on the planning board and when they last
+    // looked at it; preferences beside the journal, not derived from it (see
+    // `interests`).
+    "CREATE TABLE plan_interests (
+        member TEXT NOT NULL,
+        class TEXT NOT NULL,
+        PRIMARY KEY (member, class)
+    );
+    CREATE TABLE plan_seen (
+        member TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL
+    );",
+    // 9: the intent a transfer pays for, if it names one (goods).
+    "ALTER TABLE transfers ADD COLUMN intent INTEGER REFERENCES intents(id);
+     CREATE INDEX transfers_intent ON transfers (intent);",
+    // 10: the device a repair need opened by the node is about.
+    "ALTER TABLE intents ADD COLUMN device TEXT;",
 ];
 
 const PLANNING: &str = "
@@ -185,9 +202,9 @@ const CONTRIBUTION_LEDGER: &str = "
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
 pub(crate) const CLEAR_DERIVED: &str =
-    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM commitments;
-    DELETE FROM intents; DELETE FROM attestations; DELETE FROM contributions;
-    DELETE FROM transfers; DELETE FROM balances; DELETE FROM ledger_totals;
+    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
+    DELETE FROM commitments; DELETE FROM intents; DELETE FROM attestations;
+    DELETE FROM contributions; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
     DELETE FROM members; DELETE FROM plans;";
 

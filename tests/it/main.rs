@@ -16,6 +16,7 @@ mod live;
 mod peers;
 mod privacy;
 mod probe;
+mod repair;
 mod sortition_cli;
 mod storage;
 mod trust;

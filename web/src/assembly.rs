@@ -305,6 +305,7 @@ async fn render(
         .map(|s| (s.id.to_string(), s.name.to_string()))
         .collect();
     let view = AssemblyView {
+        new_matches: member.new_matches(state),
         rule,
         history,
         names: &names,

@@ -78,6 +78,19 @@ impl CurrentMember {
             Credential::Bearer => None,
         }
     }
+
+    /// How many matches on the planning board are new to this member, for the
+    /// navigation of their pages (see `ledger::Journal::new_matches`). A journal
+    /// that cannot be read shows no count rather than failing the page.
+    pub(crate) fn new_matches(&self, state: &crate::AppState) -> usize {
+        state
+            .journal
+            .new_matches(&self.member.name, chrono::Utc::now())
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, member = %self.member.name, "new matches not counted");
+                0
+            })
+    }
 }
 
 /// Why a request is refused, said in words.

@@ -164,6 +164,7 @@ fn render(
     let now = sensors::clock::now();
     let devices = dashboards::installer_devices(&snapshot, &health, &diagnostics, now);
     let view = InstallerView {
+        new_matches: member.new_matches(state),
         devices: &devices,
         form,
         outcome,

@@ -50,7 +50,7 @@ pub(crate) fn refused(refusal: Refusal) -> AppError {
         Refusal::InvalidDecision(problems) => texts(&problems),
         Refusal::InvalidPlan(problems) => texts(&problems),
         Refusal::InvalidParameters(problems) => problems,
-        Refusal::InvalidIntent(problems) => problems,
+        Refusal::InvalidIntent(problems) => texts(&problems),
         Refusal::InvalidDraw(problems) => texts(&problems),
         _ => vec![message.clone()],
     };
@@ -701,7 +701,7 @@ mod tests {
             just(Refusal::IdempotencyKeyReused("k1".into())),
             just(Refusal::ExpiryPast(DateTime::<Utc>::MIN_UTC)),
             (
-                Refusal::InvalidIntent(vec!["the class is empty".into()]),
+                Refusal::InvalidIntent(vec![ledger::IntentProblem::ClassEmpty]),
                 UNPROCESSABLE,
                 Some(vec!["the class is empty"]),
             ),
@@ -729,7 +729,9 @@ mod tests {
                 StatusCode::FORBIDDEN,
                 None,
             ),
-            just(Refusal::PlanningRule("commitment 4 was released".into())),
+            just(Refusal::PlanningRule(ledger::PlanningProblem::Released {
+                commitment: 4,
+            })),
             (
                 Refusal::InvalidDraw(vec![ledger::SortitionProblem::MinimaAboveSize {
                     minima: 9,

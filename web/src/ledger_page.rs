@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, NaiveDate, Utc};
 use dashboards::{
-    Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms, LedgerView,
-    PROJECTION_DAYS, ParametersForm, TransferForm,
+    BoardProblem, Confirmation, ContributionForm, FormField, FormProblem, FormTarget, LedgerForms,
+    LedgerView, PROJECTION_DAYS, ParametersForm, TransferForm,
 };
 use ledger::{
     AdoptedParameters, Balances, Category, Communs, Contribution, ContributionState, Decision,
@@ -158,6 +158,7 @@ fn render(
     confirmation: Option<Confirmation>,
 ) -> Result<Response, AppError> {
     let view = LedgerView {
+        new_matches: member.new_matches(state),
         member: &member.member.name,
         roles: &member.member.roles,
         resident: member.has(Role::Resident),
@@ -240,6 +241,21 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         R::InvalidComment(text) | R::InvalidMemo(text) | R::LedgerRule(text) => {
             vec![FormProblem::Other(text)]
         }
+        // The planning part of the page: a contribution naming a commitment.
+        R::NoSuchCommitment(id) => vec![FormProblem::Board(BoardProblem::NoSuchCommitment { id })],
+        R::NoSuchIntent(id) => vec![FormProblem::Board(BoardProblem::NoSuchIntent { id })],
+        R::NotAParty { .. } => vec![FormProblem::Board(BoardProblem::NotAParty)],
+        R::PlanningRule(problem) => vec![FormProblem::Board(BoardProblem::Planning(problem))],
+        R::InvalidIntent(problems) => problems
+            .into_iter()
+            .map(|p| FormProblem::Board(BoardProblem::Intent(p)))
+            .collect(),
+        R::IntentNotOpen { intent, state } => {
+            vec![FormProblem::Board(BoardProblem::IntentNotOpen {
+                id: intent,
+                state,
+            })]
+        }
         // No form of this page asks for these; said in English all the same.
         other @ (R::DuplicateMember(_)
         | R::InvalidMemberName { .. }
@@ -257,14 +273,8 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::InvalidIdempotencyKey(_)
         | R::IdempotencyKeyReused(_)
         | R::ExpiryPast(_)
-        | R::InvalidIntent(_)
-        | R::NoSuchIntent(_)
-        | R::NoSuchCommitment(_)
-        | R::IntentNotOpen { .. }
         | R::OverCommitment { .. }
-        | R::NotAParty { .. }
         | R::AssemblyOnly(_)
-        | R::PlanningRule(_)
         | R::InvalidDraw(_)
         | R::NoSuchDraw(_)
         | R::SortitionRule(_)) => vec![FormProblem::Other(other.to_string())],
@@ -468,6 +478,7 @@ pub(crate) async fn transfer(
             "amount" => form.amount = value,
             "memo" => form.memo = value,
             "all" => form.all = value == "1",
+            "intent" => form.intent = value,
             _ => problems.push(FormProblem::UnknownField { name }),
         }
     }
@@ -502,6 +513,19 @@ pub(crate) async fn transfer(
             max: ledger::MAX_MEMO_CHARS,
         });
     }
+    let intent = match form.intent.trim() {
+        "" => None,
+        raw => match raw.trim_start_matches('#').parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push(FormProblem::NotAWholeNumber {
+                    field: FormField::Intent,
+                    value: raw.to_string(),
+                });
+                None
+            }
+        },
+    };
     if let (true, Some(amount)) = (problems.is_empty(), amount) {
         let name = member.member.name.clone();
         let all = form.all;
@@ -509,10 +533,17 @@ pub(crate) async fn transfer(
             to: form.to.trim().to_string(),
             amount,
             memo: form.memo.trim().to_string(),
+            intent,
         };
         let result = with_journal(&state, "transfer", move |j| {
             if all {
-                j.transfer_all(&name, &transfer.to, &transfer.memo, Utc::now())
+                j.transfer_all_paying(
+                    &name,
+                    &transfer.to,
+                    &transfer.memo,
+                    transfer.intent,
+                    Utc::now(),
+                )
             } else {
                 j.transfer(&name, &transfer, Utc::now())
             }

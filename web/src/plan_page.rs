@@ -35,6 +35,7 @@ pub(crate) struct PageQuery {
     proposed: Option<i64>,
     accepted: Option<i64>,
     released: Option<i64>,
+    interests: Option<String>,
 }
 
 /// What the page shows, read from the journal in one go.
@@ -43,16 +44,31 @@ struct PageData {
     intents: Vec<Intent>,
     matches: Vec<Match>,
     commitments: Vec<Commitment>,
+    interests: Vec<String>,
+    interest_matches: Vec<Intent>,
+    /// When the member had looked at the board before this visit.
+    seen_before: Option<DateTime<Utc>>,
+    payments: Vec<ledger::Transfer>,
 }
 
-async fn load(state: &AppState, member: &str) -> Result<PageData, AppError> {
+/// Reads the page's data; with `visit`, records that the member has now seen the
+/// board (the count of new matches in the navigation starts again from zero).
+async fn load(state: &AppState, member: &str, visit: bool) -> Result<PageData, AppError> {
     let member = member.to_string();
     let data = with_journal(state, "plan page", move |j| {
         let now = Utc::now();
+        let seen_before = j.board_seen(&member)?;
+        if visit {
+            j.mark_board_seen(&member, now)?;
+        }
         Ok(PageData {
             intents: j.intents(now)?,
             matches: j.matches(&member, now)?,
             commitments: j.commitments_of(&member)?,
+            interests: j.interests(&member)?,
+            interest_matches: j.interest_matches(&member, now)?,
+            seen_before,
+            payments: j.transfers_for_intents()?,
         })
     })
     .await??;
@@ -66,13 +82,14 @@ pub(crate) async fn page(
     member: CurrentMember,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, AppError> {
-    let data = load(&state, &member.member.name).await?;
+    let data = load(&state, &member.member.name, true).await?;
     let confirmation = query
         .posted
         .map(|id| BoardConfirmation::Posted { id })
         .or(query.proposed.map(|id| BoardConfirmation::Proposed { id }))
         .or(query.accepted.map(|id| BoardConfirmation::Accepted { id }))
-        .or(query.released.map(|id| BoardConfirmation::Released { id }));
+        .or(query.released.map(|id| BoardConfirmation::Released { id }))
+        .or(query.interests.map(|_| BoardConfirmation::InterestsSaved));
     let class = query.class.filter(|c| !c.trim().is_empty());
     render(
         StatusCode::OK,
@@ -142,6 +159,12 @@ fn render(
         problems,
         problems_for,
         confirmation,
+        interests: &data.interests,
+        interest_matches: &data.interest_matches,
+        seen_before: data.seen_before,
+        // This page is the one that shows them: none is new once it is open.
+        new_matches: 0,
+        payments: &data.payments,
     };
     let html = dashboards::render_plan(&view, lang.lang, &state.site)?;
     Ok(lang.page(status, html))
@@ -163,7 +186,7 @@ async fn refused(
     problems: &[BoardProblem],
     keep: impl FnOnce(&mut PlanForms),
 ) -> Result<Response, AppError> {
-    let data = load(state, &member.member.name).await?;
+    let data = load(state, &member.member.name, false).await?;
     let mut forms = fresh_forms();
     keep(&mut forms);
     render(
@@ -191,7 +214,12 @@ fn problems_of(error: ledger::Error) -> Result<(StatusCode, Vec<BoardProblem>), 
     Ok(match refusal {
         R::InvalidIntent(problems) => (
             unprocessable,
-            problems.into_iter().map(BoardProblem::Other).collect(),
+            problems.into_iter().map(BoardProblem::Intent).collect(),
+        ),
+        R::PlanningRule(problem) => (unprocessable, vec![BoardProblem::Planning(problem)]),
+        R::UnknownMember(name) => (
+            StatusCode::FORBIDDEN,
+            vec![BoardProblem::UnknownMember { name }],
         ),
         R::NoSuchIntent(id) => (
             StatusCode::NOT_FOUND,
@@ -217,6 +245,7 @@ fn problems_of(error: ledger::Error) -> Result<(StatusCode, Vec<BoardProblem>), 
         ),
         R::NotAParty { .. } => (StatusCode::FORBIDDEN, vec![BoardProblem::NotAParty]),
         R::AssemblyOnly(_) => (StatusCode::FORBIDDEN, vec![BoardProblem::AssemblyOnly]),
+        // No form of this page can meet these; said in English all the same.
         other => (unprocessable, vec![BoardProblem::Other(other.to_string())]),
     })
 }
@@ -613,5 +642,59 @@ pub(crate) async fn release(
     refused(&state, &lang, &member, status, target, &problems, |forms| {
         forms.release = Some((id, reason));
     })
+    .await
+}
+
+/// `POST /plan/interests`: `classes`, separated by spaces or commas (empty: none).
+pub(crate) async fn save_interests(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let mut typed = String::new();
+    let mut problems = Vec::new();
+    for (name, value) in form::fields(&body) {
+        match name.as_str() {
+            "classes" => typed = value,
+            _ => problems.push(BoardProblem::UnknownField { name }),
+        }
+    }
+    let classes: Vec<String> = typed
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let class_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    problems.extend(
+        classes
+            .iter()
+            .filter(|c| c.chars().count() > ledger::MAX_CLASS_CHARS || !c.chars().all(class_ok))
+            .map(|c| BoardProblem::Interests { value: c.clone() }),
+    );
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    if problems.is_empty() {
+        let name = member.member.name.clone();
+        let result = with_journal(&state, "interests", move |j| {
+            j.set_interests(&name, &classes)
+        })
+        .await?;
+        match result {
+            Ok(saved) => {
+                tracing::info!(member = %member.member.name, classes = saved.len(), "interests saved");
+                return Ok(done("interests=saved".into()));
+            }
+            Err(e) => (status, problems) = problems_of(e)?,
+        }
+    }
+    refused(
+        &state,
+        &lang,
+        &member,
+        status,
+        BoardTarget::Interests,
+        &problems,
+        |forms| forms.interests = Some(typed),
+    )
     .await
 }

@@ -274,3 +274,50 @@ pub(crate) async fn release(
         json!({ "seq": entry.seq, "hash": entry.hash, "commitment": id }),
     ))
 }
+
+/// The body of `POST /api/interests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InterestsRequest {
+    classes: Vec<String>,
+}
+
+/// `GET /api/interests`: the signed-in member's saved interest classes, the open
+/// intents of others in them, and how many matches are new since they last
+/// opened `/plan`: `{"classes", "intents", "new_matches"}`.
+pub(crate) async fn interests(
+    State(state): State<AppState>,
+    member: CurrentMember,
+) -> Result<Response, AppError> {
+    let name = member.member.name.clone();
+    let (classes, intents, new) = ledger_call(&state, "interests", move |j| {
+        let now = Utc::now();
+        Ok((
+            j.interests(&name)?,
+            j.interest_matches(&name, now)?,
+            j.new_matches(&name, now)?,
+        ))
+    })
+    .await?;
+    Ok(no_store(json!({
+        "classes": classes,
+        "intents": intents,
+        "new_matches": new,
+    })))
+}
+
+/// `POST /api/interests` `{"classes": [CLASS, …]}`: replaces the signed-in
+/// member's saved interests (an empty list clears them); 200 `{"classes"}`, or 422
+/// naming each class that is not one.
+pub(crate) async fn set_interests(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(request): ApiJson<InterestsRequest>,
+) -> Result<Response, AppError> {
+    let name = member.member.name.clone();
+    let classes = ledger_call(&state, "interests", move |j| {
+        j.set_interests(&name, &request.classes)
+    })
+    .await?;
+    Ok(no_store(json!({ "classes": classes })))
+}

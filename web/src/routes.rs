@@ -266,6 +266,19 @@ fn table() -> Vec<Route> {
             Access::Role(Role::Resident),
             planning_api::release,
         ),
+        // Saved interests are a member's own preference, not an act: any member.
+        route(
+            Method::GET,
+            "/api/interests",
+            AnyMember,
+            planning_api::interests,
+        ),
+        route(
+            Method::POST,
+            "/api/interests",
+            AnyMember,
+            planning_api::set_interests,
+        ),
         // The ledger as a page, with its forms.
         route(Method::GET, "/ledger", AnyMember, ledger_page::page),
         route(
@@ -317,6 +330,12 @@ fn table() -> Vec<Route> {
             "/plan/commitments/{id}/release",
             Access::Role(Role::Resident),
             plan_page::release,
+        ),
+        route(
+            Method::POST,
+            "/plan/interests",
+            AnyMember,
+            plan_page::save_interests,
         ),
         // The installer's page: devices' health, raw registers beside decoded
         // values, and the probe (which reads a device, and records nothing).

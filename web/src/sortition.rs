@@ -68,6 +68,7 @@ async fn render_page(
     let csrf = member.csrf().unwrap_or_default();
     let html = dashboards::render_sortition(
         &SortitionView {
+            new_matches: member.new_matches(state),
             member: &member.member.name,
             roles: &member.member.roles,
             csrf,

@@ -46,6 +46,11 @@ struct TransferPayload {
     to: String,
     amount_micro: i64,
     memo: String,
+    /// Absent from transfers that name no intent, as from every transfer recorded
+    /// before intents could be named: their payloads, and so their hashes, are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent: Option<i64>,
 }
 
 impl Journal {
@@ -73,6 +78,19 @@ impl Journal {
         memo: &str,
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
+        self.transfer_all_paying(from, to, memo, None, ts)
+    }
+
+    /// [`Journal::transfer_all`] naming the intent it pays for, if any (see
+    /// [`NewTransfer::intent`]).
+    pub fn transfer_all_paying(
+        &self,
+        from: &str,
+        to: &str,
+        memo: &str,
+        intent: Option<i64>,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
         self.write(|tx| {
             check_author(from)?;
             let ts = ts.trunc_subsecs(3);
@@ -84,6 +102,7 @@ impl Journal {
                 to: to.to_string(),
                 amount: held,
                 memo: memo.to_string(),
+                intent,
             });
             record_transfer(tx, from, &payload, ts)
         })
@@ -93,7 +112,7 @@ impl Journal {
     pub fn transfers_of(&self, member: &str) -> Result<Vec<Transfer>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT t.seq, j.ts, t.from_member, t.to_member, t.amount_micro, t.memo
+                "SELECT t.seq, j.ts, t.from_member, t.to_member, t.amount_micro, t.memo, t.intent
                  FROM transfers t JOIN journal j ON j.seq = t.seq
                  WHERE t.from_member = ?1 OR t.to_member = ?1
                  ORDER BY t.seq DESC",
@@ -106,10 +125,33 @@ impl Journal {
             Ok(transfers)
         })
     }
+
+    /// The transfers that name an intent (that pay for it), oldest first.
+    pub fn transfers_for_intents(&self) -> Result<Vec<Transfer>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT t.seq, j.ts, t.from_member, t.to_member, t.amount_micro, t.memo, t.intent
+                 FROM transfers t JOIN journal j ON j.seq = t.seq
+                 WHERE t.intent IS NOT NULL
+                 ORDER BY t.seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut transfers = Vec::new();
+            while let Some(row) = rows.next()? {
+                transfers.push(transfer_from_row(row)?);
+            }
+            Ok(transfers)
+        })
+    }
 }
 
 pub(crate) fn transfer_payload(t: &NewTransfer) -> Value {
-    serde_json::json!({"to": t.to, "amount_micro": t.amount.micro(), "memo": t.memo})
+    let mut payload =
+        serde_json::json!({"to": t.to, "amount_micro": t.amount.micro(), "memo": t.memo});
+    if let Some(intent) = t.intent {
+        payload["intent"] = intent.into();
+    }
+    payload
 }
 
 // ---------------------------------------------------------------------------------
@@ -239,6 +281,9 @@ pub(crate) fn apply_transfer(state: &mut impl LedgerState, entry: &Entry) -> Res
     if let Some(problem) = memo_problem(&transfer.memo) {
         return Err(Refusal::InvalidMemo(problem).into());
     }
+    if let Some(intent) = transfer.intent {
+        crate::rules::planning::require_payment_parties(state, intent, from, to)?;
+    }
     let parameters = state.parameters()?;
     let mut sender = state.account(from)?.unwrap_or_default();
     let mut recipient = state.account(to)?.unwrap_or_default();
@@ -268,6 +313,7 @@ pub(crate) fn apply_transfer(state: &mut impl LedgerState, entry: &Entry) -> Res
         to: to.to_string(),
         amount,
         memo: transfer.memo,
+        intent: transfer.intent,
     })
 }
 
@@ -347,5 +393,8 @@ fn transfer_from_row(row: &Row<'_>) -> Result<Transfer> {
         to: text(3, "to_member")?,
         amount: Communs::from_micro(amount),
         memo: text(5, "memo")?,
+        intent: row
+            .get(6)
+            .map_err(|_| corrupt("transfer intent is not an integer".into()))?,
     })
 }

@@ -11,7 +11,7 @@ use crate::entry::{Entry, EntryKind, canonical_json, parse_canonical_ts};
 use crate::error::{Error, Refusal, Result};
 use crate::journal::Journal;
 use crate::journal::chain::{append, check_author};
-use crate::members::{COMMAND_LINE_AUTHOR, Member, Role};
+use crate::members::{COMMAND_LINE_AUTHOR, Member, NODE_AUTHOR, Role};
 
 /// The payload of a `member_joined` entry.
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,6 +115,8 @@ fn check_name(name: &str) -> Result<()> {
         "it is reserved for what comes from the site configuration"
     } else if name.eq_ignore_ascii_case(COMMAND_LINE_AUTHOR) {
         "it is reserved for what the node's command line records"
+    } else if name.eq_ignore_ascii_case(NODE_AUTHOR) {
+        "it is reserved for what the node records of itself"
     } else {
         return Ok(());
     };

@@ -30,10 +30,11 @@ use crate::entry::{Entry, EntryKind, format_ts, parse_canonical_ts};
 use crate::error::{Error, Refusal, Result};
 use crate::journal::Journal;
 use crate::journal::chain::{append, check_author};
-use crate::members::Role;
+use crate::members::{NODE_AUTHOR, Role};
 use crate::planning::{
     Action, Commitment, CommitmentState, Direction, Intent, IntentState, MAX_NOTE_CHARS, Match,
-    NewCommitment, NewIntent, Quantity, Unit, Visibility, quantity_problem, text_problem,
+    NewCommitment, NewIntent, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
+    Visibility, quantity_problem, text_problem,
 };
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
@@ -55,6 +56,17 @@ struct IntentPosted {
     description: String,
     visibility: Visibility,
     collective: bool,
+    /// Only in repair needs the node opens: absent elsewhere, so members' intents
+    /// are recorded as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntentClosed {
+    intent: i64,
+    reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,6 +151,68 @@ impl Journal {
         self.write(|tx| record_simple(tx, EntryKind::CommitmentReleased, member, &payload, ts))
     }
 
+    /// `member` closes their own open intent `id` before it is fulfilled or
+    /// expires (the commitments already accepted on it stay as they are).
+    pub fn close_intent(
+        &self,
+        member: &str,
+        id: i64,
+        reason: &str,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        let payload = serde_json::json!({ "intent": id, "reason": reason.trim() });
+        self.write(|tx| record_closed(tx, member, &payload, ts))
+    }
+
+    /// The node opens a collective need to repair `device` (class `repair`,
+    /// [`REPAIR_NEED_HOURS`] hours of work, `description` in the site's language),
+    /// unless a repair need for it is open already: then nothing is written.
+    pub fn open_repair_need(
+        &self,
+        device: &str,
+        description: &str,
+        ts: DateTime<Utc>,
+    ) -> Result<Option<Entry>> {
+        self.write(|tx| {
+            if open_repair_need(tx, device, ts)?.is_some() {
+                return Ok(None);
+            }
+            let need = NewIntent {
+                direction: Direction::Need,
+                action: Action::Work,
+                class: REPAIR_CLASS.into(),
+                quantity: REPAIR_NEED_HOURS,
+                unit: Unit::Hours,
+                window_start: None,
+                window_end: None,
+                expires_at: None,
+                never_expires: false,
+                description: description.to_string(),
+                visibility: Visibility::Node,
+                collective: true,
+            };
+            let mut payload = intent_payload(&need, ts)?;
+            payload["device"] = Value::from(device);
+            record_intent(tx, NODE_AUTHOR, &payload, ts).map(Some)
+        })
+    }
+
+    /// The node closes the open repair need of `device`, now that it is back, if
+    /// what it asked was fulfilled; a need not yet fulfilled stays open (until it is,
+    /// or it expires). The `intent_closed` entry, if one was written.
+    pub fn close_repair_need(&self, device: &str, ts: DateTime<Utc>) -> Result<Option<Entry>> {
+        self.write(|tx| {
+            let Some(need) = open_repair_need(tx, device, ts)? else {
+                return Ok(None);
+            };
+            if need.fulfilled < need.quantity {
+                return Ok(None);
+            }
+            let payload = serde_json::json!({ "intent": need.id, "reason": "device back" });
+            record_closed(tx, NODE_AUTHOR, &payload, ts).map(Some)
+        })
+    }
+
     /// Every intent, newest first, its state read at `at`.
     pub fn intents(&self, at: DateTime<Utc>) -> Result<Vec<Intent>> {
         self.read(|conn| select_intents(conn, None, at))
@@ -213,6 +287,26 @@ impl Journal {
     }
 }
 
+/// The class of the repair needs the node opens.
+pub const REPAIR_CLASS: &str = "repair";
+/// The hours of work a repair need of the node's asks for.
+pub const REPAIR_NEED_HOURS: f64 = 2.0;
+
+/// The open repair need of `device`, if there is one.
+fn open_repair_need(tx: &Connection, device: &str, at: DateTime<Utc>) -> Result<Option<IntentRow>> {
+    let mut stmt = tx.prepare(&format!(
+        "{SELECT_INTENT} WHERE device = ?1 AND closed_seq IS NULL ORDER BY id DESC"
+    ))?;
+    let mut rows = stmt.query([device])?;
+    while let Some(row) = rows.next()? {
+        let need = intent_row(row)?;
+        if intent_state(&need, at) == IntentState::Open {
+            return Ok(Some(need));
+        }
+    }
+    Ok(None)
+}
+
 /// The payload an intent is recorded with at `ts` (its default expiry resolved).
 pub(crate) fn intent_payload(intent: &NewIntent, ts: DateTime<Utc>) -> Result<Value> {
     let problems = intent.problems(ts);
@@ -234,6 +328,7 @@ pub(crate) fn intent_payload(intent: &NewIntent, ts: DateTime<Utc>) -> Result<Va
             description: intent.description.trim().to_string(),
             visibility: intent.visibility,
             collective: intent.collective,
+            device: None,
         },
     )
 }
@@ -298,6 +393,20 @@ pub(crate) fn record_simple(
         EntryKind::CommitmentAccepted => apply_accepted(&mut state, &entry)?,
         _ => apply_released(&mut state, &entry)?,
     }
+    Ok(entry)
+}
+
+pub(crate) fn record_closed(
+    tx: &Connection,
+    author: &str,
+    payload: &Value,
+    ts: DateTime<Utc>,
+) -> Result<Entry> {
+    check_author(author)?;
+    let kind = EntryKind::IntentClosed;
+    let closed: IntentClosed = decode(kind, payload)?;
+    let entry = append(tx, kind, author, &encode(kind, &closed)?, ts)?;
+    apply_closed(&mut SqlState::new(tx), &entry)?;
     Ok(entry)
 }
 
@@ -412,8 +521,31 @@ fn quantity_of(kind: EntryKind, value: f64) -> Result<Quantity> {
 pub(crate) fn apply_intent(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let kind = entry.kind;
     let posted: IntentPosted = decode(kind, &entry.payload)?;
-    require_member(state, &entry.author)?;
+    if entry.author != NODE_AUTHOR {
+        require_member(state, &entry.author)?;
+    }
     let expires_at = parse_ts(kind, "expires_at", posted.expires_at.as_deref())?;
+    let device = posted.device.clone();
+    let by_node = entry.author == NODE_AUTHOR;
+    if by_node != device.is_some() || (by_node && !posted.collective) {
+        return Err(Refusal::InvalidPayload {
+            kind,
+            reason: format!(
+                "only the node (author `{NODE_AUTHOR}`) posts an intent naming a device, \
+                 always as a collective need"
+            ),
+        }
+        .into());
+    }
+    if let Some(device) = &device
+        && (device.trim().is_empty() || device.chars().any(char::is_control))
+    {
+        return Err(Refusal::InvalidPayload {
+            kind,
+            reason: format!("device {device:?} is not a device id"),
+        }
+        .into());
+    }
     let intent = NewIntent {
         direction: posted.direction,
         action: posted.action,
@@ -432,7 +564,7 @@ pub(crate) fn apply_intent(state: &mut impl LedgerState, entry: &Entry) -> Resul
     if !problems.is_empty() {
         return Err(Refusal::InvalidIntent(problems).into());
     }
-    if intent.collective && !state.has_role(&entry.author, Role::Assembly)? {
+    if intent.collective && !by_node && !state.has_role(&entry.author, Role::Assembly)? {
         return Err(Refusal::AssemblyOnly(format!(
             "`{}` is not a member of the assembly: only the assembly posts collective needs",
             entry.author
@@ -456,6 +588,7 @@ pub(crate) fn apply_intent(state: &mut impl LedgerState, entry: &Entry) -> Resul
         committed: Quantity::ZERO,
         fulfilled: Quantity::ZERO,
         closed_seq: None,
+        device,
     })
 }
 
@@ -468,10 +601,10 @@ pub(crate) fn apply_proposed(state: &mut impl LedgerState, entry: &Entry) -> Res
         .intent(proposed.intent)?
         .ok_or(Refusal::NoSuchIntent(proposed.intent))?;
     if intent.author == member {
-        return Err(Refusal::PlanningRule(format!(
-            "intent {} is `{member}`'s own: someone else takes its other side",
-            intent.id
-        ))
+        return Err(Refusal::PlanningRule(PlanningProblem::OwnIntent {
+            intent: intent.id,
+            member: member.to_string(),
+        })
         .into());
     }
     require_open(&intent, entry.ts)?;
@@ -485,7 +618,7 @@ pub(crate) fn apply_proposed(state: &mut impl LedgerState, entry: &Entry) -> Res
         }
         .into());
     }
-    if let Some(problem) = text_problem("note", &proposed.note, MAX_NOTE_CHARS, true) {
+    if let Some(problem) = text_problem(TextField::Note, &proposed.note, MAX_NOTE_CHARS, true) {
         return Err(Refusal::InvalidIntent(vec![problem]).into());
     }
     let (provider, receiver) = match intent.direction {
@@ -550,10 +683,12 @@ pub(crate) fn apply_accepted(state: &mut impl LedgerState, entry: &Entry) -> Res
         .into());
     }
     if commitment.released_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} was released")).into());
+        return Err(Refusal::PlanningRule(PlanningProblem::Released { commitment: id }).into());
     }
     if commitment.accepted_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} is already accepted")).into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::AlreadyAccepted { commitment: id }).into(),
+        );
     }
     require_open(&intent, entry.ts)?;
     let remaining = intent.quantity.saturating_sub(intent.committed);
@@ -569,6 +704,32 @@ pub(crate) fn apply_accepted(state: &mut impl LedgerState, entry: &Entry) -> Res
     commitment.accepted_seq = Some(entry.seq);
     state.put_intent(&intent)?;
     state.put_commitment(&commitment)
+}
+
+pub(crate) fn apply_closed(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
+    let closed: IntentClosed = decode(entry.kind, &entry.payload)?;
+    let author = entry.author.as_str();
+    if author != NODE_AUTHOR {
+        require_member(state, author)?;
+    }
+    let id = closed.intent;
+    let mut intent = state.intent(id)?.ok_or(Refusal::NoSuchIntent(id))?;
+    let rule = |problem| Err(Refusal::PlanningRule(problem).into());
+    if intent.author != author {
+        return rule(PlanningProblem::NotYourIntent { intent: id });
+    }
+    if intent.closed_seq.is_some() {
+        return rule(PlanningProblem::AlreadyClosed { intent: id });
+    }
+    require_open(&intent, entry.ts)?;
+    if intent.device.is_some() && intent.fulfilled < intent.quantity {
+        return rule(PlanningProblem::RepairNotFulfilled { intent: id });
+    }
+    if let Some(problem) = text_problem(TextField::Reason, &closed.reason, MAX_NOTE_CHARS, true) {
+        return Err(Refusal::InvalidIntent(vec![problem]).into());
+    }
+    intent.closed_seq = Some(entry.seq);
+    state.put_intent(&intent)
 }
 
 pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
@@ -589,15 +750,16 @@ pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Res
         .into());
     }
     if commitment.released_seq.is_some() {
-        return Err(Refusal::PlanningRule(format!("commitment {id} is already released")).into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::AlreadyReleased { commitment: id }).into(),
+        );
     }
     if commitment.fulfilled >= commitment.quantity {
-        return Err(Refusal::PlanningRule(format!(
-            "commitment {id} is fulfilled: there is nothing left to release"
-        ))
-        .into());
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::NothingToRelease { commitment: id }).into(),
+        );
     }
-    if let Some(problem) = text_problem("reason", &released.reason, MAX_NOTE_CHARS, true) {
+    if let Some(problem) = text_problem(TextField::Reason, &released.reason, MAX_NOTE_CHARS, true) {
         return Err(Refusal::InvalidIntent(vec![problem]).into());
     }
     if commitment.accepted_seq.is_some() {
@@ -607,6 +769,34 @@ pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Res
     }
     commitment.released_seq = Some(entry.seq);
     state.put_commitment(&commitment)
+}
+
+/// A transfer from `payer` to `recipient` names intent `intent` as what it pays
+/// for: the intent must exist and both must be parties to it, that is its author
+/// (or, for a collective need, a member of the assembly) or a side of a commitment
+/// on it that was not released.
+pub(crate) fn require_payment_parties(
+    state: &mut impl LedgerState,
+    intent: i64,
+    payer: &str,
+    recipient: &str,
+) -> Result<()> {
+    let row = state.intent(intent)?.ok_or(Refusal::NoSuchIntent(intent))?;
+    let commitments = state.commitments_on(intent)?;
+    for member in [payer, recipient] {
+        let party = acts_for(state, member, &row.author, &row)?
+            || commitments.iter().any(|c| {
+                c.released_seq.is_none() && (c.provider == member || c.receiver == member)
+            });
+        if !party {
+            return Err(Refusal::PlanningRule(PlanningProblem::NotPartyToIntent {
+                member: member.to_string(),
+                intent,
+            })
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A contribution `contribution` by `contributor` names `commitment`: it must be
@@ -625,20 +815,19 @@ pub(crate) fn apply_named(
         }
         .into());
     }
-    let problem = if row.accepted_seq.is_none() {
-        Some("is not accepted by both sides yet")
-    } else if row.released_seq.is_some() {
-        Some("was released")
+    let why = if row.released_seq.is_some() {
+        Some(Unfulfillable::Released)
+    } else if row.accepted_seq.is_none() {
+        Some(Unfulfillable::NotAccepted)
     } else if row.fulfilled >= row.quantity {
-        Some("is already fulfilled")
+        Some(Unfulfillable::Fulfilled)
     } else {
         None
     };
-    if let Some(problem) = problem {
-        return Err(Refusal::PlanningRule(format!(
-            "commitment {commitment} {problem}: no contribution can fulfil it"
-        ))
-        .into());
+    if let Some(why) = why {
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::CannotFulfil { commitment, why }).into(),
+        );
     }
     state.put_fulfilment(&FulfilmentRow {
         contribution,
@@ -651,7 +840,8 @@ pub(crate) fn apply_named(
 pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let fulfilled: CommitmentFulfilled = decode(entry.kind, &entry.payload)?;
     let id = fulfilled.contribution;
-    let rule = |problem: String| Err(Refusal::PlanningRule(problem).into());
+    let rule =
+        |problem: String| Err(Refusal::PlanningRule(PlanningProblem::Inconsistent(problem)).into());
     let contribution = state
         .contribution(id)?
         .ok_or(Refusal::NoSuchContribution(id))?;
@@ -684,7 +874,9 @@ pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Re
     }
     commitment.fulfilled = Quantity::from_centi(commitment.fulfilled.centi() + quantity.centi());
     intent.fulfilled = Quantity::from_centi(intent.fulfilled.centi() + quantity.centi());
-    if intent.closed_seq.is_none() && intent.fulfilled >= intent.quantity {
+    // A repair need of the node's closes when the node says its device is back.
+    if intent.closed_seq.is_none() && intent.fulfilled >= intent.quantity && intent.device.is_none()
+    {
         intent.closed_seq = Some(entry.seq);
     }
     link.fulfilment_seq = Some(entry.seq);
@@ -699,7 +891,7 @@ pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Re
 
 pub(crate) const SELECT_INTENT: &str = "SELECT id, author, direction, action, class,
     centi_quantity, unit, window_start, window_end, expires_at, description, visibility,
-    collective, committed_centi, fulfilled_centi, closed_seq FROM intents";
+    collective, committed_centi, fulfilled_centi, closed_seq, device FROM intents";
 
 pub(crate) fn intent_row(row: &Row<'_>) -> Result<IntentRow> {
     let id: i64 = row.get(0)?;
@@ -731,6 +923,7 @@ pub(crate) fn intent_row(row: &Row<'_>) -> Result<IntentRow> {
         committed: Quantity::from_centi(int(13, "committed_centi")?),
         fulfilled: Quantity::from_centi(int(14, "fulfilled_centi")?),
         closed_seq: row.get(15).map_err(|_| bad("closed_seq"))?,
+        device: row.get(16).map_err(|_| bad("device"))?,
     })
 }
 
@@ -739,8 +932,8 @@ pub(crate) fn put_intent(conn: &Connection, i: &IntentRow) -> Result<()> {
     conn.execute(
         "INSERT INTO intents (id, author, direction, action, class, centi_quantity, unit,
             window_start, window_end, expires_at, description, visibility, collective,
-            committed_centi, fulfilled_centi, closed_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+            committed_centi, fulfilled_centi, closed_seq, device)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (id) DO UPDATE SET committed_centi = excluded.committed_centi,
             fulfilled_centi = excluded.fulfilled_centi, closed_seq = excluded.closed_seq",
         params![
@@ -760,6 +953,7 @@ pub(crate) fn put_intent(conn: &Connection, i: &IntentRow) -> Result<()> {
             i.committed.centi(),
             i.fulfilled.centi(),
             i.closed_seq,
+            i.device,
         ],
     )?;
     Ok(())
@@ -892,6 +1086,7 @@ fn select_intents(conn: &Connection, id: Option<i64>, at: DateTime<Utc>) -> Resu
                 description: row.description,
                 visibility: row.visibility,
                 collective: row.collective,
+                device: row.device,
                 posted_at,
                 committed: row.committed,
                 fulfilled: row.fulfilled,

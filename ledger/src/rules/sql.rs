@@ -243,9 +243,9 @@ impl LedgerState for SqlState<'_> {
 
     fn add_transfer(&mut self, t: &TransferRow) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO transfers (seq, from_member, to_member, amount_micro, memo)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![t.seq, t.from, t.to, t.amount.micro(), t.memo],
+            "INSERT INTO transfers (seq, from_member, to_member, amount_micro, memo, intent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.seq, t.from, t.to, t.amount.micro(), t.memo, t.intent],
         )?;
         Ok(())
     }
@@ -284,6 +284,19 @@ impl LedgerState for SqlState<'_> {
 
     fn put_commitment(&mut self, row: &CommitmentRow) -> Result<()> {
         planning::put_commitment(self.conn, row)
+    }
+
+    fn commitments_on(&mut self, intent: i64) -> Result<Vec<CommitmentRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{} WHERE intent = ?1 ORDER BY id",
+            planning::SELECT_COMMITMENT
+        ))?;
+        let mut rows = stmt.query([intent])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(planning::commitment_row(row)?);
+        }
+        Ok(found)
     }
 
     fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>> {

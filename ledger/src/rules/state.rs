@@ -109,6 +109,7 @@ pub(crate) struct TransferRow {
     pub(crate) to: String,
     pub(crate) amount: Communs,
     pub(crate) memo: String,
+    pub(crate) intent: Option<i64>,
 }
 
 /// An intent as the `intents` table holds it.
@@ -130,8 +131,11 @@ pub(crate) struct IntentRow {
     /// Held by accepted commitments; a released one keeps only what it fulfilled.
     pub(crate) committed: Quantity,
     pub(crate) fulfilled: Quantity,
-    /// The fulfilment that brought `fulfilled` to `quantity`.
+    /// The fulfilment that brought `fulfilled` to `quantity`, or the
+    /// `intent_closed` entry.
     pub(crate) closed_seq: Option<i64>,
+    /// The device a repair need the node opened is about.
+    pub(crate) device: Option<String>,
 }
 
 /// A commitment as the `commitments` table holds it.
@@ -185,6 +189,8 @@ pub(crate) trait LedgerState {
     /// The commitment contribution `id` names, if any, and what it fulfilled.
     fn fulfilment(&mut self, contribution: i64) -> Result<Option<FulfilmentRow>>;
     fn put_fulfilment(&mut self, row: &FulfilmentRow) -> Result<()>;
+    /// The commitments on intent `intent`, in any state.
+    fn commitments_on(&mut self, intent: i64) -> Result<Vec<CommitmentRow>>;
 }
 
 /// Ledger parameters as payloads and the `ledger_parameters` table hold them.

@@ -467,6 +467,7 @@ fn transfers_move_communs_after_demurrage_and_never_below_zero() {
         to: "Bob".into(),
         amount: Communs::from_micro(98_000_001),
         memo: "all of it".into(),
+        intent: None,
     };
     let head = journal.head().unwrap().unwrap().seq;
     let err = journal.transfer("Alice", &too_much, month).unwrap_err();
@@ -566,6 +567,7 @@ fn transfer_refusals_are_named() {
                     to: to.into(),
                     amount,
                     memo: memo.into(),
+                    intent: None,
                 },
                 t0(),
             )
@@ -600,6 +602,7 @@ fn transfer_refusals_are_named() {
                 to: "Bob".into(),
                 amount: Communs::from_micro(1),
                 memo: String::new(),
+                intent: None,
             },
             t0(),
         )
@@ -748,6 +751,7 @@ fn derived_entries_cannot_be_appended_and_the_tables_rebuild() {
                 to: "Dave".into(),
                 amount: Communs::from_whole(7),
                 memo: "for the bread".into(),
+                intent: None,
             },
             t0() + Duration::days(4),
         )

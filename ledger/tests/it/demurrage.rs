@@ -83,6 +83,7 @@ fn a_write_settles_exactly_what_a_read_projected() {
                 to: "Bob".into(),
                 amount: Communs::from_micro(1),
                 memo: String::new(),
+                intent: None,
             },
             day,
         )
@@ -196,6 +197,7 @@ fn a_clock_set_back_decays_nothing_and_keeps_the_sum() {
                 to: "Bob".into(),
                 amount: Communs::from_whole(4),
                 memo: String::new(),
+                intent: None,
             },
             t0(),
         )
@@ -288,6 +290,7 @@ proptest! {
                         to: to.into(),
                         amount: Communs::from_micro(amount),
                         memo: "random".into(),
+                        intent: None,
                     };
                     match journal.transfer(from, &transfer, now) {
                         Ok(_) => {

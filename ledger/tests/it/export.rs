@@ -155,6 +155,7 @@ fn busy_journal() -> Journal {
                 to: "Dave".into(),
                 amount: Communs::from_micro(1_234_567),
                 memo: "pour le pain".into(),
+                intent: None,
             },
             t0() + Duration::days(3),
         )

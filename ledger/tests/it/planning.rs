@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ledger::{
-    Action, Category, CommitmentState, ContributionState, Direction, EntryKind, Error, IntentState,
-    Journal, NewCommitment, NewContribution, NewIntent, Quantity, Refusal, Unit, Verdict,
-    Visibility,
+    Action, Category, CommitmentState, Communs, ContributionState, Direction, EntryKind, Error,
+    IntentState, Journal, NewCommitment, NewContribution, NewIntent, NewTransfer, PlanningProblem,
+    Quantity, Refusal, Unit, Verdict, Visibility,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -418,6 +418,87 @@ fn matching_pairs_opposite_intents_of_a_class_whose_windows_meet() {
         .seq;
     journal.accept_commitment("Bob", c, t0()).unwrap();
     assert!(journal.matches("Bob", t0()).unwrap().is_empty());
+}
+
+#[test]
+fn a_transfer_pays_for_an_intent_between_its_parties_only() {
+    let journal = community();
+    // Dave earns Communs by a fulfilled commitment.
+    let (_, c) = committed(&journal, 2.0, 2.0);
+    fulfil(&journal, c, 2.0);
+    let ts = t0() + Duration::hours(2);
+    let veg = journal
+        .post_intent(
+            "Dave",
+            &NewIntent {
+                action: Action::Give,
+                ..intent(Direction::Need, "vegetables", 3.0, Unit::Kg)
+            },
+            ts,
+        )
+        .unwrap()
+        .seq;
+    let carrots = journal
+        .propose_commitment("Carol", veg, &commit(3.0), ts)
+        .unwrap()
+        .seq;
+    journal.accept_commitment("Dave", carrots, ts).unwrap();
+    let pay = |to: &str, intent: Option<i64>| NewTransfer {
+        to: to.into(),
+        amount: Communs::from_whole(4),
+        memo: "Trois kilos de carottes".into(),
+        intent,
+    };
+    // The author pays the side that committed: recorded, the intent in the entry.
+    let paid = journal
+        .transfer("Dave", &pay("Carol", Some(veg)), ts)
+        .unwrap();
+    assert_eq!(paid.payload["intent"], json!(veg));
+    let payments = journal.transfers_for_intents().unwrap();
+    assert_eq!(
+        payments
+            .iter()
+            .map(|t| (t.seq, t.intent))
+            .collect::<Vec<_>>(),
+        [(paid.seq, Some(veg))]
+    );
+    // No such intent; a payer or a recipient who is no party to it.
+    assert!(matches!(
+        refusal(
+            journal
+                .transfer("Dave", &pay("Carol", Some(999)), ts)
+                .unwrap_err()
+        ),
+        Refusal::NoSuchIntent(999)
+    ));
+    for (from, to, outsider) in [("Dave", "Alice", "Alice"), ("Carol", "Bob", "Bob")] {
+        match refusal(journal.transfer(from, &pay(to, Some(veg)), ts).unwrap_err()) {
+            Refusal::PlanningRule(PlanningProblem::NotPartyToIntent { member, intent }) => {
+                assert_eq!((member.as_str(), intent), (outsider, veg));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Bob is no party: paying Carol for it is refused even with his own Communs.
+    assert!(
+        journal
+            .transfer("Bob", &pay("Carol", Some(veg)), ts)
+            .is_err()
+    );
+    // A transfer naming no intent is recorded as before: no `intent` in its payload,
+    // so its canonical bytes, and its hash, are those of the earlier releases.
+    let plain = journal.transfer("Dave", &pay("Carol", None), ts).unwrap();
+    assert_eq!(
+        plain.payload,
+        json!({"to": "Carol", "amount_micro": 4_000_000, "memo": "Trois kilos de carottes"})
+    );
+    assert_eq!(journal.transfers_of("Carol").unwrap()[0].intent, None);
+    // Verify replays it; a rebuild gives the same payments.
+    let report = journal.verify().unwrap();
+    assert!(report.is_intact(), "{report}");
+    journal.rebuild_derived().unwrap();
+    assert_eq!(journal.transfers_for_intents().unwrap(), payments);
+    assert!(journal.verify().unwrap().is_intact());
 }
 
 #[test]

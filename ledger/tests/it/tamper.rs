@@ -47,6 +47,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
                 to: "Dave".into(),
                 amount: Communs::from_whole(50),
                 memo: "Thanks for the soup".into(),
+                intent: None,
             },
             t0() + Duration::days(30),
         )
@@ -84,6 +85,9 @@ fn community() -> (tempfile::TempDir, PathBuf) {
         .unwrap()
         .seq;
     journal.release_commitment("Alice", other, "", day).unwrap();
+    journal
+        .close_intent("Bob", need_withdrawn(&journal, day), "found one", day)
+        .unwrap();
     let work = ledger::NewContribution {
         category: ledger::Category::Repair,
         hours: 2.0,
@@ -140,6 +144,25 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     let report = journal.verify().unwrap();
     assert!(report.is_intact(), "{report}");
     (dir, path)
+}
+
+/// Bob's second need, which he closes himself.
+fn need_withdrawn(journal: &ledger::Journal, day: chrono::DateTime<chrono::Utc>) -> i64 {
+    let need = ledger::NewIntent {
+        direction: ledger::Direction::Need,
+        action: ledger::Action::Use,
+        class: "ladder".into(),
+        quantity: 1.0,
+        unit: ledger::Unit::Items,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: "Une échelle".into(),
+        visibility: ledger::Visibility::Node,
+        collective: false,
+    };
+    journal.post_intent("Bob", &need, day).unwrap().seq
 }
 
 fn entries(path: &Path) -> Vec<Entry> {

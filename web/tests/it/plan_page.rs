@@ -491,7 +491,11 @@ async fn a_member_who_is_not_a_resident_reads_the_board_without_forms() {
     let ivo = login(&state, "ivo").await;
     let html = page_at(&state, &ivo, "/plan", "en").await;
     assert!(html.contains(&format!("id=\"intent-{intent}\"")));
-    assert!(!html.contains("action=\"/plan/"), "{html}");
+    // Acts are for residents; saving one's interests, a preference, is not an act.
+    for acting in ["action=\"/plan/intents", "action=\"/plan/commitments"] {
+        assert!(!html.contains(acting), "{html}");
+    }
+    assert!(html.contains("action=\"/plan/interests\""), "{html}");
     assert!(html.contains(t(Lang::En, "plan.residents_only")));
     let reply = post_form(
         &state,
@@ -545,4 +549,626 @@ async fn the_wall_names_the_open_collective_needs_in_its_footer() {
         &[("needs", "Garde d'enfants pendant l'assemblée du 12 (3 h)")],
     );
     assert!(en.contains(&line), "{line} not in {en}");
+}
+
+/// Every item of every list of problems on a page.
+fn problem_items(html: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<ul class=\"problems\">") {
+        rest = &rest[at..];
+        let end = rest.find("</ul>").unwrap_or(rest.len());
+        let list = &rest[..end];
+        for li in list.split("<li>").skip(1) {
+            items.push(li.split("</li>").next().unwrap_or("").trim().to_string());
+        }
+        rest = &rest[end..];
+    }
+    items
+}
+
+/// Words that every English refusal of the journal holds one of and no French
+/// sentence of the catalog does.
+const ENGLISH_MARKERS: [&str; 10] = [
+    " the ",
+    "The ",
+    " is ",
+    " not ",
+    "cannot",
+    "commitment",
+    "intent",
+    " was ",
+    "already",
+    "refuses",
+];
+
+/// The page answered `reply` in French names `expected` and says nothing in
+/// English.
+fn said_in_french(reply: &Reply, expected: &BoardProblem) {
+    let html = unescaped(&reply.body);
+    let items = problem_items(&html);
+    let text = board_problem_text(expected, Lang::Fr);
+    assert!(
+        items.contains(&text),
+        "{text:?} not among {items:?} ({})",
+        reply.status
+    );
+    for item in &items {
+        for marker in ENGLISH_MARKERS {
+            assert!(
+                !item.contains(marker),
+                "English on the French page: {item:?}"
+            );
+        }
+    }
+}
+
+async fn commit_in_french(
+    state: &web::AppState,
+    who: &Browser,
+    intent: i64,
+    quantity: &str,
+    note: &str,
+) -> Reply {
+    post_form(
+        state,
+        who,
+        &format!("/plan/intents/{intent}/commitments"),
+        &[("quantity", quantity), ("note", note)],
+        "fr",
+    )
+    .await
+}
+
+/// An hour of care recorded on `/ledger`, naming `commitment`.
+async fn contribute_in_french(state: &web::AppState, who: &Browser, commitment: String) -> Reply {
+    let today = Utc::now().date_naive().to_string();
+    post_form(
+        state,
+        who,
+        "/ledger/contributions",
+        &[
+            ("category", "care"),
+            ("hours", "1"),
+            ("date", &today),
+            ("description", "Garde du mercredi"),
+            ("commitment", &commitment),
+        ],
+        "fr",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_refusal_on_the_board_is_said_in_french() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let sara = login(&state, "sara").await;
+    let remi = login(&state, "remi").await;
+    let intent_form = |description: &'static str, collective: &'static str| {
+        vec![
+            ("direction", "need"),
+            ("action", "work"),
+            ("class", "care"),
+            ("quantity", "2"),
+            ("unit", "hours"),
+            ("description", description),
+            ("collective", collective),
+        ]
+    };
+    use ledger::{IntentProblem, PlanningProblem, TextField, Unfulfillable};
+
+    // Posting: a control character only the journal looks for; a collective need
+    // from outside the assembly.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &intent_form("Garde\u{7} d'enfants", "0"),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    said_in_french(
+        &reply,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Description,
+        }),
+    );
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/intents",
+        &intent_form("Garde d'enfants", "1"),
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    said_in_french(&reply, &BoardProblem::AssemblyOnly);
+
+    // Committing: to one's own need, beyond what remains, to no intent, to an
+    // expired one, with a control character in the note.
+    let intent = post(&state, "rita", &need("care", 2.0, "Garde le mercredi"));
+    let (rita, sara, remi) = (&rita, &sara, &remi);
+    let commit = |who, id, quantity, note| commit_in_french(&state, who, id, quantity, note);
+    said_in_french(
+        &commit(rita, intent, "1", "").await,
+        &BoardProblem::Planning(PlanningProblem::OwnIntent {
+            intent,
+            member: "rita".into(),
+        }),
+    );
+    said_in_french(
+        &commit(sara, intent, "3", "").await,
+        &BoardProblem::OverCommitment {
+            remaining: ledger::Quantity::from_centi(200),
+            asked: ledger::Quantity::from_centi(300),
+            unit: None,
+        },
+    );
+    said_in_french(
+        &commit(sara, 999, "1", "").await,
+        &BoardProblem::NoSuchIntent { id: 999 },
+    );
+    said_in_french(
+        &commit(sara, intent, "1", "à\u{1b}bientôt").await,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Note,
+        }),
+    );
+    let past = Utc::now() - chrono::TimeDelta::days(2);
+    let expired = state
+        .journal
+        .post_intent(
+            "remi",
+            &ledger::NewIntent {
+                expires_at: Some(past + chrono::TimeDelta::hours(1)),
+                ..need("care", 1.0, "Hier")
+            },
+            past,
+        )
+        .unwrap_or_else(|e| panic!("post: {e}"))
+        .seq;
+    said_in_french(
+        &commit(sara, expired, "1", "").await,
+        &BoardProblem::IntentNotOpen {
+            id: expired,
+            state: ledger::IntentState::Expired,
+        },
+    );
+
+    // Accepting and releasing.
+    let proposed = confirmed(&commit(sara, intent, "1", "").await, "proposed");
+    let state_ref = &state;
+    let act = |who, path: String, fields: Vec<(&'static str, &'static str)>| async move {
+        post_form(state_ref, who, &path, &fields, "fr").await
+    };
+    let accept = |id: i64| format!("/plan/commitments/{id}/accept");
+    let release = |id: i64| format!("/plan/commitments/{id}/release");
+    said_in_french(
+        &act(sara, accept(proposed), vec![]).await,
+        &BoardProblem::NotAParty,
+    );
+    said_in_french(
+        &act(sara, accept(999), vec![]).await,
+        &BoardProblem::NoSuchCommitment { id: 999 },
+    );
+    said_in_french(
+        &act(sara, release(proposed), vec![("reason", "\u{7}")]).await,
+        &BoardProblem::Intent(IntentProblem::TextControlCharacter {
+            field: TextField::Reason,
+        }),
+    );
+    said_in_french(
+        &act(remi, release(proposed), vec![]).await,
+        &BoardProblem::NotAParty,
+    );
+    confirmed(&act(rita, accept(proposed), vec![]).await, "accepted");
+    said_in_french(
+        &act(rita, accept(proposed), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::AlreadyAccepted {
+            commitment: proposed,
+        }),
+    );
+    // On the ledger's page, a contribution naming a commitment it cannot fulfil.
+    let second = confirmed(&commit(sara, intent, "1", "").await, "proposed");
+    let contribute = |who, commitment: String| contribute_in_french(&state, who, commitment);
+    for (who, commitment, expected) in [
+        (
+            sara,
+            second,
+            BoardProblem::Planning(PlanningProblem::CannotFulfil {
+                commitment: second,
+                why: Unfulfillable::NotAccepted,
+            }),
+        ),
+        (remi, proposed, BoardProblem::NotAParty),
+        (sara, 999, BoardProblem::NoSuchCommitment { id: 999 }),
+    ] {
+        let reply = contribute(who, commitment.to_string()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+        said_in_french(&reply, &expected);
+    }
+    confirmed(&act(sara, release(second), vec![]).await, "released");
+    said_in_french(
+        &act(rita, accept(second), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::Released { commitment: second }),
+    );
+    said_in_french(
+        &act(rita, release(second), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::AlreadyReleased { commitment: second }),
+    );
+    let reply = contribute(sara, second.to_string()).await;
+    said_in_french(
+        &reply,
+        &BoardProblem::Planning(PlanningProblem::CannotFulfil {
+            commitment: second,
+            why: Unfulfillable::Released,
+        }),
+    );
+
+    // Fulfilled: nothing left to release.
+    let reply = contribute(sara, proposed.to_string()).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let contribution = state
+        .journal
+        .contributions()
+        .unwrap_or_else(|e| panic!("contributions: {e}"))
+        .into_iter()
+        .map(|c| c.id)
+        .max()
+        .unwrap_or_else(|| panic!("no contribution"));
+    for approver in ["remi", "aline"] {
+        state
+            .journal
+            .attest(
+                contribution,
+                approver,
+                ledger::Verdict::Approve,
+                "",
+                Utc::now(),
+            )
+            .unwrap_or_else(|e| panic!("attest: {e}"));
+    }
+    said_in_french(
+        &act(rita, release(proposed), vec![]).await,
+        &BoardProblem::Planning(PlanningProblem::NothingToRelease {
+            commitment: proposed,
+        }),
+    );
+}
+
+/// The count of new matches beside the planning board's link in a page's
+/// navigation, if any.
+fn nav_count(html: &str) -> Option<String> {
+    let nav = &html[html.find("<nav class=\"member-nav\"")?..];
+    let nav = &nav[..nav.find("</nav>")?];
+    let at = nav.find("<span class=\"nav-count\">")?;
+    let rest = &nav[at + "<span class=\"nav-count\">".len()..];
+    Some(rest[..rest.find("</span>")?].to_string())
+}
+
+#[tokio::test]
+async fn saved_interests_list_their_intents_and_the_navigation_counts_new_matches() {
+    let (state, _tx) = with_residents();
+    let rita = login(&state, "rita").await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+
+    // Interests saved from the page's form, as typed with commas and spaces.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/interests",
+        &[("classes", "vegetables, bike-repair")],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        state.journal.interests("rita").unwrap_or_default(),
+        ["bike-repair", "vegetables"]
+    );
+    // A class that is not one is refused beside the form, in French, as typed.
+    let reply = post_form(
+        &state,
+        &rita,
+        "/plan/interests",
+        &[("classes", "vegetables Légumes")],
+        "fr",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    said_in_french(
+        &reply,
+        &BoardProblem::Interests {
+            value: "Légumes".into(),
+        },
+    );
+    assert!(unescaped(&reply.body).contains("value=\"vegetables Légumes\""));
+
+    // rita looks at the board: nothing is new to her then.
+    page_at(&state, &rita, "/plan", "fr").await;
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), None, "nothing new yet");
+    pause().await;
+
+    // Others post: one in her interests, one that matches her own need, one
+    // neither.
+    let veg = post(
+        &state,
+        "sara",
+        &ledger::NewIntent {
+            direction: ledger::Direction::Offer,
+            action: ledger::Action::Give,
+            unit: ledger::Unit::Kg,
+            ..need("vegetables", 3.0, "Des courgettes du jardin")
+        },
+    );
+    post(
+        &state,
+        "rita",
+        &need("electrician", 2.0, "Une prise à changer"),
+    );
+    let spark = post(
+        &state,
+        "remi",
+        &ledger::NewIntent {
+            direction: ledger::Direction::Offer,
+            ..need("electrician", 4.0, "Je suis électricien le samedi")
+        },
+    );
+    post(&state, "remi", &need("care", 1.0, "Garde d'un chat"));
+
+    // Every member page counts the two, in the page's language.
+    let t_count = |lang: Lang, n: u64| Catalog::for_lang(lang).count("plan.nav_new", n);
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), Some(t_count(Lang::En, 2)));
+    let ledger = page_at(&state, &rita, "/ledger", "fr").await;
+    assert_eq!(nav_count(&ledger), Some(t_count(Lang::Fr, 2)));
+    let sortition = page_at(&state, &rita, "/sortition", "fr").await;
+    assert_eq!(nav_count(&sortition), Some(t_count(Lang::Fr, 2)));
+    // The API says the same.
+    let api = send(
+        state.clone(),
+        get("/api/interests", &[("cookie", &rita.cookie)]),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let json = api.json();
+    assert_eq!(json["new_matches"], 2);
+    assert_eq!(
+        json["classes"],
+        serde_json::json!(["bike-repair", "vegetables"])
+    );
+    let ids: Vec<i64> = json["intents"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [veg]);
+
+    // The board lists what is in her interests, marked new, and the match.
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let interests = part(&html, "interests-title", "</section>");
+    assert!(
+        interests.contains("Des courgettes du jardin"),
+        "{interests}"
+    );
+    assert!(
+        interests.contains(t(Lang::Fr, "plan.new_mark")),
+        "{interests}"
+    );
+    assert!(!interests.contains("Garde d'un chat"), "{interests}");
+    assert!(
+        part(&html, "matches-title", "</section>").contains(&format!("#intent-{spark}")),
+        "{html}"
+    );
+    // Having looked, nothing is new any more.
+    assert_eq!(nav_count(&html), None);
+    let ledger = page_at(&state, &rita, "/ledger", "en").await;
+    assert_eq!(nav_count(&ledger), None);
+
+    // The API saves too, and names a class that is not one.
+    let bearer = crate::support::bearer(&state, "rita");
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/interests",
+            &[("authorization", &bearer)],
+            r#"{"classes": ["care", "Bad Class"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("Bad Class"), "{}", reply.body);
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/interests",
+            &[("authorization", &bearer)],
+            r#"{"classes": ["care"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["classes"], serde_json::json!(["care"]));
+}
+
+#[tokio::test]
+async fn a_transfer_names_the_intent_it_pays_for_and_the_board_shows_it() {
+    let (state, _tx) = with_residents();
+    // rita earns Communs, then needs vegetables; sara commits to give them.
+    crate::support::validated(
+        &state,
+        "rita",
+        2.0,
+        Utc::now() - chrono::TimeDelta::hours(1),
+    );
+    let veg = post(
+        &state,
+        "rita",
+        &ledger::NewIntent {
+            action: ledger::Action::Give,
+            unit: ledger::Unit::Kg,
+            ..need("vegetables", 3.0, "Trois kilos de courgettes")
+        },
+    );
+    let commitment = state
+        .journal
+        .propose_commitment(
+            "sara",
+            veg,
+            &ledger::NewCommitment {
+                quantity: 3.0,
+                note: String::new(),
+            },
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("propose: {e}"))
+        .seq;
+    state
+        .journal
+        .accept_commitment("rita", commitment, Utc::now())
+        .unwrap_or_else(|e| panic!("accept: {e}"));
+    let rita = login(&state, "rita").await;
+    let pay = |to: &'static str, intent: String| {
+        let (state, rita) = (&state, &rita);
+        async move {
+            post_form(
+                state,
+                rita,
+                "/ledger/transfers",
+                &[
+                    ("to", to),
+                    ("amount", "4"),
+                    ("memo", "Courgettes"),
+                    ("intent", &intent),
+                ],
+                "fr",
+            )
+            .await
+        }
+    };
+    // remi is no party to the intent; 999 is no intent; "abc" no number.
+    let reply = pay("remi", veg.to_string()).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    said_in_french(
+        &reply,
+        &BoardProblem::Planning(ledger::PlanningProblem::NotPartyToIntent {
+            member: "remi".into(),
+            intent: veg,
+        }),
+    );
+    said_in_french(
+        &pay("sara", "999".into()).await,
+        &BoardProblem::NoSuchIntent { id: 999 },
+    );
+    let reply = pay("sara", "abc".into()).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(unescaped(&reply.body).contains("value=\"abc\""));
+    // Paid to sara: recorded with the intent, and shown under it on the board.
+    let reply = pay("sara", veg.to_string()).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let payments = state
+        .journal
+        .transfers_for_intents()
+        .unwrap_or_else(|e| panic!("payments: {e}"));
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].intent, Some(veg));
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let item = part(&html, &format!("intent-{veg}"), "</li>");
+    let paid = Catalog::for_lang(Lang::Fr).tf(
+        "plan.paid",
+        &[
+            (
+                "amount",
+                &dashboards::format_communs(ledger::Communs::from_whole(4), Lang::Fr),
+            ),
+            ("from", "rita"),
+            ("to", "sara"),
+        ],
+    );
+    assert!(item.contains(&paid), "{paid} not in {item}");
+
+    // The API takes the intent too, and refuses a payer who is no party to it.
+    let bearer = crate::support::bearer(&state, "remi");
+    crate::support::validated(
+        &state,
+        "remi",
+        1.0,
+        Utc::now() - chrono::TimeDelta::hours(1),
+    );
+    let reply = send(
+        state.clone(),
+        crate::support::request(
+            "POST",
+            "/api/transfers",
+            &[("authorization", &bearer)],
+            &format!(r#"{{"to": "sara", "amount": 1, "memo": "", "intent": {veg}}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("no party to intent"), "{}", reply.body);
+    assert!(state.journal.verify().is_ok_and(|r| r.is_intact()));
+}
+
+#[tokio::test]
+async fn the_nodes_repair_need_reads_as_the_nodes_on_the_board_and_the_wall() {
+    let (state, _tx) = with_residents();
+    let need = state
+        .journal
+        .open_repair_need(
+            "roof-school",
+            "Réparer l'onduleur du toit de l'école",
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .unwrap_or_else(|| panic!("not opened"))
+        .seq;
+    let rita = login(&state, "rita").await;
+    let html = page_at(&state, &rita, "/plan", "fr").await;
+    let item = part(&html, &format!("intent-{need}"), "</li>");
+    assert!(item.contains(t(Lang::Fr, "plan.by_node")), "{item}");
+    assert!(
+        item.contains("Réparer l'onduleur du toit de l'école"),
+        "{item}"
+    );
+    // A resident can take it up; the assembly accepts for the node.
+    assert!(
+        item.contains(&format!("action=\"/plan/intents/{need}/commitments")),
+        "{item}"
+    );
+    let wall = send(state.clone(), get("/?lang=fr", &[])).await;
+    assert!(
+        unescaped(&wall.body).contains("Réparer l'onduleur du toit de l'école (2 h)"),
+        "{}",
+        wall.body
+    );
 }
