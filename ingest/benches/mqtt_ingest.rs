@@ -383,6 +383,54 @@ async fn compare(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
     }
 }
 
+/// A Mosquitto started for the bench on a free port, with no limit on the messages
+/// it queues for a subscriber; stopped when the guard drops.
+fn private_mosquitto() -> Option<(SocketAddr, MosquittoGuard)> {
+    let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let addr = ingest::broker::free_local_addr().ok()?;
+    let dir = tempfile::tempdir().ok()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {} {}\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n",
+            addr.port(),
+            addr.ip()
+        ),
+    )
+    .ok()?;
+    let child = std::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let guard = MosquittoGuard { child, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((addr, guard))
+}
+
+struct MosquittoGuard {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for MosquittoGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -396,9 +444,19 @@ fn main() {
         let embedded = ingest::broker::free_local_addr().expect("port");
         ingest::broker::start_embedded(embedded).expect("embedded broker");
         compare("embedded (rumqttd)", embedded, n, 3).await;
+        // A Mosquitto of the bench's own whose queue per subscriber is unbounded,
+        // as a site's broker for the node should be: with the default queue (1000
+        // messages), a burst of this size is partly dropped by the broker for every
+        // subscriber, even `mosquitto_sub`, and the rates compare what each was sent.
+        match private_mosquitto() {
+            Some((addr, _broker)) => {
+                compare("mosquitto (own, queue unbounded)", addr, n, 3).await;
+            }
+            None => println!("skipped: mosquitto not available (no mosquitto binary to start)"),
+        }
         let mosquitto: SocketAddr = "127.0.0.1:1883".parse().expect("addr");
         if std::net::TcpStream::connect_timeout(&mosquitto, Duration::from_millis(300)).is_ok() {
-            compare("mosquitto", mosquitto, n, 3).await;
+            compare("mosquitto 127.0.0.1:1883", mosquitto, n, 3).await;
         } else {
             println!("skipped: mosquitto not available on 127.0.0.1:1883");
         }
