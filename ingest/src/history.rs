@@ -1048,6 +1048,13 @@ impl History {
         }
     }
 
+    /// Deletes now the files compactions replaced, without the grace that lets a
+    /// running query finish reading them: for a history nobody queries yet (the
+    /// demo writing its made-up past before the node opens it).
+    pub fn delete_replaced_now(&self) {
+        self.delete_doomed(true);
+    }
+
     /// The storage directory.
     pub fn root(&self) -> &Path {
         &self.root
