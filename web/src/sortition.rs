@@ -50,6 +50,28 @@ fn problems_of(error: ledger::Error, lang: &PageLang) -> Result<Vec<String>, App
     }
 }
 
+/// The page again with a journal refusal beside the form that met it (422).
+async fn refused(
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    e: ledger::Error,
+    form: SortitionForm,
+) -> Result<Response, AppError> {
+    let problems = problems_of(e, lang)?;
+    render_page(
+        state,
+        lang,
+        member,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &AnnounceForm::default(),
+        &problems,
+        Some(form),
+        None,
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn render_page(
     state: &AppState,
@@ -172,20 +194,7 @@ pub(crate) async fn opt(
                 "done=opted_out"
             },
         )),
-        Err(e) => {
-            let problems = problems_of(e, &lang)?;
-            render_page(
-                &state,
-                &lang,
-                &member,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &AnnounceForm::default(),
-                &problems,
-                Some(SortitionForm::OptIn),
-                None,
-            )
-            .await
-        }
+        Err(e) => refused(&state, &lang, &member, e, SortitionForm::OptIn).await,
     }
 }
 
@@ -214,20 +223,7 @@ pub(crate) async fn keys(
     .await?;
     match recorded {
         Ok(_) => Ok(form::done("/sortition", "done=keys")),
-        Err(e) => {
-            let problems = problems_of(e, &lang)?;
-            render_page(
-                &state,
-                &lang,
-                &member,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &AnnounceForm::default(),
-                &problems,
-                Some(SortitionForm::Keys),
-                None,
-            )
-            .await
-        }
+        Err(e) => refused(&state, &lang, &member, e, SortitionForm::Keys).await,
     }
 }
 
