@@ -5,6 +5,11 @@
 //! interval, prints one line per sample, and fails when the memory keeps growing.
 //!
 //!     cargo bench --bench soak -- [--minutes 60] [--every 60] [--site demo|modbus100|idle|all] [--speed 60]
+//!         [--binary PATH] [--env NAME=VALUE]...
+//!
+//! `--binary` runs another build of the node (e.g. `target/dist/communalia`, the
+//! installable profile) instead of the bench profile's; `--env` sets a variable in
+//! the node's environment (e.g. `MALLOC_ARENA_MAX=2`), to compare allocator settings.
 //!
 //! Sites:
 //! - `demo`: `communalia demo --speed 60` (the simulated community, its history and
@@ -36,6 +41,8 @@ struct Args {
     every: Duration,
     sites: Vec<String>,
     speed: f64,
+    binary: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 fn args() -> Args {
@@ -44,6 +51,8 @@ fn args() -> Args {
         every: Duration::from_secs(60),
         sites: vec!["demo".into(), "modbus100".into(), "idle".into()],
         speed: 60.0,
+        binary: None,
+        env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -54,6 +63,14 @@ fn args() -> Args {
                 a.every = Duration::from_secs_f64(value().parse().unwrap_or(60.0));
             }
             "--speed" => a.speed = value().parse().unwrap_or(a.speed),
+            "--binary" => a.binary = Some(PathBuf::from(value())),
+            "--env" => {
+                let v = value();
+                match v.split_once('=') {
+                    Some((k, v)) => a.env.push((k.to_string(), v.to_string())),
+                    None => panic!("--env wants NAME=VALUE, got {v:?}"),
+                }
+            }
             "--site" => {
                 let v = value();
                 if v != "all" {
@@ -67,17 +84,34 @@ fn args() -> Args {
     a
 }
 
-/// Resident memory in bytes and CPU time (user + system) of a process.
-fn sample(pid: u32) -> Option<(u64, Duration)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status
+/// One sample of a process: resident memory in bytes (all of it, its own
+/// anonymous pages, and the pages of files such as its code), and CPU time.
+struct Sample {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    cpu: Duration,
+}
+
+/// A `/proc/PID/status` field in kB, as bytes.
+fn status_bytes(status: &str, field: &str) -> Option<u64> {
+    let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()?;
+    Some(kb * 1024)
+}
+
+/// Resident memory and CPU time (user + system) of a process.
+fn sample(pid: u32) -> Option<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status_bytes(&status, "VmRSS:")?;
+    let anon = status_bytes(&status, "RssAnon:")?;
+    let file = status_bytes(&status, "RssFile:")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after ") ".
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -85,7 +119,12 @@ fn sample(pid: u32) -> Option<(u64, Duration)> {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every Linux the node runs on.
-    Some((rss_kb * 1024, Duration::from_millis(ticks * 10)))
+    Some(Sample {
+        rss,
+        anon,
+        file,
+        cpu: Duration::from_millis(ticks * 10),
+    })
 }
 
 struct Node {
@@ -100,8 +139,19 @@ impl Drop for Node {
     }
 }
 
-fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_communalia"))
+/// How to start the node: which binary, with which extra environment.
+#[derive(Clone)]
+struct Launch {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launch {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
 }
 
 fn free_port() -> u16 {
@@ -111,9 +161,10 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start_demo(speed: f64) -> Node {
+fn start_demo(launch: &Launch, speed: f64) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = Command::new(binary())
+    let child = launch
+        .command()
         .args(["demo", "--speed", &speed.to_string(), "--bind"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data")
@@ -200,10 +251,11 @@ fn start_meters(rt: &tokio::runtime::Runtime) -> Vec<SocketAddr> {
     })
 }
 
-fn start_run(addrs: &[SocketAddr]) -> Node {
+fn start_run(launch: &Launch, addrs: &[SocketAddr]) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = meters_config(dir.path(), addrs);
-    let child = Command::new(binary())
+    let child = launch
+        .command()
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -244,7 +296,13 @@ impl Series {
             println!("{:<10} the node exited: {status}", self.name);
             return false;
         }
-        let Some((rss, cpu)) = sample(self.node.child.id()) else {
+        let Some(Sample {
+            rss,
+            anon,
+            file,
+            cpu,
+        }) = sample(self.node.child.id())
+        else {
             println!("{:<10} cannot read /proc for the node", self.name);
             return false;
         };
@@ -255,10 +313,12 @@ impl Series {
         self.rss.push(rss);
         self.cpu_pct.push(pct);
         println!(
-            "{:<10} {:>6.1} min   RSS {:>6.1} MB   CPU {:>5.2} % of a core since the last sample",
+            "{:<10} {:>6.1} min   RSS {:>6.1} MB (own {:>6.1}, files {:>5.1})   CPU {:>5.2} % of a core since the last sample",
             self.name,
             self.started.elapsed().as_secs_f64() / 60.0,
             rss as f64 / 1e6,
+            anon as f64 / 1e6,
+            file as f64 / 1e6,
             pct
         );
         true
@@ -312,6 +372,22 @@ impl Series {
 
 fn main() {
     let a = args();
+    let launch = Launch {
+        binary: a
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_communalia"))),
+        env: a.env.clone(),
+    };
+    println!(
+        "node: {}{}",
+        launch.binary.display(),
+        launch
+            .env
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect::<String>()
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -320,15 +396,25 @@ fn main() {
     let mut series = Vec::new();
     for site in &a.sites {
         match site.as_str() {
-            "demo" => series.push(Series::new("demo", Some(120.0), None, start_demo(a.speed))),
-            "idle" => series.push(Series::new("idle", None, Some(2.0), start_demo(1.0))),
+            "demo" => series.push(Series::new(
+                "demo",
+                Some(120.0),
+                None,
+                start_demo(&launch, a.speed),
+            )),
+            "idle" => series.push(Series::new(
+                "idle",
+                None,
+                Some(2.0),
+                start_demo(&launch, 1.0),
+            )),
             "modbus100" => {
                 let addrs = start_meters(&rt);
                 series.push(Series::new(
                     "modbus100",
                     Some(150.0),
                     None,
-                    start_run(&addrs),
+                    start_run(&launch, &addrs),
                 ));
             }
             other => {
