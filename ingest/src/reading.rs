@@ -50,10 +50,20 @@ pub fn readings_schema() -> SchemaRef {
 
 /// Builds one record batch from readings; the dictionaries make repeated device
 /// and metric names cost one small integer per row.
+///
+/// The builders are sized to the readings: `StringDictionaryBuilder::new` reserves
+/// room for 1,024 keys and 1,024 values, some 10 kB a column that the finished array
+/// keeps, which for the batch of a few readings the sink hands over every few
+/// milliseconds was most of the memory the history's pending readings held (issue 13).
 pub fn to_batch(readings: &[Reading]) -> Result<RecordBatch, ArrowError> {
-    let mut ts = TimestampMillisecondBuilder::with_capacity(readings.len()).with_timezone("UTC");
-    let mut device = StringDictionaryBuilder::<Int32Type>::new();
-    let mut metric = StringDictionaryBuilder::<Int32Type>::new();
+    let n = readings.len();
+    // A batch names few devices and metrics; the builders grow if it names more.
+    let distinct = n.min(8);
+    let device_bytes = readings[..distinct].iter().map(|r| r.device.len()).sum();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut device = StringDictionaryBuilder::<Int32Type>::with_capacity(n, distinct, device_bytes);
+    let mut metric =
+        StringDictionaryBuilder::<Int32Type>::with_capacity(n, distinct, distinct * 16);
     let mut value = Float64Builder::with_capacity(readings.len());
     for r in readings {
         ts.append_value(r.ts_ms);
