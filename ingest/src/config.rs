@@ -169,6 +169,7 @@ impl StorageConfig {
             flush_every: self.flush_interval,
             raw_retention_days: self.raw_retention_days,
             rollup_retention_days: self.rollup_retention_days,
+            ..crate::history::HistoryOptions::default()
         }
     }
 }

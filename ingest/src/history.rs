@@ -118,6 +118,10 @@ fn pq_at(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> HistoryEr
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
     pub flush_every: Duration,
+    /// Pending rows that bring the next flush forward: what waits in memory stays
+    /// bounded on a site (or a demo at `--speed 60`) whose readings come faster than
+    /// `flush_every` can hold cheaply.
+    pub flush_rows: usize,
     /// Days of raw readings kept (`None`: all).
     pub raw_retention_days: Option<u32>,
     /// Days of one-minute rollups kept (`None`: all).
@@ -128,6 +132,7 @@ impl Default for HistoryOptions {
     fn default() -> Self {
         HistoryOptions {
             flush_every: Duration::from_secs(300),
+            flush_rows: 200_000,
             raw_retention_days: None,
             rollup_retention_days: None,
         }
@@ -150,6 +155,13 @@ struct State {
     snapshot: HistorySnapshot,
     /// The highest WAL record among the pending batches.
     pending_upto: Option<u64>,
+    /// Rows among the pending batches.
+    pending_rows: usize,
+    /// How many of the newest pending batches have not been merged yet.
+    young: usize,
+    /// How many of the first pending batches a flush under way has taken: they are
+    /// never merged, so that it removes exactly what it wrote.
+    flushing: usize,
     /// Files to delete once no query can still be reading them.
     doomed: Vec<(Instant, PathBuf)>,
 }
@@ -758,11 +770,32 @@ impl History {
         }
         let batch = to_batch(readings)?;
         let mut state = self.write();
+        state.pending_rows += batch.num_rows();
         state.snapshot.pending.push(batch);
+        state.young += 1;
+        if state.young >= MERGE_AFTER {
+            // A batch of a few rows costs more in arrays and schema references than
+            // in readings: the newest ones are merged into one (issue 13).
+            let state = &mut *state;
+            let pending = &mut state.snapshot.pending;
+            let start = (pending.len() - state.young).max(state.flushing);
+            if pending.len() - start >= 2 {
+                let merged = arrow::compute::concat_batches(&readings_schema(), &pending[start..])?;
+                pending.truncate(start);
+                pending.push(merged);
+            }
+            state.young = 0;
+        }
         if let Some(r) = record {
             state.pending_upto = Some(state.pending_upto.map_or(r, |u| u.max(r)));
         }
         Ok(())
+    }
+
+    /// Whether enough rows wait to bring the next flush forward
+    /// ([`HistoryOptions::flush_rows`]).
+    pub fn flush_due(&self) -> bool {
+        self.read().pending_rows >= self.opts.flush_rows
     }
 
     /// What queries see now.
@@ -772,12 +805,7 @@ impl History {
 
     /// Rows waiting for the next flush.
     pub fn pending_rows(&self) -> usize {
-        self.read()
-            .snapshot
-            .pending
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum()
+        self.read().pending_rows
     }
 
     /// Writes what is pending to Parquet, cuts the write-ahead log behind it,
@@ -793,9 +821,13 @@ impl History {
         self.settle(wal)?;
         let mut report = FlushReport::default();
         let (batches, upto) = {
-            let state = self.read();
+            let mut state = self.write();
+            state.flushing = state.snapshot.pending.len();
+            state.young = 0;
             (state.snapshot.pending.clone(), state.pending_upto)
         };
+        // However the flush ends, the batches it took may be merged again.
+        let _taken_guard = FlushingGuard(self);
         let taken = batches.len();
         if taken > 0 {
             let schema = readings_schema();
@@ -870,7 +902,13 @@ impl History {
                     files.push(path.clone());
                     files.sort();
                 }
+                let rows: usize = state.snapshot.pending[..taken]
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum();
+                state.pending_rows -= rows;
                 state.snapshot.pending.drain(..taken);
+                state.flushing = 0;
                 if state.snapshot.pending.is_empty() {
                     state.pending_upto = None;
                 }
@@ -1065,6 +1103,18 @@ impl History {
     }
 }
 
+/// Pending batches merged into one once this many small ones have come.
+const MERGE_AFTER: usize = 64;
+
+/// Ends a flush's hold on the pending batches it took, whichever way it returns.
+struct FlushingGuard<'a>(&'a History);
+
+impl Drop for FlushingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.write().flushing = 0;
+    }
+}
+
 /// Readings made durable, with their WAL record, as the sink hands them over.
 pub type DurableRx = mpsc::UnboundedReceiver<(Option<u64>, Vec<Reading>)>;
 
@@ -1080,6 +1130,10 @@ pub fn spawn_writer(
         let mut tick = tokio::time::interval(history.opts.flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // An early flush (enough rows pending) waits this long after the last one,
+        // so that a failing disk is not tried again at every message.
+        let early_after = Duration::from_secs(10).min(history.opts.flush_every);
+        let mut last_flush = tokio::time::Instant::now();
         let flush = |history: Arc<History>, wal: Option<Arc<Mutex<Wal>>>| async move {
             let today = sensors::clock::now().date_naive();
             let outcome =
@@ -1106,10 +1160,18 @@ pub fn spawn_writer(
                         if let Err(e) = history.add_pending(record, &readings) {
                             tracing::error!(error = %e, "could not keep readings for the history");
                         }
+                        if history.flush_due() && last_flush.elapsed() >= early_after {
+                            flush(history.clone(), wal.clone()).await;
+                            last_flush = tokio::time::Instant::now();
+                            tick.reset();
+                        }
                     }
                     None => break,
                 },
-                _ = tick.tick() => flush(history.clone(), wal.clone()).await,
+                _ = tick.tick() => {
+                    flush(history.clone(), wal.clone()).await;
+                    last_flush = tokio::time::Instant::now();
+                }
                 _ = cancel.cancelled() => {
                     // The sink may still hand over what it drains: take it all.
                     while let Some((record, readings)) = rx.recv().await {

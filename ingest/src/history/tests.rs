@@ -665,3 +665,80 @@ fn a_stop_within_a_compactions_grace_counts_nothing_twice() {
     );
     assert_eq!(fs::read_dir(&rollup_dir).expect("rollups").count(), 1);
 }
+
+#[test]
+fn small_pending_batches_are_merged_and_no_reading_is_lost() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let history = History::open(dir.path(), HistoryOptions::default()).expect("open");
+    let readings: Vec<Reading> = (0..1000)
+        .map(|i| r(MARCH_12 + i * 1000, "pv", Metric::PowerW, i as f64))
+        .collect();
+    for (i, one) in readings.iter().enumerate() {
+        history
+            .add_pending(Some(i as u64), std::slice::from_ref(one))
+            .expect("keep");
+    }
+    let pending = history.snapshot().pending;
+    assert!(
+        pending.len() <= 1000 / MERGE_AFTER + MERGE_AFTER,
+        "{} batches kept for 1000 readings",
+        pending.len()
+    );
+    assert_eq!(history.pending_rows(), 1000);
+    assert_eq!(rows_of(&pending), expected_rows(&readings));
+    let report = history.flush(None, date("2026-03-12")).expect("flush");
+    assert_eq!(report.rows, 1000);
+    assert_eq!(history.pending_rows(), 0);
+    assert_eq!(history_rows(&history), expected_rows(&readings));
+}
+
+#[test]
+fn batches_a_flush_has_taken_are_never_merged_with_newer_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let history = History::open(dir.path(), HistoryOptions::default()).expect("open");
+    let one = |i: i64| vec![r(MARCH_12 + i * 1000, "pv", Metric::PowerW, i as f64)];
+    for i in 0..10 {
+        history.add_pending(None, &one(i)).expect("keep");
+    }
+    // A flush under way has taken the ten batches there are (as `flush` marks it).
+    history.write().flushing = 10;
+    for i in 10..(10 + 2 * MERGE_AFTER as i64) {
+        history.add_pending(None, &one(i)).expect("keep");
+    }
+    let pending = history.snapshot().pending;
+    // The ten taken batches are as they were, one reading each, in their place: the
+    // flush removes exactly what it wrote.
+    assert!(pending[..10].iter().all(|b| b.num_rows() == 1));
+    assert_eq!(
+        rows_of(&pending[..10]),
+        expected_rows(&(0..10).flat_map(one).collect::<Vec<_>>())
+    );
+    // The newer ones were merged.
+    assert!(
+        pending.len() < 10 + 2 * MERGE_AFTER,
+        "{} batches",
+        pending.len()
+    );
+    assert_eq!(history.pending_rows(), 10 + 2 * MERGE_AFTER);
+}
+
+#[test]
+fn enough_pending_rows_make_a_flush_due() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = HistoryOptions {
+        flush_rows: 100,
+        ..HistoryOptions::default()
+    };
+    let history = History::open(dir.path(), opts).expect("open");
+    let readings = |from: i64, n: i64| -> Vec<Reading> {
+        (from..from + n)
+            .map(|i| r(MARCH_12 + i * 1000, "grid", Metric::PowerW, 1.0))
+            .collect()
+    };
+    history.add_pending(None, &readings(0, 99)).expect("keep");
+    assert!(!history.flush_due(), "99 rows of 100");
+    history.add_pending(None, &readings(99, 1)).expect("keep");
+    assert!(history.flush_due(), "100 rows of 100");
+    history.flush(None, date("2026-03-12")).expect("flush");
+    assert!(!history.flush_due(), "nothing pending after a flush");
+}
