@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ingest::history::History;
 use sensors::config::DeviceConfig;
@@ -16,6 +17,16 @@ use crate::Result;
 use crate::config::ServiceConfig;
 use crate::export::{SqlLimits, SqlSession};
 use crate::visibility::Visibility;
+
+/// What the history session may keep of Parquet footers (with their page indexes),
+/// all sessions over it together. DataFusion sizes its caches for a server, 50 MiB
+/// of footers and 20 MiB of file statistics; the node's history is a few hundred
+/// local files whose footers read in well under a millisecond, on a small computer
+/// where that memory is better left free (issue 13: the demo's memory grew while
+/// these caches filled).
+pub const PARQUET_METADATA_CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// What the history session may keep of file statistics (see above).
+pub const FILE_STATISTICS_CACHE_BYTES: usize = 1024 * 1024;
 
 /// The session over the history, with the configured devices and services.
 #[derive(Clone)]
@@ -44,7 +55,11 @@ impl Queries {
         services: &[ServiceConfig],
     ) -> Result<Queries> {
         let config = SessionConfig::new().with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_metadata_cache_limit(PARQUET_METADATA_CACHE_BYTES)
+            .with_file_statistics_cache_limit(FILE_STATISTICS_CACHE_BYTES)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::history::register(&ctx, history).await?;
         ctx.register_table("devices", Arc::new(crate::engine::devices_table(devices)?))?;
         ctx.register_table(
