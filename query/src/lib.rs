@@ -21,6 +21,7 @@ pub mod live_table;
 pub mod plan_runner;
 pub mod replay;
 pub mod stoppable;
+pub mod surplus;
 pub mod visibility;
 
 /// Everything that can go wrong in a query, by where it went wrong.
