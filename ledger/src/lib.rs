@@ -75,7 +75,7 @@
 //! | `contribution_validated` | `{"contribution": id, "member", "hours", "rate_micro_per_hour", "minted_micro"}`, just after the `k`-th approval; `minted_micro = floor(hours x 100 x rate_micro_per_hour / 100)` |
 //! | `demurrage_settled` | `{"accounts": [{"member", "since", "balance_micro", "decayed_micro"}]}`: each balance, of `balance_micro` last settled at `since`, loses `decayed_micro` to the commons at the entry's `ts` |
 //! | `transfer` | `{"to", "amount_micro", "memo"}`, from the author; and `"intent"` when it pays for an intent (absent otherwise: older transfers keep their bytes), author and `to` both parties to it |
-//! | `intent_posted` | `{"direction", "action", "class", "quantity", "unit", "window_start", "window_end", "expires_at", "description", "visibility", "collective"}`; its `seq` is the intent's id; `"device"` only in the repair needs the node opens (author [`NODE_AUTHOR`], always collective) |
+//! | `intent_posted` | `{"direction", "action", "class", "quantity", "unit", "window_start", "window_end", "expires_at", "description", "visibility", "collective"}`; its `seq` is the intent's id; `"device"` only in the repair needs the node opens (author [`NODE_AUTHOR`], always collective); the node also posts offers of its solar surplus (class [`SURPLUS_CLASS`], in kWh, over a window, lapsing at its end), and accepts the commitments proposed on them |
 //! | `commitment_proposed`, `commitment_accepted`, `commitment_released` | `{"intent", "quantity", "note"}`, `{"commitment"}`, `{"commitment", "reason"}` |
 //! | `commitment_fulfilled` | `{"commitment", "contribution", "quantity"}`, just after the validation of a contribution naming the commitment |
 //! | `intent_closed` | `{"intent", "reason"}`: its author closes an intent; the node closes its repair need once the device is back and the need wholly fulfilled |
@@ -206,7 +206,7 @@ pub use planning::{
     MAX_QUANTITY, Match, NewCommitment, NewIntent, PlanningProblem, Quantity, TextField,
     Unfulfillable, Unit, Visibility,
 };
-pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS};
+pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS, SURPLUS_CLASS};
 pub use rules::sortition::PanelDecision;
 pub use sortition::{
     Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,

@@ -213,6 +213,94 @@ impl Journal {
         })
     }
 
+    /// The node offers the solar surplus expected over `[start, end)`: an offer of
+    /// class [`SURPLUS_CLASS`] for `kwh` (rounded down to the hundredth), lapsing at
+    /// `end`, `description` in the site's language. Nothing is written when an open
+    /// surplus offer of the node's already overlaps the window, or when less than a
+    /// hundredth of a kWh is offered.
+    pub fn open_surplus_offer(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        kwh: f64,
+        description: &str,
+        ts: DateTime<Utc>,
+    ) -> Result<Option<Entry>> {
+        let quantity = (kwh * 100.0).floor() / 100.0;
+        if !(quantity >= 0.01) {
+            return Ok(None);
+        }
+        self.write(|tx| {
+            let overlapping = select_intents(tx, None, ts)?.into_iter().any(|i| {
+                i.author == NODE_AUTHOR
+                    && i.class == SURPLUS_CLASS
+                    && i.state == IntentState::Open
+                    && i.window_start.is_none_or(|s| s < end)
+                    && i.window_end.is_none_or(|e| e > start)
+            });
+            if overlapping {
+                return Ok(None);
+            }
+            let offer = NewIntent {
+                direction: Direction::Offer,
+                action: Action::Use,
+                class: SURPLUS_CLASS.into(),
+                quantity,
+                unit: Unit::Kwh,
+                window_start: Some(start),
+                window_end: Some(end),
+                expires_at: Some(end),
+                never_expires: false,
+                description: description.to_string(),
+                visibility: Visibility::Node,
+                collective: false,
+            };
+            let payload = intent_payload(&offer, ts)?;
+            record_intent(tx, NODE_AUTHOR, &payload, ts).map(Some)
+        })
+    }
+
+    /// The node accepts the commitments proposed on its open surplus offers, as long
+    /// as what they ask fits what remains (the others wait, and may be released by
+    /// whoever proposed them). The `commitment_accepted` entries written.
+    pub fn accept_surplus_commitments(&self, ts: DateTime<Utc>) -> Result<Vec<Entry>> {
+        self.write(|tx| {
+            let offers: Vec<i64> = select_intents(tx, None, ts)?
+                .into_iter()
+                .filter(|i| {
+                    i.author == NODE_AUTHOR
+                        && i.class == SURPLUS_CLASS
+                        && i.state == IntentState::Open
+                })
+                .map(|i| i.id)
+                .collect();
+            let mut written = Vec::new();
+            let mut proposed: Vec<Commitment> = select_commitments(tx, None)?
+                .into_iter()
+                .filter(|c| c.state == CommitmentState::Proposed && offers.contains(&c.intent))
+                .collect();
+            // Oldest first: who asked first is served first.
+            proposed.sort_by_key(|c| c.id);
+            for c in proposed {
+                let Some(offer) = select_intents(tx, Some(c.intent), ts)?.into_iter().next() else {
+                    continue;
+                };
+                if c.quantity > offer.remaining {
+                    continue;
+                }
+                let payload = serde_json::json!({ "commitment": c.id });
+                written.push(record_simple(
+                    tx,
+                    EntryKind::CommitmentAccepted,
+                    NODE_AUTHOR,
+                    &payload,
+                    ts,
+                )?);
+            }
+            Ok(written)
+        })
+    }
+
     /// Every intent, newest first, its state read at `at`.
     pub fn intents(&self, at: DateTime<Utc>) -> Result<Vec<Intent>> {
         self.read(|conn| select_intents(conn, None, at))
@@ -289,6 +377,9 @@ impl Journal {
 
 /// The class of the repair needs the node opens.
 pub const REPAIR_CLASS: &str = "repair";
+/// The class of the node's offers of solar surplus, which households commit to
+/// shift a load into (DESIGN.md §11).
+pub const SURPLUS_CLASS: &str = "kwh-surplus";
 /// The hours of work a repair need of the node's asks for.
 pub const REPAIR_NEED_HOURS: f64 = 2.0;
 
@@ -527,12 +618,23 @@ pub(crate) fn apply_intent(state: &mut impl LedgerState, entry: &Entry) -> Resul
     let expires_at = parse_ts(kind, "expires_at", posted.expires_at.as_deref())?;
     let device = posted.device.clone();
     let by_node = entry.author == NODE_AUTHOR;
-    if by_node != device.is_some() || (by_node && !posted.collective) {
+    // The node posts two things: repair needs naming a device (always collective),
+    // and offers of its solar surplus (class `kwh-surplus`, in kWh, over a window).
+    let repair = device.is_some() && posted.collective;
+    let surplus = device.is_none()
+        && !posted.collective
+        && posted.direction == Direction::Offer
+        && posted.class == SURPLUS_CLASS
+        && posted.unit == Unit::Kwh
+        && posted.window_start.is_some()
+        && posted.window_end.is_some();
+    if (by_node && !(repair || surplus)) || (!by_node && device.is_some()) {
         return Err(Refusal::InvalidPayload {
             kind,
             reason: format!(
                 "only the node (author `{NODE_AUTHOR}`) posts an intent naming a device, \
-                 always as a collective need"
+                 always as a collective need; and it posts nothing else but offers of \
+                 class `{SURPLUS_CLASS}` in kWh over a window"
             ),
         }
         .into());
@@ -667,8 +769,11 @@ fn commitment_and_intent(
 pub(crate) fn apply_accepted(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let accepted: CommitmentAccepted = decode(entry.kind, &entry.payload)?;
     let member = entry.author.as_str();
-    require_member(state, member)?;
     let (mut commitment, mut intent) = commitment_and_intent(state, accepted.commitment)?;
+    // The node accepts for its own surplus offers, and for nothing else.
+    if member != NODE_AUTHOR || intent.author != NODE_AUTHOR {
+        require_member(state, member)?;
+    }
     let id = commitment.id;
     let other = if commitment.proposed_by == commitment.provider {
         commitment.receiver.clone()

@@ -580,3 +580,142 @@ proptest! {
         prop_assert!(journal.verify().unwrap().is_intact());
     }
 }
+
+/// The node offers the surplus expected from 11:00 to 15:00: once for that window;
+/// households commit to use part of it, the node accepts what fits, and `verify`
+/// replays it all.
+#[test]
+fn the_nodes_surplus_offer_is_posted_once_and_its_commitments_accepted_by_the_node() {
+    let journal = community();
+    let (start, end) = (t0() + Duration::hours(1), t0() + Duration::hours(5));
+    let offer = journal
+        .open_surplus_offer(start, end, 6.239, "Surplus solaire de 11 h à 15 h", t0())
+        .unwrap()
+        .expect("posted");
+    assert_eq!(offer.author, ledger::NODE_AUTHOR);
+    let posted = journal.intent(offer.seq, t0()).unwrap().expect("intent");
+    assert_eq!(posted.class, ledger::SURPLUS_CLASS);
+    assert_eq!(posted.direction, Direction::Offer);
+    assert_eq!(posted.quantity, Quantity::from_centi(623), "rounded down");
+    assert_eq!(
+        (posted.window_start, posted.window_end),
+        (Some(start), Some(end))
+    );
+    assert_eq!(posted.expires_at, Some(end));
+    // An overlapping window is the same surplus: nothing more is offered.
+    let again = journal
+        .open_surplus_offer(
+            start + Duration::hours(2),
+            end + Duration::hours(1),
+            3.0,
+            "x",
+            t0(),
+        )
+        .unwrap();
+    assert!(again.is_none());
+
+    // Bob shifts his washing machine (1.5 kWh), Carol asks for more than is left.
+    let bob = journal
+        .propose_commitment("Bob", offer.seq, &commit(1.5), t0())
+        .unwrap();
+    let carol = journal
+        .propose_commitment("Carol", offer.seq, &commit(6.0), t0())
+        .unwrap();
+    let accepted = journal.accept_surplus_commitments(t0()).unwrap();
+    assert_eq!(accepted.len(), 1, "only Bob's fits");
+    assert_eq!(accepted[0].author, ledger::NODE_AUTHOR);
+    let bob = journal.commitment(bob.seq).unwrap().expect("bob's");
+    assert_eq!(bob.state, CommitmentState::Accepted);
+    assert_eq!(
+        (bob.provider.as_str(), bob.receiver.as_str()),
+        (ledger::NODE_AUTHOR, "Bob")
+    );
+    let carol = journal.commitment(carol.seq).unwrap().expect("carol's");
+    assert_eq!(carol.state, CommitmentState::Proposed);
+    let offer_now = journal.intent(offer.seq, t0()).unwrap().expect("intent");
+    assert_eq!(offer_now.remaining, Quantity::from_centi(623 - 150));
+    // Nothing more to accept; the node writes nothing a second time.
+    assert!(journal.accept_surplus_commitments(t0()).unwrap().is_empty());
+    assert!(journal.verify().unwrap().is_intact());
+
+    // Once the window is over, the offer lapses and a new one may be made.
+    let later = journal
+        .open_surplus_offer(
+            end + Duration::hours(20),
+            end + Duration::hours(24),
+            2.0,
+            "demain",
+            end,
+        )
+        .unwrap();
+    assert!(later.is_some());
+}
+
+/// The node posts repair needs and surplus offers, nothing else; it accepts only
+/// for its own offers; and nobody else posts in its name a need naming a device.
+#[test]
+fn the_node_posts_and_accepts_only_what_is_its_own() {
+    let journal = community();
+    let window = |payload: &mut serde_json::Value| {
+        payload["window_start"] = json!("2026-11-22T11:00:00.000Z");
+        payload["window_end"] = json!("2026-11-22T15:00:00.000Z");
+    };
+    let base = json!({
+        "direction": "offer", "action": "use", "class": "kwh-surplus", "quantity": 2.0,
+        "unit": "kwh", "window_start": null, "window_end": null,
+        "expires_at": "2026-11-22T15:00:00.000Z", "description": "Surplus",
+        "visibility": "node", "collective": false
+    });
+    // Without a window, in hours, of another class, or collective: refused.
+    let mut refused = Vec::new();
+    refused.push(base.clone());
+    for (key, value) in [
+        ("unit", json!("hours")),
+        ("class", json!("vegetables")),
+        ("collective", json!(true)),
+        ("direction", json!("need")),
+    ] {
+        let mut p = base.clone();
+        window(&mut p);
+        p[key] = value;
+        refused.push(p);
+    }
+    for payload in refused {
+        let err = journal
+            .append(EntryKind::IntentPosted, ledger::NODE_AUTHOR, &payload, t0())
+            .expect_err(&format!("refused: {payload}"));
+        assert!(
+            matches!(refusal(err), Refusal::InvalidPayload { .. }),
+            "{payload}"
+        );
+    }
+    let mut good = base.clone();
+    window(&mut good);
+    journal
+        .append(EntryKind::IntentPosted, ledger::NODE_AUTHOR, &good, t0())
+        .expect("the node's surplus offer");
+    // A member's own offer: the node does not accept a commitment on it.
+    let dave = journal
+        .post_intent(
+            "Dave",
+            &intent(Direction::Offer, "vegetables", 3.0, Unit::Kg),
+            t0(),
+        )
+        .unwrap();
+    let c = journal
+        .propose_commitment("Bob", dave.seq, &commit(1.0), t0())
+        .unwrap();
+    let err = journal
+        .accept_commitment(ledger::NODE_AUTHOR, c.seq, t0())
+        .expect_err("not the node's to accept");
+    assert!(
+        matches!(refusal(err), Refusal::UnknownMember(_)),
+        "refused as a non-member"
+    );
+    assert!(journal.accept_surplus_commitments(t0()).unwrap().is_empty());
+    assert_eq!(
+        journal.commitment(c.seq).unwrap().expect("c").state,
+        CommitmentState::Proposed
+    );
+    assert!(journal.verify().unwrap().is_intact());
+}
