@@ -47,7 +47,8 @@ pub(crate) struct Config {
     pub(crate) planning: PlanningConfig,
 }
 
-/// `[planning]`: when the node asks for a device to be repaired.
+/// `[planning]`: when the node asks for a device to be repaired, and offers its
+/// solar surplus.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlanningConfig {
@@ -57,14 +58,30 @@ pub(crate) struct PlanningConfig {
         with = "sensors::config::humantime_secs"
     )]
     pub(crate) repair_after: std::time::Duration,
+    /// Whether the node offers its expected solar surplus on the planning board.
+    #[serde(default = "default_true")]
+    pub(crate) surplus_offers: bool,
+    /// The surplus, in watts, from which a quarter hour counts in a window.
+    #[serde(default = "default_surplus_min_w")]
+    pub(crate) surplus_min_w: f64,
 }
 
 impl Default for PlanningConfig {
     fn default() -> Self {
         PlanningConfig {
             repair_after: default_repair_after(),
+            surplus_offers: true,
+            surplus_min_w: default_surplus_min_w(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_surplus_min_w() -> f64 {
+    500.0
 }
 
 fn default_repair_after() -> std::time::Duration {
@@ -212,6 +229,13 @@ fn check(l: &Loaded) -> Result<()> {
             "{}: key `site.longitude`: {} is not between -180 and 180",
             at(line_of(&l.text, 1, "longitude")),
             c.site.longitude
+        );
+    }
+    if !(c.planning.surplus_min_w.is_finite() && c.planning.surplus_min_w > 0.0) {
+        bail!(
+            "{}: key `planning.surplus_min_w`: {} is not a power above 0 W",
+            at(line_of(&l.text, 1, "surplus_min_w")),
+            c.planning.surplus_min_w
         );
     }
     if c.web.sql_memory_mb < MIN_SQL_MEMORY_MB || c.web.sql_memory_mb > 1024 * 1024 {
@@ -413,6 +437,21 @@ tier = 1
             err.contains("line 23") && err.contains("school") && err.contains("fridge"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_surplus_threshold_of_no_power_is_refused_with_its_line() {
+        let text = format!("{MINIMAL}\n[planning]\nsurplus_min_w = -5\n");
+        let err = parse(&text, "site.toml").expect_err("negative").to_string();
+        let line = text.lines().count();
+        assert!(
+            err.contains(&format!("line {line}")) && err.contains("planning.surplus_min_w"),
+            "{err}"
+        );
+        let ok = format!("{MINIMAL}\n[planning]\nsurplus_min_w = 800\nsurplus_offers = false\n");
+        let loaded = parse(&ok, "site.toml").expect("valid");
+        assert!(!loaded.config.planning.surplus_offers);
+        assert_eq!(loaded.config.planning.surplus_min_w, 800.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod federation_cli;
 mod ledger_cli;
 mod node;
 mod repair;
+mod surplus;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -229,6 +229,16 @@ impl Node {
             journal.clone(),
             cancel.clone(),
         ));
+        // The node's offers of solar surplus, from the history's forecast.
+        if c.planning.surplus_offers {
+            tokio::spawn(crate::surplus::run(
+                crate::surplus::SurplusWatch::new(c.planning.surplus_min_w, c.site.timezone, lang),
+                rx.clone(),
+                journal.clone(),
+                queries.clone(),
+                cancel.clone(),
+            ));
+        }
         // What the federation sees: the public view's totals, once a minute.
         crate::federation_cli::start_sharing(
             loaded,

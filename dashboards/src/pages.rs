@@ -24,6 +24,7 @@ struct WallTemplate<'a> {
     /// The node's disk is low or failing: said in a discreet line.
     storage_notice: Option<String>,
     collective_needs: Option<String>,
+    surplus_window: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -52,6 +53,9 @@ pub struct WallContext {
     /// The open collective needs (the assembly's, on the planning board), newest
     /// first: shown in one line in the footer, without who posted them.
     pub collective_needs: Vec<ledger::Intent>,
+    /// The node's next open offer of solar surplus (its earliest window not over),
+    /// shown in one line in the footer.
+    pub surplus_offer: Option<ledger::Intent>,
 }
 
 /// Most collective needs the wall's footer line names; the rest are counted.
@@ -88,6 +92,48 @@ pub(crate) fn collective_needs_line(needs: &[ledger::Intent], lang: Lang) -> Opt
         items.push(t.count("wall.needs_more", more as u64));
     }
     Some(t.tf("wall.collective_needs", &[("needs", &items.join(" · "))]))
+}
+
+/// The footer's line of the next solar surplus: "Prochain surplus solaire :
+/// aujourd'hui 11:00–15:00, environ 6,2 kWh à utiliser (4,7 kWh encore libres)…",
+/// the day said against `now` on the site's clocks; nothing without an offer with
+/// a window.
+pub(crate) fn surplus_window_line(
+    offer: Option<&ledger::Intent>,
+    now: chrono::DateTime<chrono::Utc>,
+    lang: Lang,
+    tz: chrono_tz::Tz,
+) -> Option<String> {
+    let offer = offer?;
+    let (start, end) = (offer.window_start?, offer.window_end?);
+    let t = Catalog::for_lang(lang);
+    let local = |at: chrono::DateTime<chrono::Utc>| at.with_timezone(&tz);
+    let today = local(now).date_naive();
+    let day = local(start).date_naive();
+    let day_text = if day == today {
+        t.t("wall.surplus_today").to_string()
+    } else if today.succ_opt() == Some(day) {
+        t.t("wall.surplus_tomorrow").to_string()
+    } else {
+        crate::format::format_date_long(day, lang)
+    };
+    let hm = |at: chrono::DateTime<chrono::Utc>| local(at).format("%H:%M").to_string();
+    Some(t.tf(
+        "wall.surplus_window",
+        &[
+            ("day", &day_text),
+            ("start", &hm(start.max(now))),
+            ("end", &hm(end)),
+            (
+                "kwh",
+                &crate::plan_page::quantity_with_unit(offer.quantity, offer.unit, lang),
+            ),
+            (
+                "free",
+                &crate::plan_page::quantity_with_unit(offer.remaining, offer.unit, lang),
+            ),
+        ],
+    ))
 }
 
 /// The wall screen as a complete HTML document.
@@ -130,6 +176,12 @@ pub fn render_wall_with(
         installer_link: context.installer_link,
         storage_notice: crate::storage::storage_notice(&context.storage, lang),
         collective_needs: collective_needs_line(&context.collective_needs, lang),
+        surplus_window: surplus_window_line(
+            context.surplus_offer.as_ref(),
+            snapshot.ts,
+            lang,
+            site.timezone,
+        ),
     };
     render(&page, "wall.html")
 }

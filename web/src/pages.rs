@@ -19,6 +19,7 @@ pub(crate) async fn wall(
     // Clone the Arc so the watch channel is not borrowed while rendering.
     let snapshot = state.live.borrow().clone();
     let tally = crate::ledger_api::week_tally(&state, chrono::Utc::now()).await;
+    let (needs, surplus_offer) = planning_lines(&state, snapshot.ts).await;
     let context = dashboards::WallContext {
         assembly_link: member
             .as_ref()
@@ -30,36 +31,54 @@ pub(crate) async fn wall(
         week_hours: tally.map(|t| t.hours),
         today: crate::history_page::today_curve(&state).await,
         storage: state.metrics.storage(),
-        collective_needs: collective_needs(&state).await,
+        collective_needs: needs,
+        surplus_offer,
     };
     let html = dashboards::render_wall_with(&snapshot, lang.lang, &state.site, &context)?;
     // Live figures: a cached copy would show old numbers as if they were current.
     Ok(lang.page(StatusCode::OK, html))
 }
 
-/// The open collective needs of the planning board, newest first; none (and an
-/// error logged) when the journal cannot be read, so that the wall still shows.
-async fn collective_needs(state: &AppState) -> Vec<ledger::Intent> {
-    let read = crate::ledger_api::with_journal(state, "collective needs", |j| {
-        j.intents(chrono::Utc::now())
+/// The open collective needs of the planning board, newest first, and the node's
+/// next open surplus offer (its window not over at `now`, the node's clock); none
+/// (and an error logged) when the journal cannot be read, so that the wall still
+/// shows.
+async fn planning_lines(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Vec<ledger::Intent>, Option<ledger::Intent>) {
+    // Members' intents are read on the real clock, as the planning board reads
+    // them; the node's surplus offers on the node's (a demo's simulated day).
+    let read = crate::ledger_api::with_journal(state, "collective needs", move |j| {
+        Ok::<_, ledger::Error>((j.intents(chrono::Utc::now())?, j.intents(now)?))
     })
     .await;
+    let open = |i: &ledger::Intent| i.state == ledger::IntentState::Open;
     match read {
-        Ok(Ok(intents)) => intents
-            .into_iter()
-            .filter(|i| {
-                i.collective
-                    && i.state == ledger::IntentState::Open
-                    && i.remaining > ledger::Quantity::ZERO
-            })
-            .collect(),
+        Ok(Ok((intents, on_node_clock))) => {
+            let surplus = on_node_clock
+                .iter()
+                .filter(|i| {
+                    open(i)
+                        && i.author == ledger::NODE_AUTHOR
+                        && i.class == ledger::SURPLUS_CLASS
+                        && i.window_end.is_some_and(|end| end > now)
+                })
+                .min_by_key(|i| i.window_start)
+                .cloned();
+            let needs = intents
+                .into_iter()
+                .filter(|i| i.collective && open(i) && i.remaining > ledger::Quantity::ZERO)
+                .collect();
+            (needs, surplus)
+        }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot read the collective needs for the wall");
-            Vec::new()
+            tracing::error!(error = %e, "cannot read the planning board for the wall");
+            (Vec::new(), None)
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot read the collective needs for the wall");
-            Vec::new()
+            tracing::error!(error = %e, "cannot read the planning board for the wall");
+            (Vec::new(), None)
         }
     }
 }

@@ -551,6 +551,92 @@ async fn the_wall_names_the_open_collective_needs_in_its_footer() {
     assert!(en.contains(&line), "{line} not in {en}");
 }
 
+/// The node's next surplus offer is the wall's line, the day said against the
+/// node's clock, in the reader's language; a window over is not shown.
+#[tokio::test]
+async fn the_wall_names_the_next_solar_surplus_window() {
+    let (state, tx) = with_residents();
+    let tz = state.site.timezone;
+    let local = |h: u32| {
+        use chrono::TimeZone;
+        tz.from_local_datetime(
+            &chrono::NaiveDate::from_ymd_opt(2026, 6, 18)
+                .and_then(|d| d.and_hms_opt(h, 0, 0))
+                .expect("time"),
+        )
+        .single()
+        .expect("one instant")
+        .with_timezone(&Utc)
+    };
+    let foot = |state: &web::AppState, lang: &'static str| {
+        let state = state.clone();
+        async move {
+            let reply = send(state, get(&format!("/?lang={lang}"), &[])).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let html = unescaped(&reply.body);
+            let at = html.find("<footer class=\"foot\">").expect("footer");
+            let rest = &html[at..];
+            rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
+        }
+    };
+    let at = |ts| {
+        tx.send_replace(std::sync::Arc::new(query::engine::empty_snapshot(ts)));
+    };
+    at(local(8));
+    assert!(
+        !foot(&state, "fr").await.contains("surplus-window"),
+        "no offer, no line"
+    );
+
+    state
+        .journal
+        .open_surplus_offer(local(11), local(15), 6.2, "Surplus solaire prévu", local(8))
+        .expect("offer")
+        .expect("posted");
+    let fr = foot(&state, "fr").await;
+    assert!(fr.contains("data-field=\"surplus-window\""), "{fr}");
+    let line = |lang, day: &str, start: &str| {
+        Catalog::for_lang(lang).tf(
+            "wall.surplus_window",
+            &[
+                ("day", day),
+                ("start", start),
+                ("end", "15:00"),
+                (
+                    "kwh",
+                    &dashboards::quantity_with_unit(
+                        ledger::Quantity::from_centi(620),
+                        ledger::Unit::Kwh,
+                        lang,
+                    ),
+                ),
+                (
+                    "free",
+                    &dashboards::quantity_with_unit(
+                        ledger::Quantity::from_centi(620),
+                        ledger::Unit::Kwh,
+                        lang,
+                    ),
+                ),
+            ],
+        )
+    };
+    let today_fr = line(Lang::Fr, t(Lang::Fr, "wall.surplus_today"), "11:00");
+    assert!(fr.contains(&today_fr), "{today_fr} not in {fr}");
+    // Seen the evening before, it is tomorrow's; once the window has begun, what is
+    // left of it; once over, nothing.
+    at(local(8) - chrono::Duration::hours(12));
+    let en = foot(&state, "en").await;
+    let tomorrow_en = line(Lang::En, t(Lang::En, "wall.surplus_tomorrow"), "11:00");
+    assert!(en.contains(&tomorrow_en), "{tomorrow_en} not in {en}");
+    at(local(13));
+    let en = foot(&state, "en").await;
+    let rest_en = line(Lang::En, t(Lang::En, "wall.surplus_today"), "13:00");
+    assert!(en.contains(&rest_en), "{rest_en} not in {en}");
+    at(local(16));
+    assert!(!foot(&state, "en").await.contains("surplus-window"));
+}
+
 /// Every item of every list of problems on a page.
 fn problem_items(html: &str) -> Vec<String> {
     let mut items = Vec::new();
