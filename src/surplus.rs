@@ -231,13 +231,38 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn the_forecast_window_is_offered_once_and_load_shifts_into_it_accepted() {
+    /// Thursday 18 June 2026, a history of `days` sunny days before it, an empty
+    /// journal, and the watch (threshold 500 W) in `lang`.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        day: NaiveDate,
+        queries: Queries,
+        journal: Arc<Journal>,
+        watch: SurplusWatch,
+    }
+
+    async fn fixture(days: u64, lang: dashboards::Lang) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
-        let queries =
-            sunny_history(dir.path(), NaiveDate::from_ymd_opt(2026, 6, 8).unwrap(), 10).await;
-        let journal = Arc::new(Journal::open_in_memory().unwrap());
+        let queries = sunny_history(dir.path(), day - Days::new(days), days).await;
+        Fixture {
+            _dir: dir,
+            day,
+            queries,
+            journal: Arc::new(Journal::open_in_memory().unwrap()),
+            watch: SurplusWatch::new(500.0, Paris, lang),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_forecast_window_is_offered_once_and_load_shifts_into_it_accepted() {
+        let Fixture {
+            _dir,
+            day,
+            queries,
+            journal,
+            mut watch,
+        } = fixture(10, dashboards::Lang::Fr).await;
         let morning = paris(day, 8, 0);
         journal
             .create_user(
@@ -248,7 +273,6 @@ mod tests {
                 morning,
             )
             .unwrap();
-        let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::Fr);
 
         // At 08:00, nothing measured yet: today's forecast window is offered.
         watch
@@ -304,12 +328,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_surplus_measured_now_and_not_forecast_is_offered_for_half_an_hour() {
-        let dir = tempfile::tempdir().unwrap();
-        let day = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
-        let queries =
-            sunny_history(dir.path(), NaiveDate::from_ymd_opt(2026, 6, 8).unwrap(), 10).await;
-        let journal = Arc::new(Journal::open_in_memory().unwrap());
-        let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::En);
+        let Fixture {
+            _dir,
+            day,
+            queries,
+            journal,
+            mut watch,
+        } = fixture(10, dashboards::Lang::En).await;
 
         // 18:00: the forecast's sun is over for today, yet 1,500 W spare are measured.
         let evening = paris(day, 18, 0);
@@ -349,12 +374,13 @@ mod tests {
 
     #[tokio::test]
     async fn without_history_nothing_is_offered() {
-        let dir = tempfile::tempdir().unwrap();
-        let day = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
-        let queries =
-            sunny_history(dir.path(), NaiveDate::from_ymd_opt(2026, 6, 16).unwrap(), 2).await;
-        let journal = Arc::new(Journal::open_in_memory().unwrap());
-        let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::Fr);
+        let Fixture {
+            _dir,
+            day,
+            queries,
+            journal,
+            mut watch,
+        } = fixture(2, dashboards::Lang::Fr).await;
         let now = paris(day, 8, 0);
         watch
             .look(&journal, &queries, &snapshot(now, 0.0, false))

@@ -508,22 +508,22 @@ async fn a_member_who_is_not_a_resident_reads_the_board_without_forms() {
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 }
 
+/// The wall screen's footer, as a reader of `lang` gets it.
+async fn wall_footer(state: &web::AppState, lang: &'static str) -> String {
+    let reply = send(state.clone(), get(&format!("/?lang={lang}"), &[])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let html = unescaped(&reply.body);
+    let at = html
+        .find("<footer class=\"foot\">")
+        .unwrap_or_else(|| panic!("no footer in {html}"));
+    let rest = &html[at..];
+    rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
+}
+
 #[tokio::test]
 async fn the_wall_names_the_open_collective_needs_in_its_footer() {
     let (state, _tx) = with_residents();
-    let wall = |state: &web::AppState, lang: &'static str| {
-        let state = state.clone();
-        async move {
-            let reply = send(state, get(&format!("/?lang={lang}"), &[])).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            let html = unescaped(&reply.body);
-            let at = html
-                .find("<footer class=\"foot\">")
-                .unwrap_or_else(|| panic!("no footer in {html}"));
-            let rest = &html[at..];
-            rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
-        }
-    };
+    let wall = wall_footer;
     // A member's own need is not the community's: the footer says nothing of it.
     post(&state, "rita", &need("bike-repair", 2.0, "Deux crevaisons"));
     let foot = wall(&state, "fr").await;
@@ -568,17 +568,7 @@ async fn the_wall_names_the_next_solar_surplus_window() {
         .expect("one instant")
         .with_timezone(&Utc)
     };
-    let foot = |state: &web::AppState, lang: &'static str| {
-        let state = state.clone();
-        async move {
-            let reply = send(state, get(&format!("/?lang={lang}"), &[])).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            let html = unescaped(&reply.body);
-            let at = html.find("<footer class=\"foot\">").expect("footer");
-            let rest = &html[at..];
-            rest[..rest.find("</footer>").unwrap_or(rest.len())].to_string()
-        }
-    };
+    let foot = wall_footer;
     let at = |ts| {
         tx.send_replace(std::sync::Arc::new(query::engine::empty_snapshot(ts)));
     };
