@@ -124,6 +124,20 @@ pub(crate) struct WebConfig {
     /// needs more is refused, not let grow.
     #[serde(default = "default_sql_memory_mb")]
     pub(crate) sql_memory_mb: usize,
+    /// HTTPS: `"off"` (plain HTTP on `bind`, as before; what a configuration
+    /// without the key gets), `"auto"` (a certificate the node makes at its first
+    /// start) or `{ cert = "…", key = "…" }` (the installer's PEM files). With TLS
+    /// on, `bind` only redirects to HTTPS.
+    #[serde(default)]
+    pub(crate) tls: TlsSetting,
+    /// Where HTTPS listens; by default `bind`'s address on port 443 when `bind`
+    /// is on port 80, else on port 8443.
+    #[serde(default)]
+    pub(crate) https_bind: Option<SocketAddr>,
+    /// Names (and addresses) the node is reached by, added to those a certificate
+    /// it makes is valid for (`tls = "auto"`; read at its first start only).
+    #[serde(default)]
+    pub(crate) tls_names: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -131,7 +145,72 @@ impl Default for WebConfig {
         WebConfig {
             bind: default_bind(),
             sql_memory_mb: default_sql_memory_mb(),
+            tls: TlsSetting::Off,
+            https_bind: None,
+            tls_names: Vec::new(),
         }
+    }
+}
+
+impl WebConfig {
+    /// Where HTTPS listens when plain HTTP is on `bind` (see `https_bind`).
+    pub(crate) fn https_addr(&self, bind: SocketAddr) -> SocketAddr {
+        self.https_bind.unwrap_or_else(|| {
+            let port = if bind.port() == 80 { 443 } else { 8443 };
+            SocketAddr::new(bind.ip(), port)
+        })
+    }
+}
+
+/// `[web] tls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum TlsSetting {
+    #[default]
+    Off,
+    Auto,
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+impl<'de> Deserialize<'de> for TlsSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str =
+            "\"auto\", \"off\" or { cert = \"<PEM file>\", key = \"<PEM file>\" }";
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Files {
+            cert: PathBuf,
+            key: PathBuf,
+        }
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TlsSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TlsSetting, E> {
+                match v {
+                    "auto" => Ok(TlsSetting::Auto),
+                    "off" => Ok(TlsSetting::Off),
+                    other => Err(E::custom(format!(
+                        "`{other}` is not a TLS setting: expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<TlsSetting, A::Error> {
+                let files = Files::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(TlsSetting::Files {
+                    cert: files.cert,
+                    key: files.key,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -245,10 +324,32 @@ fn check(l: &Loaded) -> Result<()> {
             c.web.sql_memory_mb
         );
     }
+    if c.web.tls != TlsSetting::Off {
+        let https = c.web.https_addr(c.web.bind);
+        if https.port() == c.web.bind.port() && https.port() != 0 {
+            bail!(
+                "{}: key `web.https_bind`: {https} is the plain HTTP port of `web.bind`; HTTPS needs a port of its own",
+                at(line_of(&l.text, 1, "https_bind").or(line_of(&l.text, 1, "tls")))
+            );
+        }
+    }
+    if let TlsSetting::Files { cert, key } = &c.web.tls
+        && let Err(e) = web::tls::TlsIdentity::from_files(cert, key)
+    {
+        bail!("{}: key `web.tls`: {e}", at(line_of(&l.text, 1, "tls")));
+    }
     if let Err(e) = c.mqtt.endpoint() {
         bail!(
             "{}: key `mqtt.broker`: {e}",
             at(line_of(&l.text, 1, "broker"))
+        );
+    }
+    if let Ok(ingest::config::BrokerEndpoint::ExternalTls { ca_file, .. }) = c.mqtt.endpoint()
+        && let Err(e) = ingest::mqtt::tls_client_config(ca_file.as_deref())
+    {
+        bail!(
+            "{}: {e}",
+            at(line_of(&l.text, 1, "ca_file").or(line_of(&l.text, 1, "broker")))
         );
     }
     if let Err(e) = ingest::resolve_devices(&c.devices) {

@@ -139,7 +139,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let accounts = demo_accounts(&loaded)?;
     demo_ledger(&loaded)?;
     let bind = args.bind.unwrap_or(loaded.config.web.bind);
-    let node = Node::start(&loaded, bind).await?;
+    // The demo stays on plain HTTP (on loopback unless `--bind` says otherwise).
+    let node = Node::start(&loaded, bind, false).await?;
     println!("Communalia demo: {}", loaded.config.site.name);
     println!("  web:        http://{}/", node.web_addr);
     println!("  mqtt:       {broker} (embedded broker)");

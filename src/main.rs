@@ -553,11 +553,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let l = config::load_file(&config)?;
             runtime()?.block_on(async move {
                 let bind = bind.unwrap_or(l.config.web.bind);
-                let node = node::Node::start(&l, bind).await?;
-                println!(
-                    "Communalia: {} on http://{}/",
-                    l.config.site.name, node.web_addr
-                );
+                let node = node::Node::start(&l, bind, true).await?;
+                match &node.https {
+                    None => println!(
+                        "Communalia: {} on http://{}/",
+                        l.config.site.name, node.web_addr
+                    ),
+                    Some((addr, shown)) => {
+                        println!("Communalia: {} on https://{addr}/", l.config.site.name);
+                        println!(
+                            "  certificate: {}{}",
+                            shown.cert_path.display(),
+                            if shown.generated {
+                                " (made by this node: check its fingerprint in the browser, then pin it)"
+                            } else {
+                                ""
+                            }
+                        );
+                        println!("  SHA-256 fingerprint: {}", shown.fingerprint);
+                        println!("  public key SHA-256 (base64): {}", shown.spki_sha256);
+                        println!(
+                            "  plain HTTP on {} redirects to HTTPS",
+                            node.web_addr
+                        );
+                    }
+                }
                 wait_for_signal().await;
                 node.shutdown().await
             })?;

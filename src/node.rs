@@ -22,7 +22,10 @@ use crate::config::{Language, Loaded};
 const LIVE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub(crate) struct Node {
+    /// The plain HTTP address (with HTTPS on, it only redirects there).
     pub(crate) web_addr: SocketAddr,
+    /// Where HTTPS listens and its certificate, when it is on.
+    pub(crate) https: Option<(SocketAddr, web::tls::TlsShown)>,
     cancel: CancellationToken,
     web_cancel: CancellationToken,
     ingest: Ingest,
@@ -54,9 +57,30 @@ pub(crate) fn open_ledger(loaded: &Loaded) -> Result<Journal> {
     Ok(journal)
 }
 
+/// The node's HTTPS certificate as `[web] tls` says: none (`"off"`), the one it
+/// made at an earlier start or makes now (`"auto"`), or the installer's files.
+fn https_identity(loaded: &Loaded, bind: SocketAddr) -> Result<Option<web::tls::TlsIdentity>> {
+    let c = &loaded.config;
+    Ok(match &c.web.tls {
+        crate::config::TlsSetting::Off => None,
+        crate::config::TlsSetting::Auto => {
+            let names = web::tls::default_names(bind, &c.web.tls_names);
+            Some(
+                web::tls::TlsIdentity::load_or_generate(&c.storage.dir, &names)
+                    .with_context(|| format!("{}: key `web.tls`", loaded.source))?,
+            )
+        }
+        crate::config::TlsSetting::Files { cert, key } => Some(
+            web::tls::TlsIdentity::from_files(cert, key)
+                .with_context(|| format!("{}: key `web.tls`", loaded.source))?,
+        ),
+    })
+}
+
 impl Node {
     /// Starts everything; fails with the address named when a port is taken.
-    pub(crate) async fn start(loaded: &Loaded, bind: SocketAddr) -> Result<Node> {
+    /// `https`: whether `[web] tls` applies (the demo stays on plain HTTP).
+    pub(crate) async fn start(loaded: &Loaded, bind: SocketAddr, https: bool) -> Result<Node> {
         let c = &loaded.config;
         let journal = Arc::new(open_ledger(loaded)?);
         let store = Arc::new(LiveStore::new(LIVE_WINDOW));
@@ -87,6 +111,25 @@ impl Node {
             .await
             .with_context(|| format!("cannot listen on {bind} for the web server (is another node or program using it? use --bind)"))?;
         let web_addr = listener.local_addr()?;
+        let tls = if https {
+            https_identity(loaded, bind)?
+        } else {
+            None
+        };
+        let https_listener = match &tls {
+            Some(_) => {
+                let addr = c.web.https_addr(bind);
+                Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} for HTTPS (is another program using it? set [web] https_bind)")
+                })?)
+            }
+            None => {
+                if !bind.ip().is_loopback() {
+                    tracing::warn!(%bind, "the web server is reachable from the network over plain HTTP: passwords and sessions cross the LAN in clear; set [web] tls = \"auto\" (docs/installers.md)");
+                }
+                None
+            }
+        };
 
         let workers = ingest::resolve_devices(&c.devices)?;
         // Actuated services need the broker even on a site without MQTT devices.
@@ -268,9 +311,27 @@ impl Node {
             },
         };
         let web_cancel = CancellationToken::new();
-        let web = tokio::spawn(web::serve(listener, state, web_cancel.clone()));
+        let (web, https) = match (tls, https_listener) {
+            (Some(identity), Some(https_listener)) => {
+                let addr = https_listener.local_addr()?;
+                let shown = identity.shown.clone();
+                let web = tokio::spawn(web::serve_tls(
+                    https_listener,
+                    Some(listener),
+                    state,
+                    identity,
+                    web_cancel.clone(),
+                ));
+                (web, Some((addr, shown)))
+            }
+            _ => (
+                tokio::spawn(web::serve(listener, state, web_cancel.clone())),
+                None,
+            ),
+        };
         Ok(Node {
             web_addr,
+            https,
             cancel,
             web_cancel,
             ingest,

@@ -157,6 +157,20 @@ pub struct InstallerView<'a> {
     pub now: DateTime<Utc>,
     /// The node's disk: a warning when it is low on space or failing.
     pub storage: ingest::metrics::StorageStatus,
+    /// How the node serves its pages over HTTPS, when it does: the certificate's
+    /// fingerprints, to compare with what a browser shows before trusting it.
+    pub https: Option<HttpsShown<'a>>,
+}
+
+/// The node's HTTPS certificate as the installer's page shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpsShown<'a> {
+    /// SHA-256 of the certificate, hex pairs joined by `:`.
+    pub fingerprint: &'a str,
+    /// SHA-256 of its public key, base64 (for pinning).
+    pub spki_sha256: &'a str,
+    /// The node made it itself (nobody vouches for it: pin it).
+    pub generated: bool,
 }
 
 struct FigureLine {
@@ -238,6 +252,14 @@ struct ProbeResult {
     block: Option<String>,
 }
 
+/// The HTTPS section of the page.
+struct HttpsLines {
+    fingerprint: String,
+    spki_sha256: String,
+    /// Who made the certificate and what to do with the fingerprint.
+    how: String,
+}
+
 #[derive(Template)]
 #[template(path = "installer.html")]
 struct InstallerTemplate<'a> {
@@ -255,6 +277,8 @@ struct InstallerTemplate<'a> {
     result: Option<ProbeResult>,
     /// The node's disk is low or failing.
     storage_warning: Option<String>,
+    /// The HTTPS certificate's fingerprints and what to do with them.
+    https: Option<HttpsLines>,
     layout: Layout<'a>,
 }
 
@@ -959,6 +983,17 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
         probe_detail,
         result,
         storage_warning: crate::storage::storage_notice(&view.storage, lang),
+        https: view.https.map(|h| HttpsLines {
+            fingerprint: h.fingerprint.to_string(),
+            spki_sha256: h.spki_sha256.to_string(),
+            how: t
+                .t(if h.generated {
+                    "installer.https_generated"
+                } else {
+                    "installer.https_provided"
+                })
+                .to_string(),
+        }),
         layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
             crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t)
                 .with_new_matches(view.new_matches, t),

@@ -53,7 +53,8 @@ pub use history_page::{
 };
 pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{
-    InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
+    HttpsShown, InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices,
+    render_installer,
 };
 pub use layout::{ASSET_VERSION, WALL_CSS, WALL_JS};
 pub use ledger_page::{

@@ -26,6 +26,9 @@ pub struct RegionNode {
     pub served: Option<u32>,
     pub partial: Option<u32>,
     pub shed: Option<u32>,
+    /// Summaries naming this node that the region refused (forged, or signed
+    /// with a key it does not know for the node); 0 when none.
+    pub refused: u64,
 }
 
 /// What the region's page shows.
@@ -61,6 +64,8 @@ pub struct RegionRow {
     pub grid: String,
     pub battery: String,
     pub services: String,
+    /// Said in the row when summaries naming the node were refused.
+    pub refused: Option<String>,
 }
 
 #[derive(Template)]
@@ -135,6 +140,7 @@ pub fn region_rows(data: &RegionData, lang: Lang) -> Vec<RegionRow> {
                     |p| crate::format_percent(p, lang),
                 ),
                 services,
+                refused: (n.refused > 0).then(|| t.count("region.node_refused", n.refused)),
             }
         })
         .collect()
@@ -198,6 +204,7 @@ mod tests {
                     served: Some(3),
                     partial: Some(1),
                     shed: Some(0),
+                    refused: 0,
                 },
                 RegionNode {
                     id: "b".into(),
@@ -205,6 +212,7 @@ mod tests {
                     age_s: Some(600.0),
                     stale: true,
                     production_w: Some(100.0),
+                    refused: 2,
                     ..RegionNode::default()
                 },
                 RegionNode {
@@ -235,6 +243,21 @@ mod tests {
         assert_eq!(rows[1].age, "10 min");
         assert_eq!(rows[2].state, "never");
         assert_eq!(rows[2].production, "—");
+        // A node under whose name summaries were refused is flagged in its row.
+        assert_eq!(rows[0].refused, None);
+        assert_eq!(
+            rows[1].refused.as_deref(),
+            Some("2 summaries under this name refused: forged, or not signed with the node's key")
+        );
+        let html = render_region(&data(), Lang::En, &site()).expect("renders");
+        assert!(
+            html.contains(r#"<tr class="node-stale node-refused" data-node="b">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<tr class="node-current" data-node="a">"#),
+            "{html}"
+        );
         let fr = region_rows(&data(), Lang::Fr);
         assert_eq!(fr[0].production, "5,2 kW");
         assert_eq!(fr[1].state_text, "Pas à jour");

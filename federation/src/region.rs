@@ -62,6 +62,8 @@ pub struct RegionState {
     latest: RwLock<BTreeMap<String, Summary>>,
     /// Refused summaries by (node as the subject named it, reason).
     refused: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// When a summary naming each node was last refused.
+    last_refused: Mutex<BTreeMap<String, DateTime<Utc>>>,
     accepted: AtomicU64,
     clock: Arc<dyn Clock>,
     stale_after: Duration,
@@ -86,6 +88,20 @@ pub struct NodeRow {
     pub age_s: Option<f64>,
     /// Never heard from, too old, or itself saying its data is stale.
     pub stale: bool,
+    /// Summaries naming this node that the region refused, when there were any:
+    /// a forger using its name, or the node itself signing with a key the region
+    /// does not know for it.
+    pub refused: Option<NodeRefused>,
+}
+
+/// What the region refused of one node since it started.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRefused {
+    pub count: u64,
+    /// The reasons, as in `/api/region/live`'s `refused.by` (`bad_signature`...).
+    pub reasons: Vec<&'static str>,
+    /// When the latest was refused.
+    pub last: DateTime<Utc>,
 }
 
 impl RegionState {
@@ -107,6 +123,7 @@ impl RegionState {
             known,
             latest: RwLock::default(),
             refused: Mutex::default(),
+            last_refused: Mutex::default(),
             accepted: AtomicU64::new(0),
             clock,
             stale_after: file.region.stale_after,
@@ -144,6 +161,10 @@ impl RegionState {
                     .unwrap_or(subject)
                     .to_string();
                 tracing::warn!(%node, reason = refusal.reason(), %refusal, "region: summary refused");
+                self.last_refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(node.clone(), self.clock.now());
                 let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
                 *refused.entry((node, refusal.reason())).or_default() += 1;
                 Err(refusal)
@@ -175,6 +196,12 @@ impl RegionState {
     /// Every configured node with its latest summary and age, by id.
     pub fn rows(&self) -> Vec<NodeRow> {
         let now = self.clock.now();
+        let refused = self.refused();
+        let last_refused = self
+            .last_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
         self.known
             .values()
@@ -188,12 +215,24 @@ impl RegionState {
                     (Some(s), Some(age)) => s.stale || age > self.stale_after.as_secs_f64(),
                     _ => true,
                 };
+                let mine = refused.iter().filter(|((node, _), _)| *node == n.id);
+                let count: u64 = mine.clone().map(|(_, c)| c).sum();
+                let refused =
+                    last_refused
+                        .get(&n.id)
+                        .filter(|_| count > 0)
+                        .map(|last| NodeRefused {
+                            count,
+                            reasons: mine.map(|((_, reason), _)| *reason).collect(),
+                            last: *last,
+                        });
                 NodeRow {
                     id: n.id.clone(),
                     name: n.name.clone(),
                     latest: summary,
                     age_s,
                     stale,
+                    refused,
                 }
             })
             .collect()

@@ -102,7 +102,50 @@ impl NodeSource {
         for batch in &batches {
             read_minutes(batch, &self.node, &mut out)?;
         }
+        self.fill_week_hours(&mut out).await;
         Ok(out)
+    }
+
+    /// Each minute's week's validated hours as they stood at the end of that
+    /// minute, from the journal: what the live summary of that minute would have
+    /// said. Left empty when the journal cannot tell (logged).
+    async fn fill_week_hours(&self, minutes: &mut [Summary]) {
+        let (Some(journal), Some(first)) = (self.journal.clone(), minutes.first()) else {
+            return;
+        };
+        let since = week_start(first.minute, self.timezone);
+        let validations =
+            match tokio::task::spawn_blocking(move || journal.validations_since(since)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot count the resent minutes' validated hours");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count the resent minutes' validated hours");
+                    return;
+                }
+            };
+        week_hours_at(minutes, &validations, self.timezone);
+    }
+}
+
+/// Sets each summary's `week_hours` to the hours of `validations` (oldest first)
+/// from its week's start to the end of its minute.
+pub fn week_hours_at(
+    minutes: &mut [Summary],
+    validations: &[(DateTime<Utc>, ledger::Hours)],
+    tz: chrono_tz::Tz,
+) {
+    for s in minutes {
+        let start = week_start(s.minute, tz);
+        let end = s.minute + Duration::minutes(1);
+        let centihours: u64 = validations
+            .iter()
+            .filter(|(t, _)| *t >= start && *t < end)
+            .map(|(_, h)| h.centihours())
+            .sum();
+        s.week_hours = Some(centihours as f64 / 100.0);
     }
 }
 
@@ -237,4 +280,80 @@ fn read_minutes(batch: &RecordBatch, node: &str, out: &mut Vec<Summary>) -> Resu
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod week_hours_tests {
+    use super::*;
+
+    fn minute(s: &str) -> Summary {
+        let t = DateTime::parse_from_rfc3339(s)
+            .expect("instant")
+            .with_timezone(&Utc);
+        Summary {
+            node: "n".into(),
+            minute: t,
+            origin: Origin::History,
+            stale: false,
+            production_w: 0.0,
+            consumption_w: 0.0,
+            surplus_w: 0.0,
+            grid_w: 0.0,
+            battery_w: 0.0,
+            battery_soc_pct: None,
+            services: ServiceCounts::default(),
+            week_hours: None,
+        }
+    }
+
+    #[test]
+    fn resent_minutes_count_the_hours_validated_in_their_own_week_up_to_them() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("instant")
+                .with_timezone(&Utc)
+        };
+        // Paris in June: Monday 00:00 is Sunday 22:00 UTC.
+        let validations = vec![
+            (
+                at("2025-06-01T21:59:00Z"),
+                ledger::Hours::from_centihours(700),
+            ), // Sunday 23:59
+            (
+                at("2025-06-02T08:00:30Z"),
+                ledger::Hours::from_centihours(150),
+            ),
+            (
+                at("2025-06-04T12:00:00Z"),
+                ledger::Hours::from_centihours(225),
+            ),
+            (
+                at("2025-06-08T22:00:00Z"),
+                ledger::Hours::from_centihours(1000),
+            ), // next Monday 00:00
+        ];
+        let mut minutes = vec![
+            minute("2025-06-01T21:58:00Z"), // before the first validation
+            minute("2025-06-01T21:59:00Z"), // its minute
+            minute("2025-06-02T07:59:00Z"), // a new week: nothing yet
+            minute("2025-06-02T08:00:00Z"),
+            minute("2025-06-04T11:59:00Z"),
+            minute("2025-06-08T21:59:00Z"),
+            minute("2025-06-08T22:00:00Z"), // the week after: only its own
+        ];
+        week_hours_at(&mut minutes, &validations, chrono_tz::Europe::Paris);
+        let got: Vec<Option<f64>> = minutes.iter().map(|m| m.week_hours).collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(0.0),
+                Some(7.0),
+                Some(0.0),
+                Some(1.5),
+                Some(1.5),
+                Some(3.75),
+                Some(10.0)
+            ]
+        );
+    }
 }

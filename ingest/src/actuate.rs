@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -44,8 +44,14 @@ pub fn spawn_publisher(
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     let client_id = format!("{}-act", opts.client_id);
-    let (host, port) = opts.endpoint.host_port();
-    let mut mqtt_options = MqttOptions::new(client_id.clone(), host, port);
+    let mut mqtt_options = match crate::mqtt::client_options(client_id.clone(), &opts.endpoint) {
+        Ok(o) => o,
+        Err(e) => {
+            // Checked when the node starts; a file changed since is said here.
+            tracing::error!(error = %e, "MQTT publisher not started");
+            return tokio::spawn(async {});
+        }
+    };
     mqtt_options.set_keep_alive(Duration::from_secs(15));
     if let Some(will) = last_will {
         mqtt_options.set_last_will(rumqttc::LastWill::new(
@@ -132,6 +138,7 @@ fn hand_over(client: &AsyncClient, p: &Publish) {
 mod tests {
     use super::*;
     use crate::config::BrokerEndpoint;
+    use rumqttc::MqttOptions;
 
     /// Subscribes to `topic` and returns the first `n` (payload, retain) received.
     async fn receive(addr: std::net::SocketAddr, topic: &str, n: usize) -> Vec<(String, bool)> {

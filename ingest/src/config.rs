@@ -10,7 +10,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `embedded` (the node runs its own broker) or `mqtt://host:port`.
+    /// `embedded` (the node runs its own broker), `mqtt://host:port`, or
+    /// `mqtts://host:port` (TLS, port 8883 when none is given).
     #[serde(default = "default_broker")]
     pub broker: String,
     /// Where the embedded broker listens.
@@ -29,6 +30,11 @@ pub struct MqttConfig {
     /// `mqtt`). With none, the embedded broker only listens on loopback.
     #[serde(default)]
     pub users: Vec<MqttUser>,
+    /// With `mqtts://`: the PEM file of the authority (or authorities) that signed
+    /// the broker's certificate, e.g. a site's own CA; without it, the system's
+    /// trusted authorities.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One account on the embedded broker: `users = [{ name = "…", password = "…" }]`.
@@ -56,6 +62,7 @@ impl Default for MqttConfig {
             password: None,
             client_id: None,
             users: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -72,7 +79,17 @@ fn default_embedded_bind() -> SocketAddr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerEndpoint {
     Embedded(SocketAddr),
-    External { host: String, port: u16 },
+    External {
+        host: String,
+        port: u16,
+    },
+    /// `mqtts://`: over TLS, the broker's certificate checked against `ca_file`'s
+    /// authorities (the system's when none) and the host name.
+    ExternalTls {
+        host: String,
+        port: u16,
+        ca_file: Option<PathBuf>,
+    },
 }
 
 impl BrokerEndpoint {
@@ -80,6 +97,7 @@ impl BrokerEndpoint {
         match self {
             BrokerEndpoint::Embedded(a) => (a.ip().to_string(), a.port()),
             BrokerEndpoint::External { host, port } => (host.clone(), *port),
+            BrokerEndpoint::ExternalTls { host, port, .. } => (host.clone(), *port),
         }
     }
 }
@@ -90,10 +108,21 @@ impl MqttConfig {
             return Ok(BrokerEndpoint::Embedded(self.embedded_bind));
         }
         let bad = |why: &str| Error::Config(format!("[mqtt] broker = \"{}\": {why}", self.broker));
-        let rest = self
-            .broker
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| bad("expected \"embedded\" or \"mqtt://host:port\""))?;
+        let (rest, tls) = if let Some(rest) = self.broker.strip_prefix("mqtt://") {
+            (rest, false)
+        } else if let Some(rest) = self.broker.strip_prefix("mqtts://") {
+            (rest, true)
+        } else {
+            return Err(bad(
+                "expected \"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\"",
+            ));
+        };
+        if self.ca_file.is_some() && !tls {
+            return Err(Error::Config(format!(
+                "[mqtt] ca_file is set but broker = \"{}\" is not TLS: use mqtts://",
+                self.broker
+            )));
+        }
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (
@@ -101,17 +130,23 @@ impl MqttConfig {
                 p.parse::<u16>()
                     .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
             ),
-            None => (rest, 1883),
+            None => (rest, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(bad("the host is missing"));
         }
-        Ok(BrokerEndpoint::External {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port,
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(if tls {
+            BrokerEndpoint::ExternalTls {
+                host,
+                port,
+                ca_file: self.ca_file.clone(),
+            }
+        } else {
+            BrokerEndpoint::External { host, port }
         })
     }
 }
@@ -218,5 +253,32 @@ mod tests {
             .expect_err("bad port")
             .to_string();
         assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn mqtts_urls_go_over_tls_with_their_authority() {
+        let mut c = cfg("mqtts://broker.example");
+        c.ca_file = Some(PathBuf::from("/etc/site-ca.pem"));
+        assert_eq!(
+            c.endpoint().expect("valid"),
+            BrokerEndpoint::ExternalTls {
+                host: "broker.example".into(),
+                port: 8883,
+                ca_file: Some(PathBuf::from("/etc/site-ca.pem")),
+            }
+        );
+        assert_eq!(
+            cfg("mqtts://10.0.0.5:18883").endpoint().expect("valid"),
+            BrokerEndpoint::ExternalTls {
+                host: "10.0.0.5".into(),
+                port: 18883,
+                ca_file: None,
+            }
+        );
+        // An authority for a broker reached in clear is a mistake, said as one.
+        let mut c = cfg("mqtt://broker.example");
+        c.ca_file = Some(PathBuf::from("/etc/site-ca.pem"));
+        let err = c.endpoint().expect_err("ca_file without TLS").to_string();
+        assert!(err.contains("ca_file") && err.contains("mqtts://"), "{err}");
     }
 }

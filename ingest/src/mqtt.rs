@@ -103,6 +103,76 @@ pub fn stable_client_id(dir: &std::path::Path) -> std::io::Result<String> {
     Ok(id)
 }
 
+/// The client's options for `endpoint`: host and port, and over `mqtts://` the
+/// TLS connection with the broker's certificate checked (see
+/// [`tls_client_config`]).
+pub fn client_options(client_id: String, endpoint: &BrokerEndpoint) -> crate::Result<MqttOptions> {
+    let (host, port) = endpoint.host_port();
+    let mut options = MqttOptions::new(client_id, host, port);
+    if let BrokerEndpoint::ExternalTls { ca_file, .. } = endpoint {
+        let config = tls_client_config(ca_file.as_deref())?;
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ));
+    }
+    Ok(options)
+}
+
+/// The TLS settings of a connection to an `mqtts://` broker: its certificate must
+/// chain to an authority of `ca_file` (PEM), or of the system's store when there
+/// is none, and name the host connected to. rustls on ring, TLS 1.2 and 1.3.
+pub fn tls_client_config(
+    ca_file: Option<&std::path::Path>,
+) -> crate::Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |why: String| {
+                crate::Error::Config(format!("[mqtt] ca_file {}: {why}", path.display()))
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad(
+                    "no certificate in it (expected PEM `CERTIFICATE` blocks)".to_string(),
+                ));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("a certificate in it cannot be used: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "system certificate store: a certificate was skipped");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(crate::Error::Config(
+                    "[mqtt] broker is mqtts:// but the system has no trusted authorities: set [mqtt] ca_file to the broker's authority (PEM)"
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    // ring, as everywhere in the node (see web's `tls.rs`): rustls marks it
+    // deprecated for its lack of post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::Error::Config(format!("TLS versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 pub use sensors::mqtt::topic_matches;
 
 /// A subscription of one device.
@@ -173,8 +243,14 @@ pub fn spawn_mqtt(
         metrics.register_device_as(&d.id, format!("mqtt {}", d.config.topic), &d.profile.id);
     }
     let routes = routes(&devices);
-    let (host, port) = opts.endpoint.host_port();
-    let mut mqtt_options = MqttOptions::new(opts.client_id.clone(), host, port);
+    let mut mqtt_options = match client_options(opts.client_id.clone(), &opts.endpoint) {
+        Ok(o) => o,
+        Err(e) => {
+            // Checked when the node starts; a file changed since is said here.
+            tracing::error!(error = %e, "MQTT client not started");
+            return tokio::spawn(async {});
+        }
+    };
     mqtt_options.set_keep_alive(Duration::from_secs(15));
     mqtt_options.set_max_packet_size(256 * 1024, 256 * 1024);
     // The broker keeps the subscriptions and what arrives while the node is away;

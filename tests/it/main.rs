@@ -19,4 +19,5 @@ mod probe;
 mod repair;
 mod sortition_cli;
 mod storage;
+mod transit;
 mod trust;

@@ -358,7 +358,8 @@ pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// Whether the request reached us over HTTPS (directly, or through a proxy that
 /// says so): the session cookie is then marked `Secure`.
 pub(crate) fn over_https(parts: &Parts) -> bool {
-    parts.uri.scheme_str() == Some("https")
+    parts.extensions.get::<crate::tls::OverTls>().is_some()
+        || parts.uri.scheme_str() == Some("https")
         || parts
             .headers
             .get("x-forwarded-proto")

@@ -6,14 +6,15 @@
 //! address that is not one, a host that does not answer) is told in the page,
 //! never as a server error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use dashboards::{InstallerDevice, InstallerView, ProbeForm, ProbeOutcome};
 use ingest::metrics::{DeviceDiagnostics, DeviceHealth, RawBlock};
 use ingest::probe::{ProbeOptions, ProbeTarget, origin_text_of, probe_modbus};
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{CSRF_FIELD, CurrentMember};
 use crate::lang::PageLang;
+use crate::tls::TlsShown;
 use crate::{AppError, AppState};
 
 /// The per-request timeouts the form accepts.
@@ -35,12 +37,14 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(60);
 /// `GET /installer`: the devices, and an empty probe form.
 pub(crate) async fn page(
     State(state): State<AppState>,
+    https: Option<Extension<Arc<TlsShown>>>,
     lang: PageLang,
     member: CurrentMember,
 ) -> Result<Response, AppError> {
     render(
         StatusCode::OK,
         &state,
+        https.as_deref().map(|s| &**s),
         &lang,
         &member,
         &ProbeForm::default(),
@@ -53,6 +57,7 @@ pub(crate) async fn page(
 /// itself is wrong; 200 once the probe ran, whatever answered.
 pub(crate) async fn probe(
     State(state): State<AppState>,
+    https: Option<Extension<Arc<TlsShown>>>,
     lang: PageLang,
     member: CurrentMember,
     body: Bytes,
@@ -77,7 +82,15 @@ pub(crate) async fn probe(
         | ProbeOutcome::BadProfile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,
     };
-    render(status, &state, &lang, &member, &form, Some(&outcome))
+    render(
+        status,
+        &state,
+        https.as_deref().map(|s| &**s),
+        &lang,
+        &member,
+        &form,
+        Some(&outcome),
+    )
 }
 
 /// The form as typed; fields it does not have are ignored (nothing is recorded).
@@ -152,6 +165,7 @@ fn parse_timeout(text: &str) -> Option<Duration> {
 fn render(
     status: StatusCode,
     state: &AppState,
+    https: Option<&TlsShown>,
     lang: &PageLang,
     member: &CurrentMember,
     form: &ProbeForm,
@@ -173,6 +187,11 @@ fn render(
         roles: &member.member.roles,
         now,
         storage: state.metrics.storage(),
+        https: https.map(|h| dashboards::HttpsShown {
+            fingerprint: &h.fingerprint,
+            spki_sha256: &h.spki_sha256,
+            generated: h.generated,
+        }),
     };
     let html = dashboards::render_installer(&view, lang.lang, &state.site)?;
     // Live health: a cached copy would show an old state as if it were current.

@@ -18,6 +18,8 @@ pub(crate) struct PageLang {
     pub(crate) lang: Lang,
     /// Set when the request chose with `?lang=`: the response remembers it.
     pub(crate) explicit: Option<Lang>,
+    /// The request came over HTTPS: the cookie is then `Secure`.
+    pub(crate) https: bool,
 }
 
 impl PageLang {
@@ -44,8 +46,9 @@ impl PageLang {
     pub(crate) fn cookie(&self) -> Option<HeaderValue> {
         let lang = self.explicit?;
         HeaderValue::from_str(&format!(
-            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
-            lang.code()
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{}",
+            lang.code(),
+            if self.https { "; Secure" } else { "" }
         ))
         .ok()
     }
@@ -85,6 +88,7 @@ impl FromRequestParts<AppState> for PageLang {
                 state.site.default_lang,
             ),
             explicit: query_lang.and_then(Lang::from_tag),
+            https: crate::auth::over_https(parts),
         })
     }
 }

@@ -7,7 +7,8 @@
 //! balances, its parameters) from the `ledger`, whose calls run on the blocking
 //! pool. [`app`] builds the router on its own so tests drive
 //! it with `oneshot`; [`serve`] runs it on a listener until a cancellation token
-//! fires.
+//! fires, and [`serve_tls`] serves it over HTTPS with the plain port redirecting
+//! (see `tls.rs` and `redirect.rs`).
 //!
 //! Every route is declared once, with who may call it, in the table of [`routes`]
 //! (`routes.rs`); the router is built from that table only. Signing in, sessions,
@@ -34,9 +35,11 @@ mod pages;
 mod plan_page;
 mod planning_api;
 mod plans;
+mod redirect;
 mod routes;
 mod security;
 mod sortition;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -123,4 +126,48 @@ pub async fn serve(
     .await?;
     tracing::info!("web server stopped");
     Ok(())
+}
+
+/// Serves [`app`] over HTTPS on `https` with `identity`'s certificate until
+/// `shutdown` is cancelled, and on `plain` (when given) answers every request with
+/// a redirect to HTTPS or, for anything but a page, a refusal (`redirect.rs`).
+/// Cookies set over HTTPS are `Secure`, and `/installer` shows the certificate's
+/// fingerprints.
+pub async fn serve_tls(
+    https: tokio::net::TcpListener,
+    plain: Option<tokio::net::TcpListener>,
+    state: AppState,
+    identity: tls::TlsIdentity,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let https_addr = https.local_addr()?;
+    tracing::info!(addr = %https_addr, fingerprint = %identity.shown.fingerprint, "HTTPS server listening");
+    let router = app(state)
+        .layer(Extension(ShutdownSignal(shutdown.clone())))
+        .layer(Extension(Arc::new(identity.shown.clone())))
+        .layer(Extension(tls::OverTls));
+    let listener = tls::TlsListener::start(https, &identity, shutdown.clone())?;
+    // `tap_io` only so that axum hands the client's address over as it does for
+    // a TCP listener (the sign-in limits per address).
+    let secure = axum::serve(
+        listener.tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let redirect = async {
+        if let Some(plain) = plain {
+            if let Ok(addr) = plain.local_addr() {
+                tracing::info!(%addr, "plain HTTP redirects to HTTPS");
+            }
+            axum::serve(plain, redirect::router(https_addr.port()))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        } else {
+            Ok(())
+        }
+    };
+    let (secure, redirect) = tokio::join!(secure.into_future(), redirect);
+    tracing::info!("web server stopped");
+    secure.and(redirect)
 }

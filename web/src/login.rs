@@ -442,7 +442,7 @@ pub(crate) async fn submit(
     if let Some(cookie) = session_set_cookie(&session.id, client.https) {
         headers.append(SET_COOKIE, cookie);
     }
-    headers.append(SET_COOKIE, clear_login_cookie());
+    headers.append(SET_COOKIE, clear_login_cookie(client.https));
     Ok(response)
 }
 
@@ -488,7 +488,8 @@ fn page(
     }
     if let Some(token) = set_login_token
         && let Ok(cookie) = HeaderValue::from_str(&format!(
-            "{LOGIN_COOKIE}={token}; Path=/login; Max-Age=86400; HttpOnly; SameSite=Strict"
+            "{LOGIN_COOKIE}={token}; Path=/login; Max-Age=86400; HttpOnly; SameSite=Strict{}",
+            if lang.https { "; Secure" } else { "" }
         ))
     {
         headers.append(SET_COOKIE, cookie);
@@ -515,7 +516,12 @@ fn login_token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn clear_login_cookie() -> HeaderValue {
+fn clear_login_cookie(secure: bool) -> HeaderValue {
+    if secure {
+        return HeaderValue::from_static(
+            "communalia_login=; Path=/login; Max-Age=0; HttpOnly; SameSite=Strict; Secure",
+        );
+    }
     HeaderValue::from_static("communalia_login=; Path=/login; Max-Age=0; HttpOnly; SameSite=Strict")
 }
 

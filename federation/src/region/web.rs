@@ -195,6 +195,7 @@ pub async fn region_data(app: &RegionApp) -> Result<dashboards::RegionData> {
                 served: s.map(|s| s.services.served),
                 partial: s.map(|s| s.services.partial),
                 shed: s.map(|s| s.services.shed),
+                refused: r.refused.as_ref().map_or(0, |f| f.count),
             }
         })
         .collect();
@@ -261,6 +262,12 @@ pub async fn live_value(app: &RegionApp) -> Result<Value> {
             let mut v = json!({
                 "id": r.id, "name": r.name, "stale": r.stale, "age_s": r.age_s,
             });
+            if let (Some(f), Value::Object(map)) = (&r.refused, &mut v) {
+                map.insert(
+                    "refused".into(),
+                    json!({"count": f.count, "reasons": f.reasons, "last": rfc3339(f.last)}),
+                );
+            }
             if let (Some(s), Value::Object(map)) = (&r.latest, &mut v) {
                 map.insert(
                     "summary".into(),

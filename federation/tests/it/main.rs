@@ -10,4 +10,5 @@ mod node;
 mod publish;
 mod region;
 mod s3;
+mod week_hours;
 mod witness;

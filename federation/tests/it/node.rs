@@ -50,6 +50,19 @@ pub(crate) async fn sim_node(
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) -> SimNode {
+    sim_node_with_journal(name, index, t0, minutes, clock, cancel, None).await
+}
+
+/// As [`sim_node`], with the journal the week's validated hours are counted in.
+pub(crate) async fn sim_node_with_journal(
+    name: &str,
+    index: u32,
+    t0: DateTime<Utc>,
+    minutes: i64,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+    journal: Option<Arc<ledger::Journal>>,
+) -> SimNode {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = Arc::new(NodeKey::load_or_create(dir.path(), Some(name)).expect("node key"));
     let history =
@@ -92,7 +105,7 @@ pub(crate) async fn sim_node(
             tx.send_replace(Arc::new(snapshot(index, t0, clock.now())));
         }
     });
-    let source = NodeSource::new(name, rx, Some(queries), None, chrono_tz::UTC);
+    let source = NodeSource::new(name, rx, Some(queries), journal, chrono_tz::UTC);
     SimNode { key, dir, source }
 }
 

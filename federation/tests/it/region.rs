@@ -173,6 +173,18 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     assert_eq!(by["node"], "tilleuls");
     assert_eq!(by["reason"], "bad_signature");
     assert_eq!(by["count"], 1);
+    // The node the forger named is flagged, with what was refused and when;
+    // the others are not.
+    let flagged = &node(&live, "tilleuls")["refused"];
+    assert_eq!(flagged["count"], 1, "{live}");
+    assert_eq!(flagged["reasons"], serde_json::json!(["bad_signature"]));
+    assert!(
+        flagged["last"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{flagged}"
+    );
+    for (id, _) in NODES.iter().filter(|(id, _)| *id != "tilleuls") {
+        assert!(node(&live, id).get("refused").is_none(), "{id}: {live}");
+    }
     let mut expected_total = 0.0;
     for (i, (id, _)) in NODES.iter().enumerate() {
         expected_total += check_node(&live, i as u32 + 1, id);
@@ -225,6 +237,17 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
         "{page}"
     );
     assert!(page.contains("1 summary refused"), "{page}");
+    assert_eq!(
+        page.matches("node-refused\"").count(),
+        1,
+        "only the forged node: {page}"
+    );
+    assert!(
+        // Current or, on a loaded machine, already out of date: flagged either way.
+        page.contains(r#" node-refused" data-node="tilleuls">"#)
+            && page.contains("1 summary under this name refused"),
+        "the forged node's row is flagged: {page}"
+    );
     crate::browser::region_page_in_a_browser(&base).await;
 
     for c in &node_cancels {

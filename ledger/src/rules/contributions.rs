@@ -152,6 +152,38 @@ impl Journal {
             ))
         })
     }
+
+    /// Each validation at or after `since`, oldest first: when the contribution
+    /// was validated and its hours. What [`Journal::hours_validated_since`] sums,
+    /// for a caller that needs the sum as it stood at several past moments (the
+    /// week's hours of minutes resent to a federation).
+    pub fn validations_since(&self, since: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, Hours)>> {
+        let since = format_ts(since);
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT j.ts, c.centihours FROM contributions c
+                 JOIN journal j ON j.seq = c.decided_seq
+                 WHERE c.state = 'validated' AND j.ts >= ?1
+                 ORDER BY j.seq",
+            )?;
+            let rows = stmt.query_map([since], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ts, centihours) = row?;
+                // The journal writes its own instants; one it cannot read back is
+                // left out rather than guessed.
+                if let Some(ts) = parse_canonical_ts(&ts) {
+                    out.push((
+                        ts,
+                        Hours::from_centihours(u64::try_from(centihours).unwrap_or(0)),
+                    ));
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 pub(crate) fn contribution_payload(c: &NewContribution, commitment: Option<i64>) -> Value {
