@@ -22,6 +22,7 @@ mod history_page;
 mod i18n;
 mod installer;
 mod layout;
+mod me_page;
 mod ledger_page;
 mod nav;
 mod pages;
@@ -55,6 +56,7 @@ pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{
     InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
 };
+pub use me_page::{GrantForm, MeView, MeterHour, MeterNow, render_me};
 pub use layout::{ASSET_VERSION, WALL_CSS, WALL_JS};
 pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerForms, LedgerView, PROJECTION_DAYS,

@@ -1125,5 +1125,7 @@ pub fn spawn_writer(
     })
 }
 
+mod erase;
+
 #[cfg(test)]
 mod tests;

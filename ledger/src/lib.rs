@@ -151,6 +151,7 @@ mod accounts;
 mod assembly;
 mod balances;
 mod communs;
+pub mod consent;
 mod contributions;
 mod dispatch;
 mod entry;
@@ -185,6 +186,10 @@ pub use contributions::{
     Attestation, Attested, Category, Contribution, ContributionProblem, ContributionState,
     DATE_TOLERANCE_HOURS, MAX_COMMENT_CHARS, MAX_DESCRIPTION_CHARS, MAX_HOURS, NewContribution,
     Verdict,
+};
+pub use consent::{
+    ACCESS_LOG_PAGE, AccessRecord, Erasure, Grant, Grantee, Granularity, MAX_PURPOSE_CHARS,
+    NewGrant, RecordedErasure,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result, StorageFault};

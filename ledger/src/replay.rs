@@ -179,6 +179,8 @@ pub(crate) struct Replay {
     sortition: SortitionState,
     /// By seq: the kind of each sortition entry (`sortition_entries`).
     sortition_entries: BTreeMap<i64, String>,
+    /// Grants and erasures, each checked as it comes.
+    consent: crate::consent::ConsentState,
 }
 
 impl Replay {
@@ -199,6 +201,13 @@ impl Replay {
             }
         }
         match entry.kind {
+            EntryKind::ConsentGranted
+            | EntryKind::ConsentRevoked
+            | EntryKind::HouseholdReadingsErased => {
+                let members = &self.members;
+                self.consent
+                    .apply(entry, &|name| members.contains_key(name))
+            }
             EntryKind::SortitionKeysSet
             | EntryKind::SortitionOpted
             | EntryKind::SortitionAnnounced

@@ -70,6 +70,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX transfers_intent ON transfers (intent);",
     // 10: the device a repair need opened by the node is about.
     "ALTER TABLE intents ADD COLUMN device TEXT;",
+    // 11: reads of a household's readings under a consent grant; kept beside the
+    // journal, not derived from it (see `consent`).
+    "CREATE TABLE consent_access_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        household TEXT NOT NULL,
+        grant_seq INTEGER NOT NULL,
+        reader TEXT NOT NULL,
+        what TEXT NOT NULL,
+        meters TEXT NOT NULL,
+        range_from TEXT,
+        range_to TEXT
+    );
+    CREATE INDEX consent_access_log_household ON consent_access_log (household, id);",
 ];
 
 const PLANNING: &str = "

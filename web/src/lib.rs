@@ -15,6 +15,7 @@
 
 mod api;
 mod api_json;
+mod archive;
 mod assembly;
 mod assets;
 mod auth;
@@ -29,6 +30,7 @@ mod lang;
 mod ledger_api;
 mod ledger_page;
 mod login;
+mod me;
 mod metrics;
 mod pages;
 mod plan_page;

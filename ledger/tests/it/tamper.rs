@@ -141,6 +141,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .adopt_ledger_parameters(&three_percent, &vote(), "Alice", t0() + Duration::days(40))
         .unwrap();
+    crate::consent::grant_revoke_erase(&journal, t0() + Duration::days(41));
     let report = journal.verify().unwrap();
     assert!(report.is_intact(), "{report}");
     (dir, path)
