@@ -428,7 +428,17 @@ fn record_payload(
     let members = member_names(tx)?;
     let entry = append(tx, kind, author, payload, ts)?;
     state.apply(&entry, &|name| members.contains(name))?;
+    apply_row(tx, &entry)?;
     Ok(entry)
+}
+
+/// The `consent_entries` row of a consent entry.
+pub(crate) fn apply_row(tx: &Connection, entry: &Entry) -> Result<()> {
+    tx.execute(
+        "INSERT INTO consent_entries (seq, kind) VALUES (?1, ?2)",
+        params![entry.seq, entry.kind.as_str()],
+    )?;
+    Ok(())
 }
 
 /// One read of a household's readings under a grant.

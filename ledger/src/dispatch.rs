@@ -132,6 +132,9 @@ fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
         | EntryKind::SortitionAnnounced
         | EntryKind::SortitionDrawn
         | EntryKind::PanelMemberDeclined => sortition::apply_row(tx, entry),
+        EntryKind::ConsentGranted
+        | EntryKind::ConsentRevoked
+        | EntryKind::HouseholdReadingsErased => crate::consent::apply_row(tx, entry),
         _ => apply_ledger(&mut SqlState::new(tx), entry),
     }
 }

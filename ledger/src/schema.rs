@@ -83,7 +83,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         range_from TEXT,
         range_to TEXT
     );
-    CREATE INDEX consent_access_log_household ON consent_access_log (household, id);",
+    CREATE INDEX consent_access_log_household ON consent_access_log (household, id);
+    -- The consent entries. Their state is rebuilt from the entries themselves
+    -- (`consent`); this table only lets a journal cut off after one of them (a
+    -- revocation deleted, say) be noticed, as the other derived tables do.
+    CREATE TABLE consent_entries (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        kind TEXT NOT NULL
+    );",
 ];
 
 const PLANNING: &str = "
@@ -216,7 +223,7 @@ const CONTRIBUTION_LEDGER: &str = "
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
 pub(crate) const CLEAR_DERIVED: &str =
-    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
+    "DELETE FROM consent_entries; DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
     DELETE FROM commitments; DELETE FROM intents; DELETE FROM attestations;
     DELETE FROM contributions; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
@@ -243,4 +250,5 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("fulfilments", "contribution"),
     ("fulfilments", "fulfilment_seq"),
     ("sortition_entries", "seq"),
+    ("consent_entries", "seq"),
 ];

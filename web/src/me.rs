@@ -41,16 +41,19 @@ fn households(state: &AppState) -> std::sync::Arc<Households> {
         .unwrap_or_default()
 }
 
-/// The member's household, or a 404 saying they belong to none.
+/// The member's household, or a 422 saying they belong to none, so have no
+/// household to consent for (not a 403: they passed the guard, and the request is
+/// one no member of no household can make).
 fn own_household(state: &AppState, member: &CurrentMember) -> Result<HouseholdConfig, AppError> {
     households(state)
         .of_member(&member.member.name)
         .cloned()
         .ok_or_else(|| {
             AppError::invalid(
-                StatusCode::NOT_FOUND,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
-                    "`{}` belongs to no household of this node's configuration",
+                    "`{}` belongs to no household of this node's configuration: there is \
+                     no household's consent to give or revoke for them",
                     member.member.name
                 ),
                 vec![],
@@ -356,12 +359,22 @@ pub(crate) async fn revoke_form(
 }
 
 /// `GET /api/me/consent`: `{"household", "members", "meters", "grants",
-/// "access_log", "erasures"}` of the member's household.
+/// "access_log", "erasures"}` of the member's household (`household` null and the
+/// lists empty for a member of none).
 pub(crate) async fn consent(
     State(state): State<AppState>,
     member: CurrentMember,
 ) -> Result<Response, AppError> {
-    let household = own_household(&state, &member)?;
+    let Some(household) = households(&state).of_member(&member.member.name).cloned() else {
+        return Ok((
+            [(CACHE_CONTROL, "no-store")],
+            Json(json!({
+                "household": null, "members": [], "meters": [], "grants": [],
+                "access_log": [], "erasures": [],
+            })),
+        )
+            .into_response());
+    };
     let (grants, log, erasures) = household_facts(&state, &household.id).await?;
     Ok((
         [(CACHE_CONTROL, "no-store")],

@@ -270,3 +270,32 @@ fn the_access_log_keeps_each_read_newest_first() {
     );
     assert!(journal.access_log("dupont").unwrap().is_empty());
 }
+
+/// Deleting the last entry, a revocation, would bring its grant back to life: the
+/// `consent_entries` table still names it, and `verify` says so.
+#[test]
+fn a_deleted_last_revocation_is_noticed() {
+    let (_dir, path, journal) = community();
+    let g = journal
+        .grant_consent("Bob", &grant("role:installer", Granularity::Raw, t0()), t0())
+        .unwrap();
+    let revoked = journal
+        .revoke_consent("Dave", g.seq, "martin", &members(), t0())
+        .unwrap();
+    drop(journal);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF; DROP TRIGGER IF EXISTS journal_no_delete;\n         DELETE FROM journal WHERE seq = {};",
+        revoked.seq
+    ))
+    .unwrap();
+    drop(conn);
+    let journal = Journal::open(&path).unwrap();
+    assert!(journal.consent_grants().unwrap()[0].revoked_at.is_none());
+    let report = journal.verify().unwrap();
+    let Some(bad) = report.first_bad.clone() else {
+        panic!("the deleted revocation is not noticed: {report}")
+    };
+    assert_eq!(bad.seq, revoked.seq, "{bad:?}");
+    assert!(bad.problem.contains("consent_entries"), "{bad:?}");
+}

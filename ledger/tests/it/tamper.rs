@@ -134,6 +134,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .decline_panel_seat(draw, &first[0], &first[0], day)
         .unwrap();
+    crate::consent::grant_revoke_erase(&journal, day);
     let three_percent = LedgerParameters {
         demurrage_rate_ppm: 30_000,
         ..LedgerParameters::default()
@@ -141,7 +142,6 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .adopt_ledger_parameters(&three_percent, &vote(), "Alice", t0() + Duration::days(40))
         .unwrap();
-    crate::consent::grant_revoke_erase(&journal, t0() + Duration::days(41));
     let report = journal.verify().unwrap();
     assert!(report.is_intact(), "{report}");
     (dir, path)

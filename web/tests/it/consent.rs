@@ -190,7 +190,8 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
 
     // Someone outside the household cannot consent for it.
     let (status, body) = grant(&state, &rita, "member:rita", "raw").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("belongs to no household"), "{body}");
 
     // hugo lets the installers see one value a day.
     let (status, body) = grant(&state, &hugo, "role:installer", "daily").await;
@@ -267,7 +268,7 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(household_rows(&state, &ivo).await, [0, 0, 0, 0]);
-    // rita cannot revoke: she is not of the household.
+    // rita cannot revoke: she is of no household.
     let reply = send(
         state.clone(),
         request(
@@ -278,7 +279,7 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
         ),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert!(state.journal.verify().unwrap_or_else(|e| panic!("{e}")).is_intact());
 }
 
