@@ -297,12 +297,11 @@ fn check(l: &Loaded) -> Result<()> {
     }
     let visibility = query::visibility::Visibility::new(&c.devices, &c.services);
     if let Err(problems) = query::consent::Households::new(&c.households, &visibility) {
-        let first = c.households.first().and_then(|h| line_of_id(&l.text, &h.id));
-        bail!(
-            "{}: [[household]]: {}",
-            at(first),
-            problems.join("; ")
-        );
+        let first = c
+            .households
+            .first()
+            .and_then(|h| line_of_id(&l.text, &h.id));
+        bail!("{}: [[household]]: {}", at(first), problems.join("; "));
     }
     let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
     if let Err(problems) = plan.validate() {
@@ -366,8 +365,14 @@ mqtt = {{ topic = \"h3\" }}
              [[household]]\nid = \"h4\"\nmembers = [\"bob\"]\nmeters = [\"house-3\", \"inv\"]\n",
         )
         .unwrap_or_default();
-        assert!(e.contains("household[1].meters: `house-3` is already a meter of household[0]"), "{e}");
-        assert!(e.contains("household[1].meters: `inv` is the community's"), "{e}");
+        assert!(
+            e.contains("household[1].meters: `house-3` is already a meter of household[0]"),
+            "{e}"
+        );
+        assert!(
+            e.contains("household[1].meters: `inv` is the community's"),
+            "{e}"
+        );
         let e = with("[[household]]\nid = \"h3\"\nmeters = [\"house-3\"]\nowner = \"x\"\n")
             .unwrap_or_default();
         assert!(e.contains("owner"), "an unknown key is named: {e}");

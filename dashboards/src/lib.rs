@@ -22,8 +22,8 @@ mod history_page;
 mod i18n;
 mod installer;
 mod layout;
-mod me_page;
 mod ledger_page;
+mod me_page;
 mod nav;
 mod pages;
 pub(crate) mod plan_page;
@@ -56,12 +56,12 @@ pub use i18n::{Catalog, Lang, negotiate};
 pub use installer::{
     InstallerDevice, InstallerView, ProbeForm, ProbeOutcome, installer_devices, render_installer,
 };
-pub use me_page::{GrantForm, MeView, MeterHour, MeterNow, render_me};
 pub use layout::{ASSET_VERSION, WALL_CSS, WALL_JS};
 pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerForms, LedgerView, PROJECTION_DAYS,
     ParametersForm, TransferForm, render_ledger,
 };
+pub use me_page::{GrantForm, MeView, MeterHour, MeterNow, render_me};
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use plan_page::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,

@@ -138,9 +138,9 @@ pub fn render_me(view: &MeView<'_>, lang: Lang, site: &SiteInfo) -> Result<Strin
             t,
         )),
         csrf: view.csrf,
-        household: view.household.map(|(id, name)| {
-            t.tf("me.household", &[("name", name), ("id", id)])
-        }),
+        household: view
+            .household
+            .map(|(id, name)| t.tf("me.household", &[("name", name), ("id", id)])),
         meters: view
             .meters
             .iter()
@@ -150,8 +150,12 @@ pub fn render_me(view: &MeView<'_>, lang: Lang, site: &SiteInfo) -> Result<Strin
                     m.power_w
                         .map(|w| format!("{w:.0} W"))
                         .unwrap_or_else(|| "—".into()),
-                    t.t(if m.healthy { "me.meter_up" } else { "me.meter_down" })
-                        .to_string(),
+                    t.t(if m.healthy {
+                        "me.meter_up"
+                    } else {
+                        "me.meter_down"
+                    })
+                    .to_string(),
                 )
             })
             .collect(),

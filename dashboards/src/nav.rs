@@ -111,7 +111,10 @@ mod tests {
             ]
         );
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
-        assert_eq!(current, [false, false, false, false, false, false, true, false]);
+        assert_eq!(
+            current,
+            [false, false, false, false, false, false, true, false]
+        );
         assert_eq!(
             both.signed_in,
             t.tf("assembly.signed_in_as", &[("name", "al")])

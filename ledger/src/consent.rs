@@ -130,7 +130,9 @@ impl FromStr for Grantee {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("a grantee is member:<name>, role:<role> or federation:<node id>, not {s:?}");
+        let bad = || {
+            format!("a grantee is member:<name>, role:<role> or federation:<node id>, not {s:?}")
+        };
         let (kind, name) = s.split_once(':').ok_or_else(bad)?;
         if name.trim().is_empty() || name.trim() != name {
             return Err(bad());
@@ -370,10 +372,7 @@ impl ConsentState {
                     return Err(Refusal::NoSuchGrant(revoked.grant).into());
                 }
                 if grant.revoked_at.is_some() {
-                    return Err(rule(format!(
-                        "grant {} was already revoked",
-                        revoked.grant
-                    )));
+                    return Err(rule(format!("grant {} was already revoked", revoked.grant)));
                 }
                 grant.revoked_by = Some(entry.author.clone());
                 grant.revoked_at = Some(entry.ts);
@@ -467,7 +466,12 @@ pub const ACCESS_LOG_PAGE: usize = 500;
 impl Journal {
     /// Records a grant by `author`, who must be one of `grant.household_members`
     /// (the household's members as the configuration lists them).
-    pub fn grant_consent(&self, author: &str, grant: &NewGrant, ts: DateTime<Utc>) -> Result<Entry> {
+    pub fn grant_consent(
+        &self,
+        author: &str,
+        grant: &NewGrant,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
         let kind = EntryKind::ConsentGranted;
         let payload = encode(kind, grant)?;
         self.write(|tx| record_payload(tx, kind, author, &payload, ts))
@@ -497,7 +501,12 @@ impl Journal {
 
     /// Records that `author` erased readings of a household (the erasure, never the
     /// readings).
-    pub fn record_erasure(&self, author: &str, erasure: &Erasure, ts: DateTime<Utc>) -> Result<Entry> {
+    pub fn record_erasure(
+        &self,
+        author: &str,
+        erasure: &Erasure,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
         let kind = EntryKind::HouseholdReadingsErased;
         let payload = encode(kind, erasure)?;
         self.write(|tx| record_payload(tx, kind, author, &payload, ts))

@@ -182,14 +182,14 @@ pub use communs::{
     Communs, FACTOR_ONE, Hours, MAX_DEMURRAGE_RATE_PPM, MICRO_PER_COMMUN, decayed_balance,
     demurrage_factor,
 };
+pub use consent::{
+    ACCESS_LOG_PAGE, AccessRecord, Erasure, Grant, Grantee, Granularity, MAX_PURPOSE_CHARS,
+    NewGrant, RecordedErasure,
+};
 pub use contributions::{
     Attestation, Attested, Category, Contribution, ContributionProblem, ContributionState,
     DATE_TOLERANCE_HOURS, MAX_COMMENT_CHARS, MAX_DESCRIPTION_CHARS, MAX_HOURS, NewContribution,
     Verdict,
-};
-pub use consent::{
-    ACCESS_LOG_PAGE, AccessRecord, Erasure, Grant, Grantee, Granularity, MAX_PURPOSE_CHARS,
-    NewGrant, RecordedErasure,
 };
 pub use entry::{Entry, EntryKind, GENESIS_PREV_HASH, canonical_json, format_ts};
 pub use error::{Error, MAX_IDEMPOTENCY_KEY_CHARS, Refusal, Result, StorageFault};

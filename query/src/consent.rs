@@ -54,7 +54,10 @@ impl Households {
     /// (`household[i].meters`, `household[i].id`): an unknown meter, a meter that
     /// is the community's (production, grid, battery, a service's meter), a meter in
     /// two households, a duplicate id, a household without members.
-    pub fn new(list: &[HouseholdConfig], visibility: &Visibility) -> Result<Households, Vec<String>> {
+    pub fn new(
+        list: &[HouseholdConfig],
+        visibility: &Visibility,
+    ) -> Result<Households, Vec<String>> {
         let mut problems = Vec::new();
         let mut by_meter: HashMap<String, usize> = HashMap::new();
         let mut ids = BTreeSet::new();
@@ -119,7 +122,9 @@ impl Households {
     /// The household `member` belongs to, if any (the first, should the
     /// configuration list them in two).
     pub fn of_member(&self, member: &str) -> Option<&HouseholdConfig> {
-        self.list.iter().find(|h| h.members.iter().any(|m| m == member))
+        self.list
+            .iter()
+            .find(|h| h.members.iter().any(|m| m == member))
     }
 
     /// The household whose meter `device` is.
@@ -155,7 +160,10 @@ pub enum MeterAccess {
     /// The viewer's own household's meter: every reading, not logged.
     Own,
     /// Under grant `grant`, at `granularity` (never `aggregate`, which gives no row).
-    Granted { grant: i64, granularity: Granularity },
+    Granted {
+        grant: i64,
+        granularity: Granularity,
+    },
 }
 
 /// What a viewer may read of the households' meters, at an instant.
@@ -422,11 +430,7 @@ impl Queries {
         let scoped = SessionContext::new_with_config_rt(base.copied_config(), runtime);
         // The full tables, in a session of their own that only builds the views.
         let builder = SessionContext::new_with_config(base.copied_config());
-        for table in [
-            "readings",
-            "readings_not_rolled_up",
-            "readings_1m_stored",
-        ] {
+        for table in ["readings", "readings_not_rolled_up", "readings_1m_stored"] {
             builder.register_table(table, base.table_provider(table).await?)?;
         }
         let coarse: BTreeSet<String> = scope.hidden_raw.clone();
@@ -495,7 +499,9 @@ impl Queries {
         let mut out = Vec::new();
         for batch in session.sql(&sql).await?.collect().await? {
             let (Some(hour), Some(meter), Some(mean)) = (
-                batch.column(0).as_primitive_opt::<TimestampMillisecondType>(),
+                batch
+                    .column(0)
+                    .as_primitive_opt::<TimestampMillisecondType>(),
                 batch.column(1).as_string_opt::<i32>(),
                 batch.column(2).as_primitive_opt::<Float64Type>(),
             ) else {
@@ -530,9 +536,10 @@ mod tests {
     }
 
     fn visibility() -> Visibility {
-        let service: ServiceConfig =
-            serde_json::from_value(serde_json::json!({"id": "fridge", "meter": "clinic", "tier": 1}))
-                .unwrap_or_else(|e| panic!("{e}"));
+        let service: ServiceConfig = serde_json::from_value(
+            serde_json::json!({"id": "fridge", "meter": "clinic", "tier": 1}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         Visibility::new(
             &[
                 device("roof", "pv"),

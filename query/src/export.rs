@@ -178,7 +178,13 @@ impl Queries {
         };
         let session = self.scoped_session(scope, None).await?;
         scope
-            .log(self.households(), what, &range.devices, range.from, range.to)
+            .log(
+                self.households(),
+                what,
+                &range.devices,
+                range.from,
+                range.to,
+            )
             .await?;
         let mut df = session.table("readings").await?;
         if let Some(from) = range.from {
@@ -522,10 +528,16 @@ mod tests {
                 ..SqlLimits::default()
             })
             .expect("limits");
-        let answer = q.sql(&anyone(), "SELECT * FROM range(10)").await.expect("range");
+        let answer = q
+            .sql(&anyone(), "SELECT * FROM range(10)")
+            .await
+            .expect("range");
         assert_eq!(answer.rows.len(), 3);
         assert!(answer.truncated, "more rows existed");
-        let exact = q.sql(&anyone(), "SELECT * FROM range(3)").await.expect("range");
+        let exact = q
+            .sql(&anyone(), "SELECT * FROM range(3)")
+            .await
+            .expect("range");
         assert!(!exact.truncated, "exactly the limit is not truncated");
     }
 
@@ -543,7 +555,10 @@ mod tests {
             })
             .expect("limits");
         let slow = q
-            .sql(&anyone(), "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
+            .sql(
+                &anyone(),
+                "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
+            )
             .await;
         assert!(matches!(slow, Err(SqlError::TimedOut(_))), "{slow:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -572,8 +587,11 @@ mod tests {
         let slow = {
             let q = q.clone();
             tokio::spawn(async move {
-                q.sql(&anyone(), "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
-                    .await
+                q.sql(
+                    &anyone(),
+                    "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -86,7 +86,8 @@ mod tests {
             return;
         };
         assert!(status.success());
-        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+        let read =
+            |n: &str| std::fs::read(dir.path().join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
         assert_eq!(read("member.json"), b"{\"name\":\"alice\"}\n");
         assert_eq!(read("readings.csv"), big);
         assert!(read("empty.txt").is_empty());

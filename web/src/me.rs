@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use dashboards::{GrantForm, MeView, MeterHour, MeterNow};
 use futures::StreamExt;
-use ledger::{Entry, EntryKind, Grant, Granularity, Grantee, NewGrant};
+use ledger::{Entry, EntryKind, Grant, Grantee, Granularity, NewGrant};
 use query::consent::{HouseholdConfig, Households};
 use query::export::{ExportRange, csv_rows};
 use serde::Deserialize;
@@ -70,7 +70,14 @@ pub(crate) struct PageQuery {
 async fn household_facts(
     state: &AppState,
     household: &str,
-) -> Result<(Vec<Grant>, Vec<ledger::AccessRecord>, Vec<ledger::RecordedErasure>), AppError> {
+) -> Result<
+    (
+        Vec<Grant>,
+        Vec<ledger::AccessRecord>,
+        Vec<ledger::RecordedErasure>,
+    ),
+    AppError,
+> {
     let id = household.to_string();
     let facts = with_journal(state, "household facts", move |j| {
         let grants = j
@@ -465,7 +472,9 @@ fn concerns(entry: &Entry, member: &str, household: Option<&str>) -> bool {
         EntryKind::ContributionValidated | EntryKind::PanelMemberDeclined => {
             field("member") == Some(member) || field("replacement") == Some(member)
         }
-        EntryKind::ConsentGranted | EntryKind::ConsentRevoked | EntryKind::HouseholdReadingsErased => {
+        EntryKind::ConsentGranted
+        | EntryKind::ConsentRevoked
+        | EntryKind::HouseholdReadingsErased => {
             household.is_some() && field("household") == household
         }
         _ => false,
@@ -522,7 +531,9 @@ pub(crate) async fn export(
     );
     tar.add(
         "journal.json",
-        &json_bytes(&serde_json::to_value(&entries).map_err(|e| AppError::Internal(e.to_string()))?)?,
+        &json_bytes(
+            &serde_json::to_value(&entries).map_err(|e| AppError::Internal(e.to_string()))?,
+        )?,
         mtime,
     );
     tar.add(

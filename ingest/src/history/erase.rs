@@ -21,7 +21,12 @@ use crate::reading::readings_schema;
 const DAY_MS: i64 = 86_400_000;
 
 /// Which rows of `batch` to keep: all but those of `devices` in `[from_ms, to_ms)`.
-fn keep_mask(batch: &RecordBatch, devices: &BTreeSet<String>, from_ms: i64, to_ms: i64) -> BooleanArray {
+fn keep_mask(
+    batch: &RecordBatch,
+    devices: &BTreeSet<String>,
+    from_ms: i64,
+    to_ms: i64,
+) -> BooleanArray {
     let ts = batch.column(0).as_primitive::<TimestampMillisecondType>();
     let device = batch.column(1);
     (0..batch.num_rows())
@@ -32,7 +37,12 @@ fn keep_mask(batch: &RecordBatch, devices: &BTreeSet<String>, from_ms: i64, to_m
         .collect()
 }
 
-fn without(batch: &RecordBatch, devices: &BTreeSet<String>, from_ms: i64, to_ms: i64) -> Result<(RecordBatch, u64)> {
+fn without(
+    batch: &RecordBatch,
+    devices: &BTreeSet<String>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(RecordBatch, u64)> {
     let mask = keep_mask(batch, devices, from_ms, to_ms);
     let gone = (mask.len() - mask.true_count()) as u64;
     if gone == 0 {
@@ -145,7 +155,8 @@ mod tests {
 
     /// Every device of every file, and of the rollups, under `root`, read back.
     fn on_disk(root: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>, usize) {
-        let history = History::open(root, HistoryOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let history =
+            History::open(root, HistoryOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         let snap = history.snapshot();
         let mut raw = BTreeSet::new();
         let mut rows = 0;
@@ -158,7 +169,8 @@ mod tests {
         }
         let mut rolled = BTreeSet::new();
         for files in snap.rollups.values() {
-            let batch = read_parquet(files, &super::super::rollup_schema()).unwrap_or_else(|e| panic!("{e}"));
+            let batch = read_parquet(files, &super::super::rollup_schema())
+                .unwrap_or_else(|e| panic!("{e}"));
             for i in 0..batch.num_rows() {
                 rolled.insert(text(batch.column(1), i).to_string());
             }
@@ -169,7 +181,8 @@ mod tests {
     #[test]
     fn a_households_rows_leave_every_file_and_the_rest_stay() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let history = History::open(dir.path(), HistoryOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let history =
+            History::open(dir.path(), HistoryOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         let today = Utc::now().date_naive();
         let yesterday = day_start_ms(today) - DAY_MS;
         let mut readings = Vec::new();
@@ -177,7 +190,9 @@ mod tests {
             readings.push(r(yesterday + k * 60_000, "roof", 1000.0));
             readings.push(r(yesterday + k * 60_000, "house-7", 700.0));
         }
-        history.add_pending(None, &readings).unwrap_or_else(|e| panic!("{e}"));
+        history
+            .add_pending(None, &readings)
+            .unwrap_or_else(|e| panic!("{e}"));
         history.flush(None, today).unwrap_or_else(|e| panic!("{e}"));
         // Yesterday is compacted and rolled up; one more reading waits, today.
         let now = Utc::now().timestamp_millis();
@@ -185,7 +200,10 @@ mod tests {
             .add_pending(None, &[r(now, "house-7", 650.0), r(now, "roof", 900.0)])
             .unwrap_or_else(|e| panic!("{e}"));
         let (raw, rolled, rows) = on_disk(dir.path());
-        assert!(raw.contains("house-7") && rolled.contains("house-7"), "{raw:?} {rolled:?}");
+        assert!(
+            raw.contains("house-7") && rolled.contains("house-7"),
+            "{raw:?} {rolled:?}"
+        );
         assert_eq!(rows, 60);
 
         let devices: BTreeSet<String> = ["house-7".to_string()].into();

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ledger::{
-    Entry, EntryKind, Erasure, Granularity, Grantee, Journal, NewGrant, Refusal, Role,
+    Entry, EntryKind, Erasure, Grantee, Granularity, Journal, NewGrant, Refusal, Role,
     canonical_json,
 };
 use rusqlite::{Connection, params};
@@ -33,7 +33,9 @@ fn grant(grantee: &str, granularity: Granularity, starts: DateTime<Utc>) -> NewG
 }
 
 fn refusal(e: ledger::Error) -> Refusal {
-    e.refusal().cloned().unwrap_or_else(|| panic!("not a refusal: {e}"))
+    e.refusal()
+        .cloned()
+        .unwrap_or_else(|| panic!("not a refusal: {e}"))
 }
 
 /// A grant, its revocation, a second grant and an erasure, by Bob: the entries
@@ -45,7 +47,11 @@ pub(crate) fn grant_revoke_erase(journal: &Journal, day: DateTime<Utc>) {
             .unwrap();
     }
     let first = journal
-        .grant_consent("Bob", &grant("role:installer", Granularity::Daily, day), day)
+        .grant_consent(
+            "Bob",
+            &grant("role:installer", Granularity::Daily, day),
+            day,
+        )
         .unwrap();
     journal
         .revoke_consent("Dave", first.seq, "martin", &members(), day)
@@ -104,7 +110,11 @@ fn members_of_the_household_grant_and_revoke_and_verify_replays_it() {
 fn a_member_of_another_household_cannot_grant_or_revoke() {
     let (_dir, _path, journal) = community();
     let e = journal
-        .grant_consent("Alice", &grant("role:installer", Granularity::Raw, t0()), t0())
+        .grant_consent(
+            "Alice",
+            &grant("role:installer", Granularity::Raw, t0()),
+            t0(),
+        )
         .unwrap_err();
     assert_eq!(
         refusal(e),
@@ -114,7 +124,11 @@ fn a_member_of_another_household_cannot_grant_or_revoke() {
         }
     );
     let g = journal
-        .grant_consent("Bob", &grant("role:installer", Granularity::Raw, t0()), t0())
+        .grant_consent(
+            "Bob",
+            &grant("role:installer", Granularity::Raw, t0()),
+            t0(),
+        )
         .unwrap();
     let e = journal
         .revoke_consent("Alice", g.seq, "martin", &members(), t0())
@@ -168,7 +182,11 @@ fn bad_grants_are_refused_each_saying_why() {
         assert!(e.to_string().contains(expected), "{expected}: {e}");
     }
     let g = journal
-        .grant_consent("Bob", &grant("role:installer", Granularity::Daily, t0()), t0())
+        .grant_consent(
+            "Bob",
+            &grant("role:installer", Granularity::Daily, t0()),
+            t0(),
+        )
         .unwrap();
     journal
         .revoke_consent("Bob", g.seq, "martin", &members(), t0())
@@ -214,7 +232,11 @@ fn consent_kinds_are_recorded_only_through_their_typed_calls() {
 fn a_forged_grant_by_a_stranger_breaks_the_rules_on_replay() {
     let (_dir, path, journal) = community();
     let g = journal
-        .grant_consent("Bob", &grant("role:installer", Granularity::Raw, t0()), t0())
+        .grant_consent(
+            "Bob",
+            &grant("role:installer", Granularity::Raw, t0()),
+            t0(),
+        )
         .unwrap();
     assert!(journal.verify().unwrap().is_intact());
     drop(journal);
@@ -222,7 +244,8 @@ fn a_forged_grant_by_a_stranger_breaks_the_rules_on_replay() {
     let forged = entries.iter_mut().find(|e| e.seq == g.seq).unwrap();
     forged.author = "Alice".into();
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TRIGGER IF EXISTS journal_no_update;").unwrap();
+    conn.execute_batch("DROP TRIGGER IF EXISTS journal_no_update;")
+        .unwrap();
     let mut prev = "0".repeat(64);
     for e in entries.iter_mut() {
         e.prev_hash = prev.clone();
@@ -258,7 +281,10 @@ fn the_access_log_keeps_each_read_newest_first() {
         to: None,
     };
     journal
-        .log_access(&[record("/api/export", t0()), record("sql: SELECT 1", t0() + Duration::seconds(1))])
+        .log_access(&[
+            record("/api/export", t0()),
+            record("sql: SELECT 1", t0() + Duration::seconds(1)),
+        ])
         .unwrap();
     let log = journal.access_log("martin").unwrap();
     assert_eq!(
@@ -277,7 +303,11 @@ fn the_access_log_keeps_each_read_newest_first() {
 fn a_deleted_last_revocation_is_noticed() {
     let (_dir, path, journal) = community();
     let g = journal
-        .grant_consent("Bob", &grant("role:installer", Granularity::Raw, t0()), t0())
+        .grant_consent(
+            "Bob",
+            &grant("role:installer", Granularity::Raw, t0()),
+            t0(),
+        )
         .unwrap();
     let revoked = journal
         .revoke_consent("Dave", g.seq, "martin", &members(), t0())

@@ -27,7 +27,13 @@ async fn site_with_household() -> (
     for name in ["hugo", "hana", "carol"] {
         state
             .journal
-            .create_user(name, &[Role::Resident], PASSWORD, ledger::COMMAND_LINE_AUTHOR, now)
+            .create_user(
+                name,
+                &[Role::Resident],
+                PASSWORD,
+                ledger::COMMAND_LINE_AUTHOR,
+                now,
+            )
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     let queries = state.queries.take().unwrap_or_else(|| panic!("a history"));
@@ -124,7 +130,12 @@ async fn household_rows(state: &AppState, who: &Browser) -> Vec<u64> {
     counts
 }
 
-async fn grant(state: &AppState, by: &Browser, grantee: &str, granularity: &str) -> (StatusCode, serde_json::Value) {
+async fn grant(
+    state: &AppState,
+    by: &Browser,
+    grantee: &str,
+    granularity: &str,
+) -> (StatusCode, serde_json::Value) {
     let expires = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
     let reply = send(
         state.clone(),
@@ -176,22 +187,36 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     assert_eq!(household_rows(&state, &ivo).await, [0, 0, 0, 0]);
     let refused = send(
         state.clone(),
-        get(&format!("/api/export?device={HOUSEHOLD}"), &[("cookie", &ivo.cookie)]),
+        get(
+            &format!("/api/export?device={HOUSEHOLD}"),
+            &[("cookie", &ivo.cookie)],
+        ),
     )
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     let own = send(
         state.clone(),
-        get(&format!("/api/export?device={HOUSEHOLD}"), &[("cookie", &hugo.cookie)]),
+        get(
+            &format!("/api/export?device={HOUSEHOLD}"),
+            &[("cookie", &hugo.cookie)],
+        ),
     )
     .await;
     assert_eq!(own.status, StatusCode::OK);
-    assert_eq!(own.body.lines().count(), 1 + 60, "every reading: {}", own.body);
+    assert_eq!(
+        own.body.lines().count(),
+        1 + 60,
+        "every reading: {}",
+        own.body
+    );
 
     // Someone outside the household cannot consent for it.
     let (status, body) = grant(&state, &rita, "member:rita", "raw").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body.to_string().contains("belongs to no household"), "{body}");
+    assert!(
+        body.to_string().contains("belongs to no household"),
+        "{body}"
+    );
 
     // hugo lets the installers see one value a day.
     let (status, body) = grant(&state, &hugo, "role:installer", "daily").await;
@@ -212,11 +237,18 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     assert_eq!(day["rows"][0]["w"].to_string(), HOUSEHOLD_W_TEXT);
     let exported = send(
         state.clone(),
-        get(&format!("/api/export?device={HOUSEHOLD}"), &[("cookie", &ivo.cookie)]),
+        get(
+            &format!("/api/export?device={HOUSEHOLD}"),
+            &[("cookie", &ivo.cookie)],
+        ),
     )
     .await;
     assert_eq!(exported.status, StatusCode::OK, "{}", exported.body);
-    assert!((2..=3).contains(&exported.body.lines().count()), "{}", exported.body);
+    assert!(
+        (2..=3).contains(&exported.body.lines().count()),
+        "{}",
+        exported.body
+    );
     // Others still see nothing, the admin included.
     assert_eq!(
         naming(&gets(&state, Some((&rita, &[Role::Resident]))).await),
@@ -232,13 +264,20 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let exported = send(
         state.clone(),
-        get(&format!("/api/export?device={HOUSEHOLD}"), &[("cookie", &rita.cookie)]),
+        get(
+            &format!("/api/export?device={HOUSEHOLD}"),
+            &[("cookie", &rita.cookie)],
+        ),
     )
     .await;
     assert_eq!(exported.body.lines().count(), 1 + 60, "{}", exported.body);
 
     // Every read under a grant is in the household's log, with its grant.
-    let log = send(state.clone(), get("/api/me/consent", &[("cookie", &hugo.cookie)])).await;
+    let log = send(
+        state.clone(),
+        get("/api/me/consent", &[("cookie", &hugo.cookie)]),
+    )
+    .await;
     let log = log.json();
     let entries = log["access_log"].as_array().cloned().unwrap_or_default();
     let by = |reader: &str, what: &str| {
@@ -250,8 +289,17 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     assert_eq!(by("ivo", "sql: "), 5, "{log}");
     assert_eq!(by("ivo", "/api/export"), 1, "{log}");
     assert_eq!(by("rita", "/api/export"), 1, "{log}");
-    assert!(entries.iter().filter(|e| e["reader"] == "ivo").all(|e| e["grant"] == daily));
-    assert!(entries.iter().all(|e| e["meters"] == serde_json::json!([HOUSEHOLD])));
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["reader"] == "ivo")
+            .all(|e| e["grant"] == daily)
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["meters"] == serde_json::json!([HOUSEHOLD]))
+    );
 
     // Revoked: the installers are back to nothing, and hana (the other member)
     // may revoke what hugo granted.
@@ -279,8 +327,19 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
         ),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
-    assert!(state.journal.verify().unwrap_or_else(|e| panic!("{e}")).is_intact());
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(
+        state
+            .journal
+            .verify()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_intact()
+    );
 }
 
 /// A tar archive's files: name and content.
@@ -289,7 +348,9 @@ fn untar(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut at = 0;
     while at + 512 <= bytes.len() && bytes[at] != 0 {
         let header = &bytes[at..at + 512];
-        let name = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
+        let name = String::from_utf8_lossy(&header[..100])
+            .trim_end_matches('\0')
+            .to_string();
         let size_text = String::from_utf8_lossy(&header[124..135]).to_string();
         let size = usize::from_str_radix(size_text.trim_matches(['\0', ' ']), 8)
             .unwrap_or_else(|e| panic!("{name}: size {size_text:?}: {e}"));
@@ -322,7 +383,12 @@ async fn a_member_exports_everything_about_them_in_one_archive() {
     let files = untar(&bytes);
     assert_eq!(
         files.keys().collect::<Vec<_>>(),
-        ["balance.json", "journal.json", "member.json", "readings.csv"]
+        [
+            "balance.json",
+            "journal.json",
+            "member.json",
+            "readings.csv"
+        ]
     );
     let member: serde_json::Value =
         serde_json::from_slice(&files["member.json"]).unwrap_or_else(|e| panic!("{e}"));
@@ -351,7 +417,10 @@ async fn a_member_exports_everything_about_them_in_one_archive() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let files = untar(&bytes);
-    assert_eq!(String::from_utf8_lossy(&files["readings.csv"]), "ts,device,metric,value\n");
+    assert_eq!(
+        String::from_utf8_lossy(&files["readings.csv"]),
+        "ts,device,metric,value\n"
+    );
     assert_no_household("rita's archive", &String::from_utf8_lossy(&bytes));
 }
 
@@ -359,7 +428,10 @@ async fn a_member_exports_everything_about_them_in_one_archive() {
 async fn the_me_page_grants_and_revokes_with_its_forms_in_french_and_english() {
     let (state, _tx, _dir) = site_with_household().await;
     let hugo = login(&state, "hugo").await;
-    for (lang, text) in [("fr", "Qui peut voir vos relevés"), ("en", "Who may see your readings")] {
+    for (lang, text) in [
+        ("fr", "Qui peut voir vos relevés"),
+        ("en", "Who may see your readings"),
+    ] {
         let page = send(
             state.clone(),
             get(&format!("/me?lang={lang}"), &[("cookie", &hugo.cookie)]),
@@ -381,9 +453,22 @@ async fn the_me_page_grants_and_revokes_with_its_forms_in_french_and_english() {
     // Without the anti-forgery token: refused, nothing recorded.
     let forged = send(state.clone(), form("grantee=role%3Ainstaller&granularity=daily&purpose=x&starts=2026-01-01&expires=2030-01-01", "nope")).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
-    assert!(state.journal.consent_grants().unwrap_or_default().is_empty());
+    assert!(
+        state
+            .journal
+            .consent_grants()
+            .unwrap_or_default()
+            .is_empty()
+    );
     // A bad grantee is named beside the form.
-    let bad = send(state.clone(), form("grantee=everyone&granularity=daily&purpose=x&starts=2026-01-01&expires=2030-01-01", &hugo.csrf)).await;
+    let bad = send(
+        state.clone(),
+        form(
+            "grantee=everyone&granularity=daily&purpose=x&starts=2026-01-01&expires=2030-01-01",
+            &hugo.csrf,
+        ),
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("grantee"), "{}", bad.body);
     let done = send(state.clone(), form("grantee=role%3Ainstaller&granularity=daily&purpose=repair&starts=2026-01-01&expires=2030-01-01", &hugo.csrf)).await;
@@ -403,5 +488,9 @@ async fn the_me_page_grants_and_revokes_with_its_forms_in_french_and_english() {
     );
     let revoked = send(state.clone(), revoke).await;
     assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
-    assert!(state.journal.consent_grants().unwrap_or_default()[0].revoked_at.is_some());
+    assert!(
+        state.journal.consent_grants().unwrap_or_default()[0]
+            .revoked_at
+            .is_some()
+    );
 }

@@ -131,7 +131,11 @@ async fn members_export_the_communitys_devices_and_installers_no_households_hist
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(refused.body.contains("`house-7`"), "{}", refused.body);
-    let everything = send(state.clone(), get("/api/export", &[("cookie", &ivo.cookie)])).await;
+    let everything = send(
+        state.clone(),
+        get("/api/export", &[("cookie", &ivo.cookie)]),
+    )
+    .await;
     assert_eq!(everything.status, StatusCode::OK);
     assert!(
         !csv_devices(&everything.body).1.contains("house-7"),
