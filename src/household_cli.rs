@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::config::Loaded;
 
@@ -37,12 +37,16 @@ pub(crate) fn erase(
     if h.meters.is_empty() {
         bail!("household `{household}` has no meter");
     }
+    // Readings carry Unix times; the journal writes instants of years 0 to 9999.
     let (from, to) = (
-        from.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
         to.unwrap_or_else(Utc::now),
     );
     if from >= to {
         bail!("`--from` must come before `--to`");
+    }
+    if from < DateTime::<Utc>::UNIX_EPOCH || to.year() > 9999 {
+        bail!("`--from` and `--to` lie between 1970 and 9999");
     }
     let journal = crate::node::open_ledger(loaded)?;
     let history = ingest::history::History::open(&c.storage.dir, c.storage.history_options())
