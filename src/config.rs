@@ -33,6 +33,10 @@ pub(crate) struct Config {
     /// Which sources the initial plan counts on besides PV.
     #[serde(default)]
     pub(crate) sources: Sources,
+    /// The households, their members and meters (DESIGN.md §10): whose readings
+    /// are whose, and who may consent to share them.
+    #[serde(default, rename = "household")]
+    pub(crate) households: Vec<query::consent::HouseholdConfig>,
     /// Members recorded in a new journal (the demo's seeded community).
     #[serde(default, rename = "member")]
     pub(crate) members: Vec<MemberSeed>,
@@ -416,6 +420,14 @@ fn check(l: &Loaded) -> Result<()> {
             at(line_of(&l.text, 1, "node_id"))
         );
     }
+    let visibility = query::visibility::Visibility::new(&c.devices, &c.services);
+    if let Err(problems) = query::consent::Households::new(&c.households, &visibility) {
+        let first = c
+            .households
+            .first()
+            .and_then(|h| line_of_id(&l.text, &h.id));
+        bail!("{}: [[household]]: {}", at(first), problems.join("; "));
+    }
     let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
     if let Err(problems) = plan.validate() {
         bail!(
@@ -448,6 +460,48 @@ id = "fridge"
 demand_w = 100
 tier = 1
 "#;
+
+    #[test]
+    fn bad_households_are_refused_naming_the_key() {
+        let with = |households: &str| {
+            let text = format!(
+                "{MINIMAL}
+[[device]]
+id = \"house-3\"
+role = \"load\"
+profile = \"shelly-gen2-em\"
+mqtt = {{ topic = \"h3\" }}
+{households}"
+            );
+            parse(&text, "site.toml").err().map(|e| format!("{e:#}"))
+        };
+        assert_eq!(
+            with("[[household]]\nid = \"h3\"\nmembers = [\"alice\"]\nmeters = [\"house-3\"]\n"),
+            None
+        );
+        let e = with("[[household]]\nid = \"h3\"\nmembers = [\"alice\"]\nmeters = [\"house-9\"]\n")
+            .unwrap_or_default();
+        assert!(
+            e.contains("household[0].meters: `house-9` is not a configured device"),
+            "{e}"
+        );
+        let e = with(
+            "[[household]]\nid = \"h3\"\nmembers = [\"alice\"]\nmeters = [\"house-3\"]\n\
+             [[household]]\nid = \"h4\"\nmembers = [\"bob\"]\nmeters = [\"house-3\", \"inv\"]\n",
+        )
+        .unwrap_or_default();
+        assert!(
+            e.contains("household[1].meters: `house-3` is already a meter of household[0]"),
+            "{e}"
+        );
+        assert!(
+            e.contains("household[1].meters: `inv` is the community's"),
+            "{e}"
+        );
+        let e = with("[[household]]\nid = \"h3\"\nmeters = [\"house-3\"]\nowner = \"x\"\n")
+            .unwrap_or_default();
+        assert!(e.contains("owner"), "an unknown key is named: {e}");
+    }
 
     #[test]
     fn the_shipped_configurations_load() {

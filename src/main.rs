@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod demo_history;
 mod federation_cli;
+mod household_cli;
 mod ledger_cli;
 mod node;
 mod repair;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::NaiveTime;
+use chrono::{DateTime, NaiveTime, Utc};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -85,6 +86,11 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = sensors::config::humantime_secs::parse)]
         timeout: Duration,
     },
+    /// Households' data (DESIGN.md §10).
+    Household {
+        #[command(subcommand)]
+        command: HouseholdCommand,
+    },
     /// The community journal.
     Ledger {
         #[command(subcommand)]
@@ -123,6 +129,28 @@ enum Command {
     Federation {
         #[command(subcommand)]
         command: FederationCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HouseholdCommand {
+    /// Erase a household's readings from the history, at the request of one of its
+    /// members; run it with the node stopped. The journal records the erasure (who,
+    /// which meters, which period, how many rows), never the readings.
+    Erase {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// The household's id (`[[household]] id`).
+        household: String,
+        /// The member of the household who asks for it.
+        #[arg(long)]
+        member: String,
+        /// From this instant (RFC 3339; default: the beginning).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Up to this instant, excluded (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
     },
 }
 
@@ -503,6 +531,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 ingest::broker::mosquitto_setup(&acl, &out.display().to_string())
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Household {
+            command:
+                HouseholdCommand::Erase {
+                    config,
+                    household,
+                    member,
+                    from,
+                    to,
+                },
+        } => {
+            household_cli::erase(&config::load_file(&config)?, &household, &member, from, to)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Region { config, bind } => {

@@ -54,6 +54,19 @@ pub(crate) fn open_ledger(loaded: &Loaded) -> Result<Journal> {
     if journal.seed(&plan, &members, chrono::Utc::now())? {
         tracing::info!(path = %path.display(), "new journal: initial plan recorded");
     }
+    // A household's members consent for it: each must be a member of the journal.
+    for (i, h) in c.households.iter().enumerate() {
+        for m in &h.members {
+            if journal.member(m)?.is_none() {
+                anyhow::bail!(
+                    "{}: key `household[{i}].members` of household `{}`: no member named `{m}` \
+                     in the journal (add them with `communalia user add`)",
+                    loaded.source,
+                    h.id
+                );
+            }
+        }
+    }
     Ok(journal)
 }
 
@@ -207,6 +220,10 @@ impl Node {
                     memory_bytes: c.web.sql_memory_mb * 1024 * 1024,
                     ..query::export::SqlLimits::default()
                 })?;
+        let visibility = queries.visibility().clone();
+        let households = query::consent::Households::new(&c.households, &visibility)
+            .map_err(|problems| anyhow::anyhow!("[[household]]: {}", problems.join("; ")))?;
+        let queries = queries.with_households(households);
         let engine = Engine::new(
             store,
             metrics.clone(),

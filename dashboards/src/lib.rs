@@ -23,6 +23,7 @@ mod i18n;
 mod installer;
 mod layout;
 mod ledger_page;
+mod me_page;
 mod nav;
 mod pages;
 pub(crate) mod plan_page;
@@ -61,6 +62,7 @@ pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerForms, LedgerView, PROJECTION_DAYS,
     ParametersForm, TransferForm, render_ledger,
 };
+pub use me_page::{GrantForm, MeView, MeterHour, MeterNow, render_me};
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use plan_page::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,

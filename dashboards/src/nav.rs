@@ -29,12 +29,13 @@ pub(crate) fn member_nav(
     csrf: &str,
     t: &Catalog,
 ) -> MemberNav {
-    let pages: [(&'static str, &str, bool); 7] = [
+    let pages: [(&'static str, &str, bool); 8] = [
         ("/", "assembly.nav_wall", true),
         ("/history", "history.title", true),
         ("/ledger", "ledger.title", true),
         ("/plan", "plan.title", true),
         ("/sortition", "sortition.nav", true),
+        ("/me", "me.nav", true),
         (
             "/assembly",
             "assembly.title",
@@ -87,7 +88,7 @@ mod tests {
         let resident = member_nav("/ledger", &[Role::Resident], "rita", "c", t);
         assert_eq!(
             hrefs(&resident),
-            ["/", "/history", "/ledger", "/plan", "/sortition"]
+            ["/", "/history", "/ledger", "/plan", "/sortition", "/me"]
         );
         let both = member_nav(
             "/assembly",
@@ -104,12 +105,16 @@ mod tests {
                 "/ledger",
                 "/plan",
                 "/sortition",
+                "/me",
                 "/assembly",
                 "/installer"
             ]
         );
         let current: Vec<bool> = both.links.iter().map(|l| l.current).collect();
-        assert_eq!(current, [false, false, false, false, false, true, false]);
+        assert_eq!(
+            current,
+            [false, false, false, false, false, false, true, false]
+        );
         assert_eq!(
             both.signed_in,
             t.tf("assembly.signed_in_as", &[("name", "al")])

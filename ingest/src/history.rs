@@ -1187,5 +1187,7 @@ pub fn spawn_writer(
     })
 }
 
+mod erase;
+
 #[cfg(test)]
 mod tests;

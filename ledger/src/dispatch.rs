@@ -94,6 +94,23 @@ fn record(
             planning::record_simple(tx, kind, author, payload, ts)
         }
         EntryKind::IntentClosed => planning::record_closed(tx, author, payload, ts),
+        // The household's members are in the site's configuration, which only the
+        // caller knows.
+        EntryKind::ConsentGranted => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::grant_consent",
+        }
+        .into()),
+        EntryKind::ConsentRevoked => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::revoke_consent",
+        }
+        .into()),
+        EntryKind::HouseholdReadingsErased => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::record_erasure",
+        }
+        .into()),
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
@@ -115,6 +132,9 @@ fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
         | EntryKind::SortitionAnnounced
         | EntryKind::SortitionDrawn
         | EntryKind::PanelMemberDeclined => sortition::apply_row(tx, entry),
+        EntryKind::ConsentGranted
+        | EntryKind::ConsentRevoked
+        | EntryKind::HouseholdReadingsErased => crate::consent::apply_row(tx, entry),
         _ => apply_ledger(&mut SqlState::new(tx), entry),
     }
 }
@@ -138,7 +158,11 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::IntentClosed => planning::apply_closed(state, entry),
         // Sortition's state is rebuilt from its entries (`rules::sortition`), and
         // the replay re-runs every draw; its only table lists them (`apply`).
-        EntryKind::MemberJoined
+        // Consent's state is rebuilt from its entries too (`consent`).
+        EntryKind::ConsentGranted
+        | EntryKind::ConsentRevoked
+        | EntryKind::HouseholdReadingsErased
+        | EntryKind::MemberJoined
         | EntryKind::PlanAdopted
         | EntryKind::SortitionKeysSet
         | EntryKind::SortitionOpted

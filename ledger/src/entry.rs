@@ -80,10 +80,23 @@ pub enum EntryKind {
     /// (author [`crate::NODE_AUTHOR`]) closes a repair need it opened once its device
     /// is back and the need fulfilled: payload `{"intent", "reason"}`.
     IntentClosed,
+    /// A member of a household (the author) lets a member, a role or (later) a
+    /// federation peer read that household's meters: payload `{"household",
+    /// "household_members", "grantee", "granularity", "purpose", "starts",
+    /// "expires"}`. Its `seq` is the grant's id. Recorded through
+    /// [`crate::Journal::grant_consent`], which knows the site's households.
+    ConsentGranted,
+    /// A member of the household (the author) ends a grant before its expiry:
+    /// payload `{"grant", "household", "household_members"}`.
+    ConsentRevoked,
+    /// A household's readings were erased from the history: payload `{"household",
+    /// "household_members", "meters", "from", "to", "rows"}`; the erasure, never the
+    /// data.
+    HouseholdReadingsErased,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 19] = [
+    pub const ALL: [EntryKind; 22] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -103,6 +116,9 @@ impl EntryKind {
         EntryKind::SortitionDrawn,
         EntryKind::PanelMemberDeclined,
         EntryKind::IntentClosed,
+        EntryKind::ConsentGranted,
+        EntryKind::ConsentRevoked,
+        EntryKind::HouseholdReadingsErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +142,9 @@ impl EntryKind {
             EntryKind::SortitionDrawn => "sortition_drawn",
             EntryKind::PanelMemberDeclined => "panel_member_declined",
             EntryKind::IntentClosed => "intent_closed",
+            EntryKind::ConsentGranted => "consent_granted",
+            EntryKind::ConsentRevoked => "consent_revoked",
+            EntryKind::HouseholdReadingsErased => "household_readings_erased",
         }
     }
 

@@ -252,6 +252,12 @@ with_names! {
         NoSuchDraw(i64),
         #[error("sortition refuses it: {0}")]
         SortitionRule(String),
+        #[error("`{member}` is not a member of household `{household}`: only its members may do this")]
+        NotOfHousehold { member: String, household: String },
+        #[error("there is no consent grant {0}")]
+        NoSuchGrant(i64),
+        #[error("consent refuses it: {0}")]
+        ConsentRule(String),
     }
 }
 
@@ -287,8 +293,8 @@ mod tests {
         assert_eq!(refusal.name(), "NoSuchContribution");
         assert!(Refusal::NAMES.contains(&"NoSuchContribution"));
         assert_eq!(Refusal::NAMES.first(), Some(&"DuplicateMember"));
-        assert_eq!(Refusal::NAMES.last(), Some(&"SortitionRule"));
-        assert_eq!(Refusal::NAMES.len(), 41);
+        assert_eq!(Refusal::NAMES.last(), Some(&"ConsentRule"));
+        assert_eq!(Refusal::NAMES.len(), 44);
     }
 
     #[test]

@@ -151,6 +151,7 @@ mod accounts;
 mod assembly;
 mod balances;
 mod communs;
+pub mod consent;
 mod contributions;
 mod dispatch;
 mod entry;
@@ -180,6 +181,10 @@ pub use balances::{Balances, MAX_MEMO_CHARS, MemberBalance, NewTransfer, Transfe
 pub use communs::{
     Communs, FACTOR_ONE, Hours, MAX_DEMURRAGE_RATE_PPM, MICRO_PER_COMMUN, decayed_balance,
     demurrage_factor,
+};
+pub use consent::{
+    ACCESS_LOG_PAGE, AccessRecord, Erasure, Grant, Grantee, Granularity, MAX_PURPOSE_CHARS,
+    NewGrant, RecordedErasure,
 };
 pub use contributions::{
     Attestation, Attested, Category, Contribution, ContributionProblem, ContributionState,

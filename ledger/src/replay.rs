@@ -179,6 +179,10 @@ pub(crate) struct Replay {
     sortition: SortitionState,
     /// By seq: the kind of each sortition entry (`sortition_entries`).
     sortition_entries: BTreeMap<i64, String>,
+    /// Grants and erasures, each checked as it comes.
+    consent: crate::consent::ConsentState,
+    /// By seq: the kind of each consent entry (`consent_entries`).
+    consent_entries: BTreeMap<i64, String>,
 }
 
 impl Replay {
@@ -199,6 +203,16 @@ impl Replay {
             }
         }
         match entry.kind {
+            EntryKind::ConsentGranted
+            | EntryKind::ConsentRevoked
+            | EntryKind::HouseholdReadingsErased => {
+                let members = &self.members;
+                self.consent
+                    .apply(entry, &|name| members.contains_key(name))?;
+                self.consent_entries
+                    .insert(entry.seq, entry.kind.as_str().to_string());
+                Ok(())
+            }
             EntryKind::SortitionKeysSet
             | EntryKind::SortitionOpted
             | EntryKind::SortitionAnnounced
@@ -455,6 +469,12 @@ impl Replay {
             }
         }
         diff_by_seq(&self.intents, &tables.intents, "intents", &mut note);
+        diff_by_seq(
+            &self.consent_entries,
+            &tables.consent_entries,
+            "consent_entries",
+            &mut note,
+        );
         diff_by_seq(
             &self.sortition_entries,
             &tables.sortition_entries,
@@ -785,6 +805,16 @@ fn read_tables(conn: &Connection) -> Result<Replay, TableError> {
             })?;
             r.members
                 .insert(c.text(1, "name")?, (roles, c.int(0, "joined_seq")?));
+            Ok(())
+        },
+    )?;
+    each_row(
+        conn,
+        "SELECT seq, kind FROM consent_entries",
+        "consent_entries",
+        |c| {
+            r.consent_entries
+                .insert(c.int(0, "seq")?, c.text(1, "kind")?);
             Ok(())
         },
     )?;

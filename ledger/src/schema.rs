@@ -70,6 +70,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      CREATE INDEX transfers_intent ON transfers (intent);",
     // 10: the device a repair need opened by the node is about.
     "ALTER TABLE intents ADD COLUMN device TEXT;",
+    // 11: reads of a household's readings under a consent grant; kept beside the
+    // journal, not derived from it (see `consent`).
+    "CREATE TABLE consent_access_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        household TEXT NOT NULL,
+        grant_seq INTEGER NOT NULL,
+        reader TEXT NOT NULL,
+        what TEXT NOT NULL,
+        meters TEXT NOT NULL,
+        range_from TEXT,
+        range_to TEXT
+    );
+    CREATE INDEX consent_access_log_household ON consent_access_log (household, id);
+    -- The consent entries. Their state is rebuilt from the entries themselves
+    -- (`consent`); this table only lets a journal cut off after one of them (a
+    -- revocation deleted, say) be noticed, as the other derived tables do.
+    CREATE TABLE consent_entries (
+        seq INTEGER PRIMARY KEY REFERENCES journal(seq),
+        kind TEXT NOT NULL
+    );",
 ];
 
 const PLANNING: &str = "
@@ -202,7 +223,7 @@ const CONTRIBUTION_LEDGER: &str = "
 /// Empties every table derived from the journal, children first, before a rebuild
 /// replays the journal into them. Accounts are not derived and stay.
 pub(crate) const CLEAR_DERIVED: &str =
-    "DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
+    "DELETE FROM consent_entries; DELETE FROM sortition_entries; DELETE FROM fulfilments; DELETE FROM transfers;
     DELETE FROM commitments; DELETE FROM intents; DELETE FROM attestations;
     DELETE FROM contributions; DELETE FROM balances; DELETE FROM ledger_totals;
     DELETE FROM ledger_parameters;
@@ -229,4 +250,5 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("fulfilments", "contribution"),
     ("fulfilments", "fulfilment_seq"),
     ("sortition_entries", "seq"),
+    ("consent_entries", "seq"),
 ];

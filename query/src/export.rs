@@ -27,6 +27,7 @@ use datafusion::scalar::ScalarValue;
 
 use tokio::sync::Semaphore;
 
+use crate::consent::Scope;
 use crate::history_session::Queries;
 use crate::{Error, Result};
 
@@ -160,16 +161,32 @@ impl Drop for StopOnDrop {
 
 /// The export and the installers' SQL, on the history session.
 impl Queries {
-    /// The readings of a range as a stream of batches: `ts`, `device`, `metric`,
-    /// `value` (device and metric as text).
-    pub async fn export(&self, range: &ExportRange) -> Result<SendableRecordBatchStream> {
+    /// The readings of a range that `scope` may read, as a stream of batches: `ts`,
+    /// `device`, `metric`, `value` (device and metric as text). A read under a grant
+    /// is logged as `what`.
+    pub async fn export(
+        &self,
+        scope: &Scope,
+        range: &ExportRange,
+        what: &str,
+    ) -> Result<SendableRecordBatchStream> {
         let ts = |t: DateTime<Utc>| {
             lit(ScalarValue::TimestampMillisecond(
                 Some(t.timestamp_millis()),
                 Some("UTC".into()),
             ))
         };
-        let mut df = self.session().table("readings").await?;
+        let session = self.scoped_session(scope, None).await?;
+        scope
+            .log(
+                self.households(),
+                what,
+                &range.devices,
+                range.from,
+                range.to,
+            )
+            .await?;
+        let mut df = session.table("readings").await?;
         if let Some(from) = range.from {
             df = df.filter(col("ts").gt_eq(ts(from)))?;
         }
@@ -200,7 +217,7 @@ impl Queries {
     /// of its own, so that a heavy query never holds up the node's own tasks; its
     /// slot is given back when that thread is done, not when the caller stops
     /// waiting, so that `at_once` counts what really runs.
-    pub async fn sql(&self, text: &str) -> Result<SqlAnswer, SqlError> {
+    pub async fn sql(&self, scope: &Scope, text: &str) -> Result<SqlAnswer, SqlError> {
         let session = self.sql_session();
         let limits = session.limits;
         let slot = Arc::clone(&session.slots)
@@ -208,7 +225,15 @@ impl Queries {
             .map_err(|_| SqlError::Busy {
                 at_once: limits.at_once,
             })?;
-        let ctx = session.ctx.clone();
+        let ctx = self
+            .scoped_session(scope, Some(session.ctx.runtime_env()))
+            .await
+            .map_err(|e| SqlError::Refused(format!("cannot prepare the query: {e}")))?;
+        let what: String = ["sql: ", text].concat();
+        scope
+            .log(self.households(), &what, &[], None, None)
+            .await
+            .map_err(|e| SqlError::Refused(format!("cannot log the read: {e}")))?;
         let text = text.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_on_drop = StopOnDrop(Arc::clone(&stop));
@@ -430,6 +455,20 @@ mod tests {
 
     use super::*;
 
+    /// A member of no household, with no grant.
+    fn anyone() -> crate::consent::Scope {
+        crate::consent::Scope::new(
+            &crate::visibility::Visibility::new(&[], &[]),
+            &crate::consent::Households::default(),
+            &[],
+            crate::consent::Viewer {
+                member: "ines".into(),
+                roles: vec![ledger::Role::Installer],
+            },
+            chrono::Utc::now(),
+        )
+    }
+
     async fn queries(readings: &[Reading]) -> (tempfile::TempDir, Queries) {
         let dir = tempfile::tempdir().expect("tmp");
         let history = History::open(dir.path(), HistoryOptions::default()).expect("history");
@@ -452,6 +491,7 @@ mod tests {
         let (_dir, q) = queries(&[r(1_000, "pv", 5.0), r(2_000, "pv", 7.5)]).await;
         let answer = q
             .sql(
+                &anyone(),
                 "SELECT CAST(device AS VARCHAR) AS device, sum(value) AS total, max(ts) AS last
                  FROM readings GROUP BY 1",
             )
@@ -470,7 +510,7 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
             "DROP TABLE readings",
         ] {
-            let refused = q.sql(write).await;
+            let refused = q.sql(&anyone(), write).await;
             assert!(
                 matches!(refused, Err(SqlError::Refused(_))),
                 "{write}: {refused:?}"
@@ -488,10 +528,16 @@ mod tests {
                 ..SqlLimits::default()
             })
             .expect("limits");
-        let answer = q.sql("SELECT * FROM range(10)").await.expect("range");
+        let answer = q
+            .sql(&anyone(), "SELECT * FROM range(10)")
+            .await
+            .expect("range");
         assert_eq!(answer.rows.len(), 3);
         assert!(answer.truncated, "more rows existed");
-        let exact = q.sql("SELECT * FROM range(3)").await.expect("range");
+        let exact = q
+            .sql(&anyone(), "SELECT * FROM range(3)")
+            .await
+            .expect("range");
         assert!(!exact.truncated, "exactly the limit is not truncated");
     }
 
@@ -509,12 +555,15 @@ mod tests {
             })
             .expect("limits");
         let slow = q
-            .sql("SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
+            .sql(
+                &anyone(),
+                "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
+            )
             .await;
         assert!(matches!(slow, Err(SqlError::TimedOut(_))), "{slow:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let next = loop {
-            match q.sql("SELECT 1 AS one").await {
+            match q.sql(&anyone(), "SELECT 1 AS one").await {
                 Err(SqlError::Busy { .. }) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -538,12 +587,15 @@ mod tests {
         let slow = {
             let q = q.clone();
             tokio::spawn(async move {
-                q.sql("SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b")
-                    .await
+                q.sql(
+                    &anyone(),
+                    "SELECT count(*) FROM range(1000000) a CROSS JOIN range(1000000) b",
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let refused = q.sql("SELECT 1").await;
+        let refused = q.sql(&anyone(), "SELECT 1").await;
         assert!(
             matches!(refused, Err(SqlError::Busy { at_once: 1 })),
             "{refused:?}"
@@ -560,7 +612,7 @@ mod tests {
         let (_dir, q) = queries(&[]).await;
         let join =
             "SELECT count(*) AS n FROM range(200000) a JOIN range(200000) b ON a.value = b.value";
-        let answer = q.sql(join).await.expect("within 256 MB");
+        let answer = q.sql(&anyone(), join).await.expect("within 256 MB");
         assert_eq!(answer.rows[0]["n"], 200_000);
         let small = q
             .with_sql_limits(SqlLimits {
@@ -568,7 +620,7 @@ mod tests {
                 ..SqlLimits::default()
             })
             .expect("limits");
-        let refused = small.sql(join).await;
+        let refused = small.sql(&anyone(), join).await;
         let Err(e @ SqlError::TooMuchMemory { .. }) = refused else {
             panic!("{refused:?}")
         };
@@ -597,7 +649,7 @@ mod tests {
             devices: vec![],
             metrics: vec!["power_w".into()],
         };
-        let mut stream = q.export(&range).await.expect("export");
+        let mut stream = q.export(&anyone(), &range, "test").await.expect("export");
         let mut csv = String::new();
         while let Some(batch) = futures::StreamExt::next(&mut stream).await {
             csv.push_str(&csv_rows(&batch.expect("batch")).expect("csv"));
@@ -611,7 +663,7 @@ mod tests {
             devices: vec!["pv".into()],
             ..ExportRange::default()
         };
-        let mut stream = q.export(&only_pv).await.expect("export");
+        let mut stream = q.export(&anyone(), &only_pv, "test").await.expect("export");
         let mut rows = 0;
         while let Some(batch) = futures::StreamExt::next(&mut stream).await {
             rows += batch.expect("batch").num_rows();

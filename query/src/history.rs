@@ -255,7 +255,7 @@ impl TableProvider for HistoryTable {
 
 /// `readings_1m` for the days not rolled up yet: the same figures as the stored
 /// rollups, computed from the raw readings.
-const ROLLUP_VIEW: &str = "CREATE VIEW readings_1m AS
+pub(crate) const ROLLUP_VIEW: &str = "CREATE VIEW readings_1m AS
     SELECT ts, device, metric, avg, min, max, last, count FROM readings_1m_stored
     UNION ALL
     SELECT arrow_cast(date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z'),

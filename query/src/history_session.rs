@@ -15,6 +15,7 @@ use sensors::config::DeviceConfig;
 
 use crate::Result;
 use crate::config::ServiceConfig;
+use crate::consent::{Households, Scope, Viewer};
 use crate::export::{SqlLimits, SqlSession};
 use crate::visibility::Visibility;
 
@@ -39,6 +40,8 @@ pub struct Queries {
     services: Arc<[ServiceConfig]>,
     /// Where installers' SQL runs (see [`crate::export`]).
     sql: SqlSession,
+    /// The households and their meters (see [`crate::consent`]).
+    households: Arc<Households>,
 }
 
 impl std::fmt::Debug for Queries {
@@ -73,7 +76,36 @@ impl Queries {
             devices: devices.into(),
             services: services.into(),
             sql,
+            households: Arc::new(Households::default()),
         })
+    }
+
+    /// The same session with the site's households (see [`crate::consent`]).
+    pub fn with_households(mut self, households: Households) -> Queries {
+        self.households = Arc::new(households);
+        self
+    }
+
+    /// The site's households.
+    pub fn households(&self) -> &Arc<Households> {
+        &self.households
+    }
+
+    /// What `viewer` may read now, with the grants of `journal`, into whose access
+    /// log the reads under a grant go. Blocking: reads the journal.
+    pub fn scope(&self, journal: Arc<ledger::Journal>, viewer: Viewer) -> Result<Scope> {
+        Scope::load(
+            journal,
+            &self.visibility,
+            &self.households,
+            viewer,
+            Utc::now(),
+        )
+    }
+
+    /// What `viewer` may read with no grant: their household's meters.
+    pub fn scope_without_grants(&self, viewer: Viewer) -> Scope {
+        Scope::new(&self.visibility, &self.households, &[], viewer, Utc::now())
     }
 
     /// The same session with other limits on installers' SQL.
@@ -124,7 +156,10 @@ impl Queries {
         &self.services
     }
 
-    /// The session, for queries of the node's own (exports, history pages, replay).
+    /// The full session, every household meter included: for the node's own
+    /// computations that show totals and the community's devices only (the charts
+    /// of `/history`, the replay, the federation's summaries). What a member reads
+    /// runs on [`Queries::scoped_session`] instead.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
     }

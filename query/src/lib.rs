@@ -11,6 +11,7 @@ pub mod actuation;
 pub mod allocation;
 pub mod charts;
 pub mod config;
+pub mod consent;
 pub mod engine;
 pub mod export;
 pub mod history;
@@ -46,6 +47,9 @@ pub enum Error {
     /// More devices configured than the engine numbers (`u32`).
     #[error("{0} devices are more than the engine can number")]
     TooManyDevices(usize),
+    /// A task the query waited for failed (a panic, or the runtime shutting down).
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

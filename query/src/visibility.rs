@@ -71,6 +71,12 @@ impl Visibility {
         self.household.contains(device)
     }
 
+    /// The households' meters: every configured load that meters no service,
+    /// claimed by a `[[household]]` or not.
+    pub fn household_devices(&self) -> &HashSet<String> {
+        &self.household
+    }
+
     /// The community's devices (see [`Visibility::is_community`]).
     pub fn community_devices(&self) -> &HashSet<String> {
         &self.community

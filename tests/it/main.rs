@@ -11,6 +11,7 @@ mod federation;
 mod guard;
 mod history;
 mod homeassistant;
+mod household_cli;
 mod ledger_cli;
 mod live;
 mod peers;

@@ -3,9 +3,12 @@
 //! installer's read-only query within its limits: rows, time, memory, and queries
 //! at once.
 //!
-//! Household data is personal (DESIGN.md §6): a member who is not an installer or
-//! an admin exports the community's devices only (production, grid, battery and
-//! the meters of the services); asking for another device is refused by name.
+//! Household data is personal (DESIGN.md §6, §10): both run on the session of
+//! the reader's scope (`query::consent`), which holds a household's meter only for
+//! that household's members and under a live grant, at its granularity; reads
+//! under a grant are logged there. Asking the export for a device one may not read
+//! is refused by name; a member who is not an installer or an admin exports, by
+//! default, the community's devices and the meters they may read.
 
 use axum::Json;
 use axum::body::Body;
@@ -100,31 +103,44 @@ pub(crate) async fn export(
         // A node that keeps no history has no readings to give.
         return empty_export(format);
     };
-    if !(member.has(Role::Installer) || member.has(Role::Admin)) {
-        let community = queries.community_devices();
-        let private: Vec<&String> = range
-            .devices
-            .iter()
-            .filter(|d| !community.contains(d.as_str()))
-            .collect();
-        if !private.is_empty() {
-            let names: Vec<String> = private.iter().map(|d| format!("`{d}`")).collect();
-            return Err(AppError::invalid(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "{} is not one of the community's devices: a household's readings are \
-                     for that household and the installers",
-                    names.join(", ")
-                ),
-                vec![],
-            ));
-        }
-        if range.devices.is_empty() {
-            range.devices = community.iter().cloned().collect();
-            range.devices.sort();
-        }
+    let scope = viewer_scope(&state, &queries, &member).await?;
+    // Every device asked for must be one the reader may read: the community's, a
+    // device of no configuration (installers and admins: the history may hold
+    // devices since removed), or a household's meter of their own or under a
+    // grant. The session the export runs on hides the others in any case.
+    let may_read = |d: &str| {
+        queries.visibility().is_community(d)
+            || scope.access(d).is_some()
+            || ((member.has(Role::Installer) || member.has(Role::Admin))
+                && !queries.visibility().is_household(d))
+    };
+    let private: Vec<String> = range
+        .devices
+        .iter()
+        .filter(|d| !may_read(d))
+        .map(|d| format!("`{d}`"))
+        .collect();
+    if !private.is_empty() {
+        return Err(AppError::invalid(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not one of the community's devices: a household's readings are \
+                 for that household, and for whom it consents to",
+                private.join(", ")
+            ),
+            vec![],
+        ));
     }
-    let stream = queries.export(&range).await?;
+    if range.devices.is_empty() && !(member.has(Role::Installer) || member.has(Role::Admin)) {
+        range.devices = queries
+            .community_devices()
+            .iter()
+            .cloned()
+            .chain(scope.readable().keys().cloned())
+            .collect();
+        range.devices.sort();
+    }
+    let stream = queries.export(&scope, &range, "/api/export").await?;
     let (content_type, extension) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Parquet => ("application/vnd.apache.parquet", "parquet"),
@@ -194,6 +210,25 @@ fn empty_export(format: Format) -> Result<Response, AppError> {
     }
 }
 
+/// What `member` may read of the households' meters now (their own household's,
+/// and under live grants), with the journal that logs reads under a grant.
+pub(crate) async fn viewer_scope(
+    state: &AppState,
+    queries: &query::history_session::Queries,
+    member: &CurrentMember,
+) -> Result<query::consent::Scope, AppError> {
+    let viewer = query::consent::Viewer {
+        member: member.member.name.clone(),
+        roles: member.member.roles.clone(),
+    };
+    let journal = state.journal.clone();
+    let queries = queries.clone();
+    tokio::task::spawn_blocking(move || queries.scope(journal, viewer))
+        .await
+        .map_err(|e| AppError::Internal(format!("consent scope task: {e}")))?
+        .map_err(AppError::from)
+}
+
 /// The body of `POST /api/sql`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +241,7 @@ pub(crate) struct SqlRequest {
 /// queries at once).
 pub(crate) async fn sql(
     State(state): State<AppState>,
+    member: CurrentMember,
     ApiJson(request): ApiJson<SqlRequest>,
 ) -> Result<Response, AppError> {
     let Some(queries) = state.queries.clone() else {
@@ -215,7 +251,8 @@ pub(crate) async fn sql(
             vec![],
         ));
     };
-    match queries.sql(&request.sql).await {
+    let scope = viewer_scope(&state, &queries, &member).await?;
+    match queries.sql(&scope, &request.sql).await {
         Ok(answer) => Ok(([(CACHE_CONTROL, "no-store")], Json(answer)).into_response()),
         Err(e @ SqlError::Refused(_)) => Err(AppError::invalid(
             StatusCode::UNPROCESSABLE_ENTITY,

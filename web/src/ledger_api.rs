@@ -69,9 +69,12 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         Refusal::NoSuchContribution(_)
         | Refusal::NoSuchIntent(_)
         | Refusal::NoSuchCommitment(_)
-        | Refusal::NoSuchDraw(_) => StatusCode::NOT_FOUND,
+        | Refusal::NoSuchDraw(_)
+        | Refusal::NoSuchGrant(_) => StatusCode::NOT_FOUND,
         // Signed in, but not the one who may do this.
-        Refusal::NotAParty { .. } | Refusal::AssemblyOnly(_) => StatusCode::FORBIDDEN,
+        Refusal::NotAParty { .. } | Refusal::AssemblyOnly(_) | Refusal::NotOfHousehold { .. } => {
+            StatusCode::FORBIDDEN
+        }
         Refusal::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
         Refusal::DuplicateMember(_)
         | Refusal::InvalidMemberName { .. }
@@ -106,7 +109,8 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         | Refusal::OverCommitment { .. }
         | Refusal::PlanningRule(_)
         | Refusal::InvalidDraw(_)
-        | Refusal::SortitionRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | Refusal::SortitionRule(_)
+        | Refusal::ConsentRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -744,6 +748,16 @@ mod tests {
             ),
             (Refusal::NoSuchDraw(3), StatusCode::NOT_FOUND, None),
             just(Refusal::SortitionRule("draw 3 was already made".into())),
+            (
+                Refusal::NotOfHousehold {
+                    member: "mallory".into(),
+                    household: "house-7".into(),
+                },
+                StatusCode::FORBIDDEN,
+                None,
+            ),
+            (Refusal::NoSuchGrant(12), StatusCode::NOT_FOUND, None),
+            just(Refusal::ConsentRule("grant 12 was already revoked".into())),
         ]
     }
 

@@ -277,7 +277,10 @@ fn problems_of(error: ledger::Error) -> Result<Vec<FormProblem>, AppError> {
         | R::AssemblyOnly(_)
         | R::InvalidDraw(_)
         | R::NoSuchDraw(_)
-        | R::SortitionRule(_)) => vec![FormProblem::Other(other.to_string())],
+        | R::SortitionRule(_)
+        | R::NotOfHousehold { .. }
+        | R::NoSuchGrant(_)
+        | R::ConsentRule(_)) => vec![FormProblem::Other(other.to_string())],
     })
 }
 

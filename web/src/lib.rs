@@ -16,6 +16,7 @@
 
 mod api;
 mod api_json;
+mod archive;
 mod assembly;
 mod assets;
 mod auth;
@@ -30,6 +31,7 @@ mod lang;
 mod ledger_api;
 mod ledger_page;
 mod login;
+mod me;
 mod metrics;
 mod pages;
 mod plan_page;

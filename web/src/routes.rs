@@ -17,7 +17,7 @@ use ledger::Role;
 use crate::auth::{self, Access};
 use crate::{
     AppState, api, assembly, assets, events, history, history_page, installer, ledger_api,
-    ledger_page, login, metrics, pages, plan_page, planning_api, plans, security, sortition,
+    ledger_page, login, me, metrics, pages, plan_page, planning_api, plans, security, sortition,
 };
 
 /// One route as the table declares it.
@@ -86,9 +86,29 @@ fn table() -> Vec<Route> {
         route(Method::POST, "/login", Public, login::submit),
         route(Method::POST, "/logout", AnyMember, login::logout),
         route(Method::GET, "/api/me", AnyMember, auth::me),
+        // A member's own household and data (DESIGN.md §10). Any member: who may
+        // grant or revoke for a household is the journal's rule (its members).
+        route(Method::GET, "/me", AnyMember, me::page),
+        route(Method::POST, "/me/consent", AnyMember, me::grant_form),
+        route(
+            Method::POST,
+            "/me/consent/{id}/revoke",
+            AnyMember,
+            me::revoke_form,
+        ),
+        route(Method::GET, "/api/me/consent", AnyMember, me::consent),
+        route(Method::POST, "/api/me/consent", AnyMember, me::grant_api),
+        route(
+            Method::POST,
+            "/api/me/consent/{id}/revoke",
+            AnyMember,
+            me::revoke_api,
+        ),
+        route(Method::GET, "/api/me/export", AnyMember, me::export),
         route(Method::GET, "/api/plans", AnyMember, plans::list),
-        // The history: any member exports the community's devices (installers and
-        // admins every device); installers query it in SQL.
+        // The history: any member exports the community's devices and the
+        // household meters they may read (their own, under a grant); installers
+        // query it in SQL, household meters under a grant only (query::consent).
         route(Method::GET, "/api/export", AnyMember, history::export),
         route(
             Method::POST,

@@ -5,6 +5,7 @@
 
 mod chain;
 mod community;
+mod consent;
 mod contributions;
 mod decisions;
 mod demurrage;

@@ -134,6 +134,7 @@ fn community() -> (tempfile::TempDir, PathBuf) {
     journal
         .decline_panel_seat(draw, &first[0], &first[0], day)
         .unwrap();
+    crate::consent::grant_revoke_erase(&journal, day);
     let three_percent = LedgerParameters {
         demurrage_rate_ppm: 30_000,
         ..LedgerParameters::default()

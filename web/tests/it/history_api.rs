@@ -92,7 +92,7 @@ fn csv_devices(body: &str) -> (usize, std::collections::BTreeSet<String>) {
 }
 
 #[tokio::test]
-async fn members_export_the_communitys_devices_and_installers_every_device() {
+async fn members_export_the_communitys_devices_and_installers_no_households_history() {
     let (state, _dir) = with_history().await;
     let rita = login(&state, "rita").await;
     let reply = send(
@@ -121,17 +121,26 @@ async fn members_export_the_communitys_devices_and_installers_every_device() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body.contains("`house-7`"), "{}", refused.body);
 
+    // Installers see a household meter's health, not its history, unless the
+    // household consents (web/tests/it/consent.rs).
     let ivo = login(&state, "ivo").await;
-    let reply = send(
+    let refused = send(
         state.clone(),
         get("/api/export?device=house-7", &[("cookie", &ivo.cookie)]),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(
-        csv_devices(&reply.body).0,
-        60,
-        "an installer sees the household's meter"
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("`house-7`"), "{}", refused.body);
+    let everything = send(
+        state.clone(),
+        get("/api/export", &[("cookie", &ivo.cookie)]),
+    )
+    .await;
+    assert_eq!(everything.status, StatusCode::OK);
+    assert!(
+        !csv_devices(&everything.body).1.contains("house-7"),
+        "{}",
+        everything.body
     );
 
     for bad in [
@@ -217,9 +226,14 @@ async fn installers_query_the_history_in_sql_read_only() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["columns"], serde_json::json!(["d", "w"]));
+    // The household's meter is not among them: no grant lets installers read it.
     assert_eq!(
-        body["rows"][3],
-        serde_json::json!({"d": "roof", "w": 3000.0})
+        body["rows"],
+        serde_json::json!([
+            {"d": "fridge-meter", "w": 150.0},
+            {"d": "laundry-meter", "w": 2900.0},
+            {"d": "roof", "w": 3000.0}
+        ])
     );
     assert_eq!(body["truncated"], false);
     let refused = send(state.clone(), ask("DROP TABLE readings")).await;

@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assembly;
 mod browser;
+mod consent;
 mod csp_browser;
 mod decisions;
 mod events;

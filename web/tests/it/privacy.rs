@@ -27,12 +27,12 @@ use crate::support::{get, login, request, send, with_members_in};
 
 /// The household's meter: its id and name carry a string found nowhere else, so
 /// that finding it anywhere in an answer means the meter leaked.
-const MARKER: &str = "q7x9z";
-const HOUSEHOLD: &str = "foyer-q7x9z";
+pub(crate) const MARKER: &str = "q7x9z";
+pub(crate) const HOUSEHOLD: &str = "foyer-q7x9z";
 const HOUSEHOLD_NAME: &str = "Logement Q7X9Z des Martin";
 /// Its power: a figure no total of the site comes to.
 const HOUSEHOLD_W: f64 = 613.37;
-const HOUSEHOLD_W_TEXT: &str = "613.37";
+pub(crate) const HOUSEHOLD_W_TEXT: &str = "613.37";
 
 /// The community's devices, in the configuration's order.
 const COMMUNITY: [&str; 4] = ["roof", "grid-meter", "battery", "clinic-meter"];
@@ -41,7 +41,7 @@ fn device(json: serde_json::Value) -> DeviceConfig {
     serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn devices() -> Vec<DeviceConfig> {
+pub(crate) fn devices() -> Vec<DeviceConfig> {
     let plain = |id: &str, role: &str| {
         device(serde_json::json!({
             "id": id, "role": role, "profile": "generic-json", "mqtt": {"topic": format!("t/{id}")}
@@ -59,7 +59,7 @@ fn devices() -> Vec<DeviceConfig> {
     ]
 }
 
-fn services() -> Vec<query::config::ServiceConfig> {
+pub(crate) fn services() -> Vec<query::config::ServiceConfig> {
     [
         serde_json::json!({"id": "clinic-fridge", "meter": "clinic-meter", "tier": 1}),
         serde_json::json!({"id": "laundry", "demand_w": 1500.0, "tier": 2}),
@@ -109,7 +109,7 @@ fn ingest_metrics() -> IngestMetrics {
 /// public view fed as `communalia run` feeds it, and a history holding the last
 /// ten minutes of the same readings; the members of `with_members`. The sender of
 /// the full snapshots is returned: dropping it ends the event streams.
-async fn site() -> (
+pub(crate) async fn site() -> (
     AppState,
     watch::Sender<Arc<LiveSnapshot>>,
     tempfile::TempDir,
@@ -167,7 +167,7 @@ async fn site() -> (
 }
 
 /// What an answer must not hold: the household's id, its name, or its power.
-fn assert_no_household(what: &str, body: &str) {
+pub(crate) fn assert_no_household(what: &str, body: &str) {
     let lower = body.to_lowercase();
     assert!(
         !lower.contains(MARKER),
