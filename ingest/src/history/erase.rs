@@ -130,6 +130,10 @@ impl History {
                 pending.push(kept);
             }
         }
+        // The counts the flush and the merging of small batches keep go with them.
+        state.pending_rows = pending.iter().map(RecordBatch::num_rows).sum();
+        state.young = 0;
+        state.flushing = 0;
         state.snapshot.pending = pending;
         Ok(removed)
     }
