@@ -51,11 +51,22 @@ pub(crate) async fn start_sharing(
     cancel: CancellationToken,
 ) -> Result<()> {
     let f = &loaded.config.federation;
-    if f.nats.is_empty() && f.s3.is_none() {
+    if f.nats.is_empty() && f.s3.is_none() && f.witnesses.is_empty() {
         return Ok(());
     }
     let dir = &loaded.config.storage.dir;
     let key = Arc::new(node_key(loaded)?);
+    if !f.witnesses.is_empty() {
+        tracing::info!(witnesses = f.witnesses.len(), every = ?f.checkpoint_every, "federation: journal checkpoints sent to the witnesses");
+        tokio::spawn(witness_periodically(
+            key.clone(),
+            journal.clone(),
+            f.witnesses.clone(),
+            f.checkpoint_every.max(std::time::Duration::from_secs(60)),
+            dir.clone(),
+            cancel.clone(),
+        ));
+    }
     let source = federation::source::NodeSource::new(
         key.node_id(),
         public,
@@ -93,6 +104,65 @@ pub(crate) async fn start_sharing(
         tokio::spawn(archiver.run(cancel));
     }
     Ok(())
+}
+
+/// Signs a checkpoint of the journal and asks every witness to cosign it, at
+/// start and then every `every`, until `cancel`. A witness's refusal (409 that a
+/// retry did not settle, 422: the journal no longer extends what it cosigned) is
+/// an error in the log; the checkpoint with the cosignatures it got is kept for
+/// `ledger verify --witnesses`.
+async fn witness_periodically(
+    key: Arc<federation::identity::NodeKey>,
+    journal: Arc<ledger::Journal>,
+    witnesses: Vec<federation::config::WitnessPeer>,
+    every: std::time::Duration,
+    dir: std::path::PathBuf,
+    cancel: CancellationToken,
+) {
+    use federation::witness::{Answer, collect_cosignatures, journal_leaves, signed_checkpoint};
+    let http = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "witnessing: no HTTP client");
+            return;
+        }
+    };
+    loop {
+        let j = journal.clone();
+        match tokio::task::spawn_blocking(move || journal_leaves(&j)).await {
+            Ok(Ok(leaves)) => {
+                let note = signed_checkpoint(&key, &leaves);
+                match collect_cosignatures(&http, &witnesses, note, &leaves, &dir).await {
+                    Ok(answers) => {
+                        for (url, answer) in answers {
+                            match answer {
+                                Answer::Cosigned => {
+                                    tracing::info!(%url, size = leaves.len(), "witness cosigned the journal's checkpoint")
+                                }
+                                Answer::Refused { status, reason } => tracing::error!(
+                                    %url, %status, %reason, size = leaves.len(),
+                                    "witness REFUSED the journal's checkpoint: it does not extend what it cosigned before"
+                                ),
+                                Answer::Unreachable(why) => {
+                                    tracing::warn!(%url, %why, "witness unreachable")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "witnessing failed"),
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "witnessing: cannot read the journal"),
+            Err(e) => tracing::error!(error = %e, "witnessing: cannot read the journal"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// `communalia region`: the durable consumer, the region's session and its web

@@ -42,6 +42,10 @@ pub struct FederationConfig {
     /// Neighbours who cosign this node's journal checkpoints.
     #[serde(default)]
     pub witnesses: Vec<WitnessPeer>,
+    /// How often `communalia run` signs a checkpoint of its journal and asks
+    /// `witnesses` to cosign it (at start, then at this interval; at least a minute).
+    #[serde(default = "default_checkpoint_every", with = "humantime_secs")]
+    pub checkpoint_every: Duration,
     /// This node witnessing its neighbours' journals.
     #[serde(default)]
     pub witness: Option<WitnessServerConfig>,
@@ -49,6 +53,10 @@ pub struct FederationConfig {
 
 fn default_publish_interval() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_catch_up() -> Duration {
