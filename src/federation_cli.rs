@@ -173,7 +173,8 @@ fn leaves(loaded: &Loaded) -> Result<Vec<federation::witness::merkle::Hash>> {
         );
     }
     let journal =
-        ledger::Journal::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        ledger::Journal::open_keyed(&path, loaded.journal_key()?.as_ref())
+            .with_context(|| format!("cannot open {}", path.display()))?;
     Ok(federation::witness::journal_leaves(&journal)?)
 }
 

@@ -255,6 +255,8 @@ struct InstallerTemplate<'a> {
     result: Option<ProbeResult>,
     /// The node's disk is low or failing.
     storage_warning: Option<String>,
+    /// The data directory is not encrypted.
+    clear_text_warning: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -959,6 +961,10 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
         probe_detail,
         result,
         storage_warning: crate::storage::storage_notice(&view.storage, lang),
+        clear_text_warning: view
+            .storage
+            .clear_text
+            .then(|| t.t("storage.clear_text").to_string()),
         layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
             crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t)
                 .with_new_matches(view.new_matches, t),
