@@ -167,7 +167,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  data:       {}", data.display());
     match &loaded.config.storage.key_file {
-        Some(key) => println!("  key file:   {} (the data is encrypted at rest)", key.display()),
+        Some(key) => println!(
+            "  key file:   {} (the data is encrypted at rest)",
+            key.display()
+        ),
         None => println!("  key file:   none (the data is NOT encrypted)"),
     }
     if seeded.days > 0 {

@@ -107,10 +107,7 @@ pub(crate) fn encrypt(loaded: &Loaded) -> Result<()> {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(e.context(format!(
-                "{} is unchanged (still clear text)",
-                dir.display()
-            )));
+            return Err(e.context(format!("{} is unchanged (still clear text)", dir.display())));
         }
     };
     keyring::install(&staging, &key, &source)?;
@@ -255,7 +252,9 @@ pub(crate) fn rotate(
     new_storage.passphrase = to_passphrase;
     let new = match crate::keys::kek_source(&new_storage)? {
         Some(n) => n,
-        None => bail!("name the new key-encryption key: --to-key-file PATH or --to-passphrase SPEC"),
+        None => {
+            bail!("name the new key-encryption key: --to-key-file PATH or --to-passphrase SPEC")
+        }
     };
     if let KekSource::KeyFile(path) = &new
         && !path.exists()

@@ -80,22 +80,19 @@ fn passphrase(spec: &str) -> Result<(String, String)> {
             .context("cannot read the passphrase")?;
         return Ok((value, "the terminal".into()));
     }
-    bail!(
-        "[storage] passphrase = \"{spec}\": expected \"credential:NAME\", \"env:VAR\" or \"ask\""
-    )
+    bail!("[storage] passphrase = \"{spec}\": expected \"credential:NAME\", \"env:VAR\" or \"ask\"")
 }
 
 /// The key-encryption key the configuration names, if any.
 pub(crate) fn kek_source(storage: &StorageConfig) -> Result<Option<KekSource>> {
     match (&storage.key_file, &storage.passphrase) {
         (Some(_), Some(_)) => {
-            bail!("[storage] has both key_file and passphrase: the data key is wrapped by one of them")
+            bail!(
+                "[storage] has both key_file and passphrase: the data key is wrapped by one of them"
+            )
         }
         (Some(file), None) => {
-            let inside = match (
-                std::path::absolute(file),
-                std::path::absolute(&storage.dir),
-            ) {
+            let inside = match (std::path::absolute(file), std::path::absolute(&storage.dir)) {
                 (Ok(f), Ok(d)) => f.starts_with(d),
                 _ => false,
             };

@@ -66,9 +66,7 @@ impl Node {
         let data_key = loaded.data_key()?;
         let history_options = crate::keys::history_options(&c.storage, data_key);
         let history = ingest::history::History::open(&c.storage.dir, history_options)
-            .with_context(|| {
-            format!("cannot open the history in {}", c.storage.dir.display())
-        })?;
+            .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
         let wal_dir = c.storage.dir.join("wal");
         metrics.set_clear_text_at_rest(data_key.is_none());
         let sealer = crate::keys::wal_sealer(data_key);

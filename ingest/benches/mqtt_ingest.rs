@@ -127,10 +127,12 @@ async fn node_rate_sealed(
     let durability = if with_wal {
         let sealer = sealed.then(|| {
             let key = keyring::DataKey::generate().expect("key");
-            Arc::new(keyring::RecordSealer::new(&key.subkey(keyring::Purpose::Wal)))
+            Arc::new(keyring::RecordSealer::new(
+                &key.subkey(keyring::Purpose::Wal),
+            ))
         });
-        let (wal, _) = ingest::open_wal_sealed(wal_dir.path(), &store, None, sealer)
-            .expect("write-ahead log");
+        let (wal, _) =
+            ingest::open_wal_sealed(wal_dir.path(), &store, None, sealer).expect("write-ahead log");
         ingest::Durability {
             wal: Some(wal),
             ..Default::default()

@@ -363,7 +363,9 @@ pub fn encryption_properties(
 }
 
 /// How to read the history's files: with the key, when they are encrypted.
-pub fn reader_options(key: Option<&keyring::Key32>) -> parquet::arrow::arrow_reader::ArrowReaderOptions {
+pub fn reader_options(
+    key: Option<&keyring::Key32>,
+) -> parquet::arrow::arrow_reader::ArrowReaderOptions {
     let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
     match key.and_then(|k| {
         parquet::encryption::decrypt::FileDecryptionProperties::builder(k.bytes().to_vec())
@@ -452,8 +454,9 @@ fn write_parquet_replacing(
     let tmp = path.with_extension("parquet.tmp");
     let written = (|| {
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties_for(key)))
-            .map_err(pq_at(&tmp))?;
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(writer_properties_for(key)))
+                .map_err(pq_at(&tmp))?;
         let names: Vec<&str> = replaces
             .iter()
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
@@ -485,9 +488,10 @@ fn read_parquet(
     let mut batches = Vec::new();
     for path in files {
         let file = File::open(path).map_err(io_at(path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, reader_options(key))
-            .and_then(|b| b.build())
-            .map_err(pq_at(path))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, reader_options(key))
+                .and_then(|b| b.build())
+                .map_err(pq_at(path))?;
         for batch in reader {
             let batch = batch?;
             batches.push(batch.with_schema(schema.clone())?);
@@ -949,11 +953,9 @@ impl History {
                     .join(RAW_DIR)
                     .join(format!("date={day}"))
                     .join(part_name(next));
-                if let Err(e) =
-                    sorted(&rows).and_then(|rows| {
-                        write_parquet(&self.root, &path, &rows, self.opts.key.as_ref())
-                    })
-                {
+                if let Err(e) = sorted(&rows).and_then(|rows| {
+                    write_parquet(&self.root, &path, &rows, self.opts.key.as_ref())
+                }) {
                     // The file itself may be in place (its directory's sync failed).
                     undo(&mut written.iter().map(|(_, p)| p).chain([&path]));
                     return Err(e);
@@ -1066,7 +1068,9 @@ impl History {
             )?;
             let day_dir = self.root.join(RAW_DIR).join(format!("date={day}"));
             let merged = day_dir.join(unique_name("day"));
-            if let Err(e) = write_parquet_replacing(&self.root, &merged, &rows, &files, self.opts.key.as_ref()) {
+            if let Err(e) =
+                write_parquet_replacing(&self.root, &merged, &rows, &files, self.opts.key.as_ref())
+            {
                 let _ = fs::remove_file(&rollup_path);
                 return Err(e);
             }

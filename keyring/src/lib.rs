@@ -116,7 +116,9 @@ impl Drop for Key32 {
 
 fn random32() -> Result<[u8; 32]> {
     let mut k = [0u8; 32];
-    SystemRandom::new().fill(&mut k).map_err(|_| Error::Random)?;
+    SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| Error::Random)?;
     Ok(k)
 }
 
@@ -286,9 +288,7 @@ fn read_key_file(path: &Path) -> Result<Key32> {
         why: why.to_string(),
     };
     let bytes = hex::decode(text.trim()).map_err(|_| invalid("not hexadecimal"))?;
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| invalid("not 32 bytes long"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| invalid("not 32 bytes long"))?;
     Ok(Key32(bytes))
 }
 
@@ -320,8 +320,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 fn argon2_kek(passphrase: &str, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<Key32> {
-    let params = argon2::Params::new(m_kib, t, p, Some(32))
-        .map_err(|e| Error::Passphrase(e.to_string()))?;
+    let params =
+        argon2::Params::new(m_kib, t, p, Some(32)).map_err(|e| Error::Passphrase(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
     argon
@@ -338,9 +338,10 @@ fn aad(version: u32, kek: &KekParams) -> Vec<u8> {
 
 fn aead_key(k: &Key32) -> LessSafeKey {
     // A 32-byte key is always the right length for ChaCha20-Poly1305.
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k.bytes()).unwrap_or_else(|_| {
-        unreachable!("ChaCha20-Poly1305 takes 32-byte keys")
-    }))
+    LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, k.bytes())
+            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys")),
+    )
 }
 
 /// The KEK and its parameters for a new wrapping.

@@ -118,7 +118,11 @@ fn a_forged_keyring_cannot_ask_for_gigabytes() {
     open_or_create(&data, &passphrase("pw")).unwrap();
     let path = data.join(KEYRING_FILE);
     let text = fs::read_to_string(&path).unwrap();
-    fs::write(&path, text.replace("\"m_kib\": 19456", "\"m_kib\": 4000000000")).unwrap();
+    fs::write(
+        &path,
+        text.replace("\"m_kib\": 19456", "\"m_kib\": 4000000000"),
+    )
+    .unwrap();
     let err = open(&data, &passphrase("pw")).unwrap_err();
     assert!(err.to_string().contains("beyond"), "{err}");
 }

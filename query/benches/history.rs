@@ -147,16 +147,22 @@ fn main() -> BenchResult<()> {
     let tmp = tempfile::tempdir()?;
     let encrypted = std::env::args().any(|a| a == "encrypted");
     let options = HistoryOptions {
-        key: encrypted.then(|| {
-            keyring::DataKey::generate()
-                .map(|k| k.subkey(keyring::Purpose::History))
-                .map_err(|e| e.to_string())
-        }).transpose()?,
+        key: encrypted
+            .then(|| {
+                keyring::DataKey::generate()
+                    .map(|k| k.subkey(keyring::Purpose::History))
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()?,
         ..HistoryOptions::default()
     };
     println!(
         "history files {}",
-        if encrypted { "encrypted (Parquet modular encryption)" } else { "in clear text" }
+        if encrypted {
+            "encrypted (Parquet modular encryption)"
+        } else {
+            "in clear text"
+        }
     );
     let history = History::open(tmp.path(), options)?;
     let first: DateTime<Utc> = Utc

@@ -238,8 +238,7 @@ impl TableProvider for HistoryTable {
                     });
                 format = format.with_options(parquet);
             }
-            let options =
-                ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
+            let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());

@@ -109,7 +109,12 @@ async fn publish_values(port: u16, id: &str, values: impl Iterator<Item = i64>) 
     let client = publisher("127.0.0.1", port, id).await;
     for v in values {
         client
-            .publish("site/meter", QoS::AtLeastOnce, false, format!("{{\"p\": {v}}}"))
+            .publish(
+                "site/meter",
+                QoS::AtLeastOnce,
+                false,
+                format!("{{\"p\": {v}}}"),
+            )
             .await
             .expect("publish");
     }
@@ -120,7 +125,13 @@ async fn publish_values(port: u16, id: &str, values: impl Iterator<Item = i64>) 
 
 /// Waits until the node's export holds `n` values and the history files hold them
 /// too (read by pyarrow with `key`); returns the exported values.
-async fn wait_in_history(node: &NodeProc, token: &str, data: &Path, n: usize, key: Option<&str>) -> Vec<i64> {
+async fn wait_in_history(
+    node: &NodeProc,
+    token: &str,
+    data: &Path,
+    n: usize,
+    key: Option<&str>,
+) -> Vec<i64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let values = exported_values(&node.base, token).await;
@@ -182,7 +193,10 @@ async fn an_encrypted_node_keeps_its_data_unreadable_without_its_key() {
     let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
 
     // The key file was made at first start, for its owner only, outside the data.
-    let mode = std::fs::metadata(&key_file).expect("key file").permissions().mode();
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(data.join("keyring.json").exists());
 
@@ -201,8 +215,12 @@ async fn an_encrypted_node_keeps_its_data_unreadable_without_its_key() {
     // History: pyarrow reads the files with the key, and the same values; without
     // it, not even the footer.
     let files = parquet_files(&data);
-    assert_eq!(pyarrow_values(&files, Some(&history_key)), Ok(values.clone()));
-    let without = pyarrow_values(&files, None).expect_err("pyarrow read an encrypted file without its key");
+    assert_eq!(
+        pyarrow_values(&files, Some(&history_key)),
+        Ok(values.clone())
+    );
+    let without =
+        pyarrow_values(&files, None).expect_err("pyarrow read an encrypted file without its key");
     assert!(without.to_lowercase().contains("encrypt"), "{without}");
     let wrong = pyarrow_values(&files, Some(&"00".repeat(32))).expect_err("read with a wrong key");
     assert!(!wrong.is_empty());
@@ -210,12 +228,24 @@ async fn an_encrypted_node_keeps_its_data_unreadable_without_its_key() {
     // Nothing of a device in clear on disk: not in paths, not in any file's bytes.
     for path in files_under(&data) {
         let rel = path.strip_prefix(&data).expect("under data");
-        assert!(!rel.to_string_lossy().contains("meter"), "a device id in a path: {rel:?}");
+        assert!(
+            !rel.to_string_lossy().contains("meter"),
+            "a device id in a path: {rel:?}"
+        );
         let name = rel.to_string_lossy();
-        if name.ends_with(".parquet") || name.starts_with("wal/") || name.starts_with("ledger.sqlite") {
+        if name.ends_with(".parquet")
+            || name.starts_with("wal/")
+            || name.starts_with("ledger.sqlite")
+        {
             let bytes = std::fs::read(&path).expect("read");
-            assert!(!contains(&bytes, b"meter"), "a device id in clear in {rel:?}");
-            assert!(!contains(&bytes, b"power_w"), "a metric in clear in {rel:?}");
+            assert!(
+                !contains(&bytes, b"meter"),
+                "a device id in clear in {rel:?}"
+            );
+            assert!(
+                !contains(&bytes, b"power_w"),
+                "a metric in clear in {rel:?}"
+            );
         }
         if name.starts_with("wal/") && name.ends_with(".wal") {
             let bytes = std::fs::read(&path).expect("read");
@@ -226,7 +256,10 @@ async fn an_encrypted_node_keeps_its_data_unreadable_without_its_key() {
     // Journal: SQLCipher; sqlite3 does not read it, `ledger verify` does with the key.
     let ledger = data.join("ledger.sqlite");
     let said = sqlite3_error(&ledger).expect("sqlite3");
-    assert!(said.contains("file is not a database"), "sqlite3 said: {said}");
+    assert!(
+        said.contains("file is not a database"),
+        "sqlite3 said: {said}"
+    );
     let verified = run_cli(&["ledger", "verify", "--config", &cfg], "");
     assert!(
         stdout_of(&verified, "ledger verify").contains("chain intact"),
@@ -239,7 +272,10 @@ async fn an_encrypted_node_keeps_its_data_unreadable_without_its_key() {
     let out = run_cli(&["ledger", "verify", "--config", &no_key], "");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("keyring.json") && err.contains("no [storage] key_file"), "{err}");
+    assert!(
+        err.contains("keyring.json") && err.contains("no [storage] key_file"),
+        "{err}"
+    );
 
     let other_key = dir.path().join("keys/other.key");
     let other = site(dir.path(), port, "other", &key_file_line(&other_key));
@@ -275,14 +311,20 @@ async fn a_clear_node_is_encrypted_in_place_then_its_key_rotated() {
     let clear_cfg = site(dir.path(), port, "clear", "");
     let node = spawn(&["run", "--config", &clear_cfg, "--bind", "127.0.0.1:0"]);
     let token = stdout_of(
-        &run_cli(&["token", "create", "--user", "ivo", "--config", &clear_cfg], ""),
+        &run_cli(
+            &["token", "create", "--user", "ivo", "--config", &clear_cfg],
+            "",
+        ),
         "token create",
     );
     publish_values(port, "atrest-clear-pub", (0..30).map(|i| 2000 + i)).await;
     let values = wait_in_history(&node, &token, &data, 30, None).await;
     drop(node);
     let said = sqlite3_error(&data.join("ledger.sqlite")).expect("sqlite3");
-    assert!(said.trim() != "" && !said.contains("not a database"), "a clear journal: {said}");
+    assert!(
+        said.trim() != "" && !said.contains("not a database"),
+        "a clear journal: {said}"
+    );
 
     // A key configured on clear data: the node (any command) refuses to open it
     // and says what to do.
@@ -296,35 +338,60 @@ async fn a_clear_node_is_encrypted_in_place_then_its_key_rotated() {
     let out = run_cli(&["encrypt", "--config", &cfg], "");
     let said = stdout_of(&out, "encrypt");
     assert!(said.contains("encrypted and verified"), "{said}");
-    assert!(!dir.path().join("data.clear-old").exists(), "the clear copy is still there");
+    assert!(
+        !dir.path().join("data.clear-old").exists(),
+        "the clear copy is still there"
+    );
     assert!(!dir.path().join("data.encrypting").exists());
     let said = sqlite3_error(&data.join("ledger.sqlite")).expect("sqlite3");
-    assert!(said.contains("file is not a database"), "sqlite3 said: {said}");
     assert!(
-        stdout_of(&run_cli(&["ledger", "verify", "--config", &cfg], ""), "verify")
-            .contains("chain intact")
+        said.contains("file is not a database"),
+        "sqlite3 said: {said}"
+    );
+    assert!(
+        stdout_of(
+            &run_cli(&["ledger", "verify", "--config", &cfg], ""),
+            "verify"
+        )
+        .contains("chain intact")
     );
     let history_key = stdout_of(
         &run_cli(&["key", "history-key", "--config", &cfg], ""),
         "key history-key",
     );
     let files = parquet_files(&data);
-    assert_eq!(pyarrow_values(&files, Some(&history_key)), Ok(values.clone()));
+    assert_eq!(
+        pyarrow_values(&files, Some(&history_key)),
+        Ok(values.clone())
+    );
     assert!(pyarrow_values(&files, None).is_err());
 
     // Rotation: a new key file wraps the same data key; the old one opens nothing.
     let new_key = dir.path().join("rotated.key");
     let out = run_cli(
-        &["key", "rotate", "--config", &cfg, "--to-key-file", &new_key.to_string_lossy()],
+        &[
+            "key",
+            "rotate",
+            "--config",
+            &cfg,
+            "--to-key-file",
+            &new_key.to_string_lossy(),
+        ],
         "",
     );
     assert!(stdout_of(&out, "key rotate").contains("key_file"));
     let out = run_cli(&["ledger", "verify", "--config", &cfg], "");
-    assert!(!out.status.success(), "the old key file still opens the data");
+    assert!(
+        !out.status.success(),
+        "the old key file still opens the data"
+    );
     let rotated = site(dir.path(), port, "rotated", &key_file_line(&new_key));
     assert!(
-        stdout_of(&run_cli(&["ledger", "verify", "--config", &rotated], ""), "verify")
-            .contains("chain intact")
+        stdout_of(
+            &run_cli(&["ledger", "verify", "--config", &rotated], ""),
+            "verify"
+        )
+        .contains("chain intact")
     );
 
     // The encrypted node starts and answers the same export.

@@ -684,7 +684,10 @@ fn an_encrypted_history_is_written_compacted_and_read_with_its_key_only() {
         ..HistoryOptions::default()
     };
     let history = History::open(dir.path(), opts.clone()).expect("open");
-    for (i, t) in [MARCH_12 + 1_000, MARCH_12 + 60_000].into_iter().enumerate() {
+    for (i, t) in [MARCH_12 + 1_000, MARCH_12 + 60_000]
+        .into_iter()
+        .enumerate()
+    {
         history
             .add_pending(None, &[r(t, "household-7", Metric::PowerW, i as f64)])
             .expect("pending");
@@ -701,7 +704,10 @@ fn an_encrypted_history_is_written_compacted_and_read_with_its_key_only() {
             .into_iter()
             .map(|(d, _, _, v)| (d, v))
             .collect::<Vec<_>>(),
-        [("household-7".to_string(), 0.0), ("household-7".to_string(), 1.0)]
+        [
+            ("household-7".to_string(), 0.0),
+            ("household-7".to_string(), 1.0)
+        ]
     );
     let rollup = &snap.rollups[&date("2026-03-12")];
     assert_eq!(
@@ -731,17 +737,29 @@ fn an_encrypted_history_is_written_compacted_and_read_with_its_key_only() {
 #[test]
 fn a_clear_history_file_rewritten_encrypted_keeps_rows_and_metadata() {
     let dir = tempfile::tempdir().expect("tmp");
-    let batch = sorted(&crate::reading::to_batch(&[
-        r(MARCH_12, "pv", Metric::PowerW, 1.0),
-        r(MARCH_12 + 1, "pv", Metric::PowerW, 2.0),
-    ]).expect("batch"))
+    let batch = sorted(
+        &crate::reading::to_batch(&[
+            r(MARCH_12, "pv", Metric::PowerW, 1.0),
+            r(MARCH_12 + 1, "pv", Metric::PowerW, 2.0),
+        ])
+        .expect("batch"),
+    )
     .expect("sorted");
     let src = dir.path().join("day-1.parquet");
-    write_parquet_replacing(dir.path(), &src, &batch, &[dir.path().join("part-0.parquet")], None)
-        .expect("write");
+    write_parquet_replacing(
+        dir.path(),
+        &src,
+        &batch,
+        &[dir.path().join("part-0.parquet")],
+        None,
+    )
+    .expect("write");
     let dst = dir.path().join("enc/day-1.parquet");
     let key = history_key();
-    assert_eq!(rewrite_file(&src, &dst, None, Some(&key)).expect("rewrite"), 2);
+    assert_eq!(
+        rewrite_file(&src, &dst, None, Some(&key)).expect("rewrite"),
+        2
+    );
     assert_eq!(count_rows(&dst, Some(&key)).expect("count"), 2);
     assert_eq!(replaced_names(&dst, Some(&key)), ["part-0.parquet"]);
     assert!(count_rows(&dst, None).is_err());

@@ -240,10 +240,17 @@ fn a_sealed_log_with_another_key_or_none_is_refused_not_replayed() {
     let (mut wal, replayed) = open_sealed(dir.path(), &sealer()).expect("open");
     assert_eq!(replayed.reading_count(), 0);
     assert_eq!(replayed.truncated_bytes, 0);
-    assert!(replayed.damaged[0].contains("authentication"), "{:?}", replayed.damaged);
+    assert!(
+        replayed.damaged[0].contains("authentication"),
+        "{:?}",
+        replayed.damaged
+    );
     wal.append(&batch(1, 0), &[]).expect("append");
     drop(wal);
-    assert_eq!(fs::read(dir.path().join(segment_name(0))).expect("read"), before);
+    assert_eq!(
+        fs::read(dir.path().join(segment_name(0))).expect("read"),
+        before
+    );
 }
 
 #[test]
@@ -288,7 +295,11 @@ fn a_tampered_sealed_record_with_a_fixed_checksum_is_damage() {
     fs::write(&path, &bytes).expect("write");
     fs::write(dir.path().join(segment_name(100)), SEALED_MAGIC).expect("next segment");
     let (_, replayed) = open_sealed(dir.path(), &sealer).expect("reopen");
-    assert_eq!(replayed.records.len(), 1, "only the record before the damage");
+    assert_eq!(
+        replayed.records.len(),
+        1,
+        "only the record before the damage"
+    );
     assert_eq!(replayed.damaged.len(), 1);
     assert!(
         replayed.damaged[0].contains("authentication"),
@@ -317,7 +328,11 @@ fn a_sealed_record_moved_or_replayed_is_detected() {
     fs::write(dir.path().join(segment_name(100)), SEALED_MAGIC).expect("next segment");
     let (_, replayed) = open_sealed(dir.path(), &sealer).expect("reopen");
     assert_eq!(replayed.records.len(), 3);
-    assert!(replayed.damaged[0].contains("out of order"), "{:?}", replayed.damaged);
+    assert!(
+        replayed.damaged[0].contains("out of order"),
+        "{:?}",
+        replayed.damaged
+    );
 
     // Record 1's sealed payload given record 2's number: it does not open.
     let (at1, _) = spans[1];
@@ -329,7 +344,11 @@ fn a_sealed_record_moved_or_replayed_is_detected() {
     fs::write(&path, &renumbered).expect("write");
     let (_, replayed) = open_sealed(dir.path(), &sealer).expect("reopen");
     assert_eq!(replayed.records.len(), 1);
-    assert!(replayed.damaged[0].contains("authentication"), "{:?}", replayed.damaged);
+    assert!(
+        replayed.damaged[0].contains("authentication"),
+        "{:?}",
+        replayed.damaged
+    );
 }
 
 #[test]
@@ -359,7 +378,8 @@ fn a_clear_log_converted_to_sealed_keeps_its_records_and_numbers() {
     let dst = tempfile::tempdir().expect("tmp");
     let (mut wal, _) = Wal::open(src.path()).expect("open");
     for i in 0..3 {
-        wal.append(&batch(2, i * 10), &[100 + i as u64]).expect("append");
+        wal.append(&batch(2, i * 10), &[100 + i as u64])
+            .expect("append");
     }
     wal.checkpoint(0).expect("checkpoint");
     drop(wal);

@@ -87,6 +87,8 @@ fn connect(path: &Path, key: Option<&keyring::Key32>) -> Result<Connection> {
 /// random) and reads the schema, which fails at once when the key is wrong.
 pub(crate) fn apply_key(conn: &Connection, key: Option<&keyring::Key32>) -> rusqlite::Result<()> {
     if let Some(key) = key {
+        // A wrong key is reported once, as `Error::Locked`; not also on stderr.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.to_hex()))?;
     }
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
@@ -488,7 +490,12 @@ mod tests {
         let journal = Journal::open_keyed(&path, Some(&key)).unwrap();
         let alice = json!({"name": "Alice-in-clear", "roles": []});
         journal
-            .append(EntryKind::MemberJoined, "a", &alice, ts("2026-11-22T10:00:00Z"))
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &alice,
+                ts("2026-11-22T10:00:00Z"),
+            )
             .unwrap();
         drop(journal);
         let bytes = std::fs::read(&path).unwrap();
