@@ -243,9 +243,26 @@ pub(crate) struct Loaded {
     pub(crate) config: Config,
     pub(crate) source: String,
     pub(crate) text: String,
+    /// The data key, once opened ([`Loaded::data_key`]).
+    data_key: std::sync::Arc<std::sync::OnceLock<Option<keyring::DataKey>>>,
 }
 
 impl Loaded {
+    /// The data key of the storage directory (opened, or made at first start, once
+    /// per process); `None` for a clear-text node. See [`crate::keys::data_key`].
+    pub(crate) fn data_key(&self) -> Result<Option<&keyring::DataKey>> {
+        if self.data_key.get().is_none() {
+            let key = crate::keys::data_key(&self.config.storage)?;
+            let _ = self.data_key.set(key);
+        }
+        Ok(self.data_key.get().and_then(Option::as_ref))
+    }
+
+    /// The journal's SQLCipher key (after [`Loaded::data_key`]).
+    pub(crate) fn journal_key(&self) -> Result<Option<keyring::Key32>> {
+        Ok(crate::keys::journal_key(self.data_key()?))
+    }
+
     pub(crate) fn ledger_path(&self) -> PathBuf {
         self.config.storage.dir.join("ledger.sqlite")
     }
@@ -264,6 +281,7 @@ pub(crate) fn parse(text: &str, source: &str) -> Result<Loaded> {
         config,
         source: source.to_string(),
         text: text.to_string(),
+        data_key: Default::default(),
     };
     check(&loaded)?;
     Ok(loaded)

@@ -52,6 +52,19 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         None => std::env::temp_dir().join(format!("communalia-demo-{}", std::process::id())),
     };
     loaded.config.storage.dir = data.clone();
+    // The demo exercises encryption at rest: its key file is the data directory's
+    // sibling (`<data>.key`), outside it as a real site's must be. A `--data`
+    // directory a clear-text demo filled before stays clear text.
+    let storage = &mut loaded.config.storage;
+    if storage.key_file.is_none() && storage.passphrase.is_none() {
+        if keyring::is_encrypted(&data) || crate::keys::clear_data(&data).is_empty() {
+            storage.key_file = Some(data.with_extension("key"));
+        } else {
+            tracing::warn!(data = %data.display(), "this demo data directory is in clear text; it stays so");
+        }
+    }
+    // Opened (or made) now, before the simulated past is written into the history.
+    loaded.data_key()?;
     // The broker starts before the simulators so that they find it at once; the
     // node then connects to it like to any broker.
     let broker = ingest::broker::free_local_addr()?;
@@ -131,6 +144,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let seeding = std::time::Instant::now();
     let seeded = crate::demo_history::seed(
         &loaded.config,
+        crate::keys::history_options(&loaded.config.storage, loaded.data_key()?),
         &world,
         &data,
         site.clock.now(),
@@ -153,6 +167,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         site.meter_addr
     );
     println!("  data:       {}", data.display());
+    match &loaded.config.storage.key_file {
+        Some(key) => println!(
+            "  key file:   {} (the data is encrypted at rest)",
+            key.display()
+        ),
+        None => println!("  key file:   none (the data is NOT encrypted)"),
+    }
     if seeded.days > 0 {
         println!(
             "  history:    {} simulated days before the start ({} readings, written in {:.1} s)",

@@ -43,12 +43,13 @@ pub(crate) struct Seeded {
 /// nothing was written.
 pub(crate) fn seed(
     config: &Config,
+    history_options: ingest::history::HistoryOptions,
     world: &WorldConfig,
     dir: &Path,
     until: DateTime<Utc>,
     days: u32,
 ) -> Result<Seeded> {
-    let history = History::open(dir, config.storage.history_options())
+    let history = History::open(dir, history_options)
         .with_context(|| format!("cannot open the history under {}", dir.display()))?;
     let snapshot = history.snapshot();
     if days == 0 || !snapshot.raw.is_empty() || !snapshot.rollups.is_empty() {

@@ -242,8 +242,8 @@ fn leaves(loaded: &Loaded) -> Result<Vec<federation::witness::merkle::Hash>> {
             path.display()
         );
     }
-    let journal =
-        ledger::Journal::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let journal = ledger::Journal::open_keyed(&path, loaded.journal_key()?.as_ref())
+        .with_context(|| format!("cannot open {}", path.display()))?;
     Ok(federation::witness::journal_leaves(&journal)?)
 }
 

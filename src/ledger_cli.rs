@@ -20,8 +20,9 @@ pub(crate) fn open_existing(loaded: &Loaded) -> Result<(Journal, std::path::Path
             path.display()
         );
     }
-    let journal =
-        Journal::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let key = loaded.journal_key()?;
+    let journal = Journal::open_keyed(&path, key.as_ref())
+        .with_context(|| format!("cannot open {}", path.display()))?;
     Ok((journal, path))
 }
 

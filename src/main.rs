@@ -5,8 +5,10 @@ mod accounts_cli;
 mod config;
 mod demo;
 mod demo_history;
+mod encrypt;
 mod federation_cli;
 mod household_cli;
+mod keys;
 mod ledger_cli;
 mod node;
 mod repair;
@@ -129,6 +131,42 @@ enum Command {
     Federation {
         #[command(subcommand)]
         command: FederationCommand,
+    },
+    /// Encrypt a clear-text data directory in place (DESIGN.md §10), with the key
+    /// file or passphrase its `[storage]` now names: journal, history and
+    /// write-ahead log are rewritten encrypted, verified, and the clear copy removed.
+    /// Stop the node first.
+    Encrypt {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+    },
+    /// The data key's wrapping (DESIGN.md §10).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Wrap the data key under a new key file or passphrase; the old one no longer
+    /// opens the data. The data itself is not rewritten.
+    Rotate {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// The new key file (made, mode 0600, when it does not exist).
+        #[arg(long, conflicts_with = "to_passphrase")]
+        to_key_file: Option<PathBuf>,
+        /// The new passphrase's source: `credential:NAME`, `env:VAR` or `ask`.
+        #[arg(long)]
+        to_passphrase: Option<String>,
+    },
+    /// Print the history's Parquet key (hexadecimal), for a program that reads the
+    /// history files on its own (its KMS client gives this key for the master key
+    /// `communalia-history`). Whoever has it reads every reading.
+    HistoryKey {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
     },
 }
 
@@ -338,6 +376,27 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Encrypt { config } => {
+            encrypt::encrypt(&config::load_file(&config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key {
+            command:
+                KeyCommand::Rotate {
+                    config,
+                    to_key_file,
+                    to_passphrase,
+                },
+        } => {
+            encrypt::rotate(&config::load_file(&config)?, to_key_file, to_passphrase)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key {
+            command: KeyCommand::HistoryKey { config },
+        } => {
+            encrypt::history_key(&config::load_file(&config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { file } => {
             let l = config::load_file(&file)?;
             println!(

@@ -43,7 +43,8 @@ pub(crate) fn open_ledger(loaded: &Loaded) -> Result<Journal> {
         )
     })?;
     let path = loaded.ledger_path();
-    let journal = Journal::open(&path)
+    let key = loaded.journal_key()?;
+    let journal = Journal::open_keyed(&path, key.as_ref())
         .with_context(|| format!("cannot open the ledger {}", path.display()))?;
     let plan = query::config::initial_plan(&c.services, &c.tiers, &c.sources);
     let members: Vec<(String, Vec<ledger::Role>)> = c
@@ -99,12 +100,14 @@ impl Node {
         let store = Arc::new(LiveStore::new(LIVE_WINDOW));
         let metrics = Arc::new(IngestMetrics::default());
         // What was accepted before the last stop (or crash) comes back first.
-        let history = ingest::history::History::open(&c.storage.dir, c.storage.history_options())
-            .with_context(|| {
-            format!("cannot open the history in {}", c.storage.dir.display())
-        })?;
+        let data_key = loaded.data_key()?;
+        let history_options = crate::keys::history_options(&c.storage, data_key);
+        let history = ingest::history::History::open(&c.storage.dir, history_options)
+            .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
         let wal_dir = c.storage.dir.join("wal");
-        let (wal, replayed) = ingest::open_wal(&wal_dir, &store, Some(&history))
+        metrics.set_clear_text_at_rest(data_key.is_none());
+        let sealer = crate::keys::wal_sealer(data_key);
+        let (wal, replayed) = ingest::open_wal_sealed(&wal_dir, &store, Some(&history), sealer)
             .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))?;
         tracing::info!(
             records = replayed.records.len(),

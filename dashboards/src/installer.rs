@@ -279,6 +279,8 @@ struct InstallerTemplate<'a> {
     storage_warning: Option<String>,
     /// The HTTPS certificate's fingerprints and what to do with them.
     https: Option<HttpsLines>,
+    /// The data directory is not encrypted.
+    clear_text_warning: Option<String>,
     layout: Layout<'a>,
 }
 
@@ -994,6 +996,10 @@ pub fn render_installer(view: &InstallerView<'_>, lang: Lang, site: &SiteInfo) -
                 })
                 .to_string(),
         }),
+        clear_text_warning: view
+            .storage
+            .clear_text
+            .then(|| t.t("storage.clear_text").to_string()),
         layout: Layout::new(lang, site, t.t("installer.title")).with_nav(
             crate::nav::member_nav("/installer", view.roles, view.member, view.csrf, t)
                 .with_new_matches(view.new_matches, t),

@@ -9,6 +9,11 @@
 //! When `mosquitto_sub` (Debian's `mosquitto-clients`) is installed, the Eclipse
 //! Mosquitto C client drains the same messages in each round too, as the reference
 //! the node's durable ingest is measured against.
+//!
+//!     cargo bench -p ingest --bench mqtt_ingest -- encryption [MESSAGES]
+//!
+//! instead compares durable ingest with the write-ahead log's records sealed
+//! (an encrypted node, DESIGN.md §10) against clear records, rounds alternating.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +98,17 @@ async fn publish(host: &str, port: u16, prefix: &str, n: usize) {
 /// Messages per second through the node's MQTT worker into the live store, and how
 /// many of the `n` published arrived.
 async fn node_rate(host: &str, port: u16, n: usize, with_wal: bool) -> (f64, usize) {
+    node_rate_sealed(host, port, n, with_wal, false).await
+}
+
+/// [`node_rate`], the log's records sealed when `sealed`.
+async fn node_rate_sealed(
+    host: &str,
+    port: u16,
+    n: usize,
+    with_wal: bool,
+    sealed: bool,
+) -> (f64, usize) {
     let prefix = format!("bench-node-{}-{}", std::process::id(), round());
     let wal_dir = tempfile::tempdir().expect("temp dir");
     let workers = resolve_devices(&devices(&prefix)).expect("devices");
@@ -109,7 +125,14 @@ async fn node_rate(host: &str, port: u16, n: usize, with_wal: bool) -> (f64, usi
         password: None,
     };
     let durability = if with_wal {
-        let (wal, _) = ingest::open_wal(wal_dir.path(), &store, None).expect("write-ahead log");
+        let sealer = sealed.then(|| {
+            let key = keyring::DataKey::generate().expect("key");
+            Arc::new(keyring::RecordSealer::new(
+                &key.subkey(keyring::Purpose::Wal),
+            ))
+        });
+        let (wal, _) =
+            ingest::open_wal_sealed(wal_dir.path(), &store, None, sealer).expect("write-ahead log");
         ingest::Durability {
             wal: Some(wal),
             ..Default::default()
@@ -431,6 +454,34 @@ impl Drop for MosquittoGuard {
     }
 }
 
+/// Durable ingest with sealed against clear log records, `rounds` of each,
+/// alternating; prints the medians and their ratio.
+async fn compare_encryption(name: &str, addr: SocketAddr, n: usize, rounds: usize) {
+    let host = addr.ip().to_string();
+    let (mut clear, mut sealed) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (rate, got) = node_rate_sealed(&host, addr.port(), n, true, false).await;
+        if got == n {
+            clear.push(rate);
+        }
+        let (rate, got) = node_rate_sealed(&host, addr.port(), n, true, true).await;
+        if got == n {
+            sealed.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (c, s) = (median(&mut clear), median(&mut sealed));
+    println!(
+        "{name:<32} {n} messages, {rounds} rounds: WAL clear {c:>8.0} msg/s, WAL sealed {s:>8.0} msg/s, sealed/clear {:.3} (complete rounds: {} and {})",
+        s / c,
+        clear.len(),
+        sealed.len()
+    );
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -440,6 +491,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if std::env::args().any(|a| a == "encryption") {
+        rt.block_on(async {
+            let embedded = ingest::broker::free_local_addr().expect("port");
+            ingest::broker::start_embedded(embedded).expect("embedded broker");
+            compare_encryption("embedded (rumqttd)", embedded, n, 5).await;
+            if let Some((addr, _broker)) = private_mosquitto() {
+                compare_encryption("mosquitto (own, queue unbounded)", addr, n, 5).await;
+            }
+        });
+        return;
+    }
     rt.block_on(async {
         let embedded = ingest::broker::free_local_addr().expect("port");
         ingest::broker::start_embedded(embedded).expect("embedded broker");

@@ -175,6 +175,16 @@ pub struct StorageConfig {
     /// it keeps: `"200 MB"`, `"1 GB"`, or a number of bytes.
     #[serde(default = "default_min_free", with = "crate::storage::size")]
     pub min_free: u64,
+    /// The key file that wraps the data key (DESIGN.md §10): outside the data
+    /// directory, mode 0600, made at first start when absent. With it (or with
+    /// `passphrase`) the journal, history and write-ahead log are encrypted.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Where the passphrase that wraps the data key comes from, instead of a key
+    /// file: `"credential:NAME"` (a systemd credential, `$CREDENTIALS_DIRECTORY/NAME`),
+    /// `"env:VAR"` (an environment variable) or `"ask"` (asked on the terminal).
+    #[serde(default)]
+    pub passphrase: Option<String>,
 }
 
 fn default_min_free() -> u64 {
@@ -189,6 +199,8 @@ impl Default for StorageConfig {
             raw_retention_days: None,
             rollup_retention_days: None,
             min_free: default_min_free(),
+            key_file: None,
+            passphrase: None,
         }
     }
 }
@@ -204,6 +216,7 @@ impl StorageConfig {
             flush_every: self.flush_interval,
             raw_retention_days: self.raw_retention_days,
             rollup_retention_days: self.rollup_retention_days,
+            key: None,
             ..crate::history::HistoryOptions::default()
         }
     }

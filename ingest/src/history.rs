@@ -33,6 +33,15 @@
 //! them again nor keeps them. What queries see is one consistent
 //! [`HistorySnapshot`]: the files and the pending batches change together under one
 //! lock, so a reading is never seen twice nor missed.
+//!
+//! On an encrypted node ([`HistoryOptions::key`]) every file is written with Parquet
+//! modular encryption: footer and every column under the node's history key
+//! (AES-256-GCM), so that a file says nothing, not even its schema or row count,
+//! without the key. The footer's key metadata is the Parquet key-material JSON
+//! (`PKMT1`) that Parquet's key tools read, naming the master key
+//! `communalia-history`: an independent reader (pyarrow's `CryptoFactory` with a KMS
+//! client that gives it the key) opens the files. Paths stay as above: day and
+//! counters only, never a device or household.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -126,6 +135,8 @@ pub struct HistoryOptions {
     pub raw_retention_days: Option<u32>,
     /// Days of one-minute rollups kept (`None`: all).
     pub rollup_retention_days: Option<u32>,
+    /// The key the files are encrypted with (`None`: clear-text files).
+    pub key: Option<keyring::Key32>,
 }
 
 impl Default for HistoryOptions {
@@ -135,6 +146,7 @@ impl Default for HistoryOptions {
             flush_rows: 200_000,
             raw_retention_days: None,
             rollup_retention_days: None,
+            key: None,
         }
     }
 }
@@ -225,7 +237,10 @@ fn parse_day_dir(name: &str) -> Option<NaiveDate> {
 }
 
 /// The Parquet files under `dir/date=*/`, by day.
-fn list_days(dir: &Path) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
+fn list_days(
+    dir: &Path,
+    key: Option<&keyring::Key32>,
+) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
     let mut out: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -250,7 +265,7 @@ fn list_days(dir: &Path) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
         }
         files.sort();
         if files.len() > 1 {
-            drop_replaced(&mut files);
+            drop_replaced(&mut files, key);
         }
         if !files.is_empty() {
             out.insert(day, files);
@@ -260,11 +275,11 @@ fn list_days(dir: &Path) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>> {
 }
 
 /// The names of the files a compacted day or a rollup replaces, from its metadata.
-fn replaced_names(path: &Path) -> Vec<String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader = File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()));
+fn replaced_names(path: &Path, key: Option<&keyring::Key32>) -> Vec<String> {
+    let reader = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+        ParquetRecordBatchReaderBuilder::try_new_with_options(f, reader_options(key))
+            .map_err(|e| e.to_string())
+    });
     let reader = match reader {
         Ok(r) => r,
         Err(e) => {
@@ -287,7 +302,7 @@ fn replaced_names(path: &Path) -> Vec<String> {
 /// Takes out of one day's files those a compaction replaced, and deletes them: a
 /// crash within their grace period (see [`DELETE_GRACE`]) left them next to the
 /// file that holds their rows, which would be counted twice.
-fn drop_replaced(files: &mut Vec<PathBuf>) {
+fn drop_replaced(files: &mut Vec<PathBuf>, key: Option<&keyring::Key32>) {
     let replaced: std::collections::HashSet<String> = files
         .iter()
         .filter(|p| {
@@ -295,7 +310,7 @@ fn drop_replaced(files: &mut Vec<PathBuf>) {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("day-") || n.starts_with("rollup-"))
         })
-        .flat_map(|p| replaced_names(p))
+        .flat_map(|p| replaced_names(p, key))
         .collect();
     files.retain(|path| {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -331,6 +346,51 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// decimal) compress to almost nothing under zstd. Lossless: the values read back
 /// are the values written. `cargo bench -p ingest --bench history_bytes` measures it.
 pub fn writer_properties() -> WriterProperties {
+    writer_properties_for(None)
+}
+
+/// The name of the key in the footer's key metadata, for a reader's key tools.
+pub const HISTORY_MASTER_KEY_ID: &str = "communalia-history";
+
+/// The footer's key metadata: Parquet's key-material JSON (`PKMT1`, stored in the
+/// file) naming the master key. It holds no key: the "wrapped" key is a label, and
+/// a reader's KMS client answers it with the node's history key.
+fn key_metadata() -> Vec<u8> {
+    format!(
+        "{{\"keyMaterialType\":\"PKMT1\",\"internalStorage\":true,\"isFooterKey\":true,\
+         \"kmsInstanceID\":\"DEFAULT\",\"kmsInstanceURL\":\"DEFAULT\",\
+         \"masterKeyID\":\"{HISTORY_MASTER_KEY_ID}\",\"wrappedDEK\":\"{HISTORY_MASTER_KEY_ID}\",\
+         \"doubleWrapping\":false}}"
+    )
+    .into_bytes()
+}
+
+/// Parquet encryption of the footer and, uniformly, every column under `key`.
+pub fn encryption_properties(
+    key: &keyring::Key32,
+) -> parquet::errors::Result<Arc<parquet::encryption::encrypt::FileEncryptionProperties>> {
+    parquet::encryption::encrypt::FileEncryptionProperties::builder(key.bytes().to_vec())
+        .with_footer_key_metadata(key_metadata())
+        .build()
+}
+
+/// How to read the history's files: with the key, when they are encrypted.
+pub fn reader_options(
+    key: Option<&keyring::Key32>,
+) -> parquet::arrow::arrow_reader::ArrowReaderOptions {
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+    match key.and_then(|k| {
+        parquet::encryption::decrypt::FileDecryptionProperties::builder(k.bytes().to_vec())
+            .build()
+            .ok()
+    }) {
+        Some(props) => options.with_file_decryption_properties(props),
+        None => options,
+    }
+}
+
+/// [`writer_properties`], encrypted under `key` when there is one.
+pub fn writer_properties_for(key: Option<&keyring::Key32>) -> WriterProperties {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     let ts = ColumnPath::from("ts");
@@ -345,6 +405,9 @@ pub fn writer_properties() -> WriterProperties {
         props = props
             .set_column_dictionary_enabled(column.clone(), false)
             .set_column_encoding(column, Encoding::BYTE_STREAM_SPLIT);
+    }
+    if let Some(encryption) = key.and_then(|k| encryption_properties(k).ok()) {
+        props = props.with_file_encryption_properties(encryption);
     }
     props.build()
 }
@@ -379,8 +442,13 @@ fn make_dirs_below(root: &Path, dir: &Path) -> Result<()> {
 /// Writes `batch` to `path` (inside the storage directory `root`) through a
 /// temporary file, durably. A write that fails (disk full) removes its temporary
 /// file, so that it does not hold the space.
-fn write_parquet(root: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
-    write_parquet_replacing(root, path, batch, &[])
+fn write_parquet(
+    root: &Path,
+    path: &Path,
+    batch: &RecordBatch,
+    key: Option<&keyring::Key32>,
+) -> Result<()> {
+    write_parquet_replacing(root, path, batch, &[], key)
 }
 
 /// [`write_parquet`] of a file that replaces `replaces` (files of the same
@@ -391,14 +459,16 @@ fn write_parquet_replacing(
     path: &Path,
     batch: &RecordBatch,
     replaces: &[PathBuf],
+    key: Option<&keyring::Key32>,
 ) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     make_dirs_below(root, dir)?;
     let tmp = path.with_extension("parquet.tmp");
     let written = (|| {
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
-            .map_err(pq_at(&tmp))?;
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(writer_properties_for(key)))
+                .map_err(pq_at(&tmp))?;
         let names: Vec<&str> = replaces
             .iter()
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
@@ -422,19 +492,76 @@ fn write_parquet_replacing(
 }
 
 /// Reads every row of Parquet files into one batch of `schema`.
-fn read_parquet(files: &[PathBuf], schema: &SchemaRef) -> Result<RecordBatch> {
+fn read_parquet(
+    files: &[PathBuf],
+    schema: &SchemaRef,
+    key: Option<&keyring::Key32>,
+) -> Result<RecordBatch> {
     let mut batches = Vec::new();
     for path in files {
         let file = File::open(path).map_err(io_at(path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(pq_at(path))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, reader_options(key))
+                .and_then(|b| b.build())
+                .map_err(pq_at(path))?;
         for batch in reader {
             let batch = batch?;
             batches.push(batch.with_schema(schema.clone())?);
         }
     }
     Ok(arrow::compute::concat_batches(schema, &batches)?)
+}
+
+/// Writes the history file `src` again as `dst`, read under `from` and written
+/// under `to` (`communalia encrypt`: clear text to encrypted), with its rows, its
+/// schema and its metadata (what a compaction replaced). Returns the rows.
+pub fn rewrite_file(
+    src: &Path,
+    dst: &Path,
+    from: Option<&keyring::Key32>,
+    to: Option<&keyring::Key32>,
+) -> Result<usize> {
+    let file = File::open(src).map_err(io_at(src))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, reader_options(from))
+        .map_err(pq_at(src))?;
+    let schema = builder.schema().clone();
+    let metadata: Vec<parquet::file::metadata::KeyValue> = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        // ArrowWriter writes the Arrow schema itself.
+        .filter(|kv| kv.key != "ARROW:schema")
+        .cloned()
+        .collect();
+    let reader = builder.build().map_err(pq_at(src))?;
+    if let Some(dir) = dst.parent() {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+    }
+    let out = File::create(dst).map_err(io_at(dst))?;
+    let mut writer =
+        ArrowWriter::try_new(out, schema, Some(writer_properties_for(to))).map_err(pq_at(dst))?;
+    for kv in metadata {
+        writer.append_key_value_metadata(kv);
+    }
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch?;
+        rows += batch.num_rows();
+        writer.write(&batch).map_err(pq_at(dst))?;
+    }
+    let out = writer.into_inner().map_err(pq_at(dst))?;
+    out.sync_all().map_err(io_at(dst))?;
+    Ok(rows)
+}
+
+/// The rows of a history file (read under `key`), for checking a rewrite.
+pub fn count_rows(path: &Path, key: Option<&keyring::Key32>) -> Result<usize> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, reader_options(key))
+        .map_err(pq_at(path))?;
+    Ok(builder.metadata().file_metadata().num_rows().max(0) as usize)
 }
 
 /// The text of row `i` of a dictionary or string column.
@@ -674,8 +801,8 @@ impl History {
             delete_durably(root, &path).map_err(|source| HistoryError::Orphan { path, source })?;
         }
         let snapshot = HistorySnapshot {
-            raw: list_days(&raw_dir)?,
-            rollups: list_days(&root.join(ROLLUP_DIR))?,
+            raw: list_days(&raw_dir, opts.key.as_ref())?,
+            rollups: list_days(&root.join(ROLLUP_DIR), opts.key.as_ref())?,
             pending: vec![],
         };
         Ok(Arc::new(History {
@@ -858,9 +985,9 @@ impl History {
                     .join(RAW_DIR)
                     .join(format!("date={day}"))
                     .join(part_name(next));
-                if let Err(e) =
-                    sorted(&rows).and_then(|rows| write_parquet(&self.root, &path, &rows))
-                {
+                if let Err(e) = sorted(&rows).and_then(|rows| {
+                    write_parquet(&self.root, &path, &rows, self.opts.key.as_ref())
+                }) {
                     // The file itself may be in place (its directory's sync failed).
                     undo(&mut written.iter().map(|(_, p)| p).chain([&path]));
                     return Err(e);
@@ -951,7 +1078,7 @@ impl History {
         let mut done = Vec::new();
         for (day, files, old_rollups) in todo {
             let schema = readings_schema();
-            let rows = sorted(&read_parquet(&files, &schema)?)?;
+            let rows = sorted(&read_parquet(&files, &schema, self.opts.key.as_ref())?)?;
             // Each new file names those it replaces, which stay until no query can
             // be reading them: a node stopped meanwhile does not read them again.
             // The rollup first: stopped between the two, the day's files are those
@@ -970,10 +1097,18 @@ impl History {
                     }
                 }
             }
-            write_parquet_replacing(&self.root, &rollup_path, &rollup(&rows)?, &replaced_rollups)?;
+            write_parquet_replacing(
+                &self.root,
+                &rollup_path,
+                &rollup(&rows)?,
+                &replaced_rollups,
+                self.opts.key.as_ref(),
+            )?;
             let day_dir = self.root.join(RAW_DIR).join(format!("date={day}"));
             let merged = day_dir.join(unique_name("day"));
-            if let Err(e) = write_parquet_replacing(&self.root, &merged, &rows, &files) {
+            if let Err(e) =
+                write_parquet_replacing(&self.root, &merged, &rows, &files, self.opts.key.as_ref())
+            {
                 let _ = fs::remove_file(&rollup_path);
                 return Err(e);
             }

@@ -315,7 +315,17 @@ pub fn open_wal(
     store: &LiveStore,
     history: Option<&History>,
 ) -> Result<(Arc<Mutex<Wal>>, Replayed)> {
-    let (wal, replayed) = Wal::open(dir)?;
+    open_wal_sealed(dir, store, history, None)
+}
+
+/// [`open_wal`] of a log whose records are sealed with `sealer` (an encrypted node).
+pub fn open_wal_sealed(
+    dir: &Path,
+    store: &LiveStore,
+    history: Option<&History>,
+    sealer: Option<Arc<keyring::RecordSealer>>,
+) -> Result<(Arc<Mutex<Wal>>, Replayed)> {
+    let (wal, replayed) = Wal::open_sealed(dir, wal::SEGMENT_BYTES, sealer)?;
     let in_parquet = history.map_or(0, History::wal_checkpoint);
     for (record, readings) in &replayed.records {
         for chunk in readings.chunks(sink::MAX_BATCH_ROWS) {

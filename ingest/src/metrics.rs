@@ -221,6 +221,7 @@ struct StorageHealth {
     measured: std::sync::atomic::AtomicBool,
     free: AtomicU64,
     min_free: AtomicU64,
+    clear_text: std::sync::atomic::AtomicBool,
 }
 
 /// The state of the storage directory, for the metrics, the installer's page and
@@ -237,6 +238,8 @@ pub struct StorageStatus {
     pub free_bytes: Option<u64>,
     /// Below this (`[storage] min_free`) the node warns and applies its retention.
     pub min_free_bytes: u64,
+    /// The data directory is not encrypted (no key configured): said to installers.
+    pub clear_text: bool,
 }
 
 impl StorageStatus {
@@ -305,6 +308,11 @@ impl IngestMetrics {
         self.wal_errors.load(Ordering::Relaxed)
     }
     /// The write-ahead log cannot be written (`true`) or can again (`false`).
+    /// Whether the data directory is in clear text (no key configured).
+    pub fn set_clear_text_at_rest(&self, clear: bool) {
+        self.storage.clear_text.store(clear, Ordering::Relaxed);
+    }
+
     pub fn set_storage_fault(&self, fault: bool) {
         self.storage.fault.store(fault, Ordering::Relaxed);
     }
@@ -337,6 +345,7 @@ impl IngestMetrics {
                 .load(Ordering::Relaxed)
                 .then(|| s.free.load(Ordering::Relaxed)),
             min_free_bytes: s.min_free.load(Ordering::Relaxed),
+            clear_text: s.clear_text.load(Ordering::Relaxed),
         }
     }
     /// Counts a payload (or a poll's readings) turned away; `device` is the device

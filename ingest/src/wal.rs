@@ -21,6 +21,23 @@
 //! and the log goes on from there. One in the middle of the log is damage: it is
 //! reported with its file and offset, and replay goes on with the next segment.
 //!
+//! An encrypted node (DESIGN.md §10) writes segments opening with `CMNLWAS1`
+//! instead, whose records keep the same length and CRC framing around a sealed
+//! payload:
+//!
+//! ```text
+//! u64 LE  record number (in clear: it is the associated data)
+//! 12 bytes nonce, ChaCha20-Poly1305 ciphertext of the payload above, 16 bytes tag
+//! ```
+//!
+//! The associated data is the segment magic and the record number, which the
+//! payload repeats: a record moved to another place in the log, or from another
+//! log, does not open, and an encrypted log's records must come in increasing
+//! order. The CRC still tells a torn write (cut off) from damage; a record whose
+//! CRC holds but whose tag does not was changed on purpose and is reported as
+//! damage. A log of one kind never reads a segment of the other: the node stops
+//! with the segment named (`communalia encrypt` converts a clear log).
+//!
 //! The message digests are those of the MQTT messages whose readings the record
 //! holds: after a crash, the broker sends again what the node had not acknowledged,
 //! and a message it marks as a duplicate whose digest is already in the log is
@@ -34,9 +51,13 @@ use std::sync::Arc;
 
 use sensors::model::Metric;
 
+use keyring::RecordSealer;
+
 use crate::reading::Reading;
 
 const MAGIC: &[u8; 8] = b"CMNLWAL1";
+/// The magic of a segment of sealed records (same length as [`MAGIC`]).
+const SEALED_MAGIC: &[u8; 8] = b"CMNLWAS1";
 /// A segment is closed and a new one begun past this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// No record is larger than this; a length above it is damage, not a record.
@@ -50,6 +71,10 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
+    #[error("write-ahead log {path}: {why}")]
+    Kind { path: PathBuf, why: &'static str },
+    #[error("write-ahead log: {0}")]
+    Seal(String),
 }
 
 type Result<T, E = WalError> = std::result::Result<T, E>;
@@ -101,6 +126,8 @@ pub struct Wal {
     segments: Vec<(u64, PathBuf)>,
     /// A new segment is begun past this size.
     segment_bytes: u64,
+    /// Seals each record when the node's data is encrypted.
+    sealer: Option<Arc<RecordSealer>>,
 }
 
 /// Digest of one MQTT message (topic and payload), for recognising redeliveries.
@@ -142,11 +169,57 @@ fn encode(record: u64, readings: &[Reading], digests: &[u64]) -> Vec<u8> {
     for d in digests {
         p.extend_from_slice(&d.to_le_bytes());
     }
+    frame(&p)
+}
+
+/// The associated data of sealed record `record`.
+fn sealed_aad(record: u64) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..8].copy_from_slice(SEALED_MAGIC);
+    a[8..].copy_from_slice(&record.to_le_bytes());
+    a
+}
+
+/// [`encode`], its payload sealed with `sealer`.
+fn encode_sealed(
+    sealer: &RecordSealer,
+    record: u64,
+    readings: &[Reading],
+    digests: &[u64],
+) -> Result<Vec<u8>> {
+    let clear = encode(record, readings, digests);
+    let sealed = sealer
+        .seal(&sealed_aad(record), &clear[8..])
+        .map_err(|e| WalError::Seal(e.to_string()))?;
+    let mut p = Vec::with_capacity(8 + sealed.len());
+    p.extend_from_slice(&record.to_le_bytes());
+    p.extend_from_slice(&sealed);
+    Ok(frame(&p))
+}
+
+/// The length and CRC header, then `p`.
+fn frame(p: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + p.len());
     out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
-    out.extend_from_slice(&p);
+    out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+    out.extend_from_slice(p);
     out
+}
+
+/// The clear payload of a sealed one, or what is wrong with it.
+fn unseal(sealer: &RecordSealer, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let record = payload
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or("record ends early")?;
+    let clear = sealer
+        .open(&sealed_aad(record), &payload[8..])
+        .ok_or_else(|| format!("record {record} fails its authentication (changed, moved or sealed with another key)"))?;
+    if clear.get(..8) != Some(&record.to_le_bytes()[..]) {
+        return Err(format!("record {record} holds another record number"));
+    }
+    Ok(clear)
 }
 
 /// A cursor over a payload that refuses to read past its end.
@@ -267,12 +340,30 @@ impl Wal {
 
     /// [`Wal::open`] with segments of about `segment_bytes` (tests use small ones).
     pub fn open_with(dir: &Path, segment_bytes: u64) -> Result<(Wal, Replayed)> {
+        Wal::open_sealed(dir, segment_bytes, None)
+    }
+
+    /// [`Wal::open_with`] of a log whose records are sealed with `sealer` (`None`:
+    /// a clear-text log).
+    pub fn open_sealed(
+        dir: &Path,
+        segment_bytes: u64,
+        sealer: Option<Arc<RecordSealer>>,
+    ) -> Result<(Wal, Replayed)> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let (magic, other): (&[u8; 8], &[u8; 8]) = match sealer {
+            Some(_) => (SEALED_MAGIC, MAGIC),
+            None => (MAGIC, SEALED_MAGIC),
+        };
         let segments = list_segments(dir)?;
         let mut replayed = Replayed::default();
         let mut devices = HashSet::new();
         let mut next_record = 0u64;
         let last = segments.len().saturating_sub(1);
+        // A record whose CRC holds but which does not authenticate was not torn by a
+        // crash but changed: never cut off (that would destroy the evidence and, with
+        // a wrong key, the log), and new records go to a new segment after it.
+        let mut tampered_last = false;
         for (i, (_, path)) in segments.iter().enumerate() {
             let mut bytes = Vec::new();
             File::open(path)
@@ -280,7 +371,18 @@ impl Wal {
                 .map_err(io_at(path))?;
             let mut at = 0usize;
             let mut problem = None;
-            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            let mut tampered = false;
+            if bytes.get(..other.len()) == Some(&other[..]) {
+                return Err(WalError::Kind {
+                    path: path.clone(),
+                    why: if sealer.is_some() {
+                        "a clear-text segment in an encrypted log (convert it with `communalia encrypt`)"
+                    } else {
+                        "an encrypted segment, and no key is configured ([storage] key_file or passphrase)"
+                    },
+                });
+            }
+            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != magic {
                 problem = Some("not a write-ahead log segment".to_string());
             } else {
                 at = MAGIC.len();
@@ -304,7 +406,26 @@ impl Wal {
                         problem = Some("record fails its checksum".into());
                         break;
                     }
-                    match decode(payload, &mut devices) {
+                    let clear = match &sealer {
+                        Some(sealer) => match unseal(sealer, payload) {
+                            Ok(clear) => Some(clear),
+                            Err(why) => {
+                                problem = Some(why);
+                                tampered = true;
+                                break;
+                            }
+                        },
+                        None => None,
+                    };
+                    match decode(clear.as_deref().unwrap_or(payload), &mut devices) {
+                        Ok((record, ..))
+                            if sealer.is_some()
+                                && replayed.records.last().is_some_and(|(r, _)| *r >= record) =>
+                        {
+                            problem = Some(format!("record {record} out of order (replayed?)"));
+                            tampered = true;
+                            break;
+                        }
                         Ok((record, readings, digests)) => {
                             replayed.records.push((record, readings));
                             replayed.digests.extend(digests);
@@ -319,7 +440,7 @@ impl Wal {
                 }
             }
             if let Some(problem) = problem {
-                if i == last {
+                if i == last && !tampered {
                     // An unfinished write: never acknowledged, cut off.
                     let cut = bytes.len().saturating_sub(at) as u64;
                     tracing::warn!(
@@ -338,6 +459,7 @@ impl Wal {
                     let what = format!("{} at byte {at}: {problem}", path.display());
                     tracing::error!(damage = %what, "damaged write-ahead log segment; the rest of it is skipped");
                     replayed.damaged.push(what);
+                    tampered_last |= i == last;
                 }
             }
         }
@@ -346,7 +468,7 @@ impl Wal {
         // all that says how far the numbering went. Starting again from 0 would
         // number new records below the history's checkpoint, which skips them.
         if let Some((first, _)) = segments.last() {
-            next_record = next_record.max(*first);
+            next_record = next_record.max(*first + u64::from(tampered_last));
         }
         let mut segments = segments;
         // New records go to a new segment, so that what replay read stays untouched.
@@ -360,7 +482,7 @@ impl Wal {
             let len = file.metadata().map_err(io_at(&path))?.len();
             if len < MAGIC.len() as u64 {
                 file.set_len(0).map_err(io_at(&path))?;
-                (&file).write_all(MAGIC).map_err(io_at(&path))?;
+                (&file).write_all(magic).map_err(io_at(&path))?;
                 file.sync_data().map_err(io_at(&path))?;
             }
             (file, len.max(MAGIC.len() as u64))
@@ -370,7 +492,7 @@ impl Wal {
                 .append(true)
                 .open(&path)
                 .map_err(io_at(&path))?;
-            file.write_all(MAGIC)
+            file.write_all(magic)
                 .and_then(|()| file.sync_data())
                 .map_err(io_at(&path))?;
             sync_dir(dir)?;
@@ -386,6 +508,7 @@ impl Wal {
                 next_record,
                 segments,
                 segment_bytes,
+                sealer,
             },
             replayed,
         ))
@@ -399,7 +522,10 @@ impl Wal {
     /// segment would hide every record after it at replay). The record number is not
     /// used up, and the same readings can be appended again later.
     pub fn append(&mut self, readings: &[Reading], digests: &[u64]) -> Result<u64> {
-        let bytes = encode(self.next_record, readings, digests);
+        let bytes = match &self.sealer {
+            Some(sealer) => encode_sealed(sealer, self.next_record, readings, digests)?,
+            None => encode(self.next_record, readings, digests),
+        };
         match self.try_append(&bytes) {
             Ok(()) => {
                 self.len += bytes.len() as u64;
@@ -463,7 +589,11 @@ impl Wal {
             .append(true)
             .open(&path)
             .and_then(|mut file| {
-                file.write_all(MAGIC)?;
+                file.write_all(if self.sealer.is_some() {
+                    SEALED_MAGIC
+                } else {
+                    MAGIC
+                })?;
                 file.sync_data()?;
                 Ok(file)
             })
@@ -531,6 +661,42 @@ impl Wal {
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.iter().map(|(_, p)| p.clone()).collect()
     }
+}
+
+/// Writes the intact records of the clear-text log in `src` as one sealed segment
+/// in `dst` (`communalia encrypt`), keeping their numbers (the history's
+/// checkpoint counts in them); the message digests all go with the first record.
+/// A log without records becomes an empty segment named after the next number, as
+/// [`Wal::open`] leaves one. Returns how many readings were written.
+pub fn convert_to_sealed(src: &Path, dst: &Path, sealer: &RecordSealer) -> Result<usize> {
+    let (wal, replayed) = Wal::open(src)?;
+    if let Some(damage) = replayed.damaged.first() {
+        return Err(WalError::Seal(format!(
+            "{damage}: the log is damaged; start the node once in clear text to settle it"
+        )));
+    }
+    fs::create_dir_all(dst).map_err(io_at(dst))?;
+    let first = replayed
+        .records
+        .first()
+        .map_or(wal.next_record(), |(n, _)| *n);
+    let path = dst.join(segment_name(first));
+    let mut bytes = SEALED_MAGIC.to_vec();
+    let digests: Vec<u64> = replayed.digests.iter().copied().collect();
+    for (i, (record, readings)) in replayed.records.iter().enumerate() {
+        let d = if i == 0 { &digests[..] } else { &[] };
+        bytes.extend(encode_sealed(sealer, *record, readings, d)?);
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_at(&path))?;
+    sync_dir(dst)?;
+    Ok(replayed.reading_count())
 }
 
 #[cfg(test)]

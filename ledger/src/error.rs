@@ -33,6 +33,8 @@ pub enum Error {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cannot read the ledger database {path}: {why}")]
+    Locked { path: PathBuf, why: &'static str },
     #[error(
         "the ledger database has schema version {found}, newer than this program \
          understands ({supported}); upgrade communalia"

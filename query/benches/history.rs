@@ -1,7 +1,7 @@
 //! History costs (issue 6): bytes per reading on disk, a one-month query, and a
 //! 7-day replay at one-minute steps.
 //!
-//!     cargo bench -p query --bench history [-- DAYS]
+//!     cargo bench -p query --bench history [-- DAYS] [encrypted]
 //!
 //! Builds `DAYS` (default 30) days of a small site in a temporary directory the way
 //! the node does: ten devices read every 10 s (PV, grid, battery power and state of
@@ -13,6 +13,10 @@
 //!   against the same from the raw `readings`;
 //! - a replay of the plan over the last 7 days through DataFusion (`replay`)
 //!   against the same allocation loop over minute values already in memory.
+//!
+//! With `encrypted`, the history is written and read with Parquet modular
+//! encryption under a random key, as an encrypted node's (DESIGN.md §10): run it
+//! with and without to compare.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -141,7 +145,26 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     let tmp = tempfile::tempdir()?;
-    let history = History::open(tmp.path(), HistoryOptions::default())?;
+    let encrypted = std::env::args().any(|a| a == "encrypted");
+    let options = HistoryOptions {
+        key: encrypted
+            .then(|| {
+                keyring::DataKey::generate()
+                    .map(|k| k.subkey(keyring::Purpose::History))
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()?,
+        ..HistoryOptions::default()
+    };
+    println!(
+        "history files {}",
+        if encrypted {
+            "encrypted (Parquet modular encryption)"
+        } else {
+            "in clear text"
+        }
+    );
+    let history = History::open(tmp.path(), options)?;
     let first: DateTime<Utc> = Utc
         .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
         .single()

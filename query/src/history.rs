@@ -227,8 +227,18 @@ impl TableProvider for HistoryTable {
                 .iter()
                 .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
                 .collect::<Result<Vec<_>>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
+            let mut format = ParquetFormat::default();
+            if let Some(key) = &self.history.options().key {
+                // The history's files are encrypted (footer and columns) under one key.
+                let mut parquet = datafusion::config::TableParquetOptions::default();
+                parquet.crypto.file_decryption =
+                    Some(datafusion::config::ConfigFileDecryptionProperties {
+                        footer_key_as_hex: key.to_hex(),
+                        ..Default::default()
+                    });
+                format = format.with_options(parquet);
+            }
+            let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());

@@ -4,6 +4,7 @@
 mod support;
 
 mod actuation;
+mod atrest;
 mod cli;
 mod crash;
 mod end_to_end;

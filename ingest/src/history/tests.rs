@@ -40,7 +40,7 @@ fn rows_of(batches: &[RecordBatch]) -> Vec<(String, String, i64, f64)> {
 }
 
 fn read_files(files: &[PathBuf]) -> Vec<RecordBatch> {
-    vec![read_parquet(files, &readings_schema()).expect("read")]
+    vec![read_parquet(files, &readings_schema(), None).expect("read")]
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn a_past_day_is_compacted_into_one_file_and_rolled_up() {
             .push((x.ts_ms, x.value));
     }
     let rollup_files = &snap.rollups[&date("2026-03-12")];
-    let got = read_parquet(rollup_files, &rollup_schema()).expect("rollup");
+    let got = read_parquet(rollup_files, &rollup_schema(), None).expect("rollup");
     assert_eq!(got.num_rows(), minutes.len());
     let ts = got.column(0).as_primitive::<TimestampMillisecondType>();
     let f = |c: usize| {
@@ -548,7 +548,7 @@ fn open_deletes_only_the_files_marked_above_the_checkpoint() {
         "part-000000000000000000000004-w3.parquet",
     ];
     for name in names {
-        write_parquet(root, &day.join(name), &batch).expect("write");
+        write_parquet(root, &day.join(name), &batch, None).expect("write");
     }
     fs::write(root.join(RAW_DIR).join(CHECKPOINT_FILE), "2\n").expect("checkpoint");
     let history = History::open(root, HistoryOptions::default()).expect("open");
@@ -596,7 +596,7 @@ fn an_unreadable_checkpoint_is_taken_from_the_files_marks() {
         "part-000000000000000000000001-w4.parquet",
         "part-000000000000000000000002-w9.parquet",
     ] {
-        write_parquet(root, &day.join(name), &batch).expect("write");
+        write_parquet(root, &day.join(name), &batch, None).expect("write");
     }
     fs::write(root.join(RAW_DIR).join(CHECKPOINT_FILE), "").expect("checkpoint");
     let history = History::open(root, HistoryOptions::default()).expect("open");
@@ -650,7 +650,7 @@ fn a_stop_within_a_compactions_grace_counts_nothing_twice() {
     );
     assert_eq!(history_rows(&history), expected_rows(&all));
     let rollups =
-        read_parquet(&snap.rollups[&date("2026-03-12")], &rollup_schema()).expect("rollups");
+        read_parquet(&snap.rollups[&date("2026-03-12")], &rollup_schema(), None).expect("rollups");
     let counted: i64 = rollups
         .column(7)
         .as_primitive::<arrow::datatypes::Int64Type>()
@@ -741,4 +741,102 @@ fn enough_pending_rows_make_a_flush_due() {
     assert!(history.flush_due(), "100 rows of 100");
     history.flush(None, date("2026-03-12")).expect("flush");
     assert!(!history.flush_due(), "nothing pending after a flush");
+
+fn history_key() -> keyring::Key32 {
+    keyring::DataKey::generate()
+        .expect("key")
+        .subkey(keyring::Purpose::History)
+}
+
+/// An encrypted history: flushed, compacted and rolled up under its key, opened
+/// again (which reads what a compaction replaced from the encrypted metadata), and
+/// unreadable without the key, footer included.
+#[test]
+fn an_encrypted_history_is_written_compacted_and_read_with_its_key_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = history_key();
+    let opts = HistoryOptions {
+        key: Some(key.clone()),
+        ..HistoryOptions::default()
+    };
+    let history = History::open(dir.path(), opts.clone()).expect("open");
+    for (i, t) in [MARCH_12 + 1_000, MARCH_12 + 60_000]
+        .into_iter()
+        .enumerate()
+    {
+        history
+            .add_pending(None, &[r(t, "household-7", Metric::PowerW, i as f64)])
+            .expect("pending");
+        history.flush(None, date("2026-03-12")).expect("flush");
+    }
+    // The day is over: compacted into one file and rolled up.
+    history.flush(None, date("2026-03-13")).expect("flush");
+    history.delete_doomed(true);
+    let snap = history.snapshot();
+    let day = &snap.raw[&date("2026-03-12")];
+    assert_eq!(day.len(), 1, "{day:?}");
+    assert_eq!(
+        rows_of(&[read_parquet(day, &readings_schema(), Some(&key)).expect("read")])
+            .into_iter()
+            .map(|(d, _, _, v)| (d, v))
+            .collect::<Vec<_>>(),
+        [
+            ("household-7".to_string(), 0.0),
+            ("household-7".to_string(), 1.0)
+        ]
+    );
+    let rollup = &snap.rollups[&date("2026-03-12")];
+    assert_eq!(
+        read_parquet(rollup, &rollup_schema(), Some(&key))
+            .expect("rollup")
+            .num_rows(),
+        2
+    );
+    for file in day.iter().chain(rollup) {
+        let bytes = fs::read(file).expect("read");
+        assert_eq!(&bytes[bytes.len() - 4..], b"PARE", "an encrypted footer");
+        assert!(!bytes.windows(11).any(|w| w == b"household-7"));
+        assert!(!file.to_string_lossy().contains("household"));
+        let clear = ParquetRecordBatchReaderBuilder::try_new(File::open(file).expect("open"));
+        assert!(clear.is_err(), "read without the key");
+        let other = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(file).expect("open"),
+            reader_options(Some(&history_key())),
+        );
+        assert!(other.is_err(), "read with another key");
+    }
+    drop(history);
+    let again = History::open(dir.path(), opts).expect("reopen");
+    assert_eq!(again.snapshot().raw[&date("2026-03-12")], *day);
+}
+
+#[test]
+fn a_clear_history_file_rewritten_encrypted_keeps_rows_and_metadata() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let batch = sorted(
+        &crate::reading::to_batch(&[
+            r(MARCH_12, "pv", Metric::PowerW, 1.0),
+            r(MARCH_12 + 1, "pv", Metric::PowerW, 2.0),
+        ])
+        .expect("batch"),
+    )
+    .expect("sorted");
+    let src = dir.path().join("day-1.parquet");
+    write_parquet_replacing(
+        dir.path(),
+        &src,
+        &batch,
+        &[dir.path().join("part-0.parquet")],
+        None,
+    )
+    .expect("write");
+    let dst = dir.path().join("enc/day-1.parquet");
+    let key = history_key();
+    assert_eq!(
+        rewrite_file(&src, &dst, None, Some(&key)).expect("rewrite"),
+        2
+    );
+    assert_eq!(count_rows(&dst, Some(&key)).expect("count"), 2);
+    assert_eq!(replaced_names(&dst, Some(&key)), ["part-0.parquet"]);
+    assert!(count_rows(&dst, None).is_err());
 }

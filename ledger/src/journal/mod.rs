@@ -35,6 +35,8 @@ pub struct Journal {
     file: Mutex<FileWatch>,
     /// Write transactions this handle committed: see [`Journal::commits`].
     commits: AtomicU64,
+    /// SQLCipher's raw key when the database is encrypted (kept to open it again).
+    key: Option<keyring::Key32>,
 }
 
 impl fmt::Debug for Journal {
@@ -62,13 +64,14 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// A connection to the database at `path` in WAL mode with `synchronous=FULL` and
-/// foreign keys on, its schema migrated.
-fn connect(path: &Path) -> Result<Connection> {
+/// foreign keys on, its schema migrated; encrypted by SQLCipher under `key`.
+fn connect(path: &Path, key: Option<&keyring::Key32>) -> Result<Connection> {
     let with_path = |source| Error::Open {
         path: path.to_path_buf(),
         source,
     };
     let mut conn = Connection::open(path).map_err(with_path)?;
+    apply_key(&conn, key).map_err(|source| locked(path, key.is_some(), source))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(with_path)?;
@@ -80,6 +83,36 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Gives SQLCipher the raw key (no passphrase derivation: the key is already
+/// random) and reads the schema, which fails at once when the key is wrong.
+pub(crate) fn apply_key(conn: &Connection, key: Option<&keyring::Key32>) -> rusqlite::Result<()> {
+    if let Some(key) = key {
+        // A wrong key is reported once, as `Error::Locked`; not also on stderr.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.to_hex()))?;
+    }
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+}
+
+/// The error of a database the key does not open (or that needs one).
+fn locked(path: &Path, keyed: bool, source: rusqlite::Error) -> Error {
+    let not_a_db = source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase);
+    match (not_a_db, keyed) {
+        (true, true) => Error::Locked {
+            path: path.to_path_buf(),
+            why: "the data key does not open it (another node's database, or damaged)",
+        },
+        (true, false) => Error::Locked {
+            path: path.to_path_buf(),
+            why: "it is encrypted (or not a database) and no key is configured",
+        },
+        _ => Error::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 impl Journal {
     /// Opens the database at `path`, creating the file, its directory and the schema
     /// as needed, in WAL mode with `synchronous=FULL` and foreign keys on.
@@ -89,13 +122,19 @@ impl Journal {
     /// was replaced by a copy), the next call opens the path again, so that writes
     /// go to the disk that is there now rather than failing for ever on the gone one.
     pub fn open(path: &Path) -> Result<Self> {
+        Journal::open_keyed(path, None)
+    }
+
+    /// [`Journal::open`] of a database encrypted (or to be created encrypted) by
+    /// SQLCipher under `key`; `None`: plain SQLite.
+    pub fn open_keyed(path: &Path, key: Option<&keyring::Key32>) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        let conn = connect(path)?;
+        let conn = connect(path, key)?;
         Ok(Journal {
             conn: Mutex::new(conn),
             path: Some(path.to_path_buf()),
@@ -104,6 +143,7 @@ impl Journal {
                 last_try: None,
             }),
             commits: AtomicU64::new(0),
+            key: key.cloned(),
         })
     }
 
@@ -117,6 +157,7 @@ impl Journal {
             path: None,
             file: Mutex::new(FileWatch::default()),
             commits: AtomicU64::new(0),
+            key: None,
         })
     }
 
@@ -202,7 +243,7 @@ impl Journal {
             return;
         }
         watch.last_try = Some(Instant::now());
-        match connect(path) {
+        match connect(path, self.key.as_ref()) {
             Ok(fresh) => {
                 tracing::warn!(
                     path = %path.display(),
@@ -433,6 +474,61 @@ mod tests {
             matches!(err, Error::SchemaTooNew { found: 99, .. }),
             "{err}"
         );
+    }
+
+    fn journal_key() -> keyring::Key32 {
+        keyring::DataKey::generate()
+            .unwrap()
+            .subkey(keyring::Purpose::Journal)
+    }
+
+    #[test]
+    fn an_encrypted_journal_opens_with_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let key = journal_key();
+        let journal = Journal::open_keyed(&path, Some(&key)).unwrap();
+        let alice = json!({"name": "Alice-in-clear", "roles": []});
+        journal
+            .append(
+                EntryKind::MemberJoined,
+                "a",
+                &alice,
+                ts("2026-11-22T10:00:00Z"),
+            )
+            .unwrap();
+        drop(journal);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.starts_with(b"SQLite format 3"));
+        let wal = std::fs::read(dir.path().join("ledger.sqlite-wal")).unwrap_or_default();
+        for file in [&bytes, &wal] {
+            assert!(
+                !file.windows(14).any(|w| w == b"Alice-in-clear"),
+                "a member's name in clear"
+            );
+        }
+        let again = Journal::open_keyed(&path, Some(&key)).unwrap();
+        assert_eq!(again.verify().unwrap().entries, 1);
+        drop(again);
+        let err = Journal::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("no key is configured"), "{err}");
+        let err = Journal::open_keyed(&path, Some(&journal_key())).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("does not open it"), "{err}");
+    }
+
+    #[test]
+    fn a_clear_journal_still_opens_without_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        drop(Journal::open(&path).unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(b"SQLite format 3"));
+        // A key given for a clear database does not open it either: the node never
+        // treats clear data as encrypted (`communalia encrypt` converts it).
+        let err = Journal::open_keyed(&path, Some(&journal_key())).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
     }
 
     #[test]
