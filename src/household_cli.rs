@@ -49,11 +49,21 @@ pub(crate) fn erase(
         bail!("`--from` and `--to` lie between 1970 and 9999");
     }
     let journal = crate::node::open_ledger(loaded)?;
-    let history = ingest::history::History::open(&c.storage.dir, c.storage.history_options())
-        .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
+    // An encrypted node's history and log are read and rewritten under its key.
+    let data_key = loaded.data_key()?;
+    let history = ingest::history::History::open(
+        &c.storage.dir,
+        crate::keys::history_options(&c.storage, data_key),
+    )
+    .with_context(|| format!("cannot open the history in {}", c.storage.dir.display()))?;
     let store = ingest::store::LiveStore::new(std::time::Duration::from_secs(1));
-    let (wal, _) = ingest::open_wal(&c.storage.dir.join("wal"), &store, Some(&history))
-        .context("cannot open the write-ahead log")?;
+    let (wal, _) = ingest::open_wal_sealed(
+        &c.storage.dir.join("wal"),
+        &store,
+        Some(&history),
+        crate::keys::wal_sealer(data_key),
+    )
+    .context("cannot open the write-ahead log")?;
     history
         .flush(Some(&wal), Utc::now().date_naive())
         .context("cannot write the write-ahead log's readings into the history")?;

@@ -75,7 +75,7 @@ impl History {
             if start.saturating_add(DAY_MS) <= from_ms || start >= to_ms {
                 continue;
             }
-            let rows = read_parquet(&files, &readings_schema())?;
+            let rows = read_parquet(&files, &readings_schema(), self.opts.key.as_ref())?;
             let (kept, gone) = without(&rows, devices, from_ms, to_ms)?;
             if gone == 0 {
                 continue;
@@ -93,7 +93,13 @@ impl History {
                     .join(ROLLUP_DIR)
                     .join(format!("date={day}"))
                     .join(unique_name("rollup"));
-                write_parquet_replacing(&self.root, &path, &rollup(&kept)?, &old_rollups)?;
+                write_parquet_replacing(
+                    &self.root,
+                    &path,
+                    &rollup(&kept)?,
+                    &old_rollups,
+                    self.opts.key.as_ref(),
+                )?;
                 Some(path)
             };
             let merged = self
@@ -101,7 +107,9 @@ impl History {
                 .join(RAW_DIR)
                 .join(format!("date={day}"))
                 .join(unique_name("day"));
-            if let Err(e) = write_parquet_replacing(&self.root, &merged, &kept, &files) {
+            if let Err(e) =
+                write_parquet_replacing(&self.root, &merged, &kept, &files, self.opts.key.as_ref())
+            {
                 if let Some(path) = &new_rollup {
                     let _ = std::fs::remove_file(path);
                 }
@@ -165,7 +173,8 @@ mod tests {
         let mut raw = BTreeSet::new();
         let mut rows = 0;
         for files in snap.raw.values() {
-            let batch = read_parquet(files, &readings_schema()).unwrap_or_else(|e| panic!("{e}"));
+            let batch =
+                read_parquet(files, &readings_schema(), None).unwrap_or_else(|e| panic!("{e}"));
             rows += batch.num_rows();
             for i in 0..batch.num_rows() {
                 raw.insert(text(batch.column(1), i).to_string());
@@ -173,7 +182,7 @@ mod tests {
         }
         let mut rolled = BTreeSet::new();
         for files in snap.rollups.values() {
-            let batch = read_parquet(files, &super::super::rollup_schema())
+            let batch = read_parquet(files, &super::super::rollup_schema(), None)
                 .unwrap_or_else(|e| panic!("{e}"));
             for i in 0..batch.num_rows() {
                 rolled.insert(text(batch.column(1), i).to_string());

@@ -741,6 +741,7 @@ fn enough_pending_rows_make_a_flush_due() {
     assert!(history.flush_due(), "100 rows of 100");
     history.flush(None, date("2026-03-12")).expect("flush");
     assert!(!history.flush_due(), "nothing pending after a flush");
+}
 
 fn history_key() -> keyring::Key32 {
     keyring::DataKey::generate()
