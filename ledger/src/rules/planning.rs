@@ -227,7 +227,7 @@ impl Journal {
         ts: DateTime<Utc>,
     ) -> Result<Option<Entry>> {
         let quantity = (kwh * 100.0).floor() / 100.0;
-        if !(quantity >= 0.01) {
+        if quantity.is_nan() || quantity < 0.01 {
             return Ok(None);
         }
         self.write(|tx| {
