@@ -47,19 +47,20 @@ async fn planning_lines(
     state: &AppState,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Vec<ledger::Intent>, Option<ledger::Intent>) {
-    // Members' intents are read on the real clock, as the planning board reads
-    // them; the node's surplus offers on the node's (a demo's simulated day).
-    let read = crate::ledger_api::with_journal(state, "collective needs", move |j| {
-        Ok::<_, ledger::Error>((j.intents(chrono::Utc::now())?, j.intents(now)?))
+    // Intents are read on the real clock, as the planning board reads them. A
+    // surplus offer lapses at its window's end, which is judged on the node's clock
+    // (a demo's simulated day): only its being closed is taken from the read.
+    let read = crate::ledger_api::with_journal(state, "collective needs", |j| {
+        j.intents(chrono::Utc::now())
     })
     .await;
     let open = |i: &ledger::Intent| i.state == ledger::IntentState::Open;
     match read {
-        Ok(Ok((intents, on_node_clock))) => {
-            let surplus = on_node_clock
+        Ok(Ok(intents)) => {
+            let surplus = intents
                 .iter()
                 .filter(|i| {
-                    open(i)
+                    i.state != ledger::IntentState::Closed
                         && i.author == ledger::NODE_AUTHOR
                         && i.class == ledger::SURPLUS_CLASS
                         && i.window_end.is_some_and(|end| end > now)
