@@ -111,6 +111,65 @@ pub(crate) fn fill(dir: &Path) -> PathBuf {
     path
 }
 
+/// A disk kept full the way a runaway log keeps it full: after the first fill,
+/// whatever the node frees (a history file it could not finish and removed) is
+/// taken again within milliseconds, so the fault lasts until [`KeepFull::free`].
+/// Without it a few freed blocks let the log through for a moment, and the test
+/// would be judging a disk that is no longer full.
+struct KeepFull {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeepFull {
+    fn fill(dir: &Path) -> KeepFull {
+        let path = fill(dir);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .expect("open the filler");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for chunk in [4096, 1] {
+                        let zeros = vec![0u8; chunk];
+                        while file.write_all(&zeros).is_ok() {}
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        KeepFull {
+            path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // Joined so the filler is closed before the tmpfs is unmounted.
+            let _ = thread.join();
+        }
+    }
+
+    /// Stops taking space and gives it all back.
+    fn free(mut self) {
+        self.stop();
+        std::fs::remove_file(&self.path).expect("free the space");
+    }
+}
+
+impl Drop for KeepFull {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A Mosquitto of the test's own, with persistence and no limit on the messages
 /// it queues for the node, killed on drop.
 struct PersistentMosquitto {
@@ -308,7 +367,7 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
     }
     // A first part while there is room, then the disk fills while the rest streams in.
     send(1, 500).await;
-    let filler = fill(tmpfs.path());
+    let filler = KeepFull::fill(tmpfs.path());
     send(500, 1500).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while metric(&node.base, "communalia_storage_write_failing").await != Some(1.0) {
@@ -341,7 +400,7 @@ async fn fill_free_and_count(mqtt: &str, publish_port: u16, restart_keeps_broker
     );
 
     // Space comes back: ingest resumes by itself, every reading once.
-    std::fs::remove_file(&filler).expect("free the space");
+    filler.free();
     let (values, took) = wait_for(&node.base, &token, 1500, Duration::from_secs(30)).await;
     println!("space freed: all 1500 readings stored {took:?} later");
     assert!(
