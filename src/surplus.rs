@@ -3,7 +3,9 @@
 //! from the history ([`query::surplus`]), or the surplus measured now when the
 //! forecast did not see it coming, becomes an offer of class `kwh-surplus` written by
 //! the node; households commit to shift a load into it, and the node accepts what
-//! fits. The wall shows the next window in one line.
+//! fits. Once a window is over, the node certifies each load shift committed into
+//! it from what the household's meters drew above their baseline
+//! ([`query::load_shift`]); the wall shows the next window in one line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 const LOOK_EVERY: Duration = Duration::from_secs(60);
 /// How long a surplus measured now, and not forecast, is offered for.
 const MEASURED_FOR: chrono::Duration = chrono::Duration::minutes(30);
+/// How long after a window the node waits before measuring it: time for the last
+/// minutes' readings to come in.
+const SETTLE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// What the node remembers between two looks: each day's forecast, made once (on
 /// the day before it, and again on the day itself with one more day of history).
@@ -115,8 +120,9 @@ impl SurplusWatch {
                 &[("start", &hm(w.start)), ("end", &hm(w.end))],
             )
         });
-        let journal = journal.clone();
+        let writer = journal.clone();
         tokio::task::spawn_blocking(move || {
+            let journal = writer;
             if let (Some(w), Some(description)) = (window, description)
                 && let Some(entry) =
                     journal.open_surplus_offer(w.start, w.end, w.kwh, &description, now)?
@@ -126,13 +132,104 @@ impl SurplusWatch {
             for entry in journal.accept_surplus_commitments(now)? {
                 tracing::info!(seq = entry.seq, "load shift into the surplus accepted");
             }
-            Ok(())
+            Ok::<(), ledger::Error>(())
         })
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "surplus offers task failed");
             Ok(())
-        })
+        })?;
+        self.certify_load_shifts(journal, queries, now).await
+    }
+
+    /// Certifies the load shifts whose window ended [`SETTLE`] before `now`: what
+    /// the receiver's household's meters drew in it above their baseline, or why
+    /// nothing could be measured.
+    async fn certify_load_shifts(
+        &self,
+        journal: &Arc<Journal>,
+        queries: &Queries,
+        now: DateTime<Utc>,
+    ) -> ledger::Result<()> {
+        let due = {
+            let journal = journal.clone();
+            tokio::task::spawn_blocking(move || journal.load_shifts_to_certify(now - SETTLE))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "load shifts not read");
+                    Ok(Vec::new())
+                })?
+        };
+        for (commitment, offer) in due {
+            let (Some(start), Some(end)) = (offer.window_start, offer.window_end) else {
+                continue;
+            };
+            let household = queries.households().of_member(&commitment.receiver).cloned();
+            let mut certification = ledger::NewLoadShiftCertification {
+                commitment: commitment.id,
+                household: household.as_ref().map(|h| h.id.clone()),
+                household_members: household
+                    .as_ref()
+                    .map(|h| h.members.clone())
+                    .unwrap_or_default(),
+                meters: household
+                    .as_ref()
+                    .map(|h| h.meters.clone())
+                    .unwrap_or_default(),
+                basis: ledger::LoadShiftBasis::NoMeter,
+                measured_kwh: None,
+                baseline_kwh: None,
+                baseline_days: 0,
+            };
+            if !certification.meters.is_empty() {
+                let measure = match query::load_shift::measure(
+                    queries,
+                    self.tz,
+                    &certification.meters,
+                    start,
+                    end,
+                )
+                .await
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Tried again at the next look.
+                        tracing::warn!(error = %e, commitment = commitment.id, "load shift not measured");
+                        continue;
+                    }
+                };
+                // Watt-hours are all the meters resolve.
+                let wh = |kwh: f64| (kwh * 1000.0).round() / 1000.0;
+                certification.measured_kwh = measure.measured_kwh.map(wh);
+                certification.baseline_kwh = measure.baseline_kwh.map(wh);
+                certification.baseline_days = measure.baseline_days;
+                certification.basis = match (measure.measured_kwh, measure.baseline_kwh) {
+                    (None, _) => ledger::LoadShiftBasis::NoReadings,
+                    (Some(_), None) => ledger::LoadShiftBasis::NoBaseline,
+                    (Some(_), Some(_)) => ledger::LoadShiftBasis::Metered,
+                };
+                if certification.basis == ledger::LoadShiftBasis::NoReadings {
+                    certification.baseline_kwh = None;
+                }
+            }
+            let journal = journal.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                journal.certify_load_shift(&certification, now)
+            })
+            .await;
+            match written {
+                Ok(Ok(entry)) => tracing::info!(
+                    seq = entry.seq,
+                    commitment = commitment.id,
+                    "load shift certified"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, commitment = commitment.id, "load shift not certified")
+                }
+                Err(e) => tracing::error!(error = %e, "load shift certification task failed"),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -370,6 +467,210 @@ mod tests {
             (open[0].window_start, open[0].window_end),
             (Some(paris(tomorrow, 10, 0)), Some(paris(tomorrow, 16, 0)))
         );
+    }
+
+    /// Two households on the sunny site of [`sunny_history`] (`days` days before
+    /// `day`): each meter draws 300 W, day and night, from `meter_days` days
+    /// before `day`; on `day`, the Martins' washing machine draws 2,000 W more from
+    /// 11:00 to 11:45 (1.5 kWh), the Durands' does not run. Bea is a Martin, Ivo a
+    /// Durand, Zoe of no household.
+    async fn households_history(
+        dir: &std::path::Path,
+        day: NaiveDate,
+        days: u64,
+        meter_days: u64,
+    ) -> Queries {
+        let history = History::open(dir, HistoryOptions::default()).unwrap();
+        let mut readings = Vec::new();
+        let mut t = paris(day - Days::new(days), 0, 0);
+        while t < paris(day, 16, 0) {
+            let sun = t.with_timezone(&Paris).time() >= chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap()
+                && t.with_timezone(&Paris).time() < chrono::NaiveTime::from_hms_opt(16, 0, 0).unwrap();
+            let washing = t >= paris(day, 11, 0) && t < paris(day, 11, 45);
+            let pv = if sun { 3000.0 } else { 0.0 };
+            let metered = t >= paris(day - Days::new(meter_days), 0, 0);
+            for (device, value) in [
+                ("pv", pv),
+                ("grid", 1000.0 - pv),
+                ("martin", 300.0 + if washing { 2000.0 } else { 0.0 }),
+                ("durand", 300.0),
+            ] {
+                if !metered && (device == "martin" || device == "durand") {
+                    continue;
+                }
+                readings.push(Reading {
+                    ts_ms: t.timestamp_millis(),
+                    device: device.into(),
+                    metric: Metric::PowerW,
+                    value,
+                });
+            }
+            t += chrono::Duration::minutes(1);
+        }
+        history.add_pending(None, &readings).unwrap();
+        let device = |id: &str, role: &str| -> sensors::config::DeviceConfig {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "role": role, "profile": "generic-json",
+                "mqtt": {"topic": format!("t/{id}")}
+            }))
+            .unwrap()
+        };
+        let devices = [
+            device("pv", "pv"),
+            device("grid", "grid"),
+            device("martin", "load"),
+            device("durand", "load"),
+        ];
+        let queries = Queries::new(history, &devices, &[]).await.unwrap();
+        let household = |id: &str, member: &str| query::consent::HouseholdConfig {
+            id: id.into(),
+            name: None,
+            members: vec![member.into()],
+            meters: vec![id.into()],
+        };
+        let households = query::consent::Households::new(
+            &[household("martin", "bea"), household("durand", "ivo")],
+            queries.visibility(),
+        )
+        .unwrap();
+        queries.with_households(households)
+    }
+
+    /// The whole load-shift flow on simulated meters: the node offers today's
+    /// window, Bea, Ivo and Zoe commit into it; once the window is over (and not
+    /// before), the node certifies from the meters: Bea's 1.5 kWh above her
+    /// household's baseline fulfil her commitment, Ivo's washing machine that did
+    /// not run gives nothing, Zoe has no meter to read; and `verify` replays it.
+    #[tokio::test]
+    async fn load_shifts_are_certified_from_the_household_meters_once_the_window_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
+        let queries = households_history(dir.path(), day, 10, 10).await;
+        let journal = Arc::new(Journal::open_in_memory().unwrap());
+        let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::En);
+        let morning = paris(day, 8, 0);
+        for name in ["bea", "ivo", "zoe"] {
+            journal
+                .create_user(name, &[Role::Resident], "a long enough password", "command-line", morning)
+                .unwrap();
+        }
+        watch
+            .look(&journal, &queries, &snapshot(morning, 0.0, false))
+            .await
+            .unwrap();
+        let offer = surplus_offers(&journal, morning).remove(0);
+        let commit = |who: &str, kwh: f64| {
+            journal
+                .propose_commitment(
+                    who,
+                    offer.id,
+                    &NewCommitment {
+                        quantity: kwh,
+                        note: "lave-linge".into(),
+                    },
+                    morning,
+                )
+                .unwrap()
+                .seq
+        };
+        let (bea, ivo, zoe) = (commit("bea", 1.5), commit("ivo", 1.5), commit("zoe", 1.0));
+
+        // Looks during the window accept, and certify nothing yet.
+        let noon = paris(day, 12, 0);
+        watch
+            .look(&journal, &queries, &snapshot(noon, 2000.0, false))
+            .await
+            .unwrap();
+        for c in [bea, ivo, zoe] {
+            let c = journal.commitment(c).unwrap().unwrap();
+            assert_eq!(c.state, CommitmentState::Accepted);
+            assert!(c.certification.is_none());
+        }
+
+        // After the window (16:00) and the settling time: certified.
+        let evening = paris(day, 16, 10);
+        watch
+            .look(&journal, &queries, &snapshot(evening, 0.0, false))
+            .await
+            .unwrap();
+        let bea = journal.commitment(bea).unwrap().unwrap();
+        assert_eq!(bea.state, CommitmentState::Fulfilled, "{bea:#?}");
+        let cert = bea.certification.unwrap();
+        assert_eq!(cert.basis, ledger::LoadShiftBasis::Metered);
+        assert_eq!(cert.baseline_days, 7);
+        // 300 W over the six hours is 1.8 kWh on an ordinary day; 3.3 today.
+        let (measured, baseline) = (cert.measured_kwh.unwrap(), cert.baseline_kwh.unwrap());
+        assert!((baseline - 1.8).abs() < 0.01, "baseline {baseline}");
+        assert!((measured - 3.3).abs() < 0.01, "measured {measured}");
+        assert_eq!(cert.quantity, ledger::Quantity::from_centi(150));
+
+        let ivo = journal.commitment(ivo).unwrap().unwrap();
+        assert_eq!(ivo.state, CommitmentState::Certified, "{ivo:#?}");
+        assert_eq!(ivo.fulfilled, ledger::Quantity::ZERO);
+        assert_eq!(ivo.certification.unwrap().quantity, ledger::Quantity::ZERO);
+
+        let zoe = journal.commitment(zoe).unwrap().unwrap();
+        assert_eq!(zoe.state, CommitmentState::Certified);
+        assert_eq!(
+            zoe.certification.unwrap().basis,
+            ledger::LoadShiftBasis::NoMeter
+        );
+
+        // A second look writes nothing more.
+        let before = journal.verify().unwrap();
+        watch
+            .look(&journal, &queries, &snapshot(evening + chrono::Duration::minutes(5), 0.0, false))
+            .await
+            .unwrap();
+        assert!(journal.verify().unwrap().is_intact());
+        assert_eq!(journal.verify().unwrap().entries, before.entries);
+    }
+
+    /// With fewer days of the household's meter than a baseline needs, the node
+    /// says so and counts nothing, whatever the meter drew.
+    #[tokio::test]
+    async fn without_enough_days_of_a_household_meter_nothing_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
+        // Ten days of the site, so a forecast is made; two of the meters.
+        let queries = households_history(dir.path(), day, 10, 2).await;
+        let journal = Arc::new(Journal::open_in_memory().unwrap());
+        let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::Fr);
+        let morning = paris(day, 8, 0);
+        journal
+            .create_user("bea", &[Role::Resident], "a long enough password", "command-line", morning)
+            .unwrap();
+        watch
+            .look(&journal, &queries, &snapshot(morning, 0.0, false))
+            .await
+            .unwrap();
+        let offer = surplus_offers(&journal, morning).remove(0);
+        let c = journal
+            .propose_commitment(
+                "bea",
+                offer.id,
+                &NewCommitment {
+                    quantity: 1.5,
+                    note: String::new(),
+                },
+                morning,
+            )
+            .unwrap()
+            .seq;
+        watch
+            .look(&journal, &queries, &snapshot(paris(day, 9, 0), 0.0, false))
+            .await
+            .unwrap();
+        watch
+            .look(&journal, &queries, &snapshot(paris(day, 16, 30), 0.0, false))
+            .await
+            .unwrap();
+        let c = journal.commitment(c).unwrap().unwrap();
+        let cert = c.certification.unwrap();
+        assert_eq!(cert.basis, ledger::LoadShiftBasis::NoBaseline, "{cert:?}");
+        assert!(cert.measured_kwh.is_some());
+        assert_eq!(c.fulfilled, ledger::Quantity::ZERO);
+        assert_eq!(c.state, CommitmentState::Certified);
     }
 
     #[tokio::test]

@@ -299,6 +299,31 @@ fn commitment_state_key(state: CommitmentState) -> &'static str {
         CommitmentState::Accepted => "plan.commitment_accepted",
         CommitmentState::Fulfilled => "plan.commitment_fulfilled",
         CommitmentState::Released => "plan.commitment_released",
+        CommitmentState::Certified => "plan.commitment_certified",
+    }
+}
+
+/// The node's certification of a load shift, in one sentence: what the household's
+/// meters measured against their baseline, or why nothing could be.
+fn certification_text(c: &ledger::LoadShiftCertification, lang: Lang) -> String {
+    let t = Catalog::for_lang(lang);
+    let kwh = |v: f64| {
+        let q = Quantity::from_centi((v * 100.0).round() as i64);
+        quantity_with_unit(q, Unit::Kwh, lang)
+    };
+    match (c.basis, c.measured_kwh, c.baseline_kwh) {
+        (ledger::LoadShiftBasis::Metered, Some(measured), Some(baseline)) => t.tf(
+            "plan.certified_metered",
+            &[
+                ("measured", &kwh(measured)),
+                ("baseline", &kwh(baseline)),
+                ("days", &c.baseline_days.to_string()),
+                ("quantity", &quantity_with_unit(c.quantity, Unit::Kwh, lang)),
+            ],
+        ),
+        (ledger::LoadShiftBasis::NoMeter, ..) => t.t("plan.certified_no_meter").to_string(),
+        (ledger::LoadShiftBasis::NoReadings, ..) => t.t("plan.certified_no_readings").to_string(),
+        _ => t.t("plan.certified_no_baseline").to_string(),
     }
 }
 
@@ -575,6 +600,8 @@ struct CommitmentLine {
     can_release: bool,
     reason: String,
     problems: Vec<String>,
+    /// The node's certification of a load shift, when it made one.
+    certification: Option<String>,
 }
 
 /// An open intent in one of the member's saved interests.
@@ -815,6 +842,7 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
                 can_release: view.resident && my_side && open,
                 reason,
                 problems: problems_of(BoardTarget::Commitment(c.id)),
+                certification: c.certification.as_ref().map(|c| certification_text(c, lang)),
             }
         })
         .collect();
@@ -1007,6 +1035,7 @@ mod tests {
                 CommitmentState::Accepted,
                 CommitmentState::Fulfilled,
                 CommitmentState::Released,
+                CommitmentState::Certified,
             ] {
                 assert_ne!(t.t(commitment_state_key(s)), commitment_state_key(s));
             }

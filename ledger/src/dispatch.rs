@@ -111,6 +111,11 @@ fn record(
             call: "Journal::record_erasure",
         }
         .into()),
+        EntryKind::LoadShiftCertified => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::certify_load_shift",
+        }
+        .into()),
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
@@ -156,6 +161,7 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::CommitmentReleased => planning::apply_released(state, entry),
         EntryKind::CommitmentFulfilled => planning::apply_fulfilled(state, entry),
         EntryKind::IntentClosed => planning::apply_closed(state, entry),
+        EntryKind::LoadShiftCertified => planning::apply_certified(state, entry),
         // Sortition's state is rebuilt from its entries (`rules::sortition`), and
         // the replay re-runs every draw; its only table lists them (`apply`).
         // Consent's state is rebuilt from its entries too (`consent`).

@@ -93,10 +93,18 @@ pub enum EntryKind {
     /// "household_members", "meters", "from", "to", "rows"}`; the erasure, never the
     /// data.
     HouseholdReadingsErased,
+    /// The node (author [`crate::NODE_AUTHOR`]) certifies, once a surplus window is
+    /// over, what a household's meters drew in it above their baseline, for a
+    /// commitment to shift a load into one of its surplus offers: payload
+    /// `{"commitment", "household", "household_members", "meters", "window_start",
+    /// "window_end", "basis", "measured_kwh", "baseline_kwh", "baseline_days",
+    /// "quantity"}`. Recorded through [`crate::Journal::certify_load_shift`], which
+    /// knows the site's households.
+    LoadShiftCertified,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 22] = [
+    pub const ALL: [EntryKind; 23] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -119,6 +127,7 @@ impl EntryKind {
         EntryKind::ConsentGranted,
         EntryKind::ConsentRevoked,
         EntryKind::HouseholdReadingsErased,
+        EntryKind::LoadShiftCertified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +154,7 @@ impl EntryKind {
             EntryKind::ConsentGranted => "consent_granted",
             EntryKind::ConsentRevoked => "consent_revoked",
             EntryKind::HouseholdReadingsErased => "household_readings_erased",
+            EntryKind::LoadShiftCertified => "load_shift_certified",
         }
     }
 

@@ -79,6 +79,7 @@
 //! | `commitment_proposed`, `commitment_accepted`, `commitment_released` | `{"intent", "quantity", "note"}`, `{"commitment"}`, `{"commitment", "reason"}` |
 //! | `commitment_fulfilled` | `{"commitment", "contribution", "quantity"}`, just after the validation of a contribution naming the commitment |
 //! | `intent_closed` | `{"intent", "reason"}`: its author closes an intent; the node closes its repair need once the device is back and the need wholly fulfilled |
+//! | `load_shift_certified` | `{"commitment", "household", "household_members", "meters", "window_start", "window_end", "basis", "measured_kwh", "baseline_kwh", "baseline_days", "quantity"}`, by the node once the window of its surplus offer is over, one per accepted commitment on it: `basis` is `metered` (then `quantity` is [`load_shift_quantity`] of the two measures and what the commitment lacked), `no_meter`, `no_readings` or `no_baseline` (then `quantity` is 0); the receiver is one of `household_members`; it fulfils the commitment by `quantity`, and closes the offer when all of it is fulfilled |
 //! | `parameters_adopted` | `{"parameters": {"attestations_needed", "rates_micro_per_hour": {CATEGORY: n, …}, "demurrage_rate_ppm", "demurrage_period_days", "decision_rule"}, "decision": DECISION}`; `decision_rule` is `simple`, `two_thirds` or `consent`, and absent (meaning `simple`) from adoptions recorded before it existed |
 //! | `sortition_keys_set` | `{"keys": [NAME, …]}`: the attributes members may declare for sortition (1 to 40 of `a-z 0-9 _ -`, at most 8); replaces the previous list, and what members declared for a key no longer listed is forgotten |
 //! | `sortition_opted` | `{"opt_in", "attributes": {KEY: VALUE}}`: the author opts in to be drawn (declaring only listed keys, each value 1 to 80 characters) or out (`opt_in: false`, no attributes) |
@@ -207,9 +208,10 @@ pub use plan::{
 };
 pub use planning::{
     Action, Commitment, CommitmentState, DEFAULT_INTENT_LIFETIME_DAYS, Direction, Intent,
-    IntentProblem, IntentState, MAX_CLASS_CHARS, MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS,
-    MAX_QUANTITY, Match, NewCommitment, NewIntent, PlanningProblem, Quantity, TextField,
-    Unfulfillable, Unit, Visibility,
+    IntentProblem, IntentState, LoadShiftBasis, LoadShiftCertification, MAX_CLASS_CHARS,
+    MAX_INTENT_DESCRIPTION_CHARS, MAX_NOTE_CHARS, MAX_QUANTITY, Match, NewCommitment, NewIntent,
+    NewLoadShiftCertification, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
+    Visibility, load_shift_quantity,
 };
 pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS, SURPLUS_CLASS};
 pub use rules::sortition::PanelDecision;

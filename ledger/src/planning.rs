@@ -627,6 +627,9 @@ pub enum CommitmentState {
     Fulfilled,
     /// Withdrawn by either side before it was fulfilled.
     Released,
+    /// A load shift the node certified short of its whole quantity (part of it,
+    /// or nothing): over, with what it fulfilled.
+    Certified,
 }
 
 impl CommitmentState {
@@ -636,6 +639,7 @@ impl CommitmentState {
             CommitmentState::Accepted => "accepted",
             CommitmentState::Fulfilled => "fulfilled",
             CommitmentState::Released => "released",
+            CommitmentState::Certified => "certified",
         }
     }
 }
@@ -709,6 +713,99 @@ pub struct Commitment {
     pub state: CommitmentState,
     #[serde(with = "ts_millis")]
     pub proposed_at: DateTime<Utc>,
+    /// For a load shifted into one of the node's surplus offers: what the node
+    /// certified once the window was over (`null` before, and for every other
+    /// commitment).
+    pub certification: Option<LoadShiftCertification>,
+}
+
+/// How the node judged a load shift it certifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadShiftBasis {
+    /// The household's meters were read over the window and over the same hours of
+    /// the days before: what they drew above that baseline is what was shifted.
+    Metered,
+    /// The receiver belongs to no household with a meter: nothing can be measured,
+    /// so nothing is certified.
+    NoMeter,
+    /// A meter of the household reported too little during the window to measure
+    /// it: nothing is certified.
+    NoReadings,
+    /// The meters have too few days of history before the window to tell a
+    /// shifted load from an ordinary day: nothing is certified.
+    NoBaseline,
+}
+
+impl LoadShiftBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadShiftBasis::Metered => "metered",
+            LoadShiftBasis::NoMeter => "no_meter",
+            LoadShiftBasis::NoReadings => "no_readings",
+            LoadShiftBasis::NoBaseline => "no_baseline",
+        }
+    }
+}
+
+/// What the node measured for a load-shift commitment, to certify
+/// ([`crate::Journal::certify_load_shift`]); the journal works out the quantity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLoadShiftCertification {
+    pub commitment: i64,
+    /// The receiver's household and its members and meters, as configured now;
+    /// `None` when the receiver belongs to none.
+    pub household: Option<String>,
+    pub household_members: Vec<String>,
+    pub meters: Vec<String>,
+    pub basis: LoadShiftBasis,
+    /// What the meters drew over the window, in kWh.
+    pub measured_kwh: Option<f64>,
+    /// What they drew on average over the same hours of the days before.
+    pub baseline_kwh: Option<f64>,
+    /// The days that baseline is the mean of.
+    pub baseline_days: u32,
+}
+
+/// The node's certification of a load shift, as the pages and the JSON API show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadShiftCertification {
+    /// The `seq` of the `load_shift_certified` entry.
+    pub seq: i64,
+    #[serde(with = "ts_millis")]
+    pub certified_at: DateTime<Utc>,
+    pub household: Option<String>,
+    pub basis: LoadShiftBasis,
+    pub measured_kwh: Option<f64>,
+    pub baseline_kwh: Option<f64>,
+    pub baseline_days: u32,
+    /// What it fulfilled of the commitment: the energy above the baseline, down to
+    /// the hundredth of a kWh, at most what the commitment lacked.
+    pub quantity: Quantity,
+}
+
+/// What a load shift fulfils: with a measurement and a baseline, the energy drawn
+/// above the baseline (both taken to the watt-hour, the difference rounded down to
+/// the hundredth of a kWh, never below zero), at most `lacking`; otherwise nothing.
+pub fn load_shift_quantity(
+    basis: LoadShiftBasis,
+    measured_kwh: Option<f64>,
+    baseline_kwh: Option<f64>,
+    lacking: Quantity,
+) -> Quantity {
+    match (basis, measured_kwh, baseline_kwh) {
+        (LoadShiftBasis::Metered, Some(measured), Some(baseline))
+            if measured.is_finite() && baseline.is_finite() =>
+        {
+            // In whole watt-hours (all a meter resolves), so that 3.3 − 1.8 is
+            // 1.5 and not 1.4999…: exact, and the same on every replay.
+            let wh = |kwh: f64| (kwh * 1000.0).round().min(1e15);
+            let above = (wh(measured) - wh(baseline)).max(0.0);
+            // Bounded by `lacking`, so the cast cannot overflow.
+            Quantity::from_centi(((above / 10.0).floor().min(lacking.centi() as f64)) as i64)
+        }
+        _ => Quantity::ZERO,
+    }
 }
 
 /// One of a member's open intents and an open intent of someone else that could

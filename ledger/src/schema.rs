@@ -91,6 +91,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY REFERENCES journal(seq),
         kind TEXT NOT NULL
     );",
+    // 12: the node's certification of a load shifted into one of its surplus
+    // offers, one per commitment.
+    "ALTER TABLE commitments ADD COLUMN certified_seq INTEGER REFERENCES journal(seq);",
 ];
 
 const PLANNING: &str = "
@@ -247,6 +250,7 @@ pub(crate) const ENTRY_REFERENCES: &[(&str, &str)] = &[
     ("commitments", "id"),
     ("commitments", "accepted_seq"),
     ("commitments", "released_seq"),
+    ("commitments", "certified_seq"),
     ("fulfilments", "contribution"),
     ("fulfilments", "fulfilment_seq"),
     ("sortition_entries", "seq"),

@@ -369,7 +369,7 @@ pub struct ServiceSeries {
 }
 
 /// A time literal the history's day pruning recognises.
-fn ts_literal(t: DateTime<Utc>) -> String {
+pub(crate) fn ts_literal(t: DateTime<Utc>) -> String {
     format!(
         "arrow_cast({}, 'Timestamp(Millisecond, Some(\"UTC\"))')",
         t.timestamp_millis()

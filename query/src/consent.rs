@@ -353,7 +353,7 @@ impl Scope {
 }
 
 /// A SQL string literal.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

@@ -19,6 +19,7 @@ pub mod history_session;
 pub mod homeassistant;
 pub mod live;
 pub mod live_table;
+pub mod load_shift;
 pub mod plan_runner;
 pub mod replay;
 pub mod stoppable;

@@ -32,9 +32,10 @@ use crate::journal::Journal;
 use crate::journal::chain::{append, check_author};
 use crate::members::{NODE_AUTHOR, Role};
 use crate::planning::{
-    Action, Commitment, CommitmentState, Direction, Intent, IntentState, MAX_NOTE_CHARS, Match,
-    NewCommitment, NewIntent, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
-    Visibility, quantity_problem, text_problem,
+    Action, Commitment, CommitmentState, Direction, Intent, IntentState, LoadShiftBasis,
+    LoadShiftCertification, MAX_NOTE_CHARS, Match, NewCommitment, NewIntent,
+    NewLoadShiftCertification, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
+    Visibility, load_shift_quantity, quantity_problem, text_problem,
 };
 use crate::rules::sql::SqlState;
 use crate::rules::state::{
@@ -97,6 +98,25 @@ struct CommitmentFulfilled {
     contribution: i64,
     quantity: f64,
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadShiftCertified {
+    commitment: i64,
+    household: Option<String>,
+    household_members: Vec<String>,
+    meters: Vec<String>,
+    window_start: String,
+    window_end: String,
+    basis: LoadShiftBasis,
+    measured_kwh: Option<f64>,
+    baseline_kwh: Option<f64>,
+    baseline_days: u32,
+    quantity: f64,
+}
+
+/// Households, members and meters named in a certification: as many as a site has.
+const MAX_CERTIFIED_NAMES: usize = 64;
 
 impl Journal {
     /// Posts `member`'s intent. Refuses one that does not hold
@@ -298,6 +318,77 @@ impl Journal {
                 )?);
             }
             Ok(written)
+        })
+    }
+
+    /// The commitments on the node's surplus offers whose window is over at `at`
+    /// and that the node has not certified yet: accepted, not released, oldest
+    /// first.
+    pub fn load_shifts_to_certify(&self, at: DateTime<Utc>) -> Result<Vec<(Commitment, Intent)>> {
+        self.read(|conn| {
+            let offers: Vec<Intent> = select_intents(conn, None, at)?
+                .into_iter()
+                .filter(|i| {
+                    i.author == NODE_AUTHOR
+                        && i.class == SURPLUS_CLASS
+                        && i.window_end.is_some_and(|end| end <= at)
+                })
+                .collect();
+            let mut due: Vec<(Commitment, Intent)> = select_commitments(conn, None)?
+                .into_iter()
+                .filter(|c| c.state == CommitmentState::Accepted && c.certification.is_none())
+                .filter_map(|c| {
+                    let offer = offers.iter().find(|i| i.id == c.intent)?.clone();
+                    Some((c, offer))
+                })
+                .collect();
+            due.sort_by_key(|(c, _)| c.id);
+            Ok(due)
+        })
+    }
+
+    /// The node certifies what the receiver's household drew in the window of a
+    /// surplus offer above its baseline, for commitment `certification.commitment`
+    /// on it; the quantity is worked out here ([`load_shift_quantity`]) and fulfils
+    /// the commitment. Refused before the window is over, twice for one commitment,
+    /// for a commitment not accepted or released, or not on a surplus offer of the
+    /// node's, and for a household the receiver is not a member of.
+    pub fn certify_load_shift(
+        &self,
+        certification: &NewLoadShiftCertification,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        self.write(|tx| {
+            let mut state = SqlState::new(tx);
+            let (commitment, intent) = commitment_and_intent(&mut state, certification.commitment)?;
+            let lacking = commitment.quantity.saturating_sub(commitment.fulfilled);
+            let quantity = load_shift_quantity(
+                certification.basis,
+                certification.measured_kwh,
+                certification.baseline_kwh,
+                lacking,
+            );
+            let window = |t: Option<DateTime<Utc>>| t.map(format_ts).unwrap_or_default();
+            let kind = EntryKind::LoadShiftCertified;
+            let payload = encode(
+                kind,
+                &LoadShiftCertified {
+                    commitment: commitment.id,
+                    household: certification.household.clone(),
+                    household_members: certification.household_members.clone(),
+                    meters: certification.meters.clone(),
+                    window_start: window(intent.window_start),
+                    window_end: window(intent.window_end),
+                    basis: certification.basis,
+                    measured_kwh: certification.measured_kwh,
+                    baseline_kwh: certification.baseline_kwh,
+                    baseline_days: certification.baseline_days,
+                    quantity: quantity.as_f64(),
+                },
+            )?;
+            let entry = append(tx, kind, NODE_AUTHOR, &payload, ts)?;
+            apply_certified(&mut SqlState::new(tx), &entry)?;
+            Ok(entry)
         })
     }
 
@@ -738,6 +829,7 @@ pub(crate) fn apply_proposed(state: &mut impl LedgerState, entry: &Entry) -> Res
         accepted_seq: None,
         released_seq: None,
         fulfilled: Quantity::ZERO,
+        certified_seq: None,
     })
 }
 
@@ -859,7 +951,7 @@ pub(crate) fn apply_released(state: &mut impl LedgerState, entry: &Entry) -> Res
             Refusal::PlanningRule(PlanningProblem::AlreadyReleased { commitment: id }).into(),
         );
     }
-    if commitment.fulfilled >= commitment.quantity {
+    if commitment.fulfilled >= commitment.quantity || commitment.certified_seq.is_some() {
         return Err(
             Refusal::PlanningRule(PlanningProblem::NothingToRelease { commitment: id }).into(),
         );
@@ -991,6 +1083,154 @@ pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Re
     state.put_fulfilment(&link)
 }
 
+pub(crate) fn apply_certified(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
+    let kind = entry.kind;
+    let certified: LoadShiftCertified = decode(kind, &entry.payload)?;
+    let invalid = |reason: String| -> Result<()> {
+        Err(Refusal::InvalidPayload { kind, reason }.into())
+    };
+    if entry.author != NODE_AUTHOR {
+        return invalid(format!(
+            "only the node (author `{NODE_AUTHOR}`) certifies a load shift"
+        ));
+    }
+    let (mut commitment, mut intent) = commitment_and_intent(state, certified.commitment)?;
+    let id = commitment.id;
+    if intent.author != NODE_AUTHOR || intent.class != SURPLUS_CLASS {
+        return invalid(format!(
+            "commitment {id} is not on a surplus offer of the node's"
+        ));
+    }
+    let window = |t: Option<DateTime<Utc>>| t.map(format_ts).unwrap_or_default();
+    if certified.window_start != window(intent.window_start)
+        || certified.window_end != window(intent.window_end)
+    {
+        return invalid(format!(
+            "the window {}..{} is not that of intent {}",
+            certified.window_start, certified.window_end, intent.id
+        ));
+    }
+    if intent.window_end.is_none_or(|end| entry.ts < end) {
+        return Err(Refusal::PlanningRule(PlanningProblem::Inconsistent(format!(
+            "commitment {id} is certified before the end of its window ({})",
+            certified.window_end
+        )))
+        .into());
+    }
+    let why = if commitment.released_seq.is_some() {
+        Some(Unfulfillable::Released)
+    } else if commitment.accepted_seq.is_none() {
+        Some(Unfulfillable::NotAccepted)
+    } else if commitment.certified_seq.is_some() || commitment.fulfilled >= commitment.quantity {
+        Some(Unfulfillable::Fulfilled)
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(
+            Refusal::PlanningRule(PlanningProblem::CannotFulfil { commitment: id, why }).into(),
+        );
+    }
+    let names = || {
+        certified
+            .household
+            .iter()
+            .chain(&certified.household_members)
+            .chain(&certified.meters)
+    };
+    if certified.household_members.len() + certified.meters.len() > MAX_CERTIFIED_NAMES {
+        return invalid(format!("more than {MAX_CERTIFIED_NAMES} members and meters"));
+    }
+    if let Some(bad) = names().find(|n| {
+        n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)
+    }) {
+        return invalid(format!("{bad:?} is not a household, member or meter id"));
+    }
+    let measures = [certified.measured_kwh, certified.baseline_kwh];
+    if measures.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+        return invalid("a measure is not a number of kWh at least 0".into());
+    }
+    let metered = certified.household.is_some() && !certified.meters.is_empty();
+    let consistent = match certified.basis {
+        LoadShiftBasis::Metered => {
+            metered
+                && certified.measured_kwh.is_some()
+                && certified.baseline_kwh.is_some()
+                && certified.baseline_days > 0
+        }
+        LoadShiftBasis::NoReadings => metered && certified.measured_kwh.is_none(),
+        LoadShiftBasis::NoBaseline => {
+            metered && certified.measured_kwh.is_some() && certified.baseline_kwh.is_none()
+        }
+        LoadShiftBasis::NoMeter => {
+            certified.meters.is_empty()
+                && certified.measured_kwh.is_none()
+                && certified.baseline_kwh.is_none()
+        }
+    };
+    if !consistent {
+        return invalid(format!(
+            "basis `{}` does not go with the household, meters and measures given",
+            certified.basis.as_str()
+        ));
+    }
+    if certified.household.is_some()
+        && !certified.household_members.contains(&commitment.receiver)
+    {
+        return invalid(format!(
+            "`{}`, who committed, is not a member of household {:?}",
+            commitment.receiver,
+            certified.household.as_deref().unwrap_or_default()
+        ));
+    }
+    let lacking = commitment.quantity.saturating_sub(commitment.fulfilled);
+    let quantity = load_shift_quantity(
+        certified.basis,
+        certified.measured_kwh,
+        certified.baseline_kwh,
+        lacking,
+    );
+    if Quantity::from_f64(certified.quantity) != Some(quantity) {
+        return Err(Refusal::PlanningRule(PlanningProblem::Inconsistent(format!(
+            "commitment {id}: the measures give {quantity} kWh above the baseline, not {}",
+            certified.quantity
+        )))
+        .into());
+    }
+    commitment.fulfilled = Quantity::from_centi(commitment.fulfilled.centi() + quantity.centi());
+    commitment.certified_seq = Some(entry.seq);
+    intent.fulfilled = Quantity::from_centi(intent.fulfilled.centi() + quantity.centi());
+    if intent.closed_seq.is_none() && intent.fulfilled >= intent.quantity {
+        intent.closed_seq = Some(entry.seq);
+    }
+    state.put_commitment(&commitment)?;
+    state.put_intent(&intent)
+}
+
+/// The node's certification `seq` of a load shift, as the pages show it.
+fn certification(conn: &Connection, seq: i64) -> Result<LoadShiftCertification> {
+    let (ts, payload): (String, String) = conn.query_row(
+        "SELECT ts, payload FROM journal WHERE seq = ?1",
+        [seq],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let corrupt = |problem: String| Error::Corrupt { seq, problem };
+    let value: Value = serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?;
+    let c: LoadShiftCertified = decode(EntryKind::LoadShiftCertified, &value)?;
+    Ok(LoadShiftCertification {
+        seq,
+        certified_at: parse_canonical_ts(&ts)
+            .ok_or_else(|| corrupt(format!("ts `{ts}` is not canonical")))?,
+        household: c.household,
+        basis: c.basis,
+        measured_kwh: c.measured_kwh,
+        baseline_kwh: c.baseline_kwh,
+        baseline_days: c.baseline_days,
+        quantity: Quantity::from_f64(c.quantity)
+            .ok_or_else(|| corrupt(format!("quantity {} does not read", c.quantity)))?,
+    })
+}
+
 // ---------------------------------------------------------------------------------
 // The tables, read and written (for `rules::sql` and the verification).
 
@@ -1065,8 +1305,8 @@ pub(crate) fn put_intent(conn: &Connection, i: &IntentRow) -> Result<()> {
 }
 
 pub(crate) const SELECT_COMMITMENT: &str = "SELECT id, intent, provider, receiver,
-    proposed_by, centi_quantity, note, accepted_seq, released_seq, fulfilled_centi
-    FROM commitments";
+    proposed_by, centi_quantity, note, accepted_seq, released_seq, fulfilled_centi,
+    certified_seq FROM commitments";
 
 pub(crate) fn commitment_row(row: &Row<'_>) -> Result<CommitmentRow> {
     let id: i64 = row.get(0)?;
@@ -1085,16 +1325,18 @@ pub(crate) fn commitment_row(row: &Row<'_>) -> Result<CommitmentRow> {
         accepted_seq: row.get(7).map_err(|_| bad("accepted_seq"))?,
         released_seq: row.get(8).map_err(|_| bad("released_seq"))?,
         fulfilled: Quantity::from_centi(row.get(9).map_err(|_| bad("fulfilled_centi"))?),
+        certified_seq: row.get(10).map_err(|_| bad("certified_seq"))?,
     })
 }
 
 pub(crate) fn put_commitment(conn: &Connection, c: &CommitmentRow) -> Result<()> {
     conn.execute(
         "INSERT INTO commitments (id, intent, provider, receiver, proposed_by, centi_quantity,
-            note, accepted_seq, released_seq, fulfilled_centi)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            note, accepted_seq, released_seq, fulfilled_centi, certified_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET accepted_seq = excluded.accepted_seq,
-            released_seq = excluded.released_seq, fulfilled_centi = excluded.fulfilled_centi",
+            released_seq = excluded.released_seq, fulfilled_centi = excluded.fulfilled_centi,
+            certified_seq = excluded.certified_seq",
         params![
             c.id,
             c.intent,
@@ -1106,6 +1348,7 @@ pub(crate) fn put_commitment(conn: &Connection, c: &CommitmentRow) -> Result<()>
             c.accepted_seq,
             c.released_seq,
             c.fulfilled.centi(),
+            c.certified_seq,
         ],
     )?;
     Ok(())
@@ -1230,6 +1473,8 @@ fn select_commitments(conn: &Connection, id: Option<i64>) -> Result<Vec<Commitme
                 CommitmentState::Released
             } else if row.fulfilled >= row.quantity {
                 CommitmentState::Fulfilled
+            } else if row.certified_seq.is_some() {
+                CommitmentState::Certified
             } else if row.accepted_seq.is_some() {
                 CommitmentState::Accepted
             } else {
@@ -1251,6 +1496,10 @@ fn select_commitments(conn: &Connection, id: Option<i64>) -> Result<Vec<Commitme
                 fulfilled: row.fulfilled,
                 note: row.note,
                 state,
+                certification: row
+                    .certified_seq
+                    .map(|seq| certification(conn, seq))
+                    .transpose()?,
             })
         })
         .collect()

@@ -151,6 +151,9 @@ pub(crate) struct CommitmentRow {
     pub(crate) accepted_seq: Option<i64>,
     pub(crate) released_seq: Option<i64>,
     pub(crate) fulfilled: Quantity,
+    /// The node's `load_shift_certified` entry, for a load shifted into one of its
+    /// surplus offers.
+    pub(crate) certified_seq: Option<i64>,
 }
 
 /// A contribution that names the commitment it fulfils (`fulfilments` table), and

@@ -719,3 +719,190 @@ fn the_node_posts_and_accepts_only_what_is_its_own() {
     );
     assert!(journal.verify().unwrap().is_intact());
 }
+
+/// Bob's and Carol's household `h1`, with its meter.
+fn metered(commitment: i64, measured: f64, baseline: f64) -> ledger::NewLoadShiftCertification {
+    ledger::NewLoadShiftCertification {
+        commitment,
+        household: Some("h1".into()),
+        household_members: vec!["Bob".into(), "Carol".into()],
+        meters: vec!["h1-meter".into()],
+        basis: ledger::LoadShiftBasis::Metered,
+        measured_kwh: Some(measured),
+        baseline_kwh: Some(baseline),
+        baseline_days: 7,
+    }
+}
+
+/// Once the window is over, the node certifies each load shift from what the
+/// household's meter drew above its baseline: all of it fulfils Bob's commitment
+/// and closes it; Dave's washing machine that did not run gives nothing; each is
+/// certified once, never before the window ends, never for someone outside the
+/// household named, and `verify` replays it all.
+#[test]
+fn a_load_shift_is_fulfilled_by_what_the_node_measured_above_the_baseline() {
+    let journal = community();
+    let (start, end) = (t0() + Duration::hours(1), t0() + Duration::hours(5));
+    let offer = journal
+        .open_surplus_offer(start, end, 6.0, "Surplus solaire de 11 h à 15 h", t0())
+        .unwrap()
+        .expect("posted")
+        .seq;
+    let bob = journal
+        .propose_commitment("Bob", offer, &commit(1.5), t0())
+        .unwrap()
+        .seq;
+    let dave = journal
+        .propose_commitment("Dave", offer, &commit(2.0), t0())
+        .unwrap()
+        .seq;
+    let carol = journal
+        .propose_commitment("Carol", offer, &commit(1.0), t0())
+        .unwrap()
+        .seq;
+    assert_eq!(journal.accept_surplus_commitments(t0()).unwrap().len(), 3);
+    journal
+        .release_commitment("Carol", carol, "finalement non", t0())
+        .unwrap();
+
+    // During the window nothing is due, and nothing can be certified.
+    let during = start + Duration::hours(1);
+    assert!(journal.load_shifts_to_certify(during).unwrap().is_empty());
+    let err = journal
+        .certify_load_shift(&metered(bob, 3.2, 1.0), during)
+        .expect_err("too early");
+    assert!(
+        matches!(refusal(err), Refusal::PlanningRule(PlanningProblem::Inconsistent(_))),
+        "refused before the window ends"
+    );
+
+    // After it: Bob's and Dave's are due, oldest first; Carol's released one is not.
+    let after = end + Duration::minutes(10);
+    let due: Vec<i64> = journal
+        .load_shifts_to_certify(after)
+        .unwrap()
+        .into_iter()
+        .map(|(c, _)| c.id)
+        .collect();
+    assert_eq!(due, vec![bob, dave]);
+
+    // Bob's household drew 3.2 kWh against 1.0 usually: 2.2 above, of which the
+    // 1.5 committed count.
+    let entry = journal
+        .certify_load_shift(&metered(bob, 3.2, 1.0), after)
+        .unwrap();
+    assert_eq!(entry.author, ledger::NODE_AUTHOR);
+    assert_eq!(entry.kind, EntryKind::LoadShiftCertified);
+    assert_eq!(entry.payload["quantity"], json!(1.5));
+    let c = journal.commitment(bob).unwrap().expect("bob's");
+    assert_eq!(c.state, CommitmentState::Fulfilled);
+    assert_eq!(c.fulfilled, Quantity::from_centi(150));
+    let cert = c.certification.expect("certified");
+    assert_eq!(cert.basis, ledger::LoadShiftBasis::Metered);
+    assert_eq!(cert.quantity, Quantity::from_centi(150));
+    assert_eq!(cert.household.as_deref(), Some("h1"));
+
+    // Dave is not of household h1: refused. His own household's meter drew less
+    // than usual: nothing shifted, nothing fulfilled, the commitment over.
+    let err = journal
+        .certify_load_shift(&metered(dave, 5.0, 1.0), after)
+        .expect_err("Dave is not of h1");
+    assert!(
+        matches!(refusal(err), Refusal::InvalidPayload { .. }),
+        "refused for a household Dave is not in"
+    );
+    let daves = ledger::NewLoadShiftCertification {
+        household: Some("h2".into()),
+        household_members: vec!["Dave".into()],
+        meters: vec!["h2-meter".into()],
+        ..metered(dave, 0.8, 1.1)
+    };
+    journal.certify_load_shift(&daves, after).unwrap();
+    let c = journal.commitment(dave).unwrap().expect("dave's");
+    assert_eq!(c.state, CommitmentState::Certified);
+    assert_eq!(c.fulfilled, Quantity::ZERO);
+    assert_eq!(
+        c.certification.expect("certified").quantity,
+        Quantity::ZERO
+    );
+    let err = journal
+        .release_commitment("Dave", dave, "trop tard", after)
+        .expect_err("over");
+    assert!(matches!(
+        refusal(err),
+        Refusal::PlanningRule(PlanningProblem::NothingToRelease { .. })
+    ));
+
+    // Once only; and nobody appends one by hand, the node included.
+    let err = journal
+        .certify_load_shift(&metered(bob, 3.2, 1.0), after)
+        .expect_err("twice");
+    assert!(matches!(
+        refusal(err),
+        Refusal::PlanningRule(PlanningProblem::CannotFulfil { .. })
+    ));
+    assert!(journal.load_shifts_to_certify(after).unwrap().is_empty());
+    let err = journal
+        .append(
+            EntryKind::LoadShiftCertified,
+            ledger::NODE_AUTHOR,
+            &json!({"commitment": bob}),
+            after,
+        )
+        .expect_err("typed call only");
+    assert!(matches!(refusal(err), Refusal::TypedCallOnly { .. }));
+
+    // What the offer got: 1.5 of its 6 kWh fulfilled.
+    let offer_now = journal.intent(offer, after).unwrap().expect("offer");
+    assert_eq!(offer_now.fulfilled, Quantity::from_centi(150));
+    assert!(journal.verify().unwrap().is_intact());
+}
+
+/// A certification whose basis does not go with its measures is refused, and one
+/// without meter or baseline fulfils nothing.
+#[test]
+fn a_load_shift_without_a_meter_or_a_baseline_fulfils_nothing() {
+    let journal = community();
+    let (start, end) = (t0() + Duration::hours(1), t0() + Duration::hours(5));
+    let offer = journal
+        .open_surplus_offer(start, end, 6.0, "Surplus", t0())
+        .unwrap()
+        .expect("posted")
+        .seq;
+    let bob = journal
+        .propose_commitment("Bob", offer, &commit(1.5), t0())
+        .unwrap()
+        .seq;
+    journal.accept_surplus_commitments(t0()).unwrap();
+    let after = end + Duration::minutes(10);
+    for bad in [
+        // Metered without a baseline, or with a negative or infinite measure.
+        ledger::NewLoadShiftCertification {
+            baseline_kwh: None,
+            ..metered(bob, 3.0, 1.0)
+        },
+        metered(bob, -1.0, 1.0),
+        metered(bob, f64::INFINITY, 1.0),
+        // No meter, yet meters and measures.
+        ledger::NewLoadShiftCertification {
+            basis: ledger::LoadShiftBasis::NoMeter,
+            ..metered(bob, 3.0, 1.0)
+        },
+    ] {
+        assert!(
+            journal.certify_load_shift(&bad, after).is_err(),
+            "refused: {bad:?}"
+        );
+    }
+    let no_baseline = ledger::NewLoadShiftCertification {
+        basis: ledger::LoadShiftBasis::NoBaseline,
+        baseline_kwh: None,
+        baseline_days: 2,
+        ..metered(bob, 3.0, 0.0)
+    };
+    journal.certify_load_shift(&no_baseline, after).unwrap();
+    let c = journal.commitment(bob).unwrap().expect("bob's");
+    assert_eq!(c.state, CommitmentState::Certified);
+    assert_eq!(c.fulfilled, Quantity::ZERO);
+    assert!(journal.verify().unwrap().is_intact());
+}

@@ -135,6 +135,34 @@ fn community() -> (tempfile::TempDir, PathBuf) {
         .decline_panel_seat(draw, &first[0], &first[0], day)
         .unwrap();
     crate::consent::grant_revoke_erase(&journal, day);
+    // The node's surplus offer: Bob shifts his washing machine into it, and once
+    // the window is over the node certifies it from his household's meter.
+    let (start, end) = (day + Duration::hours(1), day + Duration::hours(5));
+    let offer = journal
+        .open_surplus_offer(start, end, 6.0, "Surplus solaire", day)
+        .unwrap()
+        .expect("offered")
+        .seq;
+    let shift = journal
+        .propose_commitment("Bob", offer, &commit(1.5), day)
+        .unwrap()
+        .seq;
+    journal.accept_surplus_commitments(day).unwrap();
+    journal
+        .certify_load_shift(
+            &ledger::NewLoadShiftCertification {
+                commitment: shift,
+                household: Some("bob-home".into()),
+                household_members: vec!["Bob".into()],
+                meters: vec!["bob-meter".into()],
+                basis: ledger::LoadShiftBasis::Metered,
+                measured_kwh: Some(2.4),
+                baseline_kwh: Some(1.2),
+                baseline_days: 7,
+            },
+            end + Duration::minutes(10),
+        )
+        .unwrap();
     let three_percent = LedgerParameters {
         demurrage_rate_ppm: 30_000,
         ..LedgerParameters::default()
@@ -263,6 +291,43 @@ fn a_forged_fulfilment_breaks_the_rules_on_replay() {
     let bad = first_bad(&path);
     assert_eq!(bad.seq, seq, "{bad}");
     assert!(bad.problem.contains("fulfils 2 of commitment"), "{bad}");
+}
+
+/// The node's certification made to count more than its measures give, with a
+/// fresh chain: the replay recomputes it from the measures.
+#[test]
+fn a_load_shift_forged_to_count_more_breaks_the_rules_on_replay() {
+    let (_dir, path) = community();
+    let mut all = entries(&path);
+    let at = all
+        .iter()
+        .position(|e| e.kind == EntryKind::LoadShiftCertified)
+        .unwrap();
+    // 2.4 − 1.2 kWh is 1.2, not the whole 1.5 committed.
+    assert_eq!(all[at].payload["quantity"], serde_json::json!(1.2));
+    all[at].payload["quantity"] = serde_json::json!(1.5);
+    let seq = all[at].seq;
+    forge(&path, all);
+    let bad = first_bad(&path);
+    assert_eq!(bad.seq, seq, "{bad}");
+    assert!(bad.problem.contains("above the baseline"), "{bad}");
+}
+
+/// A certification claimed by a member rather than the node is refused on replay.
+#[test]
+fn a_load_shift_certified_by_a_member_breaks_the_rules_on_replay() {
+    let (_dir, path) = community();
+    let mut all = entries(&path);
+    let at = all
+        .iter()
+        .position(|e| e.kind == EntryKind::LoadShiftCertified)
+        .unwrap();
+    all[at].author = "Bob".into();
+    let seq = all[at].seq;
+    forge(&path, all);
+    let bad = first_bad(&path);
+    assert_eq!(bad.seq, seq, "{bad}");
+    assert!(bad.problem.contains("only the node"), "{bad}");
 }
 
 #[test]
