@@ -64,7 +64,10 @@ pub async fn run_headless(browser: &Path, args: &[String]) -> String {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let survivors = reaper.reap();
+    let mut survivors = reaper.reap();
+    survivors.extend(crate::process::reap_mentioning(
+        &profile.path().to_string_lossy(),
+    ));
     assert!(survivors.is_empty(), "chromium left {survivors:?}");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

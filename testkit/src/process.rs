@@ -199,6 +199,39 @@ impl Drop for Peer {
     }
 }
 
+/// Kills every live process whose command line mentions `needle` (a browser's
+/// profile directory), waiting up to five seconds for them to go; returns those
+/// still running. Chromium's zygotes write their title over their environment,
+/// so the marker no longer finds them once they have started: their profile
+/// directory, on their command line, still does.
+pub fn reap_mentioning(needle: &str) -> Vec<Survivor> {
+    let deadline = Instant::now() + REAP_WAIT;
+    loop {
+        let found: Vec<Marked> = live_processes()
+            .into_iter()
+            .filter(|p| p.command.contains(needle))
+            .collect();
+        if found.is_empty() {
+            return Vec::new();
+        }
+        for process in &found {
+            if let Some(pid) = Pid::from_raw(process.pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        if Instant::now() > deadline {
+            return found
+                .into_iter()
+                .map(|p| Survivor {
+                    pid: p.pid,
+                    command: p.command,
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Every running process started by any test (any tag), zombies aside: what
 /// `.ci/run` asserts to be empty after the suite.
 pub fn all_test_processes() -> Vec<Survivor> {
@@ -220,11 +253,27 @@ struct Marked {
 /// The live processes whose environment holds [`MARKER`] (with value `tag`, when
 /// given). A process may end while it is read: it is then simply not listed.
 fn marked(tag: Option<&str>) -> Vec<Marked> {
+    let wanted = tag.map(|t| format!("{MARKER}={t}"));
+    let prefix = format!("{MARKER}=");
+    scan(|environ| {
+        environ.split(|b| *b == 0).any(|var| match &wanted {
+            Some(w) => var == w.as_bytes(),
+            None => var.starts_with(prefix.as_bytes()),
+        })
+    })
+}
+
+/// Every live process but this one, zombies aside.
+fn live_processes() -> Vec<Marked> {
+    scan(|_| true)
+}
+
+/// The live processes (this one and zombies aside) whose environment `keep`
+/// accepts.
+fn scan(keep: impl Fn(&[u8]) -> bool) -> Vec<Marked> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let wanted = tag.map(|t| format!("{MARKER}={t}"));
-    let prefix = format!("{MARKER}=");
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -240,11 +289,7 @@ fn marked(tag: Option<&str>) -> Vec<Marked> {
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        let carries = environ.split(|b| *b == 0).any(|var| match &wanted {
-            Some(w) => var == w.as_bytes(),
-            None => var.starts_with(prefix.as_bytes()),
-        });
-        if !carries {
+        if !keep(&environ) {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

@@ -227,36 +227,17 @@ impl Driver {
             "still running after quit: {survivors:?}"
         );
         let profile = self.profile.path().to_string_lossy().into_owned();
-        let stray = running_with(&profile);
+        let stray = testkit::process::reap_mentioning(&profile);
         assert!(stray.is_empty(), "processes still use {profile}: {stray:?}");
     }
 }
 
-/// The command lines of running processes (zombies aside) that mention `needle`.
-fn running_with(needle: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rfind(')')
-                        .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-                })
-                == Some(false)
-        })
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(needle))
-        .collect()
+impl Drop for Driver {
+    /// A test that failed before `quit` leaves no browser either: the reaper
+    /// ends what carries its marker, and this what still names the profile.
+    fn drop(&mut self) {
+        let _ = testkit::process::reap_mentioning(&self.profile.path().to_string_lossy());
+    }
 }
 
 pub(crate) struct Element<'a> {
