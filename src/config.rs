@@ -68,6 +68,10 @@ pub(crate) struct PlanningConfig {
     /// The surplus, in watts, from which a quarter hour counts in a window.
     #[serde(default = "default_surplus_min_w")]
     pub(crate) surplus_min_w: f64,
+    /// The hours a service may be shed in a week before the node opens a need
+    /// for it; 0: never.
+    #[serde(default = "default_shed_need_hours")]
+    pub(crate) shed_need_hours: f64,
 }
 
 impl Default for PlanningConfig {
@@ -76,6 +80,7 @@ impl Default for PlanningConfig {
             repair_after: default_repair_after(),
             surplus_offers: true,
             surplus_min_w: default_surplus_min_w(),
+            shed_need_hours: default_shed_need_hours(),
         }
     }
 }
@@ -86,6 +91,10 @@ fn default_true() -> bool {
 
 fn default_surplus_min_w() -> f64 {
     500.0
+}
+
+fn default_shed_need_hours() -> f64 {
+    6.0
 }
 
 fn default_repair_after() -> std::time::Duration {
@@ -337,6 +346,14 @@ fn check(l: &Loaded) -> Result<()> {
             "{}: key `planning.surplus_min_w`: {} is not a power above 0 W",
             at(line_of(&l.text, 1, "surplus_min_w")),
             c.planning.surplus_min_w
+        );
+    }
+    let shed = c.planning.shed_need_hours;
+    if !(shed.is_finite() && (0.0..=168.0).contains(&shed)) {
+        bail!(
+            "{}: key `planning.shed_need_hours`: {shed} is not a number of hours from 0 \
+             (never) to 168 (a week)",
+            at(line_of(&l.text, 1, "shed_need_hours")),
         );
     }
     if c.web.sql_memory_mb < MIN_SQL_MEMORY_MB || c.web.sql_memory_mb > 1024 * 1024 {
@@ -625,6 +642,16 @@ mqtt = {{ topic = \"h3\" }}
         let loaded = parse(&ok, "site.toml").expect("valid");
         assert!(!loaded.config.planning.surplus_offers);
         assert_eq!(loaded.config.planning.surplus_min_w, 800.0);
+        assert_eq!(loaded.config.planning.shed_need_hours, 6.0, "the default");
+        let text = format!("{MINIMAL}\n[planning]\nshed_need_hours = 200\n");
+        let err = parse(&text, "site.toml")
+            .expect_err("beyond a week")
+            .to_string();
+        let line = text.lines().count();
+        assert!(
+            err.contains(&format!("line {line}")) && err.contains("planning.shed_need_hours"),
+            "{err}"
+        );
     }
 
     #[test]

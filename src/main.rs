@@ -12,6 +12,7 @@ mod keys;
 mod ledger_cli;
 mod node;
 mod repair;
+mod shed;
 mod surplus;
 
 use std::net::SocketAddr;

@@ -302,6 +302,16 @@ impl Node {
                 cancel.clone(),
             ));
         }
+        // The node's needs for the services shed for hours this week.
+        if c.planning.shed_need_hours > 0.0 {
+            tokio::spawn(crate::shed::run(
+                crate::shed::ShedWatch::new(c.planning.shed_need_hours, c.site.timezone, lang),
+                rx.clone(),
+                journal.clone(),
+                queries.clone(),
+                cancel.clone(),
+            ));
+        }
         // What the federation sees: the public view's totals, once a minute.
         crate::federation_cli::start_sharing(
             loaded,

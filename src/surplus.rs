@@ -164,7 +164,10 @@ impl SurplusWatch {
             let (Some(start), Some(end)) = (offer.window_start, offer.window_end) else {
                 continue;
             };
-            let household = queries.households().of_member(&commitment.receiver).cloned();
+            let household = queries
+                .households()
+                .of_member(&commitment.receiver)
+                .cloned();
             let mut certification = ledger::NewLoadShiftCertification {
                 commitment: commitment.id,
                 household: household.as_ref().map(|h| h.id.clone()),
@@ -484,8 +487,10 @@ mod tests {
         let mut readings = Vec::new();
         let mut t = paris(day - Days::new(days), 0, 0);
         while t < paris(day, 16, 0) {
-            let sun = t.with_timezone(&Paris).time() >= chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap()
-                && t.with_timezone(&Paris).time() < chrono::NaiveTime::from_hms_opt(16, 0, 0).unwrap();
+            let sun = t.with_timezone(&Paris).time()
+                >= chrono::NaiveTime::from_hms_opt(10, 0, 0).unwrap()
+                && t.with_timezone(&Paris).time()
+                    < chrono::NaiveTime::from_hms_opt(16, 0, 0).unwrap();
             let washing = t >= paris(day, 11, 0) && t < paris(day, 11, 45);
             let pv = if sun { 3000.0 } else { 0.0 };
             let metered = t >= paris(day - Days::new(meter_days), 0, 0);
@@ -551,7 +556,13 @@ mod tests {
         let morning = paris(day, 8, 0);
         for name in ["bea", "ivo", "zoe"] {
             journal
-                .create_user(name, &[Role::Resident], "a long enough password", "command-line", morning)
+                .create_user(
+                    name,
+                    &[Role::Resident],
+                    "a long enough password",
+                    "command-line",
+                    morning,
+                )
                 .unwrap();
         }
         watch
@@ -619,7 +630,11 @@ mod tests {
         // A second look writes nothing more.
         let before = journal.verify().unwrap();
         watch
-            .look(&journal, &queries, &snapshot(evening + chrono::Duration::minutes(5), 0.0, false))
+            .look(
+                &journal,
+                &queries,
+                &snapshot(evening + chrono::Duration::minutes(5), 0.0, false),
+            )
             .await
             .unwrap();
         assert!(journal.verify().unwrap().is_intact());
@@ -638,7 +653,13 @@ mod tests {
         let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::Fr);
         let morning = paris(day, 8, 0);
         journal
-            .create_user("bea", &[Role::Resident], "a long enough password", "command-line", morning)
+            .create_user(
+                "bea",
+                &[Role::Resident],
+                "a long enough password",
+                "command-line",
+                morning,
+            )
             .unwrap();
         watch
             .look(&journal, &queries, &snapshot(morning, 0.0, false))
@@ -662,7 +683,11 @@ mod tests {
             .await
             .unwrap();
         watch
-            .look(&journal, &queries, &snapshot(paris(day, 16, 30), 0.0, false))
+            .look(
+                &journal,
+                &queries,
+                &snapshot(paris(day, 16, 30), 0.0, false),
+            )
             .await
             .unwrap();
         let c = journal.commitment(c).unwrap().unwrap();

@@ -842,7 +842,10 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
                 can_release: view.resident && my_side && open,
                 reason,
                 problems: problems_of(BoardTarget::Commitment(c.id)),
-                certification: c.certification.as_ref().map(|c| certification_text(c, lang)),
+                certification: c
+                    .certification
+                    .as_ref()
+                    .map(|c| certification_text(c, lang)),
             }
         })
         .collect();
@@ -943,6 +946,50 @@ pub fn render_plan(view: &PlanView<'_>, lang: Lang, site: &SiteInfo) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node's certification says what was measured, against what, and what
+    /// counted, in each language's numbers; and why nothing counted otherwise.
+    #[test]
+    fn a_certification_says_what_the_meters_measured() {
+        let metered = ledger::LoadShiftCertification {
+            seq: 12,
+            certified_at: chrono::Utc::now(),
+            household: Some("martin".into()),
+            basis: ledger::LoadShiftBasis::Metered,
+            measured_kwh: Some(3.3),
+            baseline_kwh: Some(1.8),
+            baseline_days: 7,
+            quantity: Quantity::from_centi(150),
+        };
+        let fr = certification_text(&metered, Lang::Fr);
+        for part in ["3,3 kWh", "1,8 kWh", "7 jours", "1,5 kWh"] {
+            assert!(fr.contains(part), "{part} in {fr}");
+        }
+        let en = certification_text(&metered, Lang::En);
+        for part in ["3.3 kWh", "1.8 kWh", "7 days", "1.5 kWh"] {
+            assert!(en.contains(part), "{part} in {en}");
+        }
+        let mut texts = std::collections::BTreeSet::new();
+        for basis in [
+            ledger::LoadShiftBasis::NoMeter,
+            ledger::LoadShiftBasis::NoReadings,
+            ledger::LoadShiftBasis::NoBaseline,
+        ] {
+            let nothing = ledger::LoadShiftCertification {
+                basis,
+                measured_kwh: None,
+                baseline_kwh: None,
+                quantity: Quantity::ZERO,
+                ..metered.clone()
+            };
+            for lang in [Lang::Fr, Lang::En] {
+                let text = certification_text(&nothing, lang);
+                assert!(!text.contains("plan."), "{text}");
+                texts.insert(text);
+            }
+        }
+        assert_eq!(texts.len(), 6, "each reason said apart: {texts:#?}");
+    }
 
     /// Keys chosen at run time, which the catalog test cannot see.
     #[test]

@@ -213,7 +213,9 @@ pub use planning::{
     NewLoadShiftCertification, PlanningProblem, Quantity, TextField, Unfulfillable, Unit,
     Visibility, load_shift_quantity,
 };
-pub use rules::planning::{REPAIR_CLASS, REPAIR_NEED_HOURS, SURPLUS_CLASS};
+pub use rules::planning::{
+    REPAIR_CLASS, REPAIR_NEED_HOURS, SHED_CLASS, SHED_DEVICE_PREFIX, SURPLUS_CLASS,
+};
 pub use rules::sortition::PanelDecision;
 pub use sortition::{
     Decline, Draw, DrawResult, DrawSpec, MAX_DIE_ROLLS, MAX_MANDATE_TITLE_CHARS, MAX_PANEL_SIZE,

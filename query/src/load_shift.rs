@@ -60,7 +60,11 @@ pub async fn meters_kwh(
     if meters.is_empty() || minutes <= 0 {
         return Ok(None);
     }
-    let ids = meters.iter().map(|m| quote(m)).collect::<Vec<_>>().join(", ");
+    let ids = meters
+        .iter()
+        .map(|m| quote(m))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT CAST(device AS VARCHAR) AS device, count(*) AS minutes,
                 avg(greatest(avg, 0.0)) AS mean_w
@@ -142,8 +146,8 @@ pub async fn measure(
             days.push(kwh);
         }
     }
-    let baseline_kwh = (days.len() >= MIN_BASELINE_DAYS)
-        .then(|| days.iter().sum::<f64>() / days.len() as f64);
+    let baseline_kwh =
+        (days.len() >= MIN_BASELINE_DAYS).then(|| days.iter().sum::<f64>() / days.len() as f64);
     Ok(LoadShiftMeasure {
         measured_kwh,
         baseline_kwh,

@@ -217,6 +217,49 @@ impl Journal {
         })
     }
 
+    /// The node opens a collective need for service `service` (its id), shed
+    /// for hours this week: `kwh` (rounded down to the hundredth) of load shifted
+    /// away from its hours, class [`SHED_CLASS`], naming `service:<id>` as its
+    /// device, lapsing at `expires_at` (the week's end); `description` in the
+    /// site's language. Nothing is written while one for that service is open, or
+    /// for less than a hundredth of a kWh.
+    pub fn open_shed_need(
+        &self,
+        service: &str,
+        kwh: f64,
+        description: &str,
+        expires_at: DateTime<Utc>,
+        ts: DateTime<Utc>,
+    ) -> Result<Option<Entry>> {
+        let quantity = (kwh * 100.0).floor() / 100.0;
+        if quantity.is_nan() || quantity < 0.01 {
+            return Ok(None);
+        }
+        let device = format!("{SHED_DEVICE_PREFIX}{service}");
+        self.write(|tx| {
+            if open_repair_need(tx, &device, ts)?.is_some() {
+                return Ok(None);
+            }
+            let need = NewIntent {
+                direction: Direction::Need,
+                action: Action::Use,
+                class: SHED_CLASS.into(),
+                quantity: quantity.min(crate::planning::MAX_QUANTITY),
+                unit: Unit::Kwh,
+                window_start: None,
+                window_end: None,
+                expires_at: Some(expires_at),
+                never_expires: false,
+                description: description.to_string(),
+                visibility: Visibility::Node,
+                collective: true,
+            };
+            let mut payload = intent_payload(&need, ts)?;
+            payload["device"] = Value::from(device.as_str());
+            record_intent(tx, NODE_AUTHOR, &payload, ts).map(Some)
+        })
+    }
+
     /// The node closes the open repair need of `device`, now that it is back, if
     /// what it asked was fulfilled; a need not yet fulfilled stays open (until it is,
     /// or it expires). The `intent_closed` entry, if one was written.
@@ -471,6 +514,11 @@ pub const REPAIR_CLASS: &str = "repair";
 /// The class of the node's offers of solar surplus, which households commit to
 /// shift a load into (DESIGN.md §11).
 pub const SURPLUS_CLASS: &str = "kwh-surplus";
+/// The class of the needs the node opens for a service shed for hours: load
+/// shifted away from its hours (DESIGN.md §11).
+pub const SHED_CLASS: &str = "load-shift";
+/// What the `device` of a need for a shed service starts with, before its id.
+pub const SHED_DEVICE_PREFIX: &str = "service:";
 /// The hours of work a repair need of the node's asks for.
 pub const REPAIR_NEED_HOURS: f64 = 2.0;
 
@@ -1086,9 +1134,8 @@ pub(crate) fn apply_fulfilled(state: &mut impl LedgerState, entry: &Entry) -> Re
 pub(crate) fn apply_certified(state: &mut impl LedgerState, entry: &Entry) -> Result<()> {
     let kind = entry.kind;
     let certified: LoadShiftCertified = decode(kind, &entry.payload)?;
-    let invalid = |reason: String| -> Result<()> {
-        Err(Refusal::InvalidPayload { kind, reason }.into())
-    };
+    let invalid =
+        |reason: String| -> Result<()> { Err(Refusal::InvalidPayload { kind, reason }.into()) };
     if entry.author != NODE_AUTHOR {
         return invalid(format!(
             "only the node (author `{NODE_AUTHOR}`) certifies a load shift"
@@ -1127,9 +1174,11 @@ pub(crate) fn apply_certified(state: &mut impl LedgerState, entry: &Entry) -> Re
         None
     };
     if let Some(why) = why {
-        return Err(
-            Refusal::PlanningRule(PlanningProblem::CannotFulfil { commitment: id, why }).into(),
-        );
+        return Err(Refusal::PlanningRule(PlanningProblem::CannotFulfil {
+            commitment: id,
+            why,
+        })
+        .into());
     }
     let names = || {
         certified
@@ -1139,15 +1188,21 @@ pub(crate) fn apply_certified(state: &mut impl LedgerState, entry: &Entry) -> Re
             .chain(&certified.meters)
     };
     if certified.household_members.len() + certified.meters.len() > MAX_CERTIFIED_NAMES {
-        return invalid(format!("more than {MAX_CERTIFIED_NAMES} members and meters"));
+        return invalid(format!(
+            "more than {MAX_CERTIFIED_NAMES} members and meters"
+        ));
     }
-    if let Some(bad) = names().find(|n| {
-        n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)
-    }) {
+    if let Some(bad) =
+        names().find(|n| n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+    {
         return invalid(format!("{bad:?} is not a household, member or meter id"));
     }
     let measures = [certified.measured_kwh, certified.baseline_kwh];
-    if measures.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+    if measures
+        .iter()
+        .flatten()
+        .any(|v| !v.is_finite() || *v < 0.0)
+    {
         return invalid("a measure is not a number of kWh at least 0".into());
     }
     let metered = certified.household.is_some() && !certified.meters.is_empty();
@@ -1174,8 +1229,7 @@ pub(crate) fn apply_certified(state: &mut impl LedgerState, entry: &Entry) -> Re
             certified.basis.as_str()
         ));
     }
-    if certified.household.is_some()
-        && !certified.household_members.contains(&commitment.receiver)
+    if certified.household.is_some() && !certified.household_members.contains(&commitment.receiver)
     {
         return invalid(format!(
             "`{}`, who committed, is not a member of household {:?}",

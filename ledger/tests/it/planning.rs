@@ -772,7 +772,10 @@ fn a_load_shift_is_fulfilled_by_what_the_node_measured_above_the_baseline() {
         .certify_load_shift(&metered(bob, 3.2, 1.0), during)
         .expect_err("too early");
     assert!(
-        matches!(refusal(err), Refusal::PlanningRule(PlanningProblem::Inconsistent(_))),
+        matches!(
+            refusal(err),
+            Refusal::PlanningRule(PlanningProblem::Inconsistent(_))
+        ),
         "refused before the window ends"
     );
 
@@ -821,10 +824,7 @@ fn a_load_shift_is_fulfilled_by_what_the_node_measured_above_the_baseline() {
     let c = journal.commitment(dave).unwrap().expect("dave's");
     assert_eq!(c.state, CommitmentState::Certified);
     assert_eq!(c.fulfilled, Quantity::ZERO);
-    assert_eq!(
-        c.certification.expect("certified").quantity,
-        Quantity::ZERO
-    );
+    assert_eq!(c.certification.expect("certified").quantity, Quantity::ZERO);
     let err = journal
         .release_commitment("Dave", dave, "trop tard", after)
         .expect_err("over");
