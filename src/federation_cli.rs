@@ -188,6 +188,11 @@ pub(crate) async fn run_region(
     .await
     .context("region")?;
     let cancel = CancellationToken::new();
+    tokio::spawn(federation::region::listen_to_witnesses(
+        client.clone(),
+        state.clone(),
+        cancel.clone(),
+    ));
     let consumer = tokio::spawn(consume(
         client,
         r.stream.clone(),
@@ -315,6 +320,23 @@ pub(crate) async fn witness(loaded: &Loaded) -> Result<()> {
         listener.local_addr()?
     );
     let cancel = CancellationToken::new();
+    // What it refuses is said to the region, once a minute, when it has servers.
+    let f = &loaded.config.federation;
+    if !f.nats.is_empty() {
+        let client = federation::publish::connect(
+            &f.nats,
+            f.credentials.as_deref(),
+            &format!("witness {}", witness.verifier().name),
+        )
+        .await
+        .context("witness")?;
+        tokio::spawn(federation::witness::announce(
+            client,
+            witness.clone(),
+            std::time::Duration::from_secs(60),
+            cancel.clone(),
+        ));
+    }
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, federation::witness::witness_app(witness))

@@ -29,6 +29,8 @@ pub struct RegionNode {
     /// Summaries naming this node that the region refused (forged, or signed
     /// with a key it does not know for the node); 0 when none.
     pub refused: u64,
+    /// The witnesses (their names) that refuse the node's latest checkpoint.
+    pub witness_refused_by: Vec<String>,
 }
 
 /// What the region's page shows.
@@ -66,6 +68,8 @@ pub struct RegionRow {
     pub services: String,
     /// Said in the row when summaries naming the node were refused.
     pub refused: Option<String>,
+    /// Said in the row when its witnesses refuse its journal.
+    pub witness_refused: Option<String>,
 }
 
 #[derive(Template)]
@@ -141,6 +145,12 @@ pub fn region_rows(data: &RegionData, lang: Lang) -> Vec<RegionRow> {
                 ),
                 services,
                 refused: (n.refused > 0).then(|| t.count("region.node_refused", n.refused)),
+                witness_refused: (!n.witness_refused_by.is_empty()).then(|| {
+                    t.tf(
+                        "region.node_witness_refused",
+                        &[("witnesses", &n.witness_refused_by.join(", "))],
+                    )
+                }),
             }
         })
         .collect()
@@ -205,6 +215,7 @@ mod tests {
                     partial: Some(1),
                     shed: Some(0),
                     refused: 0,
+                    witness_refused_by: vec![],
                 },
                 RegionNode {
                     id: "b".into(),
@@ -218,6 +229,7 @@ mod tests {
                 RegionNode {
                     id: "c".into(),
                     name: "Le Moulin".into(),
+                    witness_refused_by: vec!["Les Tilleuls".into(), "Les Platanes".into()],
                     ..RegionNode::default()
                 },
             ],
@@ -243,6 +255,15 @@ mod tests {
         assert_eq!(rows[1].age, "10 min");
         assert_eq!(rows[2].state, "never");
         assert_eq!(rows[2].production, "—");
+        // A node whose journal its witnesses refuse says so, naming them.
+        assert_eq!(rows[0].witness_refused, None);
+        assert_eq!(
+            rows[2].witness_refused.as_deref(),
+            Some(
+                "Journal refused by its witnesses (Les Tilleuls, Les Platanes): it no \
+                 longer extends what they cosigned (rewritten or cut)"
+            )
+        );
         // A node under whose name summaries were refused is flagged in its row.
         assert_eq!(rows[0].refused, None);
         assert_eq!(

@@ -46,6 +46,7 @@ use crate::config::RegionFile;
 use crate::identity::PublicKey;
 use crate::publish::SIGNATURE_HEADER;
 use crate::summary::{Refusal, Summary};
+use crate::witness::WitnessStatement;
 use crate::{Error, Result};
 
 /// A node as the region knows it.
@@ -65,9 +66,17 @@ pub struct RegionState {
     /// When a summary naming each node was last refused.
     last_refused: Mutex<BTreeMap<String, DateTime<Utc>>>,
     accepted: AtomicU64,
+    /// Each witness's latest statement, with when it came.
+    statements: RwLock<BTreeMap<String, (DateTime<Utc>, WitnessStatement)>>,
+    /// Witness statements refused (unknown witness, bad signature, malformed).
+    statements_refused: AtomicU64,
     clock: Arc<dyn Clock>,
     stale_after: Duration,
 }
+
+/// How long a witness's statement stands without a newer one: witnesses speak
+/// once a minute, so one silent this long says nothing any more.
+pub const STATEMENT_STANDS: Duration = Duration::from_secs(10 * 60);
 
 impl std::fmt::Debug for RegionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +101,21 @@ pub struct NodeRow {
     /// a forger using its name, or the node itself signing with a key the region
     /// does not know for it.
     pub refused: Option<NodeRefused>,
+    /// The witnesses that refuse this node's latest checkpoint, by their current
+    /// statements: its journal no longer extends what they cosigned.
+    pub witness_refusals: Vec<WitnessRefusal>,
+}
+
+/// One witness refusing a node's journal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WitnessRefusal {
+    pub witness: String,
+    /// The witness's name in the region's configuration.
+    pub witness_name: String,
+    pub size: u64,
+    pub cosigned: u64,
+    pub status: u16,
+    pub at: String,
 }
 
 /// What the region refused of one node since it started.
@@ -125,6 +149,8 @@ impl RegionState {
             refused: Mutex::default(),
             last_refused: Mutex::default(),
             accepted: AtomicU64::new(0),
+            statements: RwLock::default(),
+            statements_refused: AtomicU64::new(0),
             clock,
             stale_after: file.region.stale_after,
         })
@@ -172,6 +198,71 @@ impl RegionState {
         }
     }
 
+    /// Checks one witness statement and keeps it as that witness's latest.
+    pub fn receive_statement(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        signature_b64: Option<&str>,
+    ) -> std::result::Result<(), Refusal> {
+        let signature =
+            signature_b64.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+        match WitnessStatement::verify(subject, payload, signature.as_deref(), |node| {
+            self.known.get(node).map(|n| n.key)
+        }) {
+            Ok(statement) => {
+                if !statement.refusals.is_empty() {
+                    tracing::warn!(witness = %statement.witness, refused = ?statement.refusals.iter().map(|r| &r.node).collect::<Vec<_>>(), "region: a witness refuses journals");
+                }
+                self.statements
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(statement.witness.clone(), (self.clock.now(), statement));
+                Ok(())
+            }
+            Err(refusal) => {
+                tracing::warn!(%subject, reason = refusal.reason(), %refusal, "region: witness statement refused");
+                self.statements_refused.fetch_add(1, Ordering::Relaxed);
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Witness statements refused since the start.
+    pub fn statements_refused(&self) -> u64 {
+        self.statements_refused.load(Ordering::Relaxed)
+    }
+
+    /// The standing refusals of the witnesses heard from within
+    /// [`STATEMENT_STANDS`], by the node refused.
+    fn witness_refusals(&self, now: DateTime<Utc>) -> BTreeMap<String, Vec<WitnessRefusal>> {
+        let statements = self.statements.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<String, Vec<WitnessRefusal>> = BTreeMap::new();
+        for (witness, (heard, statement)) in statements.iter() {
+            if (now - *heard)
+                .to_std()
+                .is_ok_and(|age| age > STATEMENT_STANDS)
+            {
+                continue;
+            }
+            let witness_name = self
+                .known
+                .get(witness)
+                .map_or_else(|| witness.clone(), |n| n.name.clone());
+            for r in &statement.refusals {
+                out.entry(r.node.clone()).or_default().push(WitnessRefusal {
+                    witness: witness.clone(),
+                    witness_name: witness_name.clone(),
+                    size: r.size,
+                    cosigned: r.cosigned,
+                    status: r.status,
+                    at: r.at.clone(),
+                });
+            }
+        }
+        out
+    }
+
     /// Summaries accepted since the start.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
@@ -202,6 +293,7 @@ impl RegionState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let mut witness_refusals = self.witness_refusals(now);
         let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
         self.known
             .values()
@@ -233,6 +325,7 @@ impl RegionState {
                     age_s,
                     stale,
                     refused,
+                    witness_refusals: witness_refusals.remove(&n.id).unwrap_or_default(),
                 }
             })
             .collect()
@@ -409,6 +502,44 @@ pub async fn consume(
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
+        }
+    }
+}
+
+/// Listens to the witnesses' statements (core NATS, `communalia.*.witness`) until
+/// `cancel`, keeping each witness's latest; subscribes again after a failure.
+pub async fn listen_to_witnesses(
+    client: async_nats::Client,
+    state: Arc<RegionState>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let mut subscription = match client.subscribe(crate::witness::STATEMENT_SUBJECTS).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "region: cannot listen to the witnesses; trying again");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = subscription.next() => next,
+            };
+            let Some(message) = next else { break };
+            let signature = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SIGNATURE_HEADER))
+                .map(|v| v.as_str().to_string());
+            let _ = state.receive_statement(
+                message.subject.as_str(),
+                &message.payload,
+                signature.as_deref(),
+            );
         }
     }
 }

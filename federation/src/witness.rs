@@ -104,10 +104,96 @@ pub fn add_checkpoint_body(old_size: u64, proof: &[Hash], note: &Note) -> String
     out
 }
 
-/// What a witness remembers of each log: the size and root it last cosigned.
+/// What a witness remembers of each log: the size and root it last cosigned, and
+/// the refusal it stands by, if the log's latest checkpoint was refused.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Seen {
     logs: BTreeMap<String, (u64, String)>,
+    /// By origin; absent from states written before refusals were kept.
+    #[serde(default)]
+    refused: BTreeMap<String, StandingRefusal>,
+}
+
+/// A checkpoint a witness refused, signed by the log's own key, that did not
+/// extend what it cosigned: the log was rewritten, or cut. It stands until the log
+/// presents a checkpoint that does extend it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandingRefusal {
+    /// The node whose journal it is (its origin without `communalia/`).
+    pub node: String,
+    /// The size of the refused checkpoint.
+    pub size: u64,
+    /// The size the witness last cosigned.
+    pub cosigned: u64,
+    /// 422 (no consistency proof from the cosigned tree) or 400 (smaller).
+    pub status: u16,
+    /// When it was refused, RFC 3339 to the second.
+    pub at: String,
+}
+
+/// What a witness says of the logs it witnesses, signed with its node key and
+/// published once a minute on `communalia.<witness>.witness` (core NATS: each
+/// statement replaces the last, and the next one comes within a minute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessStatement {
+    /// The witness's node id.
+    pub witness: String,
+    /// When it was made, RFC 3339 to the second.
+    pub at: String,
+    /// Every refusal it stands by.
+    pub refusals: Vec<StandingRefusal>,
+}
+
+/// What a statement's signature covers before its bytes.
+pub const STATEMENT_CONTEXT: &[u8] = b"communalia-witness/v1\n";
+
+/// `communalia.<witness>.witness`.
+pub fn statement_subject(witness: &str) -> String {
+    format!("communalia.{witness}.witness")
+}
+
+/// The subjects of every witness's statements.
+pub const STATEMENT_SUBJECTS: &str = "communalia.*.witness";
+
+impl WitnessStatement {
+    /// The canonical bytes and their signature by `key`.
+    pub fn sign(&self, key: &NodeKey) -> crate::summary::Signed {
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let payload = ledger::canonical_json(&value).into_bytes();
+        let signature = key.sign(&[STATEMENT_CONTEXT, &payload].concat());
+        crate::summary::Signed { payload, signature }
+    }
+
+    /// A received statement, checked: its subject names a known node, that
+    /// node's key signed it, and it names that node as the witness.
+    pub fn verify(
+        subject: &str,
+        payload: &[u8],
+        signature: Option<&[u8]>,
+        key_of: impl Fn(&str) -> Option<crate::identity::PublicKey>,
+    ) -> std::result::Result<WitnessStatement, crate::summary::Refusal> {
+        use crate::summary::Refusal;
+        let node = subject
+            .strip_prefix("communalia.")
+            .and_then(|s| s.strip_suffix(".witness"))
+            .ok_or_else(|| Refusal::Malformed(format!("unexpected subject `{subject}`")))?;
+        let key = key_of(node).ok_or_else(|| Refusal::UnknownNode(node.to_string()))?;
+        let signature = signature.ok_or(Refusal::NoSignature)?;
+        if !key.verify(&[STATEMENT_CONTEXT, payload].concat(), signature) {
+            return Err(Refusal::BadSignature(node.to_string()));
+        }
+        let statement: WitnessStatement =
+            serde_json::from_slice(payload).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        if statement.witness != node {
+            return Err(Refusal::WrongSubject {
+                subject: subject.to_string(),
+                node: statement.witness,
+            });
+        }
+        Ok(statement)
+    }
 }
 
 /// A witness: its key, the logs it witnesses, and what it cosigned of each.
@@ -233,15 +319,37 @@ impl Witness {
             tracing::info!(log = %checkpoint.origin, old, ours = size, "witness: stale size");
             return (StatusCode::CONFLICT, format!("{size}\n"));
         }
+        // From here the checkpoint is the log's own, signed by its key: a refusal
+        // says something of the log, and is kept to be said to the region.
+        let refuse = |seen: &mut Seen, status: StatusCode, why: String| {
+            let refusal = StandingRefusal {
+                node: checkpoint
+                    .origin
+                    .strip_prefix("communalia/")
+                    .unwrap_or(&checkpoint.origin)
+                    .to_string(),
+                size: checkpoint.size,
+                cosigned: size,
+                status: status.as_u16(),
+                at: crate::summary::rfc3339(self.clock.now()),
+            };
+            seen.refused.insert(checkpoint.origin.clone(), refusal);
+            if let Err(e) = self.save(seen) {
+                tracing::error!(error = %e, "witness: cannot keep its state");
+            }
+            (status, why)
+        };
         if checkpoint.size < size {
-            return (
+            return refuse(
+                &mut seen,
                 StatusCode::BAD_REQUEST,
                 "the checkpoint is older than the one cosigned".into(),
             );
         }
         if !merkle::verify_consistency(size, checkpoint.size, &root, &checkpoint.root, &proof) {
             tracing::warn!(log = %checkpoint.origin, from = size, to = checkpoint.size, "witness: inconsistent checkpoint refused (rewritten log?)");
-            return (
+            return refuse(
+                &mut seen,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "checkpoint {} does not extend the {size} entries cosigned before",
@@ -253,6 +361,7 @@ impl Witness {
             checkpoint.origin.clone(),
             (checkpoint.size, B64.encode(checkpoint.root)),
         );
+        seen.refused.remove(&checkpoint.origin);
         if let Err(e) = self.save(&seen) {
             tracing::error!(error = %e, "witness: cannot keep its state");
             return (
@@ -265,11 +374,57 @@ impl Witness {
         (StatusCode::OK, note::signature_line(&name, &sig))
     }
 
+    /// The refusals it stands by: logs whose latest checkpoint it refused.
+    pub fn refusals(&self) -> Vec<StandingRefusal> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.refused.values().cloned().collect()
+    }
+
+    /// Its statement now, signed.
+    pub fn statement(&self) -> (WitnessStatement, crate::summary::Signed) {
+        let statement = WitnessStatement {
+            witness: self.key.node_id().to_string(),
+            at: crate::summary::rfc3339(self.clock.now()),
+            refusals: self.refusals(),
+        };
+        let signed = statement.sign(&self.key);
+        (statement, signed)
+    }
+
     fn save(&self, seen: &Seen) -> Result<()> {
         let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(seen).map_err(|e| Error::Config(e.to_string()))?;
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Publishes `witness`'s signed statement on core NATS now and every `every`,
+/// until `cancel`; a failed publish is logged and made again at the next turn.
+pub async fn announce(
+    client: async_nats::Client,
+    witness: Arc<Witness>,
+    every: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let (statement, signed) = witness.statement();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            crate::publish::SIGNATURE_HEADER,
+            B64.encode(signed.signature).as_str(),
+        );
+        let subject = statement_subject(&statement.witness);
+        if let Err(e) = client
+            .publish_with_headers(subject, headers, signed.payload.into())
+            .await
+        {
+            tracing::warn!(error = %e, "witness: statement not published");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

@@ -196,6 +196,11 @@ pub async fn region_data(app: &RegionApp) -> Result<dashboards::RegionData> {
                 partial: s.map(|s| s.services.partial),
                 shed: s.map(|s| s.services.shed),
                 refused: r.refused.as_ref().map_or(0, |f| f.count),
+                witness_refused_by: r
+                    .witness_refusals
+                    .iter()
+                    .map(|w| w.witness_name.clone())
+                    .collect(),
             }
         })
         .collect();
@@ -246,7 +251,9 @@ async fn live_json(State(app): State<RegionApp>) -> Result<Json<Value>, AppError
 
 /// The JSON of `/api/region/live`: `{"ts", "nodes": [...], "totals": {...},
 /// "surplus": [{"id", "name", "surplus_w"}], "accepted", "refused": {"total",
-/// "by": [{"node", "reason", "count"}]}}`.
+/// "by": [{"node", "reason", "count"}]}, "witness_statements_refused"}`; a node
+/// whose journal its witnesses refuse carries `"witness_refusals": [{"witness",
+/// "witness_name", "size", "cosigned", "status", "at"}]`.
 pub async fn live_value(app: &RegionApp) -> Result<Value> {
     let rows = app.state.rows();
     let ctx = super::snapshot_session(&rows)?;
@@ -266,6 +273,12 @@ pub async fn live_value(app: &RegionApp) -> Result<Value> {
                 map.insert(
                     "refused".into(),
                     json!({"count": f.count, "reasons": f.reasons, "last": rfc3339(f.last)}),
+                );
+            }
+            if let (false, Value::Object(map)) = (r.witness_refusals.is_empty(), &mut v) {
+                map.insert(
+                    "witness_refusals".into(),
+                    serde_json::to_value(&r.witness_refusals).unwrap_or(Value::Null),
                 );
             }
             if let (Some(s), Value::Object(map)) = (&r.latest, &mut v) {
@@ -294,6 +307,7 @@ pub async fn live_value(app: &RegionApp) -> Result<Value> {
         "surplus": surplus,
         "accepted": app.state.accepted(),
         "refused": {"total": app.state.refused_total(), "by": by},
+        "witness_statements_refused": app.state.statements_refused(),
     }))
 }
 
