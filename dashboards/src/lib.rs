@@ -68,7 +68,10 @@ pub use plan_page::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,
     PlanView, author_name, board_problem_text, quantity_text, quantity_with_unit, render_plan,
 };
-pub use region::{RegionData, RegionNode, RegionRow, region_rows, render_region};
+pub use region::{
+    RegionData, RegionHistoryData, RegionHistoryNode, RegionNode, RegionRow, region_rows,
+    render_region, render_region_history,
+};
 pub use sortition_page::{
     AnnounceForm, DrawView, SortitionForm, SortitionView, render_draw, render_sortition,
     sortition_problem_text,

@@ -186,6 +186,143 @@ pub fn render_region(data: &RegionData, lang: Lang, site: &SiteInfo) -> Result<S
     render(&page, "region.html")
 }
 
+/// One node's energy over a period, from the bucket's archives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegionHistoryNode {
+    pub name: String,
+    pub production_wh: f64,
+    pub consumption_wh: f64,
+    pub surplus_wh: f64,
+    /// Minutes archived in the period.
+    pub minutes: u64,
+}
+
+/// What the region's history page shows: `[from, to]`, the region's energy each
+/// day (summed over the nodes archived that day), and each node's over the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionHistoryData {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    /// Every day of the period, with its production and consumption in Wh
+    /// (`None`: nothing archived that day).
+    pub days: Vec<(chrono::NaiveDate, Option<(f64, f64)>)>,
+    pub nodes: Vec<RegionHistoryNode>,
+    /// `false` when the region has no bucket: the page says so.
+    pub has_archive: bool,
+}
+
+struct RegionHistoryRow {
+    name: String,
+    production: String,
+    consumption: String,
+    surplus: String,
+    days: String,
+}
+
+struct LegendLine {
+    class: &'static str,
+    hatched: bool,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "region_history.html")]
+struct RegionHistoryTemplate<'a> {
+    from: String,
+    to: String,
+    has_archive: bool,
+    chart: Option<crate::chart::ChartSvg>,
+    legend: Vec<LegendLine>,
+    rows: Vec<RegionHistoryRow>,
+    csv_href: String,
+    parquet_href: String,
+    layout: Layout<'a>,
+}
+
+/// The region's history page.
+pub fn render_region_history(
+    data: &RegionHistoryData,
+    lang: Lang,
+    site: &SiteInfo,
+) -> Result<String> {
+    use crate::chart::{BarChart, Series, bar_chart};
+    let t = Catalog::for_lang(lang);
+    let has_data = data.days.iter().any(|(_, d)| d.is_some());
+    let kwh = |wh: f64| wh / 1000.0;
+    let series = vec![
+        Series {
+            class: "series-production",
+            label: t.t("history.production").to_string(),
+            values: data.days.iter().map(|(_, d)| d.map(|d| kwh(d.0))).collect(),
+            hatched: false,
+        },
+        Series {
+            class: "series-consumption",
+            label: t.t("history.consumption").to_string(),
+            values: data.days.iter().map(|(_, d)| d.map(|d| kwh(d.1))).collect(),
+            hatched: true,
+        },
+    ];
+    let legend = series
+        .iter()
+        .map(|s| LegendLine {
+            class: s.class,
+            hatched: s.hatched,
+            label: s.label.clone(),
+        })
+        .collect();
+    // At most about twelve labels along the axis.
+    let every = data.days.len().div_ceil(12).max(1);
+    let categories = data
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, (d, _))| (i % every == 0).then(|| d.format("%d/%m").to_string()))
+        .collect();
+    let names = data.days.iter().map(|(d, _)| d.to_string()).collect();
+    let tick = |v: f64, d: usize| crate::format_number(v, d, lang);
+    let value = |v: f64| crate::format_energy(v * 1000.0, lang);
+    let chart = data.has_archive.then(|| {
+        bar_chart(&BarChart {
+            id: "region-energy",
+            title: t.t("region.history_chart").to_string(),
+            unit: "kWh".into(),
+            categories,
+            category_names: names,
+            series,
+            stacked: false,
+            fixed: None,
+            tick_label: &tick,
+            value_label: &value,
+            empty: (!has_data).then(|| t.t("region.history_empty").to_string()),
+        })
+    });
+    let rows = data
+        .nodes
+        .iter()
+        .map(|n| RegionHistoryRow {
+            name: n.name.clone(),
+            production: crate::format_energy(n.production_wh, lang),
+            consumption: crate::format_energy(n.consumption_wh, lang),
+            surplus: crate::format_energy(n.surplus_wh, lang),
+            days: crate::format_number(n.minutes as f64 / 1440.0, 1, lang),
+        })
+        .collect();
+    let range = format!("from={}&to={}", data.from, data.to);
+    let page = RegionHistoryTemplate {
+        from: data.from.to_string(),
+        to: data.to.to_string(),
+        has_archive: data.has_archive,
+        chart,
+        legend,
+        rows,
+        csv_href: format!("/api/region/export?{range}&format=csv"),
+        parquet_href: format!("/api/region/export?{range}&format=parquet"),
+        layout: Layout::new(lang, site, t.t("region.history_title")),
+    };
+    render(&page, "region_history.html")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

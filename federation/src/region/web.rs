@@ -1,7 +1,8 @@
 //! The region's HTTP server: its page (`/`, French and English like the node's),
-//! `GET /api/region/live`, `GET /api/region/history` over the bucket, and the
-//! stylesheet the page shares with the wall. Read-only: the region changes
-//! nothing anywhere.
+//! `GET /api/region/live`, over the bucket its history page (`/history`), `GET
+//! /api/region/history` and `GET /api/region/export` (the signed minute summaries
+//! in CSV or Parquet), and the stylesheet the page shares with the wall.
+//! Read-only: the region changes nothing anywhere.
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub fn app(app: RegionApp) -> Router {
         .route("/", get(page))
         .route("/api/region/live", get(live_json))
         .route("/api/region/history", get(history_json))
+        .route("/api/region/export", get(export))
+        .route("/history", get(history_page))
         .route("/static/wall.css", get(css))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app)
@@ -337,43 +340,253 @@ async fn history_json(
     State(app): State<RegionApp>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, AppError> {
-    if !app.has_archive {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            "This region has no bucket configured ([region] s3).",
-        )
-            .into_response());
+    if let Some(refused) = check_period(&app, q.from, q.to) {
+        return Ok(refused);
     }
-    if q.to < q.from || (q.to - q.from).num_days() > 400 {
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`to` must be on or after `from`, at most 400 days later.",
-        )
-            .into_response());
-    }
-    let mut days = Vec::new();
-    for b in app
-        .ctx
-        .sql(&history_sql(q.from, q.to))
+    let days: Vec<Value> = history_days(&app, q.from, q.to)
         .await?
-        .collect()
-        .await?
-    {
-        for r in 0..b.num_rows() {
-            days.push(json!({
-                "node": text_at(&b, "node", r)?,
-                "date": text_at(&b, "date", r)?,
-                "production_wh": f64_at(&b, "production_wh", r)?,
-                "consumption_wh": f64_at(&b, "consumption_wh", r)?,
-                "surplus_wh": f64_at(&b, "surplus_wh", r)?,
-                "minutes": i64_at(&b, "minutes", r)?,
-            }));
-        }
-    }
+        .into_iter()
+        .map(|(node, date, production, consumption, surplus, minutes)| {
+            json!({
+                "node": node, "date": date, "production_wh": production,
+                "consumption_wh": consumption, "surplus_wh": surplus, "minutes": minutes,
+            })
+        })
+        .collect();
     Ok(
         Json(json!({"from": q.from.to_string(), "to": q.to.to_string(), "days": days}))
             .into_response(),
     )
+}
+
+/// The longest period the history answers, in days.
+const MAX_HISTORY_DAYS: i64 = 400;
+
+/// Refuses a period that ends before it starts or is longer than
+/// [`MAX_HISTORY_DAYS`], and a region without a bucket.
+fn check_period(app: &RegionApp, from: NaiveDate, to: NaiveDate) -> Option<Response> {
+    if !app.has_archive {
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                "This region has no bucket configured ([region] s3).",
+            )
+                .into_response(),
+        );
+    }
+    if to < from || (to - from).num_days() > MAX_HISTORY_DAYS {
+        return Some(
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`to` must be on or after `from`, at most {MAX_HISTORY_DAYS} days later."),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// Each node's energy per day over `[from, to]`: (node, date, production,
+/// consumption, surplus in Wh, minutes).
+async fn history_days(
+    app: &RegionApp,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(String, String, f64, f64, f64, i64)>> {
+    let mut days = Vec::new();
+    for b in app.ctx.sql(&history_sql(from, to)).await?.collect().await? {
+        for r in 0..b.num_rows() {
+            days.push((
+                text_at(&b, "node", r)?,
+                text_at(&b, "date", r)?,
+                f64_at(&b, "production_wh", r)?,
+                f64_at(&b, "consumption_wh", r)?,
+                f64_at(&b, "surplus_wh", r)?,
+                i64_at(&b, "minutes", r)?,
+            ));
+        }
+    }
+    Ok(days)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HistoryPageQuery {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    lang: Option<String>,
+}
+
+/// `GET /history?from=&to=`: the region day by day (the last 30 days by default).
+async fn history_page(
+    State(app): State<RegionApp>,
+    Query(q): Query<HistoryPageQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let lang = dashboards::negotiate(q.lang.as_deref(), None, accept, app.site.default_lang);
+    let today = app
+        .state
+        .now()
+        .with_timezone(&app.site.timezone)
+        .date_naive();
+    let to = q.to.unwrap_or(today);
+    let from = q
+        .from
+        .unwrap_or_else(|| to.checked_sub_days(chrono::Days::new(29)).unwrap_or(to));
+    if let Some(refused) = check_period(&app, from, to).filter(|_| app.has_archive) {
+        return Ok(refused);
+    }
+    let days = if app.has_archive {
+        history_days(&app, from, to).await?
+    } else {
+        Vec::new()
+    };
+    let names: std::collections::BTreeMap<String, String> = app
+        .state
+        .rows()
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
+    let mut per_day: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let mut per_node: std::collections::BTreeMap<String, dashboards::RegionHistoryNode> =
+        Default::default();
+    for (node, date, production, consumption, surplus, minutes) in days {
+        let d = per_day.entry(date).or_default();
+        d.0 += production;
+        d.1 += consumption;
+        let n = per_node
+            .entry(node.clone())
+            .or_insert_with(|| dashboards::RegionHistoryNode {
+                name: names.get(&node).cloned().unwrap_or(node),
+                ..Default::default()
+            });
+        n.production_wh += production;
+        n.consumption_wh += consumption;
+        n.surplus_wh += surplus;
+        n.minutes += u64::try_from(minutes).unwrap_or(0);
+    }
+    let data = dashboards::RegionHistoryData {
+        from,
+        to,
+        days: from
+            .iter_days()
+            .take_while(|d| *d <= to)
+            .map(|d| (d, per_day.get(&d.to_string()).copied()))
+            .collect(),
+        nodes: per_node.into_values().collect(),
+        has_archive: app.has_archive,
+    };
+    let html = dashboards::render_region_history(&data, lang, &app.site)
+        .map_err(|e| Error::Query(e.to_string()))?;
+    let mut response = Html(html).into_response();
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Language"));
+    Ok(response)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ExportQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+    format: Option<String>,
+}
+
+/// The signed minute summaries of `[from, to]`, every node, as archived.
+pub fn export_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT node, date, minute, stale, production_w, consumption_w, surplus_w, grid_w,
+                battery_w, battery_soc_pct, served, partial, shed, payload, signature
+         FROM summaries
+         WHERE date >= '{from}' AND date <= '{to}'
+         ORDER BY date, node, minute"
+    )
+}
+
+/// `GET /api/region/export?from=&to=&format=csv|parquet`: the archived minute
+/// summaries of every node, each with its canonical bytes and its node's
+/// signature (anyone can check them with the node keys), streamed batch by batch.
+async fn export(
+    State(app): State<RegionApp>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, AppError> {
+    if let Some(refused) = check_period(&app, q.from, q.to) {
+        return Ok(refused);
+    }
+    let parquet = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => false,
+        "parquet" => true,
+        other => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`format` is `csv` or `parquet`, not `{other}`."),
+            )
+                .into_response());
+        }
+    };
+    let df = app.ctx.sql(&export_sql(q.from, q.to)).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.execute_stream().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::spawn(async move {
+        use futures::StreamExt as _;
+        let fail = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "region export cut short");
+            std::io::Error::other(e.to_string())
+        };
+        let mut chunks = if parquet {
+            match query::export::ParquetChunks::new(schema) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = tx.send(Err(fail(&e))).await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let mut first = true;
+        while let Some(batch) = batches.next().await {
+            let bytes = batch.map_err(|e| fail(&e)).and_then(|b| match &mut chunks {
+                Some(c) => c.push(&b).map_err(|e| fail(&e)),
+                None => {
+                    let mut out = Vec::new();
+                    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(first)
+                        .build(&mut out);
+                    writer.write(&b).map_err(|e| fail(&e))?;
+                    drop(writer);
+                    first = false;
+                    Ok(out)
+                }
+            });
+            let stop = bytes.is_err();
+            if tx.send(bytes).await.is_err() || stop {
+                return;
+            }
+        }
+        if let Some(c) = chunks {
+            let _ = tx.send(c.finish().map_err(|e| fail(&e))).await;
+        }
+    });
+    let body = axum::body::Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let (kind, ext) = if parquet {
+        ("application/vnd.apache.parquet", "parquet")
+    } else {
+        ("text/csv; charset=utf-8", "csv")
+    };
+    let disposition = format!("attachment; filename=\"region-{}-{}.{ext}\"", q.from, q.to);
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 async fn css() -> Response {

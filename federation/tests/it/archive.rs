@@ -130,5 +130,126 @@ async fn a_finished_day_is_archived_once_as_signed_parquet() {
     }
     // Every minute of the day, and none of the next.
     assert_eq!(rows, 24 * 60);
+
+    // The region over the bucket: the day's energy, its page, and the export.
+    let text = format!(
+        "[region]\nname = \"Vallée\"\nlanguage = \"fr\"\ntimezone = \"UTC\"\nnats = [\"nats://127.0.0.1:1\"]\n\
+         [[node]]\nid = \"tilleuls\"\nname = \"Les Tilleuls\"\nkey = \"{}\"\n",
+        node.key.public()
+    );
+    let file = federation::config::RegionFile::parse(&text, "region.toml").expect("region.toml");
+    let state =
+        Arc::new(federation::region::RegionState::new(&file, clock.clone()).expect("state"));
+    let ctx = federation::region::session(state.clone(), Some(("federation", store.clone())))
+        .await
+        .expect("session");
+    let app = federation::region::web::RegionApp {
+        state,
+        ctx,
+        site: dashboards::SiteInfo {
+            name: "Vallée".into(),
+            default_lang: dashboards::Lang::Fr,
+            timezone: chrono_tz::UTC,
+        },
+        has_archive: true,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(federation::region::web::serve(
+        listener,
+        app,
+        cancel.clone(),
+    ));
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.expect("request") }
+    };
+    // Worked out here from what the simulated node produced, minute by minute.
+    let production_wh: f64 = (0..24 * 60).map(|k| pv_w(4, k)).sum::<f64>() / 60.0;
+    let history: serde_json::Value = get("/api/region/history?from=2026-05-03&to=2026-05-03")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let days = history["days"].as_array().expect("days");
+    assert_eq!(days.len(), 1, "{history}");
+    assert_eq!(days[0]["node"], "tilleuls");
+    assert_eq!(days[0]["minutes"], 24 * 60);
+    let got = days[0]["production_wh"].as_f64().expect("production");
+    assert!(
+        (got - production_wh).abs() < 1e-6,
+        "{got} vs {production_wh}"
+    );
+
+    let page = get("/history?from=2026-05-01&to=2026-05-04&lang=en").await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page");
+    assert!(page.contains("chart-region-energy"), "the chart: {page}");
+    assert!(page.contains(r#"data-node-name="Les Tilleuls""#), "{page}");
+    assert!(page.contains("format=parquet"), "the export links");
+
+    // CSV: a header, then every minute with its signed bytes.
+    let csv = get("/api/region/export?from=2026-05-03&to=2026-05-03&format=csv").await;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.expect("csv");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("header");
+    assert!(header.starts_with("node,date,minute,"), "{header}");
+    assert_eq!(lines.count(), 24 * 60);
+
+    // Parquet: read back by the Parquet reader; each row's signature holds.
+    let parquet = get("/api/region/export?from=2026-05-03&to=2026-05-03&format=parquet")
+        .await
+        .bytes()
+        .await
+        .expect("parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .expect("a Parquet file")
+        .build()
+        .expect("reader");
+    let mut exported = 0;
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let text = |name: &str| {
+            datafusion::arrow::compute::cast(
+                batch.column_by_name(name).expect(name),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("text")
+        };
+        let (payload, signature) = (text("payload"), text("signature"));
+        let payload = payload
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .expect("payload");
+        let signature = signature
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .expect("signature");
+        for r in 0..batch.num_rows() {
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(signature.value(r))
+                .expect("base64");
+            let mut message = SIGNATURE_CONTEXT.to_vec();
+            message.extend_from_slice(payload.value(r).as_bytes());
+            assert!(node.key.public().verify(&message, &sig), "row {r}");
+            exported += 1;
+        }
+    }
+    assert_eq!(exported, 24 * 60);
+    // Refused in words: an unknown format, a period backwards.
+    let bad = get("/api/region/export?from=2026-05-03&to=2026-05-03&format=xml").await;
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap_or_default().contains("`xml`"));
+    let backwards = get("/api/region/export?from=2026-05-04&to=2026-05-03").await;
+    assert_eq!(backwards.status(), 422);
     cancel.cancel();
 }
