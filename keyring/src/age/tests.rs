@@ -74,8 +74,16 @@ fn every_size_round_trips_including_chunk_boundaries() {
             let chunks = len.div_ceil(CHUNK).max(1);
             let header = file.len() - 16 - len - chunks * TAG;
             assert!(header < 400, "{len}: a header of {header} bytes");
-            assert_eq!(decrypt(&file, &[id.clone()]).unwrap(), plain, "{len}");
-            assert_eq!(decrypt(&file, &[other.clone()]).unwrap(), plain, "{len}");
+            assert_eq!(
+                decrypt(&file, std::slice::from_ref(&id)).unwrap(),
+                plain,
+                "{len}"
+            );
+            assert_eq!(
+                decrypt(&file, std::slice::from_ref(&other)).unwrap(),
+                plain,
+                "{len}"
+            );
         }
     }
 }
@@ -93,14 +101,17 @@ fn a_wrong_identity_a_cut_and_a_flipped_byte_are_refused() {
     // Cut at a chunk boundary: the chunk before is not a last chunk.
     let header = file.len() - 16 - plain.len() - 3 * TAG;
     for cut in [header + 16 + CHUNK + TAG, file.len() - 1, header + 20] {
-        let err = decrypt(&file[..cut], &[id.clone()]).unwrap_err();
+        let err = decrypt(&file[..cut], std::slice::from_ref(&id)).unwrap_err();
         assert!(err.contains("payload"), "cut at {cut}: {err}");
     }
     // A flipped byte in the header (the MAC), in a stanza, in the payload.
     for at in [header - 5, 40, header + 16 + CHUNK + 3, file.len() - 3] {
         let mut bad = file.clone();
         bad[at] ^= 0x01;
-        assert!(decrypt(&bad, &[id.clone()]).is_err(), "flipped at {at}");
+        assert!(
+            decrypt(&bad, std::slice::from_ref(&id)).is_err(),
+            "flipped at {at}"
+        );
     }
 }
 
