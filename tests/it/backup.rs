@@ -1,7 +1,8 @@
 //! Backups through the binary (DESIGN.md §10): `communalia backup` of a running
 //! node, read by Debian's `age` and `tar`; `communalia restore` into a fresh
 //! directory, after which `ledger verify` passes with the same head and the
-//! restored node exports the same readings, with encryption on and off; an
+//! restored node exports the same readings, with encryption on and off; backups
+//! taken while readings stream in hold each acknowledged reading once; an
 //! archive made by `age -r` from a tar made by GNU tar restores too; a wrong
 //! identity, a truncated archive, a flipped byte, an occupied directory and tar
 //! members reaching outside are refused, naming what, and leave nothing behind.
@@ -642,5 +643,109 @@ async fn archives_from_outside_are_read_and_damaged_or_hostile_ones_refused() {
         assert!(is_empty_or_absent(&target), "{kind}: files left");
         assert!(!dir.path().join("escaped").exists());
         assert!(!Path::new("/tmp/communalia-escaped").exists());
+    }
+}
+
+/// Backups taken while readings stream in and the history is flushed every
+/// second: the restored node has every reading acknowledged before the backup
+/// began, and each reading at most once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_readings_stream_in_holds_each_reading_once() {
+    if !have_age() {
+        return;
+    }
+    let dir = TempDir::new("backup-stream");
+    let identity = dir.path().join("id.txt");
+    let recipient = keygen(&identity);
+    let key_file = dir.path().join("keys/node.key");
+    let storage_extra = format!("key_file = \"{}\"", key_file.display());
+    let data = dir.path().join("data");
+    let port = free_port();
+    let cfg = site(
+        dir.path(),
+        "site",
+        &data,
+        port,
+        &storage_extra,
+        &format!("recipients = [\"{recipient}\"]"),
+    );
+    let node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
+    let ivo = token(&cfg, "ivo");
+    publish_values(port, "stream-first", 0..50).await;
+    let before = wait_exported(&node, &ivo, &data, 50).await;
+
+    // 1000 more over about four seconds, while three backups are taken.
+    let streaming = tokio::spawn(async move {
+        let client = publisher("127.0.0.1", port, "stream-more").await;
+        for v in 1000..2000i64 {
+            client
+                .publish(
+                    "site/meter",
+                    QoS::AtLeastOnce,
+                    false,
+                    format!("{{\"p\": {v}}}"),
+                )
+                .await
+                .expect("publish");
+            if v % 25 == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = client.disconnect().await;
+    });
+    let mut archives = Vec::new();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let archive = dir.path().join(format!("b{i}.age"));
+        let cfg = cfg.clone();
+        let to = archive.to_string_lossy().into_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            run_cli(&["backup", "--config", &cfg, "--to", &to], "")
+        })
+        .await
+        .expect("backup task");
+        stdout_of(&out, "backup while readings stream in");
+        archives.push(archive);
+    }
+    streaming.await.expect("publisher");
+    drop(node);
+
+    let published: std::collections::BTreeSet<i64> = (0..50).chain(1000..2000).collect();
+    for (i, archive) in archives.iter().enumerate() {
+        let restored = dir.path().join(format!("r{i}"));
+        let rcfg = site(
+            dir.path(),
+            &format!("r{i}"),
+            &restored,
+            free_port(),
+            &storage_extra,
+            "",
+        );
+        let out = restore_cmd(&rcfg, archive, &identity);
+        stdout_of(&out, "restore");
+        let node = spawn(&["run", "--config", &rcfg, "--bind", "127.0.0.1:0"]);
+        let values = exported_values(&node.base, &ivo).await;
+        drop(node);
+        assert!(
+            values.windows(2).all(|w| w[0] != w[1]),
+            "backup {i}: a reading twice in {values:?}"
+        );
+        for v in &before {
+            assert!(
+                values.contains(v),
+                "backup {i}: {v}, acknowledged before, is missing"
+            );
+        }
+        assert!(
+            values.iter().all(|v| published.contains(v)),
+            "backup {i}: a reading nobody sent"
+        );
+        // One publisher, in order: what the backup holds is everything up to some
+        // reading, none missing before it.
+        let later = values.len() - 50;
+        let prefix: Vec<i64> = (0..50).chain(1000..1000 + later as i64).collect();
+        assert_eq!(values, prefix, "backup {i}: a gap in the readings");
+        println!("backup {i}: {} readings", values.len());
     }
 }
