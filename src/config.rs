@@ -49,6 +49,18 @@ pub(crate) struct Config {
     /// The node's own needs on the planning board.
     #[serde(default)]
     pub(crate) planning: PlanningConfig,
+    /// Who can open the node's backups (`communalia backup`, DESIGN.md §10).
+    #[serde(default)]
+    pub(crate) backup: BackupConfig,
+}
+
+/// `[backup]`: the age recipients every archive of `communalia backup` is
+/// encrypted to (`age1…`, from `age-keygen`), besides those given with `--recipient`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackupConfig {
+    #[serde(default)]
+    pub(crate) recipients: Vec<String>,
 }
 
 /// `[planning]`: when the node asks for a device to be repaired, and offers its
@@ -327,6 +339,14 @@ fn check(l: &Loaded) -> Result<()> {
         Some(n) => format!("{}: line {n}", l.source),
         None => l.source.clone(),
     };
+    for r in &c.backup.recipients {
+        if let Err(e) = r.parse::<keyring::age::Recipient>() {
+            bail!(
+                "{}: key `backup.recipients`: {e}",
+                at(line_of(&l.text, 1, "recipients"))
+            );
+        }
+    }
     if !(-90.0..=90.0).contains(&c.site.latitude) {
         bail!(
             "{}: key `site.latitude`: {} is not between -90 and 90",
@@ -584,6 +604,24 @@ mqtt = {{ topic = \"h3\" }}
             .to_string();
         assert!(err.contains("site.toml: line 10"), "{err}");
         assert!(err.contains("inv") && err.contains("sunspek"), "{err}");
+    }
+
+    #[test]
+    fn backup_recipients_are_checked_with_their_line() {
+        let good = "age1fedyheqcqgmpkvg6e3zt7wmeevkx4safk53q64s4kenc5rnndypqgqpcl6";
+        let text = format!("{MINIMAL}\n[backup]\nrecipients = [\"{good}\"]\n");
+        let l = parse(&text, "site.toml").expect("a recipient from age-keygen");
+        assert_eq!(l.config.backup.recipients, vec![good.to_string()]);
+        let line = text.lines().count();
+        let typo = text.replace("fedy", "fedz");
+        let err = parse(&typo, "site.toml")
+            .expect_err("a mistyped recipient")
+            .to_string();
+        assert!(err.contains(&format!("site.toml: line {line}")), "{err}");
+        assert!(
+            err.contains("backup.recipients") && err.contains("checksum"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and starts the parts; everything else lives in the crates.
 
 mod accounts_cli;
+mod backup;
 mod config;
 mod demo;
 mod demo_history;
@@ -145,6 +146,34 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Write one encrypted archive (age) of the configuration, the journal, the
+    /// history and the keyring, while the node runs (DESIGN.md §10). The key file
+    /// or passphrase is not in it: restoring takes the age identity and that key.
+    Backup {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// The archive to write (replaced only once the new one is complete).
+        #[arg(long)]
+        to: PathBuf,
+        /// An age recipient (`age1…`) to encrypt to, besides `[backup] recipients`;
+        /// repeat for several.
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
+    },
+    /// Rebuild a node from a `communalia backup` archive into an absent or empty
+    /// data directory, and verify it (journal, history, write-ahead log) before
+    /// saying so; on any failure nothing is left. Without the configuration file,
+    /// the archive's own is written there first.
+    Restore {
+        #[arg(long, default_value = "communalia.toml")]
+        config: PathBuf,
+        /// The archive.
+        #[arg(long)]
+        from: PathBuf,
+        /// An age identity file (`age-keygen`'s) for one of the archive's recipients.
+        #[arg(long)]
+        identity: PathBuf,
     },
 }
 
@@ -379,6 +408,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Encrypt { config } => {
             encrypt::encrypt(&config::load_file(&config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup {
+            config,
+            to,
+            recipients,
+        } => {
+            backup::backup(&config::load_file(&config)?, &to, &recipients)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            config,
+            from,
+            identity,
+        } => {
+            backup::restore(&config, &from, &identity)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Key {

@@ -35,6 +35,8 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+pub mod age;
+
 /// The file in the data directory that holds the wrapped data key.
 pub const KEYRING_FILE: &str = "keyring.json";
 const VERSION: u32 = 1;

@@ -5,6 +5,7 @@ mod support;
 
 mod actuation;
 mod atrest;
+mod backup;
 mod cli;
 mod crash;
 mod end_to_end;
