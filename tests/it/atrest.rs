@@ -487,3 +487,60 @@ fn the_node_key_is_sealed_by_encrypt_and_keeps_its_identity() {
     assert_eq!(federation_identity(&rotated), before);
     assert_eq!(std::fs::read(&key_path).expect("node.key"), sealed);
 }
+
+/// A passphrase from the environment (`[storage] passphrase = "env:VAR"`): the
+/// node starts with it and encrypts its new data directory (argon2id); a wrong one
+/// is refused naming the keyring, a missing variable naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_from_the_environment_opens_the_data_and_a_wrong_one_is_refused() {
+    const VAR: &str = "COMMUNALIA_IT_PASSPHRASE";
+    let dir = TempDir::new("atrest-passphrase");
+    let data = dir.path().join("data");
+    let cfg = site(
+        dir.path(),
+        free_port(),
+        "site",
+        &format!("passphrase = \"env:{VAR}\""),
+    );
+    let right = "correct horse battery staple";
+    let mut node = spawn_with_env(
+        &["run", "--config", &cfg, "--bind", "127.0.0.1:0"],
+        &[(VAR, right)],
+    );
+    let live = get_json(&format!("{}/api/live", node.base)).await;
+    assert!(live["site"].is_object(), "{live}");
+    node.kill();
+    let keyring = data.join("keyring.json");
+    let ring = std::fs::read_to_string(&keyring).expect("the keyring");
+    assert!(ring.contains("argon2id"), "{ring}");
+    assert!(!ring.contains(right), "the passphrase is in the keyring");
+
+    let verify = |passphrase: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["ledger", "verify", "--config", &cfg])
+            .env("RUST_LOG", "warn")
+            .env_remove(VAR);
+        if let Some(p) = passphrase {
+            cmd.env(VAR, p);
+        }
+        cmd.output().expect("run")
+    };
+    let ok = verify(Some(right));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("chain intact"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong = verify(Some("correct horse battery stapler"));
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("does not open the data key") && err.contains(&keyring.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains(&format!("${VAR}")), "which passphrase: {err}");
+    let missing = verify(None);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains(VAR) && err.contains("not set"), "{err}");
+}
