@@ -108,7 +108,7 @@ fn say(h: &HouseholdConfig, done: &Erased) {
 /// from `/me`. Prints what was done; fails if one of them could not be.
 pub(crate) fn erase_pending(loaded: &Loaded) -> Result<()> {
     let journal = crate::node::open_ledger(loaded)?;
-    let (done, failed) = carry_out_requests(loaded, &journal)?;
+    let Carried { done, failed } = carry_out_requests(loaded, &journal)?;
     if done.is_empty() && failed.is_empty() {
         println!("No erasure request is pending.");
     }
@@ -121,14 +121,17 @@ pub(crate) fn erase_pending(loaded: &Loaded) -> Result<()> {
     Ok(())
 }
 
+/// What [`carry_out_requests`] did: the erasures made, and the requests that
+/// could not be carried out, with why (they stay pending).
+pub(crate) struct Carried {
+    pub(crate) done: Vec<(HouseholdConfig, Erased)>,
+    pub(crate) failed: Vec<(i64, anyhow::Error)>,
+}
+
 /// Carries out every pending erasure request of the journal, each as its author
-/// (a member of the household: the journal's rule). Returns what was done and the
-/// requests that could not be, with why (they stay pending). Fails only when the
-/// journal cannot be read.
-pub(crate) fn carry_out_requests(
-    loaded: &Loaded,
-    journal: &Journal,
-) -> Result<(Vec<(HouseholdConfig, Erased)>, Vec<(i64, anyhow::Error)>)> {
+/// (a member of the household: the journal's rule). Fails only when the journal
+/// cannot be read.
+pub(crate) fn carry_out_requests(loaded: &Loaded, journal: &Journal) -> Result<Carried> {
     let mut done = Vec::new();
     let mut failed = Vec::new();
     let pending = journal
@@ -159,7 +162,7 @@ pub(crate) fn carry_out_requests(
             Err(e) => failed.push((request.seq, e)),
         }
     }
-    Ok((done, failed))
+    Ok(Carried { done, failed })
 }
 
 /// The erasure itself (see the module's documentation), recorded by `member`,

@@ -101,12 +101,12 @@ impl Node {
         // log are opened for the node (nothing can flush or compact meanwhile). One
         // that fails stays pending, shown as such on `/me`, and is tried again at
         // the next start or by `communalia household erase --pending`.
-        let (erased, failed) = crate::household_cli::carry_out_requests(loaded, &journal)?;
-        for (h, done) in erased {
+        let carried = crate::household_cli::carry_out_requests(loaded, &journal)?;
+        for (h, done) in carried.done {
             tracing::info!(household = %h.id, rows = done.rows, entry = done.seq,
                 "erased a household's readings at its request");
         }
-        for (request, e) in failed {
+        for (request, e) in carried.failed {
             tracing::error!(request, error = %format!("{e:#}"),
                 "could not carry out an erasure request; it stays pending");
         }

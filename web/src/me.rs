@@ -559,7 +559,9 @@ async fn render_erase(
     Ok(lang.page(status, html))
 }
 
-/// `GET /me/erasure`: the confirmation step, naming what would be erased.
+/// `GET /me/erasure`: the confirmation step, naming what would be erased; for a
+/// member of no household, a page saying there is nothing of theirs to erase
+/// (200, as `/me` says it: reading it asks nothing of anyone).
 pub(crate) async fn erase_page(
     State(state): State<AppState>,
     lang: PageLang,
@@ -570,15 +572,7 @@ pub(crate) async fn erase_page(
         Some(h) => render_erase(&state, &lang, &member, StatusCode::OK, Some(&h), &[]).await,
         None => {
             let problems = [t.t("me.erase_no_household").to_string()];
-            render_erase(
-                &state,
-                &lang,
-                &member,
-                StatusCode::FORBIDDEN,
-                None,
-                &problems,
-            )
-            .await
+            render_erase(&state, &lang, &member, StatusCode::OK, None, &problems).await
         }
     }
 }
