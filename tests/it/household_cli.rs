@@ -404,6 +404,24 @@ async fn a_request_from_me_is_carried_out_when_the_node_starts() {
         2,
         "nothing erased before the start"
     );
+    // Its author no longer of the household: not carried out, still pending, and
+    // `--pending` says which request and why.
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        text.replace("members = [\"hugo\"]", "members = [\"rita\"]"),
+    )
+    .expect("write");
+    let out = crate::cli::run_cli(&["household", "erase", "--pending", "--config", &cfg], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("erasure request {request} is still pending"))
+            && err.contains("`hugo` is not a member of household `martin`"),
+        "{err}"
+    );
+    assert_eq!(rows(dir.path()).await.len(), 2, "erased for a non-member");
+    std::fs::write(&path, text).expect("write");
 
     let mut node = spawn(&["run", "--config", &cfg, "--bind", "127.0.0.1:0"]);
     node.kill();
