@@ -196,6 +196,16 @@ fn convert(loaded: &Loaded, dir: &Path, staging: &Path, key: &DataKey) -> Result
         if top == "wal" {
             continue;
         }
+        // The federation's signing key: sealed with the data key, never copied
+        // in clear (whoever held it could sign as the node).
+        if rel.as_os_str() == federation::identity::KEY_FILE {
+            let sealer = keyring::RecordSealer::new(&key.subkey(Purpose::NodeKey));
+            let dst_dir = dst.parent().unwrap_or(staging);
+            federation::identity::seal_key_file(&src, dst_dir, &sealer)
+                .with_context(|| format!("cannot seal {}", src.display()))?;
+            done.other_files += 1;
+            continue;
+        }
         if (top == "readings" || top == "readings_1m")
             && rel.extension().is_some_and(|e| e == "parquet")
         {

@@ -7,12 +7,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
 
-/// The node key of the configured data directory (made if there is none yet).
+/// The node key of the configured data directory (made if there is none yet),
+/// sealed with the data key when there is one.
 pub(crate) fn node_key(loaded: &Loaded) -> Result<federation::identity::NodeKey> {
     let c = &loaded.config;
-    Ok(federation::identity::NodeKey::load_or_create(
+    // On an encrypted node the key is kept sealed with the data key.
+    let sealer = loaded
+        .data_key()?
+        .map(|key| keyring::RecordSealer::new(&key.subkey(keyring::Purpose::NodeKey)));
+    Ok(federation::identity::NodeKey::load_or_create_sealed(
         &c.storage.dir,
         c.federation.node_id.as_deref(),
+        sealer.as_ref(),
     )?)
 }
 

@@ -202,17 +202,23 @@ enum KeyCommand {
 
 #[derive(Subcommand, Debug)]
 enum HouseholdCommand {
-    /// Erase a household's readings from the history, at the request of one of its
-    /// members; run it with the node stopped. The journal records the erasure (who,
-    /// which meters, which period, how many rows), never the readings.
+    /// Erase a household's readings from the history and the write-ahead log, at
+    /// the request of one of its members; run it with the node stopped. The journal
+    /// records the erasure (who, which meters, which period, how many rows), never
+    /// the readings. `--pending` carries out the requests made from `/me` (which
+    /// the node also does at each start).
     Erase {
         #[arg(long, default_value = "communalia.toml")]
         config: PathBuf,
         /// The household's id (`[[household]] id`).
-        household: String,
+        #[arg(required_unless_present = "pending")]
+        household: Option<String>,
         /// The member of the household who asks for it.
-        #[arg(long)]
-        member: String,
+        #[arg(long, required_unless_present = "pending")]
+        member: Option<String>,
+        /// Carry out the erasures members asked for from `/me`, instead.
+        #[arg(long, conflicts_with_all = ["household", "member", "from", "to"])]
+        pending: bool,
         /// From this instant (RFC 3339; default: the beginning).
         #[arg(long)]
         from: Option<DateTime<Utc>>,
@@ -644,11 +650,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     config,
                     household,
                     member,
+                    pending,
                     from,
                     to,
                 },
         } => {
-            household_cli::erase(&config::load_file(&config)?, &household, &member, from, to)?;
+            let loaded = config::load_file(&config)?;
+            match (household, member) {
+                (Some(household), Some(member)) if !pending => {
+                    household_cli::erase(&loaded, &household, &member, from, to)?;
+                }
+                _ => household_cli::erase_pending(&loaded)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Region { config, bind } => {

@@ -97,6 +97,19 @@ impl Node {
     pub(crate) async fn start(loaded: &Loaded, bind: SocketAddr, https: bool) -> Result<Node> {
         let c = &loaded.config;
         let journal = Arc::new(open_ledger(loaded)?);
+        // Erasures members asked for from `/me`, done before the history and the
+        // log are opened for the node (nothing can flush or compact meanwhile). One
+        // that fails stays pending, shown as such on `/me`, and is tried again at
+        // the next start or by `communalia household erase --pending`.
+        let carried = crate::household_cli::carry_out_requests(loaded, &journal)?;
+        for (h, done) in carried.done {
+            tracing::info!(household = %h.id, rows = done.rows, entry = done.seq,
+                "erased a household's readings at its request");
+        }
+        for (request, e) in carried.failed {
+            tracing::error!(request, error = %format!("{e:#}"),
+                "could not carry out an erasure request; it stays pending");
+        }
         let store = Arc::new(LiveStore::new(LIVE_WINDOW));
         let metrics = Arc::new(IngestMetrics::default());
         // What was accepted before the last stop (or crash) comes back first.

@@ -62,7 +62,9 @@ pub use ledger_page::{
     Confirmation, ContributionForm, FormTarget, LedgerForms, LedgerView, PROJECTION_DAYS,
     ParametersForm, TransferForm, render_ledger,
 };
-pub use me_page::{GrantForm, MeView, MeterHour, MeterNow, render_me};
+pub use me_page::{
+    GrantForm, MeEraseView, MeView, MeterHour, MeterNow, render_me, render_me_erase,
+};
 pub use pages::{WallContext, render_not_found, render_wall, render_wall_for, render_wall_with};
 pub use plan_page::{
     BoardConfirmation, BoardField, BoardProblem, BoardTarget, CommitForm, IntentForm, PlanForms,

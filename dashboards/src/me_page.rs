@@ -1,10 +1,11 @@
 //! `/me`: what a member sees of their own household (DESIGN.md §10): its meters
 //! live and over the last day, the consent it gave (with the forms to grant and
-//! revoke), who read its readings under a grant, its erasures, and the export of
+//! revoke), who read its readings under a grant, its erasures and the requests
+//! for one (with the confirmation step before a request), and the export of
 //! everything about the member.
 
 use askama::Template;
-use ledger::{AccessRecord, Grant, Granularity, RecordedErasure, Role};
+use ledger::{AccessRecord, Grant, Granularity, RecordedErasure, RecordedErasureRequest, Role};
 
 use crate::layout::{Layout, render};
 use crate::nav::member_nav;
@@ -50,6 +51,7 @@ pub struct MeView<'a> {
     pub grants: &'a [Grant],
     pub access_log: &'a [AccessRecord],
     pub erasures: &'a [RecordedErasure],
+    pub erasure_requests: &'a [RecordedErasureRequest],
     pub form: &'a GrantForm,
     pub problems: &'a [String],
     /// A key of the catalog saying what was just done.
@@ -84,6 +86,17 @@ struct ErasureLine {
     rows: u64,
 }
 
+struct RequestLine {
+    seq: i64,
+    at: String,
+    by: String,
+    meters: String,
+    until: String,
+    /// Pending, or carried out (with the entry and when).
+    state: String,
+    pending: bool,
+}
+
 struct Choice {
     value: &'static str,
     label: String,
@@ -101,6 +114,8 @@ struct MeTemplate<'a> {
     grants: Vec<GrantLine>,
     log: Vec<LogLine>,
     erasures: Vec<ErasureLine>,
+    requests: Vec<RequestLine>,
+    can_request: bool,
     form: &'a GrantForm,
     granularities: Vec<Choice>,
     problems: &'a [String],
@@ -206,6 +221,42 @@ pub fn render_me(view: &MeView<'_>, lang: Lang, site: &SiteInfo) -> Result<Strin
                 rows: e.erasure.rows,
             })
             .collect(),
+        requests: view
+            .erasure_requests
+            .iter()
+            .map(|r| {
+                let done = r.done_by_entry.and_then(|seq| {
+                    view.erasures
+                        .iter()
+                        .find(|e| e.seq == seq)
+                        .map(|e| (seq, e))
+                });
+                RequestLine {
+                    seq: r.seq,
+                    at: local(r.at),
+                    by: r.by.clone(),
+                    meters: r.request.meters.join(", "),
+                    until: local(r.request.to),
+                    state: match done {
+                        Some((seq, e)) => t.tf(
+                            "me.erasure_request_done",
+                            &[
+                                ("at", &local(e.at)),
+                                ("entry", &seq.to_string()),
+                                ("rows", &e.erasure.rows.to_string()),
+                            ],
+                        ),
+                        None => t.t("me.erasure_request_pending").to_string(),
+                    },
+                    pending: r.done_by_entry.is_none(),
+                }
+            })
+            .collect(),
+        can_request: view.household.is_some()
+            && view
+                .erasure_requests
+                .iter()
+                .all(|r| r.done_by_entry.is_some()),
         form: view.form,
         granularities: Granularity::ALL
             .into_iter()
@@ -219,4 +270,62 @@ pub fn render_me(view: &MeView<'_>, lang: Lang, site: &SiteInfo) -> Result<Strin
         done: view.done.map(|k| t.t(k).to_string()),
     };
     render(&page, "me.html")
+}
+
+/// What the confirmation before an erasure request shows.
+pub struct MeEraseView<'a> {
+    pub member: &'a str,
+    pub roles: &'a [Role],
+    pub csrf: &'a str,
+    /// The household the request is for: id, name and meters; `None` when the
+    /// member may ask for none (then only `problems` are shown).
+    pub household: Option<(&'a str, &'a str, &'a [String])>,
+    pub problems: &'a [String],
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Template)]
+#[template(path = "me_erase.html")]
+struct MeEraseTemplate<'a> {
+    layout: Layout<'a>,
+    csrf: &'a str,
+    household_id: Option<&'a str>,
+    what: Option<String>,
+    problems: &'a [String],
+}
+
+/// The confirmation step before asking for a household's readings to be erased,
+/// naming what will be erased, as a complete HTML document.
+pub fn render_me_erase(view: &MeEraseView<'_>, lang: Lang, site: &SiteInfo) -> Result<String> {
+    let t = Catalog::for_lang(lang);
+    let now = view
+        .now
+        .with_timezone(&view.timezone)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let page = MeEraseTemplate {
+        layout: Layout::new(lang, site, t.t("me.erase_title")).with_nav(member_nav(
+            "/me",
+            view.roles,
+            view.member,
+            view.csrf,
+            t,
+        )),
+        csrf: view.csrf,
+        household_id: view.household.map(|(id, _, _)| id),
+        what: view.household.map(|(id, name, meters)| {
+            t.tf(
+                "me.erase_what",
+                &[
+                    ("name", name),
+                    ("id", id),
+                    ("meters", &meters.join(", ")),
+                    ("until", &now),
+                ],
+            )
+        }),
+        problems: view.problems,
+    };
+    render(&page, "me_erase.html")
 }

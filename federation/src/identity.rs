@@ -2,8 +2,12 @@
 //! kept in the data directory (`node.key`, mode 0600), and the node id derived from
 //! its public key unless the configuration names one.
 //!
-//! Everything that reads or writes the key file is in this module, so that keeping
-//! the key under the node's data key (DESIGN.md §10) changes this module alone.
+//! Everything that reads or writes the key file is in this module. On a node
+//! whose data is encrypted (DESIGN.md §10) the file holds the key sealed with a
+//! subkey of the data key ([`keyring::Purpose::NodeKey`]), so that whoever takes
+//! the card cannot sign as the node; a clear key found there (a node encrypted
+//! before keys were sealed) is sealed in place at the next load. A sealed key
+//! without the data key is refused with the file named.
 
 use std::fmt;
 use std::io::Write;
@@ -20,6 +24,9 @@ use crate::{Error, Result};
 pub const KEY_FILE: &str = "node.key";
 /// First line of the key file: what the file is, and its format's version.
 const KEY_HEADER: &str = "communalia node key (ed25519 seed, base64) v1";
+/// First line of a sealed key file; the second is the base64 of the seed sealed
+/// with the data key's node-key subkey, this header as associated data.
+const SEALED_HEADER: &str = "communalia node key (ed25519 seed, sealed, base64) v1";
 
 /// The node's signing key and id.
 pub struct NodeKey {
@@ -55,16 +62,43 @@ impl NodeKey {
     /// is `node_id` when given, else derived from the public key
     /// ([`PublicKey::derived_node_id`]).
     pub fn load_or_create(dir: &Path, node_id: Option<&str>) -> Result<NodeKey> {
+        Self::load_or_create_sealed(dir, node_id, None)
+    }
+
+    /// [`NodeKey::load_or_create`] on a node whose data is encrypted when `sealer`
+    /// is given (made from [`keyring::Purpose::NodeKey`]): the key is kept sealed
+    /// with it, and a clear one is sealed in place.
+    pub fn load_or_create_sealed(
+        dir: &Path,
+        node_id: Option<&str>,
+        sealer: Option<&keyring::RecordSealer>,
+    ) -> Result<NodeKey> {
         let path = dir.join(KEY_FILE);
+        let bad = |why: String| Error::Key {
+            path: path.clone(),
+            why,
+        };
         let signing = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 check_private(&path)?;
-                parse_key_file(&text).map_err(|why| Error::Key {
-                    path: path.clone(),
-                    why,
-                })?
+                match (text.lines().next() == Some(SEALED_HEADER), sealer) {
+                    (true, Some(sealer)) => parse_sealed(&text, sealer).map_err(bad)?,
+                    (true, None) => {
+                        return Err(bad("it is sealed with the data key, and no key is \
+                             configured ([storage] key_file or passphrase)"
+                            .into()));
+                    }
+                    (false, sealer) => {
+                        let seed = parse_key_file(&text).map_err(bad)?;
+                        if let Some(sealer) = sealer {
+                            write_key_file(dir, &path, &seed, Some(sealer))?;
+                            tracing::info!(path = %path.display(), "node key sealed with the data key");
+                        }
+                        seed
+                    }
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(dir, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(dir, &path, sealer)?,
             Err(e) => return Err(Error::io(&path, e)),
         };
         Self::with_id(signing, node_id, path)
@@ -138,6 +172,94 @@ fn check_private(_path: &Path) -> Result<()> {
     Ok(())
 }
 
+fn parse_sealed(
+    text: &str,
+    sealer: &keyring::RecordSealer,
+) -> std::result::Result<SigningKey, String> {
+    let line = text.lines().nth(1).ok_or("it has no key line")?;
+    let sealed = B64
+        .decode(line.trim())
+        .map_err(|e| format!("its key line is not base64: {e}"))?;
+    let seed = sealer
+        .open(SEALED_HEADER.as_bytes(), &sealed)
+        .ok_or("it does not open with the data key (another node's, or changed)")?;
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("its key is {} bytes, not 32", b.len()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The key file's text for `seed`, sealed with `sealer` when given.
+fn key_file_text(seed: &SigningKey, sealer: Option<&keyring::RecordSealer>) -> Result<String> {
+    Ok(match sealer {
+        Some(sealer) => {
+            let sealed = sealer
+                .seal(SEALED_HEADER.as_bytes(), seed.as_bytes())
+                .map_err(|e| Error::Config(format!("cannot seal the node key: {e}")))?;
+            format!("{SEALED_HEADER}\n{}\n", B64.encode(sealed))
+        }
+        None => format!("{KEY_HEADER}\n{}\n", B64.encode(seed.as_bytes())),
+    })
+}
+
+/// Writes the key file whole or not at all (temporary file of mode 0600, synced,
+/// renamed into place, directory synced).
+fn write_key_file(
+    dir: &Path,
+    path: &Path,
+    seed: &SigningKey,
+    sealer: Option<&keyring::RecordSealer>,
+) -> Result<()> {
+    let text = key_file_text(seed, sealer)?;
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// `communalia encrypt`: the clear key file `src` written sealed with `sealer` into
+/// the directory `dst_dir`, and read back; returns the key's public half, for the
+/// caller to check it is the one it had.
+pub fn seal_key_file(
+    src: &Path,
+    dst_dir: &Path,
+    sealer: &keyring::RecordSealer,
+) -> Result<PublicKey> {
+    let text = std::fs::read_to_string(src).map_err(|e| Error::io(src, e))?;
+    let seed = parse_key_file(&text).map_err(|why| Error::Key {
+        path: src.to_path_buf(),
+        why,
+    })?;
+    let dst = dst_dir.join(KEY_FILE);
+    write_key_file(dst_dir, &dst, &seed, Some(sealer))?;
+    let back = std::fs::read_to_string(&dst).map_err(|e| Error::io(&dst, e))?;
+    let back = parse_sealed(&back, sealer).map_err(|why| Error::Key { path: dst, why })?;
+    if back.verifying_key() != seed.verifying_key() {
+        return Err(Error::Config(
+            "the sealed node key does not read back".into(),
+        ));
+    }
+    Ok(PublicKey(seed.verifying_key()))
+}
+
 fn parse_key_file(text: &str) -> std::result::Result<SigningKey, String> {
     let mut lines = text.lines();
     if lines.next() != Some(KEY_HEADER) {
@@ -155,7 +277,7 @@ fn parse_key_file(text: &str) -> std::result::Result<SigningKey, String> {
 
 /// Writes a new key to `path`, created with mode 0600 (never readable by others,
 /// not even for an instant) and synced before it is used.
-fn create(dir: &Path, path: &Path) -> Result<SigningKey> {
+fn create(dir: &Path, path: &Path, sealer: Option<&keyring::RecordSealer>) -> Result<SigningKey> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let seed: [u8; 32] = rand::random();
     let mut options = std::fs::OpenOptions::new();
@@ -166,7 +288,7 @@ fn create(dir: &Path, path: &Path) -> Result<SigningKey> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
-    let text = format!("{KEY_HEADER}\n{}\n", B64.encode(seed));
+    let text = key_file_text(&SigningKey::from_bytes(&seed), sealer)?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(path, e))?;
@@ -232,6 +354,63 @@ impl fmt::Debug for PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sealer(key: &keyring::DataKey) -> keyring::RecordSealer {
+        keyring::RecordSealer::new(&key.subkey(keyring::Purpose::NodeKey))
+    }
+
+    #[test]
+    fn under_the_data_key_the_file_holds_no_clear_key_and_a_clear_one_is_sealed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A clear key first, as a node made it before its data was encrypted.
+        let clear = NodeKey::load_or_create(dir.path(), None).expect("new key");
+        let path = dir.path().join(KEY_FILE);
+        let seed_b64 = B64.encode(clear.signing.as_bytes());
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("file")
+                .contains(&seed_b64)
+        );
+
+        let key = keyring::DataKey::generate().expect("data key");
+        let sealed = NodeKey::load_or_create_sealed(dir.path(), None, Some(&sealer(&key)))
+            .expect("sealed in place");
+        assert_eq!(sealed.public(), clear.public());
+        assert_eq!(sealed.node_id(), clear.node_id());
+        let text = std::fs::read_to_string(&path).expect("file");
+        assert!(text.starts_with(SEALED_HEADER), "{text}");
+        assert!(
+            !text.contains(&seed_b64),
+            "the clear seed is still in the file"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again =
+            NodeKey::load_or_create_sealed(dir.path(), None, Some(&sealer(&key))).expect("opens");
+        assert_eq!(again.public(), clear.public());
+        // Without the data key, or with another: refused, naming the file.
+        let err = NodeKey::load_or_create(dir.path(), None).expect_err("no key");
+        assert!(err.to_string().contains("node.key"), "{err}");
+        assert!(
+            err.to_string().contains("sealed with the data key"),
+            "{err}"
+        );
+        let other = keyring::DataKey::generate().expect("data key");
+        let err = NodeKey::load_or_create_sealed(dir.path(), None, Some(&sealer(&other)))
+            .expect_err("another key");
+        assert!(err.to_string().contains("does not open"), "{err}");
+        // A key made on an encrypted node is sealed from the start.
+        let fresh = tempfile::tempdir().expect("temp dir");
+        let made =
+            NodeKey::load_or_create_sealed(fresh.path(), None, Some(&sealer(&key))).expect("new");
+        let text = std::fs::read_to_string(fresh.path().join(KEY_FILE)).expect("file");
+        assert!(text.starts_with(SEALED_HEADER), "{text}");
+        assert!(!text.contains(&B64.encode(made.signing.as_bytes())));
+    }
 
     #[test]
     fn a_key_is_made_once_private_and_read_back_the_same() {

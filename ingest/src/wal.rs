@@ -657,6 +657,42 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Empties the log of every reading it holds, for an erasure (DESIGN.md §10),
+    /// the node stopped: the segment being written (fresh since [`Wal::open`], so
+    /// holding nothing yet) gets one record without readings that keeps `digests`
+    /// (the redelivery check still works after a crash), and every older segment
+    /// is deleted, damaged ones included: what replay cannot read, nobody can tell
+    /// whose readings it holds.
+    ///
+    /// The caller must first have every replayed reading safe in the history (and
+    /// erased there): [`Wal::checkpoint`] alone is not enough, since it never
+    /// deletes the segment a running node was writing, which keeps records already
+    /// in Parquet and would give them back to the live store at the next start.
+    /// Returns how many segments went.
+    pub fn forget_readings(&mut self, digests: &[u64]) -> Result<usize> {
+        let header = MAGIC.len() as u64;
+        if self.len != header {
+            return Err(WalError::Kind {
+                path: self.path.clone(),
+                why: "the segment being written already holds records; open the log afresh before an erasure",
+            });
+        }
+        if !digests.is_empty() {
+            self.append(&[], digests)?;
+        }
+        let mut removed = 0;
+        while self.segments.len() > 1 {
+            let (_, path) = self.segments.remove(0);
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(removed)
+    }
+
     /// The segment files, oldest first.
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.iter().map(|(_, p)| p.clone()).collect()

@@ -134,6 +134,8 @@ pub enum Purpose {
     Wal,
     /// The Parquet history's footer (and, uniformly, column) key.
     History,
+    /// Seals the federation's node signing key (`node.key`) at rest.
+    NodeKey,
 }
 
 impl Purpose {
@@ -142,6 +144,7 @@ impl Purpose {
             Purpose::Journal => b"journal sqlcipher",
             Purpose::Wal => b"wal records chacha20-poly1305",
             Purpose::History => b"history parquet aes-256-gcm",
+            Purpose::NodeKey => b"federation node key chacha20-poly1305",
         }
     }
 }

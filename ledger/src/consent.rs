@@ -1,7 +1,8 @@
 //! A household's consent to share its meters' readings (DESIGN.md §10), the
 //! erasures of its readings, and the log of reads made under a grant.
 //!
-//! Entries (`consent_granted`, `consent_revoked`, `household_readings_erased`): the
+//! Entries (`consent_granted`, `consent_revoked`, `household_readings_erased`,
+//! `household_erasure_requested`): the
 //! journal does not hold the site's households (they are in the configuration, like
 //! the services a plan may name), so each entry carries the members the household
 //! had when it was written (`household_members`), and the typed calls take them from
@@ -41,7 +42,8 @@ use crate::rules::state::{decode, encode};
 pub const MAX_PURPOSE_CHARS: usize = 200;
 
 /// The kinds this module records, as SQL.
-const KINDS_SQL: &str = "('consent_granted', 'consent_revoked', 'household_readings_erased')";
+const KINDS_SQL: &str = "('consent_granted', 'consent_revoked', 'household_readings_erased', \
+                         'household_erasure_requested')";
 
 /// How finely a grantee sees a household's readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,6 +200,40 @@ pub struct Erasure {
     pub to: DateTime<Utc>,
     /// How many rows were removed.
     pub rows: u64,
+    /// The `household_erasure_requested` entry this erasure carried out, when a
+    /// member asked for it from `/me` (absent from erasures made at the command
+    /// line, and from every entry written before requests existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
+}
+
+/// A household member's request that its readings be erased: what will be
+/// erased, recorded before it is done (the node does it with its history closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    pub household: String,
+    pub household_members: Vec<String>,
+    pub meters: Vec<String>,
+    #[serde(with = "crate::entry::ts_millis")]
+    pub from: DateTime<Utc>,
+    #[serde(with = "crate::entry::ts_millis")]
+    pub to: DateTime<Utc>,
+}
+
+/// A recorded request: the entry's seq (the request's id), author and time, what
+/// it asks, and the erasure that carried it out once there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedErasureRequest {
+    pub seq: i64,
+    pub by: String,
+    #[serde(with = "crate::entry::ts_millis")]
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub request: ErasureRequest,
+    /// The `household_readings_erased` entry that carried it out; `None` while
+    /// pending.
+    pub done_by_entry: Option<i64>,
 }
 
 /// A recorded erasure: the entry's seq, author and time with what it says.
@@ -245,6 +281,7 @@ impl Grant {
 pub(crate) struct ConsentState {
     grants: BTreeMap<i64, Grant>,
     erasures: Vec<RecordedErasure>,
+    requests: BTreeMap<i64, RecordedErasureRequest>,
 }
 
 fn rule(text: String) -> crate::error::Error {
@@ -392,12 +429,78 @@ impl ConsentState {
                 if erasure.to <= erasure.from {
                     return Err(rule("an erasure's `from` comes before its `to`".into()));
                 }
+                if let Some(id) = erasure.request {
+                    let request = self
+                        .requests
+                        .get_mut(&id)
+                        .filter(|r| r.request.household == erasure.household)
+                        .ok_or_else(|| {
+                            rule(format!(
+                                "entry {id} is no erasure request of household `{}`",
+                                erasure.household
+                            ))
+                        })?;
+                    if let Some(done) = request.done_by_entry {
+                        return Err(rule(format!(
+                            "erasure request {id} was already carried out (entry {done})"
+                        )));
+                    }
+                    if request.request.meters != erasure.meters
+                        || request.request.from != erasure.from
+                        || request.request.to != erasure.to
+                    {
+                        return Err(rule(format!(
+                            "the erasure does not erase what request {id} asked \
+                             (meters and period)"
+                        )));
+                    }
+                    request.done_by_entry = Some(entry.seq);
+                }
                 self.erasures.push(RecordedErasure {
                     seq: entry.seq,
                     by: entry.author.clone(),
                     at: entry.ts,
                     erasure,
                 });
+                Ok(())
+            }
+            EntryKind::HouseholdErasureRequested => {
+                let request: ErasureRequest = decode(entry.kind, &entry.payload)?;
+                check_household(
+                    &request.household,
+                    &request.household_members,
+                    &entry.author,
+                    is_member,
+                )?;
+                if request.meters.is_empty() {
+                    return Err(rule("an erasure request names the meters to erase".into()));
+                }
+                if request.to <= request.from {
+                    return Err(rule(
+                        "an erasure request's `from` comes before its `to`".into(),
+                    ));
+                }
+                if let Some(pending) = self
+                    .requests
+                    .values()
+                    .find(|r| r.request.household == request.household && r.done_by_entry.is_none())
+                {
+                    return Err(rule(format!(
+                        "household `{}` already asked for its readings to be erased \
+                         (request {}, by {}); it is carried out at the node's next start",
+                        request.household, pending.seq, pending.by
+                    )));
+                }
+                self.requests.insert(
+                    entry.seq,
+                    RecordedErasureRequest {
+                        seq: entry.seq,
+                        by: entry.author.clone(),
+                        at: entry.ts,
+                        request,
+                        done_by_entry: None,
+                    },
+                );
                 Ok(())
             }
             _ => Ok(()),
@@ -510,6 +613,31 @@ impl Journal {
         let kind = EntryKind::HouseholdReadingsErased;
         let payload = encode(kind, erasure)?;
         self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+    }
+
+    /// Records that `author`, a member of the household, asks for its readings to be
+    /// erased; refused while an earlier request of the household is pending.
+    pub fn request_erasure(
+        &self,
+        author: &str,
+        request: &ErasureRequest,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        let kind = EntryKind::HouseholdErasureRequested;
+        let payload = encode(kind, request)?;
+        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+    }
+
+    /// The erasure requests of `household` (every household when `None`), oldest
+    /// first, carried out or not.
+    pub fn erasure_requests(&self, household: Option<&str>) -> Result<Vec<RecordedErasureRequest>> {
+        self.read(|conn| {
+            Ok(ConsentState::load(conn)?
+                .requests
+                .into_values()
+                .filter(|r| household.is_none_or(|h| r.request.household == h))
+                .collect())
+        })
     }
 
     /// Every grant, oldest first, revoked and expired ones too.

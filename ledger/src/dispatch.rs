@@ -116,6 +116,11 @@ fn record(
             call: "Journal::certify_load_shift",
         }
         .into()),
+        EntryKind::HouseholdErasureRequested => Err(Refusal::TypedCallOnly {
+            kind,
+            call: "Journal::request_erasure",
+        }
+        .into()),
         EntryKind::ContributionValidated
         | EntryKind::DemurrageSettled
         | EntryKind::CommitmentFulfilled => Err(Refusal::DerivedKind(kind).into()),
@@ -139,7 +144,8 @@ fn apply(tx: &Connection, entry: &Entry) -> Result<()> {
         | EntryKind::PanelMemberDeclined => sortition::apply_row(tx, entry),
         EntryKind::ConsentGranted
         | EntryKind::ConsentRevoked
-        | EntryKind::HouseholdReadingsErased => crate::consent::apply_row(tx, entry),
+        | EntryKind::HouseholdReadingsErased
+        | EntryKind::HouseholdErasureRequested => crate::consent::apply_row(tx, entry),
         _ => apply_ledger(&mut SqlState::new(tx), entry),
     }
 }
@@ -168,6 +174,7 @@ pub(crate) fn apply_ledger(state: &mut impl LedgerState, entry: &Entry) -> Resul
         EntryKind::ConsentGranted
         | EntryKind::ConsentRevoked
         | EntryKind::HouseholdReadingsErased
+        | EntryKind::HouseholdErasureRequested
         | EntryKind::MemberJoined
         | EntryKind::PlanAdopted
         | EntryKind::SortitionKeysSet

@@ -101,10 +101,16 @@ pub enum EntryKind {
     /// "quantity"}`. Recorded through [`crate::Journal::certify_load_shift`], which
     /// knows the site's households.
     LoadShiftCertified,
+    /// A member of the household (the author) asks for its readings to be erased
+    /// (from `/me`): payload `{"household", "household_members", "meters", "from",
+    /// "to"}`. The node carries it out with the history closed (at its next start,
+    /// or `communalia household erase --pending`) and records a
+    /// `household_readings_erased` entry naming it (`"request"`).
+    HouseholdErasureRequested,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 23] = [
+    pub const ALL: [EntryKind; 24] = [
         EntryKind::MemberJoined,
         EntryKind::PlanAdopted,
         EntryKind::ContributionRecorded,
@@ -128,6 +134,7 @@ impl EntryKind {
         EntryKind::ConsentRevoked,
         EntryKind::HouseholdReadingsErased,
         EntryKind::LoadShiftCertified,
+        EntryKind::HouseholdErasureRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -155,6 +162,7 @@ impl EntryKind {
             EntryKind::ConsentRevoked => "consent_revoked",
             EntryKind::HouseholdReadingsErased => "household_readings_erased",
             EntryKind::LoadShiftCertified => "load_shift_certified",
+            EntryKind::HouseholdErasureRequested => "household_erasure_requested",
         }
     }
 

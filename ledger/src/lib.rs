@@ -184,8 +184,8 @@ pub use communs::{
     demurrage_factor,
 };
 pub use consent::{
-    ACCESS_LOG_PAGE, AccessRecord, Erasure, Grant, Grantee, Granularity, MAX_PURPOSE_CHARS,
-    NewGrant, RecordedErasure,
+    ACCESS_LOG_PAGE, AccessRecord, Erasure, ErasureRequest, Grant, Grantee, Granularity,
+    MAX_PURPOSE_CHARS, NewGrant, RecordedErasure, RecordedErasureRequest,
 };
 pub use contributions::{
     Attestation, Attested, Category, Contribution, ContributionProblem, ContributionState,

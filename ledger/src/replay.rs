@@ -205,7 +205,8 @@ impl Replay {
         match entry.kind {
             EntryKind::ConsentGranted
             | EntryKind::ConsentRevoked
-            | EntryKind::HouseholdReadingsErased => {
+            | EntryKind::HouseholdReadingsErased
+            | EntryKind::HouseholdErasureRequested => {
                 let members = &self.members;
                 self.consent
                     .apply(entry, &|name| members.contains_key(name))?;

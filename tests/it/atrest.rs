@@ -399,3 +399,148 @@ async fn a_clear_node_is_encrypted_in_place_then_its_key_rotated() {
     assert_eq!(exported_values(&node.base, &token).await, values);
     drop(node);
 }
+
+/// `(node id, public key)` as `communalia federation show` prints them.
+fn federation_identity(cfg: &str) -> (String, String) {
+    let said = stdout_of(
+        &run_cli(&["federation", "show", "--config", cfg], ""),
+        "federation show",
+    );
+    let field = |name: &str| {
+        said.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no `{name}` in {said}"))
+            .trim()
+            .to_string()
+    };
+    (field("node id:"), field("public key:"))
+}
+
+/// The federation's signing key is kept under the data key once the data is
+/// encrypted: `communalia encrypt` seals it (the file no longer holds the key in
+/// clear), and the node keeps the same id and public key through the encryption
+/// and a rotation of the key-encryption key; without the key, it is refused.
+#[test]
+fn the_node_key_is_sealed_by_encrypt_and_keeps_its_identity() {
+    let dir = TempDir::new("atrest-node-key");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let clear_cfg = site(dir.path(), port, "clear", "");
+    let before = federation_identity(&clear_cfg);
+    let key_path = data.join("node.key");
+    let clear_text = std::fs::read_to_string(&key_path).expect("node.key");
+    let seed_line = clear_text
+        .lines()
+        .nth(1)
+        .expect("the key line")
+        .trim()
+        .to_string();
+    assert_eq!(seed_line.len(), 44, "a base64 seed: {clear_text}");
+
+    let key_file = dir.path().join("data.key");
+    let cfg = site(dir.path(), port, "site", &key_file_line(&key_file));
+    let said = stdout_of(&run_cli(&["encrypt", "--config", &cfg], ""), "encrypt");
+    assert!(said.contains("encrypted and verified"), "{said}");
+    let sealed = std::fs::read(&key_path).expect("node.key");
+    assert!(
+        !contains(&sealed, seed_line.as_bytes()),
+        "node.key still holds the key in clear"
+    );
+    assert!(
+        String::from_utf8_lossy(&sealed).starts_with("communalia node key (ed25519 seed, sealed"),
+        "{}",
+        String::from_utf8_lossy(&sealed)
+    );
+    assert_eq!(
+        std::fs::metadata(&key_path)
+            .expect("node.key")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(federation_identity(&cfg), before);
+
+    // The clear configuration (no key) cannot use it.
+    let out = run_cli(&["federation", "show", "--config", &clear_cfg], "");
+    assert!(
+        !out.status.success(),
+        "the node key opened without the data key"
+    );
+
+    let new_key = dir.path().join("rotated.key");
+    stdout_of(
+        &run_cli(
+            &[
+                "key",
+                "rotate",
+                "--config",
+                &cfg,
+                "--to-key-file",
+                &new_key.to_string_lossy(),
+            ],
+            "",
+        ),
+        "key rotate",
+    );
+    let rotated = site(dir.path(), port, "rotated", &key_file_line(&new_key));
+    assert_eq!(federation_identity(&rotated), before);
+    assert_eq!(std::fs::read(&key_path).expect("node.key"), sealed);
+}
+
+/// A passphrase from the environment (`[storage] passphrase = "env:VAR"`): the
+/// node starts with it and encrypts its new data directory (argon2id); a wrong one
+/// is refused naming the keyring, a missing variable naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_from_the_environment_opens_the_data_and_a_wrong_one_is_refused() {
+    const VAR: &str = "COMMUNALIA_IT_PASSPHRASE";
+    let dir = TempDir::new("atrest-passphrase");
+    let data = dir.path().join("data");
+    let cfg = site(
+        dir.path(),
+        free_port(),
+        "site",
+        &format!("passphrase = \"env:{VAR}\""),
+    );
+    let right = "correct horse battery staple";
+    let mut node = spawn_with_env(
+        &["run", "--config", &cfg, "--bind", "127.0.0.1:0"],
+        &[(VAR, right)],
+    );
+    let live = get_json(&format!("{}/api/live", node.base)).await;
+    assert!(live["site"].is_object(), "{live}");
+    node.kill();
+    let keyring = data.join("keyring.json");
+    let ring = std::fs::read_to_string(&keyring).expect("the keyring");
+    assert!(ring.contains("argon2id"), "{ring}");
+    assert!(!ring.contains(right), "the passphrase is in the keyring");
+
+    let verify = |passphrase: Option<&str>| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["ledger", "verify", "--config", &cfg])
+            .env("RUST_LOG", "warn")
+            .env_remove(VAR);
+        if let Some(p) = passphrase {
+            cmd.env(VAR, p);
+        }
+        cmd.output().expect("run")
+    };
+    let ok = verify(Some(right));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("chain intact"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong = verify(Some("correct horse battery stapler"));
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("does not open the data key") && err.contains(&keyring.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains(&format!("${VAR}")), "which passphrase: {err}");
+    let missing = verify(None);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains(VAR) && err.contains("not set"), "{err}");
+}

@@ -63,9 +63,15 @@ impl NodeProc {
 
 /// Starts the binary with `args` and waits for the line announcing its web address.
 pub(crate) fn spawn(args: &[&str]) -> NodeProc {
+    spawn_with_env(args, &[])
+}
+
+/// [`spawn`] with environment variables set for the node.
+pub(crate) fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> NodeProc {
     let mut node = Peer::spawn(
         Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),

@@ -4,6 +4,14 @@
 //! (`/api/me/consent`), and `GET /api/me/export`, everything about the member as
 //! one tar archive.
 //!
+//! A household's members may also ask from `/me` for its readings to be erased
+//! (`/me/erasure`, after a confirmation naming what; `POST /api/me/erasure`). The
+//! request is recorded in the journal and carried out by the node at its next
+//! start (or `communalia household erase --pending`), with the history and the
+//! write-ahead log closed: rewriting the history's files while the node flushes
+//! and compacts them could bring erased rows back, and the log a running node
+//! writes to holds them too. `/me` shows the request pending, then done.
+//!
 //! Any signed-in member may call these routes: who may grant or revoke for a
 //! household is the journal's rule (a member of that household, as the
 //! configuration lists them), checked by its typed calls, not a role.
@@ -15,7 +23,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use dashboards::{GrantForm, MeView, MeterHour, MeterNow};
+use dashboards::{Catalog, GrantForm, MeEraseView, MeView, MeterHour, MeterNow};
 use futures::StreamExt;
 use ledger::{Entry, EntryKind, Grant, Grantee, Granularity, NewGrant};
 use query::consent::{HouseholdConfig, Households};
@@ -75,6 +83,7 @@ async fn household_facts(
         Vec<Grant>,
         Vec<ledger::AccessRecord>,
         Vec<ledger::RecordedErasure>,
+        Vec<ledger::RecordedErasureRequest>,
     ),
     AppError,
 > {
@@ -85,7 +94,12 @@ async fn household_facts(
             .into_iter()
             .filter(|g| g.household == id)
             .collect();
-        Ok((grants, j.access_log(&id)?, j.erasures(&id)?))
+        Ok((
+            grants,
+            j.access_log(&id)?,
+            j.erasures(&id)?,
+            j.erasure_requests(Some(&id))?,
+        ))
     })
     .await??;
     Ok(facts)
@@ -130,7 +144,7 @@ async fn render(
     done: Option<&'static str>,
 ) -> Result<Response, AppError> {
     let household = households(state).of_member(&member.member.name).cloned();
-    let (grants, log, erasures) = match &household {
+    let (grants, log, erasures, erasure_requests) = match &household {
         Some(h) => household_facts(state, &h.id).await?,
         None => Default::default(),
     };
@@ -168,6 +182,7 @@ async fn render(
             grants: &grants,
             access_log: &log,
             erasures: &erasures,
+            erasure_requests: &erasure_requests,
             form,
             problems,
             done,
@@ -197,6 +212,7 @@ pub(crate) async fn page(
     let done = match query.done.as_deref() {
         Some("granted") => Some("me.granted_done"),
         Some("revoked") => Some("me.revoked_done"),
+        Some("erasure") => Some("me.erasure_requested_done"),
         _ => None,
     };
     render(&state, &lang, &member, StatusCode::OK, &form, &[], done).await
@@ -366,7 +382,7 @@ pub(crate) async fn revoke_form(
 }
 
 /// `GET /api/me/consent`: `{"household", "members", "meters", "grants",
-/// "access_log", "erasures"}` of the member's household (`household` null and the
+/// "access_log", "erasures", "erasure_requests"}` of the member's household (`household` null and the
 /// lists empty for a member of none).
 pub(crate) async fn consent(
     State(state): State<AppState>,
@@ -377,12 +393,12 @@ pub(crate) async fn consent(
             [(CACHE_CONTROL, "no-store")],
             Json(json!({
                 "household": null, "members": [], "meters": [], "grants": [],
-                "access_log": [], "erasures": [],
+                "access_log": [], "erasures": [], "erasure_requests": [],
             })),
         )
             .into_response());
     };
-    let (grants, log, erasures) = household_facts(&state, &household.id).await?;
+    let (grants, log, erasures, erasure_requests) = household_facts(&state, &household.id).await?;
     Ok((
         [(CACHE_CONTROL, "no-store")],
         Json(json!({
@@ -392,6 +408,7 @@ pub(crate) async fn consent(
             "grants": grants,
             "access_log": log,
             "erasures": erasures,
+            "erasure_requests": erasure_requests,
         })),
     )
         .into_response())
@@ -460,6 +477,225 @@ pub(crate) async fn revoke_api(
     Ok(Json(json!({"seq": entry.seq, "hash": entry.hash})).into_response())
 }
 
+/// Why a member may not ask for `household`'s readings to be erased.
+enum EraseRefusal {
+    /// They belong to no household at all.
+    NoHousehold,
+    /// Not one of its members (or no such household: told apart from a
+    /// household of which they are not a member to nobody).
+    NotMember,
+}
+
+/// `household` when `member` is one of its members.
+fn household_to_erase(
+    state: &AppState,
+    member: &CurrentMember,
+    household: &str,
+) -> Result<HouseholdConfig, EraseRefusal> {
+    let all = households(state);
+    if all.of_member(&member.member.name).is_none() {
+        return Err(EraseRefusal::NoHousehold);
+    }
+    all.all()
+        .iter()
+        .find(|h| h.id == household && h.members.contains(&member.member.name))
+        .cloned()
+        .ok_or(EraseRefusal::NotMember)
+}
+
+/// Records `member`'s request that `household`'s readings until now be erased.
+async fn request_erasure(
+    state: &AppState,
+    member: &CurrentMember,
+    household: HouseholdConfig,
+) -> Result<Result<Entry, ledger::Refusal>, AppError> {
+    let name = member.member.name.clone();
+    let now = Utc::now();
+    let request = ledger::ErasureRequest {
+        household: household.id.clone(),
+        household_members: household.members.clone(),
+        meters: household.meters.clone(),
+        from: DateTime::<Utc>::UNIX_EPOCH,
+        to: now,
+    };
+    match with_journal(state, "erasure request", move |j| {
+        j.request_erasure(&name, &request, now)
+    })
+    .await?
+    {
+        Ok(entry) => Ok(Ok(entry)),
+        Err(ledger::Error::Refused(refusal)) => Ok(Err(refusal)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn render_erase(
+    state: &AppState,
+    lang: &PageLang,
+    member: &CurrentMember,
+    status: StatusCode,
+    household: Option<&HouseholdConfig>,
+    problems: &[String],
+) -> Result<Response, AppError> {
+    let html = dashboards::render_me_erase(
+        &MeEraseView {
+            member: &member.member.name,
+            roles: &member.member.roles,
+            csrf: member.csrf().unwrap_or_default(),
+            household: household.map(|h| {
+                (
+                    h.id.as_str(),
+                    h.name.as_deref().unwrap_or(h.id.as_str()),
+                    h.meters.as_slice(),
+                )
+            }),
+            problems,
+            now: Utc::now(),
+            timezone: state.site.timezone,
+        },
+        lang.lang,
+        &state.site,
+    )?;
+    Ok(lang.page(status, html))
+}
+
+/// `GET /me/erasure`: the confirmation step, naming what would be erased; for a
+/// member of no household, a page saying there is nothing of theirs to erase
+/// (200, as `/me` says it: reading it asks nothing of anyone).
+pub(crate) async fn erase_page(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+) -> Result<Response, AppError> {
+    let t = Catalog::for_lang(lang.lang);
+    match households(&state).of_member(&member.member.name).cloned() {
+        Some(h) => render_erase(&state, &lang, &member, StatusCode::OK, Some(&h), &[]).await,
+        None => {
+            let problems = [t.t("me.erase_no_household").to_string()];
+            render_erase(&state, &lang, &member, StatusCode::OK, None, &problems).await
+        }
+    }
+}
+
+/// `POST /me/erasure`: `household`, and `confirm=yes` once the member has seen
+/// the confirmation (without it, the confirmation is shown). 403 for a member of
+/// another household or of none; 422 for a field the form does not have.
+pub(crate) async fn erase_form(
+    State(state): State<AppState>,
+    lang: PageLang,
+    member: CurrentMember,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let t = Catalog::for_lang(lang.lang);
+    let mut household = None;
+    let mut confirmed = false;
+    let mut problems = Vec::new();
+    for (name, value) in form::fields(&body) {
+        match name.as_str() {
+            "household" => household = Some(value),
+            "confirm" => confirmed = value == "yes",
+            other => problems.push(t.tf("me.erase_unknown_field", &[("name", other)])),
+        }
+    }
+    let own = households(&state).of_member(&member.member.name).cloned();
+    if !problems.is_empty() {
+        return render_erase(
+            &state,
+            &lang,
+            &member,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            own.as_ref(),
+            &problems,
+        )
+        .await;
+    }
+    let Some(household) = household else {
+        let problems = [t.t("me.erase_missing_household").to_string()];
+        return render_erase(
+            &state,
+            &lang,
+            &member,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            own.as_ref(),
+            &problems,
+        )
+        .await;
+    };
+    let target = match household_to_erase(&state, &member, &household) {
+        Ok(h) => h,
+        Err(why) => {
+            let problem = match why {
+                EraseRefusal::NoHousehold => t.t("me.erase_no_household").to_string(),
+                EraseRefusal::NotMember => t.tf("me.erase_not_member", &[("id", &household)]),
+            };
+            return render_erase(
+                &state,
+                &lang,
+                &member,
+                StatusCode::FORBIDDEN,
+                None,
+                &[problem],
+            )
+            .await;
+        }
+    };
+    if !confirmed {
+        return render_erase(&state, &lang, &member, StatusCode::OK, Some(&target), &[]).await;
+    }
+    match request_erasure(&state, &member, target.clone()).await? {
+        Ok(_) => Ok(form::done("/me", "done=erasure")),
+        Err(refusal) => {
+            render_erase(
+                &state,
+                &lang,
+                &member,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&target),
+                &[refusal.to_string()],
+            )
+            .await
+        }
+    }
+}
+
+/// The body of `POST /api/me/erasure`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErasureApiRequest {
+    household: String,
+}
+
+/// `POST /api/me/erasure` `{"household"}` -> 201 `{"seq", "hash"}`: the request,
+/// carried out at the node's next start.
+pub(crate) async fn erase_api(
+    State(state): State<AppState>,
+    member: CurrentMember,
+    ApiJson(request): ApiJson<ErasureApiRequest>,
+) -> Result<Response, AppError> {
+    let target = household_to_erase(&state, &member, &request.household).map_err(|why| {
+        let message = match why {
+            EraseRefusal::NoHousehold => format!(
+                "`{}` belongs to no household: there are no readings of theirs to erase",
+                member.member.name
+            ),
+            EraseRefusal::NotMember => format!(
+                "only the members of household `{}` may ask for its readings to be erased",
+                request.household
+            ),
+        };
+        AppError::invalid(StatusCode::FORBIDDEN, message.clone(), vec![message])
+    })?;
+    let entry = match request_erasure(&state, &member, target).await? {
+        Ok(entry) => entry,
+        Err(refusal) => return Err(refused(refusal)),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"seq": entry.seq, "hash": entry.hash})),
+    )
+        .into_response())
+}
+
 /// Whether `entry` is about `member`: theirs, or naming them as the one paid,
 /// validated, drawn, or whose household consent it records.
 fn concerns(entry: &Entry, member: &str, household: Option<&str>) -> bool {
@@ -474,7 +710,8 @@ fn concerns(entry: &Entry, member: &str, household: Option<&str>) -> bool {
         }
         EntryKind::ConsentGranted
         | EntryKind::ConsentRevoked
-        | EntryKind::HouseholdReadingsErased => {
+        | EntryKind::HouseholdReadingsErased
+        | EntryKind::HouseholdErasureRequested => {
             household.is_some() && field("household") == household
         }
         _ => false,

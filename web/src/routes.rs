@@ -96,6 +96,11 @@ fn table() -> Vec<Route> {
             AnyMember,
             me::revoke_form,
         ),
+        // Asking for the household's readings to be erased: a request the node
+        // carries out at its next start (me.rs says why).
+        route(Method::GET, "/me/erasure", AnyMember, me::erase_page),
+        route(Method::POST, "/me/erasure", AnyMember, me::erase_form),
+        route(Method::POST, "/api/me/erasure", AnyMember, me::erase_api),
         route(Method::GET, "/api/me/consent", AnyMember, me::consent),
         route(Method::POST, "/api/me/consent", AnyMember, me::grant_api),
         route(

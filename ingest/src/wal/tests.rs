@@ -394,3 +394,40 @@ fn a_clear_log_converted_to_sealed_keeps_its_records_and_numbers() {
     assert_eq!(replayed.digests, HashSet::from([100, 101, 102]));
     assert_eq!(wal.append(&batch(1, 0), &[]).expect("append"), 3);
 }
+
+#[test]
+fn forgetting_readings_leaves_no_reading_in_any_segment_and_keeps_digests_and_numbers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sealer = sealer();
+    // Small segments: the readings span several, the last one the running node's.
+    let (mut wal, _) = Wal::open_sealed(dir.path(), 200, Some(sealer.clone())).expect("open");
+    for k in 0..6 {
+        wal.append(&batch(4, 1_000 * k), &[k as u64 + 100])
+            .expect("append");
+    }
+    let next = wal.next_record();
+    drop(wal);
+    let (mut wal, replayed) =
+        Wal::open_sealed(dir.path(), 200, Some(sealer.clone())).expect("reopen");
+    assert_eq!(replayed.reading_count(), 24);
+    assert!(wal.segment_paths().len() > 2, "{:?}", wal.segment_paths());
+    let digests: Vec<u64> = replayed.digests.iter().copied().collect();
+    let removed = wal.forget_readings(&digests).expect("forget");
+    assert!(removed >= 2, "{removed}");
+    assert_eq!(wal.segment_paths().len(), 1);
+    drop(wal);
+
+    let (wal, replayed) = Wal::open_sealed(dir.path(), 200, Some(sealer)).expect("reopen");
+    assert_eq!(replayed.reading_count(), 0, "a reading is left in the log");
+    assert_eq!(replayed.digests, (100..106).collect::<HashSet<u64>>());
+    assert!(
+        wal.next_record() > next,
+        "numbering goes on: records below the history's checkpoint would be skipped"
+    );
+
+    // Not on a log that was written to since it was opened.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut wal, _) = Wal::open(dir.path()).expect("open");
+    wal.append(&batch(2, 0), &[]).expect("append");
+    assert!(wal.forget_readings(&[]).is_err());
+}

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ledger::{
-    Entry, EntryKind, Erasure, Grantee, Granularity, Journal, NewGrant, Refusal, Role,
-    canonical_json,
+    Entry, EntryKind, Erasure, ErasureRequest, Grantee, Granularity, Journal, NewGrant, Refusal,
+    Role, canonical_json,
 };
 use rusqlite::{Connection, params};
 
@@ -59,6 +59,9 @@ pub(crate) fn grant_revoke_erase(journal: &Journal, day: DateTime<Utc>) {
     journal
         .grant_consent("Bob", &grant("member:Carol", Granularity::Raw, day), day)
         .unwrap();
+    let request = journal
+        .request_erasure("Dave", &erasure_request(day), day)
+        .unwrap();
     journal
         .record_erasure(
             "Bob",
@@ -69,10 +72,91 @@ pub(crate) fn grant_revoke_erase(journal: &Journal, day: DateTime<Utc>) {
                 from: day - Duration::days(30),
                 to: day,
                 rows: 1234,
+                request: Some(request.seq),
             },
             day,
         )
         .unwrap();
+}
+
+/// Household `martin`'s last 30 days before `day`.
+fn erasure_request(day: DateTime<Utc>) -> ErasureRequest {
+    ErasureRequest {
+        household: "martin".into(),
+        household_members: members(),
+        meters: vec!["house-martin".into()],
+        from: day - Duration::days(30),
+        to: day,
+    }
+}
+
+/// A request from `/me` is one at a time per household, only by its members, and
+/// the erasure that carries it out erases what it asked, once.
+#[test]
+fn an_erasure_request_is_pending_until_an_erasure_carries_it_out_once() {
+    let (_dir, path, journal) = community();
+    let day = t0();
+    assert!(matches!(
+        refusal(
+            journal
+                .request_erasure("Carol", &erasure_request(day), day)
+                .unwrap_err()
+        ),
+        Refusal::NotOfHousehold { .. }
+    ));
+    let request = journal
+        .request_erasure("Bob", &erasure_request(day), day)
+        .unwrap();
+    let again = refusal(
+        journal
+            .request_erasure("Dave", &erasure_request(day), day)
+            .unwrap_err(),
+    );
+    assert!(again.to_string().contains("already asked"), "{again}");
+    let pending = journal.erasure_requests(Some("martin")).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].done_by_entry, None);
+    assert_eq!(pending[0].by, "Bob");
+    assert!(journal.erasure_requests(Some("dupont")).unwrap().is_empty());
+
+    let erasure = |from: DateTime<Utc>, request: i64| Erasure {
+        household: "martin".into(),
+        household_members: members(),
+        meters: vec!["house-martin".into()],
+        from,
+        to: day,
+        rows: 7,
+        request: Some(request),
+    };
+    // Not another period than the one asked for, nor another entry.
+    let other = refusal(
+        journal
+            .record_erasure("Bob", &erasure(day - Duration::days(1), request.seq), day)
+            .unwrap_err(),
+    );
+    assert!(other.to_string().contains("does not erase what"), "{other}");
+    assert!(
+        journal
+            .record_erasure("Bob", &erasure(day - Duration::days(30), 1), day)
+            .is_err()
+    );
+    let done = journal
+        .record_erasure("Bob", &erasure(day - Duration::days(30), request.seq), day)
+        .unwrap();
+    let twice = refusal(
+        journal
+            .record_erasure("Bob", &erasure(day - Duration::days(30), request.seq), day)
+            .unwrap_err(),
+    );
+    assert!(twice.to_string().contains("already carried out"), "{twice}");
+    let requests = journal.erasure_requests(None).unwrap();
+    assert_eq!(requests[0].done_by_entry, Some(done.seq));
+    // Carried out, the household may ask again.
+    journal
+        .request_erasure("Dave", &erasure_request(day), day)
+        .unwrap();
+    drop(journal);
+    assert!(Journal::open(&path).unwrap().verify().unwrap().is_intact());
 }
 
 fn community() -> (tempfile::TempDir, std::path::PathBuf, Journal) {
@@ -215,6 +299,7 @@ fn consent_kinds_are_recorded_only_through_their_typed_calls() {
         EntryKind::ConsentGranted,
         EntryKind::ConsentRevoked,
         EntryKind::HouseholdReadingsErased,
+        EntryKind::HouseholdErasureRequested,
     ] {
         let e = journal
             .append(kind, "Bob", &serde_json::json!({}), t0())

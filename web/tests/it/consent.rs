@@ -17,7 +17,7 @@ use crate::support::{Browser, PASSWORD, get, login, request, send};
 
 /// The site of `privacy.rs` with household `martin` (hugo, hana) owning its
 /// household meter, and carol, a resident of no household.
-async fn site_with_household() -> (
+pub(crate) async fn site_with_household() -> (
     AppState,
     tokio::sync::watch::Sender<std::sync::Arc<query::live::LiveSnapshot>>,
     tempfile::TempDir,
@@ -182,7 +182,15 @@ async fn every_route_and_query_path_shows_a_household_meter_exactly_where_allowe
     // The household sees its own meter: its page, its data, its export.
     assert_eq!(
         naming(&gets(&state, Some((&hugo, &[Role::Resident]))).await),
-        ["/api/export", "/api/me/consent", "/api/me/export", "/me"]
+        // `/me/erasure`: the confirmation before asking for an erasure names
+        // the meters that would be erased.
+        [
+            "/api/export",
+            "/api/me/consent",
+            "/api/me/export",
+            "/me",
+            "/me/erasure"
+        ]
     );
     assert_eq!(household_rows(&state, &ivo).await, [0, 0, 0, 0]);
     let refused = send(
@@ -493,4 +501,247 @@ async fn the_me_page_grants_and_revokes_with_its_forms_in_french_and_english() {
             .revoked_at
             .is_some()
     );
+}
+
+/// [`site_with_household`] with a second household, `dupont` (dora, no meter).
+async fn site_with_two_households() -> (
+    AppState,
+    tokio::sync::watch::Sender<std::sync::Arc<query::live::LiveSnapshot>>,
+    tempfile::TempDir,
+) {
+    let (mut state, tx, dir) = site_with_household().await;
+    state
+        .journal
+        .create_user(
+            "dora",
+            &[Role::Resident],
+            PASSWORD,
+            ledger::COMMAND_LINE_AUTHOR,
+            chrono::Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("dora: {e}"));
+    let queries = state.queries.take().unwrap_or_else(|| panic!("a history"));
+    let mut list = queries.households().all().to_vec();
+    list.push(query::consent::HouseholdConfig {
+        id: "dupont".into(),
+        name: None,
+        members: vec!["dora".into()],
+        meters: vec![],
+    });
+    let households = query::consent::Households::new(&list, queries.visibility())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    state.queries = Some(queries.with_households(households));
+    (state, tx, dir)
+}
+
+fn erasure_form(who: &Browser, csrf: &str, body: &str) -> axum::http::Request<axum::body::Body> {
+    let mut r = request("POST", "/me/erasure", &[("cookie", &who.cookie)], "");
+    *r.body_mut() = axum::body::Body::from(format!("csrf={csrf}&{body}"));
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    r
+}
+
+fn requests(state: &AppState) -> Vec<ledger::RecordedErasureRequest> {
+    state
+        .journal
+        .erasure_requests(None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A member asks from `/me` for the household's readings to be erased: a
+/// confirmation names what, the request is recorded pending (the node carries it
+/// out at its next start) and shown so; a member of another household, a member
+/// of none, a forged form and a form with a field it does not have are refused,
+/// and nothing is recorded for them.
+#[tokio::test]
+async fn a_member_asks_from_me_for_the_erasure_and_nobody_else_can() {
+    let (state, _tx, _dir) = site_with_two_households().await;
+    let hugo = login(&state, "hugo").await;
+    let dora = login(&state, "dora").await;
+    let carol = login(&state, "carol").await;
+
+    for (lang, text) in [
+        ("fr", "Oui, effacer ces relevés"),
+        ("en", "Yes, erase these readings"),
+    ] {
+        let page = send(
+            state.clone(),
+            get(
+                &format!("/me/erasure?lang={lang}"),
+                &[("cookie", &hugo.cookie)],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains(text), "{lang}: {}", page.body);
+        // It names the meters and the household whose readings would go.
+        assert!(page.body.contains(HOUSEHOLD), "{}", page.body);
+        assert!(page.body.contains("Les Martin"), "{}", page.body);
+    }
+    let me = send(
+        state.clone(),
+        get("/me?lang=en", &[("cookie", &hugo.cookie)]),
+    )
+    .await;
+    assert!(me.body.contains("href=\"/me/erasure\""), "{}", me.body);
+
+    // dora, of household dupont, for martin: 403, in her language.
+    let other = send(
+        state.clone(),
+        erasure_form(&dora, &dora.csrf, "household=martin&confirm=yes"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
+    assert!(
+        other.body.contains("household martin") || other.body.contains("foyer martin"),
+        "{}",
+        other.body
+    );
+    assert!(!other.body.contains(HOUSEHOLD), "{}", other.body);
+    // carol, of no household: 403.
+    let none = send(
+        state.clone(),
+        erasure_form(&carol, &carol.csrf, "household=martin&confirm=yes"),
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::FORBIDDEN, "{}", none.body);
+    // Her confirmation page says she has nothing to erase, and offers no form.
+    let no_page = send(
+        state.clone(),
+        get("/me/erasure?lang=en", &[("cookie", &carol.cookie)]),
+    )
+    .await;
+    assert_eq!(no_page.status, StatusCode::OK, "{}", no_page.body);
+    assert!(
+        no_page.body.contains("You belong to no household"),
+        "{}",
+        no_page.body
+    );
+    assert!(
+        !no_page.body.contains("name=\"confirm\""),
+        "{}",
+        no_page.body
+    );
+    // Not signed in: 401; a forged form (another token): 403.
+    let anonymous = send(
+        state.clone(),
+        request("POST", "/me/erasure", &[], "household=martin&confirm=yes"),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let forged = send(
+        state.clone(),
+        erasure_form(&hugo, "nope", "household=martin&confirm=yes"),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    // A field the form does not have: refused, and named.
+    let unknown = send(
+        state.clone(),
+        erasure_form(
+            &hugo,
+            &hugo.csrf,
+            "household=martin&confirm=yes&from=2020-01-01",
+        ),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        unknown.body.contains("`from`") || unknown.body.contains("« from »"),
+        "{}",
+        unknown.body
+    );
+    // The API: the same rules.
+    let api = |who: &Browser, body: &str| {
+        request(
+            "POST",
+            "/api/me/erasure",
+            &[("cookie", &who.cookie), ("x-csrf-token", &who.csrf)],
+            body,
+        )
+    };
+    let other_api = send(state.clone(), api(&dora, r#"{"household": "martin"}"#)).await;
+    assert_eq!(
+        other_api.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        other_api.body
+    );
+    let unknown_api = send(
+        state.clone(),
+        api(
+            &hugo,
+            r#"{"household": "martin", "to": "2020-01-01T00:00:00Z"}"#,
+        ),
+    )
+    .await;
+    assert!(
+        unknown_api.status.is_client_error() && unknown_api.body.contains("unknown field"),
+        "{} {}",
+        unknown_api.status,
+        unknown_api.body
+    );
+    // Without `confirm`, the confirmation step again.
+    let confirm = send(
+        state.clone(),
+        erasure_form(&hugo, &hugo.csrf, "household=martin"),
+    )
+    .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("name=\"confirm\""),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        requests(&state).is_empty(),
+        "refused forms recorded nothing"
+    );
+
+    let done = send(
+        state.clone(),
+        erasure_form(&hugo, &hugo.csrf, "household=martin&confirm=yes"),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let recorded = requests(&state);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].by, "hugo");
+    assert_eq!(recorded[0].request.household, "martin");
+    assert_eq!(recorded[0].request.meters, [HOUSEHOLD]);
+    assert_eq!(recorded[0].done_by_entry, None);
+    let me = send(
+        state.clone(),
+        get("/me?lang=en", &[("cookie", &hugo.cookie)]),
+    )
+    .await;
+    assert!(
+        me.body.contains("pending: carried out at the node"),
+        "{}",
+        me.body
+    );
+    assert!(!me.body.contains("href=\"/me/erasure\""), "{}", me.body);
+    let json = send(
+        state.clone(),
+        get("/api/me/consent", &[("cookie", &hugo.cookie)]),
+    )
+    .await
+    .json();
+    assert_eq!(
+        json["erasure_requests"][0]["done_by_entry"],
+        serde_json::Value::Null
+    );
+    // A second one while the first is pending: refused with why.
+    let again = send(state.clone(), api(&hugo, r#"{"household": "martin"}"#)).await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        again.body
+    );
+    assert!(again.body.contains("already asked"), "{}", again.body);
+    assert_eq!(requests(&state).len(), 1);
 }

@@ -760,3 +760,44 @@ async fn the_probe_form_opens_serial_ports_only() {
     );
     assert_eq!(answer("/dev/null").await, (status, refused));
 }
+
+/// A node whose data is in clear text says so on the installer's page, in French
+/// and in English, and says what to do; an encrypted node's page says nothing of
+/// it.
+#[tokio::test]
+async fn the_page_warns_of_clear_text_data_in_both_languages() {
+    let metrics = installer_metrics();
+    metrics.set_clear_text_at_rest(true);
+    let (state, _tx) = with_members_in(installer_snapshot(), metrics);
+    let ivo = login(&state, "ivo").await;
+    for (lang, text) in [
+        ("fr", "Les données de ce nœud ne sont pas chiffrées"),
+        ("en", "This node's data is not encrypted"),
+    ] {
+        let page = send(
+            state.clone(),
+            get(
+                &format!("/installer?lang={lang}"),
+                &[("cookie", &ivo.cookie)],
+            ),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK);
+        let warning = page
+            .body
+            .split("clear-text-warning")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{lang}: no clear-text warning in {}", page.body));
+        let warning = warning[..warning.find("</p>").unwrap_or(warning.len())]
+            .replace("&#39;", "'")
+            .replace("&#x27;", "'");
+        assert!(warning.contains(text), "{lang}: {warning}");
+        assert!(warning.contains("communalia encrypt"), "{lang}: {warning}");
+    }
+
+    let (state, _tx) = with_members_in(installer_snapshot(), installer_metrics());
+    let ivo = login(&state, "ivo").await;
+    let page = send(state.clone(), get("/installer", &[("cookie", &ivo.cookie)])).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("clear-text-warning"), "{}", page.body);
+}

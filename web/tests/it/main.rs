@@ -7,6 +7,7 @@ mod api;
 mod assembly;
 mod browser;
 mod consent;
+mod consent_browser;
 mod csp_browser;
 mod decisions;
 mod events;
