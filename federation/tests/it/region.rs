@@ -163,7 +163,10 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
         let heard = NODES
             .iter()
             .all(|(id, _)| !node(&live, id)["summary"].is_null());
-        if heard && live["refused"]["total"] == 1 {
+        // At 300 times real speed a node's summary goes stale in two real
+        // seconds: on a loaded machine a publisher may lag that much for a moment,
+        // so the region is judged once all three are current at once.
+        if heard && live["refused"]["total"] == 1 && live["totals"]["current"] == 3 {
             break live;
         }
         assert!(Instant::now() < deadline, "region incomplete: {live}");
@@ -196,7 +199,6 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     assert_eq!(node(&live, "silence")["stale"], true);
     assert!(node(&live, "silence")["summary"].is_null());
     assert_eq!(live["totals"]["nodes"], 4);
-    assert_eq!(live["totals"]["current"], 3);
     assert_eq!(
         live["totals"]["production_w"].as_f64(),
         Some(expected_total)
@@ -209,13 +211,13 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let live = loop {
         let live = get_json(&format!("{base}/api/region/live")).await;
-        if node(&live, "moulin")["stale"] == true {
+        // The two still running current at the same moment (see above).
+        if node(&live, "moulin")["stale"] == true && live["totals"]["current"] == 2 {
             break live;
         }
         assert!(Instant::now() < deadline, "moulin never went stale: {live}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(live["totals"]["current"], 2);
     assert_eq!(node(&live, "tilleuls")["stale"], false);
 
     // The page, as a browser asks for it in English, and in French.
