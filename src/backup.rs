@@ -63,8 +63,8 @@ struct Manifest {
 }
 
 /// Every regular file under `dir`, relative to it, sorted; a directory that does
-/// not exist has none.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+/// not exist has none, and one removed while it is listed is passed over.
+pub(crate) fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     if !dir.is_dir() {
         return Ok(out);

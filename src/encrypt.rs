@@ -7,30 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use keyring::{DataKey, KekSource, Purpose};
 
+use crate::backup::files_under;
 use crate::config::Loaded;
-
-/// Every regular file under `dir`, relative to it.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        let here = dir.join(&rel);
-        for entry in
-            std::fs::read_dir(&here).with_context(|| format!("cannot list {}", here.display()))?
-        {
-            let entry = entry.with_context(|| format!("cannot list {}", here.display()))?;
-            let kind = entry.file_type()?;
-            let rel = rel.join(entry.file_name());
-            if kind.is_dir() {
-                todo.push(rel);
-            } else if kind.is_file() {
-                out.push(rel);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
 
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)

@@ -90,33 +90,44 @@ impl Reaper {
     /// waits up to five seconds for them to go; returns those still running.
     pub fn reap(&self) -> Vec<Survivor> {
         let own_group = rustix::process::getpgrp();
-        let deadline = Instant::now() + REAP_WAIT;
-        loop {
-            let found = marked(Some(&self.tag));
-            if found.is_empty() {
-                return Vec::new();
-            }
-            for process in &found {
+        kill_until_gone(
+            || marked(Some(&self.tag)),
+            |process| {
                 if let Some(group) = Pid::from_raw(process.group)
                     && group != own_group
                 {
                     let _ = kill_process_group(group, Signal::KILL);
                 }
-                if let Some(pid) = Pid::from_raw(process.pid) {
-                    let _ = kill_process(pid, Signal::KILL);
-                }
-            }
-            if Instant::now() > deadline {
-                return found
-                    .into_iter()
-                    .map(|p| Survivor {
-                        pid: p.pid,
-                        command: p.command,
-                    })
-                    .collect();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            },
+        )
+    }
+}
+
+/// Kills what `find` lists (each process, after `also` on it) until nothing is
+/// listed, or [`REAP_WAIT`] has passed; returns what is still listed then.
+fn kill_until_gone(find: impl Fn() -> Vec<Marked>, also: impl Fn(&Marked)) -> Vec<Survivor> {
+    let deadline = Instant::now() + REAP_WAIT;
+    loop {
+        let found = find();
+        if found.is_empty() {
+            return Vec::new();
         }
+        for process in &found {
+            also(process);
+            if let Some(pid) = Pid::from_raw(process.pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        if Instant::now() > deadline {
+            return found
+                .into_iter()
+                .map(|p| Survivor {
+                    pid: p.pid,
+                    command: p.command,
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -205,31 +216,15 @@ impl Drop for Peer {
 /// so the marker no longer finds them once they have started: their profile
 /// directory, on their command line, still does.
 pub fn reap_mentioning(needle: &str) -> Vec<Survivor> {
-    let deadline = Instant::now() + REAP_WAIT;
-    loop {
-        let found: Vec<Marked> = live_processes()
-            .into_iter()
-            .filter(|p| p.command.contains(needle))
-            .collect();
-        if found.is_empty() {
-            return Vec::new();
-        }
-        for process in &found {
-            if let Some(pid) = Pid::from_raw(process.pid) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
-        }
-        if Instant::now() > deadline {
-            return found
+    kill_until_gone(
+        || {
+            live_processes()
                 .into_iter()
-                .map(|p| Survivor {
-                    pid: p.pid,
-                    command: p.command,
-                })
-                .collect();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+                .filter(|p| p.command.contains(needle))
+                .collect()
+        },
+        |_| {},
+    )
 }
 
 /// Every running process started by any test (any tag), zombies aside: what

@@ -225,15 +225,20 @@ struct LangQuery {
     lang: Option<String>,
 }
 
+/// A page's language: `?lang=`, else the browser's, else the region's.
+fn page_lang(app: &RegionApp, asked: Option<&str>, headers: &HeaderMap) -> dashboards::Lang {
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    dashboards::negotiate(asked, None, accept, app.site.default_lang)
+}
+
 async fn page(
     State(app): State<RegionApp>,
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let accept = headers
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let lang = dashboards::negotiate(q.lang.as_deref(), None, accept, app.site.default_lang);
+    let lang = page_lang(&app, q.lang.as_deref(), &headers);
     let data = region_data(&app).await?;
     let html = dashboards::render_region(&data, lang, &app.site)
         .map_err(|e| Error::Query(e.to_string()))?;
@@ -422,10 +427,7 @@ async fn history_page(
     Query(q): Query<HistoryPageQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let accept = headers
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let lang = dashboards::negotiate(q.lang.as_deref(), None, accept, app.site.default_lang);
+    let lang = page_lang(&app, q.lang.as_deref(), &headers);
     let today = app
         .state
         .now()
