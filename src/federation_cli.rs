@@ -82,9 +82,14 @@ pub(crate) async fn start_sharing(
     );
     let clock = Arc::new(federation::clock::SystemClock);
     if !f.nats.is_empty() {
-        let client = federation::publish::connect(&f.nats, f.credentials.as_deref(), key.node_id())
-            .await
-            .context("federation")?;
+        let client = federation::publish::connect_with(
+            &f.nats,
+            f.credentials.as_deref(),
+            key.node_id(),
+            f.ping_interval,
+        )
+        .await
+        .context("federation")?;
         let publisher = federation::publish::Publisher::new(
             client,
             key.clone(),

@@ -36,6 +36,11 @@ pub struct FederationConfig {
     /// How long to wait for JetStream to acknowledge a summary.
     #[serde(default = "default_ack_timeout", with = "humantime_secs")]
     pub ack_timeout: Duration,
+    /// How often the node pings its NATS server: a link that died without a word
+    /// (a cable pulled, a NAT forgetting the connection) is noticed after two
+    /// unanswered pings, and the client moves to another server of the cluster.
+    #[serde(default = "default_ping_interval", with = "humantime_secs")]
+    pub ping_interval: Duration,
     /// The bucket where the node archives its daily summaries.
     #[serde(default)]
     pub s3: Option<S3Config>,
@@ -61,6 +66,12 @@ fn default_checkpoint_every() -> Duration {
 
 fn default_catch_up() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+/// The NATS client's own default is two minutes: a silent partition would hold a
+/// node on a dead server for four.
+pub fn default_ping_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_ack_timeout() -> Duration {

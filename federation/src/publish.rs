@@ -45,6 +45,24 @@ pub async fn connect(
     credentials: Option<&std::path::Path>,
     name: &str,
 ) -> Result<async_nats::Client> {
+    connect_with(
+        servers,
+        credentials,
+        name,
+        crate::config::default_ping_interval(),
+    )
+    .await
+}
+
+/// As [`connect`], pinging the server every `ping_interval`: after two pings
+/// without an answer the connection counts as dead and the client reconnects,
+/// to another server of the cluster if one answers.
+pub async fn connect_with(
+    servers: &[String],
+    credentials: Option<&std::path::Path>,
+    name: &str,
+    ping_interval: Duration,
+) -> Result<async_nats::Client> {
     let mut options = match credentials {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
             .await
@@ -54,6 +72,7 @@ pub async fn connect(
     options = options
         .name(name)
         .retry_on_initial_connect()
+        .ping_interval(ping_interval)
         .connection_timeout(Duration::from_secs(5))
         // Back off to at most five seconds between tries: a federation coming back
         // is noticed within one publishing minute.

@@ -7,6 +7,7 @@ mod archive;
 mod browser;
 mod nats;
 mod node;
+mod partition;
 mod publish;
 mod region;
 mod s3;

@@ -75,7 +75,7 @@ pub(crate) async fn stream_contents(url: &str) -> Vec<Summary> {
 }
 
 /// Waits until the node's cursor has passed minute `k`.
-async fn wait_for_minute(node: &SimNode, k: i64, within: Duration) {
+pub(crate) async fn wait_for_minute(node: &SimNode, k: i64, within: Duration) {
     let deadline = Instant::now() + within;
     let target = t0() + chrono::Duration::minutes(k);
     loop {
