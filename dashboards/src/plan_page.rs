@@ -36,6 +36,9 @@ pub struct IntentForm {
     pub description: String,
     /// A need of the whole community (members of the assembly).
     pub collective: bool,
+    /// Shown to the federation too (in the node's public summary, without the
+    /// author's name).
+    pub federation: bool,
 }
 
 /// A commitment as its form (under someone else's intent) holds it.
@@ -501,7 +504,6 @@ fn intent_problem_text(problem: &IntentProblem, lang: Lang) -> String {
             "plan.problem_control",
             &[("field", &label(text_field(*field)))],
         ),
-        IntentProblem::FederationNotYet => t.t("plan.problem_federation").to_string(),
         IntentProblem::CollectiveOffer => t.t("plan.problem_collective_offer").to_string(),
         IntentProblem::TooManyInterests { count, max } => t.tf(
             "plan.problem_too_many_interests",

@@ -49,6 +49,20 @@ pub struct RegionData {
     /// Summaries refused (bad signature, unknown node) since the region started.
     pub refused: u64,
     pub now: DateTime<Utc>,
+    /// The open needs and offers the current nodes share with the federation.
+    pub intents: Vec<RegionIntent>,
+}
+
+/// A need or offer a node shares with the federation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionIntent {
+    /// The node's name.
+    pub node: String,
+    pub need: bool,
+    pub class: String,
+    pub remaining: ledger::Quantity,
+    pub unit: ledger::Unit,
+    pub description: String,
 }
 
 /// A node's row, every figure written out.
@@ -83,6 +97,8 @@ struct RegionTemplate<'a> {
     surplus_rows: Vec<(String, String)>,
     refused: Option<String>,
     updated: String,
+    /// One line each: who, need or offer, what, how much.
+    intents: Vec<String>,
     layout: Layout<'a>,
 }
 
@@ -181,6 +197,28 @@ pub fn render_region(data: &RegionData, lang: Lang, site: &SiteInfo) -> Result<S
             "region.updated",
             &[("time", &crate::format_time(data.now, site.timezone))],
         ),
+        intents: data
+            .intents
+            .iter()
+            .map(|i| {
+                t.tf(
+                    "region.intent_line",
+                    &[
+                        ("node", &i.node),
+                        (
+                            "direction",
+                            t.t(if i.need { "plan.need" } else { "plan.offer" }),
+                        ),
+                        ("class", &i.class),
+                        (
+                            "quantity",
+                            &crate::plan_page::quantity_with_unit(i.remaining, i.unit, lang),
+                        ),
+                        ("description", &i.description),
+                    ],
+                )
+            })
+            .collect(),
         layout: Layout::new(lang, site, t.t("region.title")),
     };
     render(&page, "region.html")
@@ -378,6 +416,14 @@ mod tests {
             surplus: vec![("Les Tilleuls".into(), 2100.0)],
             refused: 2,
             now: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+            intents: vec![RegionIntent {
+                node: "Le Moulin".into(),
+                need: true,
+                class: "bike-repair".into(),
+                remaining: ledger::Quantity::from_centi(300),
+                unit: ledger::Unit::Hours,
+                description: "Deux vélos à réparer".into(),
+            }],
         }
     }
 
@@ -437,6 +483,20 @@ mod tests {
             assert!(
                 html.contains(&t.tf("region.current_count", &[("current", "1"), ("nodes", "3")]))
             );
+            // The needs and offers shared with the federation, with their node.
+            assert!(html.contains(t.t("region.intents")), "{lang}");
+            assert!(
+                html.contains("data-field=\"shared-intent\">Le Moulin")
+                    && html.contains("bike-repair")
+                    && html.contains("3 h"),
+                "{lang}: {html}"
+            );
         }
+        let none = RegionData {
+            intents: vec![],
+            ..data()
+        };
+        let html = render_region(&none, Lang::En, &site()).expect("renders");
+        assert!(!html.contains("shared-intent"), "no section without any");
     }
 }

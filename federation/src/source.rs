@@ -62,7 +62,32 @@ impl NodeSource {
     pub async fn live(&self) -> Summary {
         let snapshot = self.live.borrow().clone();
         let week_hours = self.week_hours(snapshot.ts).await;
-        Summary::from_live(&self.node, snapshot.ts, &snapshot, week_hours)
+        let mut summary = Summary::from_live(&self.node, snapshot.ts, &snapshot, week_hours);
+        summary.intents = self.shared_intents(snapshot.ts).await;
+        summary
+    }
+
+    /// The open intents shared with the federation, oldest first; none when the
+    /// journal cannot tell (logged).
+    async fn shared_intents(&self, now: DateTime<Utc>) -> Vec<crate::summary::PublicIntent> {
+        let Some(journal) = self.journal.clone() else {
+            return Vec::new();
+        };
+        match tokio::task::spawn_blocking(move || journal.intents(now)).await {
+            Ok(Ok(intents)) => intents
+                .iter()
+                .rev()
+                .filter_map(crate::summary::PublicIntent::of)
+                .collect(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the intents shared with the federation");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the intents shared with the federation");
+                Vec::new()
+            }
+        }
     }
 
     /// Hours validated since Monday 00:00 in the site's time zone, or `None` when
@@ -275,6 +300,7 @@ fn read_minutes(batch: &RecordBatch, node: &str, out: &mut Vec<Summary>) -> Resu
                     shed: count(shed, r),
                 },
                 week_hours: None,
+                intents: Vec::new(),
             }
             .rounded(),
         );
@@ -303,6 +329,7 @@ mod week_hours_tests {
             battery_soc_pct: None,
             services: ServiceCounts::default(),
             week_hours: None,
+            intents: Vec::new(),
         }
     }
 

@@ -64,6 +64,58 @@ pub struct Summary {
     pub services: ServiceCounts,
     /// Hours of contributions validated since Monday, when known.
     pub week_hours: Option<f64>,
+    /// The open needs and offers its members chose to share with the
+    /// federation; absent when there are none (so a summary without any keeps the
+    /// bytes, and the signature, it had before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intents: Vec<PublicIntent>,
+}
+
+/// An open need or offer shared with the federation, as a summary carries it:
+/// what is asked or offered, never who asked it (the node is the contact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicIntent {
+    /// Its id on its node.
+    pub id: i64,
+    /// `need` or `offer`.
+    pub direction: String,
+    /// `work`, `use` or `give`.
+    pub action: String,
+    pub class: String,
+    /// What remains to be committed, in `unit`.
+    pub remaining: f64,
+    /// `hours`, `kwh`, `kg` or `items`.
+    pub unit: String,
+    /// RFC 3339, when set.
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
+    pub expires_at: Option<String>,
+    pub description: String,
+    /// A need of the whole community.
+    pub collective: bool,
+}
+
+impl PublicIntent {
+    /// The shareable part of `intent`, or `None` when it is not open, not shared
+    /// with the federation, or has nothing left to commit.
+    pub fn of(intent: &ledger::Intent) -> Option<PublicIntent> {
+        let shared = intent.visibility == ledger::Visibility::Federation
+            && intent.state == ledger::IntentState::Open
+            && intent.remaining > ledger::Quantity::ZERO;
+        shared.then(|| PublicIntent {
+            id: intent.id,
+            direction: intent.direction.as_str().to_string(),
+            action: intent.action.as_str().to_string(),
+            class: intent.class.clone(),
+            remaining: intent.remaining.as_f64(),
+            unit: intent.unit.as_str().to_string(),
+            window_start: intent.window_start.map(rfc3339),
+            window_end: intent.window_end.map(rfc3339),
+            expires_at: intent.expires_at.map(rfc3339),
+            description: intent.description.clone(),
+            collective: intent.collective,
+        })
+    }
 }
 
 /// The minute a time falls in, as a whole minute.
@@ -135,6 +187,7 @@ impl Summary {
             battery_soc_pct: site.battery_soc_pct,
             services,
             week_hours,
+            intents: Vec::new(),
         }
         .rounded()
     }
@@ -281,6 +334,7 @@ mod tests {
                 shed: 0,
             },
             week_hours: Some(12.5),
+            intents: Vec::new(),
         }
     }
 

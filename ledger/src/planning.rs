@@ -284,9 +284,6 @@ impl NewIntent {
             MAX_INTENT_DESCRIPTION_CHARS,
             false,
         ));
-        if self.visibility == Visibility::Federation {
-            problems.push(IntentProblem::FederationNotYet);
-        }
         if self.collective && self.direction != Direction::Need {
             problems.push(IntentProblem::CollectiveOffer);
         }
@@ -353,7 +350,6 @@ pub enum IntentProblem {
     TextControlCharacter {
         field: TextField,
     },
-    FederationNotYet,
     CollectiveOffer,
     /// More saved interests than a member may keep.
     TooManyInterests {
@@ -366,10 +362,9 @@ impl fmt::Display for IntentProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IntentProblem::ClassEmpty => f.write_str("the class is empty"),
-            IntentProblem::ClassTooLong => write!(
-                f,
-                "the class has more than {MAX_CLASS_CHARS} characters"
-            ),
+            IntentProblem::ClassTooLong => {
+                write!(f, "the class has more than {MAX_CLASS_CHARS} characters")
+            }
             IntentProblem::ClassCharacters { class } => write!(
                 f,
                 "the class {class:?} may hold only lowercase letters, digits, `-` and `_`"
@@ -406,12 +401,12 @@ impl fmt::Display for IntentProblem {
                 "the {} contains a control character other than a line break",
                 field.as_str()
             ),
-            IntentProblem::FederationNotYet => f.write_str(
-                "visibility `federation` is not available yet: intents are shared on this node only",
-            ),
             IntentProblem::CollectiveOffer => f.write_str("only a need can be collective"),
             IntentProblem::TooManyInterests { count, max } => {
-                write!(f, "{count} interests, more than the {max} a member may save")
+                write!(
+                    f,
+                    "{count} interests, more than the {max} a member may save"
+                )
             }
         }
     }
@@ -901,13 +896,6 @@ mod tests {
                     ..need()
                 },
                 "description is empty",
-            ),
-            (
-                NewIntent {
-                    visibility: Visibility::Federation,
-                    ..need()
-                },
-                "not available yet",
             ),
             (
                 NewIntent {

@@ -403,7 +403,11 @@ fn read_intent(
                 expires_at,
                 never_expires: form.never_expires,
                 description: form.description.clone(),
-                visibility: Visibility::Node,
+                visibility: if form.federation {
+                    Visibility::Federation
+                } else {
+                    Visibility::Node
+                },
                 collective: form.collective,
             })
         }
@@ -413,7 +417,7 @@ fn read_intent(
 
 /// `POST /plan/intents`: `direction`, `action`, `class`, `quantity`, `unit`,
 /// `window_start`, `window_end`, `expires` (dates), `never_expires`, `description`,
-/// `collective`.
+/// `collective`, `visibility` (`federation` to share it).
 pub(crate) async fn post(
     State(state): State<AppState>,
     lang: PageLang,
@@ -435,6 +439,7 @@ pub(crate) async fn post(
             "never_expires" => form.never_expires = value == "1",
             "description" => form.description = value,
             "collective" => form.collective = value == "1",
+            "visibility" => form.federation = value == "federation",
             _ => unknown.push(BoardProblem::UnknownField { name }),
         }
     }

@@ -182,7 +182,7 @@ pub async fn region_data(app: &RegionApp) -> Result<dashboards::RegionData> {
     let totals = totals(&ctx).await?;
     let surplus = surplus(&ctx).await?;
     let nodes = rows
-        .into_iter()
+        .iter()
         .map(|r| {
             let s = r.latest.as_ref();
             dashboards::RegionNode {
@@ -207,7 +207,25 @@ pub async fn region_data(app: &RegionApp) -> Result<dashboards::RegionData> {
             }
         })
         .collect();
+    let intents = rows
+        .iter()
+        .filter(|r| !r.stale)
+        .filter_map(|r| r.latest.as_ref().map(|s| (r, s)))
+        .flat_map(|(r, s)| {
+            s.intents.iter().filter_map(move |i| {
+                Some(dashboards::RegionIntent {
+                    node: r.name.clone(),
+                    need: i.direction == "need",
+                    class: i.class.clone(),
+                    remaining: ledger::Quantity::from_f64(i.remaining)?,
+                    unit: ledger::Unit::parse(&i.unit)?,
+                    description: i.description.clone(),
+                })
+            })
+        })
+        .collect();
     Ok(dashboards::RegionData {
+        intents,
         nodes,
         node_count: totals.nodes,
         current_count: totals.current,

@@ -108,6 +108,7 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
         battery_soc_pct: None,
         services: ServiceCounts::default(),
         week_hours: None,
+        intents: Vec::new(),
     };
     // Wait for the stream, which the nodes create.
     let client = async_nats::connect(server.url()).await.expect("client");

@@ -101,3 +101,100 @@ async fn resent_minutes_carry_the_weeks_validated_hours_of_their_time() {
         assert_eq!(s.week_hours, Some(expected), "minute {k}");
     }
 }
+
+/// A member's need shared with the federation goes out in the node's live
+/// summary, without its author's name; one kept on the node, and one shared but
+/// closed, do not; a summary without any keeps the bytes it had before intents
+/// existed (no `intents` key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_summary_carries_the_needs_shared_with_the_federation_and_no_name() {
+    let t0 = at("2026-06-03T10:00:00Z");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = Arc::new(Journal::open(&dir.path().join("ledger.sqlite")).expect("journal"));
+    journal
+        .create_user(
+            "anastasia",
+            &[Role::Resident],
+            "a long enough password",
+            "test",
+            t0,
+        )
+        .expect("member");
+    let cancel = CancellationToken::new();
+    let clock = Arc::new(ScaledClock::new(t0 + Duration::minutes(5), 0.0));
+    let node = sim_node_with_journal(
+        "tilleuls",
+        1,
+        t0,
+        10,
+        clock,
+        cancel.clone(),
+        Some(journal.clone()),
+    )
+    .await;
+    let before = node.source.live().await;
+    assert!(before.intents.is_empty());
+    assert!(
+        !String::from_utf8_lossy(&before.canonical_bytes()).contains("intents"),
+        "no key when there are none"
+    );
+    let need = |visibility: ledger::Visibility, description: &str| ledger::NewIntent {
+        direction: ledger::Direction::Need,
+        action: ledger::Action::Work,
+        class: "bike-repair".into(),
+        quantity: 3.0,
+        unit: ledger::Unit::Hours,
+        window_start: None,
+        window_end: None,
+        expires_at: None,
+        never_expires: false,
+        description: description.into(),
+        visibility,
+        collective: false,
+    };
+    let shared = journal
+        .post_intent(
+            "anastasia",
+            &need(ledger::Visibility::Federation, "Deux vélos"),
+            t0,
+        )
+        .expect("shared")
+        .seq;
+    journal
+        .post_intent(
+            "anastasia",
+            &need(ledger::Visibility::Node, "Une echelle"),
+            t0,
+        )
+        .expect("kept");
+    let closed = journal
+        .post_intent(
+            "anastasia",
+            &need(ledger::Visibility::Federation, "Une scie"),
+            t0,
+        )
+        .expect("closed")
+        .seq;
+    journal
+        .close_intent("anastasia", closed, "trouvée", t0)
+        .expect("close");
+    let summary = node.source.live().await;
+    assert_eq!(summary.intents.len(), 1, "{:?}", summary.intents);
+    let i = &summary.intents[0];
+    assert_eq!(
+        (i.id, i.direction.as_str(), i.class.as_str()),
+        (shared, "need", "bike-repair")
+    );
+    assert_eq!((i.remaining, i.unit.as_str()), (3.0, "hours"));
+    assert_eq!(i.description, "Deux vélos");
+    let bytes = String::from_utf8_lossy(&summary.canonical_bytes()).into_owned();
+    assert!(
+        !bytes.contains("anastasia"),
+        "the author's name left the node: {bytes}"
+    );
+    assert!(
+        !bytes.contains("echelle"),
+        "a need kept on the node left it: {bytes}"
+    );
+    cancel.cancel();
+}
