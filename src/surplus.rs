@@ -280,6 +280,15 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// A configured MQTT device of `role`.
+    fn device(id: &str, role: &str) -> sensors::config::DeviceConfig {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "role": role, "profile": "generic-json",
+            "mqtt": {"topic": format!("t/{id}")}
+        }))
+        .unwrap()
+    }
+
     /// Ten June days in Paris: the roof gives 3,000 W from 10:00 to 16:00, the
     /// site draws 1,000 W: a forecast surplus of 2,000 W for six hours, 12 kWh.
     async fn sunny_history(dir: &std::path::Path, first: NaiveDate, n: u64) -> Queries {
@@ -303,13 +312,6 @@ mod tests {
             }
         }
         history.add_pending(None, &readings).unwrap();
-        let device = |id: &str, role: &str| -> sensors::config::DeviceConfig {
-            serde_json::from_value(serde_json::json!({
-                "id": id, "role": role, "profile": "generic-json",
-                "mqtt": {"topic": format!("t/{id}")}
-            }))
-            .unwrap()
-        };
         Queries::new(history, &[device("pv", "pv"), device("grid", "grid")], &[])
             .await
             .unwrap()
@@ -513,13 +515,6 @@ mod tests {
             t += chrono::Duration::minutes(1);
         }
         history.add_pending(None, &readings).unwrap();
-        let device = |id: &str, role: &str| -> sensors::config::DeviceConfig {
-            serde_json::from_value(serde_json::json!({
-                "id": id, "role": role, "profile": "generic-json",
-                "mqtt": {"topic": format!("t/{id}")}
-            }))
-            .unwrap()
-        };
         let devices = [
             device("pv", "pv"),
             device("grid", "grid"),
