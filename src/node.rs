@@ -239,7 +239,9 @@ impl Node {
         let visibility = queries.visibility().clone();
         let households = query::consent::Households::new(&c.households, &visibility)
             .map_err(|problems| anyhow::anyhow!("[[household]]: {}", problems.join("; ")))?;
-        let queries = queries.with_households(households);
+        let queries = queries
+            .with_households(households)
+            .with_timezone(c.site.timezone);
         let engine = Engine::new(
             store,
             metrics.clone(),

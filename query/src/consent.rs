@@ -379,15 +379,23 @@ fn without(hidden: &BTreeSet<String>) -> String {
 
 /// The `readings` view of a scope: every row but the hidden meters', and the rows
 /// of meters granted at a day or a quarter hour, one per period, device and metric
-/// (the mean, or the period's last value for energy counters).
-fn readings_sql(scope: &Scope) -> String {
+/// (the mean, or the period's last value for energy counters). Days are the site's
+/// (from its midnight in `timezone`, clock changes included); quarter hours the
+/// same everywhere but in a few zones off by 45 minutes.
+fn readings_sql(scope: &Scope, timezone: chrono_tz::Tz) -> String {
     let mut parts = vec![format!(
         "SELECT ts, device, metric, value FROM readings{}",
         without(&scope.hidden_raw)
     )];
-    for (granularity, interval) in [
-        (Granularity::Daily, "1 day"),
-        (Granularity::FifteenMinutes, "15 minutes"),
+    let day = format!(
+        "date_trunc('day', arrow_cast(ts, 'Timestamp(Millisecond, Some(\"{}\"))'))",
+        timezone.name()
+    );
+    let quarter =
+        "date_bin(INTERVAL '15 minutes', ts, TIMESTAMP '1970-01-01T00:00:00Z')".to_string();
+    for (granularity, period) in [
+        (Granularity::Daily, day),
+        (Granularity::FifteenMinutes, quarter),
     ] {
         let meters: Vec<&String> = scope
             .readable
@@ -401,8 +409,7 @@ fn readings_sql(scope: &Scope) -> String {
             continue;
         }
         parts.push(format!(
-            "SELECT arrow_cast(date_bin(INTERVAL '{interval}', ts, TIMESTAMP '1970-01-01T00:00:00Z'),
-                               'Timestamp(Millisecond, Some(\"UTC\"))') AS ts,
+            "SELECT arrow_cast({period}, 'Timestamp(Millisecond, Some(\"UTC\"))') AS ts,
                     device, metric,
                     CASE WHEN arrow_cast(metric, 'Utf8') LIKE 'energy%' THEN max(value)
                          ELSE avg(value) END AS value
@@ -435,7 +442,7 @@ impl Queries {
         }
         let coarse: BTreeSet<String> = scope.hidden_raw.clone();
         let views = [
-            ("readings", readings_sql(scope)),
+            ("readings", readings_sql(scope, self.timezone())),
             (
                 "readings_not_rolled_up",
                 format!("SELECT * FROM readings_not_rolled_up{}", without(&coarse)),
@@ -523,6 +530,7 @@ impl Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
     use ledger::Grantee;
     use sensors::config::DeviceConfig;
 
@@ -559,6 +567,89 @@ mod tests {
             members: members.iter().map(|s| s.to_string()).collect(),
             meters: meters.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// A grant by the day gives the site's days: in Paris (UTC+2 in June), a
+    /// reading at 23:30 and one at 00:30 the next day fall on two days, each
+    /// starting at the site's midnight, where UTC days would have put them in one.
+    #[tokio::test]
+    async fn a_daily_grant_gives_days_of_the_site_not_of_utc() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let history = ingest::history::History::open(dir.path(), Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .with_timezone(&Utc)
+        };
+        let reading = |ts: &str, value: f64| ingest::reading::Reading {
+            ts_ms: at(ts).timestamp_millis(),
+            device: "house-7".into(),
+            metric: sensors::model::Metric::PowerW,
+            value,
+        };
+        history
+            .add_pending(
+                None,
+                &[
+                    reading("2026-06-01T21:30:00Z", 100.0),
+                    reading("2026-06-01T22:30:00Z", 300.0),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let devices = [device("house-7", "load")];
+        let queries = Queries::new(history, &devices, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timezone(chrono_tz::Europe::Paris);
+        let hh = Households::new(
+            &[household("h7", &["bob"], &["house-7"])],
+            queries.visibility(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let grants = [grant(2, "h7", "member:carol", Granularity::Daily)];
+        let carol = Viewer {
+            member: "carol".into(),
+            roles: vec![Role::Resident],
+        };
+        let scope = Scope::new(
+            queries.visibility(),
+            &hh,
+            &grants,
+            carol,
+            at("2026-06-02T12:00:00Z"),
+        );
+        let session = queries
+            .scoped_session(&scope, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batches = session
+            .sql("SELECT CAST(ts AS BIGINT) AS ms, value FROM readings ORDER BY ts")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut rows = Vec::new();
+        for b in &batches {
+            let ms = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let v = b
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            for i in 0..b.num_rows() {
+                rows.push((ms.value(i), v.value(i)));
+            }
+        }
+        assert_eq!(
+            rows,
+            vec![
+                (at("2026-05-31T22:00:00Z").timestamp_millis(), 100.0),
+                (at("2026-06-01T22:00:00Z").timestamp_millis(), 300.0),
+            ],
+            "one row a Paris day, from Paris midnight"
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Queries {
     sql: SqlSession,
     /// The households and their meters (see [`crate::consent`]).
     households: Arc<Households>,
+    /// The site's clocks: a grant by the day gives days of the site, not of UTC.
+    timezone: chrono_tz::Tz,
 }
 
 impl std::fmt::Debug for Queries {
@@ -77,6 +79,7 @@ impl Queries {
             services: services.into(),
             sql,
             households: Arc::new(Households::default()),
+            timezone: chrono_tz::UTC,
         })
     }
 
@@ -84,6 +87,17 @@ impl Queries {
     pub fn with_households(mut self, households: Households) -> Queries {
         self.households = Arc::new(households);
         self
+    }
+
+    /// The same session on the site's clocks (UTC until told).
+    pub fn with_timezone(mut self, timezone: chrono_tz::Tz) -> Queries {
+        self.timezone = timezone;
+        self
+    }
+
+    /// The site's time zone.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone
     }
 
     /// The site's households.
