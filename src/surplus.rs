@@ -280,6 +280,19 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// Adds `name` to the journal as a resident at `at`.
+    fn resident(journal: &Journal, name: &str, at: DateTime<Utc>) {
+        journal
+            .create_user(
+                name,
+                &[Role::Resident],
+                "a long enough password",
+                "command-line",
+                at,
+            )
+            .unwrap();
+    }
+
     /// A configured MQTT device of `role`.
     fn device(id: &str, role: &str) -> sensors::config::DeviceConfig {
         serde_json::from_value(serde_json::json!({
@@ -366,15 +379,7 @@ mod tests {
             mut watch,
         } = fixture(10, dashboards::Lang::Fr).await;
         let morning = paris(day, 8, 0);
-        journal
-            .create_user(
-                "bea",
-                &[Role::Resident],
-                "a long enough password",
-                "command-line",
-                morning,
-            )
-            .unwrap();
+        resident(&journal, "bea", morning);
 
         // At 08:00, nothing measured yet: today's forecast window is offered.
         watch
@@ -550,15 +555,7 @@ mod tests {
         let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::En);
         let morning = paris(day, 8, 0);
         for name in ["bea", "ivo", "zoe"] {
-            journal
-                .create_user(
-                    name,
-                    &[Role::Resident],
-                    "a long enough password",
-                    "command-line",
-                    morning,
-                )
-                .unwrap();
+            resident(&journal, name, morning);
         }
         watch
             .look(&journal, &queries, &snapshot(morning, 0.0, false))
@@ -647,15 +644,7 @@ mod tests {
         let journal = Arc::new(Journal::open_in_memory().unwrap());
         let mut watch = SurplusWatch::new(500.0, Paris, dashboards::Lang::Fr);
         let morning = paris(day, 8, 0);
-        journal
-            .create_user(
-                "bea",
-                &[Role::Resident],
-                "a long enough password",
-                "command-line",
-                morning,
-            )
-            .unwrap();
+        resident(&journal, "bea", morning);
         watch
             .look(&journal, &queries, &snapshot(morning, 0.0, false))
             .await

@@ -567,6 +567,18 @@ pub struct AccessRecord {
 pub const ACCESS_LOG_PAGE: usize = 500;
 
 impl Journal {
+    /// Encodes `payload` as an entry of `kind` and records it (see [`record_payload`]).
+    fn record_consent<T: Serialize>(
+        &self,
+        kind: EntryKind,
+        author: &str,
+        payload: &T,
+        ts: DateTime<Utc>,
+    ) -> Result<Entry> {
+        let payload = encode(kind, payload)?;
+        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+    }
+
     /// Records a grant by `author`, who must be one of `grant.household_members`
     /// (the household's members as the configuration lists them).
     pub fn grant_consent(
@@ -575,9 +587,7 @@ impl Journal {
         grant: &NewGrant,
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
-        let kind = EntryKind::ConsentGranted;
-        let payload = encode(kind, grant)?;
-        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+        self.record_consent(EntryKind::ConsentGranted, author, grant, ts)
     }
 
     /// Revokes grant `grant` of `household` for `author`, one of
@@ -590,16 +600,12 @@ impl Journal {
         household_members: &[String],
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
-        let kind = EntryKind::ConsentRevoked;
-        let payload = encode(
-            kind,
-            &Revoked {
-                grant,
-                household: household.to_string(),
-                household_members: household_members.to_vec(),
-            },
-        )?;
-        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+        let revoked = Revoked {
+            grant,
+            household: household.to_string(),
+            household_members: household_members.to_vec(),
+        };
+        self.record_consent(EntryKind::ConsentRevoked, author, &revoked, ts)
     }
 
     /// Records that `author` erased readings of a household (the erasure, never the
@@ -610,9 +616,7 @@ impl Journal {
         erasure: &Erasure,
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
-        let kind = EntryKind::HouseholdReadingsErased;
-        let payload = encode(kind, erasure)?;
-        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+        self.record_consent(EntryKind::HouseholdReadingsErased, author, erasure, ts)
     }
 
     /// Records that `author`, a member of the household, asks for its readings to be
@@ -623,9 +627,7 @@ impl Journal {
         request: &ErasureRequest,
         ts: DateTime<Utc>,
     ) -> Result<Entry> {
-        let kind = EntryKind::HouseholdErasureRequested;
-        let payload = encode(kind, request)?;
-        self.write(|tx| record_payload(tx, kind, author, &payload, ts))
+        self.record_consent(EntryKind::HouseholdErasureRequested, author, request, ts)
     }
 
     /// The erasure requests of `household` (every household when `None`), oldest
