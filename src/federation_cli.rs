@@ -219,7 +219,26 @@ pub(crate) async fn run_region(
         None => None,
     };
     let has_archive = bucket.is_some();
-    let ctx = session(state.clone(), bucket).await?;
+    let compaction = match (&bucket, r.compact) {
+        (Some((_, store)), true) => {
+            let stats = Arc::new(federation::region::compact::CompactionStats::default());
+            let compactor = federation::region::compact::Compactor::open(
+                store.clone(),
+                &r.consumer,
+                state.keys(),
+                stats.clone(),
+            )
+            .await
+            .context("[region] s3: the compacted history")?;
+            tokio::spawn(compactor.run(r.compact_every, cancel.clone()));
+            Some(stats)
+        }
+        _ => None,
+    };
+    let ctx = session(state.clone(), bucket.clone()).await?;
+    if let (Some((bucket, _)), Some(_)) = (&bucket, &compaction) {
+        federation::region::compact::register_quarters(&ctx, bucket, &r.consumer)?;
+    }
     let lang = dashboards::Lang::from_tag(&r.language).unwrap_or_default();
     let app = web::RegionApp {
         state,
@@ -230,6 +249,7 @@ pub(crate) async fn run_region(
             timezone: r.timezone,
         },
         has_archive,
+        compaction,
     };
     println!(
         "Communalia region: {} ({} nodes) on http://{addr}/",

@@ -23,9 +23,11 @@
 //!   (`node=<id>/date=<day>/summaries.parquet`, one file per node and day) at the
 //!   scales given (`--nodes N --days D`; 100 × 30 and 1,000 × 7 by default),
 //!   separating listing, opening files (footers) and reading rows; then a year of
-//!   quarter-hour rows for the nodes (1,000 × 365 × 96 = 35 M rows) compacted by
-//!   the region into one file a day (365 files) and one file a month (12), and the
-//!   year's totals over each.
+//!   quarter-hour rows for the nodes (1,000 × 365 × 96 = 35 M rows) in the
+//!   region's compacted months (12 files, `region::compact`'s shape and paths),
+//!   the year's totals and days through the region's own queries; and the
+//!   region's compaction pass itself over `--compact-nodes` (100) nodes × 2 days
+//!   of archived minutes, every one signed and checked.
 
 use std::collections::VecDeque;
 use std::error::Error;
@@ -38,13 +40,8 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
     UInt32Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use federation::clock::Clock;
 use federation::config::{RegionFile, StreamConfig};
 use federation::identity::NodeKey;
@@ -83,6 +80,7 @@ struct Options {
     runs: usize,
     single: bool,
     year_nodes: Option<usize>,
+    compact_nodes: Option<usize>,
 }
 
 impl Options {
@@ -95,6 +93,7 @@ impl Options {
             runs: 50,
             single: false,
             year_nodes: None,
+            compact_nodes: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -109,12 +108,13 @@ impl Options {
                 "--minutes" => o.minutes = Some(value("--minutes")?.parse()?),
                 "--runs" => o.runs = value("--runs")?.parse()?,
                 "--year-nodes" => o.year_nodes = Some(value("--year-nodes")?.parse()?),
+                "--compact-nodes" => o.compact_nodes = Some(value("--compact-nodes")?.parse()?),
                 "--single" => o.single = true,
                 "live" | "stream" | "history" => o.part = Some(a),
                 other => {
                     return Err(format!(
                         "unknown argument `{other}`: [live|stream|history] [--nodes N] \
-                         [--days D] [--minutes M] [--runs R] [--year-nodes N] [--single]"
+                         [--days D] [--minutes M] [--runs R] [--year-nodes N] [--compact-nodes N] [--single]"
                     )
                     .into());
                 }
@@ -326,6 +326,7 @@ async fn live(o: &Options) -> BenchResult<()> {
         ctx: federation::region::session(state.clone(), None).await?,
         site: site(),
         has_archive: false,
+        compaction: None,
     };
 
     let mut page = Vec::with_capacity(runs);
@@ -593,6 +594,7 @@ async fn history(o: &Options) -> BenchResult<()> {
     for (n, days) in scales {
         archive_layout(&store, n, days).await?;
     }
+    compaction_pass(&store, o.compact_nodes.unwrap_or(100), 2).await?;
     let year_nodes = o.year_nodes.or(o.nodes).unwrap_or(1000);
     compacted_year(&store, year_nodes).await?;
     Ok(())
@@ -773,47 +775,24 @@ async fn archive_layout(base: &Arc<dyn ObjectStore>, n: usize, days: u32) -> Ben
     Ok(())
 }
 
-/// The region's compacted year: quarter-hour rows of every node.
-fn compact_schema(monthly: bool) -> SchemaRef {
-    let mut fields = vec![
-        Field::new("node", DataType::Utf8, false),
-        Field::new(
-            "quarter",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-    ];
-    if monthly {
-        fields.push(Field::new("date", DataType::Utf8, false));
-    }
-    for name in [
-        "production_w",
-        "consumption_w",
-        "surplus_w",
-        "surplus_pos_w",
-        "grid_w",
-        "battery_w",
-    ] {
-        fields.push(Field::new(name, DataType::Float64, false));
-    }
-    fields.push(Field::new("minutes", DataType::UInt32, false));
-    Arc::new(Schema::new(fields))
-}
+/// The consumer name the bench's region compacts under.
+const COMPACT_CONSUMER: &str = "bench";
 
-/// One day of quarter-hour rows for `n` nodes, sorted by node then time: each
-/// figure the mean of the quarter's minutes (`surplus_pos_w`: of the positive
-/// surplus), `minutes` how many minutes the node sent.
-fn compact_day(n: usize, day: NaiveDate, monthly: bool) -> BenchResult<RecordBatch> {
+/// One day of quarter-hour rows for `n` nodes in the region's own month-file
+/// shape (`compact::quarter_schema`), sorted by node then time, as the region's
+/// compaction writes them: each quarter's energy in Wh and its 15 minutes.
+fn compact_day(n: usize, day: NaiveDate) -> BenchResult<RecordBatch> {
     let rows = n * 96;
     let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
     let date = day.format("%Y-%m-%d").to_string();
     let mut node = StringBuilder::with_capacity(rows, rows * 9);
-    let mut quarter = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
     let mut dates = StringBuilder::with_capacity(rows, rows * 10);
-    let mut f: Vec<Float64Builder> = (0..6)
+    let mut quarter = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut counts: Vec<UInt32Builder> =
+        (0..2).map(|_| UInt32Builder::with_capacity(rows)).collect();
+    let mut wh: Vec<Float64Builder> = (0..5)
         .map(|_| Float64Builder::with_capacity(rows))
         .collect();
-    let mut minutes = UInt32Builder::with_capacity(rows);
     // The season: a node's peak follows the day of the year.
     let season =
         0.6 + 0.4 * ((f64::from(day.ordinal()) - 80.0) / 365.0 * std::f64::consts::TAU).sin();
@@ -825,159 +804,182 @@ fn compact_day(n: usize, day: NaiveDate, monthly: bool) -> BenchResult<RecordBat
             let consumption = load_w(i, m);
             let surplus = production - consumption;
             node.append_value(&id);
+            dates.append_value(&date);
             quarter.append_value(
                 (start + chrono::Duration::minutes(i64::from(q) * 15)).timestamp_millis(),
             );
-            if monthly {
-                dates.append_value(&date);
+            counts[0].append_value(15);
+            counts[1].append_value(0);
+            // A quarter's energy: 15 minutes of the power, to a tenth of a Wh.
+            for (b, w) in wh.iter_mut().zip([
+                production,
+                consumption,
+                surplus.max(0.0),
+                (-surplus).max(0.0),
+                surplus.max(0.0) * 0.6,
+            ]) {
+                b.append_value((w * 15.0 / 60.0 * 10.0).round() / 10.0);
             }
-            f[0].append_value((production * 10.0).round() / 10.0);
-            f[1].append_value((consumption * 10.0).round() / 10.0);
-            f[2].append_value((surplus * 10.0).round() / 10.0);
-            f[3].append_value((surplus.max(0.0) * 10.0).round() / 10.0);
-            f[4].append_value((-surplus * 6.0).round() / 10.0);
-            f[5].append_value((-surplus * 4.0).round() / 10.0);
-            minutes.append_value(15);
         }
     }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(node.finish()), Arc::new(quarter.finish())];
-    if monthly {
-        columns.push(Arc::new(dates.finish()));
-    }
-    columns.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(minutes.finish()));
-    Ok(RecordBatch::try_new(compact_schema(monthly), columns)?)
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(node.finish()),
+        Arc::new(dates.finish()),
+        Arc::new(quarter.finish()),
+    ];
+    columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(wh.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    Ok(RecordBatch::try_new(
+        federation::region::compact::quarter_schema(),
+        columns,
+    )?)
 }
 
-/// The days of `days`, written as one Parquet file (zstd, as the archive).
-fn compact_file(n: usize, days: Vec<NaiveDate>, monthly: bool) -> BenchResult<Vec<u8>> {
+/// The days of a month, written as one Parquet file (zstd, as the region writes).
+fn compact_file(n: usize, days: Vec<NaiveDate>) -> BenchResult<Vec<u8>> {
     let mut out = Vec::new();
     let props = ingest::history::writer_properties();
-    let mut writer = ArrowWriter::try_new(&mut out, compact_schema(monthly), Some(props))?;
+    let mut writer = ArrowWriter::try_new(
+        &mut out,
+        federation::region::compact::quarter_schema(),
+        Some(props),
+    )?;
     for day in days {
-        writer.write(&compact_day(n, day, monthly)?)?;
+        writer.write(&compact_day(n, day)?)?;
     }
     writer.close()?;
     Ok(out)
 }
 
-/// A region session with `table` over `store` partitioned by `partition`.
-async fn compact_session(
-    store: Arc<dyn ObjectStore>,
-    partition: &str,
-    monthly: bool,
-) -> BenchResult<SessionContext> {
-    // The region's own session settings.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-    let url = url::Url::parse(&format!("s3://{BUCKET}"))?;
-    ctx.register_object_store(&url, store);
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![(partition.to_string(), DataType::Utf8)]);
-    let config = ListingTableConfig::new(ListingTableUrl::parse(format!("s3://{BUCKET}/"))?)
-        .with_listing_options(options)
-        .with_schema(compact_schema(monthly));
-    ctx.register_table("region_quarters", Arc::new(ListingTable::try_new(config)?))?;
-    Ok(ctx)
+/// A year of the region's compacted months for `n` nodes, read through the
+/// region's own session (`quarters`) and its queries (`compact::totals_sql`,
+/// `compact::history_sql`).
+async fn compacted_year(base: &Arc<dyn ObjectStore>, n: usize) -> BenchResult<()> {
+    use federation::region::compact;
+    let first = NaiveDate::from_ymd_opt(2025, 1, 1).ok_or("date")?;
+    let last = NaiveDate::from_ymd_opt(2025, 12, 31).ok_or("date")?;
+    let rows = n as u64 * 365 * 96;
+    let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(base.clone(), "compacted-year"));
+    let mut jobs = Vec::new();
+    for month in 1..=12u32 {
+        let in_month: Vec<NaiveDate> = first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .filter(|d| d.month() == month)
+            .collect();
+        jobs.push((
+            compact::month_path(COMPACT_CONSUMER, &format!("2025-{month:02}")),
+            Box::new(move || compact_file(n, in_month))
+                as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
+        ));
+    }
+    println!(
+        "-- the region's compacted months: {n} nodes × 365 days × 96 quarter-hours = {rows} rows in 12 files (regions/{COMPACT_CONSUMER}/quarters/month=…/quarters.parquet)"
+    );
+    let t = Instant::now();
+    let bytes = upload_all(&store, jobs).await?;
+    println!(
+        "  written in {:.1} s: {:.1} MB, {:.1} B a row",
+        t.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6,
+        bytes as f64 / rows as f64
+    );
+    let keys = node_keys(1)?;
+    let file = region_file(&keys, &["nats://127.0.0.1:4222".to_string()])?;
+    let state = Arc::new(RegionState::new(&file, Arc::new(FixedClock(day0())))?);
+    let ctx = federation::region::session(state, Some((BUCKET, store.clone()))).await?;
+    compact::register_quarters(&ctx, BUCKET, COMPACT_CONSUMER)?;
+    let (open_cold, open_warm, _) =
+        time_query(&ctx, "SELECT count(*) AS n FROM quarters", 3).await?;
+    println!(
+        "  count(*) (list + every footer): first {:.0} ms, then {:.0} ms",
+        ms(open_cold),
+        ms(open_warm)
+    );
+    let (totals_cold, totals_warm, out) =
+        time_query(&ctx, &compact::totals_sql(first, last), 5).await?;
+    assert_eq!(out, n);
+    println!(
+        "  the year's totals per node (`/api/region/history?per=node`, {out} rows out): first {:.0} ms, then {:.0} ms: {:.1} M rows/s",
+        ms(totals_cold),
+        ms(totals_warm),
+        rows as f64 / totals_warm.as_secs_f64() / 1e6
+    );
+    let (days_cold, days_warm, out) =
+        time_query(&ctx, &compact::history_sql(first, last), 3).await?;
+    assert_eq!(out, n * 365);
+    println!(
+        "  the year per node and day (`/api/region/history`, {out} rows out): first {:.0} ms, then {:.0} ms",
+        ms(days_cold),
+        ms(days_warm)
+    );
+    reproduce(&format!("history --year-nodes {n}"));
+    Ok(())
 }
 
-/// The year's totals per node: what the region's yearly page asks.
-const YEAR_TOTALS_SQL: &str = "SELECT node,
-       sum(production_w * minutes) / 60.0 AS production_wh,
-       sum(consumption_w * minutes) / 60.0 AS consumption_wh,
-       sum(surplus_pos_w * minutes) / 60.0 AS surplus_wh,
-       CAST(sum(minutes) AS BIGINT) AS minutes
-FROM region_quarters GROUP BY node ORDER BY node";
-
-/// The history page's shape over the year: per node and day.
-const YEAR_DAYS_SQL: &str = "SELECT node, date,
-       sum(production_w * minutes) / 60.0 AS production_wh,
-       sum(consumption_w * minutes) / 60.0 AS consumption_wh,
-       sum(surplus_pos_w * minutes) / 60.0 AS surplus_wh,
-       CAST(sum(minutes) AS BIGINT) AS minutes
-FROM region_quarters GROUP BY node, date ORDER BY date, node";
-
-async fn compacted_year(base: &Arc<dyn ObjectStore>, n: usize) -> BenchResult<()> {
-    let first = NaiveDate::from_ymd_opt(2025, 1, 1).ok_or("date")?;
-    let days: Vec<NaiveDate> = (0..365)
-        .map(|d| first + chrono::Duration::days(d))
-        .collect();
-    let rows = n as u64 * 365 * 96;
-    for monthly in [false, true] {
-        let (layout, partition) = if monthly {
-            ("region-monthly", "month")
-        } else {
-            ("region-daily", "date")
-        };
-        let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(base.clone(), layout));
-        let mut jobs = Vec::new();
-        if monthly {
-            for month in 1..=12u32 {
-                let in_month: Vec<NaiveDate> = days
-                    .iter()
-                    .copied()
-                    .filter(|d| d.month() == month)
-                    .collect();
-                let path = StorePath::from(format!("month=2025-{month:02}/region.parquet"));
-                jobs.push((
-                    path,
-                    Box::new(move || compact_file(n, in_month, true))
-                        as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
-                ));
-            }
-        } else {
-            for day in days.iter().copied() {
-                let path = StorePath::from(format!("date={day}/region.parquet"));
-                jobs.push((
-                    path,
-                    Box::new(move || compact_file(n, vec![day], false))
-                        as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
-                ));
-            }
+/// The region's compaction itself (`Compactor::pass`) over `n` nodes' archived
+/// days, every row signed for real and checked: the cost of a day's pass.
+async fn compaction_pass(base: &Arc<dyn ObjectStore>, n: usize, days: u32) -> BenchResult<()> {
+    use federation::region::compact::{CompactionStats, Compactor};
+    let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(
+        base.clone(),
+        format!("compaction-{n}x{days}").as_str(),
+    ));
+    let keys = Arc::new(node_keys(n)?);
+    let first = day0().date_naive();
+    let mut jobs = Vec::new();
+    for d in 0..days {
+        let day = first + chrono::Duration::days(i64::from(d));
+        for i in 0..n {
+            let keys = keys.clone();
+            jobs.push((
+                federation::archive::day_path(&node_id(i), day),
+                Box::new(move || {
+                    let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+                    let summaries: Vec<Summary> = (0..MINUTES_A_DAY)
+                        .map(|m| summary_at(i, start + chrono::Duration::minutes(i64::from(m))))
+                        .collect();
+                    let batch = federation::archive::day_batch(&summaries, &keys[i])?;
+                    Ok(federation::archive::parquet_bytes(&batch)?)
+                }) as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
+            ));
         }
-        let files = jobs.len();
-        println!(
-            "-- compacted by the region, {}: {n} nodes × 365 days × 96 quarter-hours = {rows} rows in {files} files ({partition}=…/region.parquet)",
-            if monthly {
-                "one file a month"
-            } else {
-                "one file a day"
-            }
-        );
-        let t = Instant::now();
-        let bytes = upload_all(&store, jobs).await?;
-        println!(
-            "  written in {:.1} s: {:.1} MB, {:.1} B a row",
-            t.elapsed().as_secs_f64(),
-            bytes as f64 / 1e6,
-            bytes as f64 / rows as f64
-        );
-        let (listed, list_time) = list_all(&store).await?;
-        println!("  listing: {listed} objects in {:.0} ms", ms(list_time));
-        let ctx = compact_session(store.clone(), partition, monthly).await?;
-        let (open_cold, open_warm, _) =
-            time_query(&ctx, "SELECT count(*) AS n FROM region_quarters", 3).await?;
-        println!(
-            "  count(*) (list + every footer): first {:.0} ms, then {:.0} ms",
-            ms(open_cold),
-            ms(open_warm)
-        );
-        let (totals_cold, totals_warm, out) = time_query(&ctx, YEAR_TOTALS_SQL, 3).await?;
-        assert_eq!(out, n);
-        println!(
-            "  the year's totals per node ({out} rows out): first {:.0} ms, then {:.0} ms: {:.1} M rows/s",
-            ms(totals_cold),
-            ms(totals_warm),
-            rows as f64 / totals_warm.as_secs_f64() / 1e6
-        );
-        let (days_cold, days_warm, out) = time_query(&ctx, YEAR_DAYS_SQL, 3).await?;
-        assert_eq!(out, n * 365);
-        println!(
-            "  the year per node and day ({out} rows out, the history page's shape): first {:.0} ms, then {:.0} ms",
-            ms(days_cold),
-            ms(days_warm)
-        );
     }
-    reproduce(&format!("history --year-nodes {n}"));
+    let files = jobs.len();
+    println!(
+        "-- the region's compaction: {n} nodes × {days} days = {files} archived days, every minute signed"
+    );
+    upload_all(&store, jobs).await?;
+    let file = region_file(&keys, &["nats://127.0.0.1:4222".to_string()])?;
+    let state = RegionState::new(&file, Arc::new(FixedClock(day0())))?;
+    let mut compactor = Compactor::open(
+        store.clone(),
+        COMPACT_CONSUMER,
+        state.keys(),
+        Arc::new(CompactionStats::default()),
+    )
+    .await?;
+    let t = Instant::now();
+    let report = compactor.pass().await?;
+    let took = t.elapsed();
+    assert_eq!(report.days, files);
+    assert!(report.refused.is_empty());
+    let t = Instant::now();
+    let again = compactor.pass().await?;
+    let idle = t.elapsed();
+    assert_eq!(again.days, 0);
+    println!(
+        "  a pass: {:.1} s for {files} node days ({} minutes checked): {:.0} node days/s, {:.0} minutes/s; 1,000 nodes' day → {:.0} s",
+        took.as_secs_f64(),
+        report.minutes,
+        files as f64 / took.as_secs_f64(),
+        report.minutes as f64 / took.as_secs_f64(),
+        1000.0 / (files as f64 / took.as_secs_f64())
+    );
+    println!(
+        "  a pass with nothing new ({n} listings): {:.0} ms",
+        ms(idle)
+    );
+    reproduce(&format!("history --compact-nodes {n}"));
     Ok(())
 }

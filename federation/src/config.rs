@@ -211,6 +211,24 @@ pub struct RegionConfig {
     pub stale_after: Duration,
     #[serde(default)]
     pub s3: Option<S3Config>,
+    /// Whether the region compacts the nodes' archived days into its own monthly
+    /// files of quarter hours on the bucket (`regions/<consumer>/`), which its
+    /// history then reads. Without (`false`), the history reads the nodes' daily
+    /// files: slow past a few thousand of them, but the region needs only read
+    /// access to the bucket.
+    #[serde(default = "default_compact")]
+    pub compact: bool,
+    /// How often it looks for newly archived days.
+    #[serde(default = "default_compact_every", with = "humantime_secs")]
+    pub compact_every: Duration,
+}
+
+fn default_compact() -> bool {
+    true
+}
+
+fn default_compact_every() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_language() -> String {

@@ -10,6 +10,7 @@
 //! `s3://bucket/`, partitioned by `node` and `date`). The page, the JSON API and
 //! every total are queries over these two tables.
 
+pub mod compact;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -264,6 +265,14 @@ impl RegionState {
     }
 
     /// Summaries accepted since the start.
+    /// The key of each node the region knows.
+    pub fn keys(&self) -> BTreeMap<String, PublicKey> {
+        self.known
+            .iter()
+            .map(|(id, n)| (id.clone(), n.key))
+            .collect()
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }

@@ -31,6 +31,10 @@ pub struct RegionApp {
     pub site: dashboards::SiteInfo,
     /// Whether `summaries` (the bucket) is registered.
     pub has_archive: bool,
+    /// When the region compacts the archive (`quarters` registered, see
+    /// [`super::compact`]), its counters: the history then reads the compacted
+    /// months; without, it reads the nodes' daily files.
+    pub compaction: Option<Arc<super::compact::CompactionStats>>,
 }
 
 impl std::fmt::Debug for RegionApp {
@@ -279,7 +283,9 @@ async fn live_json(State(app): State<RegionApp>) -> Result<Json<Value>, AppError
 /// "surplus": [{"id", "name", "surplus_w"}], "accepted", "refused": {"total",
 /// "by": [{"node", "reason", "count"}]}, "witness_statements_refused"}`; a node
 /// whose journal its witnesses refuse carries `"witness_refusals": [{"witness",
-/// "witness_name", "size", "cosigned", "status", "at"}]`.
+/// "witness_name", "size", "cosigned", "status", "at"}]`; a region that compacts
+/// its history adds `"compaction": {"passes", "days", "minutes", "rows_refused",
+/// "failures", "last_pass", "last_error"}`.
 pub async fn live_value(app: &RegionApp) -> Result<Value> {
     let rows = app.state.rows();
     let ctx = super::snapshot_session(&rows)?;
@@ -322,7 +328,7 @@ pub async fn live_value(app: &RegionApp) -> Result<Value> {
         .into_iter()
         .map(|((node, reason), count)| json!({"node": node, "reason": reason, "count": count}))
         .collect();
-    Ok(json!({
+    let mut live = json!({
         "ts": rfc3339(app.state.now()),
         "nodes": nodes,
         "totals": {
@@ -334,13 +340,35 @@ pub async fn live_value(app: &RegionApp) -> Result<Value> {
         "accepted": app.state.accepted(),
         "refused": {"total": app.state.refused_total(), "by": by},
         "witness_statements_refused": app.state.statements_refused(),
-    }))
+    });
+    if let (Some(c), Value::Object(map)) = (&app.compaction, &mut live) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = *c.last_pass.lock().unwrap_or_else(|e| e.into_inner());
+        let error = c
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        map.insert(
+            "compaction".into(),
+            json!({
+                "passes": c.passes.load(Relaxed), "days": c.days.load(Relaxed),
+                "minutes": c.minutes.load(Relaxed), "rows_refused": c.rows_refused.load(Relaxed),
+                "failures": c.failures.load(Relaxed),
+                "last_pass": last.map(rfc3339), "last_error": error,
+            }),
+        );
+    }
+    Ok(live)
 }
 
 #[derive(Debug, serde::Deserialize)]
 struct HistoryQuery {
     from: NaiveDate,
     to: NaiveDate,
+    /// `day` (the default): each node's days; `node`: each node's totals over
+    /// the period.
+    per: Option<String>,
 }
 
 /// Energy per node and day over `[from, to]` from the bucket's archives, in
@@ -358,7 +386,10 @@ pub fn history_sql(from: NaiveDate, to: NaiveDate) -> String {
     )
 }
 
-/// `GET /api/region/history?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+/// `GET /api/region/history?from=YYYY-MM-DD&to=YYYY-MM-DD[&per=day|node]`:
+/// `{"from", "to", "days": [{"node", "date", "production_wh", "consumption_wh",
+/// "surplus_wh", "minutes"}]}`, or with `per=node` `{"from", "to", "nodes":
+/// [{"node", "production_wh", "consumption_wh", "surplus_wh", "minutes"}]}`.
 async fn history_json(
     State(app): State<RegionApp>,
     Query(q): Query<HistoryQuery>,
@@ -366,19 +397,60 @@ async fn history_json(
     if let Some(refused) = check_period(&app, q.from, q.to) {
         return Ok(refused);
     }
-    let days: Vec<Value> = history_days(&app, q.from, q.to)
-        .await?
-        .into_iter()
-        .map(|(node, date, production, consumption, surplus, minutes)| {
-            json!({
-                "node": node, "date": date, "production_wh": production,
-                "consumption_wh": consumption, "surplus_wh": surplus, "minutes": minutes,
-            })
-        })
-        .collect();
-    Ok(
-        Json(json!({"from": q.from.to_string(), "to": q.to.to_string(), "days": days}))
-            .into_response(),
+    let (from, to) = (q.from.to_string(), q.to.to_string());
+    match q.per.as_deref().unwrap_or("day") {
+        "day" => {
+            let days: Vec<Value> = history_days(&app, q.from, q.to)
+                .await?
+                .into_iter()
+                .map(|(node, date, production, consumption, surplus, minutes)| {
+                    json!({
+                        "node": node, "date": date, "production_wh": production,
+                        "consumption_wh": consumption, "surplus_wh": surplus, "minutes": minutes,
+                    })
+                })
+                .collect();
+            Ok(Json(json!({"from": from, "to": to, "days": days})).into_response())
+        }
+        "node" => {
+            let sql = if app.compaction.is_some() {
+                super::compact::totals_sql(q.from, q.to)
+            } else {
+                totals_sql(q.from, q.to)
+            };
+            let mut nodes = Vec::new();
+            for b in app.ctx.sql(&sql).await?.collect().await? {
+                for r in 0..b.num_rows() {
+                    nodes.push(json!({
+                        "node": text_at(&b, "node", r)?,
+                        "production_wh": f64_at(&b, "production_wh", r)?,
+                        "consumption_wh": f64_at(&b, "consumption_wh", r)?,
+                        "surplus_wh": f64_at(&b, "surplus_wh", r)?,
+                        "minutes": i64_at(&b, "minutes", r)?,
+                    }));
+                }
+            }
+            Ok(Json(json!({"from": from, "to": to, "nodes": nodes})).into_response())
+        }
+        other => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`per` must be `day` or `node`, not `{other}`."),
+        )
+            .into_response()),
+    }
+}
+
+/// Each node's energy over `[from, to]` from the nodes' daily files.
+pub fn totals_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT node,
+                sum(production_w) / 60.0 AS production_wh,
+                sum(consumption_w) / 60.0 AS consumption_wh,
+                sum(greatest(surplus_w, 0)) / 60.0 AS surplus_wh,
+                CAST(count(*) AS BIGINT) AS minutes
+         FROM summaries
+         WHERE date >= '{from}' AND date <= '{to}'
+         GROUP BY node ORDER BY node"
     )
 }
 
@@ -416,8 +488,13 @@ async fn history_days(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<(String, String, f64, f64, f64, i64)>> {
+    let sql = if app.compaction.is_some() {
+        super::compact::history_sql(from, to)
+    } else {
+        history_sql(from, to)
+    };
     let mut days = Vec::new();
-    for b in app.ctx.sql(&history_sql(from, to)).await?.collect().await? {
+    for b in app.ctx.sql(&sql).await?.collect().await? {
         for r in 0..b.num_rows() {
             days.push((
                 text_at(&b, "node", r)?,

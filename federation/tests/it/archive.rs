@@ -152,6 +152,7 @@ async fn a_finished_day_is_archived_once_as_signed_parquet() {
             timezone: chrono_tz::UTC,
         },
         has_archive: true,
+        compaction: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

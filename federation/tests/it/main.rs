@@ -5,6 +5,7 @@
 
 mod archive;
 mod browser;
+mod compact;
 mod nats;
 mod node;
 mod partition;

@@ -146,6 +146,7 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
             timezone: chrono_tz::UTC,
         },
         has_archive: false,
+        compaction: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

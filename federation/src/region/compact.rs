@@ -1,0 +1,688 @@
+//! The region's compacted history: every node's archived days, checked and
+//! summed into quarter hours, one Parquet file a month on the same bucket.
+//!
+//! The nodes' own archive (`node=<id>/date=<day>/summaries.parquet`, a file per
+//! node and day, each row signed) is the source of truth, and it stays as it is.
+//! It is the wrong shape to answer a year: 1,000 nodes write 365,000 files a
+//! year, and opening each costs an S3 request or more (BENCHMARKS.md, "Federation
+//! at scale": 7 to 19 minutes for a year's totals). So the region reads each day
+//! once, after it is archived: every row's signature is checked against the key
+//! `region.toml` gives for the node (a row that fails is counted and left out,
+//! never summed), the minutes are summed into quarter hours, and the quarters of
+//! a month, every node's, go into one file under
+//! `regions/<consumer>/quarters/month=YYYY-MM/quarters.parquet`. The history page
+//! and `/api/region/history` read those files: twelve files for a year.
+//!
+//! Only the region writes under its prefix (named by its durable consumer, which
+//! is unique among the regions reading one stream). What it has compacted is
+//! remembered in `regions/<consumer>/compaction.json`: each node day with the
+//! entity tag of the file it came from, so that a day a node writes again (a
+//! node that lost its archive cursor) is compacted again, its old quarters
+//! replaced. A month's file is written before the manifest: a region stopped in
+//! between does the same work again at its next pass, and replacing a node day's
+//! quarters twice gives the same file.
+//!
+//! Energy stays exact: each quarter holds the sum of its minutes' power divided by
+//! 60 (watt-hours) and how many minutes the node sent, so a day's or a year's
+//! energy is a plain sum, whatever minutes are missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Builder,
+};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::DAY_FILE;
+use crate::identity::PublicKey;
+use crate::summary::Summary;
+use crate::{Error, Result};
+
+/// The month file's name, under `month=YYYY-MM/`.
+pub const MONTH_FILE: &str = "quarters.parquet";
+/// The manifest's name, under the region's prefix.
+pub const MANIFEST_FILE: &str = "compaction.json";
+const QUARTER_MS: i64 = 15 * 60 * 1000;
+/// How often a pass lists the nodes' whole archives (see [`Compactor`]).
+pub const FULL_LISTING_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// The region's prefix in the bucket: `regions/<consumer>`.
+pub fn region_prefix(consumer: &str) -> StorePath {
+    StorePath::from_iter(["regions", consumer])
+}
+
+/// Where the month `month` (`YYYY-MM`) of the compacted history goes.
+pub fn month_path(consumer: &str, month: &str) -> StorePath {
+    region_prefix(consumer)
+        .join("quarters")
+        .join(format!("month={month}"))
+        .join(MONTH_FILE)
+}
+
+/// The columns of a month file (the month is the path's).
+pub fn quarter_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Utf8, false),
+        // The UTC day of the node's archived file, as the archive names it.
+        Field::new("date", DataType::Utf8, false),
+        Field::new(
+            "quarter",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        // Minutes the node sent in the quarter (signature checked), up to 15.
+        Field::new("minutes", DataType::UInt32, false),
+        Field::new("stale_minutes", DataType::UInt32, false),
+        Field::new("production_wh", DataType::Float64, false),
+        Field::new("consumption_wh", DataType::Float64, false),
+        // The positive part of the surplus, minute by minute.
+        Field::new("surplus_wh", DataType::Float64, false),
+        Field::new("grid_import_wh", DataType::Float64, false),
+        Field::new("grid_export_wh", DataType::Float64, false),
+    ]))
+}
+
+/// Registers `quarters`: the region's compacted months in `bucket` (whose store
+/// the session already knows, see [`super::register_archive`]).
+pub fn register_quarters(ctx: &SessionContext, bucket: &str, consumer: &str) -> Result<()> {
+    let prefix = region_prefix(consumer);
+    let table_url = ListingTableUrl::parse(format!("s3://{bucket}/{prefix}/quarters/"))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(options)
+        .with_schema(quarter_schema());
+    ctx.register_table("quarters", Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+/// What the region has compacted: for each node, each day with the entity tag
+/// of the archived file it came from.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub version: u32,
+    /// When the last pass ended.
+    pub passed_at: Option<DateTime<Utc>>,
+    pub nodes: BTreeMap<String, BTreeMap<NaiveDate, String>>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PassReport {
+    /// Node days read (new, or written again by their node).
+    pub days: usize,
+    /// Months written.
+    pub months: Vec<String>,
+    /// Minutes summed into quarters.
+    pub minutes: u64,
+    /// Rows left out, by node and reason.
+    pub refused: BTreeMap<(String, &'static str), u64>,
+}
+
+/// Counters the region's page and API show.
+#[derive(Debug, Default)]
+pub struct CompactionStats {
+    pub passes: AtomicU64,
+    pub days: AtomicU64,
+    pub minutes: AtomicU64,
+    pub rows_refused: AtomicU64,
+    pub failures: AtomicU64,
+    pub last_pass: Mutex<Option<DateTime<Utc>>>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// The compactor of one region.
+pub struct Compactor {
+    store: Arc<dyn ObjectStore>,
+    consumer: String,
+    keys: BTreeMap<String, PublicKey>,
+    manifest: Manifest,
+    /// When a pass last listed every node's whole archive: the first pass after
+    /// a start does, then one a day; the others list only the days after the
+    /// last one compacted (a node archives its days in order, and a day it
+    /// missed comes after), so that a pass costs a request a node, not a
+    /// request per thousand files of the whole archive.
+    listed_fully: Option<std::time::Instant>,
+    stats: Arc<CompactionStats>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor")
+            .field("consumer", &self.consumer)
+            .field("nodes", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One node day to read: its archived file and that file's entity tag.
+struct DayFile {
+    node: String,
+    date: NaiveDate,
+    path: StorePath,
+    tag: String,
+}
+
+impl Compactor {
+    /// The compactor of the region whose durable consumer is `consumer`, for the
+    /// nodes (and keys) it knows; reads the manifest from the bucket.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        consumer: &str,
+        keys: BTreeMap<String, PublicKey>,
+        stats: Arc<CompactionStats>,
+    ) -> Result<Compactor> {
+        let path = region_prefix(consumer).join(MANIFEST_FILE);
+        let manifest = match store.get(&path).await {
+            Ok(got) => {
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Store(format!("{path}: not a compaction manifest: {e}")))?
+            }
+            Err(object_store::Error::NotFound { .. }) => Manifest {
+                version: 1,
+                ..Manifest::default()
+            },
+            Err(e) => return Err(Error::Store(format!("cannot read {path}: {e}"))),
+        };
+        Ok(Compactor {
+            store,
+            consumer: consumer.to_string(),
+            keys,
+            manifest,
+            listed_fully: None,
+            stats,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Compacts every period at `interval`, until `cancel`.
+    pub async fn run(mut self, interval: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.pass().await {
+                Ok(report) if report.days > 0 => {
+                    tracing::info!(
+                        days = report.days,
+                        months = ?report.months,
+                        minutes = report.minutes,
+                        refused = report.refused.values().sum::<u64>(),
+                        "region: history compacted"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    *self
+                        .stats
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    tracing::warn!(error = %e, "region: history not compacted this time");
+                }
+            }
+        }
+    }
+
+    /// Reads every node day archived (or written again) since the last pass and
+    /// writes the months they fall in.
+    pub async fn pass(&mut self) -> Result<PassReport> {
+        let full = self
+            .listed_fully
+            .is_none_or(|at| at.elapsed() >= FULL_LISTING_EVERY);
+        let mut todo: BTreeMap<String, Vec<DayFile>> = BTreeMap::new();
+        for node in self.keys.keys() {
+            for day in self.list_node(node, full).await? {
+                todo.entry(day.date.format("%Y-%m").to_string())
+                    .or_default()
+                    .push(day);
+            }
+        }
+        if full {
+            self.listed_fully = Some(std::time::Instant::now());
+        }
+        let mut report = PassReport::default();
+        for (month, days) in todo {
+            let mut fresh = Vec::with_capacity(days.len());
+            for day in &days {
+                let got = self
+                    .store
+                    .get(&day.path)
+                    .await
+                    .map_err(|e| Error::Store(format!("cannot read {}: {e}", day.path)))?;
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::Store(format!("cannot read {}: {e}", day.path)))?;
+                let key = self.keys[&day.node];
+                let (node, date, path) = (day.node.clone(), day.date, day.path.to_string());
+                let quarters = tokio::task::spawn_blocking(move || {
+                    quarters_of_day(&node, date, &path, &bytes, key)
+                })
+                .await
+                .map_err(|e| Error::Query(format!("compaction task: {e}")))??;
+                report.minutes += quarters.minutes;
+                for (reason, n) in &quarters.refused {
+                    *report
+                        .refused
+                        .entry((day.node.clone(), reason))
+                        .or_default() += n;
+                }
+                fresh.push(quarters.batch);
+            }
+            self.write_month(&month, &days, fresh).await?;
+            for day in &days {
+                self.manifest
+                    .nodes
+                    .entry(day.node.clone())
+                    .or_default()
+                    .insert(day.date, day.tag.clone());
+            }
+            report.days += days.len();
+            report.months.push(month);
+        }
+        self.manifest.passed_at = Some(Utc::now());
+        if report.days > 0 {
+            self.save_manifest().await?;
+        }
+        let s = &self.stats;
+        s.passes.fetch_add(1, Ordering::Relaxed);
+        s.days.fetch_add(report.days as u64, Ordering::Relaxed);
+        s.minutes.fetch_add(report.minutes, Ordering::Relaxed);
+        s.rows_refused
+            .fetch_add(report.refused.values().sum(), Ordering::Relaxed);
+        *s.last_pass.lock().unwrap_or_else(|e| e.into_inner()) = self.manifest.passed_at;
+        Ok(report)
+    }
+
+    /// The node's archived days that are not compacted as they are now, from its
+    /// whole archive when `full`, else from the days after the last compacted.
+    async fn list_node(&self, node: &str, full: bool) -> Result<Vec<DayFile>> {
+        let prefix = StorePath::from(format!("node={node}"));
+        let known = self.manifest.nodes.get(node);
+        let last = known.and_then(|days| days.keys().next_back().copied());
+        let listing = match (full, last) {
+            (false, Some(last)) => {
+                let offset = prefix
+                    .clone()
+                    .join(format!("date={}", last.format("%Y-%m-%d")))
+                    .join(DAY_FILE);
+                self.store.list_with_offset(Some(&prefix), &offset)
+            }
+            _ => self.store.list(Some(&prefix)),
+        };
+        let objects: Vec<_> = listing
+            .try_collect()
+            .await
+            .map_err(|e| Error::Store(format!("cannot list {prefix}/: {e}")))?;
+        let mut days = Vec::new();
+        for meta in objects {
+            let Some(date) = day_of(node, &meta.location) else {
+                continue;
+            };
+            let tag = meta.e_tag.clone().unwrap_or_else(|| {
+                format!("{}@{}", meta.size, meta.last_modified.timestamp_millis())
+            });
+            if known.and_then(|days| days.get(&date)) == Some(&tag) {
+                continue;
+            }
+            days.push(DayFile {
+                node: node.to_string(),
+                date,
+                path: meta.location,
+                tag,
+            });
+        }
+        Ok(days)
+    }
+
+    /// Writes `month`: what its file held, but the quarters of `days`, which
+    /// `fresh` replaces.
+    async fn write_month(
+        &self,
+        month: &str,
+        days: &[DayFile],
+        fresh: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let path = month_path(&self.consumer, month);
+        let old = match self.store.get(&path).await {
+            Ok(got) => Some(
+                got.bytes()
+                    .await
+                    .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?,
+            ),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(Error::Store(format!("cannot read {path}: {e}"))),
+        };
+        let replaced: BTreeSet<(String, String)> = days
+            .iter()
+            .map(|d| (d.node.clone(), d.date.format("%Y-%m-%d").to_string()))
+            .collect();
+        let shown = path.to_string();
+        let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let mut batches = Vec::new();
+            if let Some(old) = old {
+                for batch in ParquetRecordBatchReaderBuilder::try_new(old)?.build()? {
+                    let batch = batch?;
+                    let keep = kept_rows(&batch, &replaced, &shown)?;
+                    batches.push(filter_record_batch(&batch, &keep)?);
+                }
+            }
+            batches.extend(fresh);
+            let all = concat_batches(&quarter_schema(), &batches)?;
+            let order = lexsort_to_indices(
+                &[
+                    SortColumn {
+                        values: all.column(0).clone(),
+                        options: None,
+                    },
+                    SortColumn {
+                        values: all.column(2).clone(),
+                        options: None,
+                    },
+                ],
+                None,
+            )?;
+            let sorted = take_record_batch(&all, &order)?;
+            crate::archive::parquet_bytes(&sorted)
+        })
+        .await
+        .map_err(|e| Error::Query(format!("compaction task: {e}")))??;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))?;
+        Ok(())
+    }
+
+    async fn save_manifest(&self) -> Result<()> {
+        let path = region_prefix(&self.consumer).join(MANIFEST_FILE);
+        let bytes =
+            serde_json::to_vec(&self.manifest).map_err(|e| Error::Store(format!("{path}: {e}")))?;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The day of `location` if it is `node=<node>/date=YYYY-MM-DD/summaries.parquet`.
+fn day_of(node: &str, location: &StorePath) -> Option<NaiveDate> {
+    let mut parts = location.parts();
+    if parts.next()?.as_ref() != format!("node={node}") {
+        return None;
+    }
+    let date = parts.next()?;
+    let date = date.as_ref().strip_prefix("date=")?;
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    if parts.next()?.as_ref() != DAY_FILE || parts.next().is_some() {
+        return None;
+    }
+    Some(date)
+}
+
+/// The rows of a month file that no node day of `replaced` owns.
+fn kept_rows(
+    batch: &RecordBatch,
+    replaced: &BTreeSet<(String, String)>,
+    path: &str,
+) -> Result<BooleanArray> {
+    let text = |name: &str| -> Result<&StringArray> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Store(format!("{path}: no text column `{name}`")))
+    };
+    let (node, date) = (text("node")?, text("date")?);
+    Ok((0..batch.num_rows())
+        .map(|r| Some(!replaced.contains(&(node.value(r).to_string(), date.value(r).to_string()))))
+        .collect())
+}
+
+/// A node day's quarters, with what was left out.
+pub struct DayQuarters {
+    pub batch: RecordBatch,
+    pub minutes: u64,
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Quarter {
+    minutes: u32,
+    stale: u32,
+    production: f64,
+    consumption: f64,
+    surplus: f64,
+    import: f64,
+    export: f64,
+}
+
+/// Reads one archived day of `node` (the Parquet file's bytes) and sums its
+/// minutes into quarters. A row counts only if its signature is `key`'s over its
+/// payload, the payload is a summary of `node` for a minute of `date`, and no
+/// earlier row gave that minute; the figures summed are the signed payload's, not
+/// the file's columns (which anyone with write access to the bucket could edit).
+pub fn quarters_of_day(
+    node: &str,
+    date: NaiveDate,
+    path: &str,
+    bytes: &bytes::Bytes,
+    key: PublicKey,
+) -> Result<DayQuarters> {
+    let subject = format!("communalia.{node}.summary");
+    let mut quarters: BTreeMap<i64, Quarter> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut minutes = 0u64;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+        .map_err(|e| Error::Store(format!("{path}: not a Parquet file: {e}")))?
+        .build()?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::Store(format!("{path}: {e}")))?;
+        let text = |name: &str| -> Result<&StringArray> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| Error::Store(format!("{path}: no text column `{name}`")))
+        };
+        let (payload, signature) = (text("payload")?, text("signature")?);
+        for r in 0..batch.num_rows() {
+            let checked = (!payload.is_null(r) && !signature.is_null(r))
+                .then(|| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(signature.value(r))
+                        .ok()
+                })
+                .flatten()
+                .ok_or("no_signature")
+                .and_then(|sig| {
+                    crate::summary::verify(&subject, payload.value(r).as_bytes(), Some(&sig), |n| {
+                        (n == node).then_some(key)
+                    })
+                    .map_err(|refusal| refusal.reason())
+                })
+                .and_then(|s| {
+                    if s.minute.date_naive() != date {
+                        Err("wrong_day")
+                    } else if !seen.insert(s.minute) {
+                        Err("duplicate")
+                    } else {
+                        Ok(s)
+                    }
+                });
+            match checked {
+                Ok(s) => {
+                    minutes += 1;
+                    add_minute(&mut quarters, &s);
+                }
+                Err(reason) => {
+                    if refused.is_empty() {
+                        tracing::warn!(%path, row = r, reason, "region: an archived row left out of the history");
+                    }
+                    *refused.entry(reason).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(DayQuarters {
+        batch: quarter_batch(node, date, &quarters)?,
+        minutes,
+        refused,
+    })
+}
+
+fn add_minute(quarters: &mut BTreeMap<i64, Quarter>, s: &Summary) {
+    let ms = s.minute.timestamp_millis();
+    let q = quarters.entry(ms - ms.rem_euclid(QUARTER_MS)).or_default();
+    q.minutes += 1;
+    q.stale += u32::from(s.stale);
+    q.production += s.production_w / 60.0;
+    q.consumption += s.consumption_w / 60.0;
+    q.surplus += s.surplus_w.max(0.0) / 60.0;
+    q.import += s.grid_w.max(0.0) / 60.0;
+    q.export += (-s.grid_w).max(0.0) / 60.0;
+}
+
+fn quarter_batch(
+    node: &str,
+    date: NaiveDate,
+    quarters: &BTreeMap<i64, Quarter>,
+) -> Result<RecordBatch> {
+    let n = quarters.len();
+    let date = date.format("%Y-%m-%d").to_string();
+    let mut nodes = StringBuilder::with_capacity(n, n * node.len());
+    let mut dates = StringBuilder::with_capacity(n, n * date.len());
+    let mut at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut counts: Vec<UInt32Builder> = (0..2).map(|_| UInt32Builder::with_capacity(n)).collect();
+    let mut wh: Vec<Float64Builder> = (0..5).map(|_| Float64Builder::with_capacity(n)).collect();
+    for (start, q) in quarters {
+        nodes.append_value(node);
+        dates.append_value(&date);
+        at.append_value(*start);
+        counts[0].append_value(q.minutes);
+        counts[1].append_value(q.stale);
+        for (b, v) in
+            wh.iter_mut()
+                .zip([q.production, q.consumption, q.surplus, q.import, q.export])
+        {
+            b.append_value(v);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(nodes.finish()),
+        Arc::new(dates.finish()),
+        Arc::new(at.finish()),
+    ];
+    columns.extend(counts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.extend(wh.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    Ok(RecordBatch::try_new(quarter_schema(), columns)?)
+}
+
+/// Energy per node and day over `[from, to]` from the compacted months, in the
+/// shape of [`super::web::history_sql`].
+pub fn history_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT node, date,
+                sum(production_wh) AS production_wh,
+                sum(consumption_wh) AS consumption_wh,
+                sum(surplus_wh) AS surplus_wh,
+                CAST(sum(minutes) AS BIGINT) AS minutes
+         FROM quarters
+         WHERE {}
+         GROUP BY node, date ORDER BY date, node",
+        period(from, to)
+    )
+}
+
+/// Each node's energy over `[from, to]` from the compacted months.
+pub fn totals_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT node,
+                sum(production_wh) AS production_wh,
+                sum(consumption_wh) AS consumption_wh,
+                sum(surplus_wh) AS surplus_wh,
+                CAST(sum(minutes) AS BIGINT) AS minutes
+         FROM quarters
+         WHERE {}
+         GROUP BY node ORDER BY node",
+        period(from, to)
+    )
+}
+
+/// The filter of `[from, to]`: the months first, so that only their files are
+/// opened, then the days.
+fn period(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "month >= '{}' AND month <= '{}' AND date >= '{from}' AND date <= '{to}'",
+        from.format("%Y-%m"),
+        to.format("%Y-%m")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_node_day_file_is_a_day() {
+        let day = |s: &str| day_of("tilleuls", &StorePath::from(s));
+        assert_eq!(
+            day("node=tilleuls/date=2026-05-03/summaries.parquet"),
+            NaiveDate::from_ymd_opt(2026, 5, 3)
+        );
+        assert_eq!(day("node=tilleuls/date=2026-05-03/other.parquet"), None);
+        assert_eq!(day("node=tilleuls/date=2026-13-03/summaries.parquet"), None);
+        assert_eq!(day("node=chenes/date=2026-05-03/summaries.parquet"), None);
+        assert_eq!(
+            day("node=tilleuls/date=2026-05-03/summaries.parquet/x"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_period_names_its_months_for_pruning() {
+        let d = |m, d| NaiveDate::from_ymd_opt(2026, m, d).expect("date");
+        let sql = totals_sql(d(1, 31), d(3, 1));
+        assert!(
+            sql.contains("month >= '2026-01' AND month <= '2026-03'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("date >= '2026-01-31' AND date <= '2026-03-01'"),
+            "{sql}"
+        );
+    }
+}
