@@ -330,6 +330,18 @@ key = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
         assert_eq!(f.region.consumer, "region");
         assert_eq!(f.region.stale_after, Duration::from_secs(180));
         assert_eq!(f.nodes.len(), 1);
+        assert!(f.region.compact, "a region compacts its history by default");
+        assert_eq!(f.region.compact_every, Duration::from_secs(600));
+        let off = REGION.replace(
+            "nats = [",
+            "compact = false\ncompact_every = \"1h\"\nnats = [",
+        );
+        let f = RegionFile::parse(&off, "region.toml").expect("valid");
+        assert!(!f.region.compact);
+        assert_eq!(f.region.compact_every, Duration::from_secs(3600));
+        let never = REGION.replace("nats = [", "compact_every = \"0s\"\nnats = [");
+        let err = RegionFile::parse(&never, "region.toml").expect_err("zero");
+        assert!(err.to_string().contains("positive"), "{err}");
     }
 
     #[test]
