@@ -62,8 +62,20 @@ pub(crate) async fn stream_contents(url: &str) -> Vec<Summary> {
     let last = stream.info().await.expect("info").state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
-        let Ok(m) = stream.get_raw_message(seq).await else {
-            continue;
+        // Nothing deletes from the stream: a message that cannot be read is a
+        // server still settling (a leader elected after a partition, a loaded
+        // machine), asked again, and named if it never answers.
+        let mut tries = 0;
+        let m = loop {
+            match stream.get_raw_message(seq).await {
+                Ok(m) => break m,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    eprintln!("message {seq} of the stream: {e}; asking again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("message {seq} of the stream at {url}: {e}"),
+            }
         };
         assert!(
             m.headers.get(SIGNATURE_HEADER).is_some(),
