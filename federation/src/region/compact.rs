@@ -454,19 +454,24 @@ fn day_of(node: &str, location: &StorePath) -> Option<NaiveDate> {
     Some(date)
 }
 
+/// The text column `name` of a batch read from the file `path`.
+fn text_column<'a>(batch: &'a RecordBatch, name: &str, path: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Store(format!("{path}: no text column `{name}`")))
+}
+
 /// The rows of a month file that no node day of `replaced` owns.
 fn kept_rows(
     batch: &RecordBatch,
     replaced: &BTreeSet<(String, String)>,
     path: &str,
 ) -> Result<BooleanArray> {
-    let text = |name: &str| -> Result<&StringArray> {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Store(format!("{path}: no text column `{name}`")))
-    };
-    let (node, date) = (text("node")?, text("date")?);
+    let (node, date) = (
+        text_column(batch, "node", path)?,
+        text_column(batch, "date", path)?,
+    );
     Ok((0..batch.num_rows())
         .map(|r| Some(!replaced.contains(&(node.value(r).to_string(), date.value(r).to_string()))))
         .collect())
@@ -512,13 +517,10 @@ pub fn quarters_of_day(
         .build()?;
     for batch in reader {
         let batch = batch.map_err(|e| Error::Store(format!("{path}: {e}")))?;
-        let text = |name: &str| -> Result<&StringArray> {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| Error::Store(format!("{path}: no text column `{name}`")))
-        };
-        let (payload, signature) = (text("payload")?, text("signature")?);
+        let (payload, signature) = (
+            text_column(&batch, "payload", path)?,
+            text_column(&batch, "signature", path)?,
+        );
         for r in 0..batch.num_rows() {
             let checked = (!payload.is_null(r) && !signature.is_null(r))
                 .then(|| {
@@ -614,30 +616,24 @@ fn quarter_batch(
 /// Energy per node and day over `[from, to]` from the compacted months, in the
 /// shape of [`super::web::history_sql`].
 pub fn history_sql(from: NaiveDate, to: NaiveDate) -> String {
-    format!(
-        "SELECT node, date,
-                sum(production_wh) AS production_wh,
-                sum(consumption_wh) AS consumption_wh,
-                sum(surplus_wh) AS surplus_wh,
-                CAST(sum(minutes) AS BIGINT) AS minutes
-         FROM quarters
-         WHERE {}
-         GROUP BY node, date ORDER BY date, node",
-        period(from, to)
-    )
+    energy_sql("node, date", "date, node", from, to)
 }
 
 /// Each node's energy over `[from, to]` from the compacted months.
 pub fn totals_sql(from: NaiveDate, to: NaiveDate) -> String {
+    energy_sql("node", "node", from, to)
+}
+
+fn energy_sql(by: &str, order: &str, from: NaiveDate, to: NaiveDate) -> String {
     format!(
-        "SELECT node,
+        "SELECT {by},
                 sum(production_wh) AS production_wh,
                 sum(consumption_wh) AS consumption_wh,
                 sum(surplus_wh) AS surplus_wh,
                 CAST(sum(minutes) AS BIGINT) AS minutes
          FROM quarters
          WHERE {}
-         GROUP BY node ORDER BY node",
+         GROUP BY {by} ORDER BY {order}",
         period(from, to)
     )
 }

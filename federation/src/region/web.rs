@@ -374,15 +374,24 @@ struct HistoryQuery {
 /// Energy per node and day over `[from, to]` from the bucket's archives, in
 /// watt-hours (each minute's power counts for a sixtieth of an hour).
 pub fn history_sql(from: NaiveDate, to: NaiveDate) -> String {
+    energy_sql("node, date", "date, node", from, to)
+}
+
+/// Each node's energy over `[from, to]` from the nodes' daily files.
+pub fn totals_sql(from: NaiveDate, to: NaiveDate) -> String {
+    energy_sql("node", "node", from, to)
+}
+
+fn energy_sql(by: &str, order: &str, from: NaiveDate, to: NaiveDate) -> String {
     format!(
-        "SELECT node, date,
+        "SELECT {by},
                 sum(production_w) / 60.0 AS production_wh,
                 sum(consumption_w) / 60.0 AS consumption_wh,
                 sum(greatest(surplus_w, 0)) / 60.0 AS surplus_wh,
                 CAST(count(*) AS BIGINT) AS minutes
          FROM summaries
          WHERE date >= '{from}' AND date <= '{to}'
-         GROUP BY node, date ORDER BY date, node"
+         GROUP BY {by} ORDER BY {order}"
     )
 }
 
@@ -438,20 +447,6 @@ async fn history_json(
         )
             .into_response()),
     }
-}
-
-/// Each node's energy over `[from, to]` from the nodes' daily files.
-pub fn totals_sql(from: NaiveDate, to: NaiveDate) -> String {
-    format!(
-        "SELECT node,
-                sum(production_w) / 60.0 AS production_wh,
-                sum(consumption_w) / 60.0 AS consumption_wh,
-                sum(greatest(surplus_w, 0)) / 60.0 AS surplus_wh,
-                CAST(count(*) AS BIGINT) AS minutes
-         FROM summaries
-         WHERE date >= '{from}' AND date <= '{to}'
-         GROUP BY node ORDER BY node"
-    )
 }
 
 /// The longest period the history answers, in days.

@@ -102,6 +102,18 @@ fn region_file(keys: &[&NodeKey]) -> RegionFile {
     RegionFile::parse(&text, "region.toml").expect("region.toml")
 }
 
+/// A SeaweedFS of the test's own with the bucket `federation`, and its store;
+/// `None` (the test skipped) without SeaweedFS.
+async fn bucket() -> Option<(S3Server, Arc<dyn ObjectStore>, tempfile::TempDir)> {
+    if !crate::s3::available() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3 = S3Server::start(dir.path(), "federation").await;
+    let store = federation::archive::s3_store(&s3.config).expect("store");
+    Some((s3, store, dir))
+}
+
 struct Region {
     state: Arc<RegionState>,
     store: Arc<dyn ObjectStore>,
@@ -242,12 +254,9 @@ fn text<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_region_compacts_each_archived_day_once_and_its_history_reads_the_months() {
-    if !crate::s3::available() {
+    let Some((_s3, store, _dir)) = bucket().await else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s3 = S3Server::start(dir.path(), "federation").await;
-    let store = federation::archive::s3_store(&s3.config).expect("store");
+    };
     let (tilleuls, chenes) = (key(1, "tilleuls"), key(2, "chenes"));
     let mut archived: BTreeMap<(String, NaiveDate), Vec<Summary>> = BTreeMap::new();
     for (k, seed, d, minutes) in [
@@ -371,12 +380,9 @@ fn with_columns(batch: &RecordBatch, replace: Vec<(&str, ArrayRef)>) -> RecordBa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_that_fail_their_check_are_left_out_and_counted() {
-    if !crate::s3::available() {
+    let Some((_s3, store, _dir)) = bucket().await else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s3 = S3Server::start(dir.path(), "federation").await;
-    let store = federation::archive::s3_store(&s3.config).expect("store");
+    };
     let tilleuls = key(1, "tilleuls");
     let mallory = key(9, "tilleuls");
     let d = day(5, 30);
@@ -459,12 +465,9 @@ async fn rows_that_fail_their_check_are_left_out_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_written_again_replaces_its_quarters_and_a_restarted_region_redoes_nothing() {
-    if !crate::s3::available() {
+    let Some((_s3, store, _dir)) = bucket().await else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s3 = S3Server::start(dir.path(), "federation").await;
-    let store = federation::archive::s3_store(&s3.config).expect("store");
+    };
     let tilleuls = key(1, "tilleuls");
     let region = Region::new(&region_file(&[&tilleuls]), store.clone());
     let base = region.serve(true).await;
