@@ -13,8 +13,6 @@ use ledger::Decision;
 
 use crate::auth::CSRF_FIELD;
 
-/// The form's fields in order, names and values decoded, without the
-/// anti-forgery token (which the guard of every such route has checked).
 /// Back to a member's page after a recorded form (303), with `query` saying what
 /// was done. The forms post to their own anchor so that a refusal lands beside
 /// them; a success lands on its confirmation at the top (`#done`) instead.
@@ -29,6 +27,8 @@ pub(crate) fn done(page: &str, query: &str) -> Response {
         .into_response()
 }
 
+/// The form's fields in order, names and values decoded, without the
+/// anti-forgery token (which the guard of every such route has checked).
 pub(crate) fn fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
