@@ -71,8 +71,8 @@ pub use plan_page::{
     PlanView, author_name, board_problem_text, quantity_text, quantity_with_unit, render_plan,
 };
 pub use region::{
-    RegionData, RegionHistoryData, RegionHistoryNode, RegionIntent, RegionNode, RegionRow,
-    region_rows, render_region, render_region_history,
+    RegionCompaction, RegionData, RegionHistoryData, RegionHistoryNode, RegionIntent, RegionNode,
+    RegionRow, region_rows, render_region, render_region_history,
 };
 pub use sortition_page::{
     AnnounceForm, DrawView, SortitionForm, SortitionView, render_draw, render_sortition,

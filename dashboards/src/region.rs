@@ -247,6 +247,21 @@ pub struct RegionHistoryData {
     pub nodes: Vec<RegionHistoryNode>,
     /// `false` when the region has no bucket: the page says so.
     pub has_archive: bool,
+    /// Whether the history comes from the region's compacted months, and how
+    /// recent they are: the page says up to when it counts.
+    pub compaction: RegionCompaction,
+}
+
+/// Where a region's history comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum RegionCompaction {
+    /// The nodes' own daily files, read as they are.
+    #[default]
+    Off,
+    /// The compacted months, before the region's first pass.
+    Pending,
+    /// The compacted months, as of the pass that ended then.
+    Passed(chrono::DateTime<chrono::Utc>),
 }
 
 struct RegionHistoryRow {
@@ -272,6 +287,7 @@ struct RegionHistoryTemplate<'a> {
     chart: Option<crate::chart::ChartSvg>,
     legend: Vec<LegendLine>,
     rows: Vec<RegionHistoryRow>,
+    compaction_note: Option<String>,
     csv_href: String,
     parquet_href: String,
     layout: Layout<'a>,
@@ -347,6 +363,17 @@ pub fn render_region_history(
         })
         .collect();
     let range = format!("from={}&to={}", data.from, data.to);
+    let compaction_note = match data.compaction {
+        RegionCompaction::Off => None,
+        RegionCompaction::Pending => Some(t.t("region.history_compaction_pending").to_string()),
+        RegionCompaction::Passed(at) => {
+            let at = at
+                .with_timezone(&site.timezone)
+                .format("%d/%m %H:%M")
+                .to_string();
+            Some(t.tf("region.history_compaction_at", &[("at", &at)]))
+        }
+    };
     let page = RegionHistoryTemplate {
         from: data.from.to_string(),
         to: data.to.to_string(),
@@ -354,6 +381,7 @@ pub fn render_region_history(
         chart,
         legend,
         rows,
+        compaction_note,
         csv_href: format!("/api/region/export?{range}&format=csv"),
         parquet_href: format!("/api/region/export?{range}&format=parquet"),
         layout: Layout::new(lang, site, t.t("region.history_title")),

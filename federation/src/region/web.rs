@@ -569,6 +569,13 @@ async fn history_page(
             .collect(),
         nodes: per_node.into_values().collect(),
         has_archive: app.has_archive,
+        compaction: match &app.compaction {
+            None => dashboards::RegionCompaction::Off,
+            Some(c) => match *c.last_pass.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(at) => dashboards::RegionCompaction::Passed(at),
+                None => dashboards::RegionCompaction::Pending,
+            },
+        },
     };
     let html = dashboards::render_region_history(&data, lang, &app.site)
         .map_err(|e| Error::Query(e.to_string()))?;

@@ -361,6 +361,23 @@ async fn the_region_compacts_each_archived_day_once_and_its_history_reads_the_mo
     .await
     .expect("text");
     assert!(page.contains("chart-region-energy"), "{page}");
+    assert!(
+        page.contains(r#"data-field="compaction""#) && page.contains("at its last pass"),
+        "the page says up to when its history counts: {page}"
+    );
+    let raw_page = reqwest::get(format!(
+        "{raw}/history?from=2026-05-29&to=2026-06-01&lang=fr"
+    ))
+    .await
+    .expect("page")
+    .text()
+    .await
+    .expect("text");
+    assert!(raw_page.contains("chart-region-energy"), "{raw_page}");
+    assert!(
+        !raw_page.contains(r#"data-field="compaction""#),
+        "{raw_page}"
+    );
     let live = get_json(format!("{compacted}/api/region/live")).await;
     assert_eq!(live["compaction"]["days"], 4, "{live}");
     assert_eq!(live["compaction"]["rows_refused"], 0);
@@ -476,6 +493,16 @@ async fn a_day_written_again_replaces_its_quarters_and_a_restarted_region_redoes
             .get(&("tilleuls".to_string(), d.to_string()))
             .map(|v| v.0)
     };
+    // Before the region's first pass, its page says the history is to come.
+    let page = reqwest::get(format!(
+        "{base}/history?from=2026-05-29&to=2026-06-01&lang=fr"
+    ))
+    .await
+    .expect("page")
+    .text()
+    .await
+    .expect("text");
+    assert!(page.contains("pas encore écrits"), "{page}");
     let first = day_summaries(&tilleuls, 1, day(5, 30), 1440, 1.0);
     upload_day(&*store, &tilleuls, day(5, 30), &first)
         .await
