@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, FromConsumer as _, pull};
 use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -164,39 +164,84 @@ impl RegionState {
         payload: &[u8],
         signature_b64: Option<&str>,
     ) -> std::result::Result<(), Refusal> {
-        let signature =
-            signature_b64.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
-        let checked = crate::summary::verify(subject, payload, signature.as_deref(), |node| {
-            self.known.get(node).map(|n| n.key)
-        });
-        match checked {
+        match self.check(subject, payload, signature_b64) {
             Ok(summary) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
-                let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
-                let newer = latest
-                    .get(&summary.node)
-                    .is_none_or(|old| old.minute <= summary.minute);
-                if newer {
-                    latest.insert(summary.node.clone(), summary);
-                }
+                self.keep([summary]);
                 Ok(())
             }
             Err(refusal) => {
-                let node = subject
-                    .strip_prefix("communalia.")
-                    .and_then(|s| s.strip_suffix(".summary"))
-                    .unwrap_or(subject)
-                    .to_string();
-                tracing::warn!(%node, reason = refusal.reason(), %refusal, "region: summary refused");
-                self.last_refused
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(node.clone(), self.clock.now());
-                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-                *refused.entry((node, refusal.reason())).or_default() += 1;
+                self.refuse(subject, &refusal);
                 Err(refusal)
             }
         }
+    }
+
+    /// Checks received summaries (subject, payload, signature) as
+    /// [`RegionState::receive`] does, each node's newest kept and each refusal
+    /// counted: the signatures are checked without holding a lock, the accepted
+    /// summaries kept under one, so that several threads can each check a share
+    /// of a batch at once. Returns how many were accepted.
+    pub fn receive_many<'a>(
+        &self,
+        received: impl IntoIterator<Item = (&'a str, &'a [u8], Option<&'a str>)>,
+    ) -> u64 {
+        let mut accepted = Vec::new();
+        for (subject, payload, signature_b64) in received {
+            match self.check(subject, payload, signature_b64) {
+                Ok(summary) => accepted.push(summary),
+                Err(refusal) => self.refuse(subject, &refusal),
+            }
+        }
+        self.keep(accepted)
+    }
+
+    /// The signature and the summary of one received message.
+    fn check(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        signature_b64: Option<&str>,
+    ) -> std::result::Result<Summary, Refusal> {
+        let signature =
+            signature_b64.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+        crate::summary::verify(subject, payload, signature.as_deref(), |node| {
+            self.known.get(node).map(|n| n.key)
+        })
+    }
+
+    /// Keeps each checked summary that is its node's newest; counts them all as
+    /// accepted once they are kept (so whoever sees the count sees them kept).
+    fn keep(&self, summaries: impl IntoIterator<Item = Summary>) -> u64 {
+        let mut count = 0;
+        let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        for summary in summaries {
+            count += 1;
+            let newer = latest
+                .get(&summary.node)
+                .is_none_or(|old| old.minute <= summary.minute);
+            if newer {
+                latest.insert(summary.node.clone(), summary);
+            }
+        }
+        drop(latest);
+        self.accepted.fetch_add(count, Ordering::Relaxed);
+        count
+    }
+
+    /// Counts a refused summary by the node its subject names and the reason.
+    fn refuse(&self, subject: &str, refusal: &Refusal) {
+        let node = subject
+            .strip_prefix("communalia.")
+            .and_then(|s| s.strip_suffix(".summary"))
+            .unwrap_or(subject)
+            .to_string();
+        tracing::warn!(%node, reason = refusal.reason(), %refusal, "region: summary refused");
+        self.last_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.clone(), self.clock.now());
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        *refused.entry((node, refusal.reason())).or_default() += 1;
     }
 
     /// Checks one witness statement and keeps it as that witness's latest.
@@ -489,9 +534,14 @@ pub async fn register_archive(
     Ok(())
 }
 
-/// Reads the stream with the durable consumer `consumer` until `cancel`: each
-/// message is checked, kept or counted as refused, then acknowledged (a refused
-/// one too: it would be refused again).
+/// Reads the stream with the durable consumer `consumer` until `cancel`: the
+/// messages come in chunks (what has already arrived, up to [`CHUNK`]); each
+/// chunk's signatures are checked on every core at once, each summary kept or
+/// counted as refused, then the chunk is acknowledged (a refused summary too: it
+/// would be refused again). A consumer the region creates acknowledges with
+/// `AckPolicy::All`, one acknowledgement for the chunk's last message; one made
+/// with `AckPolicy::Explicit` before (its policy cannot change) is still
+/// acknowledged message by message.
 pub async fn consume(
     client: async_nats::Client,
     stream: String,
@@ -553,31 +603,34 @@ pub async fn listen_to_witnesses(
     }
 }
 
+/// Messages checked together at most: what has arrived, up to this many.
+pub const CHUNK: usize = 500;
+
+/// Fewer messages than this are checked on the reading task itself: handing
+/// them to another thread would cost more than it spares.
+const SHARE_AT_LEAST: usize = 32;
+
 async fn consume_once(
     js: &jetstream::Context,
     stream: &str,
     consumer: &str,
-    state: &RegionState,
+    state: &Arc<RegionState>,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let stream = js
         .get_stream(stream)
         .await
         .map_err(|e| Error::Nats(format!("stream `{stream}`: {e}")))?;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            consumer,
-            pull::Config {
-                durable_name: Some(consumer.to_string()),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                max_ack_pending: 10_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::Nats(format!("consumer `{consumer}`: {e}")))?;
-    let mut messages = consumer
+    let consumer = open_consumer(&stream, consumer).await?;
+    let info = consumer.cached_info();
+    let policy = info.config.ack_policy;
+    // Under `AckPolicy::All` one acknowledgement covers every delivery before it,
+    // read or not: the consumer sequence of each delivery is followed, and a
+    // delivery missed stops the reading before anything past it is acknowledged.
+    let mut next_delivery =
+        (policy == AckPolicy::All).then_some(info.delivered.consumer_sequence + 1);
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let messages = consumer
         .stream()
         .max_messages_per_batch(1000)
         .heartbeat(Duration::from_secs(5))
@@ -585,24 +638,171 @@ async fn consume_once(
         .messages()
         .await
         .map_err(|e| Error::Nats(format!("consumer: {e}")))?;
+    let mut chunks = messages.ready_chunks(CHUNK);
     loop {
         let next = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            next = messages.next() => next,
+            _ = cancel.cancelled() => {
+                // The last acknowledgement leaves before the region stops.
+                let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
+                return Ok(());
+            }
+            next = chunks.next() => next,
         };
-        let Some(message) = next else {
+        let Some(chunk) = next else {
             return Err(Error::Nats("the consumer's messages ended".into()));
         };
-        let message = message.map_err(|e| Error::Nats(format!("consumer: {e}")))?;
-        let signature = message
+        let mut received = Vec::with_capacity(chunk.len());
+        let mut failed = None;
+        for message in chunk {
+            match message {
+                Ok(message) => received.push(message),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        let received = check_chunk(state, received, threads).await?;
+        acknowledge(&received, policy, &mut next_delivery).await?;
+        if let Some(e) = failed {
+            return Err(Error::Nats(format!("consumer: {e}")));
+        }
+    }
+}
+
+/// The region's durable consumer, made if missing (`AckPolicy::All`). One under
+/// `AckPolicy::All` that an earlier reader left with deliveries unacknowledged
+/// (pulled but never read: it stopped, or its pull was lost) starts again from
+/// its acknowledgement floor, made anew from there: otherwise this reader's
+/// first acknowledgement would cover them unread. (Should making it anew fail,
+/// the next attempt makes it from the start of the stream: summaries read twice,
+/// none lost.)
+async fn open_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+) -> Result<jetstream::consumer::PullConsumer> {
+    let failed = |e: &dyn std::fmt::Display| Error::Nats(format!("consumer `{name}`: {e}"));
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            name,
+            pull::Config {
+                durable_name: Some(name.to_string()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::All,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    let info = consumer.cached_info();
+    if info.config.ack_policy != AckPolicy::All || info.num_ack_pending == 0 {
+        return Ok(consumer);
+    }
+    let floor = info.ack_floor.stream_sequence;
+    tracing::info!(
+        consumer = name,
+        unacknowledged = info.num_ack_pending,
+        floor,
+        "region: deliveries left unread by an earlier reader; reading again from the acknowledgement floor"
+    );
+    let mut config =
+        pull::Config::try_from_consumer_config(info.config.clone()).map_err(|e| failed(&e))?;
+    config.deliver_policy = DeliverPolicy::ByStartSequence {
+        start_sequence: floor + 1,
+    };
+    stream.delete_consumer(name).await.map_err(|e| failed(&e))?;
+    stream.create_consumer(config).await.map_err(|e| failed(&e))
+}
+
+/// Checks a chunk's summaries into `state`, shared between `threads` blocking
+/// threads when it is big enough; the messages back in their order.
+async fn check_chunk(
+    state: &Arc<RegionState>,
+    mut messages: Vec<jetstream::Message>,
+    threads: usize,
+) -> Result<Vec<jetstream::Message>> {
+    let shares = threads.min(messages.len() / SHARE_AT_LEAST).max(1);
+    if shares == 1 {
+        receive_messages(state, &messages);
+        return Ok(messages);
+    }
+    let size = messages.len().div_ceil(shares);
+    let mut tasks = Vec::with_capacity(shares);
+    while !messages.is_empty() {
+        let rest = messages.split_off(size.min(messages.len()));
+        let share = std::mem::replace(&mut messages, rest);
+        let state = state.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            receive_messages(&state, &share);
+            share
+        }));
+    }
+    for task in tasks {
+        let share = task
+            .await
+            .map_err(|e| Error::Nats(format!("checking summaries: {e}")))?;
+        messages.extend(share);
+    }
+    Ok(messages)
+}
+
+fn receive_messages(state: &RegionState, messages: &[jetstream::Message]) {
+    state.receive_many(messages.iter().map(|m| {
+        let signature = m
             .headers
             .as_ref()
             .and_then(|h| h.get(SIGNATURE_HEADER))
-            .map(|v| v.as_str().to_string());
-        let _ = state.receive(&message.subject, &message.payload, signature.as_deref());
-        message
-            .ack()
-            .await
-            .map_err(|e| Error::Nats(format!("ack: {e}")))?;
+            .map(|v| v.as_str());
+        (m.subject.as_str(), &m.payload[..], signature)
+    }));
+}
+
+/// Acknowledges a checked chunk as the consumer's policy asks: every message
+/// under `AckPolicy::Explicit`, the furthest in the stream under
+/// `AckPolicy::All` once every delivery up to it has been read (`next_delivery`:
+/// the consumer sequence expected next), nothing under `AckPolicy::None`.
+async fn acknowledge(
+    messages: &[jetstream::Message],
+    policy: AckPolicy,
+    next_delivery: &mut Option<u64>,
+) -> Result<()> {
+    async fn ack(m: &jetstream::Message) -> Result<()> {
+        m.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))
+    }
+    match policy {
+        AckPolicy::None => Ok(()),
+        AckPolicy::All => {
+            let mut furthest: Option<(u64, &jetstream::Message)> = None;
+            for m in messages {
+                let info = m
+                    .info()
+                    .map_err(|e| Error::Nats(format!("a delivery without its sequences: {e}")))?;
+                let expected = next_delivery.get_or_insert(info.consumer_sequence);
+                if info.consumer_sequence > *expected {
+                    // Deliveries between were never read: acknowledging past them
+                    // would lose them. Reading stops here; the consumer starts
+                    // again from its acknowledgement floor.
+                    return Err(Error::Nats(format!(
+                        "deliveries {}..{} missed",
+                        *expected, info.consumer_sequence
+                    )));
+                }
+                if info.consumer_sequence == *expected {
+                    *expected += 1;
+                }
+                // (Lower: a delivery again of one already read.)
+                if furthest.is_none_or(|(s, _)| info.stream_sequence > s) {
+                    furthest = Some((info.stream_sequence, m));
+                }
+            }
+            match furthest {
+                Some((_, m)) => ack(m).await,
+                None => Ok(()),
+            }
+        }
+        _ => {
+            for m in messages {
+                ack(m).await?;
+            }
+            Ok(())
+        }
     }
 }

@@ -10,6 +10,7 @@ mod nats;
 mod node;
 mod partition;
 mod publish;
+mod reader;
 mod region;
 mod s3;
 mod week_hours;
