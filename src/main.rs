@@ -391,6 +391,10 @@ pub(crate) async fn wait_for_signal() {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: glibc's malloc with 2 arenas and a fixed mmap
+    // threshold, so that freed buffers go back to the system (issue 13; measured in
+    // BENCHMARKS.md, "Memory and CPU over time: the soak").
+    let heap = heaptune::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -400,6 +404,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(?heap, "malloc settings");
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

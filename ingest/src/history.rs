@@ -1053,6 +1053,10 @@ impl History {
         report.compacted_days = self.compact(today)?;
         report.deleted_days = self.apply_retention(today)?;
         self.delete_doomed(false);
+        // The flush's concatenated batches, the Parquet writer's buffers and a
+        // compaction's whole day are freed now: give those pages back rather than
+        // keep them in the heap until the next flush (issue 13).
+        heaptune::release_free_memory();
         Ok(report)
     }
 
