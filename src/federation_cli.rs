@@ -237,7 +237,7 @@ pub(crate) async fn run_region(
     };
     let ctx = session(state.clone(), bucket.clone()).await?;
     if let (Some((bucket, _)), Some(_)) = (&bucket, &compaction) {
-        federation::region::compact::register_quarters(&ctx, bucket, &r.consumer)?;
+        federation::region::compact::register_compacted(&ctx, bucket, &r.consumer)?;
     }
     let lang = dashboards::Lang::from_tag(&r.language).unwrap_or_default();
     let app = web::RegionApp {

@@ -835,20 +835,31 @@ fn compact_day(n: usize, day: NaiveDate) -> BenchResult<RecordBatch> {
     )?)
 }
 
-/// The days of a month, written as one Parquet file (zstd, as the region writes).
-fn compact_file(n: usize, days: Vec<NaiveDate>) -> BenchResult<Vec<u8>> {
+/// The days of a month, written as one Parquet file (zstd, as the region writes),
+/// and the month's rollup by node and day as the region's pass writes it beside
+/// (`compact::day_rollup`).
+fn compact_file(n: usize, days: Vec<NaiveDate>) -> BenchResult<(Vec<u8>, Vec<u8>)> {
+    use federation::region::compact::{day_rollup, day_schema, quarter_schema};
     let mut out = Vec::new();
-    let props = ingest::history::writer_properties();
+    let mut rolled = Vec::new();
     let mut writer = ArrowWriter::try_new(
         &mut out,
-        federation::region::compact::quarter_schema(),
-        Some(props),
+        quarter_schema(),
+        Some(ingest::history::writer_properties()),
+    )?;
+    let mut rollup = ArrowWriter::try_new(
+        &mut rolled,
+        day_schema(),
+        Some(ingest::history::writer_properties()),
     )?;
     for day in days {
-        writer.write(&compact_day(n, day)?)?;
+        let quarters = compact_day(n, day)?;
+        writer.write(&quarters)?;
+        rollup.write(&day_rollup(&quarters, "bench")?)?;
     }
     writer.close()?;
-    Ok(out)
+    rollup.close()?;
+    Ok((out, rolled))
 }
 
 /// A year of the region's compacted months for `n` nodes, read through the
@@ -861,34 +872,51 @@ async fn compacted_year(base: &Arc<dyn ObjectStore>, n: usize) -> BenchResult<()
     let rows = n as u64 * 365 * 96;
     let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(base.clone(), "compacted-year"));
     let mut jobs = Vec::new();
+    let rollups = Arc::new(std::sync::Mutex::new(Vec::new()));
     for month in 1..=12u32 {
         let in_month: Vec<NaiveDate> = first
             .iter_days()
             .take_while(|d| *d <= last)
             .filter(|d| d.month() == month)
             .collect();
+        let name = format!("2025-{month:02}");
+        let rollups = rollups.clone();
         jobs.push((
-            compact::month_path(COMPACT_CONSUMER, &format!("2025-{month:02}")),
-            Box::new(move || compact_file(n, in_month))
-                as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
+            compact::month_path(COMPACT_CONSUMER, &name),
+            Box::new(move || {
+                let (quarters, days) = compact_file(n, in_month)?;
+                rollups
+                    .lock()
+                    .map_err(|_| "poisoned")?
+                    .push((compact::days_path(COMPACT_CONSUMER, &name), days));
+                Ok(quarters)
+            }) as Box<dyn FnOnce() -> BenchResult<Vec<u8>> + Send>,
         ));
     }
     println!(
-        "-- the region's compacted months: {n} nodes × 365 days × 96 quarter-hours = {rows} rows in 12 files (regions/{COMPACT_CONSUMER}/quarters/month=…/quarters.parquet)"
+        "-- the region's compacted months: {n} nodes × 365 days × 96 quarter-hours = {rows} rows in 12 files (regions/{COMPACT_CONSUMER}/quarters/month=…/quarters.parquet), and their rollups by node and day (days/month=…/days.parquet)"
     );
     let t = Instant::now();
     let bytes = upload_all(&store, jobs).await?;
+    let rolled: Vec<(object_store::path::Path, Vec<u8>)> =
+        std::mem::take(&mut *rollups.lock().map_err(|_| "poisoned")?);
+    let rolled_bytes: usize = rolled.iter().map(|(_, b)| b.len()).sum();
+    for (path, b) in rolled {
+        store.put(&path, b.into()).await?;
+    }
     println!(
-        "  written in {:.1} s: {:.1} MB, {:.1} B a row",
+        "  written in {:.1} s: quarters {:.1} MB, {:.1} B a row; rollups {:.2} MB for {} rows",
         t.elapsed().as_secs_f64(),
         bytes as f64 / 1e6,
-        bytes as f64 / rows as f64
+        bytes as f64 / rows as f64,
+        rolled_bytes as f64 / 1e6,
+        n * 365
     );
     let keys = node_keys(1)?;
     let file = region_file(&keys, &["nats://127.0.0.1:4222".to_string()])?;
     let state = Arc::new(RegionState::new(&file, Arc::new(FixedClock(day0())))?);
     let ctx = federation::region::session(state, Some((BUCKET, store.clone()))).await?;
-    compact::register_quarters(&ctx, BUCKET, COMPACT_CONSUMER)?;
+    compact::register_compacted(&ctx, BUCKET, COMPACT_CONSUMER)?;
     let (open_cold, open_warm, _) =
         time_query(&ctx, "SELECT count(*) AS n FROM quarters", 3).await?;
     println!(
@@ -900,10 +928,21 @@ async fn compacted_year(base: &Arc<dyn ObjectStore>, n: usize) -> BenchResult<()
         time_query(&ctx, &compact::totals_sql(first, last), 5).await?;
     assert_eq!(out, n);
     println!(
-        "  the year's totals per node (`/api/region/history?per=node`, {out} rows out): first {:.0} ms, then {:.0} ms: {:.1} M rows/s",
+        "  the year's totals per node (`/api/region/history?per=node`, from the rollups, {out} rows out): first {:.0} ms, then {:.0} ms",
         ms(totals_cold),
         ms(totals_warm),
-        rows as f64 / totals_warm.as_secs_f64() / 1e6
+    );
+    // The same answer summed from the quarters themselves, as the region did
+    // before the rollups: the side-by-side ratio.
+    let from_quarters = compact::totals_sql(first, last).replace("FROM node_days", "FROM quarters");
+    let (scan_cold, scan_warm, out) = time_query(&ctx, &from_quarters, 3).await?;
+    assert_eq!(out, n);
+    println!(
+        "  the same totals summed from the {rows} quarters: first {:.0} ms, then {:.0} ms ({:.1} M rows/s): the rollup answers {:.0}× faster",
+        ms(scan_cold),
+        ms(scan_warm),
+        rows as f64 / scan_warm.as_secs_f64() / 1e6,
+        scan_warm.as_secs_f64() / totals_warm.as_secs_f64()
     );
     let (days_cold, days_warm, out) =
         time_query(&ctx, &compact::history_sql(first, last), 3).await?;

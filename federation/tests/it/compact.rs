@@ -14,7 +14,9 @@ use federation::clock::{Clock, ScaledClock};
 use federation::config::RegionFile;
 use federation::identity::NodeKey;
 use federation::region::RegionState;
-use federation::region::compact::{CompactionStats, Compactor, month_path, register_quarters};
+use federation::region::compact::{
+    CompactionStats, Compactor, days_path, month_path, register_compacted,
+};
 use federation::region::web::{RegionApp, serve};
 use federation::summary::{Origin, ServiceCounts, Summary};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -153,7 +155,7 @@ impl Region {
         .await
         .expect("session");
         if compacted {
-            register_quarters(&ctx, "federation", CONSUMER).expect("quarters");
+            register_compacted(&ctx, "federation", CONSUMER).expect("quarters");
         }
         let app = RegionApp {
             state: self.state.clone(),
@@ -245,6 +247,46 @@ async fn month_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, i
     rows
 }
 
+/// `(node, date, minutes, production_wh)` of a month's rollup by day, in file order.
+async fn rollup_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, String, u32, f64)> {
+    let bytes = store
+        .get(&days_path(CONSUMER, month))
+        .await
+        .expect("the month's rollup")
+        .bytes()
+        .await
+        .expect("bytes");
+    let mut rows = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("Parquet")
+        .build()
+        .expect("reader")
+    {
+        let batch = batch.expect("batch");
+        let minutes = batch
+            .column_by_name("minutes")
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt32Array>()
+            })
+            .expect("minutes");
+        let production = batch
+            .column_by_name("production_wh")
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+            .expect("production");
+        let (node, date) = (text(&batch, "node"), text(&batch, "date"));
+        for r in 0..batch.num_rows() {
+            rows.push((
+                node.value(r).to_string(),
+                date.value(r).to_string(),
+                minutes.value(r),
+                production.value(r),
+            ));
+        }
+    }
+    rows
+}
+
 fn text<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
     batch
         .column_by_name(name)
@@ -289,6 +331,31 @@ async fn the_region_compacts_each_archived_day_once_and_its_history_reads_the_mo
     assert_eq!(may, sorted);
     assert_eq!(may[0].0, "chenes");
     assert_eq!(month_rows(&store, "2026-06").await.len(), 96);
+    // Beside it, the month by node and day: what the history reads.
+    let may_days = rollup_rows(&store, "2026-05").await;
+    let want: Vec<(String, String, u32)> = archived
+        .iter()
+        .filter(|((_, d), _)| d.month() == 5)
+        .map(|((n, d), s)| (n.clone(), d.to_string(), s.len() as u32))
+        .collect();
+    assert_eq!(
+        may_days
+            .iter()
+            .map(|(n, d, m, _)| (n.clone(), d.clone(), *m))
+            .collect::<Vec<_>>(),
+        want
+    );
+    for (n, d, _, production) in &may_days {
+        let at = (
+            n.clone(),
+            NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date"),
+        );
+        close(
+            *production,
+            wh(&archived[&at]),
+            &format!("{n} {d} rolled up"),
+        );
+    }
 
     // Nothing new: nothing read, nothing written.
     let again = compactor.pass().await.expect("again");
@@ -382,6 +449,47 @@ async fn the_region_compacts_each_archived_day_once_and_its_history_reads_the_mo
     assert_eq!(live["compaction"]["days"], 4, "{live}");
     assert_eq!(live["compaction"]["rows_refused"], 0);
     assert!(live["compaction"]["last_pass"].is_string(), "{live}");
+
+    // A region that compacted before the rollups existed: its months have no
+    // rollup. Restarted, it writes them from the quarters, reading no node's day.
+    for month in ["2026-05", "2026-06"] {
+        store
+            .delete(&days_path(CONSUMER, month))
+            .await
+            .expect("delete");
+    }
+    let mut restarted = region.compactor().await;
+    let report = restarted.pass().await.expect("pass");
+    assert_eq!(report.days, 0);
+    assert_eq!(
+        report.rolled_up,
+        vec!["2026-05".to_string(), "2026-06".to_string()]
+    );
+    assert_eq!(rollup_rows(&store, "2026-05").await, may_days);
+    let back = get_json(format!("{compacted}/api/region/history?{period}")).await;
+    assert_eq!(by_day(&back), months);
+    // The history and the totals are answered from the rollups alone.
+    store
+        .delete(&month_path(CONSUMER, "2026-06"))
+        .await
+        .expect("delete");
+    let june = get_json(format!(
+        "{compacted}/api/region/history?from=2026-06-01&to=2026-06-01"
+    ))
+    .await;
+    assert_eq!(
+        by_day(&june),
+        months
+            .iter()
+            .filter(|((_, d), _)| d == "2026-06-01")
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    );
+    let june = get_json(format!(
+        "{compacted}/api/region/history?from=2026-06-01&to=2026-06-01&per=node"
+    ))
+    .await;
+    assert_eq!(june["nodes"].as_array().expect("nodes").len(), 1, "{june}");
 }
 
 /// Replaces columns of `batch` by name.
