@@ -230,20 +230,13 @@ impl Compactor {
         stats: Arc<CompactionStats>,
     ) -> Result<Compactor> {
         let path = region_prefix(consumer).join(MANIFEST_FILE);
-        let manifest = match store.get(&path).await {
-            Ok(got) => {
-                let bytes = got
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Store(format!("{path}: not a compaction manifest: {e}")))?
-            }
-            Err(object_store::Error::NotFound { .. }) => Manifest {
+        let manifest = match read_if_any(&*store, &path).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Store(format!("{path}: not a compaction manifest: {e}")))?,
+            None => Manifest {
                 version: 1,
                 ..Manifest::default()
             },
-            Err(e) => return Err(Error::Store(format!("cannot read {path}: {e}"))),
         };
         Ok(Compactor {
             store,
@@ -369,13 +362,7 @@ impl Compactor {
         let key = self.keys[&day.node];
         let (node, date, path) = (day.node.clone(), day.date, day.path.clone());
         async move {
-            let bytes = store
-                .get(&path)
-                .await
-                .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?
-                .bytes()
-                .await
-                .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?;
+            let bytes = read(&*store, &path).await?;
             let shown = path.to_string();
             tokio::task::spawn_blocking(move || quarters_of_day(&node, date, &shown, &bytes, key))
                 .await
@@ -413,14 +400,7 @@ impl Compactor {
         let mut done = Vec::new();
         for month in quarters.difference(&rolled) {
             let path = month_path(&self.consumer, month);
-            let bytes = self
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?
-                .bytes()
-                .await
-                .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?;
+            let bytes = read(&*self.store, &path).await?;
             let shown = path.to_string();
             let rollup = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
                 let mut batches = Vec::new();
@@ -498,15 +478,7 @@ impl Compactor {
         fresh: Vec<RecordBatch>,
     ) -> Result<()> {
         let path = month_path(&self.consumer, month);
-        let old = match self.store.get(&path).await {
-            Ok(got) => Some(
-                got.bytes()
-                    .await
-                    .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))?,
-            ),
-            Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(Error::Store(format!("cannot read {path}: {e}"))),
-        };
+        let old = read_if_any(&*self.store, &path).await?;
         let replaced: BTreeSet<(String, String)> = days
             .iter()
             .map(|d| (d.node.clone(), d.date.format("%Y-%m-%d").to_string()))
@@ -566,6 +538,26 @@ impl Compactor {
             .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))?;
         Ok(())
     }
+}
+
+/// The bytes of the object at `path`, `None` if there is none.
+async fn read_if_any(store: &dyn ObjectStore, path: &StorePath) -> Result<Option<bytes::Bytes>> {
+    let got = match store.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::Store(format!("cannot read {path}: {e}"))),
+    };
+    got.bytes()
+        .await
+        .map(Some)
+        .map_err(|e| Error::Store(format!("cannot read {path}: {e}")))
+}
+
+/// The bytes of the object at `path`, which must be there.
+async fn read(store: &dyn ObjectStore, path: &StorePath) -> Result<bytes::Bytes> {
+    read_if_any(store, path)
+        .await?
+        .ok_or_else(|| Error::Store(format!("cannot read {path}: not found")))
 }
 
 /// The day of `location` if it is `node=<node>/date=YYYY-MM-DD/summaries.parquet`.

@@ -215,21 +215,29 @@ fn close(got: f64, want: f64, what: &str) {
     assert!((got - want).abs() < 1e-6, "{what}: {got} vs {want}");
 }
 
-async fn month_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, i64)> {
+/// The record batches of the Parquet object at `path`.
+async fn batches_at(
+    store: &Arc<dyn ObjectStore>,
+    path: &object_store::path::Path,
+) -> Vec<RecordBatch> {
     let bytes = store
-        .get(&month_path(CONSUMER, month))
+        .get(path)
         .await
-        .expect("the month's file")
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .bytes()
         .await
         .expect("bytes");
-    let mut rows = Vec::new();
-    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
         .expect("Parquet")
         .build()
         .expect("reader")
-    {
-        let batch = batch.expect("batch");
+        .map(|batch| batch.expect("batch"))
+        .collect()
+}
+
+async fn month_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, i64)> {
+    let mut rows = Vec::new();
+    for batch in batches_at(store, &month_path(CONSUMER, month)).await {
         let node = text(&batch, "node");
         let quarter = datafusion::arrow::compute::cast(
             batch.column_by_name("quarter").expect("quarter"),
@@ -249,20 +257,8 @@ async fn month_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, i
 
 /// `(node, date, minutes, production_wh)` of a month's rollup by day, in file order.
 async fn rollup_rows(store: &Arc<dyn ObjectStore>, month: &str) -> Vec<(String, String, u32, f64)> {
-    let bytes = store
-        .get(&days_path(CONSUMER, month))
-        .await
-        .expect("the month's rollup")
-        .bytes()
-        .await
-        .expect("bytes");
     let mut rows = Vec::new();
-    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .expect("Parquet")
-        .build()
-        .expect("reader")
-    {
-        let batch = batch.expect("batch");
+    for batch in batches_at(store, &days_path(CONSUMER, month)).await {
         let minutes = batch
             .column_by_name("minutes")
             .and_then(|c| {
