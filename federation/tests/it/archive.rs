@@ -143,26 +143,7 @@ async fn a_finished_day_is_archived_once_as_signed_parquet() {
     let ctx = federation::region::session(state.clone(), Some(("federation", store.clone())))
         .await
         .expect("session");
-    let app = federation::region::web::RegionApp {
-        state,
-        ctx,
-        site: dashboards::SiteInfo {
-            name: "Vallée".into(),
-            default_lang: dashboards::Lang::Fr,
-            timezone: chrono_tz::UTC,
-        },
-        has_archive: true,
-        compaction: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(federation::region::web::serve(
-        listener,
-        app,
-        cancel.clone(),
-    ));
+    let base = crate::support::serve_region(state, ctx, true, None, &cancel).await;
     let get = |path: &str| {
         let url = format!("{base}{path}");
         async move { reqwest::get(url).await.expect("request") }

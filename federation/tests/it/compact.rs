@@ -17,8 +17,8 @@ use federation::region::RegionState;
 use federation::region::compact::{
     CompactionStats, Compactor, days_path, month_path, register_compacted,
 };
-use federation::region::web::{RegionApp, serve};
-use federation::summary::{Origin, ServiceCounts, Summary};
+
+use federation::summary::{ServiceCounts, Summary};
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -45,27 +45,14 @@ fn pv(seed: u8, d: NaiveDate, k: u32) -> f64 {
 }
 
 fn summary(node: &str, minute: DateTime<Utc>, production_w: f64) -> Summary {
-    let consumption_w = 450.0;
-    let surplus_w = production_w - consumption_w;
-    Summary {
-        node: node.to_string(),
-        minute,
-        origin: Origin::Live,
-        stale: false,
-        production_w,
-        consumption_w,
-        surplus_w,
-        grid_w: -surplus_w,
-        battery_w: 0.0,
-        battery_soc_pct: None,
-        services: ServiceCounts {
-            served: 1,
-            partial: 0,
-            shed: 0,
-        },
-        week_hours: None,
-        intents: Vec::new(),
-    }
+    let mut s = crate::support::summary(node, minute, production_w, 450.0);
+    s.grid_w = -s.surplus_w;
+    s.services = ServiceCounts {
+        served: 1,
+        partial: 0,
+        shed: 0,
+    };
+    s
 }
 
 /// `minutes` minutes of node `seed`'s day `d` from midnight, production scaled by `scale`.
@@ -157,23 +144,14 @@ impl Region {
         if compacted {
             register_compacted(&ctx, "federation", CONSUMER).expect("quarters");
         }
-        let app = RegionApp {
-            state: self.state.clone(),
+        crate::support::serve_region(
+            self.state.clone(),
             ctx,
-            site: dashboards::SiteInfo {
-                name: "Vallée".into(),
-                default_lang: dashboards::Lang::Fr,
-                timezone: chrono_tz::UTC,
-            },
-            has_archive: true,
-            compaction: compacted.then(|| self.stats.clone()),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(serve(listener, app, self.cancel.clone()));
-        base
+            true,
+            compacted.then(|| self.stats.clone()),
+            &self.cancel,
+        )
+        .await
     }
 }
 

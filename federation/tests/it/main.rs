@@ -13,5 +13,6 @@ mod publish;
 mod reader;
 mod region;
 mod s3;
+mod support;
 mod week_hours;
 mod witness;

@@ -15,7 +15,7 @@ use federation::clock::{Clock, ScaledClock};
 use federation::config::{RegionFile, StreamConfig};
 use federation::identity::NodeKey;
 use federation::region::{RegionState, consume};
-use federation::summary::{Origin, ServiceCounts, Summary};
+use federation::summary::Summary;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,21 +36,12 @@ fn node_id(i: usize) -> String {
 }
 
 fn summary(node: &str, minute: u32, production_w: f64) -> Summary {
-    Summary {
-        node: node.to_string(),
-        minute: t0() + chrono::Duration::minutes(i64::from(minute)),
-        origin: Origin::Live,
-        stale: false,
+    crate::support::summary(
+        node,
+        t0() + chrono::Duration::minutes(i64::from(minute)),
         production_w,
-        consumption_w: 1000.0,
-        surplus_w: production_w - 1000.0,
-        grid_w: 0.0,
-        battery_w: 0.0,
-        battery_soc_pct: None,
-        services: ServiceCounts::default(),
-        week_hours: None,
-        intents: Vec::new(),
-    }
+        1000.0,
+    )
 }
 
 /// A JetStream server with the summaries' stream, and the keys of `nodes` nodes

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use federation::clock::{Clock, ScaledClock};
 use federation::config::RegionFile;
 use federation::identity::NodeKey;
-use federation::region::web::RegionApp;
 use federation::region::{RegionState, consume};
-use federation::summary::{Origin, ServiceCounts, Summary};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -95,21 +93,12 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     // A forger signs a summary as `tilleuls` with its own key: a huge production
     // at a late minute, which would be the node's latest if it were believed.
     let forger = NodeKey::from_seed([9; 32], Some("tilleuls")).expect("key");
-    let forged = Summary {
-        node: "tilleuls".into(),
-        minute: t0() + chrono::Duration::minutes(10_000),
-        origin: Origin::Live,
-        stale: false,
-        production_w: 999_999.0,
-        consumption_w: 0.0,
-        surplus_w: 999_999.0,
-        grid_w: 0.0,
-        battery_w: 0.0,
-        battery_soc_pct: None,
-        services: ServiceCounts::default(),
-        week_hours: None,
-        intents: Vec::new(),
-    };
+    let forged = crate::support::summary(
+        "tilleuls",
+        t0() + chrono::Duration::minutes(10_000),
+        999_999.0,
+        0.0,
+    );
     // Wait for the stream, which the nodes create.
     let client = async_nats::connect(server.url()).await.expect("client");
     let js = async_nats::jetstream::new(client.clone());
@@ -137,26 +126,7 @@ async fn three_nodes_and_a_region_with_a_forged_summary_refused() {
     let ctx = federation::region::session(state.clone(), None)
         .await
         .expect("session");
-    let app = RegionApp {
-        state: state.clone(),
-        ctx,
-        site: dashboards::SiteInfo {
-            name: "Vallée".into(),
-            default_lang: dashboards::Lang::Fr,
-            timezone: chrono_tz::UTC,
-        },
-        has_archive: false,
-        compaction: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(federation::region::web::serve(
-        listener,
-        app,
-        region_cancel.clone(),
-    ));
+    let base = crate::support::serve_region(state.clone(), ctx, false, None, &region_cancel).await;
 
     // Every node heard, and the forgery refused.
     let deadline = Instant::now() + Duration::from_secs(30);
