@@ -68,7 +68,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     // The broker starts before the simulators so that they find it at once; the
     // node then connects to it like to any broker.
     let broker = ingest::broker::free_local_addr()?;
-    ingest::broker::start_embedded(broker)?;
+    ingest::broker::start_embedded_with(broker, None, loaded.config.mqtt.embedded_backlog_kib)?;
     loaded.config.mqtt.broker = format!("mqtt://{broker}");
 
     let c = &loaded.config;

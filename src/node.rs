@@ -176,7 +176,11 @@ impl Node {
                         addr = ingest::broker::free_local_addr()?;
                     }
                     let access = ingest::broker::embedded_access(&c.mqtt, &c.devices)?;
-                    ingest::broker::start_embedded_with(addr, access.as_ref())?;
+                    ingest::broker::start_embedded_with(
+                        addr,
+                        access.as_ref(),
+                        c.mqtt.embedded_backlog_kib,
+                    )?;
                     tracing::info!(
                         %addr,
                         accounts = access.as_ref().map_or(0, |a| a.account_names().count()),

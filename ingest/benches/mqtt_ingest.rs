@@ -31,6 +31,8 @@ use sensors::model::Role;
 use tokio_util::sync::CancellationToken;
 
 const DEVICES: usize = 10;
+/// The embedded broker's backlog for the bench's bursts, per subscription (KiB).
+const BURST_BACKLOG_KIB: u32 = 160 * 1024;
 
 /// A fresh number per call, so that every round has its own client ids and topics.
 fn round() -> usize {
@@ -494,7 +496,8 @@ fn main() {
     if std::env::args().any(|a| a == "encryption") {
         rt.block_on(async {
             let embedded = ingest::broker::free_local_addr().expect("port");
-            ingest::broker::start_embedded(embedded).expect("embedded broker");
+            ingest::broker::start_embedded_with(embedded, None, BURST_BACKLOG_KIB)
+                .expect("embedded broker");
             compare_encryption("embedded (rumqttd)", embedded, n, 5).await;
             if let Some((addr, _broker)) = private_mosquitto() {
                 compare_encryption("mosquitto (own, queue unbounded)", addr, n, 5).await;
@@ -504,7 +507,11 @@ fn main() {
     }
     rt.block_on(async {
         let embedded = ingest::broker::free_local_addr().expect("port");
-        ingest::broker::start_embedded(embedded).expect("embedded broker");
+        // A burst of `n` messages on 10 subscriptions: the backlog must hold what
+        // a subscriber may fall behind by (as the private Mosquitto's unbounded
+        // queue below), else every client loses the oldest.
+        ingest::broker::start_embedded_with(embedded, None, BURST_BACKLOG_KIB)
+            .expect("embedded broker");
         compare("embedded (rumqttd)", embedded, n, 3).await;
         // A Mosquitto of the bench's own whose queue per subscriber is unbounded,
         // as a site's broker for the node should be: with the default queue (1000

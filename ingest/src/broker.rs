@@ -302,15 +302,37 @@ pub fn mosquitto_setup(acl: &str, acl_path: &str) -> String {
     out
 }
 
-/// Starts the broker on `addr`, taking anyone: for loopback. See [`start_embedded_with`].
+/// What the embedded broker keeps of each subscription's latest messages, in KiB
+/// (`[mqtt] embedded_backlog_kib`). rumqttd keeps every topic filter's messages in
+/// memory, delivered or not, up to its segments' limit: with its usual 10 segments
+/// of 16 MiB a node's memory grew by the messages it received until each filter
+/// held 160 MiB (BENCHMARKS.md, "the broker's backlog"). A MiB is some 1,700 Shelly
+/// Pro 3EM status messages: half an hour of one meter, seconds of a burst.
+pub const DEFAULT_BACKLOG_KIB: u32 = 1024;
+/// The smallest backlog: rumqttd's segments are at least 1 KiB, and there are 4.
+pub const MIN_BACKLOG_KIB: u32 = 16;
+/// The largest: 4 GiB per filter is more than a small computer has.
+pub const MAX_BACKLOG_KIB: u32 = 4 * 1024 * 1024;
+/// The backlog is kept in this many segments: the oldest is let go whole, so the
+/// broker keeps between three and four quarters of the backlog once it is full.
+const BACKLOG_SEGMENTS: usize = 4;
+
+/// Starts the broker on `addr`, taking anyone, with the default backlog: for
+/// loopback. See [`start_embedded_with`].
 pub fn start_embedded(addr: SocketAddr) -> Result<()> {
-    start_embedded_with(addr, None)
+    start_embedded_with(addr, None, DEFAULT_BACKLOG_KIB)
 }
 
 /// Starts the broker on `addr` in its own threads and waits until it accepts
-/// connections; with `access`, every client must log in with one of its accounts.
+/// connections; with `access`, every client must log in with one of its accounts;
+/// it keeps `backlog_kib` KiB of each subscription's latest messages.
 /// Fails with the address named if it cannot listen there.
-pub fn start_embedded_with(addr: SocketAddr, access: Option<&BrokerAccess>) -> Result<()> {
+pub fn start_embedded_with(
+    addr: SocketAddr,
+    access: Option<&BrokerAccess>,
+    backlog_kib: u32,
+) -> Result<()> {
+    let backlog_kib = backlog_kib.clamp(MIN_BACKLOG_KIB, MAX_BACKLOG_KIB);
     // rumqttd only logs a bind failure from its own thread; probe first so the
     // installer gets an error naming the address.
     std::net::TcpListener::bind(addr).map_err(|e| Error::Listen {
@@ -341,8 +363,8 @@ pub fn start_embedded_with(addr: SocketAddr, access: Option<&BrokerAccess>) -> R
         router: RouterConfig {
             max_connections: 1024,
             max_outgoing_packet_count: 1000,
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 10,
+            max_segment_size: backlog_kib as usize * 1024 / BACKLOG_SEGMENTS,
+            max_segment_count: BACKLOG_SEGMENTS,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

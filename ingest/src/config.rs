@@ -17,6 +17,13 @@ pub struct MqttConfig {
     /// Where the embedded broker listens.
     #[serde(default = "default_embedded_bind")]
     pub embedded_bind: SocketAddr,
+    /// How much of the latest messages the embedded broker keeps for each
+    /// subscription, in KiB: what a subscriber that falls behind (the node while
+    /// its log cannot be written, away for a restart) can still be sent. The
+    /// broker holds this in memory for every topic filter subscribed, delivered or
+    /// not, so it is also the broker's steady memory per filter.
+    #[serde(default = "default_embedded_backlog_kib")]
+    pub embedded_backlog_kib: u32,
     /// The node's own account on the broker (on the embedded broker too, when it
     /// has accounts; without it the node makes itself one at each start).
     #[serde(default)]
@@ -58,6 +65,7 @@ impl Default for MqttConfig {
         MqttConfig {
             broker: default_broker(),
             embedded_bind: default_embedded_bind(),
+            embedded_backlog_kib: default_embedded_backlog_kib(),
             username: None,
             password: None,
             client_id: None,
@@ -69,6 +77,10 @@ impl Default for MqttConfig {
 
 fn default_broker() -> String {
     "embedded".to_string()
+}
+
+fn default_embedded_backlog_kib() -> u32 {
+    crate::broker::DEFAULT_BACKLOG_KIB
 }
 
 fn default_embedded_bind() -> SocketAddr {
@@ -104,6 +116,16 @@ impl BrokerEndpoint {
 
 impl MqttConfig {
     pub fn endpoint(&self) -> Result<BrokerEndpoint> {
+        if !(crate::broker::MIN_BACKLOG_KIB..=crate::broker::MAX_BACKLOG_KIB)
+            .contains(&self.embedded_backlog_kib)
+        {
+            return Err(Error::Config(format!(
+                "[mqtt] embedded_backlog_kib = {}: expected {} to {} (KiB kept per subscription)",
+                self.embedded_backlog_kib,
+                crate::broker::MIN_BACKLOG_KIB,
+                crate::broker::MAX_BACKLOG_KIB
+            )));
+        }
         if self.broker == "embedded" {
             return Ok(BrokerEndpoint::Embedded(self.embedded_bind));
         }
@@ -293,5 +315,25 @@ mod tests {
         c.ca_file = Some(PathBuf::from("/etc/site-ca.pem"));
         let err = c.endpoint().expect_err("ca_file without TLS").to_string();
         assert!(err.contains("ca_file") && err.contains("mqtts://"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_backlog_is_bounded_and_named_when_wrong() {
+        let parsed: MqttConfig = toml::from_str("").expect("empty [mqtt]");
+        assert_eq!(parsed.embedded_backlog_kib, 1024);
+        let parsed: MqttConfig =
+            toml::from_str("embedded_backlog_kib = 65536").expect("64 MiB a subscription");
+        assert!(parsed.endpoint().is_ok());
+        for bad in [0, 15, 4 * 1024 * 1024 + 1] {
+            let c = MqttConfig {
+                embedded_backlog_kib: bad,
+                ..MqttConfig::default()
+            };
+            let err = c.endpoint().expect_err("out of range").to_string();
+            assert!(
+                err.contains("[mqtt] embedded_backlog_kib") && err.contains(&bad.to_string()),
+                "{err}"
+            );
+        }
     }
 }
