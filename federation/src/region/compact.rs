@@ -687,6 +687,30 @@ pub fn quarters_of_day(
     })
 }
 
+impl Quarter {
+    /// Adds another period's sums to this one's.
+    fn merge(&mut self, other: &Quarter) {
+        self.minutes += other.minutes;
+        self.stale += other.stale;
+        self.production += other.production;
+        self.consumption += other.consumption;
+        self.surplus += other.surplus;
+        self.import += other.import;
+        self.export += other.export;
+    }
+
+    /// The energies in the order of the schemas' Wh columns.
+    fn energy(&self) -> [f64; 5] {
+        [
+            self.production,
+            self.consumption,
+            self.surplus,
+            self.import,
+            self.export,
+        ]
+    }
+}
+
 fn add_minute(quarters: &mut BTreeMap<i64, Quarter>, s: &Summary) {
     let ms = s.minute.timestamp_millis();
     let q = quarters.entry(ms - ms.rem_euclid(QUARTER_MS)).or_default();
@@ -717,10 +741,7 @@ fn quarter_batch(
         at.append_value(*start);
         counts[0].append_value(q.minutes);
         counts[1].append_value(q.stale);
-        for (b, v) in
-            wh.iter_mut()
-                .zip([q.production, q.consumption, q.surplus, q.import, q.export])
-        {
+        for (b, v) in wh.iter_mut().zip(q.energy()) {
             b.append_value(v);
         }
     }
@@ -776,14 +797,9 @@ pub fn day_rollup(quarters: &RecordBatch, path: &str) -> Result<RecordBatch> {
             sum.export += wh[4].value(r);
             r += 1;
         }
-        let day = days.entry((n.to_string(), d.to_string())).or_default();
-        day.minutes += sum.minutes;
-        day.stale += sum.stale;
-        day.production += sum.production;
-        day.consumption += sum.consumption;
-        day.surplus += sum.surplus;
-        day.import += sum.import;
-        day.export += sum.export;
+        days.entry((n.to_string(), d.to_string()))
+            .or_default()
+            .merge(&sum);
     }
     let n = days.len();
     let mut nodes = StringBuilder::with_capacity(n, n * 16);
@@ -795,10 +811,7 @@ pub fn day_rollup(quarters: &RecordBatch, path: &str) -> Result<RecordBatch> {
         dates.append_value(date);
         counts[0].append_value(q.minutes);
         counts[1].append_value(q.stale);
-        for (b, v) in
-            sums.iter_mut()
-                .zip([q.production, q.consumption, q.surplus, q.import, q.export])
-        {
+        for (b, v) in sums.iter_mut().zip(q.energy()) {
             b.append_value(v);
         }
     }
