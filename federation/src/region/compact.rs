@@ -403,23 +403,13 @@ impl Compactor {
             let bytes = read(&*self.store, &path).await?;
             let shown = path.to_string();
             let rollup = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                let mut batches = Vec::new();
-                for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .map_err(|e| Error::Store(format!("{shown}: not a Parquet file: {e}")))?
-                    .build()?
-                {
-                    batches.push(batch?);
-                }
-                let all = concat_batches(&quarter_schema(), &batches)?;
+                let all = concat_batches(&quarter_schema(), &parquet_batches(bytes, &shown)?)?;
                 crate::archive::parquet_bytes(&day_rollup(&all, &shown)?)
             })
             .await
             .map_err(|e| Error::Query(format!("compaction task: {e}")))??;
             let days = days_path(&self.consumer, month);
-            self.store
-                .put(&days, rollup.into())
-                .await
-                .map_err(|e| Error::Store(format!("cannot write {days}: {e}")))?;
+            write(&*self.store, &days, rollup).await?;
             tracing::info!(%month, "region: the month's rollup by day written from its quarters");
             done.push(month.clone());
         }
@@ -487,8 +477,7 @@ impl Compactor {
         let (bytes, rollup) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Vec<u8>)> {
             let mut batches = Vec::new();
             if let Some(old) = old {
-                for batch in ParquetRecordBatchReaderBuilder::try_new(old)?.build()? {
-                    let batch = batch?;
+                for batch in parquet_batches(old, &shown)? {
                     let keep = kept_rows(&batch, &replaced, &shown)?;
                     batches.push(filter_record_batch(&batch, &keep)?);
                 }
@@ -516,28 +505,34 @@ impl Compactor {
         })
         .await
         .map_err(|e| Error::Query(format!("compaction task: {e}")))??;
-        self.store
-            .put(&path, bytes.into())
-            .await
-            .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))?;
-        let days = days_path(&self.consumer, month);
-        self.store
-            .put(&days, rollup.into())
-            .await
-            .map_err(|e| Error::Store(format!("cannot write {days}: {e}")))?;
-        Ok(())
+        write(&*self.store, &path, bytes).await?;
+        write(&*self.store, &days_path(&self.consumer, month), rollup).await
     }
 
     async fn save_manifest(&self) -> Result<()> {
         let path = region_prefix(&self.consumer).join(MANIFEST_FILE);
         let bytes =
             serde_json::to_vec(&self.manifest).map_err(|e| Error::Store(format!("{path}: {e}")))?;
-        self.store
-            .put(&path, bytes.into())
-            .await
-            .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))?;
-        Ok(())
+        write(&*self.store, &path, bytes).await
     }
+}
+
+/// Writes `bytes` as the object at `path`.
+async fn write(store: &dyn ObjectStore, path: &StorePath, bytes: Vec<u8>) -> Result<()> {
+    store
+        .put(path, bytes.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::Store(format!("cannot write {path}: {e}")))
+}
+
+/// The record batches of a Parquet file's bytes, read from `path`.
+fn parquet_batches(bytes: bytes::Bytes, path: &str) -> Result<Vec<RecordBatch>> {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| Error::Store(format!("{path}: not a Parquet file: {e}")))?
+        .build()?
+        .map(|batch| batch.map_err(|e| Error::Store(format!("{path}: {e}"))))
+        .collect()
 }
 
 /// The bytes of the object at `path`, `None` if there is none.
